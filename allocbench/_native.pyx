@@ -1,0 +1,339 @@
+# cython: language_level=3
+"""The compiled core: glibc bindings, owning block handles, counter windows and
+workload runs.  The public modules (glibc, counters, engine) validate arguments
+and shape results; this module stays thin over csrc/."""
+
+from cpython.buffer cimport PyBuffer_FillInfo
+from libc.errno cimport errno, ENOMEM
+from libc.stdint cimport uintptr_t, SIZE_MAX
+from libc.stdio cimport fclose
+from libc.stdlib cimport free
+from libc.string cimport memset, strerror
+
+from allocbench.cmalloc cimport (
+    mallinfo2, c_mallinfo2, c_mallopt, c_malloc_trim, c_malloc_info,
+    gnu_get_libc_version, open_memstream, sbrk,
+)
+from allocbench.cnative cimport *
+
+MALLINFO2_FIELDS = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                    "fsmblks", "uordblks", "fordblks", "keepcost")
+SYSCALLS = tuple(ab_syscall_names[i].decode() for i in range(AB_NSYSCALLS))
+PATTERNS = tuple(ab_pattern_names[i].decode() for i in range(AB_NPATTERNS))
+METHOD_NONE, METHOD_PERF, METHOD_STRACE = AB_METHOD_NONE, AB_METHOD_PERF, AB_METHOD_STRACE
+
+
+# ---- glibc <malloc.h> ----
+
+def mallopt_raw(int param, int value):
+    return c_mallopt(param, value)
+
+
+def mallinfo2_raw():
+    cdef mallinfo2 mi = c_mallinfo2()
+    return (mi.arena, mi.ordblks, mi.smblks, mi.hblks, mi.hblkhd, mi.usmblks,
+            mi.fsmblks, mi.uordblks, mi.fordblks, mi.keepcost)
+
+
+def malloc_trim_raw(size_t pad):
+    cdef int r
+    with nogil:  # trimming walks every arena and may madvise a lot
+        r = c_malloc_trim(pad)
+    return r
+
+
+def malloc_info_raw():
+    cdef char *buf = NULL
+    cdef size_t n = 0
+    f = open_memstream(&buf, &n)
+    if f == NULL:
+        raise OSError(errno, strerror(errno).decode())
+    rc = c_malloc_info(0, f)
+    fclose(f)
+    try:
+        if rc != 0:
+            raise OSError(errno, "malloc_info: " + strerror(errno).decode())
+        return buf[:n].decode()
+    finally:
+        free(buf)
+
+
+def heap_top():
+    return <uintptr_t>sbrk(0)
+
+
+def glibc_version():
+    return gnu_get_libc_version().decode()
+
+
+# ---- owning block handles ----
+
+cdef size_t _as_size(object size, str what) except? 0:
+    if not isinstance(size, int):
+        raise TypeError(f"{what} must be an int, not {type(size).__name__}")
+    if size < 0:
+        raise ValueError(f"{what} must be >= 0, got {size}")
+    if size > SIZE_MAX:
+        raise OverflowError(f"{what} {size} does not fit in size_t")
+    return size
+
+
+cdef class Block:
+    """One block from glibc's malloc, owned by this handle.
+
+    Freed when the handle is freed, leaves a ``with`` block, or is collected.
+    The buffer protocol (``memoryview(block)``) exposes exactly ``size`` bytes;
+    freeing or reallocating while such a view exists raises BufferError."""
+
+    cdef void *ptr
+    cdef size_t _size
+    cdef bint live
+    cdef Py_ssize_t exports
+    cdef const ab_allocator *alloc
+
+    cdef const ab_allocator *allocator(self):
+        return &ab_libc_allocator
+
+    def __cinit__(self, *args, **kwargs):
+        self.alloc = self.allocator()
+
+    def __init__(self, size):
+        cdef size_t n = _as_size(size, "size")
+        cdef void *p
+        if self.live:
+            raise RuntimeError("Block is already initialised")
+        with nogil:  # a large malloc may mmap and fault
+            p = self.alloc.malloc(n)
+        if p == NULL:
+            raise MemoryError(f"malloc({n}) failed: {strerror(errno).decode()}")
+        self.ptr, self._size, self.live = p, n, True
+
+    @classmethod
+    def calloc(cls, nmemb, size):
+        """A zeroed block of nmemb * size bytes, from calloc."""
+        cdef size_t n = _as_size(nmemb, "nmemb"), s = _as_size(size, "size")
+        cdef void *p
+        if s and n > SIZE_MAX // s:
+            raise OverflowError(f"calloc({n}, {s}): nmemb * size overflows size_t")
+        cdef Block b = cls.__new__(cls)
+        with nogil:
+            p = b.alloc.calloc(n, s)
+        if p == NULL:
+            raise MemoryError(f"calloc({n}, {s}) failed: {strerror(errno).decode()}")
+        b.ptr, b._size, b.live = p, n * s, True
+        return b
+
+    cdef check_live(self, str action):
+        if not self.live:
+            raise ValueError(f"cannot {action}: the block was already freed")
+
+    cdef check_unexported(self, str action):
+        if self.exports:
+            raise BufferError(f"cannot {action}: {self.exports} memoryview(s) still "
+                              "export the block; release them first")
+
+    def realloc(self, size):
+        """Resize in place or move; on failure the block stays intact."""
+        cdef size_t n = _as_size(size, "size")
+        cdef void *q
+        self.check_live("realloc")
+        self.check_unexported("realloc")
+        if n == 0:
+            # glibc's realloc(p, 0) frees p and returns NULL; keep a live handle instead
+            q = self.alloc.malloc(0)
+            if q == NULL:
+                raise MemoryError("malloc(0) failed")
+            self.alloc.free(self.ptr)
+        else:
+            q = self.alloc.realloc(self.ptr, n)
+            if q == NULL:
+                raise MemoryError(f"realloc to {n} bytes failed: {strerror(errno).decode()}")
+        self.ptr, self._size = q, n
+        return self
+
+    def free(self):
+        """Free the block.  A second free raises ValueError, never reaches libc."""
+        if not self.live:
+            raise ValueError("double free: the block was already freed")
+        self.check_unexported("free")
+        self.live = False
+        with nogil:  # freeing an mmapped chunk is a munmap
+            self.alloc.free(self.ptr)
+        self.ptr = NULL
+
+    def fill(self, byte):
+        if not isinstance(byte, int) or not 0 <= byte <= 255:
+            raise ValueError(f"fill byte must be an int in 0..255, got {byte!r}")
+        self.check_live("fill")
+        cdef int b = byte
+        with nogil:
+            memset(self.ptr, b, self._size)
+
+    @property
+    def size(self):
+        """Bytes requested."""
+        self.check_live("read size")
+        return self._size
+
+    @property
+    def usable_size(self):
+        """Bytes the allocator actually handed out (malloc_usable_size)."""
+        self.check_live("read usable_size")
+        return self.alloc.usable_size(self.ptr)
+
+    @property
+    def address(self):
+        self.check_live("read address")
+        return <uintptr_t>self.ptr
+
+    @property
+    def freed(self):
+        return not self.live
+
+    @property
+    def is_mmapped(self):
+        """True when glibc served the block with its own mmap.
+
+        Reads bit 1 (IS_MMAPPED) of the chunk's size word just before the
+        block: a glibc-internal detail, stable for decades but not an API."""
+        self.check_live("read is_mmapped")
+        return bool((<size_t *>self.ptr - 1)[0] & 2)
+
+    def memoryview(self):
+        return memoryview(self)
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        self.check_live("export a buffer")
+        PyBuffer_FillInfo(view, self, self.ptr, <Py_ssize_t>self._size, 0, flags)
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self.exports -= 1
+
+    def __enter__(self):
+        self.check_live("enter a with block")
+        return self
+
+    def __exit__(self, *exc):
+        if self.live:
+            self.free()
+        return False
+
+    def __dealloc__(self):
+        if self.live:
+            self.alloc.free(self.ptr)
+
+    def __repr__(self):
+        if not self.live:
+            return f"<{type(self).__name__} freed>"
+        return f"<{type(self).__name__} size={self._size} at {<uintptr_t>self.ptr:#x}>"
+
+
+# ---- counters ----
+
+cdef dict _footprint_dict(ab_footprint *f):
+    return {
+        "rss_bytes": f.rss_bytes if f.rss_bytes >= 0 else None,
+        "anon_bytes": f.anon_bytes if f.anon_bytes >= 0 else None,
+        "peak_rss_bytes": f.peak_rss_bytes if f.peak_rss_bytes >= 0 else None,
+        "heap_top": f.heap_top,
+        "mallinfo2": dict(zip(MALLINFO2_FIELDS, (
+            f.arena, f.ordblks, f.smblks, f.hblks, f.hblkhd, f.usmblks, f.fsmblks,
+            f.uordblks, f.fordblks, f.keepcost))),
+    }
+
+
+cdef dict _counts_dict(ab_counts *c):
+    return {
+        "syscalls": {SYSCALLS[i]: (c.syscalls[i] if c.syscalls[i] >= 0 else None)
+                     for i in range(AB_NSYSCALLS)},
+        "minor_faults": c.minor_faults,
+        "major_faults": c.major_faults,
+        "wall_ns": c.wall_ns,
+        "cpu_ns": c.cpu_ns,
+        "thread_cpu_ns": c.thread_cpu_ns,
+    }
+
+
+def footprint():
+    cdef ab_footprint f
+    ab_footprint_read(&f)
+    return _footprint_dict(&f)
+
+
+def reset_peak_rss():
+    if ab_reset_peak_rss() != 0:
+        raise OSError(errno, "writing /proc/self/clear_refs: " + strerror(errno).decode())
+
+
+cdef class Counter:
+    """Counters opened once with one method; windows are opened and closed on it."""
+
+    cdef ab_counter c
+    cdef ab_window w
+    cdef bint in_window
+    cdef readonly str open_error
+
+    def __cinit__(self, int method, tracefs=None, strace_path=None):
+        tf = (tracefs or "").encode()
+        sp = (strace_path or "").encode()
+        self.open_error = None
+        if ab_counter_open(&self.c, method, tf, sp) != 0:
+            self.open_error = self.c.error.decode(errors="replace")
+
+    @property
+    def method(self):
+        return self.c.method
+
+    def begin(self):
+        if self.in_window:
+            raise RuntimeError("a window is already open on this counter")
+        if ab_window_begin(&self.c, &self.w) != 0:
+            raise OSError(f"opening the counter window: {self.c.error.decode(errors='replace')}")
+        self.in_window = True
+
+    def end(self):
+        cdef ab_counts out
+        if not self.in_window:
+            raise RuntimeError("no window is open on this counter")
+        self.in_window = False
+        rc = ab_window_end(&self.c, &self.w, &out)
+        d = _counts_dict(&out)
+        d["error"] = self.c.error.decode(errors="replace") if rc else None
+        return d
+
+    def __dealloc__(self):
+        ab_counter_close(&self.c)
+
+
+# ---- workloads ----
+
+def run_workload(Counter counter, int pattern, size_t size_lo, size_t size_hi,
+                 unsigned long long ops, unsigned long long seed, bint touch,
+                 unsigned int live, int threads, bint glibc_chunks):
+    """One repeat of one workload through libc's malloc symbol (glibc, or a
+    preloaded allocator when glibc_chunks is false), inside one window."""
+    cdef ab_workload w
+    cdef ab_allocator a = ab_libc_allocator
+    cdef ab_run_stats st
+    cdef ab_footprint before, after
+    a.glibc_chunks = glibc_chunks
+    w.pattern, w.size_lo, w.size_hi = pattern, size_lo, size_hi
+    w.ops, w.seed, w.touch, w.live, w.threads = ops, seed, touch, live, threads
+    bad = ab_workload_check(&w)
+    if bad != NULL:
+        raise ValueError(bad.decode())
+    with nogil:
+        rc = ab_run(&a, &w, &counter.c, &st, &before, &after)
+    return {
+        "ok": rc == 0,
+        "error": st.error.decode(errors="replace") if rc else None,
+        "allocs": st.allocs, "frees": st.frees, "reallocs": st.reallocs, "failed": st.failed,
+        "live_bytes_peak": st.live_bytes_peak,
+        "mmapped_blocks": st.mmapped_blocks, "checked_blocks": st.checked_blocks,
+        "peak_mallinfo": ({"arena": st.peak_arena_bytes, "hblkhd": st.peak_hblkhd_bytes}
+                          if st.peak_mallinfo_taken else None),
+        "counts": _counts_dict(&st.counts),
+        "before": _footprint_dict(&before),
+        "after": _footprint_dict(&after),
+    }

@@ -1,0 +1,69 @@
+# Extern declarations for allocbench's own C in csrc/ (counters and workloads).
+from libc.stdint cimport int64_t, uint64_t, uint32_t, uintptr_t
+
+cdef extern from "counters.h" nogil:
+    enum: AB_NSYSCALLS
+    const char *ab_syscall_names[]
+    enum:
+        AB_METHOD_NONE
+        AB_METHOD_PERF
+        AB_METHOD_STRACE
+
+    ctypedef struct ab_counter:
+        int method
+        char error[512]
+
+    ctypedef struct ab_window:
+        pass
+
+    ctypedef struct ab_counts:
+        int64_t syscalls[6]
+        int64_t minor_faults, major_faults
+        int64_t wall_ns, cpu_ns, thread_cpu_ns
+
+    ctypedef struct ab_footprint:
+        int64_t rss_bytes, anon_bytes, peak_rss_bytes
+        uintptr_t heap_top
+        uint64_t arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks
+        uint64_t uordblks, fordblks, keepcost
+
+    int ab_counter_open(ab_counter *c, int method, const char *tracefs, const char *strace_path)
+    void ab_counter_close(ab_counter *c)
+    int ab_window_begin(ab_counter *c, ab_window *w)
+    int ab_window_end(ab_counter *c, ab_window *w, ab_counts *out)
+    int ab_footprint_read(ab_footprint *f)
+    int ab_reset_peak_rss()
+
+cdef extern from "workloads.h" nogil:
+    ctypedef struct ab_allocator:
+        void *(*malloc)(size_t) noexcept nogil
+        void (*free)(void *) noexcept nogil
+        void *(*realloc)(void *, size_t) noexcept nogil
+        void *(*calloc)(size_t, size_t) noexcept nogil
+        size_t (*usable_size)(void *) noexcept nogil
+        int glibc_chunks
+
+    const ab_allocator ab_libc_allocator
+
+    enum: AB_NPATTERNS
+    const char *ab_pattern_names[]
+
+    ctypedef struct ab_workload:
+        int pattern
+        size_t size_lo, size_hi
+        uint64_t ops, seed
+        int touch
+        uint32_t live
+        int threads
+
+    ctypedef struct ab_run_stats:
+        uint64_t allocs, frees, reallocs, failed
+        uint64_t live_bytes_peak, mmapped_blocks, checked_blocks
+        int peak_mallinfo_taken
+        uint64_t peak_arena_bytes, peak_hblkhd_bytes
+        ab_counts counts
+        char error[600]
+
+    const char *ab_workload_check(const ab_workload *w)
+    int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
+               ab_run_stats *stats, ab_footprint *before, ab_footprint *after)

@@ -1,0 +1,70 @@
+/* Synthetic allocation workloads: C loops that call an allocator through a
+ * small function table, so one loop serves glibc, a preloaded allocator
+ * (whose malloc has replaced glibc's symbol) and the in-process toy. */
+#ifndef ALLOCBENCH_WORKLOADS_H
+#define ALLOCBENCH_WORKLOADS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "counters.h"
+
+typedef struct ab_allocator {
+    void *(*malloc)(size_t);
+    void (*free)(void *);
+    void *(*realloc)(void *, size_t);
+    void *(*calloc)(size_t, size_t);
+    size_t (*usable_size)(void *);
+    int glibc_chunks;  /* blocks carry glibc's chunk header (IS_MMAPPED bit readable) */
+} ab_allocator;
+
+enum ab_pattern {
+    AB_CHURN,         /* malloc, touch, free */
+    AB_BATCH,         /* malloc `live` blocks, free them all; repeat */
+    AB_LIFO,          /* window of `live` blocks, newest freed first */
+    AB_FIFO,          /* window of `live` blocks, oldest freed first */
+    AB_RANDOM_FREE,   /* window of `live` blocks, a random one freed */
+    AB_BAND,          /* random-free window, sizes uniform in [size_lo, size_hi] */
+    AB_REALLOC_GROW,  /* grow one block by size_lo steps up to size_hi, free, again */
+    AB_FRAGMENT,      /* `live` pairs (small long-lived, large short-lived), free the large */
+    AB_NPATTERNS
+};
+extern const char *const ab_pattern_names[AB_NPATTERNS];
+
+#define AB_MAX_LIVE (1u << 20)
+#define AB_MAX_THREADS 256
+#define AB_FRAGMENT_SMALL 64  /* bytes of each long-lived block in `fragment` */
+
+typedef struct ab_workload {
+    int pattern;
+    size_t size_lo, size_hi;  /* equal for a fixed size */
+    uint64_t ops;             /* allocations (reallocs for realloc-grow) per thread */
+    uint64_t seed;
+    int touch;                /* write every page of every block */
+    uint32_t live;            /* K: live blocks for batch, windows and fragment */
+    int threads;              /* 1 = the calling thread only */
+} ab_workload;
+
+typedef struct ab_run_stats {
+    uint64_t allocs, frees, reallocs, failed;
+    uint64_t live_bytes_peak;      /* requested bytes held at the peak, all threads */
+    uint64_t mmapped_blocks;       /* glibc only, and only for touched blocks */
+    uint64_t checked_blocks;       /* blocks whose IS_MMAPPED bit was read */
+    int peak_mallinfo_taken;
+    uint64_t peak_arena_bytes, peak_hblkhd_bytes;  /* mallinfo2() at thread 0's peak */
+    ab_counts counts;
+    char error[600];
+} ab_run_stats;
+
+/* glibc's malloc (or whatever a preload put in its place). */
+extern const ab_allocator ab_libc_allocator;
+
+/* Validate a workload; returns NULL or a static message. */
+const char *ab_workload_check(const ab_workload *w);
+
+/* Run one repeat inside one counter window.  Blocks a pattern keeps on
+ * purpose (fragment's small ones) are still live when the window closes and
+ * when `after` is read, then freed.  Returns 0, or -1 with stats->error. */
+int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
+           ab_run_stats *stats, ab_footprint *before, ab_footprint *after);
+
+#endif

@@ -1,0 +1,29 @@
+"""Declares the Cython extensions; metadata lives in pyproject.toml.
+
+ALLOCBENCH_DEBUG=1 builds with bounds checks, assertions and -O0 -g."""
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("ALLOCBENCH_DEBUG") == "1"
+CFLAGS = os.environ.get("ALLOCBENCH_CFLAGS", "-O0 -g -UNDEBUG" if DEBUG else "-O2 -Wall")
+DIRECTIVES = {
+    "release": {"language_level": 3, "boundscheck": False, "wraparound": False},
+    "debug": {"language_level": 3, "boundscheck": True, "wraparound": True},
+}["debug" if DEBUG else "release"]
+
+CSRC = ["csrc/counters.c", "csrc/workloads.c"]
+
+extensions = [
+    Extension(
+        "allocbench._native",
+        ["allocbench/_native.pyx", *CSRC],
+        include_dirs=["csrc"],
+        depends=[p.replace(".c", ".h") for p in CSRC],
+        extra_compile_args=CFLAGS.split(),
+        libraries=["pthread"],
+    ),
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES))
