@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEPS := $(VENV)/.deps-installed
 DEBIAN_PACKAGES := strace libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0
-TOYLIB := allocbench/libtoyalloc.so
+CELL := allocbench/allocbench-cell
+CELL_SRC := csrc/cell.c csrc/counters.c csrc/workloads.c
 CC ?= gcc
 CFLAGS ?= -O2 -Wall -Wextra
 
@@ -22,8 +23,12 @@ $(DEPS): pyproject.toml
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
 	touch $@
 
-build: $(DEPS) ## build the Cython extensions (rebuilt when .pyx/.pxd/.c/.h change)
+build: $(DEPS) $(CELL) ## build the Cython extension and the C cell runner (rebuilt when sources change)
 	$(PY) setup.py -q build_ext --inplace
+
+# -fno-builtin-malloc: GCC must not pair up and delete the workload's malloc/free
+$(CELL): $(CELL_SRC) $(wildcard csrc/*.h)
+	$(CC) $(CFLAGS) -fno-builtin-malloc -o $@ $(CELL_SRC) -lpthread
 
 debug: $(DEPS) ## rebuild with bounds checks and -O0 -g
 	ALLOCBENCH_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
@@ -31,9 +36,13 @@ debug: $(DEPS) ## rebuild with bounds checks and -O0 -g
 test: system build ## run the test suite
 	$(PY) -m pytest -q
 
-bench: system build ## measure: a small real measurement until the sweep lands
+bench: system build ## measure churn across the 128 KiB line (the sweep is not built yet)
 	$(PY) -m allocbench info
-	$(PY) scripts/placeholder-bench
+	for size in 64K 132K 256K; do \
+	  $(PY) -m allocbench run --pattern churn --size $$size --out results/bench.jsonl; \
+	  $(PY) -m allocbench run --pattern churn --size $$size --mmap-threshold 128K --out results/bench.jsonl; \
+	done
+	@echo "results: results/bench.jsonl" 
 
 clean: ## remove build products (keeps .venv and results/)
-	rm -rf build *.egg-info allocbench/*.c allocbench/*.so allocbench/*.html
+	rm -rf build *.egg-info allocbench/*.c allocbench/*.so allocbench/*.html $(CELL)

@@ -1,6 +1,6 @@
 # cython: language_level=3
 """The compiled core: glibc bindings, owning block handles, counter windows and
-workload runs.  The public modules (glibc, counters, engine) validate arguments
+the counter windows.  The public modules (glibc, counters) validate arguments
 and shape results; this module stays thin over csrc/."""
 
 from cpython.buffer cimport PyBuffer_FillInfo
@@ -19,7 +19,7 @@ from allocbench.cnative cimport *
 MALLINFO2_FIELDS = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
                     "fsmblks", "uordblks", "fordblks", "keepcost")
 SYSCALLS = tuple(ab_syscall_names[i].decode() for i in range(AB_NSYSCALLS))
-PATTERNS = tuple(ab_pattern_names[i].decode() for i in range(AB_NPATTERNS))
+PATTERNS = tuple(ab_pattern_names[i].decode() for i in range(AB_NPATTERNS))  # the C list
 METHOD_NONE, METHOD_PERF, METHOD_STRACE = AB_METHOD_NONE, AB_METHOD_PERF, AB_METHOD_STRACE
 
 
@@ -304,36 +304,3 @@ cdef class Counter:
 
     def __dealloc__(self):
         ab_counter_close(&self.c)
-
-
-# ---- workloads ----
-
-def run_workload(Counter counter, int pattern, size_t size_lo, size_t size_hi,
-                 unsigned long long ops, unsigned long long seed, bint touch,
-                 unsigned int live, int threads, bint glibc_chunks):
-    """One repeat of one workload through libc's malloc symbol (glibc, or a
-    preloaded allocator when glibc_chunks is false), inside one window."""
-    cdef ab_workload w
-    cdef ab_allocator a = ab_libc_allocator
-    cdef ab_run_stats st
-    cdef ab_footprint before, after
-    a.glibc_chunks = glibc_chunks
-    w.pattern, w.size_lo, w.size_hi = pattern, size_lo, size_hi
-    w.ops, w.seed, w.touch, w.live, w.threads = ops, seed, touch, live, threads
-    bad = ab_workload_check(&w)
-    if bad != NULL:
-        raise ValueError(bad.decode())
-    with nogil:
-        rc = ab_run(&a, &w, &counter.c, &st, &before, &after)
-    return {
-        "ok": rc == 0,
-        "error": st.error.decode(errors="replace") if rc else None,
-        "allocs": st.allocs, "frees": st.frees, "reallocs": st.reallocs, "failed": st.failed,
-        "live_bytes_peak": st.live_bytes_peak,
-        "mmapped_blocks": st.mmapped_blocks, "checked_blocks": st.checked_blocks,
-        "peak_mallinfo": ({"arena": st.peak_arena_bytes, "hblkhd": st.peak_hblkhd_bytes}
-                          if st.peak_mallinfo_taken else None),
-        "counts": _counts_dict(&st.counts),
-        "before": _footprint_dict(&before),
-        "after": _footprint_dict(&after),
-    }

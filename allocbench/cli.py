@@ -18,6 +18,97 @@ class UsageError(Exception):
     """Bad input found after parsing: printed on one line, exit 2."""
 
 
+UNITS = {"": 1, "B": 1, "K": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MIB": 1 << 20,
+         "G": 1 << 30, "GIB": 1 << 30}
+
+
+def size_arg(text: str) -> int:
+    """Bytes from "135168", "128K", "128KiB", "1M", "1MiB"."""
+    t = text.strip().upper()
+    digits = t.rstrip("KMGIB")
+    unit = t[len(digits):]
+    if not digits.isdigit() or unit not in UNITS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 135168, 128K, 1MiB)")
+    return int(digits) * UNITS[unit]
+
+
+def count_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def human_bytes(n) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def print_record(rec: dict) -> None:
+    """A short aligned table of one record."""
+    from .counters import SYSCALLS
+
+    size = (human_bytes(rec["size_bytes"]) if rec.get("size_bytes") is not None
+            else f"{human_bytes(rec['size_lo'])}..{human_bytes(rec['size_hi'])}")
+    settings = ", ".join(f"{k}={v}" for k, v in rec["settings"].items()) or "default (dynamic)"
+    rows = [("allocator", f"{rec['allocator']} [{settings}]"),
+            ("workload", f"{rec['pattern']} {size} x {rec['ops']} ops, {rec['threads']} thread(s), "
+                         f"live={rec['live']}, touch={'yes' if rec['touch'] else 'no'}")]
+    if rec["status"] != "ok":
+        rows.append(("status", f"FAILED: {rec['error']}"))
+    else:
+        ns = rec["ns_per_op"]
+        rows.append(("ns/op", f"{ns['median']:.1f} median  ({ns['min']:.1f}..{ns['max']:.1f}, "
+                              f"{rec['repeats']} repeats)"))
+        for name in SYSCALLS:
+            count = rec["syscalls"][name]
+            per = rec["syscalls_per_op"][name]
+            rows.append((name, "not measured" if count is None else f"{count:>8}  ({per:.4f}/op)"))
+        rows.append(("faults", f"{rec['minor_faults']} minor, {rec['major_faults']} major "
+                               f"({rec['faults_per_op']:.2f}/op)"))
+        rows.append(("peak RSS", human_bytes(rec["peak_rss_bytes"])))
+        rows.append(("retained", f"{human_bytes(rec['retained_after_free_bytes'])} after free"))
+        frag = rec["fragmentation_peak"]
+        rows.append(("fragmentation", "-" if frag is None else f"{frag:.3f} at peak"))
+        mf = rec["mmapped_fraction"]
+        rows.append(("mmapped", "-" if mf is None else f"{mf:.1%} of blocks"))
+        rows.append(("counters", rec["counter_method"]))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+def cmd_run(args) -> int:
+    from . import runner
+
+    settings = {k: getattr(args, k) for k in ("mmap_threshold", "trim_threshold", "top_pad",
+                                              "mmap_max", "arena_max") if getattr(args, k) is not None}
+    try:
+        spec = runner.make_spec(
+            allocator=args.allocator, pattern=args.pattern, size=args.size,
+            size_lo=args.size_lo, size_hi=args.size_hi, ops=args.ops, threads=args.threads,
+            live=args.live, touch=not args.no_touch, seed=args.seed, repeats=args.repeats,
+            warmup=args.warmup, settings=settings, counter_method=args.counter_method)
+        rec = runner.run_cell(spec, timeout=args.timeout)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+    if args.out:
+        from .results import append_record
+        append_record(args.out, rec)
+    if args.json:
+        print(json.dumps(rec))
+    else:
+        print_record(rec)
+    return 0 if rec["status"] == "ok" else 1
+
+
 def toy_library_path() -> str | None:
     path = os.path.join(os.path.dirname(__file__), "libtoyalloc.so")
     return path if os.path.exists(path) else None
@@ -56,6 +147,31 @@ def build_parser() -> Parser:
     info = sub.add_parser("info", help="machine, glibc and counter methods available here")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=cmd_info)
+
+    from .backends import BACKENDS
+    from .runner import PATTERNS
+    run = sub.add_parser("run", help="measure one cell in a fresh process")
+    run.add_argument("--allocator", choices=list(BACKENDS), default="glibc")
+    run.add_argument("--pattern", choices=PATTERNS, default="churn")
+    run.add_argument("--size", type=size_arg, help="block size (135168, 128K, 1MiB)")
+    run.add_argument("--size-lo", type=size_arg, help="band low end (realloc-grow: the step)")
+    run.add_argument("--size-hi", type=size_arg, help="band high end (realloc-grow: the target)")
+    run.add_argument("--ops", type=count_arg, default=10000, help="allocations per thread (10000)")
+    run.add_argument("--repeats", type=count_arg, default=5, help="measured repeats (5)")
+    run.add_argument("--warmup", type=count_arg, default=1, help="unmeasured repeats first (1)")
+    run.add_argument("--threads", type=count_arg, default=1)
+    run.add_argument("--live", type=count_arg, default=64, help="live blocks K for batch/windows/fragment (64)")
+    run.add_argument("--seed", type=count_arg, default=1)
+    run.add_argument("--no-touch", action="store_true", help="do not write the blocks' pages")
+    for name in ("mmap-threshold", "trim-threshold", "top-pad"):
+        run.add_argument(f"--{name}", type=size_arg, help=f"glibc M_{name.upper().replace('-', '_')}")
+    run.add_argument("--mmap-max", type=count_arg, help="glibc M_MMAP_MAX")
+    run.add_argument("--arena-max", type=count_arg, help="glibc M_ARENA_MAX")
+    run.add_argument("--counter-method", choices=["auto", "perf", "strace", "none"], default="auto")
+    run.add_argument("--timeout", type=float, default=300, help="seconds before the cell is failed (300)")
+    run.add_argument("--json", action="store_true", help="print the record as one JSON line")
+    run.add_argument("--out", help="also append the record to this JSON Lines file")
+    run.set_defaults(func=cmd_run)
     return p
 
 

@@ -9,7 +9,6 @@
 #define _GNU_SOURCE
 #include "counters.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/perf_event.h>
@@ -134,25 +133,32 @@ static int strace_open(ab_counter *c, const char *strace_path)
     return 0;
 }
 
-/* Has strace attached every thread of this process yet? */
+/* Has strace attached every thread of this process yet?  Raw getdents64, not
+ * opendir: a malloc here would change the heap the next window measures. */
 static int all_threads_traced(pid_t tracer)
 {
-    DIR *d = opendir("/proc/self/task");
-    if (!d)
+    int dfd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
         return 0;
     int ok = 1;
-    struct dirent *e;
-    while (ok && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[300], buf[4096];
-        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
-        if (read_small(path, buf, sizeof buf) <= 0)
-            continue;  /* the thread just exited */
-        char *p = strstr(buf, "TracerPid:");
-        ok = p && atoi(p + 10) == tracer;
+    char ents[4096];
+    long n;
+    while (ok && (n = syscall(SYS_getdents64, dfd, ents, sizeof ents)) > 0) {
+        for (long off = 0; ok && off < n;) {
+            struct linux_dirent64 { uint64_t ino; int64_t off; unsigned short reclen;
+                                    unsigned char type; char name[]; } *e = (void *)(ents + off);
+            off += e->reclen;
+            if (e->name[0] == '.')
+                continue;
+            char path[300], buf[4096];
+            snprintf(path, sizeof path, "/proc/self/task/%s/status", e->name);
+            if (read_small(path, buf, sizeof buf) <= 0)
+                continue;  /* the thread just exited */
+            char *p = strstr(buf, "TracerPid:");
+            ok = p && atoi(p + 10) == tracer;
+        }
     }
-    closedir(d);
+    close(dfd);
     return ok;
 }
 
@@ -198,36 +204,57 @@ static int strace_begin(ab_counter *c)
     return -1;
 }
 
-/* Count traced syscall entries between the two markers in strace's log. */
+/* One line of strace's log: updates state (0 before the begin marker, 1 inside,
+ * 2 after the end marker) and counts traced syscall entries inside. */
+static void strace_line(char *line, int *state, int64_t out[AB_NSYSCALLS])
+{
+    if (strstr(line, AB_MARK_BEGIN)) { *state = 1; return; }
+    if (strstr(line, AB_MARK_END)) { *state = 2; return; }
+    if (*state != 1)
+        return;
+    char *p = line;
+    while (*p >= '0' && *p <= '9') p++;   /* "PID  name(" with -f -o */
+    while (*p == ' ') p++;
+    if (*p == '<' || *p == '-' || *p == '+')
+        return;  /* "<... resumed>", signals and exits are not new calls */
+    size_t len = strcspn(p, "(");
+    for (int i = 0; i < AB_NSYSCALLS; i++)
+        if (strlen(ab_syscall_names[i]) == len && !strncmp(p, ab_syscall_names[i], len))
+            out[i]++;
+}
+
+/* Count traced syscall entries between the two markers in strace's log, with
+ * read(2) and a stack buffer: stdio would malloc and disturb the next window. */
 static int strace_end(ab_counter *c, int64_t out[AB_NSYSCALLS])
 {
     kill(c->strace_pid, SIGINT);  /* strace detaches and flushes */
     waitpid(c->strace_pid, NULL, 0);
-    FILE *f = fopen(c->strace_log, "r");
-    if (!f) {
+    int fd = open(c->strace_log, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
         set_error(c, "strace log %s: %s", c->strace_log, strerror(errno));
         return -1;
     }
-    int state = 0;  /* 0 before the begin marker, 1 inside, 2 after the end marker */
-    char line[4096];
     for (int i = 0; i < AB_NSYSCALLS; i++)
         out[i] = 0;
-    while (state < 2 && fgets(line, sizeof line, f)) {
-        if (strstr(line, AB_MARK_BEGIN)) { state = 1; continue; }
-        if (strstr(line, AB_MARK_END)) { state = 2; continue; }
-        if (state != 1)
-            continue;
-        char *p = line;
-        while (*p >= '0' && *p <= '9') p++;   /* "PID  name(" with -f -o */
-        while (*p == ' ') p++;
-        if (*p == '<' || *p == '-' || *p == '+')
-            continue;  /* "<... resumed>", signals and exits are not new calls */
-        size_t len = strcspn(p, "(");
-        for (int i = 0; i < AB_NSYSCALLS; i++)
-            if (strlen(ab_syscall_names[i]) == len && !strncmp(p, ab_syscall_names[i], len))
-                out[i]++;
+    int state = 0;
+    char buf[65536];
+    size_t have = 0;
+    ssize_t r;
+    while (state < 2 && (r = read(fd, buf + have, sizeof buf - 1 - have)) > 0) {
+        have += (size_t)r;
+        buf[have] = '\0';
+        char *line = buf, *nl;
+        while (state < 2 && (nl = strchr(line, '\n'))) {
+            *nl = '\0';
+            strace_line(line, &state, out);
+            line = nl + 1;
+        }
+        have -= (size_t)(line - buf);
+        memmove(buf, line, have);
+        if (have == sizeof buf - 1)
+            have = 0;  /* an absurdly long line: its head is all that matters */
     }
-    fclose(f);
+    close(fd);
     unlink(c->strace_log);
     if (state != 2) {
         set_error(c, "strace log lacks the window markers (strace detached early?)");

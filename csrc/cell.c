@@ -1,0 +1,213 @@
+/* allocbench-cell: one measured cell in a fresh process whose heap holds
+ * nothing but the workload's blocks (a Python child's heap would already hold
+ * free chunks and a large top chunk, which serve requests above the mmap
+ * threshold without any mmap and hide the path being measured).
+ *
+ *   allocbench-cell key=value ...
+ *     allocator=glibc|libc|toy  (libc: whatever LD_PRELOAD put behind malloc)
+ *     pattern=NAME size_lo=N size_hi=N ops=N threads=N live=N touch=0|1 seed=N
+ *     repeats=N warmup=N method=auto|perf|strace|none
+ *     mallopt=PARAM:VALUE (repeatable; PARAM is the M_* number)
+ *
+ * Prints one JSON object on stdout; exit status 2 on bad arguments. */
+#define _GNU_SOURCE
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "counters.h"
+#include "workloads.h"
+
+static const char *opt_str(int argc, char **argv, const char *key, const char *def)
+{
+    size_t n = strlen(key);
+    for (int i = 1; i < argc; i++)
+        if (!strncmp(argv[i], key, n) && argv[i][n] == '=')
+            return argv[i] + n + 1;
+    return def;
+}
+
+static unsigned long long opt_num(int argc, char **argv, const char *key, unsigned long long def)
+{
+    const char *s = opt_str(argc, argv, key, NULL);
+    if (!s)
+        return def;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (*s == '\0' || *end != '\0' || *s == '-') {
+        fprintf(stderr, "allocbench-cell: %s=%s is not a non-negative integer\n", key, s);
+        exit(2);
+    }
+    return v;
+}
+
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            printf("\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            printf("\\u%04x", *s);
+        else
+            putchar(*s);
+    }
+    putchar('"');
+}
+
+static void json_footprint(const ab_footprint *f)
+{
+    printf("{\"rss_bytes\":%lld,\"anon_bytes\":%lld,\"peak_rss_bytes\":%lld,\"heap_top\":%llu,"
+           "\"mallinfo2\":{\"arena\":%llu,\"ordblks\":%llu,\"smblks\":%llu,\"hblks\":%llu,"
+           "\"hblkhd\":%llu,\"usmblks\":%llu,\"fsmblks\":%llu,\"uordblks\":%llu,"
+           "\"fordblks\":%llu,\"keepcost\":%llu}}",
+           (long long)f->rss_bytes, (long long)f->anon_bytes, (long long)f->peak_rss_bytes,
+           (unsigned long long)f->heap_top, (unsigned long long)f->arena,
+           (unsigned long long)f->ordblks, (unsigned long long)f->smblks,
+           (unsigned long long)f->hblks, (unsigned long long)f->hblkhd,
+           (unsigned long long)f->usmblks, (unsigned long long)f->fsmblks,
+           (unsigned long long)f->uordblks, (unsigned long long)f->fordblks,
+           (unsigned long long)f->keepcost);
+}
+
+static void json_repeat(const ab_run_stats *s, const ab_footprint *before, const ab_footprint *after)
+{
+    printf("{\"counts\":{\"syscalls\":{");
+    for (int i = 0; i < AB_NSYSCALLS; i++) {
+        printf("%s\"%s\":", i ? "," : "", ab_syscall_names[i]);
+        if (s->counts.syscalls[i] < 0)
+            printf("null");
+        else
+            printf("%lld", (long long)s->counts.syscalls[i]);
+    }
+    printf("},\"minor_faults\":%lld,\"major_faults\":%lld,\"wall_ns\":%lld,\"cpu_ns\":%lld,"
+           "\"thread_cpu_ns\":%lld},",
+           (long long)s->counts.minor_faults, (long long)s->counts.major_faults,
+           (long long)s->counts.wall_ns, (long long)s->counts.cpu_ns,
+           (long long)s->counts.thread_cpu_ns);
+    printf("\"allocs\":%llu,\"frees\":%llu,\"reallocs\":%llu,\"failed\":%llu,"
+           "\"live_bytes_peak\":%llu,\"mmapped_blocks\":%llu,\"checked_blocks\":%llu,",
+           (unsigned long long)s->allocs, (unsigned long long)s->frees,
+           (unsigned long long)s->reallocs, (unsigned long long)s->failed,
+           (unsigned long long)s->live_bytes_peak, (unsigned long long)s->mmapped_blocks,
+           (unsigned long long)s->checked_blocks);
+    if (s->peak_mallinfo_taken)
+        printf("\"peak_mallinfo\":{\"arena\":%llu,\"hblkhd\":%llu},",
+               (unsigned long long)s->peak_arena_bytes, (unsigned long long)s->peak_hblkhd_bytes);
+    else
+        printf("\"peak_mallinfo\":null,");
+    printf("\"before\":");
+    json_footprint(before);
+    printf(",\"after\":");
+    json_footprint(after);
+    putchar('}');
+}
+
+/* perf, else strace, else none; `note` collects why the better ones failed. */
+static const char *open_counters(ab_counter *c, const char *method, char *note, size_t cap)
+{
+    static const char *const names[] = {"none", "perf", "strace"};
+    int order[3] = {AB_METHOD_PERF, AB_METHOD_STRACE, AB_METHOD_NONE}, n = 3;
+    if (strcmp(method, "auto")) {
+        n = 1;
+        if (!strcmp(method, "perf")) order[0] = AB_METHOD_PERF;
+        else if (!strcmp(method, "strace")) order[0] = AB_METHOD_STRACE;
+        else if (!strcmp(method, "none")) order[0] = AB_METHOD_NONE;
+        else return NULL;
+    }
+    note[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        if (ab_counter_open(c, order[i], getenv("ALLOCBENCH_TRACEFS"), getenv("ALLOCBENCH_STRACE")) == 0)
+            return names[order[i]];
+        size_t used = strlen(note);
+        snprintf(note + used, cap - used, "%s%s: %s", used ? "; " : "", names[order[i]], c->error);
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    ab_workload w;
+    memset(&w, 0, sizeof w);
+    const char *pattern = opt_str(argc, argv, "pattern", "churn");
+    w.pattern = -1;
+    for (int i = 0; i < AB_NPATTERNS; i++)
+        if (!strcmp(pattern, ab_pattern_names[i]))
+            w.pattern = i;
+    w.size_lo = opt_num(argc, argv, "size_lo", 0);
+    w.size_hi = opt_num(argc, argv, "size_hi", w.size_lo);
+    w.ops = opt_num(argc, argv, "ops", 10000);
+    w.threads = (int)opt_num(argc, argv, "threads", 1);
+    w.live = (uint32_t)opt_num(argc, argv, "live", 64);
+    w.touch = (int)opt_num(argc, argv, "touch", 1);
+    w.seed = opt_num(argc, argv, "seed", 1);
+    unsigned long long repeats = opt_num(argc, argv, "repeats", 5);
+    unsigned long long warmup = opt_num(argc, argv, "warmup", 1);
+    const char *bad = ab_workload_check(&w);
+    if (bad || repeats < 1 || repeats > 1000) {
+        fprintf(stderr, "allocbench-cell: %s\n", bad ? bad : "repeats must be 1..1000");
+        return 2;
+    }
+
+    ab_allocator a = ab_libc_allocator;
+    const char *allocator = opt_str(argc, argv, "allocator", "glibc");
+    if (!strcmp(allocator, "libc"))
+        a.glibc_chunks = 0;
+    else if (strcmp(allocator, "glibc")) {
+        fprintf(stderr, "allocbench-cell: unknown allocator %s\n", allocator);
+        return 2;
+    }
+
+    for (int i = 1; i < argc; i++) {
+        int param, value;
+        if (strncmp(argv[i], "mallopt=", 8))
+            continue;
+        if (sscanf(argv[i] + 8, "%d:%d", &param, &value) != 2) {
+            fprintf(stderr, "allocbench-cell: bad %s (want mallopt=PARAM:VALUE)\n", argv[i]);
+            return 2;
+        }
+        if (mallopt(param, value) != 1) {
+            fprintf(stderr, "allocbench-cell: glibc refused mallopt(%d, %d)\n", param, value);
+            return 2;
+        }
+    }
+
+    ab_counter c;
+    char note[2048];
+    const char *method = open_counters(&c, opt_str(argc, argv, "method", "auto"), note, sizeof note);
+    if (!method) {
+        fprintf(stderr, "allocbench-cell: counter method unavailable: %s\n", note);
+        return 3;
+    }
+
+    /* Every repeat's results are kept in memory mapped before the first one. */
+    size_t nrep = (size_t)(warmup + repeats);
+    ab_run_stats *st = calloc(nrep, sizeof *st);
+    ab_footprint *fp = calloc(2 * nrep + 1, sizeof *fp);
+    if (!st || !fp) {
+        fprintf(stderr, "allocbench-cell: out of memory\n");
+        return 1;
+    }
+    ab_footprint_read(&fp[2 * nrep]);  /* baseline, before the warm-up */
+    for (size_t r = 0; r < nrep; r++) {
+        if (ab_run(&a, &w, &c, &st[r], &fp[2 * r], &fp[2 * r + 1])) {
+            printf("{\"error\":");
+            json_str(st[r].error);
+            printf("}\n");
+            return 0;
+        }
+    }
+
+    printf("{\"counter_method\":\"%s\",\"counter_note\":", method);
+    if (note[0]) json_str(note); else printf("null");
+    printf(",\"baseline\":");
+    json_footprint(&fp[2 * nrep]);
+    printf(",\"repeats\":[");
+    for (size_t r = warmup; r < nrep; r++) {
+        if (r > warmup) putchar(',');
+        json_repeat(&st[r], &fp[2 * r], &fp[2 * r + 1]);
+    }
+    printf("]}\n");
+    return 0;
+}

@@ -1,0 +1,46 @@
+"""Helpers to run the C cell program directly and to read an external strace log."""
+import json
+import os
+import subprocess
+
+from allocbench.counters import SYSCALLS
+from allocbench.runner import cell_binary
+
+MARK_BEGIN, MARK_END = "/proc/allocbench-window-begin", "/proc/allocbench-window-end"
+STRACE_SET = "trace=" + ",".join(SYSCALLS) + ",faccessat"
+
+
+def run_cell_raw(*args, env=None, prefix=(), timeout=300):
+    proc = subprocess.run([*prefix, cell_binary(), *args], capture_output=True, text=True,
+                          env=dict(os.environ, **(env or {})), timeout=timeout)
+    return proc
+
+
+def cell_json(*args, **kw):
+    proc = run_cell_raw(*args, **kw)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def strace_windows(log_path):
+    """Per window (between the markers), the count of each traced syscall's entries:
+    an implementation independent of csrc/counters.c."""
+    windows, current = [], None
+    with open(log_path) as f:
+        for line in f:
+            if MARK_BEGIN in line:
+                current = dict.fromkeys(SYSCALLS, 0)
+                continue
+            if MARK_END in line:
+                windows.append(current)
+                current = None
+                continue
+            if current is None:
+                continue
+            body = line.split(None, 1)[1] if line[0].isdigit() else line
+            if body.startswith(("<...", "---", "+++")):
+                continue
+            name = body.split("(", 1)[0].strip()
+            if name in current:
+                current[name] += 1
+    return windows

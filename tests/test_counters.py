@@ -1,0 +1,131 @@
+"""Exact counts: the counters against known workloads and against strace."""
+import shutil
+
+import pytest
+
+from allocbench import counters
+from cells import STRACE_SET, cell_json, run_cell_raw, strace_windows
+from conftest import fresh_json
+
+KIB = 1024
+N = 2000
+FIXED_128K = "mallopt=-3:131072"
+needs_strace = pytest.mark.skipif(not shutil.which("strace"), reason="strace not installed")
+
+
+def test_fixed_threshold_churn_is_one_mmap_and_munmap_per_op():
+    out = cell_json("pattern=churn", f"size_lo={200 * KIB}", f"ops={N}", "repeats=3",
+                    "method=perf", FIXED_128K)
+    for rep in out["repeats"]:
+        c = rep["counts"]
+        assert c["syscalls"]["mmap"] == N and c["syscalls"]["munmap"] == N
+        assert c["syscalls"]["brk"] == 0
+        assert c["minor_faults"] >= N * 50  # 200 KiB = 50 pages touched per op
+
+
+@pytest.mark.parametrize("method", ["perf", "strace"])
+def test_dynamic_threshold_churn_makes_at_most_one_mmap(method):
+    if method == "strace" and not shutil.which("strace"):
+        pytest.skip("strace not installed")
+    out = cell_json("pattern=churn", f"size_lo={200 * KIB}", f"ops={N}", "repeats=1",
+                    "warmup=0", f"method={method}")
+    c = out["repeats"][0]["counts"]["syscalls"]
+    assert c["mmap"] <= 1 and c["munmap"] <= 1
+
+
+WORKLOADS = {
+    "churn-fixed": ["pattern=churn", f"size_lo={200 * KIB}", FIXED_128K],
+    "batch": ["pattern=batch", f"size_lo={256 * KIB}", "live=32"],
+    "fifo-band": ["pattern=band", f"size_lo={96 * KIB}", f"size_hi={160 * KIB}", "live=16"],
+    "realloc-grow": ["pattern=realloc-grow", f"size_lo={64 * KIB}", f"size_hi={4096 * KIB}"],
+    "fragment": ["pattern=fragment", f"size_lo={256 * KIB}", "live=16"],
+    "threads": ["pattern=churn", f"size_lo={64 * KIB}", "threads=3"],
+}
+
+
+@needs_strace
+@pytest.mark.parametrize("workload", sorted(WORKLOADS))
+def test_perf_counts_match_strace_exactly(workload, tmp_path):
+    log = tmp_path / "strace.log"
+    out = cell_json(*WORKLOADS[workload], "ops=500", "repeats=2", "warmup=1", "method=perf",
+                    prefix=["strace", "-f", "-qq", "-e", STRACE_SET, "-o", str(log)])
+    windows = strace_windows(log)
+    assert len(windows) == 3  # warm-up + 2 repeats, in order
+    for rep, seen in zip(out["repeats"], windows[1:]):
+        assert rep["counts"]["syscalls"] == seen
+    assert any(sum(w.values()) for w in windows)  # the comparison is not of empty windows
+
+
+@needs_strace
+@pytest.mark.parametrize("workload", ["churn-fixed", "batch", "realloc-grow", "fragment"])
+def test_strace_method_matches_perf(workload):
+    """Deterministic single-threaded workloads: both methods, separate processes."""
+    args = [*WORKLOADS[workload], "ops=300", "repeats=1", "warmup=1"]
+    perf = cell_json(*args, "method=perf")
+    strace = cell_json(*args, "method=strace")
+    assert strace["counter_method"] == "strace"
+    assert strace["repeats"][0]["counts"]["syscalls"] == perf["repeats"][0]["counts"]["syscalls"]
+
+
+@needs_strace
+def test_python_measure_counts_a_thread_started_inside_the_window(tmp_path):
+    """measure() from Python, a worker thread started in the window: its arena
+    mapping is counted, and every count equals what strace saw between the markers."""
+    log = tmp_path / "strace.log"
+    out = fresh_json("""
+        import json, threading
+        from allocbench import glibc, measure
+        def work():
+            glibc.Block(1000).free()
+        with measure("perf") as m:
+            t = threading.Thread(target=work)
+            t.start()
+            t.join()
+        print(json.dumps(m.syscalls))
+    """, prefix=["strace", "-f", "-qq", "-e", STRACE_SET, "-o", str(log)])
+    windows = strace_windows(log)
+    assert len(windows) == 1 and out == windows[0]
+    assert out["mmap"] >= 2  # the thread's stack and its arena's heap
+    assert out["brk"] == 0   # non-main arenas never use brk
+
+
+def test_python_measure_one_mmapped_block():
+    out = fresh_json("""
+        import json
+        from allocbench import glibc, measure
+        glibc.mallopt("mmap_threshold", 128 * 1024)
+        with measure() as m:
+            b = glibc.Block(1 << 20)
+            b.fill(1)
+            b.free()
+        print(json.dumps(m.to_dict()))
+    """)
+    assert out["syscalls"]["mmap"] == 1 and out["syscalls"]["munmap"] == 1
+    assert out["minor_faults"] >= 256
+    assert out["before"]["rss_bytes"] > 0 and out["wall_ns"] > 0
+
+
+def test_unavailable_perf_is_reported_not_zero(tmp_path):
+    env = {"ALLOCBENCH_TRACEFS": str(tmp_path / "no-tracefs")}
+    proc = run_cell_raw("pattern=churn", "size_lo=1024", "ops=10", "method=perf", env=env)
+    assert proc.returncode == 3 and "no-tracefs" in proc.stderr
+    env["ALLOCBENCH_STRACE"] = str(tmp_path / "no-strace")
+    out = cell_json("pattern=churn", "size_lo=1024", "ops=10", "method=auto", env=env)
+    assert out["counter_method"] == "none"
+    assert "perf:" in out["counter_note"] and "strace:" in out["counter_note"]
+    assert all(v is None for v in out["repeats"][0]["counts"]["syscalls"].values())
+
+
+def test_python_api_unavailable_method(monkeypatch, tmp_path):
+    monkeypatch.setenv("ALLOCBENCH_TRACEFS", str(tmp_path / "nothing"))
+    monkeypatch.setattr(counters, "_cache", {})
+    with pytest.raises(counters.CounterUnavailable, match="nothing"):
+        with counters.measure("perf"):
+            pass
+    monkeypatch.setenv("ALLOCBENCH_STRACE", str(tmp_path / "no-strace"))
+    with counters.measure("auto") as m:
+        pass
+    assert m.method == "none" and set(m.syscalls.values()) == {None}
+    assert "not measured" in m.error
+    with pytest.raises(ValueError):
+        counters.open_counter("bogus")

@@ -1,0 +1,119 @@
+"""allocbench run: fresh-process cells, exact counts, failures recorded."""
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from allocbench import runner
+from allocbench.backends import BACKENDS
+from conftest import ROOT
+
+ENV = dict(os.environ, PYTHONPATH=ROOT)
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "allocbench", *args], capture_output=True,
+                          text=True, env=env or ENV, timeout=600)
+
+
+def run_json(*args):
+    proc = cli("run", "--json", *args)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_fixed_threshold_churn_above_it_mmaps_every_op():
+    rec = run_json("--allocator", "glibc", "--mmap-threshold", "131072", "--pattern", "churn",
+                   "--size", "135168", "--ops", "10000", "--repeats", "2")
+    assert rec["status"] == "ok"
+    assert rec["syscalls"]["mmap"] == 10000 and rec["syscalls"]["munmap"] == 10000
+    assert rec["syscalls_per_op"]["mmap"] == 1.0
+    assert rec["mmapped_fraction"] == 1.0
+
+
+def test_dynamic_threshold_churn_mmaps_at_most_once():
+    rec = run_json("--pattern", "churn", "--size", "135168", "--ops", "10000",
+                   "--repeats", "1", "--warmup", "0")
+    assert rec["syscalls"]["mmap"] <= 1 and rec["syscalls"]["munmap"] <= 1
+
+
+def test_record_schema():
+    rec = run_json("--pattern", "batch", "--size", "64K", "--ops", "200", "--live", "50",
+                   "--repeats", "3")
+    for key in ("allocator", "settings", "pattern", "size_bytes", "ops", "threads", "touch",
+                "repeats", "ns_per_op", "syscalls", "syscalls_per_op", "minor_faults",
+                "major_faults", "faults_per_op", "peak_rss_bytes", "rss_after_free_bytes",
+                "heap_top_growth_bytes", "mallinfo2_after", "mmapped_fraction",
+                "live_bytes_peak", "footprint_bytes_peak", "fragmentation_peak",
+                "retained_after_free_bytes", "counter_method", "env", "status", "error"):
+        assert key in rec, key
+    assert rec["live_bytes_peak"] == 50 * 64 * 1024
+    assert rec["footprint_bytes_peak"] >= rec["live_bytes_peak"]
+    assert 0 <= rec["fragmentation_peak"] < 1
+    ns = rec["ns_per_op"]
+    assert ns["min"] <= ns["median"] <= ns["max"]
+    assert rec["env"]["page_size"] == os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.parametrize("pattern,extra", [
+    ("churn", ["--size", "1K"]), ("batch", ["--size", "300K"]), ("lifo", ["--size", "4K"]),
+    ("fifo", ["--size", "200K"]), ("random-free", ["--size", "100K"]),
+    ("band", ["--size-lo", "96K", "--size-hi", "160K"]),
+    ("realloc-grow", ["--size-lo", "4K", "--size-hi", "1M"]), ("fragment", ["--size", "256K"]),
+])
+def test_every_pattern_runs(pattern, extra):
+    rec = run_json("--pattern", pattern, *extra, "--ops", "300", "--repeats", "1", "--threads", "2")
+    assert rec["status"] == "ok" and rec["threads"] == 2
+
+
+def test_fragment_pins_the_heap_below_the_threshold():
+    """128 KiB blocks interleaved with pinned 64-byte ones: the freed large blocks
+    are holes below the last small block, so the heap cannot shrink."""
+    rec = run_json("--pattern", "fragment", "--size", "100K", "--ops", "64", "--live", "64",
+                   "--mmap-threshold", "128K", "--repeats", "1", "--warmup", "0")
+    assert rec["heap_top_growth_bytes"] >= 63 * 100 * 1024
+    assert rec["syscalls"]["brk"] >= 1 and rec["syscalls"]["mmap"] == 0
+
+
+@pytest.mark.skipif(BACKENDS["jemalloc"].unavailable_reason() is not None,
+                    reason=str(BACKENDS["jemalloc"].unavailable_reason()))
+def test_jemalloc_churn_makes_no_mmap_per_op():
+    rec = run_json("--allocator", "jemalloc", "--pattern", "churn", "--size", "200K",
+                   "--ops", "10000", "--repeats", "2")
+    assert rec["status"] == "ok" and rec["syscalls"]["mmap"] <= 1
+    assert rec["mmapped_fraction"] is None  # glibc's chunk bit means nothing here
+
+
+def _script(tmp_path, body):
+    path = tmp_path / "fake-cell"
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return str(path)
+
+
+def test_crashing_cell_is_recorded_as_failed(tmp_path):
+    env = dict(ENV, ALLOCBENCH_CELL=_script(tmp_path, "kill -SEGV $$"))
+    proc = cli("run", "--json", "--size", "1K", env=env)
+    assert proc.returncode == 1
+    rec = json.loads(proc.stdout)
+    assert rec["status"] == "failed" and rec["error"] == "crashed: killed by SIGSEGV"
+
+
+def test_hanging_cell_times_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALLOCBENCH_CELL", _script(tmp_path, "exec sleep 60"))
+    rec = runner.run_cell(runner.make_spec(size=1024), timeout=1)
+    assert rec["status"] == "failed" and rec["error"].startswith("timeout")
+
+
+@pytest.mark.parametrize("args", [
+    ["--size", "-5"], ["--pattern", "nope", "--size", "1K"], ["--size", "1K", "--mmap-threshold", "64M"],
+    ["--allocator", "jemalloc", "--size", "1K", "--mmap-threshold", "128K"], [],
+    ["--pattern", "band", "--size", "1K"], ["--size", "1K", "--threads", "0"], ["--size", "2K", "--size-lo", "1K"],
+])
+def test_bad_input_one_line_exit_2(args):
+    proc = cli("run", *args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
