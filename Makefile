@@ -9,7 +9,7 @@ CELL_SRC := csrc/cell.c csrc/counters.c csrc/workloads.c
 CC ?= gcc
 CFLAGS ?= -O2 -Wall -Wextra
 
-.PHONY: help system build debug test bench clean
+.PHONY: help system build debug test bench bench-quick clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -36,13 +36,19 @@ debug: $(DEPS) ## rebuild with bounds checks and -O0 -g
 test: system build ## run the test suite
 	$(PY) -m pytest -q
 
-bench: system build ## measure churn across the 128 KiB line (the sweep is not built yet)
+RESULTS ?= results/default.jsonl
+QUICK_RESULTS ?= results/quick.jsonl
+
+bench: system build ## the default sweep, then plots/ and plots/REPORT.md (resumes an interrupted run)
 	$(PY) -m allocbench info
-	for size in 64K 132K 256K; do \
-	  $(PY) -m allocbench run --pattern churn --size $$size --out results/bench.jsonl; \
-	  $(PY) -m allocbench run --pattern churn --size $$size --mmap-threshold 128K --out results/bench.jsonl; \
-	done
-	@echo "results: results/bench.jsonl" 
+	$(PY) -m allocbench sweep --preset default --out $(RESULTS)
+	$(PY) -m allocbench report $(RESULTS) --out plots/REPORT.md
+	@echo "results: $(RESULTS)"; echo "plots:   plots/*.png"; echo "report:  plots/REPORT.md"
+
+bench-quick: system build ## a small sweep (about a minute) into results/quick/
+	$(PY) -m allocbench sweep --preset quick --out $(QUICK_RESULTS)
+	$(PY) -m allocbench report $(QUICK_RESULTS) --out results/quick/REPORT.md
+	@echo "results: $(QUICK_RESULTS)"; echo "report:  results/quick/REPORT.md (figures beside it)"
 
 clean: ## remove build products (keeps .venv and results/)
 	rm -rf build *.egg-info allocbench/*.c allocbench/*.so allocbench/*.html $(CELL)

@@ -109,6 +109,60 @@ def cmd_run(args) -> int:
     return 0 if rec["status"] == "ok" else 1
 
 
+def cmd_sweep(args) -> int:
+    from . import sweep
+    from .results import ResultsError
+
+    try:
+        grid = sweep.load_grid(args.preset, args.config)
+        specs = sweep.expand(grid, allocators=args.allocators, patterns=args.patterns)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if not specs:
+        raise UsageError("the grid selects no cells")
+    print(f"sweep: {len(specs)} cells -> {args.out}", file=sys.stderr)
+    try:
+        stats = sweep.run_sweep(specs, args.out, timeout=args.timeout)
+    except ResultsError as e:
+        raise UsageError(f"cannot resume: {e}") from None
+    except KeyboardInterrupt:
+        print(f"allocbench: interrupted; measured cells are in {args.out}, rerun to resume",
+              file=sys.stderr)
+        return 130
+    print(f"sweep: {stats['ok']} measured, {stats['failed']} failed, {stats['skipped']} already "
+          f"in {args.out} ({stats['seconds']:.0f} s)", file=sys.stderr)
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .plots import plot_all
+    from .results import ResultsError, load_records
+
+    try:
+        recs = load_records(args.results)
+    except ResultsError as e:
+        raise UsageError(str(e)) from None
+    made = plot_all(recs, args.out)
+    if not made:
+        raise UsageError(f"{args.results}: no records of a kind the figures use (churn, batch)")
+    for name, _ in made:
+        print(os.path.join(args.out, name))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+    from .results import ResultsError, load_records
+
+    try:
+        recs = load_records(args.results)
+    except ResultsError as e:
+        raise UsageError(str(e)) from None
+    write_report(recs, args.out, args.results)
+    print(args.out)
+    return 0
+
+
 def toy_library_path() -> str | None:
     path = os.path.join(os.path.dirname(__file__), "libtoyalloc.so")
     return path if os.path.exists(path) else None
@@ -172,6 +226,26 @@ def build_parser() -> Parser:
     run.add_argument("--json", action="store_true", help="print the record as one JSON line")
     run.add_argument("--out", help="also append the record to this JSON Lines file")
     run.set_defaults(func=cmd_run)
+
+    from .sweep import PRESETS
+    sw = sub.add_parser("sweep", help="run a grid of cells into a JSON Lines file (resumable)")
+    sw.add_argument("--preset", choices=list(PRESETS), default="quick")
+    sw.add_argument("--config", help="a JSON grid file instead of a preset (same shape as the presets)")
+    sw.add_argument("--allocators", nargs="+", choices=list(BACKENDS), help="only these allocators")
+    sw.add_argument("--patterns", nargs="+", choices=PATTERNS, help="only these patterns")
+    sw.add_argument("--out", required=True, help="results file (JSON Lines); appended to and resumed")
+    sw.add_argument("--timeout", type=float, default=300, help="seconds per cell (300)")
+    sw.set_defaults(func=cmd_sweep)
+
+    pl = sub.add_parser("plot", help="figures (PNG) from a results file")
+    pl.add_argument("results", help="a JSON Lines results file")
+    pl.add_argument("--out", default="plots", help="folder for the figures (plots/)")
+    pl.set_defaults(func=cmd_plot)
+
+    rp = sub.add_parser("report", help="REPORT.md with findings and figures from a results file")
+    rp.add_argument("results", help="a JSON Lines results file")
+    rp.add_argument("--out", default="plots/REPORT.md", help="report path; figures go beside it")
+    rp.set_defaults(func=cmd_report)
     return p
 
 

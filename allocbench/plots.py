@@ -1,0 +1,224 @@
+"""Figures from a results file: matplotlib with the agg backend, one function per figure."""
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .counters import SYSCALLS  # noqa: E402
+
+KIB, MIB = 1 << 10, 1 << 20
+ALLOCATOR_ORDER = ("glibc", "toy", "jemalloc", "tcmalloc", "mimalloc")
+
+
+def size_label(n: int) -> str:
+    if n >= MIB and n % MIB == 0:
+        return f"{n // MIB} MiB"
+    if n >= KIB and n % KIB == 0:
+        return f"{n // KIB} KiB"
+    return f"{n} B"
+
+
+def series(rec: dict) -> str:
+    """glibc dynamic, glibc @128 KiB, jemalloc, ..."""
+    if rec["allocator"] != "glibc":
+        return rec["allocator"]
+    t = rec["settings"].get("mmap_threshold")
+    return "glibc dynamic" if t is None else f"glibc @{size_label(t)}"
+
+
+def series_order(name: str):
+    if name == "glibc dynamic":
+        return (0, 0)
+    if name.startswith("glibc @"):
+        num, unit = name[7:].split()
+        return (1, int(num) * (MIB if unit == "MiB" else KIB if unit == "KiB" else 1))
+    return (2, ALLOCATOR_ORDER.index(name) if name in ALLOCATOR_ORDER else 99)
+
+
+def threshold_of(name: str) -> int | None:
+    return series_order(name)[1] if name.startswith("glibc @") else None
+
+
+def syscalls_per_op(rec: dict) -> float | None:
+    per = rec["syscalls_per_op"]
+    return None if None in per.values() else sum(per[s] for s in SYSCALLS)
+
+
+def caption(recs: list[dict]) -> str:
+    ok = [r for r in recs if r["status"] == "ok"]
+    env = (ok or recs)[0]["env"]
+    methods = ", ".join(sorted({r.get("counter_method") for r in ok if r.get("counter_method")}))
+    return (f"glibc {env['glibc']}, Linux {env['kernel']}, {env['cpu']} x{env['cpus']}, THP {env['thp']}; "
+            f"{len(ok)} cells ok, {len(recs) - len(ok)} failed; syscall counter: {methods or 'none'}")
+
+
+def _finish(fig, ax, title, xlabel, ylabel, cap, path):
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.text(0.01, 0.005, cap, fontsize=7, color="0.35")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _size_axis(ax, sizes):
+    ax.set_xscale("log", base=2)
+    ticks = sorted({s for s in sizes if s & (s - 1) == 0} | {128 * KIB})
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([size_label(t) for t in ticks], rotation=45, fontsize=8)
+
+
+def by_series(recs, pattern):
+    out = defaultdict(list)
+    for r in recs:
+        if r["status"] == "ok" and r["pattern"] == pattern and r["size_bytes"] is not None and r["threads"] == 1:
+            out[series(r)].append(r)
+    return {k: sorted(v, key=lambda r: r["size_bytes"]) for k, v in sorted(out.items(), key=lambda kv: series_order(kv[0]))}
+
+
+def fig_vs_size(recs, pattern, metric, ylabel, title, path, cap, logy=True, band=False):
+    groups = by_series(recs, pattern)
+    if not groups:
+        return False
+    fig, ax = plt.subplots(figsize=(10, 6))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, max(1, len(groups))))
+    sizes = []
+    for (name, rows), color in zip(groups.items(), colors):
+        pts = [(r["size_bytes"], metric(r), r) for r in rows if metric(r) is not None]
+        if not pts:
+            continue
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        sizes += xs
+        style = "-" if name.startswith("glibc") else "--"
+        ax.plot(xs, ys, style, marker="o", ms=3, color=color, label=name)
+        if band:
+            ax.fill_between(xs, [p[2]["ns_per_op"]["min"] for p in pts],
+                            [p[2]["ns_per_op"]["max"] for p in pts], color=color, alpha=0.15)
+        t = threshold_of(name)
+        if t:
+            ax.axvline(t, color=color, ls=":", lw=1)
+    _size_axis(ax, sizes)
+    if logy:
+        ax.set_yscale("symlog", linthresh=1e-3) if not band else ax.set_yscale("log")
+    ax.legend(fontsize=8, ncol=2, title="dotted line: that threshold")
+    _finish(fig, ax, title, "allocation size", ylabel, cap, path)
+    return True
+
+
+def fig_heatmap(recs, metric, label, title, path, cap):
+    groups = {k: v for k, v in by_series(recs, "churn").items() if k.startswith("glibc")}
+    if len(groups) < 2:
+        return False
+    sizes = sorted({r["size_bytes"] for rows in groups.values() for r in rows})
+    names = list(groups)
+    grid = np.full((len(names), len(sizes)), np.nan)
+    for i, name in enumerate(names):
+        for r in groups[name]:
+            v = metric(r)
+            if v is not None:
+                grid[i, sizes.index(r["size_bytes"])] = v
+    fig, ax = plt.subplots(figsize=(12, 5))
+    from matplotlib.colors import LogNorm, SymLogNorm
+    finite = grid[np.isfinite(grid)]
+    norm = LogNorm(vmin=max(finite.min(), 1e-3), vmax=finite.max()) if finite.min() > 0 else \
+        SymLogNorm(linthresh=1e-3, vmin=0, vmax=max(finite.max(), 1e-3))
+    im = ax.imshow(grid, aspect="auto", cmap="magma", norm=norm)
+    ax.set_xticks(range(len(sizes)))
+    ax.set_xticklabels([size_label(s) for s in sizes], rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=8)
+    fig.colorbar(im, ax=ax, label=label)
+    _finish(fig, ax, title, "allocation size", "mmap threshold", cap, path)
+    return True
+
+
+def fig_footprint(recs, path, cap):
+    groups = by_series(recs, "batch")
+    if not groups:
+        return False
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5))
+    metrics = [("peak_rss_bytes", "peak RSS (MiB)", 1 / MIB),
+               ("fragmentation_peak", "fragmentation at peak (1 - live/footprint)", 1),
+               ("retained_after_free_bytes", "RSS retained after free-all (MiB)", 1 / MIB)]
+    sizes = []
+    for ax, (key, label, scale) in zip(axes, metrics):
+        for name, rows in groups.items():
+            pts = [(r["size_bytes"], r[key] * scale) for r in rows if r.get(key) is not None]
+            if pts:
+                sizes += [p[0] for p in pts]
+                ax.plot(*zip(*pts), "-" if name.startswith("glibc") else "--", marker="o", ms=3, label=name)
+        _size_axis(ax, sizes)
+        ax.set_ylabel(label)
+        ax.set_xlabel("allocation size")
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("batch: 64 live blocks allocated, touched, then all freed")
+    fig.text(0.01, 0.005, cap, fontsize=7, color="0.35")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def fig_allocators(recs, path, cap, sizes=(64 * KIB, 128 * KIB, 132 * KIB, 256 * KIB)):
+    groups = by_series(recs, "churn")
+    wanted = [n for n in groups if n in ("glibc dynamic", "glibc @128 KiB") or not n.startswith("glibc")]
+    if len(wanted) < 2:
+        return False
+    fig, ax = plt.subplots(figsize=(10, 6))
+    width = 0.8 / len(wanted)
+    for i, name in enumerate(wanted):
+        vals = {r["size_bytes"]: r["ns_per_op"] for r in groups[name]}
+        xs = [j + i * width for j, s in enumerate(sizes) if s in vals]
+        med = [vals[s]["median"] for s in sizes if s in vals]
+        err = [[vals[s]["median"] - vals[s]["min"] for s in sizes if s in vals],
+               [vals[s]["max"] - vals[s]["median"] for s in sizes if s in vals]]
+        ax.bar(xs, med, width, yerr=err, label=name, capsize=2)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(sizes))])
+    ax.set_xticklabels([size_label(s) for s in sizes])
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    _finish(fig, ax, "churn (malloc, touch, free) around 128 KiB: median with min-max",
+            "allocation size", "ns per operation (log)", cap, path)
+    return True
+
+
+def plot_all(recs: list[dict], out_dir: str) -> list[tuple[str, str]]:
+    """Write every figure the records allow; returns [(file name, title)]."""
+    os.makedirs(out_dir, exist_ok=True)
+    cap = caption(recs)
+    made = []
+
+    def add(name, title, ok):
+        if ok:
+            made.append((name, title))
+
+    p = lambda n: os.path.join(out_dir, n)  # noqa: E731
+    t = "churn: ns per malloc+touch+free vs size (median, band = min-max)"
+    add("churn_ns_per_op.png", t, fig_vs_size(recs, "churn", lambda r: r["ns_per_op"]["median"],
+                                              "ns per operation (log)", t, p("churn_ns_per_op.png"), cap, band=True))
+    t = "churn: memory syscalls per operation (brk+mmap+munmap+mremap+madvise+mprotect)"
+    add("churn_syscalls_per_op.png", t, fig_vs_size(recs, "churn", syscalls_per_op, "syscalls per operation",
+                                                    t, p("churn_syscalls_per_op.png"), cap))
+    t = "churn: page faults per operation"
+    add("churn_faults_per_op.png", t, fig_vs_size(recs, "churn", lambda r: r["faults_per_op"],
+                                                  "faults per operation", t, p("churn_faults_per_op.png"), cap))
+    t = "churn ns/op: allocation size x glibc mmap threshold"
+    add("heatmap_ns_per_op.png", t, fig_heatmap(recs, lambda r: r["ns_per_op"]["median"], "ns per op",
+                                                t, p("heatmap_ns_per_op.png"), cap))
+    t = "churn syscalls/op: allocation size x glibc mmap threshold"
+    add("heatmap_syscalls_per_op.png", t, fig_heatmap(recs, syscalls_per_op, "syscalls per op",
+                                                      t, p("heatmap_syscalls_per_op.png"), cap))
+    add("batch_footprint.png", "batch: peak RSS, fragmentation and retained memory vs size",
+        fig_footprint(recs, p("batch_footprint.png"), cap))
+    add("allocators_128k.png", "allocators compared around 128 KiB (churn)",
+        fig_allocators(recs, p("allocators_128k.png"), cap))
+    return made

@@ -1,0 +1,98 @@
+"""REPORT.md from a results file: findings computed from the records, then the figures."""
+from __future__ import annotations
+
+import os
+
+from .plots import caption, plot_all, series, size_label, syscalls_per_op
+
+KIB = 1 << 10
+
+
+def _find(recs, pattern, name, size):
+    for r in recs:
+        if (r["status"] == "ok" and r["pattern"] == pattern and r["threads"] == 1
+                and r["size_bytes"] == size and series(r) == name):
+            return r
+    return None
+
+
+def _ns(r):
+    return r["ns_per_op"]["median"]
+
+
+def findings(recs: list[dict]) -> list[str]:
+    """Sentences whose every number comes from the records; a finding whose cells
+    are missing is left out."""
+    out = []
+    dyn, fixed = "glibc dynamic", "glibc @128 KiB"
+    for size in (256 * KIB, 1024 * KIB):
+        a, b = _find(recs, "churn", fixed, size), _find(recs, "churn", dyn, size)
+        if a and b:
+            out.append(
+                f"At {size_label(size)} churn, a fixed 128 KiB threshold costs {_ns(a) / _ns(b):.0f}x the time "
+                f"of glibc's dynamic default ({_ns(a):,.0f} vs {_ns(b):,.0f} ns/op): "
+                f"{syscalls_per_op(a):.2f} vs {syscalls_per_op(b):.4f} syscalls/op and "
+                f"{a['faults_per_op']:.1f} vs {b['faults_per_op']:.2f} page faults/op.")
+    lo, hi = _find(recs, "churn", fixed, 124 * KIB), _find(recs, "churn", fixed, 132 * KIB)
+    if lo and hi:
+        out.append(
+            f"The cliff at a fixed 128 KiB threshold: 124 KiB churn takes {_ns(lo):,.0f} ns/op, "
+            f"132 KiB takes {_ns(hi):,.0f} ns/op ({_ns(hi) / _ns(lo):.0f}x), because every 132 KiB block is "
+            f"a fresh mmap ({hi['mmapped_fraction']:.0%} of blocks mmapped) whose pages all fault again.")
+    rows = sorted((r for r in recs if r["status"] == "ok" and r["pattern"] == "churn" and r["threads"] == 1
+                   and series(r) == fixed and r["mmapped_fraction"] is not None), key=lambda r: r["size_bytes"])
+    first = next((r for r in rows if r["mmapped_fraction"] > 0.5), None)
+    if first:
+        below = [r for r in rows if r["size_bytes"] < first["size_bytes"]]
+        out.append(f"With M_MMAP_THRESHOLD=128 KiB the smallest measured size glibc serves by mmap is "
+                   f"{size_label(first['size_bytes'])}"
+                   + (f" (the next smaller measured, {size_label(below[-1]['size_bytes'])}, stays on the heap)."
+                      if below else "."))
+    for size in (256 * KIB,):
+        a, b = _find(recs, "batch", dyn, size), _find(recs, "batch", fixed, size)
+        if a and b and a["retained_after_free_bytes"] is not None and b["retained_after_free_bytes"] is not None:
+            out.append(
+                f"After a batch of 64 x {size_label(size)} is freed, the dynamic default keeps "
+                f"{a['retained_after_free_bytes'] / 2**20:.1f} MiB resident and the fixed 128 KiB threshold "
+                f"{b['retained_after_free_bytes'] / 2**20:.1f} MiB (RSS growth over the cell's start).")
+    cands = [r for r in (_find(recs, "churn", n, 132 * KIB) for n in
+                         (dyn, fixed, "toy", "jemalloc", "tcmalloc", "mimalloc")) if r]
+    if len(cands) >= 3:
+        cands.sort(key=_ns)
+        out.append("At 132 KiB churn, fastest to slowest: " + ", ".join(
+            f"{series(r)} {_ns(r):,.0f} ns/op" for r in cands) + ".")
+    failed = [r for r in recs if r["status"] != "ok"]
+    if failed:
+        reasons = sorted({r["error"] for r in failed})
+        out.append(f"{len(failed)} cell(s) failed or were skipped: " + "; ".join(reasons[:5]) + ".")
+    return out
+
+
+def churn_table(recs):
+    rows = [r for r in recs if r["status"] == "ok" and r["pattern"] == "churn" and r["threads"] == 1
+            and r["size_bytes"] in (64 * KIB, 128 * KIB, 132 * KIB, 256 * KIB, 1024 * KIB)]
+    rows.sort(key=lambda r: (r["size_bytes"], series(r)))
+    lines = ["| size | allocator | ns/op (median) | min..max | syscalls/op | faults/op |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        ns, sc = r["ns_per_op"], syscalls_per_op(r)
+        lines.append(f"| {size_label(r['size_bytes'])} | {series(r)} | {ns['median']:,.0f} | "
+                     f"{ns['min']:,.0f}..{ns['max']:,.0f} | {'n/a' if sc is None else f'{sc:.4f}'} | "
+                     f"{r['faults_per_op']:.2f} |")
+    return lines
+
+
+def write_report(recs: list[dict], out_path: str, results_path: str) -> list[str]:
+    out_dir = os.path.dirname(os.path.abspath(out_path))
+    figures = plot_all(recs, out_dir)
+    lines = ["# allocbench report", "",
+             f"From `{results_path}`. {caption(recs)}.", "",
+             "Every number below is computed from that file by `allocbench report`.", "",
+             "## Findings", ""]
+    lines += [f"- {f}" for f in findings(recs)] or ["- (not enough cells for the standard findings)"]
+    lines += ["", "## Churn around 128 KiB", ""] + churn_table(recs) + ["", "## Figures", ""]
+    for name, title in figures:
+        lines += [f"### {title}", "", f"![{title}]({name})", ""]
+    with open(out_path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return [name for name, _ in figures]

@@ -1,0 +1,152 @@
+"""Grids of cells (named presets or a JSON file), run one fresh process each,
+appended to a JSON Lines file as they finish; a rerun skips cells already there."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from . import machine, runner
+from .backends import BACKENDS
+from .results import append_record, load_records, ResultsError
+
+KIB, MIB = 1 << 10, 1 << 20
+DYNAMIC = None  # glibc's default, dynamic threshold
+
+LOG_SIZES = [KIB << i for i in range(0, 14, 2)] + [8 * MIB]          # 1K 4K ... 4M 8M
+DENSE_SIZES = list(range(96 * KIB, 160 * KIB + 1, 4 * KIB))           # around 128 KiB
+THRESHOLDS = [DYNAMIC, 32 * KIB, 64 * KIB, 128 * KIB, 256 * KIB, 512 * KIB, MIB, 4 * MIB, 32 * MIB]
+
+
+def ops_for(size: int, budget_bytes: int, lo: int = 20, hi: int = 20000) -> int:
+    """Enough operations to be measurable, few enough that big blocks stay quick."""
+    return max(lo, min(hi, budget_bytes // max(size, 1)))
+
+
+def threshold_neighbours(thresholds, up_to=8 * MIB) -> list[int]:
+    """Sizes just below and above each threshold (within the sized range)."""
+    return sorted({s for t in thresholds if t and t <= up_to for s in (t - 4 * KIB, t + 4 * KIB)})
+
+
+# Each block: a pattern over allocators x thresholds x sizes.  Thresholds apply
+# to glibc only; other allocators run once per size.
+PRESETS = {
+    "quick": {
+        "repeats": 3, "budget_bytes": 32 * MIB,
+        "blocks": [
+            {"pattern": "churn", "allocators": ["glibc"], "thresholds": [DYNAMIC, 128 * KIB],
+             "sizes": [4 * KIB, 64 * KIB, 124 * KIB, 132 * KIB, 256 * KIB, MIB]},
+            {"pattern": "churn", "allocators": ["jemalloc", "tcmalloc", "mimalloc"],
+             "sizes": [64 * KIB, 132 * KIB, 256 * KIB]},
+            {"pattern": "batch", "allocators": ["glibc"], "thresholds": [DYNAMIC, 128 * KIB],
+             "sizes": [64 * KIB, 256 * KIB], "live": 64},
+        ],
+    },
+    "default": {
+        "repeats": 5, "budget_bytes": 64 * MIB,
+        "blocks": [
+            {"pattern": "churn", "allocators": ["glibc"], "thresholds": THRESHOLDS,
+             "sizes": sorted(set(LOG_SIZES + threshold_neighbours(THRESHOLDS)))},
+            {"pattern": "churn", "allocators": ["glibc"],
+             "thresholds": [DYNAMIC, 64 * KIB, 128 * KIB, 256 * KIB], "sizes": DENSE_SIZES},
+            {"pattern": "churn", "allocators": ["jemalloc", "tcmalloc", "mimalloc"],
+             "sizes": sorted(set(LOG_SIZES + [128 * KIB, 132 * KIB, 256 * KIB]))},
+            {"pattern": "batch", "allocators": ["glibc"], "live": 64,
+             "thresholds": [DYNAMIC, 64 * KIB, 128 * KIB, 256 * KIB, MIB],
+             "sizes": LOG_SIZES[:-1] + [128 * KIB, 132 * KIB]},
+            {"pattern": "batch", "allocators": ["jemalloc", "tcmalloc", "mimalloc"], "live": 64,
+             "sizes": [64 * KIB, 132 * KIB, 256 * KIB, MIB]},
+            {"pattern": "fragment", "allocators": ["glibc"], "live": 64,
+             "thresholds": [DYNAMIC, 128 * KIB], "sizes": [64 * KIB, 132 * KIB, 256 * KIB, MIB]},
+            {"pattern": "band", "allocators": ["glibc", "jemalloc", "tcmalloc", "mimalloc"],
+             "thresholds": [DYNAMIC, 128 * KIB], "bands": [[96 * KIB, 160 * KIB]], "live": 16},
+            {"pattern": "churn", "allocators": ["glibc", "jemalloc", "tcmalloc", "mimalloc"],
+             "thresholds": [DYNAMIC, 128 * KIB], "sizes": [64 * KIB, 256 * KIB], "threads": 2},
+        ],
+    },
+}
+PRESETS["full"] = {**PRESETS["default"], "repeats": 9, "budget_bytes": 256 * MIB}
+
+
+def load_grid(preset: str | None, config: str | None) -> dict:
+    if config:
+        try:
+            with open(config) as f:
+                grid = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"grid file {config}: {e}") from None
+        if not isinstance(grid, dict) or not isinstance(grid.get("blocks"), list):
+            raise ValueError(f"grid file {config}: want an object with a list 'blocks' (see PRESETS)")
+        return grid
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    return PRESETS[preset]
+
+
+def expand(grid: dict, allocators=None, patterns=None) -> list[dict]:
+    """Every distinct cell spec of a grid (validated), in a stable order."""
+    specs, seen = [], set()
+    repeats = grid.get("repeats", 5)
+    budget = grid.get("budget_bytes", 64 * MIB)
+    for block in grid["blocks"]:
+        pattern = block["pattern"]
+        if patterns and pattern not in patterns:
+            continue
+        bands = block.get("bands") or [[s, s] for s in block.get("sizes", [])]
+        for allocator in block["allocators"]:
+            if allocators and allocator not in allocators:
+                continue
+            thresholds = block.get("thresholds", [DYNAMIC]) if BACKENDS[allocator].glibc else [DYNAMIC]
+            for threshold in thresholds:
+                settings = {} if threshold is None else {"mmap_threshold": threshold}
+                for lo, hi in bands:
+                    spec = runner.make_spec(
+                        allocator=allocator, pattern=pattern, size_lo=lo, size_hi=hi,
+                        ops=block.get("ops") or ops_for(hi, budget), threads=block.get("threads", 1),
+                        live=block.get("live", 64), touch=block.get("touch", True),
+                        repeats=repeats, settings=settings)
+                    if cell_key(spec) not in seen:
+                        seen.add(cell_key(spec))
+                        specs.append(spec)
+    return specs
+
+
+KEY_FIELDS = ("allocator", "settings", "pattern", "size_lo", "size_hi", "ops", "threads",
+              "live", "touch", "seed", "repeats", "warmup")
+
+
+def cell_key(d: dict) -> str:
+    return json.dumps({k: d.get(k) for k in KEY_FIELDS}, sort_keys=True)
+
+
+def run_sweep(specs: list[dict], out: str, timeout: float = runner.DEFAULT_TIMEOUT_S,
+              progress: bool | None = None) -> dict:
+    """Run every spec not already in `out`.  Returns counts; KeyboardInterrupt
+    propagates after the current cell, with everything measured already on disk."""
+    done = set()
+    try:
+        done = {cell_key(r) for r in load_records(out) if r.get("status") == "ok"}
+    except ResultsError as e:
+        if "no such results file" not in str(e) and "no records" not in str(e):
+            raise
+    todo = [s for s in specs if cell_key(s) not in done]
+    stats = {"total": len(specs), "skipped": len(specs) - len(todo), "ok": 0, "failed": 0}
+    env_info = machine.describe()
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(specs), initial=stats["skipped"], unit="cell", dynamic_ncols=True,
+               disable=not sys.stderr.isatty() if progress is None else not progress)
+    started = time.monotonic()
+    try:
+        for spec in todo:
+            bar.set_postfix_str(f"{spec['allocator']} {spec['pattern']} {spec['size_hi']}")
+            rec = runner.run_cell(spec, timeout=timeout, env_info=env_info)
+            append_record(out, rec)
+            stats["ok" if rec["status"] == "ok" else "failed"] += 1
+            if rec["status"] != "ok" and bar.disable:
+                print(f"cell failed: {rec['error']}", file=sys.stderr)
+            bar.update(1)
+    finally:
+        bar.close()
+        stats["seconds"] = time.monotonic() - started
+    return stats

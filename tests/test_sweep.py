@@ -1,0 +1,105 @@
+"""sweep, plot and report on tiny grids: files written, resume, failures kept, bad input."""
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from allocbench import sweep
+from allocbench.results import ResultsError, load_records
+from conftest import ROOT
+
+ENV = dict(os.environ, PYTHONPATH=ROOT)
+GRID = {"repeats": 1, "budget_bytes": 1 << 20, "blocks": [
+    {"pattern": "churn", "allocators": ["glibc"], "thresholds": [None, 131072],
+     "sizes": [65536, 135168, 262144]},
+    {"pattern": "batch", "allocators": ["glibc"], "thresholds": [None], "sizes": [65536], "live": 8},
+]}
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "allocbench", *args], capture_output=True,
+                          text=True, env=env or ENV, timeout=600)
+
+
+@pytest.fixture
+def grid_file(tmp_path):
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps(GRID))
+    return str(path)
+
+
+def test_sweep_plot_report_and_resume(tmp_path, grid_file):
+    out = str(tmp_path / "r.jsonl")
+    proc = cli("sweep", "--config", grid_file, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    recs = load_records(out)
+    assert len(recs) == 7 and all(r["status"] == "ok" for r in recs)
+    proc = cli("sweep", "--config", grid_file, "--out", out)
+    assert "7 already" in proc.stderr and len(load_records(out)) == 7
+    with open(out) as f:  # drop the last cell: the next run measures only it
+        lines = f.readlines()
+    with open(out, "w") as f:
+        f.writelines(lines[:-1])
+    proc = cli("sweep", "--config", grid_file, "--out", out)
+    assert "1 measured" in proc.stderr and len(load_records(out)) == 7
+
+    report = tmp_path / "plots" / "REPORT.md"
+    proc = cli("report", out, "--out", str(report))
+    assert proc.returncode == 0, proc.stderr
+    text = report.read_text()
+    assert "At 256 KiB churn, a fixed 128 KiB threshold costs" in text
+    for name in ("churn_ns_per_op.png", "churn_syscalls_per_op.png", "heatmap_ns_per_op.png",
+                 "batch_footprint.png"):
+        assert (tmp_path / "plots" / name).stat().st_size > 10_000
+        assert f"]({name})" in text
+    proc = cli("plot", out, "--out", str(tmp_path / "p2"))
+    assert proc.returncode == 0 and "churn_ns_per_op.png" in proc.stdout
+
+
+def test_failed_cell_is_recorded_and_sweep_completes(tmp_path, grid_file):
+    fake = tmp_path / "cell"
+    fake.write_text("#!/bin/sh\ncase \"$*\" in *size_lo=135168*) kill -SEGV $$;; esac\n"
+                    f"exec {sweep.runner.cell_binary()} \"$@\"\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    out = str(tmp_path / "r.jsonl")
+    proc = cli("sweep", "--config", grid_file, "--out", out, env=dict(ENV, ALLOCBENCH_CELL=str(fake)))
+    assert proc.returncode == 0, proc.stderr
+    recs = load_records(out)
+    failed = [r for r in recs if r["status"] == "failed"]
+    assert len(recs) == 7 and len(failed) == 2
+    assert all(r["error"] == "crashed: killed by SIGSEGV" for r in failed)
+    proc = cli("report", out, "--out", str(tmp_path / "REPORT.md"))
+    assert proc.returncode == 0 and "2 cell(s) failed" in (tmp_path / "REPORT.md").read_text()
+
+
+@pytest.mark.parametrize("content,message", [
+    ("", "no records"), ("not json\n", "not JSON"), ('{"a": 1}\n', "not an allocbench record"),
+])
+def test_plot_and_report_reject_bad_results(tmp_path, content, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    for cmd in ("plot", "report"):
+        proc = cli(cmd, str(path), "--out", str(tmp_path / "o" / "R.md"))
+        assert proc.returncode == 2 and message in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    with pytest.raises(ResultsError):
+        load_records(str(tmp_path / "missing.jsonl"))
+
+
+def test_presets_expand_to_valid_distinct_cells():
+    for name, grid in sweep.PRESETS.items():
+        specs = sweep.expand(grid)
+        keys = [sweep.cell_key(s) for s in specs]
+        assert len(keys) == len(set(keys)) > 10, name
+    sizes = {s["size_lo"] for s in sweep.expand(sweep.PRESETS["default"]) if s["pattern"] == "churn"}
+    assert {96 * 1024, 128 * 1024, 160 * 1024, 124 * 1024, 132 * 1024, 8 << 20} <= sizes
+
+
+def test_bad_grid_file(tmp_path):
+    path = tmp_path / "g.json"
+    path.write_text("[1, 2]")
+    proc = cli("sweep", "--config", str(path), "--out", str(tmp_path / "r.jsonl"))
+    assert proc.returncode == 2 and "blocks" in proc.stderr
