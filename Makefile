@@ -5,11 +5,14 @@ PY := $(VENV)/bin/python
 DEPS := $(VENV)/.deps-installed
 DEBIAN_PACKAGES := strace libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0
 CELL := allocbench/allocbench-cell
-CELL_SRC := csrc/cell.c csrc/counters.c csrc/workloads.c
+CELL_SRC := csrc/cell.c csrc/counters.c csrc/workloads.c csrc/toyalloc.c
+TOYLIB := allocbench/libtoyalloc.so
+TOY_SRC := csrc/toyalloc.c csrc/toy_preload.c
+TOY_TESTS := csrc/build/toy_stress csrc/build/toy_contract
 CC ?= gcc
 CFLAGS ?= -O2 -Wall -Wextra
 
-.PHONY: help system build debug test bench bench-quick clean
+.PHONY: help system build debug asan test bench bench-quick clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -23,12 +26,28 @@ $(DEPS): pyproject.toml
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
 	touch $@
 
-build: $(DEPS) $(CELL) ## build the Cython extension and the C cell runner (rebuilt when sources change)
+build: $(DEPS) $(CELL) $(TOYLIB) $(TOY_TESTS) ## build the extension, the cell runner, libtoyalloc.so, C tests
 	$(PY) setup.py -q build_ext --inplace
 
 # -fno-builtin-malloc: GCC must not pair up and delete the workload's malloc/free
 $(CELL): $(CELL_SRC) $(wildcard csrc/*.h)
 	$(CC) $(CFLAGS) -fno-builtin-malloc -o $@ $(CELL_SRC) -lpthread
+
+$(TOYLIB): $(TOY_SRC) csrc/toyalloc.h
+	$(CC) $(CFLAGS) -fPIC -shared -o $@ $(TOY_SRC) -lpthread
+
+csrc/build/%: csrc/tests/%.c csrc/toyalloc.c csrc/toyalloc.h
+	@mkdir -p csrc/build
+	$(CC) $(CFLAGS) -Icsrc -o $@ $< csrc/toyalloc.c -lpthread
+
+asan: ## build and run the toy's C stress and contract tests under ASan + UBSan
+	@mkdir -p csrc/build
+	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -Icsrc \
+	    -o csrc/build/toy_stress_asan csrc/tests/toy_stress.c csrc/toyalloc.c -lpthread
+	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -Icsrc \
+	    -o csrc/build/toy_contract_asan csrc/tests/toy_contract.c csrc/toyalloc.c -lpthread
+	csrc/build/toy_contract_asan
+	csrc/build/toy_stress_asan 4 2000000
 
 debug: $(DEPS) ## rebuild with bounds checks and -O0 -g
 	ALLOCBENCH_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
@@ -51,4 +70,4 @@ bench-quick: system build ## a small sweep (about a minute) into results/quick/
 	@echo "results: $(QUICK_RESULTS)"; echo "report:  results/quick/REPORT.md (figures beside it)"
 
 clean: ## remove build products (keeps .venv and results/)
-	rm -rf build *.egg-info allocbench/*.c allocbench/*.so allocbench/*.html $(CELL)
+	rm -rf build csrc/build *.egg-info allocbench/*.c allocbench/*.so allocbench/*.html $(CELL)

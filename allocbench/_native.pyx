@@ -89,21 +89,19 @@ cdef class Block:
     cdef size_t _size
     cdef bint live
     cdef Py_ssize_t exports
-    cdef const ab_allocator *alloc
 
     cdef const ab_allocator *allocator(self):
+        # Virtual, looked up per call: in __cinit__ a subclass's table is not set yet.
         return &ab_libc_allocator
-
-    def __cinit__(self, *args, **kwargs):
-        self.alloc = self.allocator()
 
     def __init__(self, size):
         cdef size_t n = _as_size(size, "size")
         cdef void *p
+        cdef const ab_allocator *a = self.allocator()
         if self.live:
             raise RuntimeError("Block is already initialised")
         with nogil:  # a large malloc may mmap and fault
-            p = self.alloc.malloc(n)
+            p = a.malloc(n)
         if p == NULL:
             raise MemoryError(f"malloc({n}) failed: {strerror(errno).decode()}")
         self.ptr, self._size, self.live = p, n, True
@@ -116,8 +114,9 @@ cdef class Block:
         if s and n > SIZE_MAX // s:
             raise OverflowError(f"calloc({n}, {s}): nmemb * size overflows size_t")
         cdef Block b = cls.__new__(cls)
+        cdef const ab_allocator *a = b.allocator()
         with nogil:
-            p = b.alloc.calloc(n, s)
+            p = a.calloc(n, s)
         if p == NULL:
             raise MemoryError(f"calloc({n}, {s}) failed: {strerror(errno).decode()}")
         b.ptr, b._size, b.live = p, n * s, True
@@ -140,12 +139,12 @@ cdef class Block:
         self.check_unexported("realloc")
         if n == 0:
             # glibc's realloc(p, 0) frees p and returns NULL; keep a live handle instead
-            q = self.alloc.malloc(0)
+            q = self.allocator().malloc(0)
             if q == NULL:
                 raise MemoryError("malloc(0) failed")
-            self.alloc.free(self.ptr)
+            self.allocator().free(self.ptr)
         else:
-            q = self.alloc.realloc(self.ptr, n)
+            q = self.allocator().realloc(self.ptr, n)
             if q == NULL:
                 raise MemoryError(f"realloc to {n} bytes failed: {strerror(errno).decode()}")
         self.ptr, self._size = q, n
@@ -157,8 +156,9 @@ cdef class Block:
             raise ValueError("double free: the block was already freed")
         self.check_unexported("free")
         self.live = False
+        cdef const ab_allocator *a = self.allocator()
         with nogil:  # freeing an mmapped chunk is a munmap
-            self.alloc.free(self.ptr)
+            a.free(self.ptr)
         self.ptr = NULL
 
     def fill(self, byte):
@@ -179,7 +179,7 @@ cdef class Block:
     def usable_size(self):
         """Bytes the allocator actually handed out (malloc_usable_size)."""
         self.check_live("read usable_size")
-        return self.alloc.usable_size(self.ptr)
+        return self.allocator().usable_size(self.ptr)
 
     @property
     def address(self):
@@ -221,12 +221,69 @@ cdef class Block:
 
     def __dealloc__(self):
         if self.live:
-            self.alloc.free(self.ptr)
+            self.allocator().free(self.ptr)
 
     def __repr__(self):
         if not self.live:
             return f"<{type(self).__name__} freed>"
         return f"<{type(self).__name__} size={self._size} at {<uintptr_t>self.ptr:#x}>"
+
+
+# ---- the toy allocator, in this process ----
+
+TOY_POLICIES = ("keep", "dontneed", "free", "unmap")  # enum toy_policy order
+TOY_MAX_THRESHOLD_BYTES = TOY_MAX_THRESHOLD
+TOY_MAX_ALIGN_BYTES = TOY_MAX_ALIGN
+
+
+cdef class ToyBlock(Block):
+    """One block from the toy allocator (csrc/toyalloc.c), same contract as Block."""
+
+    cdef const ab_allocator *allocator(self):
+        return &ab_toy_allocator
+
+    @classmethod
+    def aligned(cls, alignment, size):
+        """A block whose address is a multiple of `alignment` (a power of two)."""
+        cdef size_t a = _as_size(alignment, "alignment"), n = _as_size(size, "size")
+        cdef void *p
+        if a == 0 or a & (a - 1) or a > TOY_MAX_ALIGN:
+            raise ValueError(f"alignment must be a power of two up to {TOY_MAX_ALIGN}, got {alignment}")
+        cdef ToyBlock b = cls.__new__(cls)
+        with nogil:
+            p = toy_memalign(a, n)
+        if p == NULL:
+            raise MemoryError(f"toy memalign({a}, {n}) failed: {strerror(errno).decode()}")
+        b.ptr, b._size, b.live = p, n, True
+        return b
+
+    @property
+    def is_mmapped(self):
+        """True when the block has a mapping of its own (above the toy's threshold)."""
+        self.check_live("read is_mmapped")
+        return bool(toy_is_direct(self.ptr))
+
+
+def toy_get_config_raw():
+    cdef toy_config c
+    toy_get_config(&c)
+    return {"threshold": c.threshold, "cache_cap": c.cache_cap, "policy": TOY_POLICIES[c.policy]}
+
+
+def toy_configure_raw(size_t threshold, size_t cache_cap, int policy):
+    cdef toy_config c
+    c.threshold, c.cache_cap, c.policy = threshold, cache_cap, policy
+    if toy_configure(&c) != 0:
+        raise ValueError("toy configuration out of range")
+
+
+def toy_stats_raw():
+    cdef toy_stats s
+    toy_get_stats(&s)
+    return {"mapped_bytes": s.mapped_bytes, "live_bytes": s.live_bytes,
+            "cached_bytes": s.cached_bytes, "mmap_calls": s.mmap_calls,
+            "munmap_calls": s.munmap_calls, "mremap_calls": s.mremap_calls,
+            "madvise_calls": s.madvise_calls}
 
 
 # ---- counters ----

@@ -35,6 +35,7 @@ class Backend:
 
 BACKENDS = {b.name: b for b in (
     Backend("glibc", glibc=True),
+    Backend("toy", in_process="toy"),
     Backend("jemalloc", preload="libjemalloc.so.2", debian="libjemalloc2"),
     Backend("tcmalloc", preload="libtcmalloc_minimal.so.4", debian="libtcmalloc-minimal4"),
     Backend("mimalloc", preload="libmimalloc.so.2", debian="libmimalloc2.0"),
@@ -42,3 +43,5 @@ BACKENDS = {b.name: b for b in (
 
 # mallopt settings a glibc cell accepts, by CLI/record name
 GLIBC_SETTINGS = ("mmap_threshold", "trim_threshold", "top_pad", "mmap_max", "arena_max")
+# the toy's own knobs (csrc/toyalloc.h)
+TOY_SETTINGS = ("toy_threshold", "toy_cache_cap", "toy_policy")

@@ -88,8 +88,9 @@ def print_record(rec: dict) -> None:
 def cmd_run(args) -> int:
     from . import runner
 
-    settings = {k: getattr(args, k) for k in ("mmap_threshold", "trim_threshold", "top_pad",
-                                              "mmap_max", "arena_max") if getattr(args, k) is not None}
+    from .backends import GLIBC_SETTINGS, TOY_SETTINGS
+
+    settings = {k: getattr(args, k) for k in GLIBC_SETTINGS + TOY_SETTINGS if getattr(args, k) is not None}
     try:
         spec = runner.make_spec(
             allocator=args.allocator, pattern=args.pattern, size=args.size,
@@ -221,6 +222,10 @@ def build_parser() -> Parser:
         run.add_argument(f"--{name}", type=size_arg, help=f"glibc M_{name.upper().replace('-', '_')}")
     run.add_argument("--mmap-max", type=count_arg, help="glibc M_MMAP_MAX")
     run.add_argument("--arena-max", type=count_arg, help="glibc M_ARENA_MAX")
+    run.add_argument("--toy-threshold", type=size_arg, help="toy: own mapping above this size")
+    run.add_argument("--toy-cache-cap", type=size_arg, help="toy: bytes of freed mappings kept")
+    run.add_argument("--toy-policy", choices=["keep", "dontneed", "free", "unmap"],
+                     help="toy: what cached mappings do with their pages")
     run.add_argument("--counter-method", choices=["auto", "perf", "strace", "none"], default="auto")
     run.add_argument("--timeout", type=float, default=300, help="seconds before the cell is failed (300)")
     run.add_argument("--json", action="store_true", help="print the record as one JSON line")

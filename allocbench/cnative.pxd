@@ -67,3 +67,30 @@ cdef extern from "workloads.h" nogil:
     const char *ab_workload_check(const ab_workload *w)
     int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
                ab_run_stats *stats, ab_footprint *before, ab_footprint *after)
+
+cdef extern from "workloads.h" nogil:
+    const ab_allocator ab_toy_allocator
+
+cdef extern from "toyalloc.h" nogil:
+    enum:
+        TOY_KEEP
+        TOY_DONTNEED
+        TOY_FREE
+        TOY_UNMAP
+        TOY_MAX_THRESHOLD
+        TOY_MAX_ALIGN
+
+    ctypedef struct toy_config:
+        size_t threshold
+        size_t cache_cap
+        int policy
+
+    ctypedef struct toy_stats:
+        uint64_t mapped_bytes, live_bytes, cached_bytes
+        uint64_t mmap_calls, munmap_calls, mremap_calls, madvise_calls
+
+    void *toy_memalign(size_t align, size_t size)
+    int toy_is_direct(void *p)
+    int toy_configure(const toy_config *c)
+    void toy_get_config(toy_config *c)
+    void toy_get_stats(toy_stats *s)

@@ -31,6 +31,8 @@ Fields (units in the names; null means "not measured", with the reason in
   fragmentation_peak         1 - live_bytes_peak / footprint_bytes_peak
   retained_after_free_bytes  RSS growth still held after the last repeat freed
                              everything (fragment: all but its pinned small blocks)
+  toy_stats_after            the toy's own books after the last repeat (toy only):
+                             mapped, live and cached bytes, syscalls it issued
   counter_method, counter_note   "perf", "strace" or "none"; why a better one was not used
   env                        {glibc, kernel, cpu, cpus, page_size, thp, python}
   status, error              "ok" or "failed" with the reason (signal, timeout, ...)
@@ -113,6 +115,7 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
         "fragmentation_peak": fragmentation,
         "retained_after_free_bytes": (rss_after - base["rss_bytes"]
                                       if rss_after is not None and base["rss_bytes"] is not None else None),
+        "toy_stats_after": raw.get("toy_stats_after"),
         "counter_method": raw["counter_method"],
         "counter_note": raw.get("counter_note"),
         "env": env,

@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 from . import machine, records
-from .backends import BACKENDS, GLIBC_SETTINGS
+from .backends import BACKENDS, GLIBC_SETTINGS, TOY_SETTINGS
 from .counters import METHODS
 
 PATTERNS = ("churn", "batch", "lifo", "fifo", "random-free", "band", "realloc-grow", "fragment")
@@ -50,8 +50,13 @@ def make_spec(allocator="glibc", pattern="churn", size=None, size_lo=None, size_
         raise ValueError(f"size_lo {size_lo} exceeds size_hi {size_hi}")
     settings = dict(settings or {})
     for key, value in settings.items():
+        if key in TOY_SETTINGS:
+            if allocator != "toy":
+                raise ValueError(f"{key} is a toy allocator setting; it does not apply to {allocator}")
+            _check_toy_setting(key, value)
+            continue
         if key not in GLIBC_SETTINGS:
-            raise ValueError(f"unknown setting {key!r}; known: {', '.join(GLIBC_SETTINGS)}")
+            raise ValueError(f"unknown setting {key!r}; known: {', '.join(GLIBC_SETTINGS + TOY_SETTINGS)}")
         if not BACKENDS[allocator].glibc:
             raise ValueError(f"{key} is a glibc mallopt setting; it does not apply to {allocator}")
         p = MALLOPT_PARAMS[key]
@@ -65,6 +70,18 @@ def make_spec(allocator="glibc", pattern="churn", size=None, size_lo=None, size_
             "warmup": warmup, "counter_method": counter_method}
 
 
+def _check_toy_setting(key, value):
+    from .toy import POLICIES, TOY_MAX_THRESHOLD_BYTES
+
+    if key == "toy_policy":
+        if value not in POLICIES:
+            raise ValueError(f"toy_policy must be one of {', '.join(POLICIES)}, got {value!r}")
+    elif key == "toy_threshold" and not (isinstance(value, int) and 0 <= value <= TOY_MAX_THRESHOLD_BYTES):
+        raise ValueError(f"toy_threshold must be in [0, {TOY_MAX_THRESHOLD_BYTES}], got {value!r}")
+    elif key == "toy_cache_cap" and not (isinstance(value, int) and 0 <= value < 2**63):
+        raise ValueError(f"toy_cache_cap must be a byte count, got {value!r}")
+
+
 def cell_binary() -> str:
     """The C program that measures one cell (ALLOCBENCH_CELL overrides, e.g. for a debug build)."""
     path = os.environ.get("ALLOCBENCH_CELL") or os.path.join(os.path.dirname(__file__), "allocbench-cell")
@@ -76,12 +93,21 @@ def cell_binary() -> str:
 def cell_argv(spec: dict) -> list[str]:
     from .glibc import MALLOPT_PARAMS
 
+    from .toy import POLICIES
+
     backend = BACKENDS[spec["allocator"]]
-    argv = [cell_binary(), f"allocator={'glibc' if backend.glibc else 'libc'}",
+    kind = backend.in_process or ("glibc" if backend.glibc else "libc")
+    argv = [cell_binary(), f"allocator={kind}",
             f"method={spec['counter_method']}", f"touch={int(spec['touch'])}"]
     argv += [f"{k}={spec[k]}" for k in ("pattern", "size_lo", "size_hi", "ops", "threads",
                                         "live", "seed", "repeats", "warmup")]
-    argv += [f"mallopt={MALLOPT_PARAMS[k].value}:{v}" for k, v in spec["settings"].items()]
+    for k, v in spec["settings"].items():
+        if k == "toy_policy":
+            argv.append(f"toy_policy={POLICIES.index(v)}")
+        elif k in TOY_SETTINGS:
+            argv.append(f"{k}={v}")
+        else:
+            argv.append(f"mallopt={MALLOPT_PARAMS[k].value}:{v}")
     return argv
 
 
@@ -92,6 +118,7 @@ def run_cell(spec: dict, timeout: float = DEFAULT_TIMEOUT_S, env_info: dict | No
     if why:
         return records.failed(spec, env_info, f"skipped: {why}")
     env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)  # the cell's allocator is the backend's, never an inherited one
     lib = BACKENDS[spec["allocator"]].library_path()
     if lib:
         env["LD_PRELOAD"] = lib

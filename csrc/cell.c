@@ -5,6 +5,7 @@
  *
  *   allocbench-cell key=value ...
  *     allocator=glibc|libc|toy  (libc: whatever LD_PRELOAD put behind malloc)
+ *     toy_threshold=N toy_cache_cap=N toy_policy=0..3 (allocator=toy only)
  *     pattern=NAME size_lo=N size_hi=N ops=N threads=N live=N touch=0|1 seed=N
  *     repeats=N warmup=N method=auto|perf|strace|none
  *     mallopt=PARAM:VALUE (repeatable; PARAM is the M_* number)
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "counters.h"
+#include "toyalloc.h"
 #include "workloads.h"
 
 static const char *opt_str(int argc, char **argv, const char *key, const char *def)
@@ -152,9 +154,22 @@ int main(int argc, char **argv)
 
     ab_allocator a = ab_libc_allocator;
     const char *allocator = opt_str(argc, argv, "allocator", "glibc");
+    int toy = !strcmp(allocator, "toy");
     if (!strcmp(allocator, "libc"))
         a.glibc_chunks = 0;
-    else if (strcmp(allocator, "glibc")) {
+    else if (toy) {
+        a = ab_toy_allocator;
+        toy_config tc;
+        toy_get_config(&tc);
+        tc.threshold = opt_num(argc, argv, "toy_threshold", tc.threshold);
+        tc.cache_cap = opt_num(argc, argv, "toy_cache_cap", tc.cache_cap);
+        tc.policy = (int)opt_num(argc, argv, "toy_policy", (unsigned long long)tc.policy);
+        if (toy_configure(&tc)) {
+            fprintf(stderr, "allocbench-cell: toy threshold must be <= %zu and policy 0..3\n",
+                    (size_t)TOY_MAX_THRESHOLD);
+            return 2;
+        }
+    } else if (strcmp(allocator, "glibc")) {
         fprintf(stderr, "allocbench-cell: unknown allocator %s\n", allocator);
         return 2;
     }
@@ -201,6 +216,17 @@ int main(int argc, char **argv)
 
     printf("{\"counter_method\":\"%s\",\"counter_note\":", method);
     if (note[0]) json_str(note); else printf("null");
+    if (toy) {
+        toy_stats ts;
+        toy_get_stats(&ts);
+        printf(",\"toy_stats_after\":{\"mapped_bytes\":%llu,\"live_bytes\":%llu,"
+               "\"cached_bytes\":%llu,\"mmap_calls\":%llu,\"munmap_calls\":%llu,"
+               "\"mremap_calls\":%llu,\"madvise_calls\":%llu}",
+               (unsigned long long)ts.mapped_bytes, (unsigned long long)ts.live_bytes,
+               (unsigned long long)ts.cached_bytes, (unsigned long long)ts.mmap_calls,
+               (unsigned long long)ts.munmap_calls, (unsigned long long)ts.mremap_calls,
+               (unsigned long long)ts.madvise_calls);
+    }
     printf(",\"baseline\":");
     json_footprint(&fp[2 * nrep]);
     printf(",\"repeats\":[");

@@ -3,6 +3,7 @@
  * window opens, so the allocator under test is the only one at work inside. */
 #define _GNU_SOURCE
 #include "workloads.h"
+#include "toyalloc.h"
 
 #include <malloc.h>
 #include <pthread.h>
@@ -16,6 +17,10 @@ const char *const ab_pattern_names[AB_NPATTERNS] = {
 
 const ab_allocator ab_libc_allocator = {
     malloc, free, realloc, calloc, malloc_usable_size, 1,
+};
+
+const ab_allocator ab_toy_allocator = {
+    toy_malloc, toy_free, toy_realloc, toy_calloc, toy_usable_size, 0,
 };
 
 /* Every block passes through here so the compiler cannot drop a malloc/free pair. */

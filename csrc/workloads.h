@@ -57,6 +57,8 @@ typedef struct ab_run_stats {
 
 /* glibc's malloc (or whatever a preload put in its place). */
 extern const ab_allocator ab_libc_allocator;
+/* The toy allocator (csrc/toyalloc.c) inside this process. */
+extern const ab_allocator ab_toy_allocator;
 
 /* Validate a workload; returns NULL or a static message. */
 const char *ab_workload_check(const ab_workload *w);

@@ -1,0 +1,252 @@
+"""The toy allocator: contract, stress (plain and sanitized), Python handles,
+randomised sequences, misuse, LD_PRELOAD into real programs, and the backend."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from hypothesis import settings, strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
+
+from allocbench import toy
+from allocbench.cli import toy_library_path
+from conftest import ROOT, fresh_python
+
+BUILD = os.path.join(ROOT, "csrc", "build")
+TOYLIB = toy_library_path()
+ENV = dict(os.environ, PYTHONPATH=ROOT)
+
+
+def run(cmd, env=None, timeout=600):
+    return subprocess.run(cmd, capture_output=True, text=True, env=env or ENV, timeout=timeout)
+
+
+def test_contract():
+    proc = run([os.path.join(BUILD, "toy_contract")])
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.strip().endswith("0 failed")
+
+
+def test_stress_4_threads_2_million_ops():
+    proc = run([os.path.join(BUILD, "toy_stress"), "4", "2000000"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 corruptions, fork child ok, live 0 bytes" in proc.stdout
+
+
+@pytest.mark.skipif(not shutil.which("gcc"), reason="gcc not installed")
+def test_stress_and_contract_under_asan_and_ubsan(tmp_path):
+    for name in ("toy_stress", "toy_contract"):
+        exe = str(tmp_path / name)
+        build = run(["gcc", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                     "-I", os.path.join(ROOT, "csrc"), "-o", exe,
+                     os.path.join(ROOT, "csrc", "tests", f"{name}.c"),
+                     os.path.join(ROOT, "csrc", "toyalloc.c"), "-lpthread"])
+        assert build.returncode == 0, build.stderr
+        proc = run([exe, "4", "2000000"] if name == "toy_stress" else [exe])
+        assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+        assert "ERROR" not in proc.stderr and "runtime error" not in proc.stderr
+
+
+def test_python_block_contract():
+    with toy.Block(300_000) as b:
+        assert b.is_mmapped and b.usable_size >= 300_000 and b.address % 16 == 0
+        b.fill(3)
+        assert bytes(b.memoryview()[:4]) == b"\3\3\3\3"
+        b.realloc(5_000_000)
+        assert b.memoryview()[299_999] == 3
+    small = toy.Block(100)
+    assert not small.is_mmapped
+    assert bytes(toy.Block.calloc(10, 1000).memoryview()) == bytes(10_000)
+    for align in (16, 256, 4096, 65536, 1 << 20):
+        assert toy.Block.aligned(align, 1000).address % align == 0
+    z1, z2 = toy.Block(0), toy.Block(0)
+    assert z1.address != z2.address
+
+
+def test_python_misuse_raises_exactly():
+    b = toy.Block(64)
+    view = memoryview(b)
+    with pytest.raises(BufferError):
+        b.free()
+    view.release()
+    b.free()
+    with pytest.raises(ValueError, match="double free"):
+        b.free()
+    with pytest.raises(ValueError, match="already freed"):
+        b.fill(1)
+    with pytest.raises(ValueError, match="already freed"):
+        memoryview(b)
+    for bad in (0, 3, 24, 1000):
+        with pytest.raises(ValueError, match="power of two"):
+            toy.Block.aligned(bad, 10)
+    with pytest.raises(MemoryError):
+        toy.Block(2**63)
+    with pytest.raises(OverflowError):
+        toy.Block.calloc(2**40, 2**40)
+
+
+def test_configure_and_stats():
+    before = toy.config()
+    try:
+        toy.configure(threshold=64 * 1024, cache_cap=1 << 20, policy="unmap")
+        s0 = toy.stats()
+        toy.Block(100_000).free()
+        s1 = toy.stats()
+        assert s1["munmap_calls"] == s0["munmap_calls"] + 1
+        for bad in ({"threshold": 2 << 20}, {"policy": "nope"}, {"cache_cap": -1}):
+            with pytest.raises(ValueError):
+                toy.configure(**bad)
+    finally:
+        toy.configure(**before)
+
+
+class ToyMachine(RuleBasedStateMachine):
+    """Random alloc/realloc/free sequences; each live block holds a pattern of
+    its own, checked before it changes, and no two live blocks overlap."""
+    blocks = Bundle("blocks")
+
+    def __init__(self):
+        super().__init__()
+        self.live = {}  # id(block) -> (block, tag)
+        self.tag = 0
+
+    def _new(self, block):
+        self.tag = self.tag % 255 + 1
+        block.fill(self.tag)
+        self.live[id(block)] = (block, self.tag)
+        return block
+
+    @rule(target=blocks, size=st.integers(0, 600_000))
+    def malloc(self, size):
+        return self._new(toy.Block(size))
+
+    @rule(target=blocks, n=st.integers(0, 100), size=st.integers(0, 5000))
+    def calloc(self, n, size):
+        b = toy.Block.calloc(n, size)
+        assert bytes(b.memoryview()) == bytes(n * size)
+        return self._new(b)
+
+    @rule(target=blocks, shift=st.integers(4, 17), size=st.integers(0, 200_000))
+    def aligned(self, shift, size):
+        b = toy.Block.aligned(1 << shift, size)
+        assert b.address % (1 << shift) == 0
+        return self._new(b)
+
+    @rule(block=blocks, size=st.integers(0, 600_000))
+    def realloc(self, block, size):
+        if block.freed:
+            return
+        _, tag = self.live[id(block)]
+        old = block.size
+        block.realloc(size)
+        keep = min(old, size)
+        assert bytes(block.memoryview()[:keep]) == bytes([tag]) * keep
+        block.fill(tag)
+
+    @rule(block=consumes(blocks))
+    def free(self, block):
+        if block.freed:
+            return
+        _, tag = self.live.pop(id(block))
+        assert bytes(block.memoryview()) == bytes([tag]) * block.size
+        block.free()
+
+    @invariant()
+    def no_overlap_and_intact(self):
+        spans = sorted((b.address, b.address + max(b.size, 1), b, t) for b, t in self.live.values())
+        for (a0, a1, _, _), (b0, _, _, _) in zip(spans, spans[1:]):
+            assert a1 <= b0, "live blocks overlap"
+        for _, _, b, t in spans:
+            if b.size:
+                view = b.memoryview()
+                assert view[0] == t and view[-1] == t
+
+    def teardown(self):
+        for b, _ in self.live.values():
+            b.free()
+
+
+TestToyStateful = ToyMachine.TestCase
+TestToyStateful.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+def test_randomised_misuse_never_crashes():
+    """1,000 random misuse sequences in a child process: every one raises the
+    documented exception and the interpreter survives."""
+    proc = fresh_python("""
+        import random
+        from allocbench import toy
+        rng = random.Random(7)
+        raised = 0
+        for _ in range(1000):
+            b = toy.Block(rng.choice([0, 16, 5000, 200_000, 3_000_000]))
+            views = []
+            for _ in range(rng.randint(1, 8)):
+                action = rng.choice(["free", "fill", "view", "realloc", "release", "align"])
+                try:
+                    if action == "free": b.free()
+                    elif action == "fill": b.fill(rng.randint(0, 255))
+                    elif action == "view": views.append(memoryview(b))
+                    elif action == "realloc": b.realloc(rng.choice([0, 10, 300_000]))
+                    elif action == "release" and views: views.pop().release()
+                    elif action == "align": toy.Block.aligned(rng.choice([3, 24, 100, 0]), 10)
+                except (ValueError, BufferError):
+                    raised += 1
+            for v in views: v.release()
+        print(f"survived {raised}")
+    """)
+    assert proc.returncode == 0 and proc.stdout.startswith("survived")
+    assert int(proc.stdout.split()[1]) > 500
+
+
+preload = pytest.mark.skipif(TOYLIB is None, reason="libtoyalloc.so not built (make build)")
+
+
+@preload
+def test_preload_python_runs_part_of_the_test_suite():
+    env = dict(ENV, LD_PRELOAD=TOYLIB)
+    proc = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                os.path.join(ROOT, "tests", "test_cli.py"), os.path.join(ROOT, "tests", "test_sweep.py")],
+               env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert " passed" in proc.stdout
+    probe = run([sys.executable, "-c", "from allocbench import glibc, toy; "
+                 "b = toy.Block(10); print(glibc.Block(200_000).is_mmapped)"], env=env)
+    assert probe.returncode == 0  # glibc.Block's malloc is the toy's now: no glibc chunk bit
+    assert probe.stdout.strip() == "False"
+
+
+@preload
+def test_preload_numpy_matplotlib_and_gcc(tmp_path):
+    env = dict(ENV, LD_PRELOAD=TOYLIB, MPLBACKEND="agg")
+    proc = run([sys.executable, "-c", "import numpy, matplotlib, matplotlib.pyplot as plt; "
+                "print(numpy.linalg.inv(numpy.eye(50)).trace())"], env=env)
+    assert proc.returncode == 0 and proc.stdout.strip() == "50.0", proc.stderr
+    if not shutil.which("gcc"):
+        pytest.skip("gcc not installed")
+    src = tmp_path / "hello.c"
+    src.write_text('#include <stdio.h>\nint main(void){puts("hi");return 0;}\n')
+    proc = run(["gcc", "-O2", "-o", str(tmp_path / "hello"), str(src)], env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert run([str(tmp_path / "hello")]).stdout == "hi\n"
+
+
+def _toy_run(*args):
+    proc = run([sys.executable, "-m", "allocbench", "run", "--json", "--allocator", "toy", *args])
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_toy_backend_churn_makes_no_syscalls_per_op():
+    for size in ("4K", "132K", "1M"):
+        rec = _toy_run("--pattern", "churn", "--size", size, "--ops", "5000", "--repeats", "2")
+        assert sum(rec["syscalls"].values()) / rec["ops"] < 0.001, (size, rec["syscalls"])
+
+
+def test_toy_backend_batch_returns_all_but_its_cache():
+    rec = _toy_run("--pattern", "batch", "--size", "1M", "--ops", "256", "--live", "256",
+                   "--repeats", "1", "--toy-cache-cap", "32M")
+    assert rec["toy_stats_after"]["cached_bytes"] <= 32 << 20
+    assert rec["retained_after_free_bytes"] <= (32 << 20) + (1 << 20)
