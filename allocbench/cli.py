@@ -159,8 +159,44 @@ def cmd_report(args) -> int:
         recs = load_records(args.results)
     except ResultsError as e:
         raise UsageError(str(e)) from None
-    write_report(recs, args.out, args.results)
+    probes = None
+    if args.probes:
+        try:
+            with open(args.probes) as f:
+                probes = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise UsageError(f"probes file {args.probes}: {e}") from None
+    write_report(recs, args.out, args.results, probes=probes)
     print(args.out)
+    return 0
+
+
+def cmd_probe(args) -> int:
+    from . import probes
+
+    names = probes.PROBES if args.name == "all" else (args.name,)
+    if args.name == "all" and (args.allocator != "glibc" or args.mmap_threshold is not None):
+        raise UsageError("probe all runs the glibc probes with their defaults; name one probe for options")
+    results = {}
+    try:
+        for name in names:
+            results[name] = probes.run_probe(name, args.allocator, args.mmap_threshold)
+            if not args.json:
+                print("\n".join(([f"== probe {name}"] if len(names) > 1 else []) + results[name]["summary"]),
+                      flush=True)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+    except probes.ProbeError as e:
+        print(f"allocbench: probe failed: {e}", file=sys.stderr)
+        return 1
+    out = results if args.name == "all" else results[args.name]
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out + ".tmp", "w") as f:
+            json.dump(out, f, indent=1)
+        os.replace(args.out + ".tmp", args.out)  # a half-written file never replaces a good one
+    if args.json:
+        print(json.dumps(out))
     return 0
 
 
@@ -242,6 +278,16 @@ def build_parser() -> Parser:
     sw.add_argument("--timeout", type=float, default=300, help="seconds per cell (300)")
     sw.set_defaults(func=cmd_sweep)
 
+    from .probes import PROBES
+    pr = sub.add_parser("probe", help="what glibc really does: boundary, dynamic, trim, arenas")
+    pr.add_argument("name", choices=PROBES + ("all",))
+    pr.add_argument("--mmap-threshold", type=size_arg, help="boundary: fix M_MMAP_THRESHOLD first")
+    pr.add_argument("--allocator", choices=["glibc", "toy"], default="glibc",
+                    help="boundary and dynamic also run on the toy")
+    pr.add_argument("--json", action="store_true", help="print JSON instead of the summary")
+    pr.add_argument("--out", help="also write the JSON to this file (the report reads it)")
+    pr.set_defaults(func=cmd_probe)
+
     pl = sub.add_parser("plot", help="figures (PNG) from a results file")
     pl.add_argument("results", help="a JSON Lines results file")
     pl.add_argument("--out", default="plots", help="folder for the figures (plots/)")
@@ -250,6 +296,7 @@ def build_parser() -> Parser:
     rp = sub.add_parser("report", help="REPORT.md with findings and figures from a results file")
     rp.add_argument("results", help="a JSON Lines results file")
     rp.add_argument("--out", default="plots/REPORT.md", help="report path; figures go beside it")
+    rp.add_argument("--probes", help="JSON from `allocbench probe all --out FILE`, for the probes' section")
     rp.set_defaults(func=cmd_report)
     return p
 

@@ -55,6 +55,7 @@ cdef extern from "workloads.h" nogil:
         int touch
         uint32_t live
         int threads
+        int spawn
 
     ctypedef struct ab_run_stats:
         uint64_t allocs, frees, reallocs, failed

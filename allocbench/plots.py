@@ -191,6 +191,92 @@ def fig_allocators(recs, path, cap, sizes=(64 * KIB, 128 * KIB, 132 * KIB, 256 *
     return True
 
 
+def _probe_caption(res: dict) -> str:
+    env = res.get("env") or {}
+    return (f"glibc {env.get('glibc')}, Linux {env.get('kernel')}, {env.get('cpu')}; "
+            f"allocbench probe {res['probe']}, each point a fresh process")
+
+
+def fig_probe_boundary(res, path):
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    labels = ["found by search\n(heap must grow)", "predicted\n(chunk rounding)",
+              "first malloc of a process\n(top chunk from M_TOP_PAD)"]
+    values = [res["found_when_heap_must_grow"], res["predicted"], res.get("found_first_malloc_of_a_process")]
+    bars = ax.bar(labels, [v or 0 for v in values], color=["tab:blue", "tab:gray", "tab:orange"])
+    for bar, v in zip(bars, values):
+        ax.annotate(f"{v:,} B" if v else "n/a", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=9)
+    ax.axhline(res["threshold_in_force"], color="k", ls=":", label=f"threshold {res['threshold_in_force']:,} B")
+    ax.set_ylim(min(v for v in values if v) * 0.97, max(v for v in values if v) * 1.02)
+    ax.legend(fontsize=8)
+    _finish(fig, ax, "probe boundary: the smallest request glibc serves with mmap", "",
+            "request size (bytes)", _probe_caption(res), path)
+
+
+def fig_probe_dynamic(res, path):
+    rows = res["steps"]
+    fig, ax = plt.subplots(figsize=(10, 5))
+    labels = ["fresh"] + [size_label(r["freed"]) for r in rows[1:]]
+    x = range(len(rows))
+    ax.plot(x, [r["threshold_inferred"] for r in rows], "o-", label="mmap threshold (inferred from the boundary)")
+    ax.plot(x, [r["smallest_freed_total_that_trims"] for r in rows], "s--",
+            label="smallest freed total that trims the heap")
+    ax.axhline(res["cap_documented"], color="k", ls=":", label="DEFAULT_MMAP_THRESHOLD_MAX (32 MiB)")
+    ax.set_yscale("log", base=2)
+    ax.set_xticks(list(x))
+    ax.set_xticklabels(labels, rotation=30, fontsize=8)
+    ax.legend(fontsize=8)
+    _finish(fig, ax, "probe dynamic: glibc's threshold after each free of an mmapped chunk",
+            "mmapped chunk freed (in sequence)", "bytes (log)", _probe_caption(res), path)
+
+
+def fig_probe_trim(res, path):
+    p = res["pinned"]
+    stages = ["allocated", "freed", "trimmed"]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.bar(["allocated", "all but the pin freed", "after malloc_trim(0)"],
+           [p[s]["rss_bytes"] / MIB for s in stages], color=["tab:blue", "tab:red", "tab:green"])
+    ax.set_ylabel("RSS (MiB)")
+    _finish(fig, ax, "probe trim: a pinned heap keeps its pages until malloc_trim", "", "RSS (MiB)",
+            _probe_caption(res), path)
+
+
+def fig_probe_arenas(res, path):
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    groups = defaultdict(list)
+    for r in res["rows"]:
+        groups["default" if r["arena_max"] is None else f"M_ARENA_MAX={r['arena_max']}"].append(r)
+    for name, rows in groups.items():
+        t = [r["threads"] for r in rows]
+        axes[0].plot(t, [r["syscalls"]["mmap"] + r["syscalls"]["mprotect"] for r in rows], "o-", label=name)
+        axes[1].plot(t, [r["syscalls"]["brk"] for r in rows], "o-", label=name)
+    for ax, label in zip(axes, ("mmap + mprotect calls", "brk calls")):
+        ax.set_xlabel("worker threads")
+        ax.set_ylabel(label)
+        ax.set_xscale("log", base=2)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("probe arenas: where threads get memory (each: 256 x 16 KiB live)")
+    fig.text(0.01, 0.005, _probe_caption(res), fontsize=7, color="0.35")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+PROBE_FIGURES = {"boundary": fig_probe_boundary, "dynamic": fig_probe_dynamic,
+                 "trim": fig_probe_trim, "arenas": fig_probe_arenas}
+
+
+def plot_probes(probes: dict, out_dir: str) -> list[tuple[str, str]]:
+    made = []
+    for name, draw in PROBE_FIGURES.items():
+        res = probes.get(name)
+        if res and res.get("allocator") == "glibc":
+            draw(res, os.path.join(out_dir, f"probe_{name}.png"))
+            made.append((f"probe_{name}.png", name))
+    return made
+
+
 def plot_all(recs: list[dict], out_dir: str) -> list[tuple[str, str]]:
     """Write every figure the records allow; returns [(file name, title)]."""
     os.makedirs(out_dir, exist_ok=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .plots import caption, plot_all, series, size_label, syscalls_per_op
+from .plots import caption, plot_all, plot_probes, series, size_label, syscalls_per_op
 
 KIB = 1 << 10
 
@@ -82,7 +82,7 @@ def churn_table(recs):
     return lines
 
 
-def write_report(recs: list[dict], out_path: str, results_path: str) -> list[str]:
+def write_report(recs: list[dict], out_path: str, results_path: str, probes: dict | None = None) -> list[str]:
     out_dir = os.path.dirname(os.path.abspath(out_path))
     figures = plot_all(recs, out_dir)
     lines = ["# allocbench report", "",
@@ -93,6 +93,16 @@ def write_report(recs: list[dict], out_path: str, results_path: str) -> list[str
     lines += ["", "## Churn around 128 KiB", ""] + churn_table(recs) + ["", "## Figures", ""]
     for name, title in figures:
         lines += [f"### {title}", "", f"![{title}]({name})", ""]
+    if probes:
+        lines += ["## Probes of glibc's behaviour", "",
+                  "From `allocbench probe all`: each observation is a fresh process; numbers are found by search.", ""]
+        figures_by_probe = dict((probe, name) for name, probe in plot_probes(probes, out_dir))
+        for probe, res in probes.items():
+            if not isinstance(res, dict) or "summary" not in res:
+                continue
+            lines += [f"### probe {probe}", "", "```", *res["summary"], "```", ""]
+            if probe in figures_by_probe:
+                lines += [f"![probe {probe}]({figures_by_probe[probe]})", ""]
     with open(out_path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return [name for name, _ in figures]

@@ -7,7 +7,7 @@
  *     allocator=glibc|libc|toy  (libc: whatever LD_PRELOAD put behind malloc)
  *     toy_threshold=N toy_cache_cap=N toy_policy=0..3 (allocator=toy only)
  *     pattern=NAME size_lo=N size_hi=N ops=N threads=N live=N touch=0|1 seed=N
- *     repeats=N warmup=N method=auto|perf|strace|none
+ *     repeats=N warmup=N method=auto|perf|strace|none spawn=0|1 (workers on new threads)
  *     mallopt=PARAM:VALUE (repeatable; PARAM is the M_* number)
  *
  * Prints one JSON object on stdout; exit status 2 on bad arguments. */
@@ -144,6 +144,7 @@ int main(int argc, char **argv)
     w.live = (uint32_t)opt_num(argc, argv, "live", 64);
     w.touch = (int)opt_num(argc, argv, "touch", 1);
     w.seed = opt_num(argc, argv, "seed", 1);
+    w.spawn = (int)opt_num(argc, argv, "spawn", 0);
     unsigned long long repeats = opt_num(argc, argv, "repeats", 5);
     unsigned long long warmup = opt_num(argc, argv, "warmup", 1);
     const char *bad = ab_workload_check(&w);

@@ -302,7 +302,7 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
         rc = -1;
         goto out;
     }
-    if (n == 1) {
+    if (n == 1 && !w->spawn) {
         run_thread(&ts[0]);
     } else {
         int started = 0;

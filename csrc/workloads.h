@@ -41,7 +41,8 @@ typedef struct ab_workload {
     uint64_t seed;
     int touch;                /* write every page of every block */
     uint32_t live;            /* K: live blocks for batch, windows and fragment */
-    int threads;              /* 1 = the calling thread only */
+    int threads;              /* workers; 1 = the calling thread, unless spawn */
+    int spawn;                /* run even a single worker on a new thread (arenas) */
 } ab_workload;
 
 typedef struct ab_run_stats {

@@ -1,0 +1,267 @@
+"""Probes of what glibc malloc really does, each observation in a fresh process
+(csrc/probe.c, or allocbench-cell for threads).  Every number is found by
+searching observations, never computed; predictions are shown beside them."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from .glibc import M_ARENA_MAX, M_MMAP_MAX, M_MMAP_THRESHOLD, M_TOP_PAD, M_TRIM_THRESHOLD
+from .plots import size_label
+from .runner import cell_binary
+
+KIB, MIB = 1 << 10, 1 << 20
+MMAP_THRESHOLD_MAX = 32 * MIB   # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
+DYNAMIC_STEPS = [256 * KIB, 512 * KIB, MIB, 2 * MIB, 4 * MIB, 8 * MIB, 16 * MIB, 32 * MIB - 8192,
+                 40 * MIB, 64 * MIB]
+PROBES = ("boundary", "dynamic", "trim", "arenas")
+
+
+class ProbeError(RuntimeError):
+    pass
+
+
+def probe_binary() -> str:
+    path = os.environ.get("ALLOCBENCH_PROBE") or os.path.join(os.path.dirname(__file__), "allocbench-probe")
+    if not os.access(path, os.X_OK):
+        raise FileNotFoundError(f"{path} is missing or not executable: run `make build`")
+    return path
+
+
+def observe(mode: str, *args, settings: dict | None = None, history=(), exhaust=False) -> dict:
+    """One observation in a fresh process."""
+    argv = [probe_binary(), mode, *map(str, args)]
+    argv += [f"mallopt={p}:{v}" for p, v in (settings or {}).items()]
+    if history:
+        argv.append("history=" + ",".join(map(str, history)))
+    if exhaust:
+        argv.append("exhaust=1")
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    if proc.returncode != 0:
+        raise ProbeError(f"{' '.join(argv)}: {proc.stderr.strip() or proc.returncode}")
+    return json.loads(proc.stdout)
+
+
+def smallest(pred, lo: int, hi: int) -> int | None:
+    """Smallest n in [lo, hi] with pred(n) true, for a monotone pred (None if none)."""
+    if not pred(hi):
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if pred(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def chunk_size(request: int) -> int:
+    """glibc's request2size on 64-bit: header of 8 bytes, 16-byte alignment, 32 minimum."""
+    return max(32, (request + 8 + 15) & ~15)
+
+
+def predicted_boundary(threshold: int) -> int:
+    """Smallest request whose chunk reaches the threshold: sysmalloc mmaps when nb >= threshold."""
+    return smallest(lambda r: chunk_size(r) >= threshold, 0, threshold + 64)
+
+
+def mmap_boundary(settings=None, history=(), exhaust=True, hi=128 * MIB) -> int | None:
+    return smallest(lambda n: observe("mmapped", n, settings=settings, history=history,
+                                      exhaust=exhaust)["mmapped"] == 1, 1, hi)
+
+
+# ---- boundary ----
+
+def boundary(threshold: int | None = None, allocator: str = "glibc") -> dict:
+    if allocator == "toy":
+        return _toy_boundary(threshold)
+    settings = {M_MMAP_THRESHOLD: threshold} if threshold is not None else {}
+    t = 128 * KIB if threshold is None else threshold
+    found = mmap_boundary(settings)
+    fresh = mmap_boundary(settings, exhaust=False)
+    size = t + t // 2 if t else 64 * KIB
+    free_chunk = observe("free-chunk", size, settings=settings)
+    top_chunk = observe("top-chunk", size, settings={**settings, M_TOP_PAD: 4 * size})
+    predicted = predicted_boundary(t)
+    result = {
+        "probe": "boundary", "allocator": "glibc",
+        "threshold": threshold, "threshold_in_force": t,
+        "found_when_heap_must_grow": found, "predicted": predicted,
+        "formula": "smallest r with max(32, (r + 8 + 15) & ~15) >= threshold",
+        "agrees": found == predicted,
+        "found_first_malloc_of_a_process": fresh,
+        "served_from_free_chunk": {"request": size, **free_chunk},
+        "served_from_top_chunk": {"request": size, "top_pad": 4 * size, **top_chunk},
+    }
+    result["summary"] = [
+        f"threshold {size_label(t)}{' (dynamic, not yet moved)' if threshold is None else ''}",
+        f"smallest request glibc mmaps when the heap must grow: {found} bytes (found by search)",
+        f"predicted from chunk rounding ({result['formula']}): {predicted} bytes -> "
+        f"{'agrees' if result['agrees'] else 'DISAGREES'}",
+        f"in a fresh process whose first malloc left a top chunk (M_TOP_PAD): {fresh} bytes",
+        f"a {size} byte request with a free chunk that fits: "
+        f"{'mmapped' if free_chunk['mmapped'] else 'served from the heap'}",
+        f"a {size} byte request with a large top chunk ({top_chunk['top_before']} bytes): "
+        f"{'mmapped' if top_chunk['mmapped'] else 'served from the top chunk, no syscall'}",
+    ]
+    return result
+
+
+def _toy_in_fresh_python(code: str) -> dict:
+    import sys
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(__file__))})
+    if proc.returncode != 0:
+        raise ProbeError(proc.stderr.strip().splitlines()[-1] if proc.stderr else "toy probe failed")
+    return json.loads(proc.stdout)
+
+
+def _toy_boundary(threshold):
+    conf = "" if threshold is None else f"toy.configure(threshold={threshold})\n"
+    found = _toy_in_fresh_python(
+        "import json\nfrom allocbench import toy\nfrom allocbench.probes import smallest\n" + conf +
+        "def direct(n):\n    b = toy.Block(n); d = b.is_mmapped; b.free(); return d\n"
+        "print(json.dumps({'found': smallest(direct, 0, 4 << 20), 'threshold': toy.config()['threshold']}))")
+    t = found["threshold"]
+    return {"probe": "boundary", "allocator": "toy", "threshold_in_force": t,
+            "found_when_heap_must_grow": found["found"], "predicted": t + 1, "agrees": found["found"] == t + 1,
+            "summary": [f"toy threshold {size_label(t)}: smallest request with its own mapping "
+                        f"{found['found']} bytes (predicted threshold + 1 = {t + 1}); the toy has no "
+                        "heap to grow and no top chunk, so the line is exact whatever came before"]}
+
+
+# ---- dynamic ----
+
+def trim_bracket(mmap_boundary_bytes: int, settings=None, history=()) -> dict:
+    """Where freeing heap memory starts to shrink the heap: the largest top chunk
+    that stayed, and the smallest freed total that trimmed."""
+    block = max(64 * KIB + 64, min(mmap_boundary_bytes // 2, MIB))
+    trims = lambda total: observe("trims", total, block, settings=settings, history=history,  # noqa: E731
+                                  exhaust=True)["trimmed"] == 1
+    total = smallest(trims, block, 256 * MIB)
+    return {"block": block, "smallest_freed_total_that_trims": total}
+
+
+def dynamic(allocator: str = "glibc", steps=DYNAMIC_STEPS) -> dict:
+    if allocator == "toy":
+        return {"probe": "dynamic", "allocator": "toy",
+                "summary": ["the toy's threshold is static (set by toy.configure or TOYALLOC_THRESHOLD): "
+                            "freeing a mapping never moves it; see `probe boundary --allocator toy`"]}
+    rows = []
+    history = []
+    start = mmap_boundary()
+    rows.append({"freed": None, "boundary": start, "threshold_inferred": chunk_size(start),
+                 **trim_bracket(start)})
+    for size in steps:
+        history.append(size)
+        b = mmap_boundary(history=history)
+        rows.append({"freed": size, "boundary": b, "threshold_inferred": chunk_size(b) if b else None,
+                     **trim_bracket(b or MIB, history=history)})
+    frozen = {}
+    for name, param, value in (("M_MMAP_THRESHOLD", M_MMAP_THRESHOLD, 128 * KIB),
+                               ("M_TOP_PAD", M_TOP_PAD, 128 * KIB),
+                               ("M_TRIM_THRESHOLD", M_TRIM_THRESHOLD, 128 * KIB),
+                               ("M_MMAP_MAX", M_MMAP_MAX, 65536)):
+        b = mmap_boundary(settings={param: value}, history=[MIB])
+        frozen[name] = {"value": value, "boundary_after_freeing_1MiB": b}
+    after_1m = observe("mmapped", MIB, history=[MIB], exhaust=True)["mmapped"]
+    after_1m_fixed = observe("mmapped", MIB, history=[MIB], exhaust=True,
+                             settings={M_MMAP_THRESHOLD: 128 * KIB})["mmapped"]
+    cap = max(r["threshold_inferred"] or 0 for r in rows)
+    summary = ["freed mmapped chunk -> next boundary (inferred threshold) | freed total that trims the heap"]
+    for r in rows:
+        what = "fresh process" if r["freed"] is None else f"after freeing {size_label(r['freed'])}"
+        summary.append(f"  {what:>26}: {r['boundary']} B (threshold {r['threshold_inferred']}) | "
+                       f"{r['smallest_freed_total_that_trims']} B")
+    summary.append(f"highest threshold reached: {cap} bytes (glibc's cap on 64-bit: {MMAP_THRESHOLD_MAX})")
+    summary.append(f"after freeing a 1 MiB mmapped chunk the next 1 MiB request is "
+                   f"{'mmapped' if after_1m else 'served from the heap'}; with M_MMAP_THRESHOLD set it is "
+                   f"{'mmapped' if after_1m_fixed else 'served from the heap'}")
+    for name, f in frozen.items():
+        summary.append(f"  with {name}={f['value']} set first, the boundary after freeing 1 MiB stays "
+                       f"{f['boundary_after_freeing_1MiB']} B")
+    return {"probe": "dynamic", "allocator": "glibc", "steps": rows, "cap_reached": cap,
+            "cap_documented": MMAP_THRESHOLD_MAX, "after_free_1MiB_next_1MiB_mmapped": bool(after_1m),
+            "with_fixed_threshold_mmapped": bool(after_1m_fixed), "frozen_by": frozen, "summary": summary}
+
+
+# ---- trim ----
+
+def trim(blocks: int = 64, size: int = 64 * KIB) -> dict:
+    pinned = observe("pinned", blocks, size)
+    effect = {}
+    for label, value in (("128 KiB", 128 * KIB), ("64 MiB", 64 * MIB)):
+        effect[label] = observe("trims", 4 * MIB, 64 * KIB + 64, settings={M_TRIM_THRESHOLD: value},
+                                exhaust=True)
+    a, f, t = pinned["allocated"], pinned["freed"], pinned["trimmed"]
+    mib = lambda n: f"{n / MIB:.1f} MiB"  # noqa: E731
+    summary = [
+        f"{blocks} x {size_label(size)} heap blocks, then one 64-byte block after them (the pin)",
+        f"  after freeing the {blocks}: heap top moved {f['heap_top'] - a['heap_top']:+d} B, RSS {mib(a['rss_bytes'])}"
+        f" -> {mib(f['rss_bytes'])}, free bytes in the heap {mib(f['fordblks'])} (pinned: cannot shrink)",
+        f"  free() made {sum(v or 0 for v in pinned['free_syscalls'].values())} memory syscalls",
+        f"  malloc_trim(0): RSS -> {mib(t['rss_bytes'])}, heap top moved {t['heap_top'] - f['heap_top']:+d} B, "
+        f"madvise {pinned['trim_syscalls']['madvise']}, brk {pinned['trim_syscalls']['brk']} "
+        f"(it returns free pages inside the heap with MADV_DONTNEED)",
+        "M_TRIM_THRESHOLD, 4 MiB freed at the top of an unpinned heap:",
+    ]
+    for label, e in effect.items():
+        summary.append(f"  {label}: {'heap shrank by ' + str(e['heap_top_drop']) + ' B' if e['trimmed'] else 'heap kept'}")
+    return {"probe": "trim", "allocator": "glibc", "pinned": pinned, "trim_threshold_effect": effect,
+            "summary": summary}
+
+
+# ---- arenas ----
+
+def arenas(threads=(1, 2, 4, 8), arena_max=(None, 1, 2)) -> dict:
+    rows = []
+    for limit in arena_max:
+        for t in threads:
+            argv = [cell_binary(), "pattern=batch", "size_lo=16384", "ops=256", "live=256",
+                    f"threads={t}", "spawn=1", "repeats=1", "warmup=0"]
+            if limit is not None:
+                argv.append(f"mallopt={M_ARENA_MAX}:{limit}")
+            env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+            if proc.returncode != 0:
+                raise ProbeError(proc.stderr.strip())
+            rep = json.loads(proc.stdout)["repeats"][0]
+            rows.append({"arena_max": limit, "threads": t, "syscalls": rep["counts"]["syscalls"],
+                         "peak_rss_bytes": rep["after"]["peak_rss_bytes"],
+                         "rss_growth_bytes": rep["after"]["peak_rss_bytes"] - rep["before"]["rss_bytes"],
+                         "arena_bytes": rep["after"]["mallinfo2"]["arena"]})
+    summary = ["each worker thread: 256 x 16 KiB live, then freed (threads started inside the window)",
+               f"{'M_ARENA_MAX':>12} {'threads':>7} {'mmap':>5} {'munmap':>6} {'mprotect':>8} {'brk':>4} "
+               f"{'RSS growth':>11} {'arena bytes':>12}"]
+    for r in rows:
+        s = r["syscalls"]
+        summary.append(f"{'default' if r['arena_max'] is None else r['arena_max']:>12} {r['threads']:>7} "
+                       f"{s['mmap']:>5} {s['munmap']:>6} {s['mprotect']:>8} {s['brk']:>4} "
+                       f"{r['rss_growth_bytes'] / MIB:>8.1f} MiB {r['arena_bytes']:>12}")
+    summary.append("threads allocate from mmapped arena heaps (mmap + mprotect), not brk; "
+                   "M_ARENA_MAX=1 sends them all to the main arena's brk heap")
+    return {"probe": "arenas", "allocator": "glibc", "rows": rows, "summary": summary}
+
+
+def run_probe(name: str, allocator: str = "glibc", threshold: int | None = None) -> dict:
+    """One probe's result, with the machine it ran on under "env"."""
+    from .machine import describe
+
+    result = _run(name, allocator, threshold)
+    result["env"] = describe()
+    return result
+
+
+def _run(name, allocator, threshold):
+    if allocator not in ("glibc", "toy"):
+        raise ValueError(f"probes run on glibc (and boundary/dynamic on the toy), not {allocator}")
+    if allocator == "toy" and name not in ("boundary", "dynamic"):
+        raise ValueError(f"probe {name} is glibc-only: the toy has no brk heap, arenas or trimming")
+    if name == "boundary":
+        return boundary(threshold, allocator)
+    if threshold is not None:
+        raise ValueError("--mmap-threshold applies to the boundary probe only")
+    return {"dynamic": dynamic, "trim": trim, "arenas": arenas}[name](
+        **({"allocator": allocator} if name == "dynamic" else {}))

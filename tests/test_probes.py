@@ -1,0 +1,72 @@
+"""The probes' exact facts on this machine's glibc."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from allocbench import probes
+from conftest import ROOT
+
+KIB, MIB = 1024, 1 << 20
+ENV = dict(os.environ, PYTHONPATH=ROOT)
+
+
+@pytest.mark.parametrize("threshold", [64 * KIB, 128 * KIB, 256 * KIB])
+def test_boundary_found_by_search_equals_prediction(threshold):
+    res = probes.run_probe("boundary", threshold=threshold)
+    assert res["found_when_heap_must_grow"] == res["predicted"] == threshold - 23
+    assert res["served_from_free_chunk"]["mmapped"] == 0 and res["served_from_free_chunk"]["setup_on_heap"]
+    assert res["served_from_top_chunk"]["mmapped"] == 0 and res["served_from_top_chunk"]["heap_grew"] == 0
+
+
+def test_dynamic_threshold_rises_to_its_cap_and_settings_freeze_it():
+    res = probes.run_probe("dynamic")
+    page = 4096
+    for row in res["steps"][1:]:
+        mmapped_chunk = (probes.chunk_size(row["freed"]) + 8 + page - 1) // page * page
+        if mmapped_chunk <= probes.MMAP_THRESHOLD_MAX:
+            assert row["threshold_inferred"] == mmapped_chunk, row
+    assert res["cap_reached"] <= probes.MMAP_THRESHOLD_MAX
+    assert res["steps"][-1]["threshold_inferred"] == res["cap_reached"]  # 64 MiB freed: no further rise
+    assert res["after_free_1MiB_next_1MiB_mmapped"] is False
+    assert res["with_fixed_threshold_mmapped"] is True
+    for name, frozen in res["frozen_by"].items():
+        assert frozen["boundary_after_freeing_1MiB"] == 128 * KIB - 23, name
+
+
+def test_trim_pinned_heap_and_trim_threshold():
+    res = probes.run_probe("trim")
+    p = res["pinned"]
+    assert p["freed"]["heap_top"] == p["allocated"]["heap_top"]  # pinned by the small block
+    assert sum(p["free_syscalls"].values()) == 0
+    assert p["trim_released"] == 1 and p["trim_syscalls"]["madvise"] >= 1
+    assert p["trimmed"]["rss_bytes"] < p["freed"]["rss_bytes"] - 2 * MIB
+    assert res["trim_threshold_effect"]["128 KiB"]["trimmed"] == 1
+    assert res["trim_threshold_effect"]["64 MiB"]["trimmed"] == 0
+
+
+def test_threads_take_mappings_not_brk_unless_one_arena():
+    res = probes.arenas(threads=(1, 2), arena_max=(None, 1))
+    rows = {(r["arena_max"], r["threads"]): r["syscalls"] for r in res["rows"]}
+    assert rows[(None, 1)]["brk"] == 0 and rows[(None, 1)]["mmap"] >= 2  # stack + arena heap
+    assert rows[(1, 1)]["mmap"] == 1 and rows[(1, 1)]["brk"] > 0          # stack only; main heap
+
+
+def test_toy_boundary_is_its_threshold():
+    res = probes.run_probe("boundary", allocator="toy", threshold=64 * KIB)
+    assert res["found_when_heap_must_grow"] == 64 * KIB + 1 and res["agrees"]
+
+
+def test_cli_probe_json_and_errors(tmp_path):
+    out = tmp_path / "b.json"
+    proc = subprocess.run([sys.executable, "-m", "allocbench", "probe", "boundary", "--json",
+                           "--out", str(out)], capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["agrees"] is True and json.loads(out.read_text())["agrees"] is True
+    for args in (["trim", "--allocator", "toy"], ["all", "--mmap-threshold", "64K"],
+                 ["dynamic", "--mmap-threshold", "64K"], ["nope"]):
+        proc = subprocess.run([sys.executable, "-m", "allocbench", "probe", *args], capture_output=True,
+                              text=True, env=ENV, timeout=300)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
