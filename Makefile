@@ -6,6 +6,7 @@ DEPS := $(VENV)/.deps-installed
 DEBIAN_PACKAGES := strace libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0
 CELL := allocbench/allocbench-cell
 PROBE := allocbench/allocbench-probe
+CALIBRATE := allocbench/allocbench-calibrate
 CELL_SRC := csrc/cell.c csrc/counters.c csrc/workloads.c csrc/toyalloc.c
 TOYLIB := allocbench/libtoyalloc.so
 TOY_SRC := csrc/toyalloc.c csrc/toy_preload.c
@@ -27,7 +28,7 @@ $(DEPS): pyproject.toml
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
 	touch $@
 
-build: $(DEPS) $(CELL) $(PROBE) $(TOYLIB) $(TOY_TESTS) ## build the extension, the cell runner, libtoyalloc.so, C tests
+build: $(DEPS) $(CELL) $(PROBE) $(CALIBRATE) $(TOYLIB) $(TOY_TESTS) ## build the extension, the cell runner, libtoyalloc.so, C tests
 	$(PY) setup.py -q build_ext --inplace
 
 # -fno-builtin-malloc: GCC must not pair up and delete the workload's malloc/free
@@ -36,6 +37,9 @@ $(CELL): $(CELL_SRC) $(wildcard csrc/*.h)
 
 $(PROBE): csrc/probe.c csrc/counters.c csrc/counters.h
 	$(CC) $(CFLAGS) -fno-builtin-malloc -o $@ csrc/probe.c csrc/counters.c -lpthread
+
+$(CALIBRATE): csrc/calibrate.c
+	$(CC) $(CFLAGS) -fno-builtin-malloc -o $@ csrc/calibrate.c
 
 $(TOYLIB): $(TOY_SRC) csrc/toyalloc.h
 	$(CC) $(CFLAGS) -fPIC -shared -o $@ $(TOY_SRC) -lpthread
@@ -66,14 +70,18 @@ bench: system build ## the default sweep and the probes, then plots/ and plots/R
 	$(PY) -m allocbench info
 	$(PY) -m allocbench sweep --preset default --out $(RESULTS)
 	$(PY) -m allocbench probe all --out results/probes.json
-	$(PY) -m allocbench report $(RESULTS) --probes results/probes.json --out plots/REPORT.md
+	$(PY) -m allocbench calibrate --out results/calibration.json
+	$(PY) -m allocbench report $(RESULTS) --probes results/probes.json \
+	    --calibration results/calibration.json --out plots/REPORT.md
 	@echo "results: $(RESULTS)"; echo "plots:   plots/*.png"; echo "report:  plots/REPORT.md"
 
 bench-quick: system build ## a small sweep (about a minute) into results/quick/
 	$(PY) -m allocbench sweep --preset quick --out $(QUICK_RESULTS)
 	$(PY) -m allocbench probe boundary --out results/quick/probes.json
-	$(PY) -m allocbench report $(QUICK_RESULTS) --out results/quick/REPORT.md
+	$(PY) -m allocbench calibrate --runs 3 --out results/quick/calibration.json
+	$(PY) -m allocbench report $(QUICK_RESULTS) --probes results/quick/probes.json \
+	    --calibration results/quick/calibration.json --out results/quick/REPORT.md
 	@echo "results: $(QUICK_RESULTS)"; echo "report:  results/quick/REPORT.md (figures beside it)"
 
 clean: ## remove build products (keeps .venv and results/)
-	rm -rf build csrc/build *.egg-info allocbench/*.c allocbench/*.so allocbench/*.html $(CELL) $(PROBE)
+	rm -rf build csrc/build *.egg-info allocbench/*.c allocbench/*.so allocbench/*.html $(CELL) $(PROBE) $(CALIBRATE)

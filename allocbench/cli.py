@@ -159,14 +159,13 @@ def cmd_report(args) -> int:
         recs = load_records(args.results)
     except ResultsError as e:
         raise UsageError(str(e)) from None
-    probes = None
-    if args.probes:
-        try:
-            with open(args.probes) as f:
-                probes = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise UsageError(f"probes file {args.probes}: {e}") from None
-    write_report(recs, args.out, args.results, probes=probes)
+    probes = _load_json_option(args.probes, "probes")
+    if isinstance(probes, dict) and "probe" in probes:  # one probe's output
+        probes = {probes["probe"]: probes}
+    calibration = _load_json_option(args.calibration, "calibration")
+    if calibration is not None and not isinstance((calibration or {}).get("units_ns"), dict):
+        raise UsageError(f"calibration file {args.calibration}: no units_ns (write it with allocbench calibrate)")
+    write_report(recs, args.out, args.results, probes=probes, calibration=calibration)
     print(args.out)
     return 0
 
@@ -191,13 +190,50 @@ def cmd_probe(args) -> int:
         return 1
     out = results if args.name == "all" else results[args.name]
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out + ".tmp", "w") as f:
-            json.dump(out, f, indent=1)
-        os.replace(args.out + ".tmp", args.out)  # a half-written file never replaces a good one
+        write_json_atomically(args.out, out)
     if args.json:
         print(json.dumps(out))
     return 0
+
+
+def write_json_atomically(path: str, obj) -> None:
+    """A half-written file never replaces a good one."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def cmd_calibrate(args) -> int:
+    from . import costmodel
+
+    try:
+        cal = costmodel.calibrate(args.runs)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+    if args.out:
+        write_json_atomically(args.out, cal)
+    if args.json:
+        print(json.dumps(cal))
+    else:
+        for key, value in cal["units_ns"].items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k}: {v:,.1f}" for k, v in value.items())
+                print(f"{key:<18} {value} ns")
+            else:
+                print(f"{key:<18} {value:>10.1f} ns")
+        print(f"(median of {cal['runs']} fresh processes)")
+    return 0
+
+
+def _load_json_option(path: str | None, what: str):
+    if not path:
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise UsageError(f"{what} file {path}: {e}") from None
 
 
 def toy_library_path() -> str | None:
@@ -288,6 +324,12 @@ def build_parser() -> Parser:
     pr.add_argument("--out", help="also write the JSON to this file (the report reads it)")
     pr.set_defaults(func=cmd_probe)
 
+    ca = sub.add_parser("calibrate", help="this host's unit costs (syscalls, faults, touches) for the cost model")
+    ca.add_argument("--runs", type=count_arg, default=5, help="fresh processes to take the median of (5)")
+    ca.add_argument("--json", action="store_true")
+    ca.add_argument("--out", help="also write the JSON to this file (the report reads it)")
+    ca.set_defaults(func=cmd_calibrate)
+
     pl = sub.add_parser("plot", help="figures (PNG) from a results file")
     pl.add_argument("results", help="a JSON Lines results file")
     pl.add_argument("--out", default="plots", help="folder for the figures (plots/)")
@@ -297,6 +339,7 @@ def build_parser() -> Parser:
     rp.add_argument("results", help="a JSON Lines results file")
     rp.add_argument("--out", default="plots/REPORT.md", help="report path; figures go beside it")
     rp.add_argument("--probes", help="JSON from `allocbench probe all --out FILE`, for the probes' section")
+    rp.add_argument("--calibration", help="JSON from `allocbench calibrate --out FILE`, for the cost model")
     rp.set_defaults(func=cmd_report)
     return p
 

@@ -263,6 +263,25 @@ def fig_probe_arenas(res, path):
     plt.close(fig)
 
 
+def fig_cost_model(rows, path, cap):
+    fig, ax = plt.subplots(figsize=(8, 7))
+    groups = defaultdict(list)
+    for row in rows:
+        groups[f"{series(row['record'])} {row['record']['pattern']}"].append(row)
+    for name, pts in sorted(groups.items(), key=lambda kv: series_order(kv[0].rsplit(" ", 1)[0])):
+        ax.scatter([p["measured"] for p in pts], [p["predicted"] for p in pts], s=14, label=name)
+    lo = min(min(r["measured"], r["predicted"]) for r in rows) * 0.8
+    hi = max(max(r["measured"], r["predicted"]) for r in rows) * 1.2
+    ax.plot([lo, hi], [lo, hi], "k-", lw=1, label="predicted = measured")
+    ax.fill_between([lo, hi], [lo * 0.85, hi * 0.85], [lo * 1.15, hi * 1.15], color="0.8", alpha=0.5,
+                    label="within 15%")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7, ncol=2)
+    _finish(fig, ax, "cost model: predicted vs measured ns/op (glibc and toy, churn and batch)",
+            "measured ns per operation (median)", "predicted ns per operation", cap, path)
+
+
 PROBE_FIGURES = {"boundary": fig_probe_boundary, "dynamic": fig_probe_dynamic,
                  "trim": fig_probe_trim, "arenas": fig_probe_arenas}
 

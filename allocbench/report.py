@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .plots import caption, plot_all, plot_probes, series, size_label, syscalls_per_op
+from .plots import caption, fig_cost_model, plot_all, plot_probes, series, size_label, syscalls_per_op
 
 KIB = 1 << 10
 
@@ -82,7 +82,68 @@ def churn_table(recs):
     return lines
 
 
-def write_report(recs: list[dict], out_path: str, results_path: str, probes: dict | None = None) -> list[str]:
+def cost_model_section(recs, calibration, out_dir, cap):
+    from .costmodel import TARGET_ERROR, evaluate
+
+    units = calibration["units_ns"]
+    rows = evaluate(recs, units)
+    cyc = ", ".join(f"{k} p: {v:,.0f}" for k, v in units["map_cycle"].items())
+    touch = ", ".join(f"{size_label(int(k))}: {v:.1f}" for k, v in units["touch_page"].items())
+    lines = ["## Cost model", "",
+             f"Unit costs measured by `allocbench calibrate` (median of {calibration.get('runs')} fresh processes), ns:", "",
+             "| unit | ns |", "|---|---:|",
+             f"| mmap + munmap pair (a 1-page cycle less its page) | {units['mmap_munmap_pair']:,.0f} |",
+             f"| mmap + touch every page + munmap, by pages | {cyc} |",
+             f"| brk call | {units['brk_call']:,.0f} |",
+             f"| madvise call | {units['madvise_call']:,.0f} |",
+             f"| mprotect call | {units['mprotect_call']:,.0f} |",
+             f"| touching a resident page, by working set | {touch} |",
+             f"| glibc malloc + free, untouched, by size | "
+             + ", ".join(f"{size_label(int(k))}: {v:.1f}" for k, v in units["malloc_free"].items()) + " |", "",
+             "Predicted ns/op = (mmap, munmap, mremap calls x half a pair + brk, madvise, mprotect calls x "
+             "their cost + page faults x a page's life (the cycle's slope at the cell's faults per op) + "
+             "resident pages touched x a touch at the cell's working set + ops x glibc's malloc+free at the "
+             "cell's size) / ops, "
+             "with each cell's exact counts.", ""]
+    if not rows:
+        return lines + ["No glibc or toy churn/batch cells from 4 KiB to 64 MiB in the results.", ""]
+    fig_cost_model(rows, os.path.join(out_dir, "cost_model.png"), cap)
+    within = [r for r in rows if abs(r["error"]) <= TARGET_ERROR]
+    lines += [f"{len(within)} of {len(rows)} modelled cells ({len(within) / len(rows):.0%}) are within "
+              f"{TARGET_ERROR:.0%} of the measured median.", "", "![cost model](cost_model.png)", ""]
+    slopes = sorted((s["map_cycle"]["256"] - s["map_cycle"]["64"]) / 192 for s in calibration.get("samples", [])
+                    if "256" in s.get("map_cycle", {}))
+    if len(slopes) > 1:
+        lines += [f"How steady is a page fault here? Across the calibration's {len(slopes)} fresh processes the "
+                  f"cost of a faulted page's life (64 to 256 page mappings) ranged {slopes[0]:,.0f} to "
+                  f"{slopes[-1]:,.0f} ns ({slopes[-1] / slopes[0] - 1:.0%} apart; a likely cause on a VM: whether the host "
+                  "already backs a guest page changes what a fault costs), so fault-dominated cells cannot be "
+                  "predicted more closely than that spread.", ""]
+    heavy = [r for r in rows if r["record"]["faults_per_op"] >= 1 or syscalls_per_op(r["record"]) >= 0.5]
+    if heavy:
+        ok = [r for r in heavy if abs(r["error"]) <= TARGET_ERROR]
+        lines += [f"Cells whose cost is dominated by syscalls or faults (>= 0.5 syscalls/op or >= 1 fault/op): "
+                  f"{len(ok)} of {len(heavy)} within {TARGET_ERROR:.0%}.", ""]
+    outside = sorted((r for r in rows if abs(r["error"]) > TARGET_ERROR), key=lambda r: -abs(r["error"]))
+    if outside:
+        lines += ["Outside the target, worst first (the model knows no cache behaviour beyond the touch "
+                  "table, uses glibc's floor for the toy too, and knows no kernel work that is not a counted "
+                  "syscall or fault):", "",
+                  "| cell | measured ns/op | predicted | error | syscalls/op | faults/op |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for r in outside[:25]:
+            rec = r["record"]
+            lines.append(f"| {series(rec)} {rec['pattern']} {size_label(rec['size_bytes'])} | {r['measured']:,.0f} | "
+                         f"{r['predicted']:,.0f} | {r['error']:+.0%} | {syscalls_per_op(rec):.3f} | "
+                         f"{rec['faults_per_op']:.2f} |")
+        if len(outside) > 25:
+            lines.append(f"| ... and {len(outside) - 25} more | | | | | |")
+        lines.append("")
+    return lines
+
+
+def write_report(recs: list[dict], out_path: str, results_path: str, probes: dict | None = None,
+                 calibration: dict | None = None) -> list[str]:
     out_dir = os.path.dirname(os.path.abspath(out_path))
     figures = plot_all(recs, out_dir)
     lines = ["# allocbench report", "",
@@ -93,6 +154,8 @@ def write_report(recs: list[dict], out_path: str, results_path: str, probes: dic
     lines += ["", "## Churn around 128 KiB", ""] + churn_table(recs) + ["", "## Figures", ""]
     for name, title in figures:
         lines += [f"### {title}", "", f"![{title}]({name})", ""]
+    if calibration:
+        lines += cost_model_section(recs, calibration, out_dir, caption(recs))
     if probes:
         lines += ["## Probes of glibc's behaviour", "",
                   "From `allocbench probe all`: each observation is a fresh process; numbers are found by search.", ""]
