@@ -11,10 +11,11 @@ CELL_SRC := csrc/cell.c csrc/counters.c csrc/workloads.c csrc/toyalloc.c
 TOYLIB := allocbench/libtoyalloc.so
 TOY_SRC := csrc/toyalloc.c csrc/toy_preload.c
 TOY_TESTS := csrc/build/toy_stress csrc/build/toy_contract
+OVERHEAD := csrc/build/counter_overhead
 CC ?= gcc
 CFLAGS ?= -O2 -Wall -Wextra
 
-.PHONY: help system build debug asan test bench bench-quick clean
+.PHONY: help system build debug asan counter-overhead test bench bench-quick clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -28,7 +29,7 @@ $(DEPS): pyproject.toml
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
 	touch $@
 
-build: $(DEPS) $(CELL) $(PROBE) $(CALIBRATE) $(TOYLIB) $(TOY_TESTS) ## build the extension, the cell runner, libtoyalloc.so, C tests
+build: $(DEPS) $(CELL) $(PROBE) $(CALIBRATE) $(TOYLIB) $(TOY_TESTS) $(OVERHEAD) ## build the extension, the cell runner, libtoyalloc.so, C tests
 	$(PY) setup.py -q build_ext --inplace
 
 # -fno-builtin-malloc: GCC must not pair up and delete the workload's malloc/free
@@ -47,6 +48,13 @@ $(TOYLIB): $(TOY_SRC) csrc/toyalloc.h
 csrc/build/%: csrc/tests/%.c csrc/toyalloc.c csrc/toyalloc.h
 	@mkdir -p csrc/build
 	$(CC) $(CFLAGS) -Icsrc -o $@ $< csrc/toyalloc.c -lpthread
+
+$(OVERHEAD): csrc/tests/counter_overhead.c csrc/counters.c csrc/counters.h
+	@mkdir -p csrc/build
+	$(CC) $(CFLAGS) -fno-builtin-malloc -Icsrc -o $@ $< csrc/counters.c
+
+counter-overhead: build ## what the counters cost (a benchmark, not a test)
+	$(OVERHEAD)
 
 asan: ## build and run the toy's C stress and contract tests under ASan + UBSan
 	@mkdir -p csrc/build

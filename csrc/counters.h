@@ -21,8 +21,8 @@ enum ab_method {
 
 /* Paths a window's begin/end markers probe (faccessat, ENOENT).  An external
  * `strace -f` can count exactly what lies between them. */
-#define AB_MARK_BEGIN "/proc/allocbench-window-begin"
-#define AB_MARK_END "/proc/allocbench-window-end"
+#define AB_MARK_BEGIN "/.allocbench-window-begin"
+#define AB_MARK_END "/.allocbench-window-end"
 
 typedef struct ab_counter {
     int method;

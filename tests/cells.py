@@ -6,7 +6,7 @@ import subprocess
 from allocbench.counters import SYSCALLS
 from allocbench.runner import cell_binary
 
-MARK_BEGIN, MARK_END = "/proc/allocbench-window-begin", "/proc/allocbench-window-end"
+MARK_BEGIN, MARK_END = "/.allocbench-window-begin", "/.allocbench-window-end"
 STRACE_SET = "trace=" + ",".join(SYSCALLS) + ",faccessat"
 
 

@@ -103,3 +103,26 @@ def test_bad_grid_file(tmp_path):
     path.write_text("[1, 2]")
     proc = cli("sweep", "--config", str(path), "--out", str(tmp_path / "r.jsonl"))
     assert proc.returncode == 2 and "blocks" in proc.stderr
+
+
+def test_calibrate_and_cost_model_in_report(tmp_path, grid_file):
+    out = str(tmp_path / "r.jsonl")
+    assert cli("sweep", "--config", grid_file, "--out", out).returncode == 0
+    cal = tmp_path / "cal.json"
+    proc = cli("calibrate", "--runs", "1", "--out", str(cal))
+    assert proc.returncode == 0, proc.stderr
+    units = json.loads(cal.read_text())["units_ns"]
+    assert units["mmap_munmap_pair"] > 0 and units["brk_call"] > 0
+    assert set(units["map_cycle"]) == {"1", "4", "16", "64", "256", "1024"}
+    probe = tmp_path / "probe.json"
+    assert cli("probe", "boundary", "--out", str(probe)).returncode == 0
+    report = tmp_path / "REPORT.md"
+    proc = cli("report", out, "--calibration", str(cal), "--probes", str(probe), "--out", str(report))
+    assert proc.returncode == 0, proc.stderr
+    text = report.read_text()
+    assert "## Cost model" in text and "modelled cells" in text and "![cost model](cost_model.png)" in text
+    assert "### probe boundary" in text and (tmp_path / "probe_boundary.png").exists()
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    proc = cli("report", out, "--calibration", str(bad), "--out", str(report))
+    assert proc.returncode == 2 and "units_ns" in proc.stderr
