@@ -39,8 +39,8 @@ $(CELL): $(CELL_SRC) $(wildcard csrc/*.h)
 $(PROBE): csrc/probe.c csrc/counters.c csrc/counters.h
 	$(CC) $(CFLAGS) -fno-builtin-malloc -o $@ csrc/probe.c csrc/counters.c -lpthread
 
-$(CALIBRATE): csrc/calibrate.c
-	$(CC) $(CFLAGS) -fno-builtin-malloc -o $@ csrc/calibrate.c
+$(CALIBRATE): csrc/calibrate.c csrc/timing.h
+	$(CC) $(CFLAGS) -fno-builtin-malloc -Icsrc -o $@ csrc/calibrate.c
 
 $(TOYLIB): $(TOY_SRC) csrc/toyalloc.h
 	$(CC) $(CFLAGS) -fPIC -shared -o $@ $(TOY_SRC) -lpthread
@@ -49,7 +49,7 @@ csrc/build/%: csrc/tests/%.c csrc/toyalloc.c csrc/toyalloc.h
 	@mkdir -p csrc/build
 	$(CC) $(CFLAGS) -Icsrc -o $@ $< csrc/toyalloc.c -lpthread
 
-$(OVERHEAD): csrc/tests/counter_overhead.c csrc/counters.c csrc/counters.h
+$(OVERHEAD): csrc/tests/counter_overhead.c csrc/counters.c csrc/counters.h csrc/timing.h
 	@mkdir -p csrc/build
 	$(CC) $(CFLAGS) -fno-builtin-malloc -Icsrc -o $@ $< csrc/counters.c
 

@@ -62,7 +62,7 @@ def print_record(rec: dict) -> None:
             ("workload", f"{rec['pattern']} {size} x {rec['ops']} ops, {rec['threads']} thread(s), "
                          f"live={rec['live']}, touch={'yes' if rec['touch'] else 'no'}")]
     if rec["status"] != "ok":
-        rows.append(("status", f"FAILED: {rec['error']}"))
+        rows.append(("status", f"{rec['status'].upper()}: {rec['error']}"))
     else:
         ns = rec["ns_per_op"]
         rows.append(("ns/op", f"{ns['median']:.1f} median  ({ns['min']:.1f}..{ns['max']:.1f}, "
@@ -79,7 +79,8 @@ def print_record(rec: dict) -> None:
         rows.append(("fragmentation", "-" if frag is None else f"{frag:.3f} at peak"))
         mf = rec["mmapped_fraction"]
         rows.append(("mmapped", "-" if mf is None else f"{mf:.1%} of blocks"))
-        rows.append(("counters", rec["counter_method"]))
+        note = f" ({rec['counter_note']})" if rec.get("counter_note") else ""
+        rows.append(("counters", rec["counter_method"] + note))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
@@ -130,20 +131,24 @@ def cmd_sweep(args) -> int:
         print(f"allocbench: interrupted; measured cells are in {args.out}, rerun to resume",
               file=sys.stderr)
         return 130
-    print(f"sweep: {stats['ok']} measured, {stats['failed']} failed, {stats['skipped']} already "
-          f"in {args.out} ({stats['seconds']:.0f} s)", file=sys.stderr)
+    print(f"sweep: {stats['ok']} measured, {stats['failed']} failed, {stats['skipped']} skipped, "
+          f"{stats['done_before']} already in {args.out} ({stats['seconds']:.0f} s)", file=sys.stderr)
     return 0
+
+
+def _load_results(path: str) -> list[dict]:
+    from .results import ResultsError, latest_per_cell, load_records
+
+    try:
+        return latest_per_cell(load_records(path))
+    except ResultsError as e:
+        raise UsageError(str(e)) from None
 
 
 def cmd_plot(args) -> int:
     from .plots import plot_all
-    from .results import ResultsError, load_records
 
-    try:
-        recs = load_records(args.results)
-    except ResultsError as e:
-        raise UsageError(str(e)) from None
-    made = plot_all(recs, args.out)
+    made = plot_all(_load_results(args.results), args.out)
     if not made:
         raise UsageError(f"{args.results}: no records of a kind the figures use (churn, batch)")
     for name, _ in made:
@@ -153,12 +158,8 @@ def cmd_plot(args) -> int:
 
 def cmd_report(args) -> int:
     from .report import write_report
-    from .results import ResultsError, load_records
 
-    try:
-        recs = load_records(args.results)
-    except ResultsError as e:
-        raise UsageError(str(e)) from None
+    recs = _load_results(args.results)
     probes = _load_json_option(args.probes, "probes")
     if isinstance(probes, dict) and "probe" in probes:  # one probe's output
         probes = {probes["probe"]: probes}
@@ -247,7 +248,8 @@ def cmd_info(args) -> int:
     info = machine.describe()
     info["allocbench"] = __version__
     methods = counters.probe_methods()
-    info["counter_methods"] = {name: ("available" if why is None else f"unavailable: {why}")
+    info["counter_methods"] = {name: ("always (counts no syscalls)" if name == "none" else
+                                      "available" if why is None else f"unavailable: {why}")
                                for name, why in methods.items()}
     info["counter_method_default"] = next((n for n in counters.METHODS if methods[n] is None), "none")
     info["fault_counter"] = "getrusage(RUSAGE_SELF) deltas"

@@ -1,4 +1,5 @@
-# Extern declarations for allocbench's own C in csrc/ (counters and workloads).
+# Extern declarations for allocbench's own C in csrc/: counters, the allocator
+# tables of workloads.h, and the toy allocator.
 from libc.stdint cimport int64_t, uint64_t, uint32_t, uintptr_t
 
 cdef extern from "counters.h" nogil:
@@ -47,29 +48,6 @@ cdef extern from "workloads.h" nogil:
 
     enum: AB_NPATTERNS
     const char *ab_pattern_names[]
-
-    ctypedef struct ab_workload:
-        int pattern
-        size_t size_lo, size_hi
-        uint64_t ops, seed
-        int touch
-        uint32_t live
-        int threads
-        int spawn
-
-    ctypedef struct ab_run_stats:
-        uint64_t allocs, frees, reallocs, failed
-        uint64_t live_bytes_peak, mmapped_blocks, checked_blocks
-        int peak_mallinfo_taken
-        uint64_t peak_arena_bytes, peak_hblkhd_bytes
-        ab_counts counts
-        char error[600]
-
-    const char *ab_workload_check(const ab_workload *w)
-    int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
-               ab_run_stats *stats, ab_footprint *before, ab_footprint *after)
-
-cdef extern from "workloads.h" nogil:
     const ab_allocator ab_toy_allocator
 
 cdef extern from "toyalloc.h" nogil:

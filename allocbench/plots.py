@@ -219,8 +219,8 @@ def fig_probe_dynamic(res, path):
     labels = ["fresh"] + [size_label(r["freed"]) for r in rows[1:]]
     x = range(len(rows))
     ax.plot(x, [r["threshold_inferred"] for r in rows], "o-", label="mmap threshold (inferred from the boundary)")
-    ax.plot(x, [r["smallest_freed_total_that_trims"] for r in rows], "s--",
-            label="smallest freed total that trims the heap")
+    ax.plot(x, [r["trim_threshold_inferred"] for r in rows], "s--",
+            label="trim threshold (inferred: top chunk size that first trims)")
     ax.axhline(res["cap_documented"], color="k", ls=":", label="DEFAULT_MMAP_THRESHOLD_MAX (32 MiB)")
     ax.set_yscale("log", base=2)
     ax.set_xticks(list(x))

@@ -135,13 +135,24 @@ def _toy_boundary(threshold):
 # ---- dynamic ----
 
 def trim_bracket(mmap_boundary_bytes: int, settings=None, history=()) -> dict:
-    """Where freeing heap memory starts to shrink the heap: the largest top chunk
-    that stayed, and the smallest freed total that trimmed."""
+    """The trim threshold, inferred: heap blocks (each below the mmap threshold)
+    are freed so that one free leaves a top chunk of known size; a search over
+    the freed total finds where trimming starts.  The threshold lies above the
+    largest top that stayed and at most the smallest top that trimmed."""
     block = max(64 * KIB + 64, min(mmap_boundary_bytes // 2, MIB))
-    trims = lambda total: observe("trims", total, block, settings=settings, history=history,  # noqa: E731
-                                  exhaust=True)["trimmed"] == 1
+    seen = []
+
+    def trims(total):
+        obs = observe("trims", total, block, settings=settings, history=history, exhaust=True)
+        seen.append(obs)
+        return obs["trimmed"] == 1
+
     total = smallest(trims, block, 256 * MIB)
-    return {"block": block, "smallest_freed_total_that_trims": total}
+    kept = [o["top_at_last_free"] for o in seen if not o["trimmed"]]
+    trimmed = [o["top_at_last_free"] for o in seen if o["trimmed"]]
+    return {"block": block, "smallest_freed_total_that_trims": total,
+            "top_kept_max": max(kept) if kept else None,
+            "trim_threshold_inferred": min(trimmed) if trimmed else None}
 
 
 def dynamic(allocator: str = "glibc", steps=DYNAMIC_STEPS) -> dict:
@@ -170,11 +181,14 @@ def dynamic(allocator: str = "glibc", steps=DYNAMIC_STEPS) -> dict:
     after_1m_fixed = observe("mmapped", MIB, history=[MIB], exhaust=True,
                              settings={M_MMAP_THRESHOLD: 128 * KIB})["mmapped"]
     cap = max(r["threshold_inferred"] or 0 for r in rows)
-    summary = ["freed mmapped chunk -> next boundary (inferred threshold) | freed total that trims the heap"]
+    summary = ["after each free of an mmapped chunk: smallest mmapped request (inferred mmap threshold) | "
+               "trim threshold inferred: largest top chunk kept < T <= smallest that trimmed"]
     for r in rows:
         what = "fresh process" if r["freed"] is None else f"after freeing {size_label(r['freed'])}"
-        summary.append(f"  {what:>26}: {r['boundary']} B (threshold {r['threshold_inferred']}) | "
-                       f"{r['smallest_freed_total_that_trims']} B")
+        summary.append(f"  {what:>26}: {r['boundary']} B ({r['threshold_inferred']}) | "
+                       f"{r['top_kept_max']} < T <= {r['trim_threshold_inferred']}")
+    summary.append("glibc's rule is trim threshold = 2 x mmap threshold; a fresh process cannot show its 128 KiB "
+                   "because trimming also keeps M_TOP_PAD (128 KiB) and releases whole pages")
     summary.append(f"highest threshold reached: {cap} bytes (glibc's cap on 64-bit: {MMAP_THRESHOLD_MAX})")
     summary.append(f"after freeing a 1 MiB mmapped chunk the next 1 MiB request is "
                    f"{'mmapped' if after_1m else 'served from the heap'}; with M_MMAP_THRESHOLD set it is "

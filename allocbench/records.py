@@ -35,7 +35,8 @@ Fields (units in the names; null means "not measured", with the reason in
                              mapped, live and cached bytes, syscalls it issued
   counter_method, counter_note   "perf", "strace" or "none"; why a better one was not used
   env                        {glibc, kernel, cpu, cpus, page_size, thp, python}
-  status, error              "ok" or "failed" with the reason (signal, timeout, ...)
+  status, error              "ok", "failed" with the reason (signal, timeout, ...), or
+                             "skipped" (the allocator's library is not installed)
   notes                      why any field is null
 """
 from __future__ import annotations
@@ -125,11 +126,12 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
     }
 
 
-def failed(spec: dict, env: dict, error: str) -> dict:
-    """A record for a cell that crashed, hung or was refused."""
+def failed(spec: dict, env: dict, error: str, status: str = "failed") -> dict:
+    """A record for a cell that crashed, hung or was refused ("failed"), or
+    whose allocator is not installed here ("skipped")."""
     keep = ("allocator", "settings", "pattern", "size_lo", "size_hi", "ops", "threads",
             "live", "touch", "seed", "repeats", "warmup")
     rec = {k: spec.get(k) for k in keep}
     rec["size_bytes"] = spec["size_lo"] if spec.get("size_lo") == spec.get("size_hi") else None
-    rec.update(env=env, status="failed", error=error)
+    rec.update(env=env, status=status, error=error)
     return rec

@@ -64,7 +64,8 @@ def findings(recs: list[dict]) -> list[str]:
     failed = [r for r in recs if r["status"] != "ok"]
     if failed:
         reasons = sorted({r["error"] for r in failed})
-        out.append(f"{len(failed)} cell(s) failed or were skipped: " + "; ".join(reasons[:5]) + ".")
+        out.append(f"{len(failed)} cell(s) failed or were skipped: " + "; ".join(reasons[:5])
+                   + (f"; and {len(reasons) - 5} other reasons" if len(reasons) > 5 else "") + ".")
     return out
 
 

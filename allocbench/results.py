@@ -41,3 +41,16 @@ def load_records(path: str) -> list[dict]:
     if not out:
         raise ResultsError(f"{path}: no records")
     return out
+
+
+def latest_per_cell(recs: list[dict]) -> list[dict]:
+    """One record per cell: a resumed sweep may have measured a cell again after
+    it failed; the last ok record wins, else the last record."""
+    from .sweep import cell_key
+
+    best = {}
+    for r in recs:
+        key = cell_key(r)
+        if key not in best or r["status"] == "ok" or best[key]["status"] != "ok":
+            best[key] = r
+    return list(best.values())

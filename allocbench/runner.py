@@ -16,7 +16,7 @@ from . import machine, records
 from .backends import BACKENDS, GLIBC_SETTINGS, TOY_SETTINGS
 from .counters import METHODS
 
-PATTERNS = ("churn", "batch", "lifo", "fifo", "random-free", "band", "realloc-grow", "fragment")
+from ._native import PATTERNS  # the C list, csrc/workloads.c
 DEFAULT_TIMEOUT_S = 300
 
 
@@ -116,7 +116,7 @@ def run_cell(spec: dict, timeout: float = DEFAULT_TIMEOUT_S, env_info: dict | No
     env_info = env_info or machine.describe()
     why = BACKENDS[spec["allocator"]].unavailable_reason()
     if why:
-        return records.failed(spec, env_info, f"skipped: {why}")
+        return records.failed(spec, env_info, why, status="skipped")
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)  # the cell's allocator is the backend's, never an inherited one
     lib = BACKENDS[spec["allocator"]].library_path()
@@ -126,6 +126,8 @@ def run_cell(spec: dict, timeout: float = DEFAULT_TIMEOUT_S, env_info: dict | No
         proc = subprocess.run(cell_argv(spec), capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return records.failed(spec, env_info, f"timeout: no result within {timeout:g} s")
+    if proc.returncode == -signal.SIGINT:
+        raise KeyboardInterrupt  # Ctrl-C reached the cell too: stop, record nothing for it
     if proc.returncode < 0:
         name = signal.Signals(-proc.returncode).name
         return records.failed(spec, env_info, f"crashed: killed by {name}")

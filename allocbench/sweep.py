@@ -130,11 +130,11 @@ def run_sweep(specs: list[dict], out: str, timeout: float = runner.DEFAULT_TIMEO
         if "no such results file" not in str(e) and "no records" not in str(e):
             raise
     todo = [s for s in specs if cell_key(s) not in done]
-    stats = {"total": len(specs), "skipped": len(specs) - len(todo), "ok": 0, "failed": 0}
+    stats = {"total": len(specs), "done_before": len(specs) - len(todo), "ok": 0, "failed": 0, "skipped": 0}
     env_info = machine.describe()
     from tqdm import tqdm
 
-    bar = tqdm(total=len(specs), initial=stats["skipped"], unit="cell", dynamic_ncols=True,
+    bar = tqdm(total=len(specs), initial=stats["done_before"], unit="cell", dynamic_ncols=True,
                disable=not sys.stderr.isatty() if progress is None else not progress)
     started = time.monotonic()
     try:
@@ -142,9 +142,10 @@ def run_sweep(specs: list[dict], out: str, timeout: float = runner.DEFAULT_TIMEO
             bar.set_postfix_str(f"{spec['allocator']} {spec['pattern']} {spec['size_hi']}")
             rec = runner.run_cell(spec, timeout=timeout, env_info=env_info)
             append_record(out, rec)
-            stats["ok" if rec["status"] == "ok" else "failed"] += 1
+            stats[rec["status"]] += 1
             if rec["status"] != "ok" and bar.disable:
-                print(f"cell failed: {rec['error']}", file=sys.stderr)
+                print(f"cell {rec['status']}: {rec['allocator']} {rec['pattern']} {rec['size_hi']}: "
+                      f"{rec['error']}", file=sys.stderr)
             bar.update(1)
     finally:
         bar.close()

@@ -16,32 +16,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "timing.h"
 
 #define RUNS 5
 #define PAGES 8192  /* 32 MiB */
 
 static void *volatile sink;
 
-static double now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e9 + t.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v)
-{
-    qsort(v, RUNS, sizeof *v, cmp);
-    return v[RUNS / 2];
-}
+static double median(double *v) { return median_of(v, RUNS); }
 
 static const int cycle_pages[] = {1, 4, 16, 64, 256, 1024};
 #define NCYCLE 6

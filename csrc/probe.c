@@ -10,8 +10,9 @@
  * which serves requests above the threshold with no mmap at all).
  *
  *   mmapped SIZE        malloc(SIZE) once: {"mmapped":0|1,"top_before":N}
- *   trims TOTAL BLOCK   malloc TOTAL bytes in BLOCK-sized pieces from the heap,
- *                       free them (last first): {"trimmed":0|1,...} (did brk shrink?)
+ *   trims TOTAL BLOCK   malloc TOTAL bytes from the heap (pieces of BLOCK), free
+ *                       them so that only the last free can trim: {"trimmed":0|1,
+ *                       "top_at_last_free":N,...} (did brk shrink, and at what top size)
  *   free-chunk SIZE     a free chunk of 2*SIZE inside the heap, then malloc(SIZE)
  *   top-chunk SIZE      M_TOP_PAD leaves a large top chunk, then malloc(SIZE)
  *   pinned N SIZE       N heap blocks of SIZE and one small block after them;
@@ -104,20 +105,30 @@ int main(int argc, char **argv)
         printf("{\"mmapped\":%d,\"top_before\":%llu}\n", p ? is_mmapped(p) : -1,
                (unsigned long long)before.keepcost);
     } else if (!strcmp(mode, "trims") && nargs == 2) {
-        size_t total = args[0], block = args[1], n = (total + block - 1) / block;
+        /* A = k blocks of BLOCK, then B = the rest (at least BLOCK), all from the
+         * heap.  Free A first (one free chunk below B, the top still small),
+         * then B: it joins that chunk and the top, and only this free can meet
+         * the trim test, with the top's size computed exactly. */
+        size_t total = args[0], block = args[1];
+        size_t k = total / block > 1 ? total / block - 1 : 0, n = k + 1;
         void **ps = calloc(n, sizeof *ps);
         for (size_t i = 0; i < n; i++)
-            ps[i] = malloc(block);
+            ps[i] = malloc(i < k ? block : total - k * block);
         int heap = 1;
-        for (size_t i = 0; i < n; i++)
+        size_t merged = 0;
+        for (size_t i = 0; i < n; i++) {
             heap &= !is_mmapped(ps[i]);
+            merged += *(size_t *)((uintptr_t)ps[i] - sizeof(size_t)) & ~(size_t)7;
+        }
         ab_footprint_read(&before);
-        for (size_t i = n; i-- > 0;)
+        for (size_t i = 0; i < k; i++)
             free(ps[i]);
+        size_t top = mallinfo2().keepcost;
+        free(ps[k]);
         ab_footprint_read(&after);
-        printf("{\"trimmed\":%d,\"all_on_heap\":%d,\"heap_top_drop\":%lld}\n",
+        printf("{\"trimmed\":%d,\"all_on_heap\":%d,\"heap_top_drop\":%lld,\"top_at_last_free\":%zu}\n",
                after.heap_top < before.heap_top, heap,
-               (long long)(before.heap_top - after.heap_top));
+               (long long)(before.heap_top - after.heap_top), top + merged);
     } else if ((!strcmp(mode, "free-chunk") || !strcmp(mode, "top-chunk")) && nargs == 1) {
         size_t size = args[0];
         if (mode[0] == 'f') {

@@ -28,6 +28,8 @@ def test_dynamic_threshold_rises_to_its_cap_and_settings_freeze_it():
         mmapped_chunk = (probes.chunk_size(row["freed"]) + 8 + page - 1) // page * page
         if mmapped_chunk <= probes.MMAP_THRESHOLD_MAX:
             assert row["threshold_inferred"] == mmapped_chunk, row
+        # glibc: trim threshold = 2 x mmap threshold, inside the bracket the search found
+        assert row["top_kept_max"] < 2 * row["threshold_inferred"] <= row["trim_threshold_inferred"], row
     assert res["cap_reached"] <= probes.MMAP_THRESHOLD_MAX
     assert res["steps"][-1]["threshold_inferred"] == res["cap_reached"]  # 64 MiB freed: no further rise
     assert res["after_free_1MiB_next_1MiB_mmapped"] is False
