@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 
-from .plots import caption, fig_cost_model, plot_all, plot_probes, series, size_label, syscalls_per_op
+from .plots import (caption, fig_cost_model, plot_all, plot_probes, series, series_order, size_label,
+                    syscalls_per_op)
 
 KIB = 1 << 10
 
@@ -69,17 +70,40 @@ def findings(recs: list[dict]) -> list[str]:
     return out
 
 
+TABLE_SIZES = (4 * KIB, 64 * KIB, 128 * KIB, 132 * KIB, 256 * KIB, 1024 * KIB, 4096 * KIB)
+
+
+def _table_series(r) -> bool:
+    """glibc's default and the folklore 128 KiB line, and every other allocator."""
+    return r["allocator"] != "glibc" or series(r) in ("glibc dynamic", "glibc @128 KiB")
+
+
 def churn_table(recs):
     rows = [r for r in recs if r["status"] == "ok" and r["pattern"] == "churn" and r["threads"] == 1
-            and r["size_bytes"] in (64 * KIB, 128 * KIB, 132 * KIB, 256 * KIB, 1024 * KIB)]
-    rows.sort(key=lambda r: (r["size_bytes"], series(r)))
-    lines = ["| size | allocator | ns/op (median) | min..max | syscalls/op | faults/op |",
-             "|---|---|---:|---:|---:|---:|"]
+            and r["size_bytes"] in TABLE_SIZES and _table_series(r)]
+    rows.sort(key=lambda r: (r["size_bytes"], series_order(series(r))))
+    lines = ["| size | allocator | ops | ns/op (median) | min..max | syscalls/op | faults/op |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         ns, sc = r["ns_per_op"], syscalls_per_op(r)
-        lines.append(f"| {size_label(r['size_bytes'])} | {series(r)} | {ns['median']:,.0f} | "
+        lines.append(f"| {size_label(r['size_bytes'])} | {series(r)} | {r['ops']} | {ns['median']:,.0f} | "
                      f"{ns['min']:,.0f}..{ns['max']:,.0f} | {'n/a' if sc is None else f'{sc:.4f}'} | "
                      f"{r['faults_per_op']:.2f} |")
+    return lines
+
+
+def batch_table(recs):
+    rows = [r for r in recs if r["status"] == "ok" and r["pattern"] == "batch" and r["threads"] == 1
+            and r["size_bytes"] in TABLE_SIZES and _table_series(r)]
+    rows.sort(key=lambda r: (r["size_bytes"], r["live"], series_order(series(r))))
+    mib = lambda n: "-" if n is None else f"{n / 2**20:.1f}"  # noqa: E731
+    lines = ["| blocks | allocator | ns/op | peak RSS MiB | retained after free-all MiB | fragmentation at peak |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        frag = r["fragmentation_peak"]
+        lines.append(f"| {min(r['live'], r['ops'])} x {size_label(r['size_bytes'])} | {series(r)} | "
+                     f"{r['ns_per_op']['median']:,.0f} | {mib(r['peak_rss_bytes'])} | "
+                     f"{mib(r['retained_after_free_bytes'])} | {'-' if frag is None else f'{frag:.3f}'} |")
     return lines
 
 
@@ -152,7 +176,8 @@ def write_report(recs: list[dict], out_path: str, results_path: str, probes: dic
              "Every number below is computed from that file by `allocbench report`.", "",
              "## Findings", ""]
     lines += [f"- {f}" for f in findings(recs)] or ["- (not enough cells for the standard findings)"]
-    lines += ["", "## Churn around 128 KiB", ""] + churn_table(recs) + ["", "## Figures", ""]
+    lines += ["", "## Churn (malloc, touch, free) by size", ""] + churn_table(recs)
+    lines += ["", "## Batch (K blocks live, then free-all): memory", ""] + batch_table(recs) + ["", "## Figures", ""]
     for name, title in figures:
         lines += [f"### {title}", "", f"![{title}]({name})", ""]
     if calibration:
