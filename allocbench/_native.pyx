@@ -1,10 +1,10 @@
 # cython: language_level=3
-"""The compiled core: glibc bindings, owning block handles, counter windows and
-the counter windows.  The public modules (glibc, counters) validate arguments
-and shape results; this module stays thin over csrc/."""
+"""The compiled core: glibc bindings, owning block handles (glibc and the toy
+allocator in this process) and counter windows.  The public modules (glibc,
+toy, counters) validate arguments and shape results; this stays thin over csrc/."""
 
 from cpython.buffer cimport PyBuffer_FillInfo
-from libc.errno cimport errno, ENOMEM
+from libc.errno cimport errno
 from libc.stdint cimport uintptr_t, SIZE_MAX
 from libc.stdio cimport fclose
 from libc.stdlib cimport free

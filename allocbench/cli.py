@@ -58,9 +58,10 @@ def print_record(rec: dict) -> None:
     size = (human_bytes(rec["size_bytes"]) if rec.get("size_bytes") is not None
             else f"{human_bytes(rec['size_lo'])}..{human_bytes(rec['size_hi'])}")
     settings = ", ".join(f"{k}={v}" for k, v in rec["settings"].items()) or "default (dynamic)"
+    live = f", {rec['live']} live" if rec["pattern"] not in ("churn", "realloc-grow") else ""
     rows = [("allocator", f"{rec['allocator']} [{settings}]"),
-            ("workload", f"{rec['pattern']} {size} x {rec['ops']} ops, {rec['threads']} thread(s), "
-                         f"live={rec['live']}, touch={'yes' if rec['touch'] else 'no'}")]
+            ("workload", f"{rec['pattern']} {size} x {rec['ops']} ops, {rec['threads']} thread(s)"
+                         f"{live}, touch={'yes' if rec['touch'] else 'no'}")]
     if rec["status"] != "ok":
         rows.append(("status", f"{rec['status'].upper()}: {rec['error']}"))
     else:
@@ -118,7 +119,8 @@ def cmd_sweep(args) -> int:
     try:
         grid = sweep.load_grid(args.preset, args.config)
         specs = sweep.expand(grid, allocators=args.allocators, patterns=args.patterns)
-    except ValueError as e:
+        sweep.runner.cell_binary()  # fail now, not after the first cell
+    except (ValueError, FileNotFoundError, KeyError, TypeError) as e:
         raise UsageError(str(e)) from None
     if not specs:
         raise UsageError("the grid selects no cells")

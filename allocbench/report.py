@@ -56,6 +56,21 @@ def findings(recs: list[dict]) -> list[str]:
                 f"After a batch of 64 x {size_label(size)} is freed, the dynamic default keeps "
                 f"{a['retained_after_free_bytes'] / 2**20:.1f} MiB resident and the fixed 128 KiB threshold "
                 f"{b['retained_after_free_bytes'] / 2**20:.1f} MiB (RSS growth over the cell's start).")
+    high, b = _find(recs, "churn", "glibc @32 MiB", 256 * KIB), _find(recs, "churn", dyn, 256 * KIB)
+    if high and b and high["syscalls"]["brk"] is not None:
+        out.append(
+            f"Raising M_MMAP_THRESHOLD alone does not make 256 KiB blocks cheap: at 32 MiB, churn takes "
+            f"{_ns(high):,.0f} ns/op ({_ns(high) / _ns(b):.0f}x the dynamic default) with "
+            f"{high['syscalls_per_op']['brk']:.2f} brk calls and {high['faults_per_op']:.1f} faults per op, "
+            "because setting it leaves M_TRIM_THRESHOLD at 128 KiB: every free shrinks the heap and the "
+            "next malloc grows it again (the dynamic default raises both thresholds).")
+    retained = [r for r in (_find(recs, "batch", n, 1024 * KIB) for n in
+                            (dyn, fixed, "toy", "jemalloc", "tcmalloc", "mimalloc")) if r]
+    retained = [r for r in retained if r["retained_after_free_bytes"] is not None]
+    if len(retained) >= 3:
+        out.append(f"After {min(retained[0]['live'], retained[0]['ops'])} x 1 MiB blocks are freed, RSS "
+                   "still held: " + ", ".join(f"{series(r)} {r['retained_after_free_bytes'] / 2**20:.1f} MiB"
+                                               for r in retained) + ".")
     cands = [r for r in (_find(recs, "churn", n, 132 * KIB) for n in
                          (dyn, fixed, "toy", "jemalloc", "tcmalloc", "mimalloc")) if r]
     if len(cands) >= 3:

@@ -10,13 +10,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 from . import machine, records
+from ._native import PATTERNS  # the C list, csrc/workloads.c
 from .backends import BACKENDS, GLIBC_SETTINGS, TOY_SETTINGS
 from .counters import METHODS
 
-from ._native import PATTERNS  # the C list, csrc/workloads.c
 DEFAULT_TIMEOUT_S = 300
 
 
@@ -92,7 +91,6 @@ def cell_binary() -> str:
 
 def cell_argv(spec: dict) -> list[str]:
     from .glibc import MALLOPT_PARAMS
-
     from .toy import POLICIES
 
     backend = BACKENDS[spec["allocator"]]

@@ -88,27 +88,38 @@ def expand(grid: dict, allocators=None, patterns=None) -> list[dict]:
     specs, seen = [], set()
     repeats = grid.get("repeats", 5)
     budget = grid.get("budget_bytes", 64 * MIB)
-    for block in grid["blocks"]:
-        pattern = block["pattern"]
-        if patterns and pattern not in patterns:
-            continue
-        bands = block.get("bands") or [[s, s] for s in block.get("sizes", [])]
-        for allocator in block["allocators"]:
-            if allocators and allocator not in allocators:
-                continue
-            thresholds = block.get("thresholds", [DYNAMIC]) if BACKENDS[allocator].glibc else [DYNAMIC]
-            for threshold in thresholds:
-                settings = {} if threshold is None else {"mmap_threshold": threshold}
-                for lo, hi in bands:
-                    spec = runner.make_spec(
-                        allocator=allocator, pattern=pattern, size_lo=lo, size_hi=hi,
-                        ops=block.get("ops") or ops_for(hi, budget), threads=block.get("threads", 1),
-                        live=block.get("live", 64), touch=block.get("touch", True),
-                        repeats=repeats, settings=settings)
-                    if cell_key(spec) not in seen:
-                        seen.add(cell_key(spec))
-                        specs.append(spec)
+    for i, block in enumerate(grid["blocks"]):
+        try:
+            for spec in _expand_block(block, repeats, budget, allocators, patterns):
+                if cell_key(spec) not in seen:
+                    seen.add(cell_key(spec))
+                    specs.append(spec)
+        except KeyError as e:
+            raise ValueError(f"grid block {i + 1}: needs {e}") from None
+        except (TypeError, AttributeError) as e:
+            raise ValueError(f"grid block {i + 1}: {e}") from None
     return specs
+
+
+def _expand_block(block, repeats, budget, allocators, patterns):
+    pattern = block["pattern"]
+    if patterns and pattern not in patterns:
+        return
+    bands = block.get("bands") or [[s, s] for s in block["sizes"]]
+    for allocator in block["allocators"]:
+        if allocators and allocator not in allocators:
+            continue
+        if allocator not in BACKENDS:
+            raise ValueError(f"unknown allocator {allocator!r}; known: {', '.join(BACKENDS)}")
+        thresholds = block.get("thresholds", [DYNAMIC]) if BACKENDS[allocator].glibc else [DYNAMIC]
+        for threshold in thresholds:
+            settings = {} if threshold is None else {"mmap_threshold": threshold}
+            for lo, hi in bands:
+                yield runner.make_spec(
+                    allocator=allocator, pattern=pattern, size_lo=lo, size_hi=hi,
+                    ops=block.get("ops") or ops_for(hi, budget), threads=block.get("threads", 1),
+                    live=block.get("live", 64), touch=block.get("touch", True),
+                    repeats=repeats, settings=settings)
 
 
 KEY_FIELDS = ("allocator", "settings", "pattern", "size_lo", "size_hi", "ops", "threads",
