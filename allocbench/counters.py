@@ -80,12 +80,14 @@ def probe_methods() -> dict[str, str | None]:
     """Each method -> None when it works here, else why not (tries a real window)."""
     out = {}
     for name in METHODS:
+        counter = _native.Counter(_CODES[name], _tracefs(), _strace())
+        if counter.open_error:
+            out[name] = counter.open_error
+            continue
         try:
-            _, counter, _ = open_counter(name)
             counter.begin()
-            result = counter.end()
-            out[name] = result["error"]
-        except (CounterUnavailable, OSError) as e:
+            out[name] = counter.end()["error"]
+        except OSError as e:
             out[name] = str(e)
     return out
 
