@@ -18,7 +18,7 @@ CFLAGS ?= -O2 -Wall -Wextra
 .PHONY: help system build debug asan counter-overhead test bench bench-quick clean
 
 help: ## show this help
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
 
 system: ## install missing Debian packages and mount tracefs (root; otherwise warns)
 	@scripts/setup-system $(DEBIAN_PACKAGES)
