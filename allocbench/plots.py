@@ -58,7 +58,7 @@ def caption(recs: list[dict]) -> str:
             f"{len(ok)} cells ok, {len(recs) - len(ok)} failed; syscall counter: {methods or 'none'}")
 
 
-def _finish(fig, ax, title, xlabel, ylabel, cap, path):
+def _finish(fig, ax, title, xlabel, ylabel, cap, path, svg=False):
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -66,6 +66,8 @@ def _finish(fig, ax, title, xlabel, ylabel, cap, path):
     fig.text(0.01, 0.005, cap, fontsize=7, color="0.35")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=110)
+    if svg:  # the headline figures scale for slides and papers too
+        fig.savefig(os.path.splitext(path)[0] + ".svg")
     plt.close(fig)
 
 
@@ -109,7 +111,7 @@ def fig_vs_size(recs, pattern, metric, ylabel, title, path, cap, logy=True, band
     if logy:
         ax.set_yscale("symlog", linthresh=1e-3) if not band else ax.set_yscale("log")
     ax.legend(fontsize=8, ncol=2, title="dotted line: that threshold")
-    _finish(fig, ax, title, "allocation size", ylabel, cap, path)
+    _finish(fig, ax, title, "allocation size", ylabel, cap, path, svg=True)
     return True
 
 

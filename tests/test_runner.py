@@ -87,6 +87,15 @@ def test_jemalloc_churn_makes_no_mmap_per_op():
     assert rec["mmapped_fraction"] is None  # glibc's chunk bit means nothing here
 
 
+def test_missing_allocator_library_is_skipped_with_a_reason(monkeypatch):
+    from allocbench import backends
+
+    monkeypatch.setattr(backends, "LIB_DIRS", ["/nonexistent"])
+    rec = runner.run_cell(runner.make_spec(allocator="mimalloc", size=1024, ops=10))
+    assert rec["status"] == "skipped"
+    assert "libmimalloc.so.2 not found" in rec["error"] and "libmimalloc2.0" in rec["error"]
+
+
 def _script(tmp_path, body):
     path = tmp_path / "fake-cell"
     path.write_text("#!/bin/sh\n" + body + "\n")
