@@ -11,8 +11,8 @@ allocbench-calibrate in fresh processes) times a cell's exact counts.
 
 The pair and the page's life come from timing mmap + touch + munmap cycles of
 1 to 1024 pages: the cost per page is the slope between the two measured sizes
-around the cell's faults per operation, the pair is what a 1-page cycle costs
-beyond its one page.  Touching a resident page costs more as the working set
+around the pages a cell faults before it gives any back (faults per op, times
+the live blocks for batch), the pair is what a 1-page cycle costs beyond its page.  Touching a resident page costs more as the working set
 outgrows the caches, so that cost is interpolated at the cell's working set.
 """
 from __future__ import annotations
@@ -97,10 +97,12 @@ def predict_ns_per_op(rec: dict, units: dict) -> float | None:
     syscall_ns = ((sc["mmap"] + sc["munmap"] + sc["mremap"]) * half_pair + sc["brk"] * units["brk_call"]
                   + sc["madvise"] * units["madvise_call"] + sc["mprotect"] * units["mprotect_call"])
     faults = rec["minor_faults"] + rec["major_faults"]
-    fault_ns = faults * _slope(cyc, faults / ops) if faults else 0.0
+    live = 1 if rec["pattern"] == "churn" else min(rec["live"], ops)
+    # a page's life costs what a mapping cycle of as many pages costs per page:
+    # the pages faulted before any is given back (batch holds `live` blocks)
+    fault_ns = faults * _slope(cyc, faults / ops * live) if faults else 0.0
     mean_size = (rec["size_lo"] + rec["size_hi"]) / 2
     pages = ops * -(-int(mean_size) // PAGE) if rec["touch"] else 0
-    live = 1 if rec["pattern"] == "churn" else min(rec["live"], ops)
     touch_ns = max(0, pages - faults) * _interpolate(units["touch_page"], mean_size * live)
     floor_ns = ops * _interpolate(units["malloc_free"], max(mean_size, 1))
     return (syscall_ns + fault_ns + touch_ns + floor_ns) / ops
