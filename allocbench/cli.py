@@ -42,6 +42,16 @@ def count_arg(text: str) -> int:
     return value
 
 
+def seconds_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
+    return value
+
+
 def human_bytes(n) -> str:
     if n is None:
         return "-"
@@ -303,7 +313,7 @@ def build_parser() -> Parser:
     run.add_argument("--toy-policy", choices=["keep", "dontneed", "free", "unmap"],
                      help="toy: what cached mappings do with their pages")
     run.add_argument("--counter-method", choices=["auto", "perf", "strace", "none"], default="auto")
-    run.add_argument("--timeout", type=float, default=300, help="seconds before the cell is failed (300)")
+    run.add_argument("--timeout", type=seconds_arg, default=300, help="seconds before the cell is failed (300)")
     run.add_argument("--json", action="store_true", help="print the record as one JSON line")
     run.add_argument("--out", help="also append the record to this JSON Lines file")
     run.set_defaults(func=cmd_run)
@@ -315,7 +325,7 @@ def build_parser() -> Parser:
     sw.add_argument("--allocators", nargs="+", choices=list(BACKENDS), help="only these allocators")
     sw.add_argument("--patterns", nargs="+", choices=PATTERNS, help="only these patterns")
     sw.add_argument("--out", required=True, help="results file (JSON Lines); appended to and resumed")
-    sw.add_argument("--timeout", type=float, default=300, help="seconds per cell (300)")
+    sw.add_argument("--timeout", type=seconds_arg, default=300, help="seconds per cell (300)")
     sw.set_defaults(func=cmd_sweep)
 
     from .probes import PROBES
@@ -356,6 +366,9 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"allocbench: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a results or plots path that cannot be written, a full disk
+        print(f"allocbench: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("allocbench: interrupted", file=sys.stderr)
         return 130
