@@ -274,6 +274,12 @@ def _run(name, allocator, threshold):
     if allocator == "toy" and name not in ("boundary", "dynamic"):
         raise ValueError(f"probe {name} is glibc-only: the toy has no brk heap, arenas or trimming")
     if name == "boundary":
+        from .glibc import MALLOPT_PARAMS
+        from .toy import TOY_MAX_THRESHOLD_BYTES
+
+        hi = TOY_MAX_THRESHOLD_BYTES if allocator == "toy" else MALLOPT_PARAMS["mmap_threshold"].hi
+        if threshold is not None and not 0 <= threshold <= hi:
+            raise ValueError(f"{allocator} threshold must be in [0, {hi}], got {threshold}")
         return boundary(threshold, allocator)
     if threshold is not None:
         raise ValueError("--mmap-threshold applies to the boundary probe only")
