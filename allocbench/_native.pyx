@@ -318,11 +318,6 @@ def footprint():
     return _footprint_dict(&f)
 
 
-def reset_peak_rss():
-    if ab_reset_peak_rss() != 0:
-        raise OSError(errno, "writing /proc/self/clear_refs: " + strerror(errno).decode())
-
-
 cdef class Counter:
     """Counters opened once with one method; windows are opened and closed on it."""
 

@@ -33,7 +33,6 @@ cdef extern from "counters.h" nogil:
     int ab_window_begin(ab_counter *c, ab_window *w)
     int ab_window_end(ab_counter *c, ab_window *w, ab_counts *out)
     int ab_footprint_read(ab_footprint *f)
-    int ab_reset_peak_rss()
 
 cdef extern from "workloads.h" nogil:
     ctypedef struct ab_allocator:
