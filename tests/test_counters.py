@@ -86,7 +86,8 @@ def test_python_measure_counts_a_thread_started_inside_the_window(tmp_path):
     windows = strace_windows(log)
     assert len(windows) == 1 and out == windows[0]
     assert out["mmap"] >= 2  # the thread's stack and its arena's heap
-    assert out["brk"] == 0   # non-main arenas never use brk
+    # (no brk assertion here: the interpreter's own mallocs in the main thread may
+    # grow the main heap; test_probes checks a thread's no-brk fact in a C cell)
 
 
 def test_python_measure_one_mmapped_block():
