@@ -20,20 +20,12 @@ from __future__ import annotations
 import bisect
 import json
 import math
-import os
 import statistics
 import subprocess
 
 PAGE = 4096
 MODELLED = ("churn", "batch")
 TARGET_ERROR = 0.15
-
-
-def calibrate_binary() -> str:
-    path = os.path.join(os.path.dirname(__file__), "allocbench-calibrate")
-    if not os.access(path, os.X_OK):
-        raise FileNotFoundError(f"{path} is missing or not executable: run `make build`")
-    return path
 
 
 def _median_of(samples: list[dict]) -> dict:
@@ -50,10 +42,12 @@ def calibrate(runs: int = 5) -> dict:
     """Median of each unit cost over `runs` fresh processes (ns)."""
     if runs < 1:
         raise ValueError("runs must be at least 1")
-    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    from .runner import child_env, program
+
+    binary = program("allocbench-calibrate")
     samples = []
     for _ in range(runs):
-        proc = subprocess.run([calibrate_binary()], capture_output=True, text=True, timeout=300, env=env)
+        proc = subprocess.run([binary], capture_output=True, text=True, timeout=300, env=child_env())
         if proc.returncode != 0:
             raise RuntimeError(f"allocbench-calibrate failed: {proc.stderr.strip()}")
         samples.append(json.loads(proc.stdout))

@@ -9,7 +9,7 @@ import subprocess
 
 from .glibc import M_ARENA_MAX, M_MMAP_MAX, M_MMAP_THRESHOLD, M_TOP_PAD, M_TRIM_THRESHOLD
 from .plots import size_label
-from .runner import cell_binary
+from .runner import cell_binary, child_env, program
 
 KIB, MIB = 1 << 10, 1 << 20
 MMAP_THRESHOLD_MAX = 32 * MIB   # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
@@ -23,10 +23,7 @@ class ProbeError(RuntimeError):
 
 
 def probe_binary() -> str:
-    path = os.environ.get("ALLOCBENCH_PROBE") or os.path.join(os.path.dirname(__file__), "allocbench-probe")
-    if not os.access(path, os.X_OK):
-        raise FileNotFoundError(f"{path} is missing or not executable: run `make build`")
-    return path
+    return program("allocbench-probe", "ALLOCBENCH_PROBE")
 
 
 def observe(mode: str, *args, settings: dict | None = None, history=(), exhaust=False) -> dict:
@@ -37,8 +34,7 @@ def observe(mode: str, *args, settings: dict | None = None, history=(), exhaust=
         argv.append("history=" + ",".join(map(str, history)))
     if exhaust:
         argv.append("exhaust=1")
-    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=child_env())
     if proc.returncode != 0:
         raise ProbeError(f"{' '.join(argv)}: {proc.stderr.strip() or proc.returncode}")
     return json.loads(proc.stdout)
@@ -237,8 +233,7 @@ def arenas(threads=(1, 2, 4, 8), arena_max=(None, 1, 2)) -> dict:
                     f"threads={t}", "spawn=1", "repeats=1", "warmup=0"]
             if limit is not None:
                 argv.append(f"mallopt={M_ARENA_MAX}:{limit}")
-            env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=child_env())
             if proc.returncode != 0:
                 raise ProbeError(proc.stderr.strip())
             rep = json.loads(proc.stdout)["repeats"][0]

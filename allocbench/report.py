@@ -138,7 +138,7 @@ def cost_model_section(recs, calibration, out_dir, cap):
              f"| madvise call | {units['madvise_call']:,.0f} |",
              f"| mprotect call | {units['mprotect_call']:,.0f} |",
              f"| touching a resident page, by working set | {touch} |",
-             f"| glibc malloc + free, untouched, by size | "
+             "| glibc malloc + free, untouched, by size | "
              + ", ".join(f"{size_label(int(k))}: {v:.1f}" for k, v in units["malloc_free"].items()) + " |", "",
              "Predicted ns/op = (mmap, munmap, mremap calls x half a pair + brk, madvise, mprotect calls x "
              "their cost + page faults x a page's life (the cycle's slope at the cell's faults per op) + "

@@ -15,6 +15,7 @@ from . import machine, records
 from ._native import PATTERNS  # the C list, csrc/workloads.c
 from .backends import BACKENDS, GLIBC_SETTINGS, TOY_SETTINGS
 from .counters import METHODS
+from .toy import check_setting as check_toy_setting
 
 DEFAULT_TIMEOUT_S = 300
 
@@ -52,7 +53,7 @@ def make_spec(allocator="glibc", pattern="churn", size=None, size_lo=None, size_
         if key in TOY_SETTINGS:
             if allocator != "toy":
                 raise ValueError(f"{key} is a toy allocator setting; it does not apply to {allocator}")
-            _check_toy_setting(key, value)
+            check_toy_setting(key.removeprefix("toy_"), value, prefix="toy_")
             continue
         if key not in GLIBC_SETTINGS:
             raise ValueError(f"unknown setting {key!r}; known: {', '.join(GLIBC_SETTINGS + TOY_SETTINGS)}")
@@ -69,24 +70,27 @@ def make_spec(allocator="glibc", pattern="churn", size=None, size_lo=None, size_
             "warmup": warmup, "counter_method": counter_method}
 
 
-def _check_toy_setting(key, value):
-    from .toy import POLICIES, TOY_MAX_THRESHOLD_BYTES
-
-    if key == "toy_policy":
-        if value not in POLICIES:
-            raise ValueError(f"toy_policy must be one of {', '.join(POLICIES)}, got {value!r}")
-    elif key == "toy_threshold" and not (isinstance(value, int) and 0 <= value <= TOY_MAX_THRESHOLD_BYTES):
-        raise ValueError(f"toy_threshold must be in [0, {TOY_MAX_THRESHOLD_BYTES}], got {value!r}")
-    elif key == "toy_cache_cap" and not (isinstance(value, int) and 0 <= value < 2**63):
-        raise ValueError(f"toy_cache_cap must be a byte count, got {value!r}")
-
-
-def cell_binary() -> str:
-    """The C program that measures one cell (ALLOCBENCH_CELL overrides, e.g. for a debug build)."""
-    path = os.environ.get("ALLOCBENCH_CELL") or os.path.join(os.path.dirname(__file__), "allocbench-cell")
+def program(name: str, override: str | None = None) -> str:
+    """One of allocbench's C programs, built beside this package by `make build`;
+    the environment variable `override` may point elsewhere (e.g. a debug build)."""
+    path = (override and os.environ.get(override)) or os.path.join(os.path.dirname(__file__), name)
     if not os.access(path, os.X_OK):
         raise FileNotFoundError(f"{path} is missing or not executable: run `make build`")
     return path
+
+
+def cell_binary() -> str:
+    """The C program that measures one cell."""
+    return program("allocbench-cell", "ALLOCBENCH_CELL")
+
+
+def child_env(preload: str | None = None) -> dict:
+    """This environment for a measured child: its malloc is the one asked for,
+    never an LD_PRELOAD inherited from whoever started allocbench."""
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    if preload:
+        env["LD_PRELOAD"] = preload
+    return env
 
 
 def cell_argv(spec: dict) -> list[str]:
@@ -115,11 +119,7 @@ def run_cell(spec: dict, timeout: float = DEFAULT_TIMEOUT_S, env_info: dict | No
     why = BACKENDS[spec["allocator"]].unavailable_reason()
     if why:
         return records.failed(spec, env_info, why, status="skipped")
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)  # the cell's allocator is the backend's, never an inherited one
-    lib = BACKENDS[spec["allocator"]].library_path()
-    if lib:
-        env["LD_PRELOAD"] = lib
+    env = child_env(BACKENDS[spec["allocator"]].library_path())
     try:
         proc = subprocess.run(cell_argv(spec), capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:

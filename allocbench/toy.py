@@ -27,6 +27,21 @@ def config() -> dict:
     return _native.toy_get_config_raw()
 
 
+def check_setting(name: str, value, prefix: str = "") -> None:
+    """ValueError unless `value` is valid for the toy's threshold, cache_cap or policy."""
+    if name == "threshold":
+        ok, want = isinstance(value, int) and 0 <= value <= TOY_MAX_THRESHOLD_BYTES, \
+            f"in [0, {TOY_MAX_THRESHOLD_BYTES}]"
+    elif name == "cache_cap":
+        ok, want = isinstance(value, int) and 0 <= value < 2**63, "a byte count >= 0"
+    elif name == "policy":
+        ok, want = value in POLICIES, f"one of {', '.join(POLICIES)}"
+    else:
+        raise ValueError(f"unknown toy setting {prefix}{name!r}")
+    if not ok or isinstance(value, bool):
+        raise ValueError(f"{prefix}{name} must be {want}, got {value!r}")
+
+
 def configure(threshold: int | None = None, cache_cap: int | None = None,
               policy: str | None = None) -> None:
     """Change the toy's policies for this process; unspecified ones stay."""
@@ -34,12 +49,9 @@ def configure(threshold: int | None = None, cache_cap: int | None = None,
     threshold = cur["threshold"] if threshold is None else threshold
     cache_cap = cur["cache_cap"] if cache_cap is None else cache_cap
     policy = cur["policy"] if policy is None else policy
-    if not isinstance(threshold, int) or not 0 <= threshold <= TOY_MAX_THRESHOLD_BYTES:
-        raise ValueError(f"threshold must be in [0, {TOY_MAX_THRESHOLD_BYTES}], got {threshold!r}")
-    if not isinstance(cache_cap, int) or not 0 <= cache_cap < 2**63:
-        raise ValueError(f"cache_cap must be a byte count >= 0, got {cache_cap!r}")
-    if policy not in POLICIES:
-        raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    check_setting("threshold", threshold)
+    check_setting("cache_cap", cache_cap)
+    check_setting("policy", policy)
     _native.toy_configure_raw(threshold, cache_cap, POLICIES.index(policy))
 
 
