@@ -11,11 +11,14 @@ CELL_SRC := csrc/cell.c csrc/counters.c csrc/workloads.c csrc/toyalloc.c
 TOYLIB := allocbench/libtoyalloc.so
 TOY_SRC := csrc/toyalloc.c csrc/toy_preload.c
 TOY_TESTS := csrc/build/toy_stress csrc/build/toy_contract
+# plain malloc API: run against glibc and against any preloaded allocator
+MALLOC_TESTS := csrc/build/malloc_promises csrc/build/malloc_footprint
+TOY_POLICIES := keep dontneed free unmap
 OVERHEAD := csrc/build/counter_overhead
 CC ?= gcc
 CFLAGS ?= -O2 -Wall -Wextra
 
-.PHONY: help system build debug asan counter-overhead test bench bench-quick clean
+.PHONY: help system build debug asan counter-overhead test test-fast bench bench-quick clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
@@ -29,7 +32,7 @@ $(DEPS): pyproject.toml
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
 	touch $@
 
-build: $(DEPS) $(CELL) $(PROBE) $(CALIBRATE) $(TOYLIB) $(TOY_TESTS) $(OVERHEAD) ## build the extension, the cell runner, libtoyalloc.so, C tests
+build: $(DEPS) $(CELL) $(PROBE) $(CALIBRATE) $(TOYLIB) $(TOY_TESTS) $(MALLOC_TESTS) $(OVERHEAD) ## build the extension, the cell runner, libtoyalloc.so, C tests
 	$(PY) setup.py -q build_ext --inplace
 
 # -fno-builtin-malloc: GCC must not pair up and delete the workload's malloc/free
@@ -42,12 +45,17 @@ $(PROBE): csrc/probe.c csrc/counters.c csrc/counters.h
 $(CALIBRATE): csrc/calibrate.c csrc/timing.h
 	$(CC) $(CFLAGS) -fno-builtin-malloc -Icsrc -o $@ csrc/calibrate.c
 
+# TOY_PRELOAD: initial-exec TLS for the thread caches (the library is preloaded, never dlopened)
 $(TOYLIB): $(TOY_SRC) csrc/toyalloc.h
-	$(CC) $(CFLAGS) -fPIC -shared -o $@ $(TOY_SRC) -lpthread
+	$(CC) $(CFLAGS) -DTOY_PRELOAD -fPIC -shared -o $@ $(TOY_SRC) -lpthread
 
 csrc/build/%: csrc/tests/%.c csrc/toyalloc.c csrc/toyalloc.h
 	@mkdir -p csrc/build
 	$(CC) $(CFLAGS) -Icsrc -o $@ $< csrc/toyalloc.c -lpthread
+
+$(MALLOC_TESTS): csrc/build/%: csrc/tests/%.c
+	@mkdir -p csrc/build
+	$(CC) $(CFLAGS) -fno-builtin-malloc -o $@ $< -lpthread
 
 $(OVERHEAD): csrc/tests/counter_overhead.c csrc/counters.c csrc/counters.h csrc/timing.h
 	@mkdir -p csrc/build
@@ -56,20 +64,22 @@ $(OVERHEAD): csrc/tests/counter_overhead.c csrc/counters.c csrc/counters.h csrc/
 counter-overhead: build ## what the counters cost (a benchmark, not a test)
 	$(OVERHEAD)
 
-asan: ## build and run the toy's C stress and contract tests under ASan + UBSan
+asan: ## build and run the toy's C stress and contract tests under ASan + UBSan, every policy
 	@mkdir -p csrc/build
 	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -Icsrc \
 	    -o csrc/build/toy_stress_asan csrc/tests/toy_stress.c csrc/toyalloc.c -lpthread
 	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -Icsrc \
 	    -o csrc/build/toy_contract_asan csrc/tests/toy_contract.c csrc/toyalloc.c -lpthread
-	csrc/build/toy_contract_asan
-	csrc/build/toy_stress_asan 4 2000000
+	for p in $(TOY_POLICIES); do csrc/build/toy_contract_asan $$p && csrc/build/toy_stress_asan 4 500000 $$p || exit 1; done
 
 debug: $(DEPS) ## rebuild with bounds checks and -O0 -g
 	ALLOCBENCH_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
 
 test: system build ## run the test suite
 	$(PY) -m pytest -q
+
+test-fast: system build ## the test suite without the tests marked slow
+	$(PY) -m pytest -q -m "not slow"
 
 RESULTS ?= results/default.jsonl
 QUICK_RESULTS ?= results/quick.jsonl

@@ -11,6 +11,7 @@ from libc.stdlib cimport free
 from libc.string cimport memset, strerror
 
 from allocbench.cmalloc cimport (
+    RTLD_DEFAULT, RTLD_NOLOAD, RTLD_NOW, dlopen, dlsym,
     mallinfo2, c_mallinfo2, c_mallopt, c_malloc_trim, c_malloc_info,
     gnu_get_libc_version, open_memstream, sbrk,
 )
@@ -195,8 +196,11 @@ cdef class Block:
         """True when glibc served the block with its own mmap.
 
         Reads bit 1 (IS_MMAPPED) of the chunk's size word just before the
-        block: a glibc-internal detail, stable for decades but not an API."""
+        block: a glibc-internal detail, stable for decades but not an API.
+        Under another malloc (LD_PRELOAD) there is no such word: RuntimeError."""
         self.check_live("read is_mmapped")
+        if not malloc_is_glibcs():
+            raise RuntimeError("malloc is not glibc's here (LD_PRELOAD?): blocks have no glibc chunk header")
         return bool((<size_t *>self.ptr - 1)[0] & 2)
 
     def memoryview(self):
@@ -229,9 +233,22 @@ cdef class Block:
         return f"<{type(self).__name__} size={self._size} at {<uintptr_t>self.ptr:#x}>"
 
 
+cdef int _glibc_malloc = -1
+
+
+cdef bint malloc_is_glibcs():
+    """Whether the malloc this process calls is libc.so.6's own (no preloaded allocator)."""
+    global _glibc_malloc
+    cdef void *libc
+    if _glibc_malloc < 0:
+        libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD)
+        _glibc_malloc = libc != NULL and dlsym(RTLD_DEFAULT, "malloc") == dlsym(libc, "malloc")
+    return _glibc_malloc == 1
+
+
 # ---- the toy allocator, in this process ----
 
-TOY_POLICIES = ("keep", "dontneed", "free", "unmap")  # enum toy_policy order
+TOY_POLICIES = tuple(toy_policy_names[i].decode() for i in range(TOY_NPOLICIES))  # enum toy_policy order
 TOY_MAX_THRESHOLD_BYTES = TOY_MAX_THRESHOLD
 TOY_MAX_ALIGN_BYTES = TOY_MAX_ALIGN
 

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from . import __version__
+from . import __version__, _native
 
 
 class Parser(argparse.ArgumentParser):
@@ -310,7 +310,7 @@ def build_parser() -> Parser:
     run.add_argument("--arena-max", type=count_arg, help="glibc M_ARENA_MAX")
     run.add_argument("--toy-threshold", type=size_arg, help="toy: own mapping above this size")
     run.add_argument("--toy-cache-cap", type=size_arg, help="toy: bytes of freed mappings kept")
-    run.add_argument("--toy-policy", choices=["keep", "dontneed", "free", "unmap"],
+    run.add_argument("--toy-policy", choices=_native.TOY_POLICIES,
                      help="toy: what cached mappings do with their pages")
     run.add_argument("--counter-method", choices=["auto", "perf", "strace", "none"], default="auto")
     run.add_argument("--timeout", type=seconds_arg, default=300, help="seconds before the cell is failed (300)")

@@ -28,3 +28,11 @@ cdef extern from "<stdio.h>" nogil:
 
 cdef extern from "<unistd.h>" nogil:
     void *sbrk(Py_ssize_t increment)
+
+cdef extern from "<dlfcn.h>" nogil:
+    void *RTLD_DEFAULT
+    enum:
+        RTLD_NOW
+        RTLD_NOLOAD
+    void *dlopen(const char *filename, int flags)
+    void *dlsym(void *handle, const char *symbol)

@@ -51,12 +51,11 @@ cdef extern from "workloads.h" nogil:
 
 cdef extern from "toyalloc.h" nogil:
     enum:
-        TOY_KEEP
-        TOY_DONTNEED
-        TOY_FREE
-        TOY_UNMAP
+        TOY_NPOLICIES
         TOY_MAX_THRESHOLD
         TOY_MAX_ALIGN
+
+    const char *const toy_policy_names[]
 
     ctypedef struct toy_config:
         size_t threshold

@@ -4,7 +4,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
-#include <unistd.h>
 
 #include "toyalloc.h"
 
@@ -18,17 +17,8 @@ EXPORT void *memalign(size_t a, size_t n) { return toy_memalign(a, n); }
 EXPORT void *aligned_alloc(size_t a, size_t n) { return toy_aligned_alloc(a, n); }
 EXPORT int posix_memalign(void **out, size_t a, size_t n) { return toy_posix_memalign(out, a, n); }
 EXPORT size_t malloc_usable_size(void *p) { return toy_usable_size(p); }
-EXPORT void *valloc(size_t n) { return toy_memalign((size_t)sysconf(_SC_PAGESIZE), n); }
-
-EXPORT void *pvalloc(size_t n)
-{
-    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-    if (n > SIZE_MAX - pg) {
-        errno = ENOMEM;
-        return 0;
-    }
-    return toy_memalign(pg, (n + pg - 1) & ~(pg - 1));
-}
+EXPORT void *valloc(size_t n) { return toy_valloc(n); }
+EXPORT void *pvalloc(size_t n) { return toy_pvalloc(n); }
 
 EXPORT void *reallocarray(void *p, size_t n, size_t s)
 {

@@ -1,20 +1,34 @@
-/* toyalloc: see toyalloc.h.  Policies, in one place:
+/* toyalloc: see toyalloc.h.  The design, in one place:
  *
- * - Small blocks (<= threshold): 60 size classes (16-byte steps to 128 B, then
- *   four per power of two up to 1 MiB).  Each class bump-allocates slots from
- *   mmapped spans and recycles them through a LIFO free list.  Spans are never
- *   returned: the same trade-off as glibc's bins, bounded by the peak.
- * - Large blocks (> threshold): one mapping each.  A freed mapping goes to a
- *   cache of at most 64 entries and cache_cap bytes (oldest evicted with
- *   munmap); the policy decides whether cached pages stay resident (keep),
- *   are dropped now (dontneed) or lazily (free).  A request reuses the smallest
- *   cached mapping that fits without wasting more than half of it.  This is
- *   what buys brk-like reuse (no syscall, no fault) with mmap-like return.
+ * - Small blocks (size and alignment <= threshold): 60 size classes (16-byte
+ *   steps to 128 B, then four per power of two up to 1 MiB).  A class carves
+ *   slots from spans: granule-aligned mappings (64 KiB, or 8 slots for classes
+ *   above 8 KiB) whose own books sit at their end: a descriptor and one state
+ *   byte per slot (free or used).  A slot of size S = odd << k starts at
+ *   base + i*S, so it is aligned to 2^k: an aligned request takes the smallest
+ *   class whose size is a multiple of its alignment, never a mapping of its own.
+ * - A granule map (address >> 16 -> span) finds a pointer's span without
+ *   touching the block; a pointer in no span must be a live large block.
+ * - Each thread keeps a cache of free slots per class (at most 64 slots or
+ *   64 KiB), refilled and flushed in batches under the global lock.  The fast
+ *   path is lock-free: it only flips the slot's state byte, so a double free is
+ *   caught the same way under every policy and from any thread.
+ * - A span whose slots are all back (none in use, none cached by a thread) is
+ *   released, except one spare per class: RSS after a phase change is live
+ *   bytes plus one span per class plus the thread caches plus the cache below.
+ * - Large blocks: one mapping each, recorded in a table (base -> length) kept
+ *   out of band.  A freed mapping, or a released span, is purged first by the
+ *   policy (madvise), then published to a cache of at most 64 entries and
+ *   cache_cap bytes (oldest evicted with munmap); each entry remembers whether
+ *   its pages are known to be zero, decided when it was cached.
  * - realloc of a large block is mremap: the kernel moves page tables, no copy.
- * - One mutex guards everything; syscalls for new large mappings and for
- *   munmap run outside it.  pthread_atfork keeps it consistent across fork.
- * - Every block has a 16-byte header (magic, class, requested size); a large
- *   one has 16 more bytes before that (offset from the mapping's base, length).
+ * - fork: the prepare handler takes stdio's list lock before the toy's lock,
+ *   the order glibc's fork itself uses (list, then malloc), so a thread that
+ *   holds a FILE lock while it mallocs cannot close a cycle.  In a
+ *   single-threaded process it takes nothing, so fork from a signal handler
+ *   that interrupted malloc cannot deadlock; the child re-initialises the lock.
+ * - free never changes errno; a failed munmap or madvise keeps the mapping
+ *   accounted for (a failed munmap is retried later).
  */
 #define _GNU_SOURCE
 #include "toyalloc.h"
@@ -25,52 +39,103 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/single_threaded.h>
 #include <unistd.h>
 
-#define HDR 16
-#define LHDR 32                   /* large: lhdr + hdr */
-#define MAGIC_SMALL 0x5EA11u
-#define MAGIC_LARGE 0x1A26Eu
-#define MAGIC_FREE 0xF4EEu
+#ifdef TOY_PRELOAD
+#define TOY_TLS __thread __attribute__((tls_model("initial-exec")))
+#else
+#define TOY_TLS __thread
+#endif
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+#define GRANULE_SHIFT 16
+#define GRANULE ((size_t)1 << GRANULE_SHIFT)
+#define LEAF_BITS 16
+#define TOP_BITS (47 - GRANULE_SHIFT - LEAF_BITS)
 #define NCLASSES 60
 #define CACHE_SLOTS 64
-#define MIN_SPAN ((size_t)64 << 10)
+#define TCACHE_BYTES ((size_t)64 << 10)
+#define TCACHE_MAX 64
+#define SLOT_FREE 0
+#define SLOT_USED 1
 
-typedef struct hdr {
-    uint32_t magic;
-    uint32_t cls;
-    size_t size;
-} hdr;
+/* glibc's stdio list lock (exported since 2.2.5); weak so a libc without it still links. */
+extern void _IO_list_lock(void) __attribute__((weak));
+extern void _IO_list_unlock(void) __attribute__((weak));
 
-typedef struct lhdr {
-    size_t offset;  /* user pointer - mapping base */
-    size_t len;     /* mapping length */
-} lhdr;
-
-typedef struct free_slot {
-    struct free_slot *next;
-} free_slot;
+typedef struct span {
+    char *base;                /* slots from here; these books at the mapping's end */
+    size_t len, slot;          /* mapping length, slot size */
+    uint32_t cls, nslots;
+    uint32_t bump;             /* slots below this index have been handed out at least once */
+    uint32_t out;              /* slots in use or in a thread's cache */
+    uint64_t magic;            /* slot index = (((p - base) >> shift) * magic) >> 32 */
+    uint32_t shift, listed;
+    void *free;                /* slots returned to the span, linked through their first word */
+    struct span *prev, *next;  /* the class's spans that have a slot to give */
+    _Atomic uint8_t state[];   /* SLOT_FREE or SLOT_USED, one byte per slot */
+} span;
 
 typedef struct size_class {
-    size_t size;       /* usable bytes */
-    free_slot *free;   /* recycled slots, linked through their user bytes */
-    char *bump, *end;  /* the current span's unused tail */
+    size_t size, span_len, span_align;
+    uint32_t shift, nslots, tcache_max, batch;
+    uint64_t magic;
+    span *partial;   /* spans with a slot to give */
+    int nempty;      /* spans of this class with no slot out */
 } size_class;
+
+typedef struct large {
+    uintptr_t base;  /* 0: empty */
+    size_t len;
+    int over_aligned;  /* base aligned beyond a page: realloc must not mremap it */
+} large;
 
 typedef struct cached_map {
     char *base;
     size_t len;
+    int zeroed;  /* every page known to read as zero (fresh, or dropped by MADV_DONTNEED) */
 } cached_map;
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static int initialised;
-static atomic_int atfork_registered;
+typedef struct retired {   /* a mapping whose munmap failed: kept, accounted, retried */
+    struct retired *next;
+    size_t len;
+} retired;
+
+typedef struct heap {      /* one per thread */
+    void *head[NCLASSES];
+    uint16_t count[NCLASSES];
+    _Atomic int64_t live;  /* usable bytes handed out minus freed by this thread */
+    int state;
+    struct heap *prev, *next;
+} heap;
+enum { HEAP_NEW, HEAP_SETUP, HEAP_READY, HEAP_GONE };
+
+typedef _Atomic(span *) gentry;
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int initialised, atfork_registered;
+static int fork_locked;
 static size_t page;
 static size_class classes[NCLASSES];
+static _Atomic(gentry *) gmap[(size_t)1 << TOP_BITS];
+static large *ltab;
+static size_t ltab_cap, ltab_n;
 static cached_map cache[CACHE_SLOTS];
 static int ncached;
-static toy_config cfg = {128 << 10, 32 << 20, TOY_KEEP};
-static toy_stats stats;
+static retired *retired_list;
+static heap *heaps;
+static pthread_key_t heap_key;
+static TOY_TLS heap th;
+static _Atomic size_t cfg_threshold = 128 << 10, cfg_cache_cap = 32 << 20;
+static atomic_int cfg_policy = TOY_KEEP;
+static _Atomic int64_t live_elsewhere;  /* exited threads, and calls made without a heap */
+static _Atomic uint64_t st_mapped, st_cached, st_mmap, st_munmap, st_mremap, st_madvise;
+
+#define RELAXED memory_order_relaxed
+#define ADD(v, n) atomic_fetch_add_explicit(&(v), (n), RELAXED)
+#define SUB(v, n) atomic_fetch_sub_explicit(&(v), (n), RELAXED)
 
 static size_t round_up(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
 
@@ -81,10 +146,248 @@ static void die(const char *msg)
     abort();
 }
 
-static void *map(size_t len)
+static void lock(void) { pthread_mutex_lock(&g_lock); }
+static void unlock(void) { pthread_mutex_unlock(&g_lock); }
+
+/* ---- mappings (no lock needed: counters are atomic) ---- */
+
+static char *map_aligned(size_t len, size_t align)
 {
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    size_t extra = align > page ? align - page : 0;
+    char *m = mmap(NULL, len + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ADD(st_mmap, 1);
+    if (m == MAP_FAILED)
+        return NULL;
+    if (extra) {
+        char *a = (char *)round_up((uintptr_t)m, align);
+        if (a > m)
+            munmap(m, (size_t)(a - m)), ADD(st_munmap, 1);
+        if (a + len < m + len + extra)
+            munmap(a + len, (size_t)(m + len + extra - (a + len))), ADD(st_munmap, 1);
+        m = a;
+    }
+    ADD(st_mapped, len);
+    return m;
+}
+
+/* munmap, or keep the mapping accounted for on a retired list and try again later. */
+static void unmap_mapping(char *base, size_t len)
+{
+    ADD(st_munmap, 1);
+    if (munmap(base, len) == 0) {
+        SUB(st_mapped, len);
+        return;
+    }
+    ADD(st_madvise, 1);
+    madvise(base, len, MADV_DONTNEED);  /* at least give the pages back */
+    retired *r = (retired *)base;
+    r->len = len;
+    lock();
+    r->next = retired_list, retired_list = r;
+    unlock();
+}
+
+static void retry_retired(void)
+{
+    if (!__atomic_load_n(&retired_list, __ATOMIC_RELAXED))
+        return;
+    lock();
+    retired *r = retired_list;
+    if (r)
+        retired_list = r->next;
+    unlock();
+    if (r)
+        unmap_mapping((char *)r, r->len);
+}
+
+/* Take the best-fitting cached mapping (lock held): it wastes at most half, and
+ * a span (align >= GRANULE) takes only whole granules, so no granule is shared. */
+static char *cache_take(size_t len, size_t align, size_t *got, int *zeroed)
+{
+    size_t unit = align >= GRANULE ? GRANULE : 1;
+    int best = -1;
+    for (int i = 0; i < ncached; i++)
+        if (cache[i].len >= len && cache[i].len - len <= cache[i].len / 2 &&
+            ((uintptr_t)cache[i].base & (align - 1)) == 0 && (cache[i].len & (unit - 1)) == 0 &&
+            (best < 0 || cache[i].len < cache[best].len))
+            best = i;
+    if (best < 0)
+        return NULL;
+    char *b = cache[best].base;
+    *got = cache[best].len, *zeroed = cache[best].zeroed;
+    SUB(st_cached, *got);
+    memmove(cache + best, cache + best + 1, sizeof cache[0] * (size_t)(--ncached - best));
+    return b;
+}
+
+/* A mapping no block uses any more: purge it by the policy before any other
+ * thread can take it, then publish it to the cache, or unmap it. */
+static void retire_mapping(char *base, size_t len)
+{
+    int policy = atomic_load_explicit(&cfg_policy, RELAXED);
+    size_t cap = atomic_load_explicit(&cfg_cache_cap, RELAXED);
+    retry_retired();
+    if (policy == TOY_UNMAP || len > cap) {
+        unmap_mapping(base, len);
+        return;
+    }
+    int zeroed = 0;
+    if (policy == TOY_DONTNEED) {
+        ADD(st_madvise, 1);
+        zeroed = madvise(base, len, MADV_DONTNEED) == 0;
+    } else if (policy == TOY_FREE) {
+        ADD(st_madvise, 1);
+        madvise(base, len, MADV_FREE);  /* pages may or may not read back as zero */
+    }
+    cached_map evicted[CACHE_SLOTS];
+    int nevicted = 0;
+    lock();
+    while (ncached > 0 && (ncached == CACHE_SLOTS || st_cached + len > cap)) {
+        evicted[nevicted++] = cache[0];
+        SUB(st_cached, cache[0].len);
+        memmove(cache, cache + 1, sizeof cache[0] * (size_t)--ncached);
+    }
+    cache[ncached++] = (cached_map){base, len, zeroed};
+    ADD(st_cached, len);
+    unlock();
+    for (int i = 0; i < nevicted; i++)
+        unmap_mapping(evicted[i].base, evicted[i].len);
+}
+
+/* ---- the granule map: address -> span ---- */
+
+static span *span_of(const void *p)
+{
+    uintptr_t g = (uintptr_t)p >> GRANULE_SHIFT;
+    if (UNLIKELY(g >> (TOP_BITS + LEAF_BITS)))
+        return NULL;
+    gentry *leaf = atomic_load_explicit(&gmap[g >> LEAF_BITS], memory_order_acquire);
+    return leaf ? atomic_load_explicit(&leaf[g & ((1u << LEAF_BITS) - 1)], memory_order_acquire) : NULL;
+}
+
+static int gmap_set(char *base, size_t len, span *s)  /* lock held */
+{
+    for (uintptr_t g = (uintptr_t)base >> GRANULE_SHIFT; g < ((uintptr_t)base + len) >> GRANULE_SHIFT; g++) {
+        gentry *leaf = atomic_load_explicit(&gmap[g >> LEAF_BITS], RELAXED);
+        if (!leaf) {
+            if (!s)
+                continue;
+            leaf = (gentry *)map_aligned(sizeof(gentry) << LEAF_BITS, page);
+            if (!leaf)
+                return -1;
+            atomic_store_explicit(&gmap[g >> LEAF_BITS], leaf, memory_order_release);
+        }
+        atomic_store_explicit(&leaf[g & ((1u << LEAF_BITS) - 1)], s, memory_order_release);
+    }
+    return 0;
+}
+
+/* ---- the large-block table: open addressing on the base address ---- */
+
+static size_t ltab_slot(uintptr_t key, size_t cap)
+{
+    return (size_t)(((key >> 12) * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
+}
+
+static int ltab_put(uintptr_t key, size_t len, int over_aligned)  /* lock held */
+{
+    if ((ltab_n + 1) * 2 > ltab_cap) {
+        size_t ncap = ltab_cap ? ltab_cap * 2 : 256;
+        large *n = (large *)map_aligned(round_up(ncap * sizeof(large), page), page);
+        if (!n)
+            return -1;
+        for (size_t i = 0; i < ltab_cap; i++)
+            if (ltab[i].base) {
+                size_t j = ltab_slot(ltab[i].base, ncap);
+                while (n[j].base)
+                    j = (j + 1) & (ncap - 1);
+                n[j] = ltab[i];
+            }
+        if (ltab)
+            unmap_mapping((char *)ltab, round_up(ltab_cap * sizeof(large), page));
+        ltab = n, ltab_cap = ncap;
+    }
+    size_t j = ltab_slot(key, ltab_cap);
+    while (ltab[j].base)
+        j = (j + 1) & (ltab_cap - 1);
+    ltab[j] = (large){key, len, over_aligned};
+    ltab_n++;
+    return 0;
+}
+
+static large *ltab_find(uintptr_t key)  /* lock held */
+{
+    if (!ltab_cap)
+        return NULL;
+    for (size_t j = ltab_slot(key, ltab_cap); ltab[j].base; j = (j + 1) & (ltab_cap - 1))
+        if (ltab[j].base == key)
+            return &ltab[j];
+    return NULL;
+}
+
+static void ltab_remove(large *e)  /* lock held; backward-shift deletion keeps probes intact */
+{
+    size_t i = (size_t)(e - ltab), j = i;
+    for (;;) {
+        j = (j + 1) & (ltab_cap - 1);
+        if (!ltab[j].base)
+            break;
+        size_t k = ltab_slot(ltab[j].base, ltab_cap);
+        if ((j > i && (k <= i || k > j)) || (j < i && (k <= i && k > j))) {
+            ltab[i] = ltab[j];
+            i = j;
+        }
+    }
+    ltab[i].base = 0;
+    ltab_n--;
+}
+
+/* ---- set-up, threads, fork ---- */
+
+static void flush(int c, heap *h, unsigned n);
+
+static void heap_exit(void *arg)
+{
+    heap *h = arg;
+    for (int c = 0; c < NCLASSES; c++)
+        if (h->count[c])
+            flush(c, h, h->count[c]);
+    lock();
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        heaps = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    ADD(live_elsewhere, atomic_load_explicit(&h->live, RELAXED));
+    atomic_store_explicit(&h->live, 0, RELAXED);
+    unlock();
+    h->state = HEAP_GONE;  /* later calls on this thread go to the shared path */
+}
+
+static void before_fork(void)
+{
+    fork_locked = !__libc_single_threaded;
+    if (!fork_locked)
+        return;  /* glibc's fork takes no lock either: fork from a signal handler stays safe */
+    if (_IO_list_lock)
+        _IO_list_lock();
+    lock();
+}
+
+static void after_fork_parent(void)
+{
+    if (!fork_locked)
+        return;
+    unlock();
+    if (_IO_list_unlock)
+        _IO_list_unlock();
+}
+
+static void after_fork_child(void)
+{
+    /* The child's only thread is this one; glibc has already reset the list lock. */
+    pthread_mutex_init(&g_lock, NULL);
 }
 
 static size_t env_size(const char *name, size_t def)
@@ -97,253 +400,382 @@ static size_t env_size(const char *name, size_t def)
     return *end ? def : (size_t)v;
 }
 
-static void init_locked(void)
+const char *const toy_policy_names[TOY_NPOLICIES] = {
+#define TOY_NAME(e, v, name, doc) name,
+    TOY_POLICY_LIST(TOY_NAME)
+#undef TOY_NAME
+};
+
+static void init_classes(void)
 {
-    if (initialised)
-        return;
-    page = (size_t)sysconf(_SC_PAGESIZE);
-    int c = 0;
-    for (size_t s = 16; s <= 128; s += 16)
-        classes[c++].size = s;
-    for (size_t p = 128; p < TOY_MAX_THRESHOLD; p *= 2)
-        for (int q = 5; q <= 8; q++)
-            classes[c++].size = p * q / 4;
-    /* Environment overrides, ignored when out of range. */
-    size_t t = env_size("TOYALLOC_THRESHOLD", cfg.threshold);
-    if (t <= TOY_MAX_THRESHOLD)
-        cfg.threshold = t;
-    cfg.cache_cap = env_size("TOYALLOC_CACHE_CAP", cfg.cache_cap);
-    const char *pol = getenv("TOYALLOC_POLICY");
-    if (pol) {
-        static const char *const names[] = {"keep", "dontneed", "free", "unmap"};
-        for (int i = 0; i < 4; i++)
-            if (!strcmp(pol, names[i]))
-                cfg.policy = i;
+    for (int c = 0; c < NCLASSES; c++) {
+        size_class *k = &classes[c];
+        if (c < 8) {
+            k->size = (size_t)16 * (size_t)(c + 1);
+        } else {
+            size_t p = (size_t)128 << ((c - 8) / 4);
+            k->size = p * (size_t)(5 + (c - 8) % 4) / 4;
+        }
+        k->shift = (uint32_t)__builtin_ctzll(k->size);
+        size_t odd = k->size >> k->shift;
+        k->magic = ((uint64_t)1 << 32) / odd + 1;
+        size_t books = sizeof(span) + 64;
+        k->span_len = k->size <= 8192 ? GRANULE : round_up(8 * k->size + books + k->size / 64, GRANULE);
+        size_t low = k->size & -k->size;
+        k->span_align = low < GRANULE ? GRANULE : low > TOY_MAX_THRESHOLD ? TOY_MAX_THRESHOLD : low;
+        /* nslots: slots plus one state byte each, plus the descriptor, fit the span */
+        k->nslots = (uint32_t)((k->span_len - books) / (k->size + 1));
+        size_t tc = TCACHE_BYTES / k->size;
+        k->tcache_max = tc < 1 ? 1 : tc > TCACHE_MAX ? TCACHE_MAX : (uint32_t)tc;
+        k->batch = k->tcache_max / 2 ? k->tcache_max / 2 : 1;
     }
-    initialised = 1;
 }
 
-static void before_fork(void) { pthread_mutex_lock(&lock); }
-static void after_fork(void) { pthread_mutex_unlock(&lock); }
-
-static void enter(void)
+static void init_slow(void)
 {
-    /* Registered outside the lock: pthread_atfork may itself allocate. */
+    lock();
+    if (!initialised) {
+        page = (size_t)sysconf(_SC_PAGESIZE);
+        init_classes();
+        /* Environment overrides, ignored when out of range. */
+        size_t t = env_size("TOYALLOC_THRESHOLD", cfg_threshold);
+        if (t <= TOY_MAX_THRESHOLD)
+            cfg_threshold = t;
+        cfg_cache_cap = env_size("TOYALLOC_CACHE_CAP", cfg_cache_cap);
+        const char *pol = getenv("TOYALLOC_POLICY");
+        for (int i = 0; pol && i < TOY_NPOLICIES; i++)
+            if (!strcmp(pol, toy_policy_names[i]))
+                cfg_policy = i;
+        pthread_key_create(&heap_key, heap_exit);
+        atomic_store_explicit(&initialised, 1, memory_order_release);
+    }
+    unlock();
+    /* Outside the lock: pthread_atfork may itself allocate. */
     if (!atomic_exchange(&atfork_registered, 1))
-        pthread_atfork(before_fork, after_fork, after_fork);
-    pthread_mutex_lock(&lock);
-    init_locked();
+        pthread_atfork(before_fork, after_fork_parent, after_fork_child);
 }
 
-static int class_of(size_t size)
+static inline void ensure_init(void)
 {
-    int lo = 0, hi = NCLASSES - 1;
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (classes[mid].size >= size)
-            hi = mid;
-        else
-            lo = mid + 1;
+    if (UNLIKELY(!atomic_load_explicit(&initialised, memory_order_acquire)))
+        init_slow();
+}
+
+/* This thread's heap, or NULL while it is being set up or after the thread's exit. */
+static inline heap *my_heap(void)
+{
+    heap *h = &th;
+    if (LIKELY(h->state == HEAP_READY))
+        return h;
+    if (h->state != HEAP_NEW)
+        return NULL;
+    h->state = HEAP_SETUP;  /* pthread_setspecific may allocate: those calls skip the cache */
+    if (pthread_setspecific(heap_key, h) != 0) {
+        h->state = HEAP_GONE;
+        return NULL;
     }
-    return lo;
-}
-
-static hdr *header(void *p) { return (hdr *)((char *)p - HDR); }
-static lhdr *large_header(void *p) { return (lhdr *)((char *)p - LHDR); }
-
-static hdr *checked_header(void *p)
-{
-    if (((uintptr_t)p & 15) != 0)
-        die("toyalloc: free/realloc of a pointer it never returned\n");
-    hdr *h = header(p);
-    if (h->magic == MAGIC_FREE)
-        die("toyalloc: double free or use after free\n");
-    if (h->magic != MAGIC_SMALL && h->magic != MAGIC_LARGE)
-        die("toyalloc: free/realloc of a pointer it never returned (bad header)\n");
+    lock();
+    h->prev = NULL, h->next = heaps;
+    if (heaps)
+        heaps->prev = h;
+    heaps = h;
+    unlock();
+    h->state = HEAP_READY;
     return h;
 }
 
-/* ---- small blocks (lock held) ---- */
-
-static void *small_alloc(size_t size, int *fresh)
+static inline void live_add(heap *h, int64_t n)
 {
-    int c = class_of(size);
-    size_class *k = &classes[c];
-    size_t slot = HDR + k->size;
-    char *s;
-    if (k->free) {
-        s = (char *)k->free - HDR;  /* the link lives in the slot's user bytes */
-        k->free = k->free->next;
-        *fresh = 0;
-    } else {
-        if (k->bump == NULL || (size_t)(k->end - k->bump) < slot) {
-            size_t span = round_up(slot * 4 > MIN_SPAN ? slot * 4 : MIN_SPAN, page);
-            char *m = map(span);
-            if (!m)
-                return NULL;
-            stats.mmap_calls++;
-            stats.mapped_bytes += span;
-            k->bump = m, k->end = m + span;
-        }
-        s = k->bump;
-        k->bump += slot;
-        *fresh = 1;
-    }
-    hdr *h = (hdr *)s;
-    h->magic = MAGIC_SMALL, h->cls = (uint32_t)c, h->size = size;
-    stats.live_bytes += size;
-    return s + HDR;
+    if (LIKELY(h != NULL))
+        atomic_store_explicit(&h->live, atomic_load_explicit(&h->live, RELAXED) + n, RELAXED);
+    else
+        ADD(live_elsewhere, n);
 }
 
-static void small_free(hdr *h)
+/* ---- small blocks ---- */
+
+static inline int class_of(size_t n)
 {
-    stats.live_bytes -= h->size;
-    h->magic = MAGIC_FREE;  /* kept while free: a second free is caught */
-    free_slot *f = (free_slot *)(h + 1);
-    f->next = classes[h->cls].free;
-    classes[h->cls].free = f;
+    if (n <= 128)
+        return n ? (int)((n + 15) >> 4) - 1 : 0;
+    int lg = 63 - __builtin_clzll(n - 1);  /* 2^lg < n <= 2^(lg+1) */
+    return 8 + 4 * (lg - 7) + (int)(((n - 1) >> (lg - 2)) & 3);
+}
+
+static inline uint32_t slot_index(const span *s, const void *p)
+{
+    return (uint32_t)(((((uintptr_t)p - (uintptr_t)s->base) >> s->shift) * s->magic) >> 32);
+}
+
+/* The slot index of p, which must be the start of a slot of s; aborts otherwise. */
+static inline uint32_t checked_slot(const span *s, const void *p)
+{
+    uint32_t i = slot_index(s, p);
+    if (UNLIKELY(i >= s->nslots || s->base + (size_t)i * s->slot != (const char *)p))
+        die("toyalloc: free/realloc of a pointer it never returned\n");
+    return i;
+}
+
+static void list_push(size_class *k, span *s)
+{
+    s->prev = NULL, s->next = k->partial, s->listed = 1;
+    if (k->partial)
+        k->partial->prev = s;
+    k->partial = s;
+}
+
+static void list_remove(size_class *k, span *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        k->partial = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->listed = 0;
+}
+
+static span *span_new(int c)  /* lock held */
+{
+    size_class *k = &classes[c];
+    size_t got = k->span_len;
+    int zeroed;
+    char *m = cache_take(k->span_len, k->span_align, &got, &zeroed);
+    if (!m && !(m = map_aligned(k->span_len, k->span_align)))
+        return NULL;
+    uint32_t nslots = (uint32_t)((got - sizeof(span) - 64) / (k->size + 1));
+    span *s = (span *)round_up((uintptr_t)m + (size_t)nslots * k->size, 64);
+    memset(s, 0, sizeof *s + nslots);
+    s->base = m, s->len = got, s->slot = k->size, s->cls = (uint32_t)c, s->nslots = nslots;
+    s->shift = k->shift, s->magic = k->magic;
+    if (gmap_set(m, got, s) != 0) {
+        gmap_set(m, got, NULL);
+        unmap_mapping(m, got);
+        return NULL;
+    }
+    list_push(k, s);
+    k->nempty++;
+    return s;
+}
+
+/* One slot out of the class's spans (lock held). */
+static void *span_take(int c)
+{
+    size_class *k = &classes[c];
+    span *s = k->partial;
+    if (!s && !(s = span_new(c)))
+        return NULL;
+    void *p;
+    if (s->free) {
+        p = s->free;
+        s->free = *(void **)p;
+    } else {
+        p = s->base + (size_t)s->bump++ * s->slot;
+    }
+    if (s->out++ == 0)
+        k->nempty--;
+    if (!s->free && s->bump == s->nslots)
+        list_remove(k, s);
+    return p;
+}
+
+/* A slot back to its span (lock held).  Returns the span when it must be
+ * released: empty, and not the class's one spare. */
+static span *span_give(span *s, void *p)
+{
+    size_class *k = &classes[s->cls];
+    *(void **)p = s->free;
+    s->free = p;
+    if (!s->listed)
+        list_push(k, s);
+    if (--s->out)
+        return NULL;
+    if (k->nempty == 0) {
+        k->nempty = 1;
+        return NULL;
+    }
+    list_remove(k, s);
+    gmap_set(s->base, s->len, NULL);  /* no pointer resolves to it any more */
+    return s;
+}
+
+static void release_spans(span **spans, unsigned n)  /* no lock */
+{
+    for (unsigned i = 0; i < n; i++)
+        retire_mapping(spans[i]->base, spans[i]->len);
+}
+
+static void *refill(int c, heap *h)
+{
+    unsigned n = h ? classes[c].batch : 1;
+    lock();
+    void *first = span_take(c);
+    for (unsigned i = 1; first && i < n; i++) {
+        void *p = span_take(c);
+        if (!p)
+            break;
+        *(void **)p = h->head[c];
+        h->head[c] = p;
+        h->count[c]++;
+    }
+    unlock();
+    return first;
+}
+
+static void flush(int c, heap *h, unsigned n)
+{
+    span *released[TCACHE_MAX];
+    unsigned nreleased = 0;
+    lock();
+    for (unsigned i = 0; i < n && h->head[c]; i++) {
+        void *p = h->head[c];
+        h->head[c] = *(void **)p;
+        h->count[c]--;
+        span *r = span_give(span_of(p), p);
+        if (r)
+            released[nreleased++] = r;
+    }
+    unlock();
+    release_spans(released, nreleased);
+}
+
+static inline void *small_alloc(int c)
+{
+    heap *h = my_heap();
+    void *p;
+    if (LIKELY(h && (p = h->head[c]) != NULL)) {
+        h->head[c] = *(void **)p;
+        h->count[c]--;
+    } else if (!(p = refill(c, h))) {
+        return NULL;
+    }
+    span *s = span_of(p);
+    uint32_t i = slot_index(s, p);
+    if (UNLIKELY(atomic_load_explicit(&s->state[i], RELAXED) != SLOT_FREE))
+        die("toyalloc: heap corruption: a free slot is marked in use\n");
+    atomic_store_explicit(&s->state[i], SLOT_USED, RELAXED);
+    live_add(h, (int64_t)s->slot);
+    return p;
+}
+
+static void small_free(span *s, void *p)
+{
+    uint32_t i = checked_slot(s, p);
+    if (UNLIKELY(atomic_load_explicit(&s->state[i], RELAXED) != SLOT_USED))
+        die("toyalloc: double free or use after free\n");
+    atomic_store_explicit(&s->state[i], SLOT_FREE, RELAXED);
+    int c = (int)s->cls;
+    heap *h = my_heap();
+    live_add(h, -(int64_t)s->slot);
+    if (LIKELY(h != NULL)) {
+        if (UNLIKELY(h->count[c] >= classes[c].tcache_max)) {
+            int saved = errno;  /* flushing may release a span: free keeps errno */
+            flush(c, h, (classes[c].tcache_max + 1) / 2);
+            errno = saved;
+        }
+        *(void **)p = h->head[c];
+        h->head[c] = p;
+        h->count[c]++;
+        return;
+    }
+    lock();
+    span *r = span_give(s, p);
+    unlock();
+    if (r) {
+        int saved = errno;
+        release_spans(&r, 1);
+        errno = saved;
+    }
 }
 
 /* ---- large blocks ---- */
 
-static void *place_large(char *base, size_t len, size_t align, size_t size)
+static void *large_alloc(size_t size, size_t align, int *zeroed)
 {
-    uintptr_t user = round_up((uintptr_t)base + LHDR, align > HDR ? align : HDR);
-    lhdr *l = large_header((void *)user);
-    l->offset = user - (uintptr_t)base, l->len = len;
-    hdr *h = header((void *)user);
-    h->magic = MAGIC_LARGE, h->cls = 0, h->size = size;
-    return (void *)user;
-}
-
-static void *large_alloc(size_t size, size_t align, int *fresh)
-{
-    size_t extra = align > HDR ? align : 0;
-    size_t len = round_up(size + LHDR + extra, page);
-    char *base = NULL;
-    size_t got = 0;
-    pthread_mutex_lock(&lock);
-    int best = -1;
-    for (int i = 0; i < ncached; i++)
-        if (cache[i].len >= len && cache[i].len - len <= cache[i].len / 2 &&
-            (best < 0 || cache[i].len < cache[best].len))
-            best = i;
-    if (best >= 0) {
-        base = cache[best].base, got = cache[best].len;
-        stats.cached_bytes -= got;
-        cache[best] = cache[--ncached];
-        *fresh = cfg.policy == TOY_DONTNEED;  /* dropped pages read back as zeros */
-    }
-    pthread_mutex_unlock(&lock);
-    if (!base) {
-        base = map(len);
-        if (!base)
+    size_t len = round_up(size ? size : 1, page), got = len;
+    if (align < page)
+        align = page;
+    lock();
+    char *b = cache_take(len, align, &got, zeroed);
+    unlock();
+    if (!b) {
+        if (!(b = map_aligned(len, align)))
             return NULL;
-        got = len;
-        *fresh = 1;
-        pthread_mutex_lock(&lock);
-        stats.mmap_calls++;
-        stats.mapped_bytes += len;
-        pthread_mutex_unlock(&lock);
+        got = len, *zeroed = 1;
     }
-    void *p = place_large(base, got, align, size);
-    pthread_mutex_lock(&lock);
-    stats.live_bytes += size;
-    pthread_mutex_unlock(&lock);
-    return p;
+    lock();
+    int bad = ltab_put((uintptr_t)b, got, align > page);
+    unlock();
+    if (bad) {
+        unmap_mapping(b, got);
+        return NULL;
+    }
+    live_add(my_heap(), (int64_t)got);
+    return b;
 }
 
-static void unmap_counted(char *base, size_t len)
+static void large_free(void *p)
 {
-    munmap(base, len);
-    pthread_mutex_lock(&lock);
-    stats.munmap_calls++;
-    stats.mapped_bytes -= len;
-    pthread_mutex_unlock(&lock);
-}
-
-static void large_free(void *p, hdr *h)
-{
-    lhdr *l = large_header(p);
-    char *base = (char *)p - l->offset;
-    size_t len = l->len;
-    cached_map evicted[CACHE_SLOTS];
-    int nevicted = 0, cached = 0;
-    pthread_mutex_lock(&lock);
-    stats.live_bytes -= h->size;
-    h->magic = MAGIC_FREE;
-    if (cfg.policy != TOY_UNMAP && len <= cfg.cache_cap) {
-        /* make room: the oldest entries (front) go first */
-        while (ncached > 0 && (ncached == CACHE_SLOTS || stats.cached_bytes + len > cfg.cache_cap)) {
-            evicted[nevicted++] = cache[0];
-            stats.cached_bytes -= cache[0].len;
-            memmove(cache, cache + 1, sizeof cache[0] * (size_t)--ncached);
-        }
-        cache[ncached++] = (cached_map){base, len};
-        stats.cached_bytes += len;
-        cached = 1;
-        if (cfg.policy != TOY_KEEP)
-            stats.madvise_calls++;
-    }
-    int policy = cfg.policy;
-    pthread_mutex_unlock(&lock);
-    for (int i = 0; i < nevicted; i++)
-        unmap_counted(evicted[i].base, evicted[i].len);
-    if (!cached)
-        unmap_counted(base, len);
-    else if (policy == TOY_DONTNEED)
-        madvise(base, len, MADV_DONTNEED);
-    else if (policy == TOY_FREE)
-        madvise(base, len, MADV_FREE);
+    lock();
+    large *e = ltab_find((uintptr_t)p);
+    size_t len = e ? e->len : 0;
+    if (e)
+        ltab_remove(e);
+    unlock();
+    if (!e)
+        die("toyalloc: free/realloc of a pointer it never returned, or a double free\n");
+    live_add(my_heap(), -(int64_t)len);
+    retire_mapping(p, len);
 }
 
 /* ---- the malloc API ---- */
 
 static int too_big(size_t size, size_t align)
 {
-    return size > (size_t)PTRDIFF_MAX - align - LHDR - page;
+    return align > (size_t)PTRDIFF_MAX / 2 || size > (size_t)PTRDIFF_MAX - align - 2 * page;
 }
 
-static void *alloc(size_t size, size_t align, int *fresh)
+static void *alloc(size_t size, size_t align, int *zeroed)
 {
-    enter();
-    if (too_big(size, align)) {
-        pthread_mutex_unlock(&lock);
+    ensure_init();
+    if (UNLIKELY(too_big(size, align))) {
         errno = ENOMEM;
         return NULL;
     }
-    if (size <= cfg.threshold && align <= HDR) {
-        void *p = small_alloc(size, fresh);
-        pthread_mutex_unlock(&lock);
-        if (!p)
-            errno = ENOMEM;
-        return p;
+    size_t threshold = atomic_load_explicit(&cfg_threshold, RELAXED);
+    void *p;
+    if (LIKELY(size <= threshold && align <= threshold)) {
+        int c = class_of(size > align ? size : align);
+        while (classes[c].size & (align - 1))
+            c++;  /* a power-of-two class always follows within four */
+        *zeroed = 0;
+        p = small_alloc(c);
+    } else {
+        p = large_alloc(size, align, zeroed);
     }
-    pthread_mutex_unlock(&lock);
-    void *p = large_alloc(size, align, fresh);
-    if (!p)
+    if (UNLIKELY(!p))
         errno = ENOMEM;
     return p;
 }
 
 void *toy_malloc(size_t size)
 {
-    int fresh;
-    return alloc(size, HDR, &fresh);
+    int zeroed;
+    return alloc(size, 16, &zeroed);
 }
 
 void toy_free(void *p)
 {
     if (!p)
         return;
-    hdr *h = checked_header(p);
-    if (h->magic == MAGIC_LARGE) {
-        large_free(p, h);
+    span *s = span_of(p);
+    if (LIKELY(s != NULL)) {
+        small_free(s, p);
         return;
     }
-    pthread_mutex_lock(&lock);
-    small_free(h);
-    pthread_mutex_unlock(&lock);
+    int saved = errno;
+    large_free(p);
+    errno = saved;
 }
 
 void *toy_calloc(size_t n, size_t size)
@@ -353,106 +785,127 @@ void *toy_calloc(size_t n, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    int fresh;
-    void *p = alloc(total, HDR, &fresh);
-    if (p && !fresh)
+    int zeroed;
+    void *p = alloc(total, 16, &zeroed);
+    if (p && !zeroed)
         memset(p, 0, total);
     return p;
 }
 
+/* Usable bytes of a live block; aborts on a pointer the toy does not hold. */
+static size_t usable(void *p, int *over_aligned)
+{
+    span *s = span_of(p);
+    *over_aligned = 0;
+    if (s) {
+        if (atomic_load_explicit(&s->state[checked_slot(s, p)], RELAXED) != SLOT_USED)
+            die("toyalloc: use of a freed block\n");
+        return s->slot;
+    }
+    lock();
+    large *e = ltab_find((uintptr_t)p);
+    size_t len = e ? e->len : 0;
+    *over_aligned = e ? e->over_aligned : 0;
+    unlock();
+    if (!e)
+        die("toyalloc: a pointer it never returned, or a freed one\n");
+    return len;
+}
+
 size_t toy_usable_size(void *p)
 {
-    if (!p)
-        return 0;
-    hdr *h = checked_header(p);
-    if (h->magic == MAGIC_LARGE) {
-        lhdr *l = large_header(p);
-        return l->len - l->offset;
-    }
-    return classes[h->cls].size;
+    int over;
+    return p ? usable(p, &over) : 0;
 }
 
 int toy_is_direct(void *p)
 {
-    return p && checked_header(p)->magic == MAGIC_LARGE;
+    if (!p || span_of(p))
+        return 0;
+    toy_usable_size(p);  /* aborts unless p is a live large block */
+    return 1;
+}
+
+/* Grow or shrink a large block's mapping in place or by moving page tables. */
+static void *large_resize(void *p, size_t old, size_t size)
+{
+    size_t len = round_up(size, page);
+    if (len == old)
+        return p;
+    lock();
+    large *e = ltab_find((uintptr_t)p);
+    if (e)
+        ltab_remove(e);
+    unlock();
+    if (!e)
+        die("toyalloc: realloc of a block another thread freed\n");
+    char *nb = mremap(p, old, len, MREMAP_MAYMOVE);
+    ADD(st_mremap, 1);
+    int failed = nb == MAP_FAILED;
+    lock();
+    int bad = ltab_put((uintptr_t)(failed ? p : nb), failed ? old : len, 0);
+    unlock();
+    if (bad)
+        die("toyalloc: out of memory for its own books during realloc\n");
+    if (failed) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    ADD(st_mapped, len - old);
+    live_add(my_heap(), (int64_t)len - (int64_t)old);
+    return nb;
 }
 
 void *toy_realloc(void *p, size_t size)
 {
     if (!p)
         return toy_malloc(size);
-    hdr *h = checked_header(p);
-    size_t old = h->size, usable = toy_usable_size(p);
-    if (size == 0) {
-        /* a fresh minimal block, like malloc(0); p is freed */
-        void *q = toy_malloc(0);
-        if (q)
-            toy_free(p);
-        return q;
+    if (size == 0) {  /* glibc (REALLOC_ZERO_BYTES_FREES): free, return NULL */
+        toy_free(p);
+        return NULL;
     }
-    enter();
-    size_t threshold = cfg.threshold;
-    if (too_big(size, HDR)) {
-        pthread_mutex_unlock(&lock);
+    ensure_init();
+    int over;
+    size_t have = usable(p, &over);
+    if (too_big(size, 16)) {
         errno = ENOMEM;
         return NULL;
     }
-    if (h->magic == MAGIC_SMALL && size <= usable && size <= threshold) {
-        stats.live_bytes += size - old;  /* in place: the class still fits */
-        h->size = size;
-        pthread_mutex_unlock(&lock);
-        return p;
-    }
-    pthread_mutex_unlock(&lock);
-    lhdr *l = large_header(p);
-    if (h->magic == MAGIC_LARGE && l->offset == LHDR && size > threshold) {
-        size_t len = round_up(size + LHDR, page), oldlen = l->len;
-        char *base = (char *)p - LHDR;
-        if (len != oldlen) {
-            /* grow or shrink the mapping itself: page tables move, bytes do not */
-            char *nb = mremap(base, oldlen, len, MREMAP_MAYMOVE);
-            if (nb == MAP_FAILED) {
-                errno = ENOMEM;
-                return NULL;
-            }
-            pthread_mutex_lock(&lock);
-            stats.mremap_calls++;
-            stats.mapped_bytes += len - oldlen;
-            pthread_mutex_unlock(&lock);
-            base = nb;
-            ((lhdr *)base)->len = len;
-        }
-        hdr *nh = (hdr *)(base + LHDR - HDR);
-        pthread_mutex_lock(&lock);
-        stats.live_bytes += size - old;
-        pthread_mutex_unlock(&lock);
-        nh->size = size;
-        return base + LHDR;
-    }
+    size_t threshold = atomic_load_explicit(&cfg_threshold, RELAXED);
+    int small = span_of(p) != NULL;
+    if (small && size <= have && (size > have / 2 || have <= 128))
+        return p;  /* the class still fits without wasting half of it */
+    if (!small && !over && size > threshold)
+        return large_resize(p, have, size);
     void *q = toy_malloc(size);
     if (!q)
         return NULL;  /* the old block is untouched */
-    memcpy(q, p, old < size ? old : size);
+    memcpy(q, p, have < size ? have : size);
     toy_free(p);
     return q;
 }
 
+/* glibc 2.36's memalign rules: <= 16 is malloc; below 32 becomes 32; above
+ * SIZE_MAX/2 + 1 is EINVAL; otherwise rounded up to a power of two. */
 void *toy_memalign(size_t align, size_t size)
 {
-    if (align == 0 || (align & (align - 1)) || align > TOY_MAX_ALIGN) {
+    if (align > SIZE_MAX / 2 + 1) {
         errno = EINVAL;
         return NULL;
     }
-    int fresh;
-    return alloc(size, align, &fresh);
+    if (align < 32)
+        align = align <= 16 ? 16 : 32;
+    else if (align & (align - 1))
+        align = (size_t)1 << (64 - __builtin_clzll(align));
+    int zeroed;
+    return alloc(size, align, &zeroed);
 }
 
 int toy_posix_memalign(void **out, size_t align, size_t size)
 {
-    if (align < sizeof(void *) || (align & (align - 1)) || align > TOY_MAX_ALIGN)
+    if (align == 0 || align % sizeof(void *) || ((align / sizeof(void *)) & (align / sizeof(void *) - 1)))
         return EINVAL;
-    int fresh;
-    void *p = alloc(size, align, &fresh);
+    void *p = toy_memalign(align, size);
     if (!p)
         return ENOMEM;
     *out = p;
@@ -461,29 +914,50 @@ int toy_posix_memalign(void **out, size_t align, size_t size)
 
 void *toy_aligned_alloc(size_t align, size_t size)
 {
-    return toy_memalign(align, size);
+    return toy_memalign(align, size);  /* glibc 2.36: the same function */
+}
+
+void *toy_valloc(size_t size)
+{
+    ensure_init();
+    return toy_memalign(page, size);
+}
+
+void *toy_pvalloc(size_t size)
+{
+    ensure_init();
+    size_t rounded;
+    if (__builtin_add_overflow(size, page - 1, &rounded)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return toy_memalign(page, rounded & ~(page - 1));
 }
 
 int toy_configure(const toy_config *c)
 {
-    if (c->threshold > TOY_MAX_THRESHOLD || c->policy < TOY_KEEP || c->policy > TOY_UNMAP)
+    if (c->threshold > TOY_MAX_THRESHOLD || c->policy < 0 || c->policy >= TOY_NPOLICIES)
         return -1;
-    enter();
-    cfg = *c;
-    pthread_mutex_unlock(&lock);
+    ensure_init();
+    cfg_threshold = c->threshold;
+    cfg_cache_cap = c->cache_cap;
+    cfg_policy = c->policy;
     return 0;
 }
 
 void toy_get_config(toy_config *c)
 {
-    enter();
-    *c = cfg;
-    pthread_mutex_unlock(&lock);
+    ensure_init();
+    *c = (toy_config){cfg_threshold, cfg_cache_cap, cfg_policy};
 }
 
 void toy_get_stats(toy_stats *s)
 {
-    enter();
-    *s = stats;
-    pthread_mutex_unlock(&lock);
+    ensure_init();
+    lock();
+    int64_t live = atomic_load_explicit(&live_elsewhere, RELAXED);
+    for (heap *h = heaps; h; h = h->next)
+        live += atomic_load_explicit(&h->live, RELAXED);
+    unlock();
+    *s = (toy_stats){st_mapped, (uint64_t)live, st_cached, st_mmap, st_munmap, st_mremap, st_madvise};
 }

@@ -1,18 +1,29 @@
 /* toyalloc: a small malloc built only on anonymous private mmap (no brk, no
- * libc malloc).  Size classes carved from mmapped spans below the threshold;
- * a direct mapping per block above it, recycled through a bounded cache. */
+ * libc malloc).  Size classes carved from mmapped spans below the threshold,
+ * with a per-thread cache in front; a direct mapping per block above it,
+ * recycled through a bounded cache shared with empty spans. */
 #ifndef TOYALLOC_H
 #define TOYALLOC_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+/* The return policies, once: X(enum name, value, name in TOYALLOC_POLICY and
+ * in Python, what it does with a freed mapping before it is cached). */
+#define TOY_POLICY_LIST(X)                                                                   \
+    X(TOY_KEEP, 0, "keep", "nothing: cached pages stay resident, reuse costs no syscall")    \
+    X(TOY_DONTNEED, 1, "dontneed", "madvise(MADV_DONTNEED): RSS drops now, reuse faults")   \
+    X(TOY_FREE, 2, "free", "madvise(MADV_FREE): the kernel reclaims only under pressure")   \
+    X(TOY_UNMAP, 3, "unmap", "no cache: munmap at once, like glibc's mmapped chunks")
+
 enum toy_policy {
-    TOY_KEEP = 0,      /* cached mappings stay resident: reuse costs nothing */
-    TOY_DONTNEED = 1,  /* madvise(MADV_DONTNEED) on caching: RSS drops now, reuse faults */
-    TOY_FREE = 2,      /* madvise(MADV_FREE): the kernel reclaims only under pressure */
-    TOY_UNMAP = 3,     /* no cache: munmap at once, like glibc's mmapped chunks */
+#define TOY_ENUM(e, v, name, doc) e = v,
+    TOY_POLICY_LIST(TOY_ENUM)
+#undef TOY_ENUM
+    TOY_NPOLICIES
 };
+
+extern const char *const toy_policy_names[TOY_NPOLICIES];  /* indexed by enum toy_policy */
 
 typedef struct toy_config {
     size_t threshold;     /* requests above this get their own mapping (default 128 KiB) */
@@ -22,21 +33,27 @@ typedef struct toy_config {
 
 typedef struct toy_stats {
     uint64_t mapped_bytes;   /* all mappings held now: spans, live large blocks, cache */
-    uint64_t live_bytes;     /* bytes requested by live blocks */
-    uint64_t cached_bytes;   /* freed large mappings kept for reuse */
+    uint64_t live_bytes;     /* usable bytes of live blocks (what the toy handed out) */
+    uint64_t cached_bytes;   /* freed mappings (large blocks and empty spans) kept for reuse */
     uint64_t mmap_calls, munmap_calls, mremap_calls, madvise_calls;
 } toy_stats;
 
 #define TOY_MAX_THRESHOLD ((size_t)1 << 20)
-#define TOY_MAX_ALIGN ((size_t)1 << 26)
+/* The largest alignment the Python handle accepts; C callers may ask for any power of two. */
+#define TOY_MAX_ALIGN ((size_t)1 << 30)
 
+/* The entry points behave as glibc 2.36's do (errno, return codes, realloc(p, 0)
+ * frees and returns NULL, memalign rounds a non-power-of-two alignment up).
+ * An invalid or double free aborts with a message on stderr, under every policy. */
 void *toy_malloc(size_t size);
 void toy_free(void *p);
 void *toy_calloc(size_t n, size_t size);
 void *toy_realloc(void *p, size_t size);
-void *toy_memalign(size_t align, size_t size);       /* align: a power of two */
+void *toy_memalign(size_t align, size_t size);
 int toy_posix_memalign(void **out, size_t align, size_t size);
 void *toy_aligned_alloc(size_t align, size_t size);
+void *toy_valloc(size_t size);
+void *toy_pvalloc(size_t size);
 size_t toy_usable_size(void *p);
 int toy_is_direct(void *p);  /* 1 when p has a mapping of its own */
 

@@ -1,8 +1,11 @@
 """The toy allocator: contract, stress (plain and sanitized), Python handles,
-randomised sequences, misuse, LD_PRELOAD into real programs, and the backend."""
+randomised sequences, misuse, what glibc promises (the same C program run on
+glibc and on the preloaded toy), footprint against glibc, LD_PRELOAD into real
+programs, and the backend.  Every C-level test runs under every policy."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -17,36 +20,98 @@ from conftest import ROOT, fresh_python
 BUILD = os.path.join(ROOT, "csrc", "build")
 TOYLIB = toy_library_path()
 ENV = dict(os.environ, PYTHONPATH=ROOT)
+ENV.pop("LD_PRELOAD", None)
+preload = pytest.mark.skipif(TOYLIB is None, reason="libtoyalloc.so not built (make build)")
 
 
 def run(cmd, env=None, timeout=600):
     return subprocess.run(cmd, capture_output=True, text=True, env=env or ENV, timeout=timeout)
 
 
-def test_contract():
-    proc = run([os.path.join(BUILD, "toy_contract")])
+POLICIES = toy.POLICIES
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_contract(policy):
+    proc = run([os.path.join(BUILD, "toy_contract"), policy])
     assert proc.returncode == 0, proc.stdout
-    assert proc.stdout.strip().endswith("0 failed")
+    assert proc.stdout.strip().endswith(" 0 failed")
 
 
-def test_stress_4_threads_2_million_ops():
-    proc = run([os.path.join(BUILD, "toy_stress"), "4", "2000000"])
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("misuse", [("double-free", "small"), ("double-free", "large"), ("bad-free",)])
+def test_misuse_aborts_with_a_message_under_every_policy(policy, misuse):
+    proc = run([os.path.join(BUILD, "toy_contract"), policy, *misuse])
+    assert proc.returncode == -signal.SIGABRT, (proc.returncode, proc.stdout)
+    want = "double free" if misuse[0] == "double-free" else "never returned"
+    assert want in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_stress_4_threads_under_every_policy(policy):
+    proc = run([os.path.join(BUILD, "toy_stress"), "4", "1000000", policy])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 corruptions, fork child ok, live 0 bytes" in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("gcc"), reason="gcc not installed")
 def test_stress_and_contract_under_asan_and_ubsan(tmp_path):
+    exes = {}
     for name in ("toy_stress", "toy_contract"):
-        exe = str(tmp_path / name)
+        exes[name] = str(tmp_path / name)
         build = run(["gcc", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-                     "-I", os.path.join(ROOT, "csrc"), "-o", exe,
+                     "-I", os.path.join(ROOT, "csrc"), "-o", exes[name],
                      os.path.join(ROOT, "csrc", "tests", f"{name}.c"),
                      os.path.join(ROOT, "csrc", "toyalloc.c"), "-lpthread"])
         assert build.returncode == 0, build.stderr
-        proc = run([exe, "4", "2000000"] if name == "toy_stress" else [exe])
-        assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
-        assert "ERROR" not in proc.stderr and "runtime error" not in proc.stderr
+    for policy in POLICIES:
+        for cmd in ([exes["toy_stress"], "4", "300000", policy], [exes["toy_contract"], policy]):
+            proc = run(cmd)
+            assert proc.returncode == 0, (policy, proc.stdout + proc.stderr[-2000:])
+            assert "ERROR" not in proc.stderr and "runtime error" not in proc.stderr
+
+
+def _promises(env):
+    proc = run([os.path.join(BUILD, "malloc_promises")], env=env, timeout=900)
+    assert proc.returncode == 0, proc.stdout
+    sections = [line for line in proc.stdout.splitlines() if line.startswith(("ok ", "FAIL "))]
+    assert len(sections) == 11 and all(line.startswith("ok ") for line in sections), proc.stdout
+
+
+def test_glibc_keeps_the_promises_the_toy_is_held_to():
+    """The checks themselves are right: glibc, which they describe, passes them."""
+    _promises(ENV)
+
+
+@preload
+@pytest.mark.parametrize("policy", POLICIES)
+def test_preloaded_toy_keeps_glibcs_promises(policy):
+    """errno across free, realloc(p, 0), calloc zeroing after a dirty free (64 B to
+    3 MiB), ENOMEM from every entry point, alignments with glibc's return codes,
+    usable size, 4 threads churning 256 KiB with tags at both ends, a thread exiting
+    with blocks, fork while threads allocate, fork against stdio's locks, fork from
+    a signal handler."""
+    _promises(dict(ENV, LD_PRELOAD=TOYLIB, TOYALLOC_POLICY=policy))
+
+
+def _peak_rss_growth(workload, env):
+    proc = run([os.path.join(BUILD, "malloc_footprint"), workload], env=env)
+    assert proc.returncode == 0, proc.stderr
+    fields = dict(kv.split("=") for kv in proc.stdout.split())
+    return int(fields["peak_rss_growth_bytes"]), int(fields["live_peak_bytes"])
+
+
+@preload
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("workload,limit", [("memalign64", 2.0), ("phases", 1.5)])
+def test_footprint_against_glibc(policy, workload, limit):
+    """100,000 posix_memalign(64, 64) within 2x glibc's RSS; three phases (small
+    classes, other classes, large blocks) within 1.5x glibc's peak."""
+    glibc_rss, live = _peak_rss_growth(workload, ENV)
+    toy_rss, toy_live = _peak_rss_growth(workload, dict(ENV, LD_PRELOAD=TOYLIB, TOYALLOC_POLICY=policy))
+    assert toy_live == live >= 6_400_000
+    assert toy_rss <= limit * glibc_rss, (toy_rss, glibc_rss)
 
 
 def test_python_block_contract():
@@ -111,6 +176,12 @@ class ToyMachine(RuleBasedStateMachine):
         super().__init__()
         self.live = {}  # id(block) -> (block, tag)
         self.tag = 0
+        self.config = toy.config()
+
+    @rule(policy=st.sampled_from(POLICIES), cache_cap=st.sampled_from([0, 1 << 20, 32 << 20]))
+    def set_policy(self, policy, cache_cap):
+        """Switching policy with blocks live and mappings cached must keep every block intact."""
+        toy.configure(policy=policy, cache_cap=cache_cap)
 
     def _new(self, block):
         self.tag = self.tag % 255 + 1
@@ -166,6 +237,7 @@ class ToyMachine(RuleBasedStateMachine):
     def teardown(self):
         for b, _ in self.live.values():
             b.free()
+        toy.configure(**self.config)
 
 
 TestToyStateful = ToyMachine.TestCase
@@ -201,24 +273,23 @@ def test_randomised_misuse_never_crashes():
     assert int(proc.stdout.split()[1]) > 500
 
 
-preload = pytest.mark.skipif(TOYLIB is None, reason="libtoyalloc.so not built (make build)")
-
-
 @preload
-def test_preload_python_runs_part_of_the_test_suite():
-    """The interpreter under the toy runs the suites whose assertions do not
-    depend on glibc being this process's malloc (test_glibc and test_counters
-    check glibc's own chunk bits and mmap counts; test_toy would recurse)."""
+def test_preload_python_runs_allocbench_itself(tmp_path):
+    """The interpreter under the toy runs allocbench's own CLI end to end (a cell
+    run, a probe, the toy's Python handles), and glibc.Block's malloc is the toy's."""
     env = dict(ENV, LD_PRELOAD=TOYLIB)
-    suites = ("test_cli.py", "test_sweep.py", "test_runner.py", "test_probes.py")
-    proc = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                *(os.path.join(ROOT, "tests", s) for s in suites)], env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert " passed" in proc.stdout
-    probe = run([sys.executable, "-c", "from allocbench import glibc, toy; "
-                 "b = toy.Block(10); print(glibc.Block(200_000).is_mmapped)"], env=env)
-    assert probe.returncode == 0  # glibc.Block's malloc is the toy's now: no glibc chunk bit
-    assert probe.stdout.strip() == "False"
+    out = tmp_path / "cells.jsonl"
+    proc = run([sys.executable, "-m", "allocbench", "run", "--pattern", "churn", "--size", "132K",
+                "--ops", "2000", "--repeats", "2", "--mmap-threshold", "128K", "--out", str(out)], env=env)
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(out.read_text())
+    assert rec["status"] == "ok" and rec["ops"] == 2000
+    proc = run([sys.executable, "-m", "allocbench", "probe", "boundary", "--json"], env=env)
+    assert proc.returncode == 0, proc.stderr
+    probe = run([sys.executable, "-c", "from allocbench import glibc, toy; b = toy.Block(10)\n"
+                 "try: glibc.Block(200_000).is_mmapped\nexcept RuntimeError as e: print(e)"], env=env)
+    assert probe.returncode == 0, probe.stderr
+    assert "not glibc's" in probe.stdout  # no glibc chunk header in front of the toy's blocks
 
 
 @preload

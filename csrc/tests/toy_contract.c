@@ -1,9 +1,13 @@
-/* The toy allocator's contract, point by point.  Prints each failed check and
- * exits 1 if any failed. */
+/* The toy allocator's contract, point by point, under one return policy.
+ *   toy_contract [keep|dontneed|free|unmap]      every check; prints each failure
+ *   toy_contract POLICY double-free small|large  frees a block twice: must abort
+ *   toy_contract POLICY bad-free                 frees a pointer into a block: must abort
+ * Exits 1 if any check failed. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "toyalloc.h"
@@ -19,8 +23,40 @@ static int all_bytes(const unsigned char *p, size_t n, unsigned char v)
     return 1;
 }
 
-int main(void)
+static int policy_of(const char *name)
 {
+    for (int i = 0; i < TOY_NPOLICIES; i++)
+        if (!strcmp(name, toy_policy_names[i])) return i;
+    fprintf(stderr, "toy_contract: unknown policy %s\n", name);
+    exit(2);
+}
+
+/* Misuse that must abort with a message, whatever the policy. */
+static int misuse(const char *what, const char *size)
+{
+    size_t n = size && !strcmp(size, "large") ? (1 << 20) : 100;
+    char *p = toy_malloc(n);
+    toy_free(toy_malloc(n));  /* let the cache and thread cache hold something */
+    if (!strcmp(what, "double-free")) {
+        toy_free(p);
+        toy_free(p);
+    } else if (!strcmp(what, "bad-free")) {
+        toy_free(p + 16);
+    }
+    printf("misuse %s was not caught\n", what);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    toy_config c0;
+    toy_get_config(&c0);
+    if (argc > 1) {
+        c0.policy = policy_of(argv[1]);
+        toy_configure(&c0);
+    }
+    if (argc > 2)
+        return misuse(argv[2], argc > 3 ? argv[3] : NULL);
     /* alignment and usable size over sizes on both sides of the threshold */
     for (size_t s = 0; s < (600 << 10); s = s * 3 / 2 + 1) {
         unsigned char *p = toy_malloc(s);
@@ -71,9 +107,7 @@ int main(void)
     CHECK(toy_realloc(big, (size_t)PTRDIFF_MAX) == NULL, "PTRDIFF_MAX realloc must fail");
     CHECK(all_bytes(big, 1 << 20, 9), "failed realloc of a large block damaged it");
     toy_free(big);
-    void *gone = toy_realloc(r, 0);
-    CHECK(gone != NULL, "realloc(p, 0) returns a minimal block");
-    toy_free(gone);
+    CHECK(toy_realloc(r, 0) == NULL, "realloc(p, 0) frees p and returns NULL, as glibc's does");
 
     /* aligned allocation: every power of two from 16 B to 1 MiB */
     for (size_t a = 16; a <= (1 << 20); a *= 2) {
@@ -89,8 +123,43 @@ int main(void)
     }
     void *o = NULL;
     CHECK(toy_posix_memalign(&o, 24, 10) == EINVAL && o == NULL, "posix_memalign(24) must be EINVAL");
-    errno = 0;
-    CHECK(toy_memalign(48, 10) == NULL && errno == EINVAL, "memalign(48) must be EINVAL");
+    void *m48 = toy_memalign(48, 10);
+    CHECK(m48 && ((uintptr_t)m48 & 63) == 0, "memalign(48) rounds up to 64, as glibc's does");
+    toy_free(m48);
+
+    /* a small aligned request is carved from a class: no mapping of its own */
+    toy_stats before_aligned, after_aligned;
+    void *warm = toy_memalign(64, 64);
+    toy_get_stats(&before_aligned);
+    void *al[1000];
+    for (int i = 0; i < 1000; i++)
+        al[i] = toy_memalign(64, 64);
+    toy_get_stats(&after_aligned);
+    /* 1000 slots of 64 B fill at most two 64 KiB spans: at most 2 new mappings */
+    CHECK(after_aligned.mmap_calls - before_aligned.mmap_calls <= 2 * 3,
+          "1000 memalign(64, 64) made %llu mmap calls",
+          (unsigned long long)(after_aligned.mmap_calls - before_aligned.mmap_calls));
+    for (int i = 0; i < 1000; i++) {
+        CHECK(!toy_is_direct(al[i]) && ((uintptr_t)al[i] & 63) == 0, "memalign(64, 64) #%d", i);
+        toy_free(al[i]);
+    }
+    toy_free(warm);
+
+    /* whether cached pages are zero is decided when they are cached, not by the
+     * policy in force when they are reused */
+    toy_config keep = c0, dontneed = c0;
+    keep.policy = TOY_KEEP, dontneed.policy = TOY_DONTNEED;
+    toy_configure(&keep);
+    size_t odd_len = (1 << 20) + 3 * 4096 + 100;  /* a length no other cached mapping has */
+    unsigned char *dirty = toy_malloc(odd_len);
+    memset(dirty, 0xFF, odd_len);
+    toy_free(dirty);
+    toy_configure(&dontneed);
+    unsigned char *z = toy_calloc(1, odd_len);
+    CHECK(z == dirty, "expected the cached mapping back (the check needs reuse)");
+    CHECK(z && all_bytes(z, odd_len, 0), "calloc after keep -> dontneed returned dirty memory");
+    toy_free(z);
+    toy_configure(&c0);
 
     /* huge requests right after a small alloc/free never return the old block */
     void *small = toy_malloc(32);
@@ -119,7 +188,7 @@ int main(void)
           (unsigned long long)st.cached_bytes, c.cache_cap);
     CHECK(st.live_bytes == 0, "live bytes %llu after freeing everything", (unsigned long long)st.live_bytes);
 
-    /* policy unmap: every large free is a munmap */
+    /* every live byte is accounted for, and every policy keeps the cache under its cap */
     toy_config unmap = c;
     unmap.policy = TOY_UNMAP;
     CHECK(toy_configure(&unmap) == 0, "configure unmap");

@@ -2,7 +2,7 @@
  * calloc, realloc, aligned allocs, frees; sizes 1 B to 8 MiB), every live block
  * filled with a pattern unique to it and verified before it is freed or moved.
  * A fork in the middle checks that the child can allocate.
- *   toy_stress [threads=4] [ops per thread=2000000]
+ *   toy_stress [threads=4] [ops per thread=2000000] [policy=keep|dontneed|free|unmap]
  * Exit status 0 and "0 corruptions" when all is well. */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -103,6 +103,14 @@ int main(int argc, char **argv)
 {
     int threads = argc > 1 ? atoi(argv[1]) : 4;
     if (argc > 2) ops_per_thread = atol(argv[2]);
+    if (argc > 3) {
+        toy_config c;
+        toy_get_config(&c);
+        c.policy = -1;
+        for (int i = 0; i < TOY_NPOLICIES; i++)
+            if (!strcmp(argv[3], toy_policy_names[i])) c.policy = i;
+        if (toy_configure(&c)) { fprintf(stderr, "toy_stress: unknown policy %s\n", argv[3]); return 2; }
+    }
     pthread_t t[64];
     if (threads < 1 || threads > 64) return 2;
     for (int i = 0; i < threads; i++)
