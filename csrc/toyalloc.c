@@ -10,14 +10,19 @@
  * - A granule map (address >> 16 -> span) finds a pointer's span without
  *   touching the block; a pointer in no span must be a live large block.
  * - Each thread keeps a cache of free slots per class (at most 64 slots or
- *   64 KiB), refilled and flushed in batches under the global lock.  The fast
- *   path is lock-free: it only flips the slot's state byte, so a double free is
- *   caught the same way under every policy and from any thread.
+ *   64 KiB), refilled and flushed in batches under the global lock; a cached
+ *   slot holds the link and a pointer to its state byte.  The fast path is
+ *   lock-free: it only flips the slot's state byte, so a double free is caught
+ *   the same way under every policy and from any thread.  A thread carves its
+ *   refills from a span it owns, so two threads never write state bytes that
+ *   share a cache line (except when one frees the other's blocks).
  * - A span whose slots are all back (none in use, none cached by a thread) is
  *   released, except one spare per class: RSS after a phase change is live
  *   bytes plus one span per class plus the thread caches plus the cache below.
  * - Large blocks: one mapping each, recorded in a table (base -> length) kept
- *   out of band.  A freed mapping, or a released span, is purged first by the
+ *   out of band, in 16 stripes with a lock each.  Under keep a thread first
+ *   keeps up to two freed mappings of its own (each at most cap/16), counted
+ *   in the cache's bytes: churn of large blocks then takes no shared lock.  A freed mapping, or a released span, is purged first by the
  *   policy (madvise), then published to a cache of at most 64 entries and
  *   cache_cap bytes (oldest evicted with munmap); each entry remembers whether
  *   its pages are known to be zero, decided when it was cached.
@@ -58,6 +63,8 @@
 #define CACHE_SLOTS 64
 #define TCACHE_BYTES ((size_t)64 << 10)
 #define TCACHE_MAX 64
+#define LSTRIPE_BITS 4
+#define STASH 2                  /* freed large mappings a thread keeps under keep */
 #define SLOT_FREE 0
 #define SLOT_USED 1
 
@@ -75,6 +82,7 @@ typedef struct span {
     uint32_t shift, listed;
     void *free;                /* slots returned to the span, linked through their first word */
     struct span *prev, *next;  /* the class's spans that have a slot to give */
+    struct heap *owner;        /* the thread that carves from it, or NULL (listed or full) */
     _Atomic uint8_t state[];   /* SLOT_FREE or SLOT_USED, one byte per slot */
 } span;
 
@@ -92,21 +100,35 @@ typedef struct large {
     int over_aligned;  /* base aligned beyond a page: realloc must not mremap it */
 } large;
 
-typedef struct cached_map {
-    char *base;
-    size_t len;
-    int zeroed;  /* every page known to read as zero (fresh, or dropped by MADV_DONTNEED) */
-} cached_map;
+typedef struct ltable {
+    pthread_mutex_t lock;
+    large *tab;
+    size_t cap, n;
+} ltable;
 
 typedef struct retired {   /* a mapping whose munmap failed: kept, accounted, retried */
     struct retired *next;
     size_t len;
 } retired;
 
+typedef struct cached_map {
+    char *base;
+    size_t len;
+    int zeroed;  /* every page known to read as zero (fresh, or dropped by MADV_DONTNEED) */
+} cached_map;
+
+typedef struct cached_slot {  /* a free slot in a thread's cache */
+    struct cached_slot *next;
+    _Atomic uint8_t *state;
+} cached_slot;
+
 typedef struct heap {      /* one per thread */
-    void *head[NCLASSES];
+    cached_slot *head[NCLASSES];
+    struct span *own[NCLASSES];  /* the span this thread carves from, per class */
     uint16_t count[NCLASSES];
     _Atomic int64_t live;  /* usable bytes handed out minus freed by this thread */
+    cached_map stash[STASH];  /* freed large mappings, oldest first (policy keep only) */
+    int nstash;
     int state;
     struct heap *prev, *next;
 } heap;
@@ -120,8 +142,7 @@ static int fork_locked;
 static size_t page;
 static size_class classes[NCLASSES];
 static _Atomic(gentry *) gmap[(size_t)1 << TOP_BITS];
-static large *ltab;
-static size_t ltab_cap, ltab_n;
+static ltable ltabs[1 << LSTRIPE_BITS];
 static cached_map cache[CACHE_SLOTS];
 static int ncached;
 static retired *retired_list;
@@ -220,6 +241,26 @@ static char *cache_take(size_t len, size_t align, size_t *got, int *zeroed)
     return b;
 }
 
+/* Publish a purged mapping, evicting the oldest to stay within the cap (lock
+ * held); the evicted, to be unmapped outside the lock, go to `evicted`, and so
+ * does this one when the threads' stashes leave no room for it. */
+static int cache_put(char *base, size_t len, int zeroed, size_t cap, cached_map *evicted)
+{
+    int nevicted = 0;
+    while (ncached > 0 && (ncached == CACHE_SLOTS || st_cached + len > cap)) {
+        evicted[nevicted++] = cache[0];
+        SUB(st_cached, cache[0].len);
+        memmove(cache, cache + 1, sizeof cache[0] * (size_t)--ncached);
+    }
+    if (st_cached + len > cap) {
+        evicted[nevicted++] = (cached_map){base, len, zeroed};
+        return nevicted;
+    }
+    cache[ncached++] = (cached_map){base, len, zeroed};
+    ADD(st_cached, len);
+    return nevicted;
+}
+
 /* A mapping no block uses any more: purge it by the policy before any other
  * thread can take it, then publish it to the cache, or unmap it. */
 static void retire_mapping(char *base, size_t len)
@@ -239,16 +280,9 @@ static void retire_mapping(char *base, size_t len)
         ADD(st_madvise, 1);
         madvise(base, len, MADV_FREE);  /* pages may or may not read back as zero */
     }
-    cached_map evicted[CACHE_SLOTS];
-    int nevicted = 0;
+    cached_map evicted[CACHE_SLOTS + 1];
     lock();
-    while (ncached > 0 && (ncached == CACHE_SLOTS || st_cached + len > cap)) {
-        evicted[nevicted++] = cache[0];
-        SUB(st_cached, cache[0].len);
-        memmove(cache, cache + 1, sizeof cache[0] * (size_t)--ncached);
-    }
-    cache[ncached++] = (cached_map){base, len, zeroed};
-    ADD(st_cached, len);
+    int nevicted = cache_put(base, len, zeroed, cap, evicted);
     unlock();
     for (int i = 0; i < nevicted; i++)
         unmap_mapping(evicted[i].base, evicted[i].len);
@@ -282,77 +316,116 @@ static int gmap_set(char *base, size_t len, span *s)  /* lock held */
     return 0;
 }
 
-/* ---- the large-block table: open addressing on the base address ---- */
+/* ---- the large-block table: open addressing on the base address, in
+ * stripes with a lock each, so threads freeing different blocks do not wait ---- */
+
+static ltable *ltab_of(uintptr_t key)
+{
+    return &ltabs[((key >> 12) * 0x9E3779B97F4A7C15ull) >> (64 - LSTRIPE_BITS)];
+}
 
 static size_t ltab_slot(uintptr_t key, size_t cap)
 {
     return (size_t)(((key >> 12) * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
 }
 
-static int ltab_put(uintptr_t key, size_t len, int over_aligned)  /* lock held */
+static int ltab_put(ltable *t, uintptr_t key, size_t len, int over_aligned)  /* t locked */
 {
-    if ((ltab_n + 1) * 2 > ltab_cap) {
-        size_t ncap = ltab_cap ? ltab_cap * 2 : 256;
+    if ((t->n + 1) * 2 > t->cap) {
+        size_t ncap = t->cap ? t->cap * 2 : 64;
         large *n = (large *)map_aligned(round_up(ncap * sizeof(large), page), page);
         if (!n)
             return -1;
-        for (size_t i = 0; i < ltab_cap; i++)
-            if (ltab[i].base) {
-                size_t j = ltab_slot(ltab[i].base, ncap);
+        for (size_t i = 0; i < t->cap; i++)
+            if (t->tab[i].base) {
+                size_t j = ltab_slot(t->tab[i].base, ncap);
                 while (n[j].base)
                     j = (j + 1) & (ncap - 1);
-                n[j] = ltab[i];
+                n[j] = t->tab[i];
             }
-        if (ltab)
-            unmap_mapping((char *)ltab, round_up(ltab_cap * sizeof(large), page));
-        ltab = n, ltab_cap = ncap;
+        if (t->tab)
+            unmap_mapping((char *)t->tab, round_up(t->cap * sizeof(large), page));
+        t->tab = n, t->cap = ncap;
     }
-    size_t j = ltab_slot(key, ltab_cap);
-    while (ltab[j].base)
-        j = (j + 1) & (ltab_cap - 1);
-    ltab[j] = (large){key, len, over_aligned};
-    ltab_n++;
+    size_t j = ltab_slot(key, t->cap);
+    while (t->tab[j].base)
+        j = (j + 1) & (t->cap - 1);
+    t->tab[j] = (large){key, len, over_aligned};
+    t->n++;
     return 0;
 }
 
-static large *ltab_find(uintptr_t key)  /* lock held */
+static large *ltab_find(ltable *t, uintptr_t key)  /* t locked */
 {
-    if (!ltab_cap)
+    if (!t->cap)
         return NULL;
-    for (size_t j = ltab_slot(key, ltab_cap); ltab[j].base; j = (j + 1) & (ltab_cap - 1))
-        if (ltab[j].base == key)
-            return &ltab[j];
+    for (size_t j = ltab_slot(key, t->cap); t->tab[j].base; j = (j + 1) & (t->cap - 1))
+        if (t->tab[j].base == key)
+            return &t->tab[j];
     return NULL;
 }
 
-static void ltab_remove(large *e)  /* lock held; backward-shift deletion keeps probes intact */
+static void ltab_remove(ltable *t, large *e)  /* t locked; backward-shift deletion keeps probes intact */
 {
-    size_t i = (size_t)(e - ltab), j = i;
+    size_t i = (size_t)(e - t->tab), j = i, mask = t->cap - 1;
     for (;;) {
-        j = (j + 1) & (ltab_cap - 1);
-        if (!ltab[j].base)
+        j = (j + 1) & mask;
+        if (!t->tab[j].base)
             break;
-        size_t k = ltab_slot(ltab[j].base, ltab_cap);
+        size_t k = ltab_slot(t->tab[j].base, t->cap);
         if ((j > i && (k <= i || k > j)) || (j < i && (k <= i && k > j))) {
-            ltab[i] = ltab[j];
+            t->tab[i] = t->tab[j];
             i = j;
         }
     }
-    ltab[i].base = 0;
-    ltab_n--;
+    t->tab[i].base = 0;
+    t->n--;
+}
+
+/* Take p's entry out of the table: its length, or 0 when p is no live large block. */
+static size_t ltab_take(uintptr_t p)
+{
+    ltable *t = ltab_of(p);
+    pthread_mutex_lock(&t->lock);
+    large *e = ltab_find(t, p);
+    size_t len = e ? e->len : 0;
+    if (e)
+        ltab_remove(t, e);
+    pthread_mutex_unlock(&t->lock);
+    return len;
+}
+
+static int ltab_add(uintptr_t p, size_t len, int over_aligned)
+{
+    ltable *t = ltab_of(p);
+    pthread_mutex_lock(&t->lock);
+    int r = ltab_put(t, p, len, over_aligned);
+    pthread_mutex_unlock(&t->lock);
+    return r;
 }
 
 /* ---- set-up, threads, fork ---- */
 
 static void flush(int c, heap *h, unsigned n);
+static struct span *disown(struct span *s);
+static void release_spans(struct span **spans, unsigned n);
 
 static void heap_exit(void *arg)
 {
     heap *h = arg;
+    span *released[NCLASSES];
+    unsigned nreleased = 0;
     for (int c = 0; c < NCLASSES; c++)
         if (h->count[c])
             flush(c, h, h->count[c]);
     lock();
+    for (int c = 0; c < NCLASSES; c++)
+        if (h->own[c]) {
+            span *r = disown(h->own[c]);
+            if (r)
+                released[nreleased++] = r;
+            h->own[c] = NULL;
+        }
     if (h->prev)
         h->prev->next = h->next;
     else
@@ -362,6 +435,12 @@ static void heap_exit(void *arg)
     ADD(live_elsewhere, atomic_load_explicit(&h->live, RELAXED));
     atomic_store_explicit(&h->live, 0, RELAXED);
     unlock();
+    release_spans(released, nreleased);
+    for (int i = 0; i < h->nstash; i++) {
+        SUB(st_cached, h->stash[i].len);
+        retire_mapping(h->stash[i].base, h->stash[i].len);
+    }
+    h->nstash = 0;
     h->state = HEAP_GONE;  /* later calls on this thread go to the shared path */
 }
 
@@ -372,6 +451,8 @@ static void before_fork(void)
         return;  /* glibc's fork takes no lock either: fork from a signal handler stays safe */
     if (_IO_list_lock)
         _IO_list_lock();
+    for (int i = 0; i < 1 << LSTRIPE_BITS; i++)  /* stripes before g_lock: the order of a failed munmap */
+        pthread_mutex_lock(&ltabs[i].lock);
     lock();
 }
 
@@ -380,6 +461,8 @@ static void after_fork_parent(void)
     if (!fork_locked)
         return;
     unlock();
+    for (int i = 0; i < 1 << LSTRIPE_BITS; i++)
+        pthread_mutex_unlock(&ltabs[i].lock);
     if (_IO_list_unlock)
         _IO_list_unlock();
 }
@@ -388,6 +471,8 @@ static void after_fork_child(void)
 {
     /* The child's only thread is this one; glibc has already reset the list lock. */
     pthread_mutex_init(&g_lock, NULL);
+    for (int i = 0; i < 1 << LSTRIPE_BITS; i++)
+        pthread_mutex_init(&ltabs[i].lock, NULL);
 }
 
 static size_t env_size(const char *name, size_t def)
@@ -446,6 +531,8 @@ static void init_slow(void)
         for (int i = 0; pol && i < TOY_NPOLICIES; i++)
             if (!strcmp(pol, toy_policy_names[i]))
                 cfg_policy = i;
+        for (int i = 0; i < 1 << LSTRIPE_BITS; i++)
+            pthread_mutex_init(&ltabs[i].lock, NULL);
         pthread_key_create(&heap_key, heap_exit);
         atomic_store_explicit(&initialised, 1, memory_order_release);
     }
@@ -558,13 +645,10 @@ static span *span_new(int c)  /* lock held */
     return s;
 }
 
-/* One slot out of the class's spans (lock held). */
-static void *span_take(int c)
+/* One slot of s (lock held); s has one to give. */
+static void *span_take(span *s)
 {
-    size_class *k = &classes[c];
-    span *s = k->partial;
-    if (!s && !(s = span_new(c)))
-        return NULL;
+    size_class *k = &classes[s->cls];
     void *p;
     if (s->free) {
         p = s->free;
@@ -572,24 +656,34 @@ static void *span_take(int c)
     } else {
         p = s->base + (size_t)s->bump++ * s->slot;
     }
-    if (s->out++ == 0)
-        k->nempty--;
-    if (!s->free && s->bump == s->nslots)
+    if (s->out++ == 0 && s->listed)
+        k->nempty--;  /* the spare is in use again (owned spans are not counted) */
+    if (s->listed && !s->free && s->bump == s->nslots)
         list_remove(k, s);
     return p;
 }
 
-/* A slot back to its span (lock held).  Returns the span when it must be
- * released: empty, and not the class's one spare. */
-static span *span_give(span *s, void *p)
+static int has_slot(const span *s) { return s->free || s->bump < s->nslots; }
+
+/* A listed span, or a new one, for a thread to own and carve from (lock held). */
+static span *adopt(int c, heap *h)
+{
+    size_class *k = &classes[c];
+    span *s = k->partial;
+    if (!s && !(s = span_new(c)))
+        return NULL;
+    list_remove(k, s);
+    if (s->out == 0)
+        k->nempty--;
+    s->owner = h;
+    return s;
+}
+
+/* An unowned span with no slot out: kept as the class's one spare, or
+ * returned for release (lock held). */
+static span *settle_empty(span *s)
 {
     size_class *k = &classes[s->cls];
-    *(void **)p = s->free;
-    s->free = p;
-    if (!s->listed)
-        list_push(k, s);
-    if (--s->out)
-        return NULL;
     if (k->nempty == 0) {
         k->nempty = 1;
         return NULL;
@@ -599,24 +693,66 @@ static span *span_give(span *s, void *p)
     return s;
 }
 
+/* Give up ownership (thread exit): list it if it has slots; maybe release it. */
+static span *disown(span *s)
+{
+    s->owner = NULL;
+    if (has_slot(s))
+        list_push(&classes[s->cls], s);
+    return s->out == 0 ? settle_empty(s) : NULL;
+}
+
+/* A slot back to its span (lock held).  Returns the span when it must be
+ * released: empty, and not the class's one spare. */
+static span *span_give(span *s, void *p)
+{
+    *(void **)p = s->free;
+    s->free = p;
+    s->out--;
+    if (s->owner)
+        return NULL;  /* its owner carves from it again */
+    if (!s->listed)
+        list_push(&classes[s->cls], s);
+    return s->out ? NULL : settle_empty(s);
+}
+
 static void release_spans(span **spans, unsigned n)  /* no lock */
 {
     for (unsigned i = 0; i < n; i++)
         retire_mapping(spans[i]->base, spans[i]->len);
 }
 
+static inline _Atomic uint8_t *state_of(span *s, void *p) { return &s->state[slot_index(s, p)]; }
+
+/* Slots for an empty thread cache: from the span this thread owns (a new one
+ * when it has none left).  Without a heap: one slot from any listed span. */
 static void *refill(int c, heap *h)
 {
-    unsigned n = h ? classes[c].batch : 1;
+    size_class *k = &classes[c];
+    void *first = NULL;
     lock();
-    void *first = span_take(c);
-    for (unsigned i = 1; first && i < n; i++) {
-        void *p = span_take(c);
-        if (!p)
-            break;
-        *(void **)p = h->head[c];
-        h->head[c] = p;
-        h->count[c]++;
+    if (!h) {
+        span *s = k->partial;
+        if (s || (s = span_new(c)))
+            first = span_take(s);
+        unlock();
+        return first;
+    }
+    span *s = h->own[c];
+    if (!s || !has_slot(s)) {
+        if (s)
+            s->owner = NULL;  /* full: nothing to list until a slot comes back */
+        s = h->own[c] = adopt(c, h);
+    }
+    if (s) {
+        first = span_take(s);
+        for (unsigned i = 1; i < k->batch && has_slot(s); i++) {
+            cached_slot *p = span_take(s);
+            p->state = state_of(s, p);
+            p->next = h->head[c];
+            h->head[c] = p;
+            h->count[c]++;
+        }
     }
     unlock();
     return first;
@@ -628,8 +764,8 @@ static void flush(int c, heap *h, unsigned n)
     unsigned nreleased = 0;
     lock();
     for (unsigned i = 0; i < n && h->head[c]; i++) {
-        void *p = h->head[c];
-        h->head[c] = *(void **)p;
+        cached_slot *p = h->head[c];
+        h->head[c] = p->next;
         h->count[c]--;
         span *r = span_give(span_of(p), p);
         if (r)
@@ -642,28 +778,28 @@ static void flush(int c, heap *h, unsigned n)
 static inline void *small_alloc(int c)
 {
     heap *h = my_heap();
-    void *p;
+    cached_slot *p;
+    _Atomic uint8_t *state;
     if (LIKELY(h && (p = h->head[c]) != NULL)) {
-        h->head[c] = *(void **)p;
+        h->head[c] = p->next;
         h->count[c]--;
-    } else if (!(p = refill(c, h))) {
+        state = p->state;
+    } else if ((p = refill(c, h)) != NULL) {
+        state = state_of(span_of(p), p);
+    } else {
         return NULL;
     }
-    span *s = span_of(p);
-    uint32_t i = slot_index(s, p);
-    if (UNLIKELY(atomic_load_explicit(&s->state[i], RELAXED) != SLOT_FREE))
-        die("toyalloc: heap corruption: a free slot is marked in use\n");
-    atomic_store_explicit(&s->state[i], SLOT_USED, RELAXED);
-    live_add(h, (int64_t)s->slot);
+    atomic_store_explicit(state, SLOT_USED, RELAXED);
+    live_add(h, (int64_t)classes[c].size);
     return p;
 }
 
 static void small_free(span *s, void *p)
 {
-    uint32_t i = checked_slot(s, p);
-    if (UNLIKELY(atomic_load_explicit(&s->state[i], RELAXED) != SLOT_USED))
+    _Atomic uint8_t *state = &s->state[checked_slot(s, p)];
+    if (UNLIKELY(atomic_load_explicit(state, RELAXED) != SLOT_USED))
         die("toyalloc: double free or use after free\n");
-    atomic_store_explicit(&s->state[i], SLOT_FREE, RELAXED);
+    atomic_store_explicit(state, SLOT_FREE, RELAXED);
     int c = (int)s->cls;
     heap *h = my_heap();
     live_add(h, -(int64_t)s->slot);
@@ -673,8 +809,9 @@ static void small_free(span *s, void *p)
             flush(c, h, (classes[c].tcache_max + 1) / 2);
             errno = saved;
         }
-        *(void **)p = h->head[c];
-        h->head[c] = p;
+        cached_slot *slot = p;
+        slot->next = h->head[c], slot->state = state;
+        h->head[c] = slot;
         h->count[c]++;
         return;
     }
@@ -690,42 +827,81 @@ static void small_free(span *s, void *p)
 
 /* ---- large blocks ---- */
 
+/* A stashed mapping that fits (same rule as the cache), or NULL.  A stash
+ * outlives no change of policy: under another policy it is retired. */
+static char *stash_take(heap *h, size_t len, size_t *got)
+{
+    int keep = atomic_load_explicit(&cfg_policy, RELAXED) == TOY_KEEP;
+    for (int i = h->nstash - 1; i >= 0; i--) {
+        cached_map m = h->stash[i];
+        if (keep && !(m.len >= len && m.len - len <= m.len / 2))
+            continue;
+        memmove(h->stash + i, h->stash + i + 1, sizeof m * (size_t)(--h->nstash - i));
+        SUB(st_cached, m.len);
+        if (keep) {
+            *got = m.len;
+            return m.base;
+        }
+        retire_mapping(m.base, m.len);
+    }
+    return NULL;
+}
+
+/* Keep a freed mapping in this thread's stash (policy keep, small enough to
+ * fit the cap many times over); the oldest entry goes to the shared cache. */
+static int stash_put(heap *h, char *base, size_t len)
+{
+    size_t cap = atomic_load_explicit(&cfg_cache_cap, RELAXED);
+    if (!h || atomic_load_explicit(&cfg_policy, RELAXED) != TOY_KEEP || len > cap / 16 ||
+        st_cached + len > cap)
+        return 0;
+    if (h->nstash == STASH) {
+        cached_map old = h->stash[0];
+        memmove(h->stash, h->stash + 1, sizeof old * (STASH - 1));
+        h->nstash--;
+        SUB(st_cached, old.len);
+        retire_mapping(old.base, old.len);
+    }
+    h->stash[h->nstash++] = (cached_map){base, len, 0};
+    ADD(st_cached, len);
+    return 1;
+}
+
 static void *large_alloc(size_t size, size_t align, int *zeroed)
 {
     size_t len = round_up(size ? size : 1, page), got = len;
     if (align < page)
         align = page;
-    lock();
-    char *b = cache_take(len, align, &got, zeroed);
-    unlock();
+    heap *h = my_heap();
+    char *b = h && align == page && h->nstash ? stash_take(h, len, &got) : NULL;
+    *zeroed = 0;
+    if (!b) {
+        lock();
+        b = cache_take(len, align, &got, zeroed);
+        unlock();
+    }
     if (!b) {
         if (!(b = map_aligned(len, align)))
             return NULL;
         got = len, *zeroed = 1;
     }
-    lock();
-    int bad = ltab_put((uintptr_t)b, got, align > page);
-    unlock();
-    if (bad) {
+    if (ltab_add((uintptr_t)b, got, align > page)) {
         unmap_mapping(b, got);
         return NULL;
     }
-    live_add(my_heap(), (int64_t)got);
+    live_add(h, (int64_t)got);
     return b;
 }
 
 static void large_free(void *p)
 {
-    lock();
-    large *e = ltab_find((uintptr_t)p);
-    size_t len = e ? e->len : 0;
-    if (e)
-        ltab_remove(e);
-    unlock();
-    if (!e)
+    size_t len = ltab_take((uintptr_t)p);
+    if (!len)
         die("toyalloc: free/realloc of a pointer it never returned, or a double free\n");
-    live_add(my_heap(), -(int64_t)len);
-    retire_mapping(p, len);
+    heap *h = my_heap();
+    live_add(h, -(int64_t)len);
+    if (!stash_put(h, p, len))
+        retire_mapping(p, len);
 }
 
 /* ---- the malloc API ---- */
@@ -802,11 +978,12 @@ static size_t usable(void *p, int *over_aligned)
             die("toyalloc: use of a freed block\n");
         return s->slot;
     }
-    lock();
-    large *e = ltab_find((uintptr_t)p);
+    ltable *t = ltab_of((uintptr_t)p);
+    pthread_mutex_lock(&t->lock);
+    large *e = ltab_find(t, (uintptr_t)p);
     size_t len = e ? e->len : 0;
     *over_aligned = e ? e->over_aligned : 0;
-    unlock();
+    pthread_mutex_unlock(&t->lock);
     if (!e)
         die("toyalloc: a pointer it never returned, or a freed one\n");
     return len;
@@ -832,20 +1009,12 @@ static void *large_resize(void *p, size_t old, size_t size)
     size_t len = round_up(size, page);
     if (len == old)
         return p;
-    lock();
-    large *e = ltab_find((uintptr_t)p);
-    if (e)
-        ltab_remove(e);
-    unlock();
-    if (!e)
+    if (ltab_take((uintptr_t)p) != old)
         die("toyalloc: realloc of a block another thread freed\n");
     char *nb = mremap(p, old, len, MREMAP_MAYMOVE);
     ADD(st_mremap, 1);
     int failed = nb == MAP_FAILED;
-    lock();
-    int bad = ltab_put((uintptr_t)(failed ? p : nb), failed ? old : len, 0);
-    unlock();
-    if (bad)
+    if (ltab_add((uintptr_t)(failed ? p : nb), failed ? old : len, 0))
         die("toyalloc: out of memory for its own books during realloc\n");
     if (failed) {
         errno = ENOMEM;
@@ -942,6 +1111,13 @@ int toy_configure(const toy_config *c)
     cfg_threshold = c->threshold;
     cfg_cache_cap = c->cache_cap;
     cfg_policy = c->policy;
+    heap *h = my_heap();  /* this thread's stash follows the new policy now, others' at their next call */
+    if (h && c->policy != TOY_KEEP)
+        while (h->nstash) {
+            cached_map m = h->stash[--h->nstash];
+            SUB(st_cached, m.len);
+            retire_mapping(m.base, m.len);
+        }
     return 0;
 }
 
