@@ -18,7 +18,7 @@ OVERHEAD := csrc/build/counter_overhead
 CC ?= gcc
 CFLAGS ?= -O2 -Wall -Wextra
 
-.PHONY: help system build debug asan counter-overhead test test-fast bench bench-quick clean
+.PHONY: help system build debug asan glibc-tests counter-overhead test test-fast bench bench-quick clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ asan: ## build and run the toy's C stress and contract tests under ASan + UBSan,
 	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -Icsrc \
 	    -o csrc/build/toy_contract_asan csrc/tests/toy_contract.c csrc/toyalloc.c -lpthread
 	for p in $(TOY_POLICIES); do csrc/build/toy_contract_asan $$p && csrc/build/toy_stress_asan 4 500000 $$p || exit 1; done
+
+glibc-tests: build ## glibc 2.36's own malloc tests (Debian's glibc-source) on glibc and the preloaded toy
+	scripts/glibc-malloc-tests $(TOYLIB)
 
 debug: $(DEPS) ## rebuild with bounds checks and -O0 -g
 	ALLOCBENCH_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
