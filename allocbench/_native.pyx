@@ -5,7 +5,7 @@ toy, counters) validate arguments and shape results; this stays thin over csrc/.
 
 from cpython.buffer cimport PyBuffer_FillInfo
 from libc.errno cimport errno
-from libc.stdint cimport uintptr_t, SIZE_MAX
+from libc.stdint cimport uint64_t, uintptr_t, SIZE_MAX
 from libc.stdio cimport fclose
 from libc.stdlib cimport free
 from libc.string cimport memset, strerror
@@ -17,11 +17,38 @@ from allocbench.cmalloc cimport (
 )
 from allocbench.cnative cimport *
 
-MALLINFO2_FIELDS = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                    "fsmblks", "uordblks", "fordblks", "keepcost")
+# The C lists (csrc/counters.h, csrc/workloads.h): Python keeps no copy of its own.
+MALLINFO2_FIELDS = tuple(ab_mallinfo2_names[i].decode() for i in range(AB_NMALLINFO2))
 SYSCALLS = tuple(ab_syscall_names[i].decode() for i in range(AB_NSYSCALLS))
-PATTERNS = tuple(ab_pattern_names[i].decode() for i in range(AB_NPATTERNS))  # the C list
-METHOD_NONE, METHOD_PERF, METHOD_STRACE = AB_METHOD_NONE, AB_METHOD_PERF, AB_METHOD_STRACE
+PATTERNS = tuple(ab_pattern_names[i].decode() for i in range(AB_NPATTERNS))
+PATTERN_DOCS = {PATTERNS[i]: ab_pattern_docs[i].decode() for i in range(AB_NPATTERNS)}
+METHODS = tuple(ab_method_names[ab_method_order[i]].decode() for i in range(AB_NMETHODS))  # best first
+CELL_DEFAULTS = {
+    "ops": ab_cell_defaults.w.ops, "threads": ab_cell_defaults.w.threads,
+    "live": ab_cell_defaults.w.live, "touch": bool(ab_cell_defaults.w.touch),
+    "seed": ab_cell_defaults.w.seed, "repeats": ab_cell_defaults.repeats,
+    "warmup": ab_cell_defaults.warmup,
+}
+
+
+def check_cell(str pattern, size_lo, size_hi, ops, threads, live, seed, repeats, warmup):
+    """The one validator of a cell (csrc/workloads.c ab_cell_check): ValueError
+    with its message, or None.  Python only makes sure each value is an integer."""
+    cdef ab_cell_spec s = ab_cell_defaults
+    for name, value in (("size_lo", size_lo), ("size_hi", size_hi), ("ops", ops), ("threads", threads),
+                        ("live", live), ("seed", seed), ("repeats", repeats), ("warmup", warmup)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**64:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    s.w.pattern = ab_pattern_of(pattern.encode())
+    if s.w.pattern < 0:
+        raise ValueError(f"unknown pattern {pattern!r}; known: {', '.join(PATTERNS)}")
+    s.w.size_lo, s.w.size_hi, s.w.ops, s.w.seed = size_lo, size_hi, ops, seed
+    s.w.threads = min(threads, 2**31 - 1)
+    s.w.live = min(live, 2**32 - 1)
+    s.repeats, s.warmup = repeats, warmup
+    cdef const char *bad = ab_cell_check(&s)
+    if bad != NULL:
+        raise ValueError(bad.decode())
 
 
 # ---- glibc <malloc.h> ----
@@ -31,9 +58,9 @@ def mallopt_raw(int param, int value):
 
 
 def mallinfo2_raw():
-    cdef mallinfo2 mi = c_mallinfo2()
-    return (mi.arena, mi.ordblks, mi.smblks, mi.hblks, mi.hblkhd, mi.usmblks,
-            mi.fsmblks, mi.uordblks, mi.fordblks, mi.keepcost)
+    cdef uint64_t out[AB_NMALLINFO2]
+    ab_mallinfo2_read(out)
+    return tuple(out[i] for i in range(AB_NMALLINFO2))
 
 
 def malloc_trim_raw(size_t pad):
@@ -311,9 +338,7 @@ cdef dict _footprint_dict(ab_footprint *f):
         "anon_bytes": f.anon_bytes if f.anon_bytes >= 0 else None,
         "peak_rss_bytes": f.peak_rss_bytes if f.peak_rss_bytes >= 0 else None,
         "heap_top": f.heap_top,
-        "mallinfo2": dict(zip(MALLINFO2_FIELDS, (
-            f.arena, f.ordblks, f.smblks, f.hblks, f.hblkhd, f.usmblks, f.fsmblks,
-            f.uordblks, f.fordblks, f.keepcost))),
+        "mallinfo2": {MALLINFO2_FIELDS[i]: f.mallinfo2[i] for i in range(AB_NMALLINFO2)},
     }
 
 
@@ -343,12 +368,20 @@ cdef class Counter:
     cdef bint in_window
     cdef readonly str open_error
 
-    def __cinit__(self, int method, tracefs=None, strace_path=None):
-        tf = (tracefs or "").encode()
-        sp = (strace_path or "").encode()
-        self.open_error = None
-        if ab_counter_open(&self.c, method, tf, sp) != 0:
-            self.open_error = self.c.error.decode(errors="replace")
+    cdef readonly str method_name
+    cdef readonly str note
+
+    def __cinit__(self, str name="auto"):
+        """Opened by C's one choice of method (ab_counter_open_named): "auto"
+        tries perf, strace, none; a named method is tried alone.  open_error is
+        None, or why no method (or the named one) works; note says why better
+        methods were passed over."""
+        cdef char buf[2048]
+        encoded = name.encode()
+        cdef const char *got = ab_counter_open_named(&self.c, encoded, buf, sizeof(buf))
+        self.note = buf.decode(errors="replace") or None
+        self.method_name = got.decode() if got != NULL else None
+        self.open_error = None if got != NULL else (self.note or f"counter method {name} unavailable")
 
     @property
     def method(self):

@@ -7,6 +7,7 @@ import os
 import sys
 
 from . import __version__, _native
+from .units import GIB, KIB, MIB, human_bytes
 
 
 class Parser(argparse.ArgumentParser):
@@ -18,8 +19,7 @@ class UsageError(Exception):
     """Bad input found after parsing: printed on one line, exit 2."""
 
 
-UNITS = {"": 1, "B": 1, "K": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MIB": 1 << 20,
-         "G": 1 << 30, "GIB": 1 << 30}
+UNITS = {"": 1, "B": 1, "K": KIB, "KIB": KIB, "M": MIB, "MIB": MIB, "G": GIB, "GIB": GIB}
 
 
 def size_arg(text: str) -> int:
@@ -50,15 +50,6 @@ def seconds_arg(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
     return value
-
-
-def human_bytes(n) -> str:
-    if n is None:
-        return "-"
-    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if abs(n) >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
 
 
 def print_record(rec: dict) -> None:
@@ -100,9 +91,9 @@ def print_record(rec: dict) -> None:
 def cmd_run(args) -> int:
     from . import runner
 
-    from .backends import GLIBC_SETTINGS, TOY_SETTINGS
+    from .backends import ALL_SETTINGS
 
-    settings = {k: getattr(args, k) for k in GLIBC_SETTINGS + TOY_SETTINGS if getattr(args, k) is not None}
+    settings = {k: getattr(args, k) for k in ALL_SETTINGS if getattr(args, k) is not None}
     try:
         spec = runner.make_spec(
             allocator=args.allocator, pattern=args.pattern, size=args.size,
@@ -157,10 +148,22 @@ def _load_results(path: str) -> list[dict]:
         raise UsageError(str(e)) from None
 
 
-def cmd_plot(args) -> int:
-    from .plots import plot_all
+def _load_probes_and_calibration(args):
+    probes = _load_json_option(args.probes, "probes")
+    if isinstance(probes, dict) and "probe" in probes:  # one probe's output
+        probes = {probes["probe"]: probes}
+    calibration = _load_json_option(args.calibration, "calibration")
+    if calibration is not None and not isinstance((calibration or {}).get("units_ns"), dict):
+        raise UsageError(f"calibration file {args.calibration}: no units_ns (write it with allocbench calibrate)")
+    return probes, calibration
 
-    made = plot_all(_load_results(args.results), args.out)
+
+def cmd_plot(args) -> int:
+    from .plots import plot_everything
+
+    recs = _load_results(args.results)
+    probes, calibration = _load_probes_and_calibration(args)
+    made = plot_everything(recs, args.out, probes=probes, calibration=calibration)
     if not made:
         raise UsageError(f"{args.results}: no records of a kind the figures use (churn, batch)")
     for name, _ in made:
@@ -172,12 +175,7 @@ def cmd_report(args) -> int:
     from .report import write_report
 
     recs = _load_results(args.results)
-    probes = _load_json_option(args.probes, "probes")
-    if isinstance(probes, dict) and "probe" in probes:  # one probe's output
-        probes = {probes["probe"]: probes}
-    calibration = _load_json_option(args.calibration, "calibration")
-    if calibration is not None and not isinstance((calibration or {}).get("units_ns"), dict):
-        raise UsageError(f"calibration file {args.calibration}: no units_ns (write it with allocbench calibrate)")
+    probes, calibration = _load_probes_and_calibration(args)
     write_report(recs, args.out, args.results, probes=probes, calibration=calibration)
     print(args.out)
     return 0
@@ -203,18 +201,11 @@ def cmd_probe(args) -> int:
         return 1
     out = results if args.name == "all" else results[args.name]
     if args.out:
+        from .results import write_json_atomically
         write_json_atomically(args.out, out)
     if args.json:
         print(json.dumps(out))
     return 0
-
-
-def write_json_atomically(path: str, obj) -> None:
-    """A half-written file never replaces a good one."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(path + ".tmp", path)
 
 
 def cmd_calibrate(args) -> int:
@@ -225,6 +216,7 @@ def cmd_calibrate(args) -> int:
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None
     if args.out:
+        from .results import write_json_atomically
         write_json_atomically(args.out, cal)
     if args.json:
         print(json.dumps(cal))
@@ -249,13 +241,8 @@ def _load_json_option(path: str | None, what: str):
         raise UsageError(f"{what} file {path}: {e}") from None
 
 
-def toy_library_path() -> str | None:
-    path = os.path.join(os.path.dirname(__file__), "libtoyalloc.so")
-    return path if os.path.exists(path) else None
-
-
 def cmd_info(args) -> int:
-    from . import counters, machine
+    from . import counters, machine, toy
 
     info = machine.describe()
     info["allocbench"] = __version__
@@ -263,9 +250,9 @@ def cmd_info(args) -> int:
     info["counter_methods"] = {name: ("always (counts no syscalls)" if name == "none" else
                                       "available" if why is None else f"unavailable: {why}")
                                for name, why in methods.items()}
-    info["counter_method_default"] = next((n for n in counters.METHODS if methods[n] is None), "none")
+    info["counter_method_default"] = counters.chosen_method()[0]  # what the cells will use
     info["fault_counter"] = "getrusage(RUSAGE_SELF) deltas"
-    info["toy_library"] = toy_library_path()
+    info["toy_library"] = toy.library_path()
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -280,6 +267,23 @@ def cmd_info(args) -> int:
     return 0
 
 
+def add_setting_flags(parser) -> None:
+    """--mmap-threshold, --toy-policy, ...: one flag per row of every backend's settings table."""
+    from .backends import BACKENDS
+
+    seen = set()
+    for backend in BACKENDS.values():
+        for s in backend.settings:
+            if s.name in seen:
+                continue
+            seen.add(s.name)
+            flag = "--" + s.name.replace("_", "-")
+            if s.choices is not None:
+                parser.add_argument(flag, choices=s.choices, help=s.help)
+            else:
+                parser.add_argument(flag, type=size_arg if s.in_bytes else count_arg, help=s.help)
+
+
 def build_parser() -> Parser:
     p = Parser(prog="allocbench", description="Measure glibc malloc's brk and mmap paths.")
     p.add_argument("--version", action="version", version=f"allocbench {__version__}")
@@ -291,28 +295,23 @@ def build_parser() -> Parser:
 
     from .backends import BACKENDS
     from .runner import PATTERNS
+    defaults = _native.CELL_DEFAULTS
     run = sub.add_parser("run", help="measure one cell in a fresh process")
     run.add_argument("--allocator", choices=list(BACKENDS), default="glibc")
-    run.add_argument("--pattern", choices=PATTERNS, default="churn")
+    run.add_argument("--pattern", choices=PATTERNS, default="churn",
+                     help="; ".join(f"{k}: {v}" for k, v in _native.PATTERN_DOCS.items()))
     run.add_argument("--size", type=size_arg, help="block size (135168, 128K, 1MiB)")
     run.add_argument("--size-lo", type=size_arg, help="band low end (realloc-grow: the step)")
     run.add_argument("--size-hi", type=size_arg, help="band high end (realloc-grow: the target)")
-    run.add_argument("--ops", type=count_arg, default=10000, help="allocations per thread (10000)")
-    run.add_argument("--repeats", type=count_arg, default=5, help="measured repeats (5)")
-    run.add_argument("--warmup", type=count_arg, default=1, help="unmeasured repeats first (1)")
-    run.add_argument("--threads", type=count_arg, default=1)
-    run.add_argument("--live", type=count_arg, default=64, help="live blocks K for batch/windows/fragment (64)")
-    run.add_argument("--seed", type=count_arg, default=1)
+    run.add_argument("--ops", type=count_arg, default=defaults["ops"],
+                     help=f"allocations per thread ({defaults['ops']})")
+    for name, what in (("repeats", "measured repeats"), ("warmup", "unmeasured repeats first"),
+                       ("threads", "worker threads"), ("live", "live blocks K for batch/windows/fragment"),
+                       ("seed", "the workload's seed")):
+        run.add_argument(f"--{name}", type=count_arg, default=defaults[name], help=f"{what} ({defaults[name]})")
     run.add_argument("--no-touch", action="store_true", help="do not write the blocks' pages")
-    for name in ("mmap-threshold", "trim-threshold", "top-pad"):
-        run.add_argument(f"--{name}", type=size_arg, help=f"glibc M_{name.upper().replace('-', '_')}")
-    run.add_argument("--mmap-max", type=count_arg, help="glibc M_MMAP_MAX")
-    run.add_argument("--arena-max", type=count_arg, help="glibc M_ARENA_MAX")
-    run.add_argument("--toy-threshold", type=size_arg, help="toy: own mapping above this size")
-    run.add_argument("--toy-cache-cap", type=size_arg, help="toy: bytes of freed mappings kept")
-    run.add_argument("--toy-policy", choices=_native.TOY_POLICIES,
-                     help="toy: what cached mappings do with their pages")
-    run.add_argument("--counter-method", choices=["auto", "perf", "strace", "none"], default="auto")
+    add_setting_flags(run)
+    run.add_argument("--counter-method", choices=("auto",) + _native.METHODS, default="auto")
     run.add_argument("--timeout", type=seconds_arg, default=300, help="seconds before the cell is failed (300)")
     run.add_argument("--json", action="store_true", help="print the record as one JSON line")
     run.add_argument("--out", help="also append the record to this JSON Lines file")
@@ -347,6 +346,8 @@ def build_parser() -> Parser:
     pl = sub.add_parser("plot", help="figures (PNG) from a results file")
     pl.add_argument("results", help="a JSON Lines results file")
     pl.add_argument("--out", default="plots", help="folder for the figures (plots/)")
+    pl.add_argument("--probes", help="JSON from `allocbench probe all --out FILE`: the probes' figures too")
+    pl.add_argument("--calibration", help="JSON from `allocbench calibrate --out FILE`: the cost-model figure too")
     pl.set_defaults(func=cmd_plot)
 
     rp = sub.add_parser("report", help="REPORT.md with findings and figures from a results file")

@@ -5,10 +5,11 @@ from libc.stdint cimport int64_t, uint64_t, uint32_t, uintptr_t
 cdef extern from "counters.h" nogil:
     enum: AB_NSYSCALLS
     const char *ab_syscall_names[]
-    enum:
-        AB_METHOD_NONE
-        AB_METHOD_PERF
-        AB_METHOD_STRACE
+    enum: AB_NMETHODS
+    const char *ab_method_names[]
+    const int ab_method_order[]
+    enum: AB_NMALLINFO2
+    const char *ab_mallinfo2_names[]
 
     ctypedef struct ab_counter:
         int method
@@ -18,21 +19,22 @@ cdef extern from "counters.h" nogil:
         pass
 
     ctypedef struct ab_counts:
-        int64_t syscalls[6]
+        int64_t syscalls[AB_NSYSCALLS]
         int64_t minor_faults, major_faults
         int64_t wall_ns, cpu_ns, thread_cpu_ns
 
     ctypedef struct ab_footprint:
         int64_t rss_bytes, anon_bytes, peak_rss_bytes
         uintptr_t heap_top
-        uint64_t arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks
-        uint64_t uordblks, fordblks, keepcost
+        uint64_t mallinfo2[AB_NMALLINFO2]
 
     int ab_counter_open(ab_counter *c, int method, const char *tracefs, const char *strace_path)
     void ab_counter_close(ab_counter *c)
     int ab_window_begin(ab_counter *c, ab_window *w)
     int ab_window_end(ab_counter *c, ab_window *w, ab_counts *out)
+    const char *ab_counter_open_named(ab_counter *c, const char *name, char *note, size_t cap)
     int ab_footprint_read(ab_footprint *f)
+    void ab_mallinfo2_read(uint64_t *out)
 
 cdef extern from "workloads.h" nogil:
     ctypedef struct ab_allocator:
@@ -47,6 +49,23 @@ cdef extern from "workloads.h" nogil:
 
     enum: AB_NPATTERNS
     const char *ab_pattern_names[]
+    const char *ab_pattern_docs[]
+
+    ctypedef struct ab_workload:
+        int pattern
+        size_t size_lo, size_hi
+        uint64_t ops, seed
+        int touch
+        uint32_t live
+        int threads, spawn
+
+    ctypedef struct ab_cell_spec:
+        ab_workload w
+        uint64_t repeats, warmup
+
+    const ab_cell_spec ab_cell_defaults
+    int ab_pattern_of(const char *name)
+    const char *ab_cell_check(const ab_cell_spec *s)
     const ab_allocator ab_toy_allocator
 
 cdef extern from "toyalloc.h" nogil:

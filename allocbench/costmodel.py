@@ -18,10 +18,8 @@ outgrows the caches, so that cost is interpolated at the cell's working set.
 from __future__ import annotations
 
 import bisect
-import json
 import math
 import statistics
-import subprocess
 
 PAGE = 4096
 MODELLED = ("churn", "batch")
@@ -42,15 +40,15 @@ def calibrate(runs: int = 5) -> dict:
     """Median of each unit cost over `runs` fresh processes (ns)."""
     if runs < 1:
         raise ValueError("runs must be at least 1")
-    from .runner import child_env, program
+    from .runner import ChildFailed, program, run_child
 
     binary = program("allocbench-calibrate")
     samples = []
     for _ in range(runs):
-        proc = subprocess.run([binary], capture_output=True, text=True, timeout=300, env=child_env())
-        if proc.returncode != 0:
-            raise RuntimeError(f"allocbench-calibrate failed: {proc.stderr.strip()}")
-        samples.append(json.loads(proc.stdout))
+        try:
+            samples.append(run_child([binary], timeout=300))
+        except ChildFailed as e:
+            raise RuntimeError(f"allocbench-calibrate failed: {e}") from None
     from .machine import describe
     units = _median_of(samples)
     cyc = {int(k): v for k, v in units["map_cycle"].items()}

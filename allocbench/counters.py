@@ -7,14 +7,13 @@
 Methods, best first: "perf" (tracepoints syscalls:sys_enter_*, needs tracefs),
 "strace" (strace attached to this process, exact but slow per syscall), and
 "none" (syscall counts are None, with the reason; faults and time still work).
+The choice is made once, in C (csrc/counters.c ab_counter_open_named), for the
+cells, the probes and this module alike: ALLOCBENCH_COUNTER_METHOD picks the
+default, ALLOCBENCH_TRACEFS the tracefs mount, ALLOCBENCH_STRACE the strace binary.
 Counters count the thread that opened them and every thread it starts later.
-ALLOCBENCH_COUNTER_METHOD picks the default method, ALLOCBENCH_TRACEFS the
-tracefs mount and ALLOCBENCH_STRACE the strace binary.
 """
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,29 +21,7 @@ from dataclasses import dataclass, field
 from . import _native
 
 SYSCALLS = _native.SYSCALLS
-METHODS = ("perf", "strace", "none")
-_CODES = {"perf": _native.METHOD_PERF, "strace": _native.METHOD_STRACE, "none": _native.METHOD_NONE}
-TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
-
-
-def _tracefs() -> str:
-    if os.environ.get("ALLOCBENCH_TRACEFS"):
-        return os.environ["ALLOCBENCH_TRACEFS"]
-    for path in TRACEFS_CANDIDATES:
-        if os.path.exists(os.path.join(path, "events", "syscalls")):
-            return path
-    return TRACEFS_CANDIDATES[0]
-
-
-def _strace() -> str:
-    return os.environ.get("ALLOCBENCH_STRACE") or shutil.which("strace") or "/usr/bin/strace"
-
-
-def default_method() -> str:
-    method = os.environ.get("ALLOCBENCH_COUNTER_METHOD", "auto")
-    if method != "auto" and method not in METHODS:
-        raise ValueError(f"ALLOCBENCH_COUNTER_METHOD={method!r}: expected auto or one of {METHODS}")
-    return method
+METHODS = _native.METHODS  # best first
 
 
 class CounterUnavailable(RuntimeError):
@@ -55,32 +32,32 @@ _cache: dict[tuple[str, int], "_native.Counter"] = {}
 
 
 def open_counter(method: str = "auto") -> tuple[str, "_native.Counter", str | None]:
-    """Open (once per thread) counters by method name.  Returns (method used,
-    counter, why better methods were not used).  "auto" falls back perf ->
-    strace -> none; a named method that cannot work raises CounterUnavailable."""
-    if method == "auto":
-        method = default_method()
+    """Open (once per thread) the counters C chooses for `method`.  Returns
+    (method used, counter, why better methods were not used); a named method
+    that cannot work, or an unknown name, raises CounterUnavailable."""
     if method != "auto" and method not in METHODS:
         raise ValueError(f"unknown counter method {method!r}; expected auto or one of {METHODS}")
-    tried = METHODS if method == "auto" else (method,)
-    reasons = []
-    for name in tried:
-        key = (name, threading.get_ident())
-        if key not in _cache:
-            counter = _native.Counter(_CODES[name], _tracefs(), _strace())
-            if counter.open_error:
-                reasons.append(f"{name}: {counter.open_error}")
-                continue
-            _cache[key] = counter
-        return name, _cache[key], "; ".join(reasons) or None
-    raise CounterUnavailable("; ".join(reasons))
+    key = (method, threading.get_ident())
+    if key not in _cache:
+        counter = _native.Counter(method)
+        if counter.open_error:
+            raise CounterUnavailable(counter.open_error)
+        _cache[key] = counter
+    counter = _cache[key]
+    return counter.method_name, counter, counter.note
+
+
+def chosen_method() -> tuple[str | None, str | None]:
+    """What "auto" picks here, as the cells will: (method, why better ones were passed over)."""
+    counter = _native.Counter("auto")
+    return counter.method_name, counter.note
 
 
 def probe_methods() -> dict[str, str | None]:
     """Each method -> None when it works here, else why not (tries a real window)."""
     out = {}
     for name in METHODS:
-        counter = _native.Counter(_CODES[name], _tracefs(), _strace())
+        counter = _native.Counter(name)
         if counter.open_error:
             out[name] = counter.open_error
             continue

@@ -6,16 +6,16 @@ from typing import NamedTuple
 
 from . import _native
 from ._native import Block, glibc_version, heap_top
+from .units import MIB
 
 __all__ = [
     "Block", "Mallinfo2", "MALLOPT_PARAMS", "glibc_version", "heap_top", "mallinfo2",
-    "malloc_info", "malloc_trim", "mallopt", "param_by_name",
+    "malloc_info", "malloc_trim", "mallopt", "param_of",
     "M_MXFAST", "M_TRIM_THRESHOLD", "M_TOP_PAD", "M_MMAP_THRESHOLD", "M_MMAP_MAX",
     "M_CHECK_ACTION", "M_PERTURB", "M_ARENA_TEST", "M_ARENA_MAX",
 ]
 
 INT_MAX = 2**31 - 1
-MIB = 1 << 20
 
 M_MXFAST = 1
 M_TRIM_THRESHOLD = -1
@@ -54,8 +54,8 @@ MALLOPT_PARAMS = {p.name: p for p in (
 _BY_VALUE = {p.value: p for p in MALLOPT_PARAMS.values()}
 
 
-def param_by_name(param: int | str) -> Param:
-    """The Param for an M_* constant or a name like "mmap_threshold" / "M_MMAP_THRESHOLD"."""
+def param_of(param: int | str) -> Param:
+    """The Param for an M_* constant (an int) or a name like "mmap_threshold" / "M_MMAP_THRESHOLD"."""
     if isinstance(param, str):
         key = param.lower().removeprefix("m_").replace("-", "_")
         if key in MALLOPT_PARAMS:
@@ -71,7 +71,7 @@ def mallopt(param: int | str, value: int) -> None:
 
     Raises ValueError for an unknown parameter, an out-of-range value, or
     glibc refusing it (mallopt returning 0)."""
-    p = param_by_name(param)
+    p = param_of(param)
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"mallopt value must be an int, not {type(value).__name__}")
     if not p.lo <= value <= p.hi:
@@ -80,19 +80,15 @@ def mallopt(param: int | str, value: int) -> None:
         raise ValueError(f"glibc refused mallopt(M_{p.name.upper()}, {value})")
 
 
-class Mallinfo2(NamedTuple):
-    """mallinfo2(): bytes unless noted.  Covers every arena, not mmapped memory of
-    other allocators (a preloaded jemalloc keeps its own books)."""
-    arena: int      # non-mmapped bytes obtained from the system (brk heap + arena heaps)
-    ordblks: int    # free chunks (count)
-    smblks: int     # free fastbin chunks (count)
-    hblks: int      # mmapped chunks (count)
-    hblkhd: int     # bytes in mmapped chunks
-    usmblks: int    # always 0
-    fsmblks: int    # bytes in free fastbin chunks
-    uordblks: int   # bytes in use (non-mmapped)
-    fordblks: int   # free bytes (non-mmapped)
-    keepcost: int   # trimmable bytes at the top of the main heap
+# The fields come from the C list (csrc/counters.h AB_MALLINFO2_LIST), in glibc's order:
+#   arena     non-mmapped bytes obtained from the system (brk heap + arena heaps)
+#   ordblks   free chunks (count)            smblks   free fastbin chunks (count)
+#   hblks     mmapped chunks (count)         hblkhd   bytes in mmapped chunks
+#   usmblks   always 0                       fsmblks  bytes in free fastbin chunks
+#   uordblks  bytes in use (non-mmapped)     fordblks free bytes (non-mmapped)
+#   keepcost  trimmable bytes at the top of the main heap
+# It covers every arena, not memory of other allocators (a preloaded jemalloc keeps its own books).
+Mallinfo2 = NamedTuple("Mallinfo2", [(name, int) for name in _native.MALLINFO2_FIELDS])
 
 
 def mallinfo2() -> Mallinfo2:

@@ -10,39 +10,51 @@ matplotlib.use("agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .backends import BACKENDS  # noqa: E402
 from .counters import SYSCALLS  # noqa: E402
+from .records import series_key  # noqa: E402
+from .units import KIB, MIB, size_label  # noqa: E402
 
-KIB, MIB = 1 << 10, 1 << 20
-ALLOCATOR_ORDER = ("glibc", "toy", "jemalloc", "tcmalloc", "mimalloc")
+
+def _has_threshold(allocator: str) -> bool:
+    b = BACKENDS.get(allocator)
+    return b is not None and any(s.name == "mmap_threshold" for s in b.settings)
 
 
-def size_label(n: int) -> str:
-    if n >= MIB and n % MIB == 0:
-        return f"{n // MIB} MiB"
-    if n >= KIB and n % KIB == 0:
-        return f"{n // KIB} KiB"
-    return f"{n} B"
+def series_label(key: tuple) -> str:
+    """glibc dynamic, glibc @128 KiB, toy toy_policy=dontneed, jemalloc, ..."""
+    allocator, settings = key
+    rest = dict(settings)
+    t = rest.pop("mmap_threshold", None)
+    parts = [allocator]
+    if t is not None:
+        parts.append(f"@{size_label(t)}")
+    elif _has_threshold(allocator):
+        parts.append("dynamic")
+    parts += [f"{k}={size_label(v) if isinstance(v, int) and v >= KIB else v}" for k, v in rest.items()]
+    return " ".join(parts)
 
 
 def series(rec: dict) -> str:
-    """glibc dynamic, glibc @128 KiB, jemalloc, ..."""
-    if rec["allocator"] != "glibc":
-        return rec["allocator"]
-    t = rec["settings"].get("mmap_threshold")
-    return "glibc dynamic" if t is None else f"glibc @{size_label(t)}"
+    """The label of a record's series, for legends and tables."""
+    return series_label(series_key(rec))
 
 
-def series_order(name: str):
-    if name == "glibc dynamic":
-        return (0, 0)
-    if name.startswith("glibc @"):
-        num, unit = name[7:].split()
-        return (1, int(num) * (MIB if unit == "MiB" else KIB if unit == "KiB" else 1))
-    return (2, ALLOCATOR_ORDER.index(name) if name in ALLOCATOR_ORDER else 99)
+def series_order(key: tuple):
+    """The backends' table order; within one, the default first, then by threshold."""
+    allocator, settings = key
+    names = list(BACKENDS)
+    rank = names.index(allocator) if allocator in names else len(names)
+    return (rank, len(settings), dict(settings).get("mmap_threshold") or 0, str(settings))
 
 
-def threshold_of(name: str) -> int | None:
-    return series_order(name)[1] if name.startswith("glibc @") else None
+def threshold_of(key: tuple) -> int | None:
+    return dict(key[1]).get("mmap_threshold")
+
+
+def is_glibc(key: tuple) -> bool:
+    b = BACKENDS.get(key[0])
+    return b is not None and b.glibc
 
 
 def syscalls_per_op(rec: dict) -> float | None:
@@ -82,7 +94,7 @@ def by_series(recs, pattern):
     out = defaultdict(list)
     for r in recs:
         if r["status"] == "ok" and r["pattern"] == pattern and r["size_bytes"] is not None and r["threads"] == 1:
-            out[series(r)].append(r)
+            out[series_key(r)].append(r)
     return {k: sorted(v, key=lambda r: r["size_bytes"]) for k, v in sorted(out.items(), key=lambda kv: series_order(kv[0]))}
 
 
@@ -99,8 +111,8 @@ def fig_vs_size(recs, pattern, metric, ylabel, title, path, cap, logy=True, band
             continue
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
         sizes += xs
-        style = "-" if name.startswith("glibc") else "--"
-        ax.plot(xs, ys, style, marker="o", ms=3, color=color, label=name)
+        style = "-" if is_glibc(name) else "--"
+        ax.plot(xs, ys, style, marker="o", ms=3, color=color, label=series_label(name))
         if band:
             ax.fill_between(xs, [p[2]["ns_per_op"]["min"] for p in pts],
                             [p[2]["ns_per_op"]["max"] for p in pts], color=color, alpha=0.15)
@@ -116,7 +128,7 @@ def fig_vs_size(recs, pattern, metric, ylabel, title, path, cap, logy=True, band
 
 
 def fig_heatmap(recs, metric, label, title, path, cap):
-    groups = {k: v for k, v in by_series(recs, "churn").items() if k.startswith("glibc")}
+    groups = {k: v for k, v in by_series(recs, "churn").items() if is_glibc(k)}
     if len(groups) < 2:
         return False
     sizes = sorted({r["size_bytes"] for rows in groups.values() for r in rows})
@@ -136,7 +148,7 @@ def fig_heatmap(recs, metric, label, title, path, cap):
     ax.set_xticks(range(len(sizes)))
     ax.set_xticklabels([size_label(s) for s in sizes], rotation=90, fontsize=7)
     ax.set_yticks(range(len(names)))
-    ax.set_yticklabels(names, fontsize=8)
+    ax.set_yticklabels([series_label(n) for n in names], fontsize=8)
     fig.colorbar(im, ax=ax, label=label)
     _finish(fig, ax, title, "allocation size", "mmap threshold", cap, path)
     return True
@@ -156,7 +168,8 @@ def fig_footprint(recs, path, cap):
             pts = [(r["size_bytes"], r[key] * scale) for r in rows if r.get(key) is not None]
             if pts:
                 sizes += [p[0] for p in pts]
-                ax.plot(*zip(*pts), "-" if name.startswith("glibc") else "--", marker="o", ms=3, label=name)
+                ax.plot(*zip(*pts), "-" if is_glibc(name) else "--", marker="o", ms=3,
+                        label=series_label(name))
         _size_axis(ax, sizes)
         ax.set_ylabel(label)
         ax.set_xlabel("allocation size")
@@ -172,7 +185,8 @@ def fig_footprint(recs, path, cap):
 
 def fig_allocators(recs, path, cap, sizes=(64 * KIB, 128 * KIB, 132 * KIB, 256 * KIB)):
     groups = by_series(recs, "churn")
-    wanted = [n for n in groups if n in ("glibc dynamic", "glibc @128 KiB") or not n.startswith("glibc")]
+    # every allocator at its defaults, and glibc at a fixed 128 KiB threshold too
+    wanted = [k for k in groups if not k[1] or dict(k[1]) == {"mmap_threshold": 128 * KIB}]
     if len(wanted) < 2:
         return False
     fig, ax = plt.subplots(figsize=(10, 6))
@@ -183,7 +197,7 @@ def fig_allocators(recs, path, cap, sizes=(64 * KIB, 128 * KIB, 132 * KIB, 256 *
         med = [vals[s]["median"] for s in sizes if s in vals]
         err = [[vals[s]["median"] - vals[s]["min"] for s in sizes if s in vals],
                [vals[s]["max"] - vals[s]["median"] for s in sizes if s in vals]]
-        ax.bar(xs, med, width, yerr=err, label=name, capsize=2)
+        ax.bar(xs, med, width, yerr=err, label=series_label(name), capsize=2)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(sizes))])
     ax.set_xticklabels([size_label(s) for s in sizes])
     ax.set_yscale("log")
@@ -269,9 +283,10 @@ def fig_cost_model(rows, path, cap):
     fig, ax = plt.subplots(figsize=(8, 7))
     groups = defaultdict(list)
     for row in rows:
-        groups[f"{series(row['record'])} {row['record']['pattern']}"].append(row)
-    for name, pts in sorted(groups.items(), key=lambda kv: series_order(kv[0].rsplit(" ", 1)[0])):
-        ax.scatter([p["measured"] for p in pts], [p["predicted"] for p in pts], s=14, label=name)
+        groups[(series_key(row["record"]), row["record"]["pattern"])].append(row)
+    for (key, pattern), pts in sorted(groups.items(), key=lambda kv: (series_order(kv[0][0]), kv[0][1])):
+        ax.scatter([p["measured"] for p in pts], [p["predicted"] for p in pts], s=14,
+                   label=f"{series_label(key)} {pattern}")
     lo = min(min(r["measured"], r["predicted"]) for r in rows) * 0.8
     hi = max(max(r["measured"], r["predicted"]) for r in rows) * 1.2
     ax.plot([lo, hi], [lo, hi], "k-", lw=1, label="predicted = measured")
@@ -328,4 +343,25 @@ def plot_all(recs: list[dict], out_dir: str) -> list[tuple[str, str]]:
         fig_footprint(recs, p("batch_footprint.png"), cap))
     add("allocators_128k.png", "allocators compared around 128 KiB (churn)",
         fig_allocators(recs, p("allocators_128k.png"), cap))
+    return made
+
+
+def plot_cost_model(recs: list[dict], calibration: dict, out_dir: str) -> list[tuple[str, str]]:
+    from .costmodel import evaluate
+
+    rows = evaluate(recs, calibration["units_ns"])
+    if not rows:
+        return []
+    fig_cost_model(rows, os.path.join(out_dir, "cost_model.png"), caption(recs))
+    return [("cost_model.png", "cost model: predicted vs measured")]
+
+
+def plot_everything(recs: list[dict], out_dir: str, probes: dict | None = None,
+                    calibration: dict | None = None) -> list[tuple[str, str]]:
+    """Every figure the report shows: the results', the probes' and the cost model's."""
+    made = plot_all(recs, out_dir)
+    if probes:
+        made += plot_probes(probes, out_dir)
+    if calibration:
+        made += plot_cost_model(recs, calibration, out_dir)
     return made

@@ -3,15 +3,12 @@
 searching observations, never computed; predictions are shown beside them."""
 from __future__ import annotations
 
-import json
 import os
-import subprocess
+import sys
 
 from .glibc import M_ARENA_MAX, M_MMAP_MAX, M_MMAP_THRESHOLD, M_TOP_PAD, M_TRIM_THRESHOLD
-from .plots import size_label
-from .runner import cell_binary, child_env, program
-
-KIB, MIB = 1 << 10, 1 << 20
+from .runner import ChildFailed, cell_binary, child_env, program, run_child
+from .units import KIB, MIB, size_label
 MMAP_THRESHOLD_MAX = 32 * MIB   # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
 DYNAMIC_STEPS = [256 * KIB, 512 * KIB, MIB, 2 * MIB, 4 * MIB, 8 * MIB, 16 * MIB, 32 * MIB - 8192,
                  40 * MIB, 64 * MIB]
@@ -34,10 +31,10 @@ def observe(mode: str, *args, settings: dict | None = None, history=(), exhaust=
         argv.append("history=" + ",".join(map(str, history)))
     if exhaust:
         argv.append("exhaust=1")
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=child_env())
-    if proc.returncode != 0:
-        raise ProbeError(f"{' '.join(argv)}: {proc.stderr.strip() or proc.returncode}")
-    return json.loads(proc.stdout)
+    try:
+        return run_child(argv, timeout=60)
+    except ChildFailed as e:
+        raise ProbeError(f"{' '.join(argv)}: {e}") from None
 
 
 def smallest(pred, lo: int, hi: int) -> int | None:
@@ -106,12 +103,13 @@ def boundary(threshold: int | None = None, allocator: str = "glibc") -> dict:
 
 
 def _toy_in_fresh_python(code: str) -> dict:
-    import sys
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(__file__))})
-    if proc.returncode != 0:
-        raise ProbeError(proc.stderr.strip().splitlines()[-1] if proc.stderr else "toy probe failed")
-    return json.loads(proc.stdout)
+    """The toy's own probes run its Python handles in a fresh interpreter."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        return run_child([sys.executable, "-c", code], timeout=120,
+                         env=child_env(extra={"PYTHONPATH": package_root}))
+    except ChildFailed as e:
+        raise ProbeError(f"toy probe: {e}") from None
 
 
 def _toy_boundary(threshold):
@@ -233,10 +231,10 @@ def arenas(threads=(1, 2, 4, 8), arena_max=(None, 1, 2)) -> dict:
                     f"threads={t}", "spawn=1", "repeats=1", "warmup=0"]
             if limit is not None:
                 argv.append(f"mallopt={M_ARENA_MAX}:{limit}")
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=child_env())
-            if proc.returncode != 0:
-                raise ProbeError(proc.stderr.strip())
-            rep = json.loads(proc.stdout)["repeats"][0]
+            try:
+                rep = run_child(argv, timeout=120)["repeats"][0]
+            except ChildFailed as e:
+                raise ProbeError(f"arenas: {e}") from None
             rows.append({"arena_max": limit, "threads": t, "syscalls": rep["counts"]["syscalls"],
                          "peak_rss_bytes": rep["after"]["peak_rss_bytes"],
                          "rss_growth_bytes": rep["after"]["peak_rss_bytes"] - rep["before"]["rss_bytes"],

@@ -7,8 +7,8 @@ Fields (units in the names; null means "not measured", with the reason in
                              dynamic default)
   pattern, size_bytes        workload; size_bytes is null for a band, which has
   size_lo, size_hi           size_lo..size_hi (for realloc-grow: step..target)
-  ops, threads, live, touch  allocations per thread; threads; live blocks K;
-  seed                       whether every page was written
+  ops, threads, live         allocations per thread; threads; live blocks K
+  touch, seed                whether every page was written; the workload's seed
   repeats, warmup            measured repeats after `warmup` unmeasured ones, all
                              in the cell's one fresh process
   ns_per_op                  {min, median, max} over repeats of wall time / (ops * threads)
@@ -43,7 +43,24 @@ from __future__ import annotations
 
 import statistics
 
+import json
+
+from .backends import BACKENDS
 from .counters import SYSCALLS
+
+# What identifies a cell: a resumed sweep skips a cell whose key is already measured.
+KEY_FIELDS = ("allocator", "settings", "pattern", "size_lo", "size_hi", "ops", "threads",
+              "live", "touch", "seed", "repeats", "warmup")
+
+
+def cell_key(d: dict) -> str:
+    return json.dumps({k: d.get(k) for k in KEY_FIELDS}, sort_keys=True)
+
+
+def series_key(d: dict) -> tuple:
+    """What a line of a figure or a row of a table stands for: the allocator and
+    its settings, as data (labels are made only when drawing)."""
+    return (d["allocator"], tuple(sorted(d["settings"].items())))
 
 
 def _per_op(value, ops):
@@ -69,7 +86,8 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
     last = reps[-1]["after"]
     live_peak = max(r["live_bytes_peak"] for r in reps)
     peak_rss = max((r["after"]["peak_rss_bytes"] or 0) for r in reps) or None
-    if spec["allocator"] == "glibc":
+    glibc_books = BACKENDS[spec["allocator"]].glibc  # mallinfo2 and chunk headers describe its blocks
+    if glibc_books:
         peaks = [r["peak_mallinfo"] for r in reps if r["peak_mallinfo"]]
         # the cell's heap holds only the workload (and a few KiB of its own books)
         footprint = max(p["arena"] + p["hblkhd"] for p in peaks) if peaks else None
@@ -80,7 +98,7 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
         notes.append("footprint_bytes_peak: untouched blocks of a non-glibc allocator leave no trace to measure")
     fragmentation = (1 - live_peak / footprint) if footprint and footprint > 0 else None
     checked = sum(r["checked_blocks"] for r in reps)
-    if spec["allocator"] == "glibc" and checked:
+    if glibc_books and checked:
         mmapped_fraction = sum(r["mmapped_blocks"] for r in reps) / checked
     else:
         mmapped_fraction = None
@@ -127,11 +145,9 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
 
 
 def failed(spec: dict, env: dict, error: str, status: str = "failed") -> dict:
-    """A record for a cell that crashed, hung or was refused ("failed"), or
-    whose allocator is not installed here ("skipped")."""
-    keep = ("allocator", "settings", "pattern", "size_lo", "size_hi", "ops", "threads",
-            "live", "touch", "seed", "repeats", "warmup")
-    rec = {k: spec.get(k) for k in keep}
+    """A record for a cell that did not give a measurement: status "failed"
+    (crashed, hung, refused) or "skipped" (its allocator is not installed here)."""
+    rec = {k: spec.get(k) for k in KEY_FIELDS}
     rec["size_bytes"] = spec["size_lo"] if spec.get("size_lo") == spec.get("size_hi") else None
     rec.update(env=env, status=status, error=error)
     return rec

@@ -3,16 +3,25 @@ from __future__ import annotations
 
 import os
 
-from .plots import (caption, fig_cost_model, plot_all, plot_probes, series, series_order, size_label,
+from .plots import (caption, fig_cost_model, is_glibc, plot_all, plot_probes, series, series_order,
                     syscalls_per_op)
+from .records import series_key
+from .units import KIB, MIB, size_label
 
-KIB = 1 << 10
+
+def glibc_at(threshold: int | None) -> tuple:
+    """The series key of glibc at a fixed mmap threshold (None: the dynamic default)."""
+    return ("glibc", () if threshold is None else (("mmap_threshold", threshold),))
 
 
-def _find(recs, pattern, name, size):
+def at_defaults(allocator: str) -> tuple:
+    return (allocator, ())
+
+
+def _find(recs, pattern, key, size):
     for r in recs:
         if (r["status"] == "ok" and r["pattern"] == pattern and r["threads"] == 1
-                and r["size_bytes"] == size and series(r) == name):
+                and r["size_bytes"] == size and series_key(r) == key):
             return r
     return None
 
@@ -25,7 +34,7 @@ def findings(recs: list[dict]) -> list[str]:
     """Sentences whose every number comes from the records; a finding whose cells
     are missing is left out."""
     out = []
-    dyn, fixed = "glibc dynamic", "glibc @128 KiB"
+    dyn, fixed = glibc_at(None), glibc_at(128 * KIB)
     for size in (256 * KIB, 1024 * KIB):
         a, b = _find(recs, "churn", fixed, size), _find(recs, "churn", dyn, size)
         if a and b:
@@ -41,7 +50,7 @@ def findings(recs: list[dict]) -> list[str]:
             f"132 KiB takes {_ns(hi):,.0f} ns/op ({_ns(hi) / _ns(lo):.0f}x), because every 132 KiB block is "
             f"a fresh mmap ({hi['mmapped_fraction']:.0%} of blocks mmapped) whose pages all fault again.")
     rows = sorted((r for r in recs if r["status"] == "ok" and r["pattern"] == "churn" and r["threads"] == 1
-                   and series(r) == fixed and r["mmapped_fraction"] is not None), key=lambda r: r["size_bytes"])
+                   and series_key(r) == fixed and r["mmapped_fraction"] is not None), key=lambda r: r["size_bytes"])
     first = next((r for r in rows if r["mmapped_fraction"] > 0.5), None)
     if first:
         below = [r for r in rows if r["size_bytes"] < first["size_bytes"]]
@@ -56,7 +65,7 @@ def findings(recs: list[dict]) -> list[str]:
                 f"After a batch of 64 x {size_label(size)} is freed, the dynamic default keeps "
                 f"{a['retained_after_free_bytes'] / 2**20:.1f} MiB resident and the fixed 128 KiB threshold "
                 f"{b['retained_after_free_bytes'] / 2**20:.1f} MiB (RSS growth over the cell's start).")
-    high, b = _find(recs, "churn", "glibc @32 MiB", 256 * KIB), _find(recs, "churn", dyn, 256 * KIB)
+    high, b = _find(recs, "churn", glibc_at(32 * MIB), 256 * KIB), _find(recs, "churn", dyn, 256 * KIB)
     if high and b and high["syscalls"]["brk"] is not None:
         out.append(
             f"Raising M_MMAP_THRESHOLD alone does not make 256 KiB blocks cheap: at 32 MiB, churn takes "
@@ -65,14 +74,14 @@ def findings(recs: list[dict]) -> list[str]:
             "because setting it leaves M_TRIM_THRESHOLD at 128 KiB: every free shrinks the heap and the "
             "next malloc grows it again (the dynamic default raises both thresholds).")
     retained = [r for r in (_find(recs, "batch", n, 1024 * KIB) for n in
-                            (dyn, fixed, "toy", "jemalloc", "tcmalloc", "mimalloc")) if r]
+                            (dyn, fixed, *(at_defaults(a) for a in ("toy", "jemalloc", "tcmalloc", "mimalloc")))) if r]
     retained = [r for r in retained if r["retained_after_free_bytes"] is not None]
     if len(retained) >= 3:
         out.append(f"After {min(retained[0]['live'], retained[0]['ops'])} x 1 MiB blocks are freed, RSS "
                    "still held: " + ", ".join(f"{series(r)} {r['retained_after_free_bytes'] / 2**20:.1f} MiB"
                                                for r in retained) + ".")
     cands = [r for r in (_find(recs, "churn", n, 132 * KIB) for n in
-                         (dyn, fixed, "toy", "jemalloc", "tcmalloc", "mimalloc")) if r]
+                         (dyn, fixed, *(at_defaults(a) for a in ("toy", "jemalloc", "tcmalloc", "mimalloc")))) if r]
     if len(cands) >= 3:
         cands.sort(key=_ns)
         out.append("At 132 KiB churn, fastest to slowest: " + ", ".join(
@@ -90,13 +99,14 @@ TABLE_SIZES = (4 * KIB, 64 * KIB, 128 * KIB, 132 * KIB, 256 * KIB, 1024 * KIB, 4
 
 def _table_series(r) -> bool:
     """glibc's default and the folklore 128 KiB line, and every other allocator."""
-    return r["allocator"] != "glibc" or series(r) in ("glibc dynamic", "glibc @128 KiB")
+    key = series_key(r)
+    return key in (glibc_at(None), glibc_at(128 * KIB)) or (not is_glibc(key) and not r["settings"])
 
 
 def churn_table(recs):
     rows = [r for r in recs if r["status"] == "ok" and r["pattern"] == "churn" and r["threads"] == 1
             and r["size_bytes"] in TABLE_SIZES and _table_series(r)]
-    rows.sort(key=lambda r: (r["size_bytes"], series_order(series(r))))
+    rows.sort(key=lambda r: (r["size_bytes"], series_order(series_key(r))))
     lines = ["| size | allocator | ops | ns/op (median) | min..max | syscalls/op | faults/op |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -110,7 +120,7 @@ def churn_table(recs):
 def batch_table(recs):
     rows = [r for r in recs if r["status"] == "ok" and r["pattern"] == "batch" and r["threads"] == 1
             and r["size_bytes"] in TABLE_SIZES and _table_series(r)]
-    rows.sort(key=lambda r: (r["size_bytes"], r["live"], series_order(series(r))))
+    rows.sort(key=lambda r: (r["size_bytes"], r["live"], series_order(series_key(r))))
     mib = lambda n: "-" if n is None else f"{n / 2**20:.1f}"  # noqa: E731
     lines = ["| blocks | allocator | ns/op | peak RSS MiB | retained after free-all MiB | fragmentation at peak |",
              "|---|---|---:|---:|---:|---:|"]

@@ -1,8 +1,10 @@
-"""Results files: JSON Lines, one record per cell, appended atomically."""
+"""Results files: JSON Lines, one record per cell, appended atomically; and
+JSON documents (probes, calibration) replaced atomically."""
 from __future__ import annotations
 
 import json
 import os
+import sys
 
 
 def append_record(path: str, rec: dict) -> None:
@@ -18,35 +20,71 @@ def append_record(path: str, rec: dict) -> None:
         os.close(fd)
 
 
+def write_json_atomically(path: str, obj) -> None:
+    """A half-written file never replaces a good one."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
 class ResultsError(ValueError):
     pass
 
 
 def load_records(path: str) -> list[dict]:
-    """Every record of a results file; ResultsError says what is wrong and where."""
+    """Every record of a results file; ResultsError says what is wrong and where.
+    A last line cut short (a kill or power loss during its write: no newline at
+    the end of the file) is set aside with a warning; a bad line anywhere else
+    is an error naming it."""
     if not os.path.exists(path):
         raise ResultsError(f"{path}: no such results file")
     out = []
     with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
+        lines = f.readlines()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            if n == len(lines) and not line.endswith("\n"):
+                print(f"allocbench: warning: {path}:{n}: the last line was cut short "
+                      f"({len(line)} bytes, not JSON); set aside, its cell will be measured again",
+                      file=sys.stderr)
                 continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ResultsError(f"{path}:{n}: not JSON ({e.msg})") from None
-            if not isinstance(rec, dict) or "allocator" not in rec or "status" not in rec:
-                raise ResultsError(f"{path}:{n}: not an allocbench record")
-            out.append(rec)
+            raise ResultsError(f"{path}:{n}: not JSON ({e.msg})") from None
+        if not isinstance(rec, dict) or "allocator" not in rec or "status" not in rec:
+            raise ResultsError(f"{path}:{n}: not an allocbench record")
+        out.append(rec)
     if not out:
         raise ResultsError(f"{path}: no records")
     return out
 
 
+def set_aside_partial_tail(path: str) -> str | None:
+    """Before appending to a results file: a last line cut short is moved to
+    PATH.partial and the file truncated after its last complete line, so the
+    next record starts on a line of its own.  Returns a warning, or None."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return None
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data.endswith(b"\n"):
+            return None
+        cut = data.rfind(b"\n") + 1
+        with open(path + ".partial", "ab") as aside:
+            aside.write(data[cut:] + b"\n")
+        f.truncate(cut)
+    line = data[:cut].count(b"\n") + 1
+    return (f"{path}:{line}: the last line was cut short ({len(data) - cut} bytes); "
+            f"moved to {path}.partial, its cell will be measured again")
+
+
 def latest_per_cell(recs: list[dict]) -> list[dict]:
     """One record per cell: a resumed sweep may have measured a cell again after
     it failed; the last ok record wins, else the last record."""
-    from .sweep import cell_key
+    from .records import cell_key
 
     best = {}
     for r in recs:

@@ -3,7 +3,10 @@ C program allocbench-cell (with LD_PRELOAD for a preloaded allocator), and turns
 its JSON into a record; a crash or hang becomes a failed record.  The cell is C,
 not Python, so its heap holds only the workload's blocks: a Python child's heap
 already has free chunks and a large top chunk that serve requests above the
-mmap threshold with no mmap at all."""
+mmap threshold with no mmap at all.
+
+Every child allocbench starts (cells, probes, calibration, a fresh interpreter)
+goes through run_child: one timeout rule, one environment rule."""
 from __future__ import annotations
 
 import json
@@ -11,63 +14,79 @@ import os
 import signal
 import subprocess
 
-from . import machine, records
-from ._native import PATTERNS  # the C list, csrc/workloads.c
-from .backends import BACKENDS, GLIBC_SETTINGS, TOY_SETTINGS
+from . import _native, machine, records
+from ._native import CELL_DEFAULTS, PATTERNS  # the C defaults and list, csrc/workloads.c
+from .backends import BACKENDS
 from .counters import METHODS
-from .toy import check_setting as check_toy_setting
 
 DEFAULT_TIMEOUT_S = 300
 
 
-def make_spec(allocator="glibc", pattern="churn", size=None, size_lo=None, size_hi=None,
-              ops=10000, threads=1, live=64, touch=True, seed=1, repeats=5, warmup=1,
-              settings=None, counter_method="auto") -> dict:
-    """A validated cell description; ValueError names what is wrong."""
-    from .glibc import MALLOPT_PARAMS
+class ChildFailed(RuntimeError):
+    """A child that crashed, hung, exited non-zero or printed no JSON; the message says which."""
 
+
+def child_env(preload: str | None = None, extra: dict | None = None) -> dict:
+    """This environment for a measured child: its malloc is the one asked for,
+    never an LD_PRELOAD inherited from whoever started allocbench."""
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    if preload:
+        env["LD_PRELOAD"] = preload
+    env.update(extra or {})
+    return env
+
+
+def run_child(argv: list[str], env: dict | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> dict:
+    """Run one child and parse the JSON object on its last line of output.
+    Raises ChildFailed with the reason; Ctrl-C that reached the child too
+    becomes KeyboardInterrupt."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              env=child_env() if env is None else env)
+    except subprocess.TimeoutExpired:
+        raise ChildFailed(f"timeout: no result within {timeout:g} s") from None
+    if proc.returncode == -signal.SIGINT:
+        raise KeyboardInterrupt
+    if proc.returncode < 0:
+        raise ChildFailed(f"crashed: killed by {signal.Signals(-proc.returncode).name}")
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ChildFailed(f"exit status {proc.returncode}: {tail}")
+    try:
+        return json.loads(lines[-1])
+    except json.JSONDecodeError:
+        raise ChildFailed(f"unreadable output: {lines[-1][:200]!r}") from None
+
+
+def make_spec(allocator="glibc", pattern="churn", size=None, size_lo=None, size_hi=None,
+              ops=None, threads=None, live=None, touch=None, seed=None, repeats=None, warmup=None,
+              settings=None, counter_method="auto") -> dict:
+    """A validated cell description; ValueError names what is wrong.  Omitted
+    values take the C defaults; the ranges are checked by the C validator."""
     if allocator not in BACKENDS:
         raise ValueError(f"unknown allocator {allocator!r}; known: {', '.join(BACKENDS)}")
-    if pattern not in PATTERNS:
-        raise ValueError(f"unknown pattern {pattern!r}; known: {', '.join(PATTERNS)}")
     if size is not None:
         if size_lo is not None or size_hi is not None:
             raise ValueError("give either a size or a size band (size_lo, size_hi), not both")
         size_lo = size_hi = size
     if size_lo is None or size_hi is None:
         raise ValueError("a size (or size_lo and size_hi) is required")
-    if pattern == "band" and size_lo == size_hi:
-        raise ValueError("pattern band needs size_lo < size_hi")
-    if pattern == "realloc-grow" and size_lo == size_hi:
-        raise ValueError("pattern realloc-grow needs size_lo (the step) < size_hi (the target)")
-    for name, value, lo, hi in (("size_lo", size_lo, 0, 1 << 40), ("size_hi", size_hi, 0, 1 << 40),
-                                ("ops", ops, 1, 10**9), ("threads", threads, 1, 256),
-                                ("live", live, 1, 1 << 20), ("repeats", repeats, 1, 1000),
-                                ("warmup", warmup, 0, 100), ("seed", seed, 0, 2**63)):
-        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-            raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
-    if size_lo > size_hi:
-        raise ValueError(f"size_lo {size_lo} exceeds size_hi {size_hi}")
+    given = {"ops": ops, "threads": threads, "live": live, "touch": touch, "seed": seed,
+             "repeats": repeats, "warmup": warmup}
+    v = {k: CELL_DEFAULTS[k] if x is None else x for k, x in given.items()}
+    _native.check_cell(pattern, size_lo, size_hi, v["ops"], v["threads"], v["live"], v["seed"],
+                       v["repeats"], v["warmup"])
+    backend = BACKENDS[allocator]
     settings = dict(settings or {})
     for key, value in settings.items():
-        if key in TOY_SETTINGS:
-            if allocator != "toy":
-                raise ValueError(f"{key} is a toy allocator setting; it does not apply to {allocator}")
-            check_toy_setting(key.removeprefix("toy_"), value, prefix="toy_")
-            continue
-        if key not in GLIBC_SETTINGS:
-            raise ValueError(f"unknown setting {key!r}; known: {', '.join(GLIBC_SETTINGS + TOY_SETTINGS)}")
-        if not BACKENDS[allocator].glibc:
-            raise ValueError(f"{key} is a glibc mallopt setting; it does not apply to {allocator}")
-        p = MALLOPT_PARAMS[key]
-        if not isinstance(value, int) or not p.lo <= value <= p.hi:
-            raise ValueError(f"{key} must be in [{p.lo}, {p.hi}] ({p.why}), got {value!r}")
+        backend.setting(key).check(value)
     if counter_method != "auto" and counter_method not in METHODS:
         raise ValueError(f"unknown counter method {counter_method!r}; expected auto or one of {METHODS}")
     return {"allocator": allocator, "settings": settings, "pattern": pattern,
-            "size_lo": size_lo, "size_hi": size_hi, "ops": ops, "threads": threads,
-            "live": live, "touch": bool(touch), "seed": seed, "repeats": repeats,
-            "warmup": warmup, "counter_method": counter_method}
+            "size_lo": size_lo, "size_hi": size_hi, "ops": v["ops"], "threads": v["threads"],
+            "live": v["live"], "touch": bool(v["touch"]), "seed": v["seed"], "repeats": v["repeats"],
+            "warmup": v["warmup"], "counter_method": counter_method}
 
 
 def program(name: str, override: str | None = None) -> str:
@@ -84,59 +103,27 @@ def cell_binary() -> str:
     return program("allocbench-cell", "ALLOCBENCH_CELL")
 
 
-def child_env(preload: str | None = None) -> dict:
-    """This environment for a measured child: its malloc is the one asked for,
-    never an LD_PRELOAD inherited from whoever started allocbench."""
-    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-    if preload:
-        env["LD_PRELOAD"] = preload
-    return env
-
-
-def cell_argv(spec: dict) -> list[str]:
-    from .glibc import MALLOPT_PARAMS
-    from .toy import POLICIES
-
+def cell_argv(spec: dict, extra: tuple = ()) -> list[str]:
     backend = BACKENDS[spec["allocator"]]
-    kind = backend.in_process or ("glibc" if backend.glibc else "libc")
-    argv = [cell_binary(), f"allocator={kind}",
+    argv = [cell_binary(), f"allocator={backend.cell}",
             f"method={spec['counter_method']}", f"touch={int(spec['touch'])}"]
     argv += [f"{k}={spec[k]}" for k in ("pattern", "size_lo", "size_hi", "ops", "threads",
                                         "live", "seed", "repeats", "warmup")]
-    for k, v in spec["settings"].items():
-        if k == "toy_policy":
-            argv.append(f"toy_policy={POLICIES.index(v)}")
-        elif k in TOY_SETTINGS:
-            argv.append(f"{k}={v}")
-        else:
-            argv.append(f"mallopt={MALLOPT_PARAMS[k].value}:{v}")
-    return argv
+    argv += [backend.setting(k).cell_arg(v) for k, v in spec["settings"].items()]
+    return argv + list(extra)
 
 
 def run_cell(spec: dict, timeout: float = DEFAULT_TIMEOUT_S, env_info: dict | None = None) -> dict:
     """Measure one cell in a fresh process; never raises for the child's failures."""
     env_info = env_info or machine.describe()
-    why = BACKENDS[spec["allocator"]].unavailable_reason()
+    backend = BACKENDS[spec["allocator"]]
+    why = backend.unavailable_reason()
     if why:
         return records.failed(spec, env_info, why, status="skipped")
-    env = child_env(BACKENDS[spec["allocator"]].library_path())
     try:
-        proc = subprocess.run(cell_argv(spec), capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return records.failed(spec, env_info, f"timeout: no result within {timeout:g} s")
-    if proc.returncode == -signal.SIGINT:
-        raise KeyboardInterrupt  # Ctrl-C reached the cell too: stop, record nothing for it
-    if proc.returncode < 0:
-        name = signal.Signals(-proc.returncode).name
-        return records.failed(spec, env_info, f"crashed: killed by {name}")
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return records.failed(spec, env_info, f"exit status {proc.returncode}: {tail}")
-    try:
-        raw = json.loads(lines[-1])
-    except json.JSONDecodeError:
-        return records.failed(spec, env_info, f"unreadable cell output: {lines[-1][:200]!r}")
+        raw = run_child(cell_argv(spec), env=child_env(backend.library_path()), timeout=timeout)
+    except ChildFailed as e:
+        return records.failed(spec, env_info, str(e))
     if raw.get("error"):
         return records.failed(spec, env_info, raw["error"])
     return records.build(spec, raw, env_info)

@@ -8,9 +8,10 @@ import time
 
 from . import machine, runner
 from .backends import BACKENDS
-from .results import append_record, load_records, ResultsError
+from .records import cell_key
+from .results import ResultsError, append_record, load_records, set_aside_partial_tail
+from .units import KIB, MIB
 
-KIB, MIB = 1 << 10, 1 << 20
 DYNAMIC = None  # glibc's default, dynamic threshold
 
 LOG_SIZES = [KIB << i for i in range(0, 14, 2)] + [8 * MIB]          # 1K 4K ... 4M 8M
@@ -28,8 +29,10 @@ def threshold_neighbours(thresholds, up_to=8 * MIB) -> list[int]:
     return sorted({s for t in thresholds if t and t <= up_to for s in (t - 4 * KIB, t + 4 * KIB)})
 
 
-# Each block: a pattern over allocators x thresholds x sizes.  Thresholds apply
-# to glibc only; other allocators run once per size.
+# Each block: a pattern over allocators x settings x sizes.  "settings" is a list
+# of settings dicts; each allocator runs the entries whose keys are all its own
+# settings (none: its defaults, {}).  "thresholds" is shorthand for settings
+# [{"mmap_threshold": t}, ...] (None: the dynamic default).
 PRESETS = {
     "quick": {
         "repeats": 3, "budget_bytes": 32 * MIB,
@@ -101,6 +104,18 @@ def expand(grid: dict, allocators=None, patterns=None) -> list[dict]:
     return specs
 
 
+def _settings_for(backend, block) -> list[dict]:
+    """The settings entries of a block that apply to this backend."""
+    own = {s.name for s in backend.settings}
+    entries = block.get("settings")
+    if entries is None:
+        entries = [{} if t is None else {"mmap_threshold": t} for t in block.get("thresholds", [DYNAMIC])]
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise TypeError("settings must be a list of objects")
+    mine = [e for e in entries if set(e) <= own]
+    return mine or [{}]
+
+
 def _expand_block(block, repeats, budget, allocators, patterns):
     pattern = block["pattern"]
     if patterns and pattern not in patterns:
@@ -111,9 +126,7 @@ def _expand_block(block, repeats, budget, allocators, patterns):
             continue
         if allocator not in BACKENDS:
             raise ValueError(f"unknown allocator {allocator!r}; known: {', '.join(BACKENDS)}")
-        thresholds = block.get("thresholds", [DYNAMIC]) if BACKENDS[allocator].glibc else [DYNAMIC]
-        for threshold in thresholds:
-            settings = {} if threshold is None else {"mmap_threshold": threshold}
+        for settings in _settings_for(BACKENDS[allocator], block):
             for lo, hi in bands:
                 yield runner.make_spec(
                     allocator=allocator, pattern=pattern, size_lo=lo, size_hi=hi,
@@ -122,19 +135,14 @@ def _expand_block(block, repeats, budget, allocators, patterns):
                     repeats=repeats, settings=settings)
 
 
-KEY_FIELDS = ("allocator", "settings", "pattern", "size_lo", "size_hi", "ops", "threads",
-              "live", "touch", "seed", "repeats", "warmup")
-
-
-def cell_key(d: dict) -> str:
-    return json.dumps({k: d.get(k) for k in KEY_FIELDS}, sort_keys=True)
-
-
 def run_sweep(specs: list[dict], out: str, timeout: float = runner.DEFAULT_TIMEOUT_S,
               progress: bool | None = None) -> dict:
     """Run every spec not already in `out`.  Returns counts; KeyboardInterrupt
     propagates after the current cell, with everything measured already on disk."""
     done = set()
+    warning = set_aside_partial_tail(out)
+    if warning:
+        print(f"allocbench: warning: {warning}", file=sys.stderr)
     try:
         done = {cell_key(r) for r in load_records(out) if r.get("status") == "ok"}
     except ResultsError as e:

@@ -14,11 +14,13 @@ configured by TOYALLOC_THRESHOLD, TOYALLOC_CACHE_CAP (bytes) and TOYALLOC_POLICY
 """
 from __future__ import annotations
 
+import os
+
 from . import _native
 from ._native import TOY_MAX_THRESHOLD_BYTES, TOY_POLICIES
 from ._native import ToyBlock as Block
 
-__all__ = ["Block", "POLICIES", "configure", "config", "stats"]
+__all__ = ["Block", "POLICIES", "configure", "config", "library_path", "stats"]
 POLICIES = TOY_POLICIES
 
 
@@ -27,19 +29,12 @@ def config() -> dict:
     return _native.toy_get_config_raw()
 
 
-def check_setting(name: str, value, prefix: str = "") -> None:
-    """ValueError unless `value` is valid for the toy's threshold, cache_cap or policy."""
-    if name == "threshold":
-        ok, want = isinstance(value, int) and 0 <= value <= TOY_MAX_THRESHOLD_BYTES, \
-            f"in [0, {TOY_MAX_THRESHOLD_BYTES}]"
-    elif name == "cache_cap":
-        ok, want = isinstance(value, int) and 0 <= value < 2**63, "a byte count >= 0"
-    elif name == "policy":
-        ok, want = value in POLICIES, f"one of {', '.join(POLICIES)}"
-    else:
-        raise ValueError(f"unknown toy setting {prefix}{name!r}")
-    if not ok or isinstance(value, bool):
-        raise ValueError(f"{prefix}{name} must be {want}, got {value!r}")
+def library_path() -> str | None:
+    """libtoyalloc.so (built by `make build`), or None when it is not built."""
+    from .backends import toy_library
+
+    path = toy_library()
+    return path if os.path.exists(path) else None
 
 
 def configure(threshold: int | None = None, cache_cap: int | None = None,
@@ -49,9 +44,11 @@ def configure(threshold: int | None = None, cache_cap: int | None = None,
     threshold = cur["threshold"] if threshold is None else threshold
     cache_cap = cur["cache_cap"] if cache_cap is None else cache_cap
     policy = cur["policy"] if policy is None else policy
-    check_setting("threshold", threshold)
-    check_setting("cache_cap", cache_cap)
-    check_setting("policy", policy)
+    from .backends import BACKENDS
+
+    toy = BACKENDS["toy"]
+    for name, value in (("threshold", threshold), ("cache_cap", cache_cap), ("policy", policy)):
+        toy.setting(f"toy_{name}").check(value)  # the one table of the toy's settings
     _native.toy_configure_raw(threshold, cache_cap, POLICIES.index(policy))
 
 

@@ -1,8 +1,10 @@
 /* allocbench-calibrate: this host's unit costs, for the report's cost model.
  * Prints one JSON object (nanoseconds, each the median of RUNS loops):
  *   map_cycle          {pages: ns} for mmap of N pages + touching every page +
- *                      munmap; the caller fits ns = pair + N x fault_page, which
- *                      separates the per-mapping cost from the per-page one
+ *                      munmap; the cost model takes the slope between the two
+ *                      measured sizes around a cell's page count (piecewise, no
+ *                      fitted line) for a page's life, and the 1-page cycle less
+ *                      that slope for the mmap + munmap pair
  *   brk_call           one brk call (sbrk +4 KiB and back, per call)
  *   madvise_call       madvise(MADV_DONTNEED) of one untouched page
  *   mprotect_call      mprotect of one page

@@ -5,7 +5,7 @@
  *
  *   allocbench-cell key=value ...
  *     allocator=glibc|libc|toy  (libc: whatever LD_PRELOAD put behind malloc)
- *     toy_threshold=N toy_cache_cap=N toy_policy=0..3 (allocator=toy only)
+ *     toy_threshold=N toy_cache_cap=N toy_policy=NAME (allocator=toy only)
  *     pattern=NAME size_lo=N size_hi=N ops=N threads=N live=N touch=0|1 seed=N
  *     repeats=N warmup=N method=auto|perf|strace|none spawn=0|1 (workers on new threads)
  *     mallopt=PARAM:VALUE (repeatable; PARAM is the M_* number)
@@ -61,16 +61,12 @@ static void json_str(const char *s)
 static void json_footprint(const ab_footprint *f)
 {
     printf("{\"rss_bytes\":%lld,\"anon_bytes\":%lld,\"peak_rss_bytes\":%lld,\"heap_top\":%llu,"
-           "\"mallinfo2\":{\"arena\":%llu,\"ordblks\":%llu,\"smblks\":%llu,\"hblks\":%llu,"
-           "\"hblkhd\":%llu,\"usmblks\":%llu,\"fsmblks\":%llu,\"uordblks\":%llu,"
-           "\"fordblks\":%llu,\"keepcost\":%llu}}",
+           "\"mallinfo2\":{",
            (long long)f->rss_bytes, (long long)f->anon_bytes, (long long)f->peak_rss_bytes,
-           (unsigned long long)f->heap_top, (unsigned long long)f->arena,
-           (unsigned long long)f->ordblks, (unsigned long long)f->smblks,
-           (unsigned long long)f->hblks, (unsigned long long)f->hblkhd,
-           (unsigned long long)f->usmblks, (unsigned long long)f->fsmblks,
-           (unsigned long long)f->uordblks, (unsigned long long)f->fordblks,
-           (unsigned long long)f->keepcost);
+           (unsigned long long)f->heap_top);
+    for (int i = 0; i < AB_NMALLINFO2; i++)
+        printf("%s\"%s\":%llu", i ? "," : "", ab_mallinfo2_names[i], (unsigned long long)f->mallinfo2[i]);
+    printf("}}");
 }
 
 static void json_repeat(const ab_run_stats *s, const ab_footprint *before, const ab_footprint *after)
@@ -106,52 +102,28 @@ static void json_repeat(const ab_run_stats *s, const ab_footprint *before, const
     putchar('}');
 }
 
-/* perf, else strace, else none; `note` collects why the better ones failed. */
-static const char *open_counters(ab_counter *c, const char *method, char *note, size_t cap)
-{
-    static const char *const names[] = {"none", "perf", "strace"};
-    int order[3] = {AB_METHOD_PERF, AB_METHOD_STRACE, AB_METHOD_NONE}, n = 3;
-    if (strcmp(method, "auto")) {
-        n = 1;
-        if (!strcmp(method, "perf")) order[0] = AB_METHOD_PERF;
-        else if (!strcmp(method, "strace")) order[0] = AB_METHOD_STRACE;
-        else if (!strcmp(method, "none")) order[0] = AB_METHOD_NONE;
-        else return NULL;
-    }
-    note[0] = '\0';
-    for (int i = 0; i < n; i++) {
-        if (ab_counter_open(c, order[i], getenv("ALLOCBENCH_TRACEFS"), getenv("ALLOCBENCH_STRACE")) == 0)
-            return names[order[i]];
-        size_t used = strlen(note);
-        snprintf(note + used, cap - used, "%s%s: %s", used ? "; " : "", names[order[i]], c->error);
-    }
-    return NULL;
-}
-
 int main(int argc, char **argv)
 {
-    ab_workload w;
-    memset(&w, 0, sizeof w);
-    const char *pattern = opt_str(argc, argv, "pattern", "churn");
-    w.pattern = -1;
-    for (int i = 0; i < AB_NPATTERNS; i++)
-        if (!strcmp(pattern, ab_pattern_names[i]))
-            w.pattern = i;
-    w.size_lo = opt_num(argc, argv, "size_lo", 0);
+    ab_cell_spec spec = ab_cell_defaults;
+    ab_workload w = spec.w;
+    w.pattern = ab_pattern_of(opt_str(argc, argv, "pattern", ab_pattern_names[w.pattern]));
+    w.size_lo = opt_num(argc, argv, "size_lo", w.size_lo);
     w.size_hi = opt_num(argc, argv, "size_hi", w.size_lo);
-    w.ops = opt_num(argc, argv, "ops", 10000);
-    w.threads = (int)opt_num(argc, argv, "threads", 1);
-    w.live = (uint32_t)opt_num(argc, argv, "live", 64);
-    w.touch = (int)opt_num(argc, argv, "touch", 1);
-    w.seed = opt_num(argc, argv, "seed", 1);
+    w.ops = opt_num(argc, argv, "ops", w.ops);
+    w.threads = (int)opt_num(argc, argv, "threads", (unsigned long long)w.threads);
+    w.live = (uint32_t)opt_num(argc, argv, "live", w.live);
+    w.touch = (int)opt_num(argc, argv, "touch", (unsigned long long)w.touch);
+    w.seed = opt_num(argc, argv, "seed", w.seed);
     w.spawn = (int)opt_num(argc, argv, "spawn", 0);
-    unsigned long long repeats = opt_num(argc, argv, "repeats", 5);
-    unsigned long long warmup = opt_num(argc, argv, "warmup", 1);
-    const char *bad = ab_workload_check(&w);
-    if (bad || repeats < 1 || repeats > 1000) {
-        fprintf(stderr, "allocbench-cell: %s\n", bad ? bad : "repeats must be 1..1000");
+    spec.w = w;
+    spec.repeats = opt_num(argc, argv, "repeats", spec.repeats);
+    spec.warmup = opt_num(argc, argv, "warmup", spec.warmup);
+    const char *bad = ab_cell_check(&spec);
+    if (bad) {
+        fprintf(stderr, "allocbench-cell: %s\n", bad);
         return 2;
     }
+    unsigned long long repeats = spec.repeats, warmup = spec.warmup;
 
     ab_allocator a = ab_libc_allocator;
     const char *allocator = opt_str(argc, argv, "allocator", "glibc");
@@ -164,10 +136,14 @@ int main(int argc, char **argv)
         toy_get_config(&tc);
         tc.threshold = opt_num(argc, argv, "toy_threshold", tc.threshold);
         tc.cache_cap = opt_num(argc, argv, "toy_cache_cap", tc.cache_cap);
-        tc.policy = (int)opt_num(argc, argv, "toy_policy", (unsigned long long)tc.policy);
+        const char *policy = opt_str(argc, argv, "toy_policy", toy_policy_names[tc.policy]);
+        tc.policy = -1;
+        for (int i = 0; i < TOY_NPOLICIES; i++)
+            if (!strcmp(policy, toy_policy_names[i]))
+                tc.policy = i;
         if (toy_configure(&tc)) {
-            fprintf(stderr, "allocbench-cell: toy threshold must be <= %zu and policy 0..3\n",
-                    (size_t)TOY_MAX_THRESHOLD);
+            fprintf(stderr, "allocbench-cell: toy threshold must be <= %zu and policy one of "
+                    "keep, dontneed, free, unmap\n", (size_t)TOY_MAX_THRESHOLD);
             return 2;
         }
     } else if (strcmp(allocator, "glibc")) {
@@ -191,7 +167,7 @@ int main(int argc, char **argv)
 
     ab_counter c;
     char note[2048];
-    const char *method = open_counters(&c, opt_str(argc, argv, "method", "auto"), note, sizeof note);
+    const char *method = ab_counter_open_named(&c, opt_str(argc, argv, "method", "auto"), note, sizeof note);
     if (!method) {
         fprintf(stderr, "allocbench-cell: counter method unavailable: %s\n", note);
         return 3;

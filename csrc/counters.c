@@ -28,8 +28,27 @@
 extern char **environ;
 
 const char *const ab_syscall_names[AB_NSYSCALLS] = {
-    "brk", "mmap", "munmap", "mremap", "madvise", "mprotect",
+#define AB_SYS_NAME(name) #name,
+    AB_SYSCALL_LIST(AB_SYS_NAME)
+#undef AB_SYS_NAME
 };
+
+const char *const ab_method_names[AB_NMETHODS] = {
+#define AB_METHOD_NAME(e, v, name) [v] = name,
+    AB_METHOD_LIST(AB_METHOD_NAME)
+#undef AB_METHOD_NAME
+};
+
+const char *const ab_mallinfo2_names[AB_NMALLINFO2] = {
+#define AB_MI_NAME(name) #name,
+    AB_MALLINFO2_LIST(AB_MI_NAME)
+#undef AB_MI_NAME
+};
+
+/* strace's filter: the counted syscalls plus the window markers' faccessat */
+#define AB_STRACE_NAME(name) #name ","
+static const char strace_filter[] = "trace=" AB_SYSCALL_LIST(AB_STRACE_NAME) "faccessat";
+#undef AB_STRACE_NAME
 
 static void set_error(ab_counter *c, const char *fmt, ...)
 {
@@ -81,8 +100,17 @@ static int tracepoint_id(const char *tracefs, const char *name, ab_counter *c)
 
 static int perf_open(ab_counter *c, const char *tracefs)
 {
+    static const char *const candidates[] = {"/sys/kernel/tracing", "/sys/kernel/debug/tracing"};
     if (!tracefs || !*tracefs)
-        tracefs = "/sys/kernel/tracing";
+        tracefs = getenv("ALLOCBENCH_TRACEFS");
+    for (int i = 0; (!tracefs || !*tracefs) && i < 2; i++) {
+        char probe[128];
+        snprintf(probe, sizeof probe, "%s/events/syscalls", candidates[i]);
+        if (access(probe, F_OK) == 0)
+            tracefs = candidates[i];
+    }
+    if (!tracefs || !*tracefs)
+        tracefs = candidates[0];  /* the error names the usual mount point */
     for (int i = 0; i < AB_NSYSCALLS; i++) {
         int id = tracepoint_id(tracefs, ab_syscall_names[i], c);
         if (id < 0)
@@ -123,8 +151,22 @@ static int perf_read(ab_counter *c, uint64_t vals[1 + AB_NSYSCALLS])
 
 static int strace_open(ab_counter *c, const char *strace_path)
 {
+    char found[256] = "";
     if (!strace_path || !*strace_path)
+        strace_path = getenv("ALLOCBENCH_STRACE");
+    if (!strace_path || !*strace_path) {
+        const char *path = getenv("PATH");
         strace_path = "/usr/bin/strace";
+        while (path && *path) {  /* the first strace on PATH */
+            size_t n = strcspn(path, ":");
+            snprintf(found, sizeof found, "%.*s/strace", (int)n, path);
+            if (access(found, X_OK) == 0) {
+                strace_path = found;
+                break;
+            }
+            path += n + (path[n] == ':');
+        }
+    }
     if (access(strace_path, X_OK) != 0) {
         set_error(c, "%s: %s (Debian package strace)", strace_path, strerror(errno));
         return -1;
@@ -174,15 +216,11 @@ static int strace_begin(ab_counter *c)
     prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);  /* Yama: let our child trace us */
     char pid[32];
     snprintf(pid, sizeof pid, "%d", getpid());
-    char *argv[] = {"strace", "-f", "-qq", "-e",
-                    "trace=brk,mmap,munmap,mremap,madvise,mprotect,faccessat",
+    char *argv[] = {"strace", "-f", "-qq", "-e", (char *)strace_filter,
                     "-o", c->strace_log, "-p", pid, NULL};
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    int err = posix_spawn(&c->strace_pid, c->strace_path, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
+    /* No file actions: adding one mallocs, and this runs inside ab_window_begin.
+     * strace writes its trace to -o; with -qq it says nothing on stdio. */
+    int err = posix_spawn(&c->strace_pid, c->strace_path, NULL, NULL, argv, environ);
     if (err) {
         set_error(c, "spawning %s: %s", c->strace_path, strerror(err));
         return -1;
@@ -290,6 +328,36 @@ int ab_counter_open(ab_counter *c, int method, const char *tracefs, const char *
     return rc;
 }
 
+const int ab_method_order[AB_NMETHODS] = {
+#define AB_METHOD_ORDER(e, v, n) e,
+    AB_METHOD_LIST(AB_METHOD_ORDER)
+#undef AB_METHOD_ORDER
+};
+
+const char *ab_counter_open_named(ab_counter *c, const char *name, char *note, size_t cap)
+{
+    const int *order = ab_method_order;
+    const char *env = getenv("ALLOCBENCH_COUNTER_METHOD");
+    if ((!name || !strcmp(name, "auto")) && env && *env)
+        name = env;  /* the user's default, for cells, probes and Python alike */
+    int any = !name || !strcmp(name, "auto");
+    note[0] = '\0';
+    for (int i = 0; i < AB_NMETHODS; i++) {
+        const char *n = ab_method_names[order[i]];
+        if (!any && strcmp(name, n))
+            continue;
+        if (ab_counter_open(c, order[i], NULL, NULL) == 0)
+            return n;
+        size_t used = strlen(note);
+        snprintf(note + used, cap - used, "%s%s: %s", used ? "; " : "", n, c->error);
+        if (!any)
+            return NULL;
+    }
+    if (!any)
+        snprintf(note, cap, "unknown counter method %s", name);
+    return NULL;
+}
+
 void ab_counter_close(ab_counter *c)
 {
     for (int i = 0; i < AB_NSYSCALLS; i++)
@@ -364,12 +432,16 @@ int ab_footprint_read(ab_footprint *f)
     if (read_small("/proc/self/status", buf, sizeof buf) > 0)
         f->peak_rss_bytes = kb_field(buf, "\nVmHWM:");
     f->heap_top = (uintptr_t)sbrk(0);
-    struct mallinfo2 mi = mallinfo2();
-    f->arena = mi.arena; f->ordblks = mi.ordblks; f->smblks = mi.smblks;
-    f->hblks = mi.hblks; f->hblkhd = mi.hblkhd; f->usmblks = mi.usmblks;
-    f->fsmblks = mi.fsmblks; f->uordblks = mi.uordblks; f->fordblks = mi.fordblks;
-    f->keepcost = mi.keepcost;
+    ab_mallinfo2_read(f->mallinfo2);
     return f->rss_bytes < 0 ? -1 : 0;
+}
+
+void ab_mallinfo2_read(uint64_t out[AB_NMALLINFO2])
+{
+    struct mallinfo2 mi = mallinfo2();
+#define AB_MI_COPY(name) out[AB_MI_##name] = mi.name;
+    AB_MALLINFO2_LIST(AB_MI_COPY)
+#undef AB_MI_COPY
 }
 
 int ab_reset_peak_rss(void)

@@ -8,16 +8,43 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/resource.h>
+#include <stddef.h>
 #include <time.h>
 
-#define AB_NSYSCALLS 6
+/* The counted syscalls, once: the names in records, tracepoints and strace's filter. */
+#define AB_SYSCALL_LIST(X) X(brk) X(mmap) X(munmap) X(mremap) X(madvise) X(mprotect)
+enum {
+#define AB_SYS_ENUM(name) AB_SYS_##name,
+    AB_SYSCALL_LIST(AB_SYS_ENUM)
+#undef AB_SYS_ENUM
+    AB_NSYSCALLS
+};
 extern const char *const ab_syscall_names[AB_NSYSCALLS];
 
+/* Counter methods, once, best first for "auto": X(enum, value, name). */
+#define AB_METHOD_LIST(X)                                                              \
+    X(AB_METHOD_PERF, 1, "perf")     /* perf_event_open tracepoints syscalls:sys_enter_* */ \
+    X(AB_METHOD_STRACE, 2, "strace") /* strace attached to this process, window bounded by markers */ \
+    X(AB_METHOD_NONE, 0, "none")     /* nothing works: syscall fields are not measured */
 enum ab_method {
-    AB_METHOD_NONE = 0,   /* nothing works: syscall fields are not measured */
-    AB_METHOD_PERF = 1,   /* perf_event_open tracepoints syscalls:sys_enter_* */
-    AB_METHOD_STRACE = 2, /* strace attached to this process, window bounded by markers */
+#define AB_METHOD_ENUM(e, v, name) e = v,
+    AB_METHOD_LIST(AB_METHOD_ENUM)
+#undef AB_METHOD_ENUM
+    AB_NMETHODS = 3
 };
+extern const char *const ab_method_names[AB_NMETHODS];  /* indexed by enum ab_method */
+extern const int ab_method_order[AB_NMETHODS];         /* best first */
+
+/* mallinfo2()'s fields, once: the footprint snapshot, its JSON and Python's names. */
+#define AB_MALLINFO2_LIST(X) \
+    X(arena) X(ordblks) X(smblks) X(hblks) X(hblkhd) X(usmblks) X(fsmblks) X(uordblks) X(fordblks) X(keepcost)
+enum {
+#define AB_MI_ENUM(name) AB_MI_##name,
+    AB_MALLINFO2_LIST(AB_MI_ENUM)
+#undef AB_MI_ENUM
+    AB_NMALLINFO2
+};
+extern const char *const ab_mallinfo2_names[AB_NMALLINFO2];
 
 /* Paths a window's begin/end markers probe (faccessat, ENOENT).  An external
  * `strace -f` can count exactly what lies between them. */
@@ -51,14 +78,21 @@ typedef struct ab_footprint {
     int64_t peak_rss_bytes;         /* VmHWM since the last ab_reset_peak_rss() */
     uintptr_t heap_top;             /* sbrk(0) */
     /* mallinfo2(), glibc's view only (a preloaded allocator keeps its own books) */
-    uint64_t arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks,
-        uordblks, fordblks, keepcost;
+    uint64_t mallinfo2[AB_NMALLINFO2];  /* indexed by AB_MI_* */
 } ab_footprint;
 
 /* Open counters with the given method (0 = none).  Returns 0, or -1 with
- * c->error saying why (the counter is then usable as AB_METHOD_NONE). */
+ * c->error saying why (the counter is then usable as AB_METHOD_NONE).
+ * tracefs and strace_path may be NULL or "": ALLOCBENCH_TRACEFS, then
+ * /sys/kernel/tracing, then /sys/kernel/debug/tracing; ALLOCBENCH_STRACE,
+ * then strace on PATH. */
 int ab_counter_open(ab_counter *c, int method, const char *tracefs,
                     const char *strace_path);
+
+/* The one choice of method: "auto" (or NULL) means ALLOCBENCH_COUNTER_METHOD
+ * when set, else perf, strace, none in that order; a named method is tried alone.  Returns the method's name, or NULL (unknown
+ * name, or the named method cannot work).  `note` says why better ones failed. */
+const char *ab_counter_open_named(ab_counter *c, const char *name, char *note, size_t cap);
 void ab_counter_close(ab_counter *c);
 
 /* Open and close one window.  No malloc between begin returning and end
@@ -67,6 +101,7 @@ int ab_window_begin(ab_counter *c, ab_window *w);
 int ab_window_end(ab_counter *c, ab_window *w, ab_counts *out);
 
 int ab_footprint_read(ab_footprint *f);
+void ab_mallinfo2_read(uint64_t out[AB_NMALLINFO2]);
 int ab_reset_peak_rss(void);
 
 #endif

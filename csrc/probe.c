@@ -54,8 +54,8 @@ static void print_fp(const char *name, const ab_footprint *f)
 {
     printf("\"%s\":{\"heap_top\":%llu,\"rss_bytes\":%lld,\"arena\":%llu,\"keepcost\":%llu,"
            "\"fordblks\":%llu}", name, (unsigned long long)f->heap_top, (long long)f->rss_bytes,
-           (unsigned long long)f->arena, (unsigned long long)f->keepcost,
-           (unsigned long long)f->fordblks);
+           (unsigned long long)f->mallinfo2[AB_MI_arena], (unsigned long long)f->mallinfo2[AB_MI_keepcost],
+           (unsigned long long)f->mallinfo2[AB_MI_fordblks]);
 }
 
 int main(int argc, char **argv)
@@ -103,7 +103,7 @@ int main(int argc, char **argv)
         void *p = malloc(args[0]);
         sink = p;
         printf("{\"mmapped\":%d,\"top_before\":%llu}\n", p ? is_mmapped(p) : -1,
-               (unsigned long long)before.keepcost);
+               (unsigned long long)before.mallinfo2[AB_MI_keepcost]);
     } else if (!strcmp(mode, "trims") && nargs == 2) {
         /* A = k blocks of BLOCK, then B = the rest (at least BLOCK), all from the
          * heap.  Free A first (one free chunk below B, the top still small),
@@ -149,12 +149,15 @@ int main(int argc, char **argv)
         sink = p;
         ab_footprint_read(&after);
         printf("\"mmapped\":%d,\"heap_grew\":%d,\"top_before\":%llu}\n", is_mmapped(p),
-               after.heap_top > before.heap_top, (unsigned long long)before.keepcost);
+               after.heap_top > before.heap_top, (unsigned long long)before.mallinfo2[AB_MI_keepcost]);
     } else if (!strcmp(mode, "pinned") && nargs == 2) {
         size_t n = args[0], size = args[1];
         char **ps = calloc(n, sizeof *ps);
         ab_counter c;
-        ab_counter_open(&c, AB_METHOD_PERF, getenv("ALLOCBENCH_TRACEFS"), NULL);
+        char note[1024];
+        const char *method = ab_counter_open_named(&c, getenv("ALLOCBENCH_COUNTER_METHOD"), note, sizeof note);
+        if (!method)
+            method = "none", ab_counter_open(&c, AB_METHOD_NONE, NULL, NULL);
         ab_window w;
         ab_counts free_counts, trim_counts;
         for (size_t i = 0; i < n; i++) {
@@ -179,8 +182,7 @@ int main(int argc, char **argv)
         print_fp("freed", &mid);
         printf(",");
         print_fp("trimmed", &after);
-        printf(",\"trim_released\":%d,\"counter\":\"%s\"", released,
-               c.method == AB_METHOD_PERF ? "perf" : "none");
+        printf(",\"trim_released\":%d,\"counter\":\"%s\"", released, method);
         const char *names[] = {"free", "trim"};
         ab_counts *cs[] = {&free_counts, &trim_counts};
         for (int k = 0; k < 2; k++) {

@@ -12,8 +12,34 @@
 #include <sys/mman.h>
 
 const char *const ab_pattern_names[AB_NPATTERNS] = {
-    "churn", "batch", "lifo", "fifo", "random-free", "band", "realloc-grow", "fragment",
+#define AB_PATTERN_NAME(e, name, band, doc) [e] = name,
+    AB_PATTERN_LIST(AB_PATTERN_NAME)
+#undef AB_PATTERN_NAME
 };
+const char *const ab_pattern_docs[AB_NPATTERNS] = {
+#define AB_PATTERN_DOC(e, name, band, doc) [e] = doc,
+    AB_PATTERN_LIST(AB_PATTERN_DOC)
+#undef AB_PATTERN_DOC
+};
+const int ab_pattern_band[AB_NPATTERNS] = {
+#define AB_PATTERN_BAND(e, name, band, doc) [e] = band,
+    AB_PATTERN_LIST(AB_PATTERN_BAND)
+#undef AB_PATTERN_BAND
+};
+
+const ab_cell_spec ab_cell_defaults = {
+    .w = {.pattern = AB_CHURN, .ops = 10000, .seed = 1, .touch = 1, .live = 64, .threads = 1},
+    .repeats = 5,
+    .warmup = 1,
+};
+
+int ab_pattern_of(const char *name)
+{
+    for (int i = 0; i < AB_NPATTERNS; i++)
+        if (!strcmp(name, ab_pattern_names[i]))
+            return i;
+    return -1;
+}
 
 const ab_allocator ab_libc_allocator = {
     malloc, free, realloc, calloc, malloc_usable_size, 1,
@@ -222,22 +248,30 @@ static void run_fragment(thread_ctx *t)
     }
 }
 
+/* The loop of each pattern, indexed by enum ab_pattern: an unknown pattern has none. */
+static void (*const pattern_loops[])(thread_ctx *) = {
+    [AB_CHURN] = run_churn,
+    [AB_BATCH] = run_batch,
+    [AB_LIFO] = run_window,
+    [AB_FIFO] = run_window,
+    [AB_RANDOM_FREE] = run_window,
+    [AB_BAND] = run_window,
+    [AB_REALLOC_GROW] = run_realloc_grow,
+    [AB_FRAGMENT] = run_fragment,
+};
+_Static_assert(sizeof pattern_loops / sizeof pattern_loops[0] == AB_NPATTERNS,
+               "every pattern in AB_PATTERN_LIST needs its loop here");
+
 static void *run_thread(void *arg)
 {
     thread_ctx *t = arg;
-    switch (t->w->pattern) {
-    case AB_CHURN: run_churn(t); break;
-    case AB_BATCH: run_batch(t); break;
-    case AB_REALLOC_GROW: run_realloc_grow(t); break;
-    case AB_FRAGMENT: run_fragment(t); break;
-    default: run_window(t); break;
-    }
+    pattern_loops[t->w->pattern](t);  /* the pattern was checked by ab_workload_check */
     return NULL;
 }
 
 const char *ab_workload_check(const ab_workload *w)
 {
-    if (w->pattern < 0 || w->pattern >= AB_NPATTERNS)
+    if (w->pattern < 0 || w->pattern >= AB_NPATTERNS || !pattern_loops[w->pattern])
         return "unknown pattern";
     if (w->size_lo > w->size_hi)
         return "size_lo must not exceed size_hi";
@@ -245,12 +279,29 @@ const char *ab_workload_check(const ab_workload *w)
         return "sizes above 1 TiB are not a workload";
     if (w->pattern == AB_REALLOC_GROW && w->size_lo == 0)
         return "realloc-grow needs a step (size_lo) of at least 1 byte";
-    if (w->ops == 0)
-        return "ops must be at least 1";
+    if (ab_pattern_band[w->pattern] && w->size_lo == w->size_hi)
+        return w->pattern == AB_BAND ? "pattern band needs size_lo < size_hi"
+                                     : "pattern realloc-grow needs size_lo (the step) < size_hi (the target)";
+    if (w->ops == 0 || w->ops > 1000000000)
+        return "ops must be between 1 and 1000000000";
     if (w->live == 0 || w->live > AB_MAX_LIVE)
         return "live must be between 1 and 1048576";
     if (w->threads < 1 || w->threads > AB_MAX_THREADS)
         return "threads must be between 1 and 256";
+    return NULL;
+}
+
+const char *ab_cell_check(const ab_cell_spec *s)
+{
+    const char *bad = ab_workload_check(&s->w);
+    if (bad)
+        return bad;
+    if (s->repeats < 1 || s->repeats > 1000)
+        return "repeats must be between 1 and 1000";
+    if (s->warmup > 100)
+        return "warmup must be between 0 and 100";
+    if (s->w.seed > ((uint64_t)1 << 63))
+        return "seed must be at most 2^63";
     return NULL;
 }
 

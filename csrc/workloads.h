@@ -17,18 +17,27 @@ typedef struct ab_allocator {
     int glibc_chunks;  /* blocks carry glibc's chunk header (IS_MMAPPED bit readable) */
 } ab_allocator;
 
+/* The patterns, once: X(enum, name, size band: 0 fixed size, 1 size_lo < size_hi, what it does).
+ * Adding one is a row here, its loop in workloads.c's table, and its test. */
+#define AB_PATTERN_LIST(X)                                                                          \
+    X(AB_CHURN, "churn", 0, "malloc, touch, free")                                                 \
+    X(AB_BATCH, "batch", 0, "malloc `live` blocks, free them all; repeat")                         \
+    X(AB_LIFO, "lifo", 0, "window of `live` blocks, newest freed first")                          \
+    X(AB_FIFO, "fifo", 0, "window of `live` blocks, oldest freed first")                          \
+    X(AB_RANDOM_FREE, "random-free", 0, "window of `live` blocks, a random one freed")           \
+    X(AB_BAND, "band", 1, "random-free window, sizes uniform in [size_lo, size_hi]")              \
+    X(AB_REALLOC_GROW, "realloc-grow", 1, "grow one block by size_lo steps up to size_hi, free, again") \
+    X(AB_FRAGMENT, "fragment", 0, "`live` pairs (64-byte long-lived, large short-lived), free the large")
+
 enum ab_pattern {
-    AB_CHURN,         /* malloc, touch, free */
-    AB_BATCH,         /* malloc `live` blocks, free them all; repeat */
-    AB_LIFO,          /* window of `live` blocks, newest freed first */
-    AB_FIFO,          /* window of `live` blocks, oldest freed first */
-    AB_RANDOM_FREE,   /* window of `live` blocks, a random one freed */
-    AB_BAND,          /* random-free window, sizes uniform in [size_lo, size_hi] */
-    AB_REALLOC_GROW,  /* grow one block by size_lo steps up to size_hi, free, again */
-    AB_FRAGMENT,      /* `live` pairs (small long-lived, large short-lived), free the large */
+#define AB_PATTERN_ENUM(e, name, band, doc) e,
+    AB_PATTERN_LIST(AB_PATTERN_ENUM)
+#undef AB_PATTERN_ENUM
     AB_NPATTERNS
 };
 extern const char *const ab_pattern_names[AB_NPATTERNS];
+extern const char *const ab_pattern_docs[AB_NPATTERNS];
+extern const int ab_pattern_band[AB_NPATTERNS];  /* 1: needs size_lo < size_hi */
 
 #define AB_MAX_LIVE (1u << 20)
 #define AB_MAX_THREADS 256
@@ -61,8 +70,22 @@ extern const ab_allocator ab_libc_allocator;
 /* The toy allocator (csrc/toyalloc.c) inside this process. */
 extern const ab_allocator ab_toy_allocator;
 
+/* A measured cell: the workload and how many times it runs in one process. */
+typedef struct ab_cell_spec {
+    ab_workload w;
+    uint64_t repeats, warmup;
+} ab_cell_spec;
+
+/* The defaults, once (the cell program, the CLI and Python's make_spec use them). */
+extern const ab_cell_spec ab_cell_defaults;
+
+/* The pattern called `name`, or -1. */
+int ab_pattern_of(const char *name);
+
 /* Validate a workload; returns NULL or a static message. */
 const char *ab_workload_check(const ab_workload *w);
+/* Validate a whole cell (the workload, repeats and warm-up): the one validator. */
+const char *ab_cell_check(const ab_cell_spec *s);
 
 /* Run one repeat inside one counter window.  Blocks a pattern keeps on
  * purpose (fragment's small ones) are still live when the window closes and

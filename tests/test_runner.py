@@ -70,8 +70,9 @@ def test_every_pattern_runs(pattern, extra):
 
 
 def test_fragment_pins_the_heap_below_the_threshold():
-    """128 KiB blocks interleaved with pinned 64-byte ones: the freed large blocks
-    are holes below the last small block, so the heap cannot shrink."""
+    """100 KiB blocks (below a fixed 128 KiB threshold, so on the heap) interleaved
+    with pinned 64-byte ones: the freed large blocks are holes below the last small
+    block, so the heap cannot shrink."""
     rec = run_json("--pattern", "fragment", "--size", "100K", "--ops", "64", "--live", "64",
                    "--mmap-threshold", "128K", "--repeats", "1", "--warmup", "0")
     assert rec["heap_top_growth_bytes"] >= 63 * 100 * 1024

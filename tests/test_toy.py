@@ -14,11 +14,11 @@ from hypothesis import settings, strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
 from allocbench import toy
-from allocbench.cli import toy_library_path
+
 from conftest import ROOT, fresh_python
 
 BUILD = os.path.join(ROOT, "csrc", "build")
-TOYLIB = toy_library_path()
+TOYLIB = toy.library_path()
 ENV = dict(os.environ, PYTHONPATH=ROOT)
 ENV.pop("LD_PRELOAD", None)
 preload = pytest.mark.skipif(TOYLIB is None, reason="libtoyalloc.so not built (make build)")
