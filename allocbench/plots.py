@@ -16,6 +16,12 @@ from .records import series_key  # noqa: E402
 from .units import KIB, MIB, size_label  # noqa: E402
 
 
+DPI = 110
+SIZE_FIGURE = (10, 6)      # a metric against allocation size
+HEATMAP_FIGURE = (12, 5)   # size x threshold
+FOOTPRINT_FIGURE = (15, 5)  # batch footprint, three panels
+
+
 def _has_threshold(allocator: str) -> bool:
     b = BACKENDS.get(allocator)
     return b is not None and any(s.name == "mmap_threshold" for s in b.settings)
@@ -77,7 +83,7 @@ def _finish(fig, ax, title, xlabel, ylabel, cap, path, svg=False):
     ax.grid(True, which="both", alpha=0.3)
     fig.text(0.01, 0.005, cap, fontsize=7, color="0.35")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=DPI)
     if svg:  # the headline figures scale for slides and papers too
         fig.savefig(os.path.splitext(path)[0] + ".svg")
     plt.close(fig)
@@ -102,7 +108,7 @@ def fig_vs_size(recs, pattern, metric, ylabel, title, path, cap, logy=True, band
     groups = by_series(recs, pattern)
     if not groups:
         return False
-    fig, ax = plt.subplots(figsize=(10, 6))
+    fig, ax = plt.subplots(figsize=SIZE_FIGURE)
     colors = plt.cm.viridis(np.linspace(0, 0.9, max(1, len(groups))))
     sizes = []
     for (name, rows), color in zip(groups.items(), colors):
@@ -139,7 +145,7 @@ def fig_heatmap(recs, metric, label, title, path, cap):
             v = metric(r)
             if v is not None:
                 grid[i, sizes.index(r["size_bytes"])] = v
-    fig, ax = plt.subplots(figsize=(12, 5))
+    fig, ax = plt.subplots(figsize=HEATMAP_FIGURE)
     from matplotlib.colors import LogNorm, SymLogNorm
     finite = grid[np.isfinite(grid)]
     norm = LogNorm(vmin=max(finite.min(), 1e-3), vmax=finite.max()) if finite.min() > 0 else \
@@ -158,7 +164,7 @@ def fig_footprint(recs, path, cap):
     groups = by_series(recs, "batch")
     if not groups:
         return False
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5))
+    fig, axes = plt.subplots(1, 3, figsize=FOOTPRINT_FIGURE)
     metrics = [("peak_rss_bytes", "peak RSS (MiB)", 1 / MIB),
                ("fragmentation_peak", "fragmentation at peak (1 - live/footprint)", 1),
                ("retained_after_free_bytes", "RSS retained after free-all (MiB)", 1 / MIB)]
@@ -178,7 +184,7 @@ def fig_footprint(recs, path, cap):
     fig.suptitle("batch: 64 live blocks allocated, touched, then all freed")
     fig.text(0.01, 0.005, cap, fontsize=7, color="0.35")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return True
 
@@ -275,7 +281,7 @@ def fig_probe_arenas(res, path):
     fig.suptitle("probe arenas: where threads get memory (each: 256 x 16 KiB live)")
     fig.text(0.01, 0.005, _probe_caption(res), fontsize=7, color="0.35")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
 
 

@@ -31,3 +31,19 @@ def fresh_json(code: str, **kw):
 @pytest.fixture
 def run_json():
     return fresh_json
+
+
+def _method_unavailable(name: str) -> str | None:
+    """None when the counter method works here, else why not (C's own answer)."""
+    from allocbench import _native
+
+    counter = _native.Counter(name)
+    return counter.open_error
+
+
+# scripts/setup-system mounts tracefs (root) and installs strace; where it could
+# not, the tests that need them say why instead of failing.
+_PERF_WHY = _method_unavailable("perf")
+_STRACE_WHY = _method_unavailable("strace")
+needs_perf = pytest.mark.skipif(_PERF_WHY is not None, reason=f"perf tracepoints unavailable: {_PERF_WHY}")
+needs_strace = pytest.mark.skipif(_STRACE_WHY is not None, reason=f"strace unavailable: {_STRACE_WHY}")

@@ -1,10 +1,12 @@
 """The command line: info, and one-line errors with exit code 2."""
 import json
+import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
-import os
 
 ENV = dict(os.environ, PYTHONPATH=ROOT)
 
@@ -34,3 +36,45 @@ def test_bad_input_is_one_line_and_exit_2():
         proc = allocbench(*args)
         assert proc.returncode == 2
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_importing_the_cli_loads_no_plotting():
+    proc = subprocess.run([sys.executable, "-c", "import sys, allocbench.cli; "
+                           "print(sorted(m for m in sys.modules if m.startswith(('matplotlib', 'numpy'))))"],
+                          capture_output=True, text=True, env=ENV, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--pattern", "band", "--size", "100K"], "pattern band needs size_lo < size_hi"),
+    (["--pattern", "realloc-grow", "--size", "4K"], "realloc-grow needs size_lo (the step) < size_hi"),
+    (["--pattern", "realloc-grow", "--size-lo", "0", "--size-hi", "4K"], "needs a step"),
+    (["--size", "1K", "--ops", "0"], "ops must be between 1 and"),
+    (["--size", "1K", "--threads", "300"], "threads must be between 1 and 256"),
+    (["--size", "1K", "--repeats", "0"], "repeats must be between 1 and 1000"),
+    (["--size", "1K", "--toy-policy", "keep"], "toy_policy is a setting of toy"),
+])
+def test_one_validator_for_cli_python_and_cell(args, message):
+    """The C validator answers the CLI, make_spec and the cell program alike."""
+    proc = subprocess.run([sys.executable, "-m", "allocbench", "run", *args], capture_output=True,
+                          text=True, env=ENV, timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_cell_program_refuses_what_python_refuses():
+    from allocbench import runner
+    with pytest.raises(ValueError, match="pattern band needs size_lo < size_hi"):
+        runner.make_spec(pattern="band", size=4096)
+    for argv, message in ((["pattern=band", "size_lo=4096", "size_hi=4096"], "pattern band needs size_lo"),
+                          (["pattern=nosuch", "size_lo=4096"], "unknown pattern")):
+        proc = subprocess.run([runner.cell_binary(), *argv], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_info_reports_the_method_the_cells_use():
+    info = json.loads(subprocess.run([sys.executable, "-m", "allocbench", "info", "--json"],
+                                     capture_output=True, text=True, env=ENV, timeout=120).stdout)
+    from allocbench import runner
+    cell = runner.run_cell(runner.make_spec(size=1024, ops=10, repeats=1))
+    assert info["counter_method_default"] == cell["counter_method"]

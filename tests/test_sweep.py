@@ -2,12 +2,17 @@
 import json
 import os
 import stat
+import struct
 import subprocess
 import sys
 
+import matplotlib.image as mpimg
+import numpy as np
 import pytest
 
-from allocbench import sweep
+from allocbench import plots, sweep
+from allocbench.backends import BACKENDS
+from allocbench.records import cell_key
 from allocbench.results import ResultsError, load_records
 from conftest import ROOT
 
@@ -51,9 +56,16 @@ def test_sweep_plot_report_and_resume(tmp_path, grid_file):
     assert proc.returncode == 0, proc.stderr
     text = report.read_text()
     assert "At 256 KiB churn, a fixed 128 KiB threshold costs" in text
-    for name in ("churn_ns_per_op.png", "churn_syscalls_per_op.png", "heatmap_ns_per_op.png",
-                 "batch_footprint.png"):
-        assert (tmp_path / "plots" / name).stat().st_size > 10_000
+    for name, size in (("churn_ns_per_op.png", plots.SIZE_FIGURE),
+                       ("churn_syscalls_per_op.png", plots.SIZE_FIGURE),
+                       ("heatmap_ns_per_op.png", plots.HEATMAP_FIGURE),
+                       ("batch_footprint.png", plots.FOOTPRINT_FIGURE)):
+        png = (tmp_path / "plots" / name).read_bytes()
+        # a PNG (signature), as large as the figure at its dpi (IHDR), not blank
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+        assert struct.unpack(">II", png[16:24]) == (size[0] * plots.DPI, size[1] * plots.DPI)
+        pixels = mpimg.imread(str(tmp_path / "plots" / name))
+        assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 2, name
         assert f"]({name})" in text
     proc = cli("plot", out, "--out", str(tmp_path / "p2"))
     assert proc.returncode == 0 and "churn_ns_per_op.png" in proc.stdout
@@ -89,11 +101,23 @@ def test_plot_and_report_reject_bad_results(tmp_path, content, message):
         load_records(str(tmp_path / "missing.jsonl"))
 
 
+def _cells_in(block) -> int:
+    """A block's cells counted from its lists: per allocator, its settings entries x sizes."""
+    sizes = len(block.get("bands") or block["sizes"])
+    n = 0
+    for a in block["allocators"]:
+        has_threshold = any(s.name == "mmap_threshold" for s in BACKENDS[a].settings)
+        n += (len(block.get("thresholds", [None])) if has_threshold else 1) * sizes
+    return n
+
+
 def test_presets_expand_to_valid_distinct_cells():
+    quick = sweep.PRESETS["quick"]  # blocks that share no cell: every cell of every block
+    assert len(sweep.expand(quick)) == sum(_cells_in(b) for b in quick["blocks"])
     for name, grid in sweep.PRESETS.items():
-        specs = sweep.expand(grid)
-        keys = [sweep.cell_key(s) for s in specs]
-        assert len(keys) == len(set(keys)) > 10, name
+        keys = [cell_key(s) for s in sweep.expand(grid)]
+        assert len(keys) == len(set(keys)), name
+        assert len(keys) >= max(_cells_in(b) for b in grid["blocks"]), name
     sizes = {s["size_lo"] for s in sweep.expand(sweep.PRESETS["default"]) if s["pattern"] == "churn"}
     assert {96 * 1024, 128 * 1024, 160 * 1024, 124 * 1024, 132 * 1024, 8 << 20} <= sizes
 
@@ -126,3 +150,38 @@ def test_calibrate_and_cost_model_in_report(tmp_path, grid_file):
     bad.write_text("{}")
     proc = cli("report", out, "--calibration", str(bad), "--out", str(report))
     assert proc.returncode == 2 and "units_ns" in proc.stderr
+
+
+def test_a_cut_short_last_line_is_set_aside_on_resume(tmp_path, grid_file):
+    """A kill during a write leaves the last line incomplete: the resume moves it
+    to FILE.partial with a warning naming it, and measures that cell again."""
+    out = tmp_path / "r.jsonl"
+    assert cli("sweep", "--config", grid_file, "--out", str(out)).returncode == 0
+    lines = out.read_text().splitlines(keepends=True)
+    cut = lines[-1][: len(lines[-1]) // 2]
+    out.write_text("".join(lines[:-1]) + cut)
+    proc = cli("sweep", "--config", grid_file, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert f"{out}:{len(lines)}: the last line was cut short" in proc.stderr
+    assert "1 measured" in proc.stderr
+    assert (tmp_path / "r.jsonl.partial").read_text() == cut + "\n"
+    assert len(load_records(str(out))) == len(lines)
+    # a bad line anywhere else is still an error that names it
+    out.write_text("not json\n" + "".join(lines))
+    proc = cli("sweep", "--config", grid_file, "--out", str(out))
+    assert proc.returncode == 2 and f"{out}:1: not JSON" in proc.stderr
+
+
+def test_grid_settings_lists_apply_to_the_backends_that_own_them():
+    grid = {"repeats": 1, "blocks": [
+        {"pattern": "churn", "allocators": ["glibc", "toy", "jemalloc"], "sizes": [4096],
+         "settings": [{}, {"mmap_threshold": 65536}, {"toy_policy": "dontneed"},
+                      {"toy_policy": "unmap", "toy_threshold": 65536}]}]}
+    got = sorted((s["allocator"], json.dumps(s["settings"], sort_keys=True)) for s in sweep.expand(grid))
+    assert got == sorted([("glibc", "{}"), ("glibc", '{"mmap_threshold": 65536}'),
+                          ("toy", "{}"), ("toy", '{"toy_policy": "dontneed"}'),
+                          ("toy", '{"toy_policy": "unmap", "toy_threshold": 65536}'),
+                          ("jemalloc", "{}")])
+    bad = {"blocks": [{"pattern": "churn", "allocators": ["toy"], "sizes": [1], "settings": [{"toy_policy": "x"}]}]}
+    with pytest.raises(ValueError, match="toy_policy must be one of"):
+        sweep.expand({**bad, "blocks": [{**bad["blocks"][0]}]})
