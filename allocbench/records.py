@@ -24,13 +24,30 @@ Fields (units in the names; null means "not measured", with the reason in
                              blocks only: read from the chunk header's IS_MMAPPED bit)
   live_bytes_peak            bytes the workload asked for and held at its peak
                              (threads: per-thread peaks summed)
-  footprint_bytes_peak       what the allocator held from the OS at that peak: for
-                             glibc, mallinfo2 arena + hblkhd (the cell's heap holds
-                             nothing else but a few KiB of its own); for others, peak
-                             RSS growth over the cell's start (touched cells only)
-  fragmentation_peak         1 - live_bytes_peak / footprint_bytes_peak
+  timeline                   memory over one extra, untimed repeat, column-wise: kind
+                             (periodic, peak, half, freed, end) and op, live_bytes,
+                             usable_bytes, rss_bytes, heap_bytes, mapped_bytes, and for
+                             glibc arena, hblkhd, uordblks, fordblks, keepcost,
+                             live_mmapped_bytes (csrc/workloads.h AB_TIMELINE_COLUMNS)
+  The shared measure, from the same samples for every allocator (touched cells):
+  footprint_bytes_peak       the highest rss_bytes of the timeline (RSS growth over
+                             the cell's baseline before its warm-up)
+  fragmentation_peak         1 - live_bytes / rss_bytes at that sample (the first one
+                             at the highest RSS), in [0, 1]
+  overhead_peak              highest rss_bytes / highest live_bytes
+  fragmentation_mean         1 - live_bytes / rss_bytes, averaged over the samples
+  rounding_bytes_peak        usable_bytes - live_bytes at that sample (size classes,
+                             chunk headers' alignment)
+  glibc's own view, kept apart (virtual, not resident):
+  glibc_virtual_peak_bytes   mallinfo2 arena + hblkhd at that sample
+  glibc_breakdown_peak       where it goes: live_heap, heap_overhead (uordblks -
+                             live_heap: headers, rounding), free_chunks (fordblks -
+                             keepcost), top_chunk (keepcost), live_mmapped,
+                             mmapped_rounding (hblkhd - live_mmapped: headers and page
+                             rounding), and resident (rss_bytes) against virtual
   retained_after_free_bytes  RSS growth still held after the last repeat freed
-                             everything (fragment: all but its pinned small blocks)
+                             everything (fragment, grow, sawtooth: all but the blocks
+                             they keep on purpose)
   toy_stats_after            the toy's own books after the last repeat (toy only):
                              mapped, live and cached bytes, syscalls it issued
   counter_method, counter_note   "perf", "strace" or "none"; why a better one was not used
@@ -67,6 +84,47 @@ def _per_op(value, ops):
     return None if value is None else value / ops
 
 
+MIN_LIVE_PAGES = 16  # below this, page-granular RSS cannot weigh the live bytes
+
+
+def memory_over_time(timeline: dict | None, touch: bool, glibc: bool, notes: list) -> dict:
+    """The shared fragmentation measure (and glibc's own view) from the timeline."""
+    shared = ("footprint_bytes_peak", "fragmentation_peak", "overhead_peak", "fragmentation_mean",
+              "rounding_bytes_peak")
+    out = dict.fromkeys(shared + ("glibc_virtual_peak_bytes", "glibc_breakdown_peak"))
+    out["timeline"] = timeline
+    if not timeline or not timeline["op"]:
+        notes.append("fragmentation: no timeline was recorded (timeline=0)")
+        return out
+    live, rss, usable = timeline["live_bytes"], timeline["rss_bytes"], timeline["usable_bytes"]
+    if not touch:
+        notes.append("fragmentation: untouched blocks leave no resident trace to weigh them against")
+        return out
+    if max(live) < MIN_LIVE_PAGES * 4096:
+        notes.append(f"fragmentation: the workload holds under {MIN_LIVE_PAGES} pages, too little for RSS to weigh")
+        return out
+    peak = rss.index(max(rss))
+    below = [i for i in range(len(rss)) if live[i] > rss[i]]
+    if rss[peak] <= 0 or below:
+        at = timeline["op"][below[0]] if below else timeline["op"][peak]
+        notes.append(f"fragmentation: RSS growth fell below the live bytes (op {at}): the baseline moved")
+        return out
+    fractions = [1 - live[i] / rss[i] for i in range(len(rss)) if rss[i] > 0]
+    out.update(footprint_bytes_peak=rss[peak], fragmentation_peak=1 - live[peak] / rss[peak],
+               overhead_peak=max(rss) / max(live), fragmentation_mean=sum(fractions) / len(fractions),
+               rounding_bytes_peak=usable[peak] - live[peak])
+    if glibc and timeline["arena"][peak] is not None:
+        t = {k: v[peak] for k, v in timeline.items()}
+        live_heap = t["live_bytes"] - t["live_mmapped_bytes"]
+        out["glibc_virtual_peak_bytes"] = t["arena"] + t["hblkhd"]
+        out["glibc_breakdown_peak"] = {
+            "live_heap": live_heap, "heap_overhead": t["uordblks"] - live_heap,
+            "free_chunks": t["fordblks"] - t["keepcost"], "top_chunk": t["keepcost"],
+            "live_mmapped": t["live_mmapped_bytes"], "mmapped_rounding": t["hblkhd"] - t["live_mmapped_bytes"],
+            "resident": t["rss_bytes"], "virtual": t["arena"] + t["hblkhd"]}
+    return out
+
+
 def build(spec: dict, raw: dict, env: dict) -> dict:
     """Turn the child's raw repeats into one record."""
     reps = raw["repeats"]
@@ -87,16 +145,7 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
     live_peak = max(r["live_bytes_peak"] for r in reps)
     peak_rss = max((r["after"]["peak_rss_bytes"] or 0) for r in reps) or None
     glibc_books = BACKENDS[spec["allocator"]].glibc  # mallinfo2 and chunk headers describe its blocks
-    if glibc_books:
-        peaks = [r["peak_mallinfo"] for r in reps if r["peak_mallinfo"]]
-        # the cell's heap holds only the workload (and a few KiB of its own books)
-        footprint = max(p["arena"] + p["hblkhd"] for p in peaks) if peaks else None
-    elif spec["touch"] and peak_rss is not None and base["rss_bytes"] is not None:
-        footprint = peak_rss - base["rss_bytes"]
-    else:
-        footprint = None
-        notes.append("footprint_bytes_peak: untouched blocks of a non-glibc allocator leave no trace to measure")
-    fragmentation = (1 - live_peak / footprint) if footprint and footprint > 0 else None
+    memory = memory_over_time(raw.get("timeline"), spec["touch"], glibc_books, notes)
     checked = sum(r["checked_blocks"] for r in reps)
     if glibc_books and checked:
         mmapped_fraction = sum(r["mmapped_blocks"] for r in reps) / checked
@@ -130,8 +179,7 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
         "mallinfo2_after": last["mallinfo2"],
         "mmapped_fraction": mmapped_fraction,
         "live_bytes_peak": live_peak,
-        "footprint_bytes_peak": footprint,
-        "fragmentation_peak": fragmentation,
+        **memory,
         "retained_after_free_bytes": (rss_after - base["rss_bytes"]
                                       if rss_after is not None and base["rss_bytes"] is not None else None),
         "toy_stats_after": raw.get("toy_stats_after"),

@@ -8,6 +8,8 @@
  *     toy_threshold=N toy_cache_cap=N toy_policy=NAME (allocator=toy only)
  *     pattern=NAME size_lo=N size_hi=N ops=N threads=N live=N touch=0|1 seed=N
  *     repeats=N warmup=N method=auto|perf|strace|none spawn=0|1 (workers on new threads)
+ *     timeline=0|1 (default 1: the first warm-up repeat, or one more untimed repeat
+ *                   when warmup=0, records the memory timeline)
  *     mallopt=PARAM:VALUE (repeatable; PARAM is the M_* number)
  *
  * Prints one JSON object on stdout; exit status 2 on bad arguments. */
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "counters.h"
 #include "toyalloc.h"
@@ -90,11 +93,6 @@ static void json_repeat(const ab_run_stats *s, const ab_footprint *before, const
            (unsigned long long)s->reallocs, (unsigned long long)s->failed,
            (unsigned long long)s->live_bytes_peak, (unsigned long long)s->mmapped_blocks,
            (unsigned long long)s->checked_blocks);
-    if (s->peak_mallinfo_taken)
-        printf("\"peak_mallinfo\":{\"arena\":%llu,\"hblkhd\":%llu},",
-               (unsigned long long)s->peak_arena_bytes, (unsigned long long)s->peak_hblkhd_bytes);
-    else
-        printf("\"peak_mallinfo\":null,");
     printf("\"before\":");
     json_footprint(before);
     printf(",\"after\":");
@@ -181,11 +179,30 @@ int main(int argc, char **argv)
         fprintf(stderr, "allocbench-cell: out of memory\n");
         return 1;
     }
+    /* the timeline's books are mapped, and its baseline taken, before the warm-up */
+    ab_timeline *tl = NULL;
+    if (opt_num(argc, argv, "timeline", 1)) {
+        tl = mmap(NULL, sizeof *tl, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (tl == MAP_FAILED || ab_timeline_init(tl, a.glibc_chunks)) {
+            fprintf(stderr, "allocbench-cell: cannot set up the timeline (/proc/self/statm)\n");
+            return 1;
+        }
+    }
     ab_footprint_read(&fp[2 * nrep]);  /* baseline, before the warm-up */
-    for (size_t r = 0; r < nrep; r++) {
-        if (ab_run(&a, &w, &c, &st[r], &fp[2 * r], &fp[2 * r + 1])) {
+    /* The timeline is taken in the first warm-up repeat (an extra repeat before
+     * the timed ones when there is no warm-up): memory over the workload's life
+     * from the process's start, as the literature plots it.  Sampling allocates
+     * nothing, so the allocator's state after it is that of a plain warm-up and
+     * the timed repeats run exactly as they would without it. */
+    for (size_t r = tl && warmup == 0 ? 0 : 1; r <= nrep; r++) {
+        ab_workload wr = w;
+        wr.timeline = tl && (r == 0 || (r == 1 && warmup > 0)) ? tl : NULL;
+        ab_run_stats scratch_st;
+        ab_footprint scratch[2];
+        ab_run_stats *s = r ? &st[r - 1] : &scratch_st;
+        if (ab_run(&a, &wr, &c, s, r ? &fp[2 * (r - 1)] : &scratch[0], r ? &fp[2 * (r - 1) + 1] : &scratch[1])) {
             printf("{\"error\":");
-            json_str(st[r].error);
+            json_str(s->error);
             printf("}\n");
             return 0;
         }
@@ -211,6 +228,24 @@ int main(int argc, char **argv)
         if (r > warmup) putchar(',');
         json_repeat(&st[r], &fp[2 * r], &fp[2 * r + 1]);
     }
-    printf("]}\n");
+    printf("]");
+    if (tl) {
+        /* the extra, untimed repeat: the memory timeline, column-wise */
+        printf(",\"timeline\":{\"kind\":[");
+        for (uint32_t i = 0; i < tl->n; i++)
+            printf("%s\"%s\"", i ? "," : "", ab_timeline_kinds[tl->kind[i]]);
+        printf("]");
+        for (int k = 0; k < AB_NTLCOLUMNS; k++) {
+            printf(",\"%s\":[", ab_timeline_columns[k]);
+            for (uint32_t i = 0; i < tl->n; i++) {
+                if (i) putchar(',');
+                if (tl->col[k][i] < 0 && k >= AB_TL_arena) printf("null");
+                else printf("%lld", (long long)tl->col[k][i]);
+            }
+            printf("]");
+        }
+        printf("}");
+    }
+    printf("}\n");
     return 0;
 }

@@ -5,11 +5,15 @@
 #include "workloads.h"
 #include "toyalloc.h"
 
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 const char *const ab_pattern_names[AB_NPATTERNS] = {
 #define AB_PATTERN_NAME(e, name, band, doc) [e] = name,
@@ -25,6 +29,17 @@ const int ab_pattern_band[AB_NPATTERNS] = {
 #define AB_PATTERN_BAND(e, name, band, doc) [e] = band,
     AB_PATTERN_LIST(AB_PATTERN_BAND)
 #undef AB_PATTERN_BAND
+};
+
+const char *const ab_timeline_columns[AB_NTLCOLUMNS] = {
+#define AB_TL_NAME(name) #name,
+    AB_TIMELINE_COLUMNS(AB_TL_NAME)
+#undef AB_TL_NAME
+};
+const char *const ab_timeline_kinds[AB_NTLKINDS] = {
+#define AB_TK_NAME(name) #name,
+    AB_TIMELINE_KINDS(AB_TK_NAME)
+#undef AB_TK_NAME
 };
 
 const ab_cell_spec ab_cell_defaults = {
@@ -55,13 +70,18 @@ void *volatile ab_sink;
 typedef struct thread_ctx {
     const ab_allocator *a;
     const ab_workload *w;
+    ab_timeline *tl;     /* the timeline repeat only */
+    struct thread_ctx *all;  /* every worker's context (timeline sums, handoff partners) */
+    int nthreads;
     int tid;
     uint64_t rng;
     void **slots;        /* `live` entries */
     size_t *sizes;
     void **pinned;       /* fragment's long-lived blocks */
     uint64_t npinned, pinned_cap;
-    uint64_t live_bytes;
+    uint64_t live_bytes;     /* written by this thread only, read by the sampler (relaxed) */
+    uint64_t usable_bytes, live_mmapped_bytes;  /* timeline repeat only */
+    volatile uint64_t ring_head, ring_tail;     /* handoff: producer's ring of `live` slots */
     ab_run_stats st;     /* this thread's share */
     pthread_t thread;
 } thread_ctx;
@@ -92,14 +112,89 @@ static void touch(void *p, size_t from, size_t to)
         c[to - 1] = 1;
 }
 
-static void note_peak(thread_ctx *t)
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+
+int ab_timeline_init(ab_timeline *tl, int glibc)
 {
-    if (t->tid == 0 && !t->st.peak_mallinfo_taken) {
-        struct mallinfo2 mi = mallinfo2();
-        t->st.peak_arena_bytes = mi.arena;
-        t->st.peak_hblkhd_bytes = mi.hblkhd;
-        t->st.peak_mallinfo_taken = 1;
+    memset(tl, 0, sizeof *tl);
+    tl->glibc = glibc;
+    tl->page = sysconf(_SC_PAGESIZE);
+    tl->statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (tl->statm_fd < 0)
+        return -1;
+    char buf[128];
+    ssize_t n = pread(tl->statm_fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    long long f[7] = {0};
+    sscanf(buf, "%lld %lld %lld %lld %lld %lld %lld", &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6]);
+    tl->base_rss_pages = f[1], tl->base_data_pages = f[5];
+    tl->base_heap = (uintptr_t)sbrk(0);
+    return 0;
+}
+
+/* One sample (thread 0, or the caller after the workers joined).  No malloc:
+ * statm is read with one pread into the stack. */
+static void sample(ab_timeline *tl, thread_ctx *all, int n, uint64_t op, int kind)
+{
+    if (tl->n >= AB_TIMELINE_MAX - 1 && kind != AB_TK_end)
+        return;  /* the last slot is kept for the end */
+    uint32_t i = tl->n < AB_TIMELINE_MAX ? tl->n++ : AB_TIMELINE_MAX - 1;
+    int64_t live = 0, usable = 0, mm = 0;
+    for (int k = 0; k < n; k++) {
+        live += (int64_t)LOAD(all[k].live_bytes);
+        usable += (int64_t)LOAD(all[k].usable_bytes);
+        mm += (int64_t)LOAD(all[k].live_mmapped_bytes);
     }
+    char buf[128];
+    long long f[7] = {0};
+    ssize_t got = pread(tl->statm_fd, buf, sizeof buf - 1, 0);
+    if (got > 0) {
+        buf[got] = 0;
+        sscanf(buf, "%lld %lld %lld %lld %lld %lld %lld", &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6]);
+    }
+    int64_t heap = (int64_t)((uintptr_t)sbrk(0) - tl->base_heap);
+    int64_t (*c)[AB_TIMELINE_MAX] = tl->col;
+    c[AB_TL_op][i] = (int64_t)op;
+    c[AB_TL_live_bytes][i] = live;
+    c[AB_TL_usable_bytes][i] = usable;
+    c[AB_TL_rss_bytes][i] = (f[1] - tl->base_rss_pages) * tl->page - tl->harness_bytes;
+    c[AB_TL_heap_bytes][i] = heap;
+    c[AB_TL_mapped_bytes][i] = (f[5] - tl->base_data_pages) * tl->page - heap;
+    if (tl->glibc) {
+        struct mallinfo2 mi = mallinfo2();
+        c[AB_TL_arena][i] = (int64_t)mi.arena, c[AB_TL_hblkhd][i] = (int64_t)mi.hblkhd;
+        c[AB_TL_uordblks][i] = (int64_t)mi.uordblks, c[AB_TL_fordblks][i] = (int64_t)mi.fordblks;
+        c[AB_TL_keepcost][i] = (int64_t)mi.keepcost;
+    } else {
+        for (int k = AB_TL_arena; k <= AB_TL_keepcost; k++)
+            c[k][i] = -1;
+    }
+    c[AB_TL_live_mmapped_bytes][i] = tl->glibc ? mm : -1;
+    tl->kind[i] = (uint8_t)kind;
+}
+
+/* A phase boundary (the peak, half freed, all freed): a sample in the timeline repeat. */
+static void phase(thread_ctx *t, int kind)
+{
+    if (t->tl && t->tid == 0)
+        sample(t->tl, t->all, t->nthreads, t->st.allocs, kind);
+}
+
+static int glibc_mmapped(const thread_ctx *t, void *p)
+{
+    /* glibc-internal: bit 1 of the chunk's size word is IS_MMAPPED */
+    return t->a->glibc_chunks && (((size_t *)p)[-1] & 2) != 0;
+}
+
+/* The timeline's books for a block coming (sign 1) or going (sign -1). */
+static void account(thread_ctx *t, void *p, size_t size, int sign)
+{
+    STORE(t->usable_bytes, t->usable_bytes + (uint64_t)sign * t->a->usable_size(p));
+    if (glibc_mmapped(t, p))
+        STORE(t->live_mmapped_bytes, t->live_mmapped_bytes + (uint64_t)sign * size);
 }
 
 static void *get(thread_ctx *t, size_t size)
@@ -114,14 +209,18 @@ static void *get(thread_ctx *t, size_t size)
     if (t->w->touch) {
         touch(p, 0, size);
         if (t->a->glibc_chunks) {
-            /* glibc-internal: bit 1 of the chunk's size word is IS_MMAPPED */
-            t->st.mmapped_blocks += (((size_t *)p)[-1] & 2) != 0;
+            t->st.mmapped_blocks += glibc_mmapped(t, p);
             t->st.checked_blocks++;
         }
     }
-    t->live_bytes += size;
+    STORE(t->live_bytes, t->live_bytes + size);
     if (t->live_bytes > t->st.live_bytes_peak)
         t->st.live_bytes_peak = t->live_bytes;
+    if (t->tl) {
+        account(t, p, size, 1);
+        if (t->tid == 0 && t->st.allocs % t->tl->every == 0)
+            sample(t->tl, t->all, t->nthreads, t->st.allocs, AB_TK_periodic);
+    }
     return p;
 }
 
@@ -129,9 +228,11 @@ static void put(thread_ctx *t, void *p, size_t size)
 {
     if (!p)
         return;
+    if (t->tl)
+        account(t, p, size, -1);
     t->a->free(p);
     t->st.frees++;
-    t->live_bytes -= size;
+    STORE(t->live_bytes, t->live_bytes - size);
 }
 
 static void run_churn(thread_ctx *t)
@@ -140,7 +241,7 @@ static void run_churn(thread_ctx *t)
         size_t s = draw_size(t);
         void *p = get(t, s);
         if (i == 0)
-            note_peak(t);
+            phase(t, AB_TK_peak);
         put(t, p, s);
     }
 }
@@ -154,10 +255,11 @@ static void run_batch(thread_ctx *t)
             t->sizes[j] = draw_size(t);
             t->slots[j] = get(t, t->sizes[j]);
         }
-        note_peak(t);
+        phase(t, AB_TK_peak);
         for (uint64_t j = 0; j < n; j++)
             put(t, t->slots[j], t->sizes[j]);
         done += n;
+        phase(t, AB_TK_freed);
     }
 }
 
@@ -190,7 +292,7 @@ static void run_window(thread_ctx *t)
         t->sizes[count] = draw_size(t);
         t->slots[count] = get(t, t->sizes[count]);
         if (++count == k)
-            note_peak(t);
+            phase(t, AB_TK_peak);
     }
     for (uint32_t j = 0; j < count; j++)
         put(t, t->slots[j], t->sizes[j]);
@@ -206,10 +308,14 @@ static void run_realloc_grow(thread_ctx *t)
             put(t, p, cur);
             p = NULL, cur = 0, next = step;
         }
+        if (t->tl && p)
+            account(t, p, cur, -1);
         void *q = t->a->realloc(p, next);
         ab_sink = q;
         if (!q) {
             t->st.failed++;
+            if (t->tl && p)
+                account(t, p, cur, 1);  /* the old block is still there */
             continue;
         }
         t->st.reallocs++;
@@ -218,12 +324,17 @@ static void run_realloc_grow(thread_ctx *t)
         if (t->w->touch)
             touch(q, cur, next);
         p = q;
-        t->live_bytes += next - cur;
+        STORE(t->live_bytes, t->live_bytes + (next - cur));
         cur = next;
+        if (t->tl) {
+            account(t, q, cur, 1);
+            if (t->tid == 0 && t->st.reallocs % t->tl->every == 0)
+                sample(t->tl, t->all, t->nthreads, t->st.reallocs, AB_TK_periodic);
+        }
         if (t->live_bytes > t->st.live_bytes_peak)
             t->st.live_bytes_peak = t->live_bytes;
         if (cur + step > target)
-            note_peak(t);
+            phase(t, AB_TK_peak);
     }
     put(t, p, cur);
 }
@@ -242,9 +353,122 @@ static void run_fragment(thread_ctx *t)
         }
         done += n;
         if (done == t->w->ops)
-            note_peak(t);
+            phase(t, AB_TK_peak);
         for (uint64_t j = 0; j < n; j++)
             put(t, t->slots[j], t->sizes[j]);
+    }
+}
+
+
+/* Keep p for the rest of the run (freed after the window closes), or free it
+ * when the pin list is full. */
+static void pin(thread_ctx *t, void *p, size_t size)
+{
+    if (p && t->npinned < t->pinned_cap)
+        t->pinned[t->npinned++] = p;
+    else
+        put(t, p, size);
+}
+
+/* Free every slot of a round but 1 in 16, which survive into the next rounds. */
+static void free_all_but_survivors(thread_ctx *t, uint64_t n)
+{
+    for (uint64_t j = 0; j < n; j++) {
+        if (j % 16 == 0)
+            pin(t, t->slots[j], t->sizes[j]);
+        else
+            put(t, t->slots[j], t->sizes[j]);
+        t->slots[j] = NULL;
+    }
+    phase(t, AB_TK_freed);
+}
+
+/* grow, after the Redis fragmentation test Mesh used (PLDI 2019). */
+static void run_grow(thread_ctx *t)
+{
+    const ab_workload *w = t->w;
+    uint64_t done = 0;
+    while (done < w->ops) {
+        uint64_t n = 0;
+        for (; n < w->live && done < w->ops; n++, done++) {
+            t->sizes[n] = w->size_lo;
+            t->slots[n] = get(t, w->size_lo);
+        }
+        for (uint64_t j = 0; j < n; j++)  /* a random half goes */
+            if (next_rand(t) & 1) {
+                put(t, t->slots[j], t->sizes[j]);
+                t->slots[j] = NULL;
+            }
+        phase(t, AB_TK_half);
+        for (uint64_t j = 0; j < n && done < w->ops; j++)
+            if (!t->slots[j]) {
+                t->sizes[j] = w->size_hi;
+                t->slots[j] = get(t, w->size_hi);
+                done++;
+            }
+        phase(t, AB_TK_peak);
+        free_all_but_survivors(t, n);
+    }
+}
+
+/* sawtooth: server-like phases, each building up `live` blocks. */
+static void run_sawtooth(thread_ctx *t)
+{
+    uint64_t done = 0;
+    while (done < t->w->ops) {
+        uint64_t n = 0;
+        for (; n < t->w->live && done < t->w->ops; n++, done++) {
+            t->sizes[n] = draw_size(t);
+            t->slots[n] = get(t, t->sizes[n]);
+        }
+        phase(t, AB_TK_peak);
+        free_all_but_survivors(t, n);
+    }
+}
+
+/* checkerboard: Mesh's adversarial case for allocators that cannot move blocks. */
+static void run_checkerboard(thread_ctx *t)
+{
+    uint64_t done = 0;
+    while (done < t->w->ops) {
+        uint64_t n = 0;
+        for (; n < t->w->live && done < t->w->ops; n++, done++) {
+            t->sizes[n] = draw_size(t);
+            t->slots[n] = get(t, t->sizes[n]);
+        }
+        phase(t, AB_TK_peak);
+        for (uint64_t j = 0; j < n; j += 2)
+            put(t, t->slots[j], t->sizes[j]);
+        phase(t, AB_TK_half);
+        for (uint64_t j = 1; j < n; j += 2)
+            put(t, t->slots[j], t->sizes[j]);
+        phase(t, AB_TK_freed);
+    }
+}
+
+/* handoff: even workers allocate into a ring of `live` slots, the next odd
+ * worker frees from it (a single-producer, single-consumer ring). */
+static void run_handoff(thread_ctx *t)
+{
+    thread_ctx *prod = t->tid % 2 ? &t->all[t->tid - 1] : t;
+    uint64_t k = t->w->live;
+    for (uint64_t i = 0; i < t->w->ops; i++) {
+        if (t == prod) {
+            while (__atomic_load_n(&prod->ring_head, __ATOMIC_ACQUIRE) -
+                   __atomic_load_n(&prod->ring_tail, __ATOMIC_ACQUIRE) == k)
+                sched_yield();
+            uint64_t h = prod->ring_head % k;
+            prod->sizes[h] = draw_size(t);
+            prod->slots[h] = get(t, prod->sizes[h]);
+            __atomic_store_n(&prod->ring_head, prod->ring_head + 1, __ATOMIC_RELEASE);
+        } else {
+            while (__atomic_load_n(&prod->ring_tail, __ATOMIC_ACQUIRE) ==
+                   __atomic_load_n(&prod->ring_head, __ATOMIC_ACQUIRE))
+                sched_yield();
+            uint64_t tail = prod->ring_tail % k;
+            put(t, prod->slots[tail], prod->sizes[tail]);
+            __atomic_store_n(&prod->ring_tail, prod->ring_tail + 1, __ATOMIC_RELEASE);
+        }
     }
 }
 
@@ -258,6 +482,10 @@ static void (*const pattern_loops[])(thread_ctx *) = {
     [AB_BAND] = run_window,
     [AB_REALLOC_GROW] = run_realloc_grow,
     [AB_FRAGMENT] = run_fragment,
+    [AB_GROW] = run_grow,
+    [AB_SAWTOOTH] = run_sawtooth,
+    [AB_CHECKERBOARD] = run_checkerboard,
+    [AB_HANDOFF] = run_handoff,
 };
 _Static_assert(sizeof pattern_loops / sizeof pattern_loops[0] == AB_NPATTERNS,
                "every pattern in AB_PATTERN_LIST needs its loop here");
@@ -288,6 +516,8 @@ const char *ab_workload_check(const ab_workload *w)
         return "live must be between 1 and 1048576";
     if (w->threads < 1 || w->threads > AB_MAX_THREADS)
         return "threads must be between 1 and 256";
+    if (w->pattern == AB_HANDOFF && w->threads % 2)
+        return "handoff needs an even number of threads (allocating, freeing pairs)";
     return NULL;
 }
 
@@ -332,10 +562,12 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
     for (int i = 0; i < n; i++) {
         thread_ctx *t = &ts[i];
         t->a = a, t->w = w, t->tid = i;
+        t->tl = w->timeline, t->all = ts, t->nthreads = n;
         t->rng = w->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)i + 1;
         t->slots = map_zeroed(sizeof(void *) * w->live);
         t->sizes = map_zeroed(sizeof(size_t) * w->live);
-        t->pinned_cap = w->pattern == AB_FRAGMENT ? w->ops : 0;
+        int pins = w->pattern == AB_FRAGMENT || w->pattern == AB_GROW || w->pattern == AB_SAWTOOTH;
+        t->pinned_cap = pins ? w->ops : 0;
         t->pinned = t->pinned_cap ? map_zeroed(sizeof(void *) * t->pinned_cap) : NULL;
         if (!t->slots || !t->sizes || (t->pinned_cap && !t->pinned))
             rc = -1;
@@ -345,6 +577,24 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
         goto out;
     }
 
+    if (w->timeline) {
+        ab_timeline *tl = w->timeline;
+        uint64_t every = w->ops / AB_TIMELINE_PERIODIC;
+        tl->every = every ? every : 1;
+        tl->n = 0;
+        /* fault the loop's own arrays in now, so RSS growth is the allocator's */
+        size_t pg = (size_t)tl->page, own = (ctx_bytes + pg - 1) / pg * pg;
+        for (int i = 0; i < n; i++) {
+            size_t sz[3] = {sizeof(void *) * w->live, sizeof(size_t) * w->live, sizeof(void *) * ts[i].pinned_cap};
+            void *m[3] = {ts[i].slots, ts[i].sizes, ts[i].pinned};
+            for (int k = 0; k < 3; k++)
+                if (m[k] && sz[k]) {
+                    memset(m[k], 0, sz[k]);
+                    own += (sz[k] + pg - 1) / pg * pg;
+                }
+        }
+        tl->harness_bytes = (int64_t)own;
+    }
     ab_reset_peak_rss();
     ab_footprint_read(before);
     ab_window win;
@@ -367,6 +617,8 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
             rc = -1;
         }
     }
+    if (w->timeline)  /* after the last free (survivors and fragment's pins still live) */
+        sample(w->timeline, ts, n, ts[0].st.allocs + ts[0].st.reallocs, AB_TK_end);
     if (ab_window_end(c, &win, &stats->counts)) {
         snprintf(stats->error, sizeof stats->error, "counter window: %s", c->error);
         rc = -1;
@@ -381,9 +633,6 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
         stats->live_bytes_peak += s->live_bytes_peak;
         stats->mmapped_blocks += s->mmapped_blocks, stats->checked_blocks += s->checked_blocks;
     }
-    stats->peak_mallinfo_taken = ts[0].st.peak_mallinfo_taken;
-    stats->peak_arena_bytes = ts[0].st.peak_arena_bytes;
-    stats->peak_hblkhd_bytes = ts[0].st.peak_hblkhd_bytes;
 out:
     for (int i = 0; i < n; i++) {
         thread_ctx *t = &ts[i];

@@ -27,7 +27,13 @@ typedef struct ab_allocator {
     X(AB_RANDOM_FREE, "random-free", 0, "window of `live` blocks, a random one freed")           \
     X(AB_BAND, "band", 1, "random-free window, sizes uniform in [size_lo, size_hi]")              \
     X(AB_REALLOC_GROW, "realloc-grow", 1, "grow one block by size_lo steps up to size_hi, free, again") \
-    X(AB_FRAGMENT, "fragment", 0, "`live` pairs (64-byte long-lived, large short-lived), free the large")
+    X(AB_FRAGMENT, "fragment", 0, "`live` pairs (64-byte long-lived, large short-lived), free the large") \
+    X(AB_GROW, "grow", 1, "Redis-like: `live` blocks of size_lo, free a random half, as many of size_hi; " \
+      "then free all but 1 in 16 (survivors stay); repeat")                                       \
+    X(AB_SAWTOOTH, "sawtooth", 0, "build up `live` blocks from the band, free all but 1 in 16 "  \
+      "(survivors stay); repeat")                                                                 \
+    X(AB_CHECKERBOARD, "checkerboard", 0, "`live` blocks, free every other one, then the rest; repeat") \
+    X(AB_HANDOFF, "handoff", 0, "pairs of threads: one allocates, the other frees (threads even)")
 
 enum ab_pattern {
 #define AB_PATTERN_ENUM(e, name, band, doc) e,
@@ -43,6 +49,53 @@ extern const int ab_pattern_band[AB_NPATTERNS];  /* 1: needs size_lo < size_hi *
 #define AB_MAX_THREADS 256
 #define AB_FRAGMENT_SMALL 64  /* bytes of each long-lived block in `fragment` */
 
+/* A memory timeline, taken in one extra, untimed repeat: columns of samples,
+ * at least 64 evenly spaced (by thread 0's allocations) plus one at each phase
+ * boundary.  Every column but `op` is bytes; glibc's columns are mallinfo2's. */
+#define AB_TIMELINE_COLUMNS(X)                                                          \
+    X(op)            /* thread 0's allocations so far */                               \
+    X(live_bytes)    /* bytes requested and still held, all threads (the workload's count) */ \
+    X(usable_bytes)  /* malloc_usable_size summed over live blocks */                    \
+    X(rss_bytes)     /* process RSS minus the cell's baseline before its warm-up */      \
+    X(heap_bytes)    /* sbrk(0) growth over the baseline */                              \
+    X(mapped_bytes)  /* private writable virtual memory growth outside the heap */      \
+    X(arena) X(hblkhd) X(uordblks) X(fordblks) X(keepcost) /* glibc's mallinfo2 */     \
+    X(live_mmapped_bytes) /* glibc: live bytes in chunks with IS_MMAPPED */
+enum {
+#define AB_TL_ENUM(name) AB_TL_##name,
+    AB_TIMELINE_COLUMNS(AB_TL_ENUM)
+#undef AB_TL_ENUM
+    AB_NTLCOLUMNS
+};
+extern const char *const ab_timeline_columns[AB_NTLCOLUMNS];
+/* why a sample was taken */
+#define AB_TIMELINE_KINDS(X) X(periodic) X(peak) X(half) X(freed) X(end)
+enum {
+#define AB_TK_ENUM(name) AB_TK_##name,
+    AB_TIMELINE_KINDS(AB_TK_ENUM)
+#undef AB_TK_ENUM
+    AB_NTLKINDS
+};
+extern const char *const ab_timeline_kinds[AB_NTLKINDS];
+#define AB_TIMELINE_PERIODIC 64
+#define AB_TIMELINE_MAX 512
+
+typedef struct ab_timeline {
+    int statm_fd;
+    long page;
+    int64_t base_rss_pages, base_data_pages;
+    uintptr_t base_heap;
+    uint64_t every;   /* a periodic sample every `every` allocations of thread 0 */
+    int64_t harness_bytes;  /* the loop's own arrays, pre-faulted and left out of rss_bytes */
+    uint32_t n;
+    int glibc;        /* the mallinfo2 columns describe the blocks */
+    int64_t col[AB_NTLCOLUMNS][AB_TIMELINE_MAX];
+    uint8_t kind[AB_TIMELINE_MAX];
+} ab_timeline;
+
+/* Open /proc/self/statm and take the baseline (before the warm-up). */
+int ab_timeline_init(ab_timeline *tl, int glibc);
+
 typedef struct ab_workload {
     int pattern;
     size_t size_lo, size_hi;  /* equal for a fixed size */
@@ -52,6 +105,7 @@ typedef struct ab_workload {
     uint32_t live;            /* K: live blocks for batch, windows and fragment */
     int threads;              /* workers; 1 = the calling thread, unless spawn */
     int spawn;                /* run even a single worker on a new thread (arenas) */
+    ab_timeline *timeline;    /* NULL in timed repeats; set for the one untimed timeline repeat */
 } ab_workload;
 
 typedef struct ab_run_stats {
@@ -59,8 +113,6 @@ typedef struct ab_run_stats {
     uint64_t live_bytes_peak;      /* requested bytes held at the peak, all threads */
     uint64_t mmapped_blocks;       /* glibc only, and only for touched blocks */
     uint64_t checked_blocks;       /* blocks whose IS_MMAPPED bit was read */
-    int peak_mallinfo_taken;
-    uint64_t peak_arena_bytes, peak_hblkhd_bytes;  /* mallinfo2() at thread 0's peak */
     ab_counts counts;
     char error[600];
 } ab_run_stats;
