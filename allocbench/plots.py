@@ -349,7 +349,7 @@ def plot_all(recs: list[dict], out_dir: str) -> list[tuple[str, str]]:
         fig_footprint(recs, p("batch_footprint.png"), cap))
     add("allocators_128k.png", "allocators compared around 128 KiB (churn)",
         fig_allocators(recs, p("allocators_128k.png"), cap))
-    return made
+    return made + plot_fragmentation(recs, out_dir)
 
 
 def plot_cost_model(recs: list[dict], calibration: dict, out_dir: str) -> list[tuple[str, str]]:
@@ -370,4 +370,178 @@ def plot_everything(recs: list[dict], out_dir: str, probes: dict | None = None,
         made += plot_probes(probes, out_dir)
     if calibration:
         made += plot_cost_model(recs, calibration, out_dir)
+    return made
+
+
+# ---- fragmentation (memory over time; one definition for every allocator) ----
+
+FRAG_PATTERNS = ("fragment", "grow", "sawtooth", "checkerboard", "handoff")
+
+
+def size_of(rec: dict) -> int:
+    """A cell's place on a size axis: its size, or the top of its band (grow)."""
+    return rec["size_bytes"] if rec["size_bytes"] is not None else rec["size_hi"]
+
+
+def frag_series(recs, pattern):
+    out = defaultdict(list)
+    for r in recs:
+        if r["status"] == "ok" and r["pattern"] == pattern and r.get("timeline"):
+            out[series_key(r)].append(r)
+    return {k: sorted(v, key=size_of) for k, v in sorted(out.items(), key=lambda kv: series_order(kv[0]))}
+
+
+def nearest(rows, size):
+    return min(rows, key=lambda r: abs(size_of(r) - size)) if rows else None
+
+
+def fig_timelines(recs, path, cap, pattern="fragment", size=132 * KIB):
+    """(a) live against RSS over the run, one panel per allocator or threshold."""
+    groups = frag_series(recs, pattern)
+    picks = [(k, nearest(rows, size)) for k, rows in groups.items()]
+    picks = [(k, r) for k, r in picks if r is not None]
+    if not picks:
+        return False
+    cols = min(5, len(picks))
+    rows = -(-len(picks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False, sharey=True)
+    for ax, (key, r) in zip(axes.flat, picks):
+        t = r["timeline"]
+        ax.plot(t["op"], np.array(t["rss_bytes"]) / MIB, "-", color="C3", label="RSS growth")
+        ax.plot(t["op"], np.array(t["live_bytes"]) / MIB, "-", color="C0", label="live (requested)")
+        if is_glibc(key) and t["arena"][0] is not None:
+            ax.plot(t["op"], np.array(t["heap_bytes"]) / MIB, ":", color="C2", label="brk heap")
+            ax.plot(t["op"], np.array(t["mapped_bytes"]) / MIB, "--", color="C4", label="mmapped")
+        ax.set_title(f"{series_label(key)} ({size_label(size_of(r))})", fontsize=8)
+        ax.grid(True, alpha=0.3)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(picks):]:
+        ax.axis("off")
+    axes[0][0].set_ylabel("MiB")
+    axes[0][0].legend(fontsize=6)
+    fig.suptitle(f"{pattern}: memory over one run from a fresh process (x: allocations)")
+    fig.text(0.01, 0.005, cap, fontsize=7, color="0.35")
+    fig.tight_layout(rect=(0, 0.03, 1, 0.97))
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return True
+
+
+def fig_fragmentation_vs_size(recs, path, cap):
+    """(b) fragmentation_peak and retained-after-free against size, per pattern."""
+    patterns = [p for p in FRAG_PATTERNS if frag_series(recs, p)]
+    if not patterns:
+        return False
+    fig, axes = plt.subplots(2, len(patterns), figsize=(4 * len(patterns), 7), squeeze=False)
+    for j, pattern in enumerate(patterns):
+        for key, rows in frag_series(recs, pattern).items():
+            style = "-" if is_glibc(key) else "--"
+            for i, (field, scale) in enumerate((("fragmentation_peak", 1), ("retained_after_free_bytes", 1 / MIB))):
+                pts = [(size_of(r), r[field] * scale) for r in rows if r.get(field) is not None]
+                if pts:
+                    axes[i][j].plot(*zip(*pts), style, marker="o", ms=2, label=series_label(key))
+        axes[0][j].set_title(pattern)
+        for i, label in enumerate(("fragmentation at peak RSS", "RSS held after free-all (MiB)")):
+            _size_axis(axes[i][j], [size_of(r) for rows in frag_series(recs, pattern).values() for r in rows])
+            axes[i][j].set_ylabel(label if j == 0 else "")
+            axes[i][j].grid(True, alpha=0.3)
+    axes[0][0].legend(fontsize=6, ncol=2)
+    fig.text(0.01, 0.005, cap, fontsize=7, color="0.35")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return True
+
+
+def tradeoff_points(recs, pattern):
+    """(series, median ns/op, median RSS/live) over the pattern's sizes."""
+    out = []
+    for key, rows in frag_series(recs, pattern).items():
+        ns = [r["ns_per_op"]["median"] for r in rows]
+        over = [r["overhead_mean"] for r in rows if r.get("overhead_mean")]
+        if ns and over:
+            out.append((key, float(np.median(ns)), float(np.median(over))))
+    return out
+
+
+def fig_tradeoff(recs, path, cap):
+    """(c) time against memory, every threshold and allocator a point, per pattern."""
+    patterns = [p for p in FRAG_PATTERNS if tradeoff_points(recs, p)]
+    if not patterns:
+        return False
+    fig, axes = plt.subplots(1, len(patterns), figsize=(4 * len(patterns), 4.2), squeeze=False)
+    for ax, pattern in zip(axes[0], patterns):
+        pts = tradeoff_points(recs, pattern)
+        for key, x, y in pts:
+            ax.scatter([x], [y], s=22, marker="o" if is_glibc(key) else "s")
+            ax.annotate(series_label(key), (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        front = sorted(pts, key=lambda p: p[1])
+        best, frontier = float("inf"), []
+        for key, x, y in sorted(pts, key=lambda p: (p[1], p[2])):
+            if y < best:
+                best = y
+                frontier.append((x, y))
+        ax.plot(*zip(*sorted(frontier)), "k:", lw=1)
+        ax.set_xscale("log")
+        ax.set_title(pattern)
+        ax.set_xlabel("ns per operation (median over sizes)")
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("mean RSS / live bytes (median over sizes)")
+    fig.suptitle("the threshold's trade-off: time against memory (dotted: the frontier)")
+    fig.text(0.01, 0.005, cap, fontsize=7, color="0.35")
+    fig.tight_layout(rect=(0, 0.03, 1, 0.95))
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return True
+
+
+BREAKDOWN = (("live_heap", "live, on the heap"), ("heap_overhead", "heap chunk headers and rounding"),
+             ("free_chunks", "free chunks inside the heap"), ("top_chunk", "top chunk"),
+             ("live_mmapped", "live, mmapped"), ("mmapped_rounding", "mmapped headers and page rounding"))
+
+
+def fig_glibc_breakdown(recs, path, cap, pattern="fragment"):
+    """(d) where glibc's memory goes at the peak, per size, dynamic and fixed 128 KiB."""
+    keys = [("glibc", ()), ("glibc", (("mmap_threshold", 128 * KIB),))]
+    groups = frag_series(recs, pattern)
+    panels = [(k, [r for r in groups.get(k, []) if 64 * KIB <= size_of(r) <= 512 * KIB
+                   and r.get("glibc_breakdown_peak")]) for k in keys]
+    panels = [(k, rows) for k, rows in panels if rows]
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5), squeeze=False, sharey=True)
+    for ax, (key, rows) in zip(axes[0], panels):
+        xs = np.arange(len(rows))
+        bottom = np.zeros(len(rows))
+        for field, label in BREAKDOWN:
+            vals = np.array([r["glibc_breakdown_peak"][field] for r in rows]) / MIB
+            ax.bar(xs, vals, bottom=bottom, label=label)
+            bottom += vals
+        ax.plot(xs, [r["glibc_breakdown_peak"]["resident"] / MIB for r in rows], "k_", ms=18, mew=2,
+                label="resident (RSS growth)")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([size_label(size_of(r)) for r in rows], rotation=60, fontsize=7)
+        ax.set_title(f"{series_label(key)}: {pattern}, at peak RSS")
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("MiB (virtual: mallinfo2 arena + hblkhd)")
+    axes[0][-1].legend(fontsize=7)
+    fig.text(0.01, 0.005, cap, fontsize=7, color="0.35")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return True
+
+
+def plot_fragmentation(recs: list[dict], out_dir: str) -> list[tuple[str, str]]:
+    cap = caption(recs)
+    made = []
+    for name, title, draw in (
+            ("frag_timelines.png", "(a) fragment near 132 KiB: live against RSS over the run", fig_timelines),
+            ("frag_vs_size.png", "(b) fragmentation at peak and memory held after free-all, by size",
+             fig_fragmentation_vs_size),
+            ("frag_tradeoff.png", "(c) the trade-off: ns/op against mean RSS over live", fig_tradeoff),
+            ("frag_glibc_breakdown.png", "(d) where glibc's memory goes at the peak (fragment)",
+             fig_glibc_breakdown)):
+        if draw(recs, os.path.join(out_dir, name), cap):
+            made.append((name, title))
     return made

@@ -36,6 +36,8 @@ Fields (units in the names; null means "not measured", with the reason in
                              at the highest RSS), in [0, 1]
   overhead_peak              highest rss_bytes / highest live_bytes
   fragmentation_mean         1 - live_bytes / rss_bytes, averaged over the samples
+  overhead_mean              rss_bytes / live_bytes, averaged over the samples that hold
+                             live bytes (the trade-off figure's memory axis)
   rounding_bytes_peak        usable_bytes - live_bytes at that sample (size classes,
                              chunk headers' alignment)
   glibc's own view, kept apart (virtual, not resident):
@@ -90,7 +92,7 @@ MIN_LIVE_PAGES = 16  # below this, page-granular RSS cannot weigh the live bytes
 def memory_over_time(timeline: dict | None, touch: bool, glibc: bool, notes: list) -> dict:
     """The shared fragmentation measure (and glibc's own view) from the timeline."""
     shared = ("footprint_bytes_peak", "fragmentation_peak", "overhead_peak", "fragmentation_mean",
-              "rounding_bytes_peak")
+              "overhead_mean", "rounding_bytes_peak")
     out = dict.fromkeys(shared + ("glibc_virtual_peak_bytes", "glibc_breakdown_peak"))
     out["timeline"] = timeline
     if not timeline or not timeline["op"]:
@@ -110,8 +112,10 @@ def memory_over_time(timeline: dict | None, touch: bool, glibc: bool, notes: lis
         notes.append(f"fragmentation: RSS growth fell below the live bytes (op {at}): the baseline moved")
         return out
     fractions = [1 - live[i] / rss[i] for i in range(len(rss)) if rss[i] > 0]
+    overheads = [rss[i] / live[i] for i in range(len(rss)) if live[i] > 0]
     out.update(footprint_bytes_peak=rss[peak], fragmentation_peak=1 - live[peak] / rss[peak],
                overhead_peak=max(rss) / max(live), fragmentation_mean=sum(fractions) / len(fractions),
+               overhead_mean=sum(overheads) / len(overheads) if overheads else None,
                rounding_bytes_peak=usable[peak] - live[peak])
     if glibc and timeline["arena"][peak] is not None:
         t = {k: v[peak] for k, v in timeline.items()}

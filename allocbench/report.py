@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 
-from .plots import (caption, fig_cost_model, is_glibc, plot_all, plot_probes, series, series_order,
-                    syscalls_per_op)
+from .plots import (FRAG_PATTERNS, caption, fig_cost_model, frag_series, is_glibc, plot_all, plot_probes,
+                    series, series_label, series_order, size_of, syscalls_per_op, tradeoff_points)
 from .records import series_key
 from .units import KIB, MIB, size_label
 
@@ -192,6 +192,51 @@ def cost_model_section(recs, calibration, out_dir, cap):
     return lines
 
 
+def fragmentation_findings(recs: list[dict]) -> list[str]:
+    """Findings on memory over time; each number from the records."""
+    out = []
+    dyn = {size_of(r): r for r in frag_series(recs, "fragment").get(glibc_at(None), [])}
+    fixed = {size_of(r): r for r in frag_series(recs, "fragment").get(glibc_at(128 * KIB), [])}
+    pinned = []
+    for size in sorted(set(dyn) & set(fixed)):
+        a, b = dyn[size], fixed[size]
+        if a["retained_after_free_bytes"] is None or b["retained_after_free_bytes"] is None:
+            continue
+        held = a["retained_after_free_bytes"] - b["retained_after_free_bytes"]
+        if held > 0.5 * a["live"] * size:  # at least half a round's large blocks
+            pinned.append((size, held, b["ns_per_op"]["median"] / a["ns_per_op"]["median"]))
+    if pinned:
+        held = [h for _, h, _ in pinned]
+        cost = [c for _, _, c in pinned]
+        out.append(
+            f"The dynamic threshold pins memory: in `fragment` (long-lived 64-byte blocks between large "
+            f"short-lived ones), from {size_label(pinned[0][0])} to {size_label(pinned[-1][0])} the first free "
+            f"of an mmapped block raises the threshold, later large blocks land on the heap between the pins, "
+            f"and after free-all the dynamic default still holds {min(held) / MIB:.1f} to {max(held) / MIB:.1f} "
+            f"MiB more than a fixed 128 KiB threshold. The fixed threshold pays for it in time: "
+            f"{min(cost):.1f}x to {max(cost):.1f}x the dynamic default's ns/op on the same cells.")
+    for pattern in FRAG_PATTERNS:
+        at = [(k, r) for k, rows in frag_series(recs, pattern).items()
+              if (r := next((x for x in rows if size_of(x) == 132 * KIB), None)) and r["fragmentation_mean"] is not None]
+        if len(at) >= 3:
+            at.sort(key=lambda kr: kr[1]["fragmentation_mean"])
+            (lo_k, lo), (hi_k, hi) = at[0], at[-1]
+            out.append(f"`{pattern}` at 132 KiB, fragmentation averaged over the run: lowest "
+                       f"{series_label(lo_k)} {lo['fragmentation_mean']:.2f}, highest {series_label(hi_k)} "
+                       f"{hi['fragmentation_mean']:.2f} (peak {lo['fragmentation_peak']:.2f} and "
+                       f"{hi['fragmentation_peak']:.2f}).")
+    for pattern in FRAG_PATTERNS:
+        pts = tradeoff_points(recs, pattern)
+        if len(pts) >= 3:
+            front, best = [], float("inf")
+            for key, x, y in sorted(pts, key=lambda p: (p[1], p[2])):
+                if y < best:
+                    best = y
+                    front.append(f"{series_label(key)} ({x:,.0f} ns/op, {y:.2f}x live)")
+            out.append(f"`{pattern}` time/memory frontier (no point is both faster and leaner): " + "; ".join(front) + ".")
+    return out
+
+
 def write_report(recs: list[dict], out_path: str, results_path: str, probes: dict | None = None,
                  calibration: dict | None = None) -> list[str]:
     out_dir = os.path.dirname(os.path.abspath(out_path))
@@ -202,7 +247,16 @@ def write_report(recs: list[dict], out_path: str, results_path: str, probes: dic
              "## Findings", ""]
     lines += [f"- {f}" for f in findings(recs)] or ["- (not enough cells for the standard findings)"]
     lines += ["", "## Churn (malloc, touch, free) by size", ""] + churn_table(recs)
-    lines += ["", "## Batch (K blocks live, then free-all): memory", ""] + batch_table(recs) + ["", "## Figures", ""]
+    lines += ["", "## Batch (K blocks live, then free-all): memory", ""] + batch_table(recs)
+    frag = fragmentation_findings(recs)
+    if frag:
+        lines += ["", "## Fragmentation over time", "",
+                  "One definition for every allocator, from one untimed repeat per cell (the first warm-up, in a "
+                  "fresh process): fragmentation = 1 - live bytes / RSS growth at the sample of highest RSS; "
+                  "the mean is over the run's samples; RSS held after free-all is RSS growth after the last "
+                  "timed repeat. glibc's virtual view (mallinfo2 arena + hblkhd) is shown apart, in figure (d).", ""]
+        lines += [f"- {f}" for f in frag]
+    lines += ["", "## Figures", ""]
     for name, title in figures:
         lines += [f"### {title}", "", f"![{title}]({name})", ""]
     if calibration:

@@ -17,6 +17,21 @@ DYNAMIC = None  # glibc's default, dynamic threshold
 LOG_SIZES = [KIB << i for i in range(0, 14, 2)] + [8 * MIB]          # 1K 4K ... 4M 8M
 DENSE_SIZES = list(range(96 * KIB, 160 * KIB + 1, 4 * KIB))           # around 128 KiB
 THRESHOLDS = [DYNAMIC, 32 * KIB, 64 * KIB, 128 * KIB, 256 * KIB, 512 * KIB, MIB, 4 * MIB, 32 * MIB]
+# fragmentation: 32 KiB to 1 MiB, dense from 112 to 160 KiB
+FRAG_SIZES = [32 * KIB, 64 * KIB, 112 * KIB, 120 * KIB, 128 * KIB, 132 * KIB, 136 * KIB, 144 * KIB,
+              160 * KIB, 256 * KIB, 512 * KIB, MIB]
+FRAG_THRESHOLDS = [DYNAMIC, 64 * KIB, 128 * KIB, 256 * KIB, MIB, 32 * MIB]
+ALL = ["glibc", "toy", "jemalloc", "tcmalloc", "mimalloc"]
+
+
+def fragmentation_blocks(sizes=FRAG_SIZES, thresholds=FRAG_THRESHOLDS, ops=None) -> list[dict]:
+    """The patterns that fragment, each over every allocator and threshold: grow
+    from a quarter of the size to the size; handoff on a pair of threads."""
+    common = {"allocators": ALL, "thresholds": thresholds, "live": 16, "repeats": 3,
+              **({"ops": ops} if ops else {})}
+    return [{"pattern": p, "sizes": sizes, **common} for p in ("fragment", "sawtooth", "checkerboard")] + [
+        {"pattern": "grow", "bands": [[s // 4, s] for s in sizes], **common},
+        {"pattern": "handoff", "sizes": sizes, "threads": 2, **common}]
 
 
 def ops_for(size: int, budget_bytes: int, lo: int = 20, hi: int = 20000) -> int:
@@ -59,12 +74,11 @@ PRESETS = {
              "sizes": LOG_SIZES[:-1] + [128 * KIB, 132 * KIB]},
             {"pattern": "batch", "allocators": ["toy", "jemalloc", "tcmalloc", "mimalloc"], "live": 64,
              "sizes": [64 * KIB, 132 * KIB, 256 * KIB, MIB]},
-            {"pattern": "fragment", "allocators": ["glibc"], "live": 64,
-             "thresholds": [DYNAMIC, 128 * KIB], "sizes": [64 * KIB, 132 * KIB, 256 * KIB, MIB]},
             {"pattern": "band", "allocators": ["glibc", "toy", "jemalloc", "tcmalloc", "mimalloc"],
              "thresholds": [DYNAMIC, 128 * KIB], "bands": [[96 * KIB, 160 * KIB]], "live": 16},
             {"pattern": "churn", "allocators": ["glibc", "toy", "jemalloc", "tcmalloc", "mimalloc"],
              "thresholds": [DYNAMIC, 128 * KIB], "sizes": [64 * KIB, 256 * KIB], "threads": 2},
+            *fragmentation_blocks(ops=128),
         ],
     },
 }
@@ -89,7 +103,7 @@ def load_grid(preset: str | None, config: str | None) -> dict:
 def expand(grid: dict, allocators=None, patterns=None) -> list[dict]:
     """Every distinct cell spec of a grid (validated), in a stable order."""
     specs, seen = [], set()
-    repeats = grid.get("repeats", 5)
+    repeats = grid.get("repeats", 5)  # a block may set its own
     budget = grid.get("budget_bytes", 64 * MIB)
     for i, block in enumerate(grid["blocks"]):
         try:
@@ -132,7 +146,7 @@ def _expand_block(block, repeats, budget, allocators, patterns):
                     allocator=allocator, pattern=pattern, size_lo=lo, size_hi=hi,
                     ops=block.get("ops") or ops_for(hi, budget), threads=block.get("threads", 1),
                     live=block.get("live", 64), touch=block.get("touch", True),
-                    repeats=repeats, settings=settings)
+                    repeats=block.get("repeats", repeats), settings=settings)
 
 
 def run_sweep(specs: list[dict], out: str, timeout: float = runner.DEFAULT_TIMEOUT_S,
