@@ -7,6 +7,7 @@ DEBIAN_PACKAGES := strace libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0
 CELL := allocbench/allocbench-cell
 PROBE := allocbench/allocbench-probe
 CALIBRATE := allocbench/allocbench-calibrate
+MMAP_PROBE := allocbench/allocbench-mmap-probe
 CELL_SRC := csrc/cell.c csrc/counters.c csrc/workloads.c csrc/toyalloc.c
 TOYLIB := allocbench/libtoyalloc.so
 TOY_SRC := csrc/toyalloc.c csrc/toy_preload.c
@@ -32,7 +33,7 @@ $(DEPS): pyproject.toml
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
 	touch $@
 
-build: $(DEPS) $(CELL) $(PROBE) $(CALIBRATE) $(TOYLIB) $(TOY_TESTS) $(MALLOC_TESTS) $(OVERHEAD) ## build the extension, the cell runner, libtoyalloc.so, C tests
+build: $(DEPS) $(CELL) $(PROBE) $(MMAP_PROBE) $(CALIBRATE) $(TOYLIB) $(TOY_TESTS) $(MALLOC_TESTS) $(OVERHEAD) ## build the extension, the cell runner, libtoyalloc.so, C tests
 	$(PY) setup.py -q build_ext --inplace
 
 # -fno-builtin-malloc: GCC must not pair up and delete the workload's malloc/free
@@ -41,6 +42,9 @@ $(CELL): $(CELL_SRC) $(wildcard csrc/*.h)
 
 $(PROBE): csrc/probe.c csrc/counters.c csrc/counters.h
 	$(CC) $(CFLAGS) -fno-builtin-malloc -o $@ csrc/probe.c csrc/counters.c -lpthread
+
+$(MMAP_PROBE): csrc/mmap_probe.c csrc/counters.c csrc/counters.h
+	$(CC) $(CFLAGS) -o $@ csrc/mmap_probe.c csrc/counters.c -lpthread
 
 $(CALIBRATE): csrc/calibrate.c csrc/timing.h
 	$(CC) $(CFLAGS) -fno-builtin-malloc -Icsrc -o $@ csrc/calibrate.c
@@ -105,4 +109,4 @@ bench-quick: system build ## a small sweep (about a minute) into results/quick/
 	@echo "results: $(QUICK_RESULTS)"; echo "report:  results/quick/REPORT.md (figures beside it)"
 
 clean: ## remove build products (keeps .venv and results/)
-	rm -rf build csrc/build *.egg-info allocbench/*.c allocbench/*.so allocbench/*.html $(CELL) $(PROBE) $(CALIBRATE)
+	rm -rf build csrc/build *.egg-info allocbench/*.c allocbench/*.so allocbench/*.html $(CELL) $(PROBE) $(MMAP_PROBE) $(CALIBRATE)

@@ -190,7 +190,8 @@ def cmd_probe(args) -> int:
     results = {}
     try:
         for name in names:
-            results[name] = probes.run_probe(name, args.allocator, args.mmap_threshold)
+            work_dir = os.path.dirname(os.path.abspath(args.out)) if args.out else "results"
+            results[name] = probes.run_probe(name, args.allocator, args.mmap_threshold, work_dir=work_dir)
             if not args.json:
                 print("\n".join(([f"== probe {name}"] if len(names) > 1 else []) + results[name]["summary"]),
                       flush=True)
@@ -328,7 +329,8 @@ def build_parser() -> Parser:
     sw.set_defaults(func=cmd_sweep)
 
     from .probes import PROBES
-    pr = sub.add_parser("probe", help="what glibc really does: boundary, dynamic, trim, arenas")
+    pr = sub.add_parser("probe", help="what glibc really does (boundary, dynamic, trim, arenas) and the mmap "
+                        "claims (read-vs-mmap, lazy, unmappable, shared, private, shm)")
     pr.add_argument("name", choices=PROBES + ("all",))
     pr.add_argument("--mmap-threshold", type=size_arg, help="boundary: fix M_MMAP_THRESHOLD first")
     pr.add_argument("--allocator", choices=["glibc", "toy"], default="glibc",

@@ -12,7 +12,15 @@ from .units import KIB, MIB, size_label
 MMAP_THRESHOLD_MAX = 32 * MIB   # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
 DYNAMIC_STEPS = [256 * KIB, 512 * KIB, MIB, 2 * MIB, 4 * MIB, 8 * MIB, 16 * MIB, 32 * MIB - 8192,
                  40 * MIB, 64 * MIB]
-PROBES = ("boundary", "dynamic", "trim", "arenas")
+GLIBC_PROBES = ("boundary", "dynamic", "trim", "arenas")
+
+
+def _mmap_probes():
+    from . import mmap_probes
+    return mmap_probes
+
+
+PROBES = GLIBC_PROBES + ("read-vs-mmap", "lazy", "unmappable", "shared", "private", "shm")
 
 
 class ProbeError(RuntimeError):
@@ -252,10 +260,21 @@ def arenas(threads=(1, 2, 4, 8), arena_max=(None, 1, 2)) -> dict:
     return {"probe": "arenas", "allocator": "glibc", "rows": rows, "summary": summary}
 
 
-def run_probe(name: str, allocator: str = "glibc", threshold: int | None = None) -> dict:
-    """One probe's result, with the machine it ran on under "env"."""
+def run_probe(name: str, allocator: str = "glibc", threshold: int | None = None,
+              work_dir: str = "results") -> dict:
+    """One probe's result, with the machine it ran on under "env".  The mmap
+    probes make their files in a temporary folder under work_dir."""
     from .machine import describe
 
+    if name not in GLIBC_PROBES:
+        if allocator != "glibc" or threshold is not None:
+            raise ValueError(f"probe {name} is about mmap itself: it takes no allocator or threshold")
+        try:
+            result = _mmap_probes().run(name, work_dir)
+        except _mmap_probes().ProbeError as e:
+            raise ProbeError(str(e)) from None
+        result["env"] = describe()
+        return result
     result = _run(name, allocator, threshold)
     result["env"] = describe()
     return result

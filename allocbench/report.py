@@ -261,6 +261,19 @@ def write_report(recs: list[dict], out_path: str, results_path: str, probes: dic
         lines += [f"### {title}", "", f"![{title}]({name})", ""]
     if calibration:
         lines += cost_model_section(recs, calibration, out_dir, caption(recs))
+    claims = {k: v for k, v in (probes or {}).items() if isinstance(v, dict) and "claim" in v}
+    probes = {k: v for k, v in (probes or {}).items() if k not in claims}
+    if claims:
+        drawn = dict((probe, name) for name, probe in plot_probes(claims, out_dir))
+        lines += ["## The mmap claims", "",
+                  "From `allocbench probe read-vs-mmap | lazy | unmappable | shared | private | shm`: each "
+                  "observation is a fresh process; each verdict is computed from the evidence listed under it.", ""]
+        for probe, res in claims.items():
+            lines += [f"### {probe}", "", f"*Claim:* {res['claim']}", "", "*Evidence:*", ""]
+            lines += [f"- {e}" for e in res["evidence"]]
+            lines += ["", f"*Verdict:* {res['verdict']}.", ""]
+            if probe in drawn:
+                lines += [f"![probe {probe}]({drawn[probe]})", ""]
     if probes:
         lines += ["## Probes of glibc's behaviour", "",
                   "From `allocbench probe all`: each observation is a fresh process; numbers are found by search.", ""]
