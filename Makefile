@@ -8,6 +8,8 @@ CELL := allocbench/allocbench-cell
 PROBE := allocbench/allocbench-probe
 CALIBRATE := allocbench/allocbench-calibrate
 MMAP_PROBE := allocbench/allocbench-mmap-probe
+LAUNCH := allocbench/allocbench-launch
+EXPLAIN := allocbench/libexplain.so
 CELL_SRC := csrc/cell.c csrc/counters.c csrc/workloads.c csrc/toyalloc.c
 TOYLIB := allocbench/libtoyalloc.so
 TOY_SRC := csrc/toyalloc.c csrc/toy_preload.c
@@ -33,7 +35,7 @@ $(DEPS): pyproject.toml
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
 	touch $@
 
-build: $(DEPS) $(CELL) $(PROBE) $(MMAP_PROBE) $(CALIBRATE) $(TOYLIB) $(TOY_TESTS) $(MALLOC_TESTS) $(OVERHEAD) ## build the extension, the cell runner, libtoyalloc.so, C tests
+build: $(DEPS) $(CELL) $(PROBE) $(MMAP_PROBE) $(LAUNCH) $(EXPLAIN) $(CALIBRATE) $(TOYLIB) $(TOY_TESTS) $(MALLOC_TESTS) $(OVERHEAD) ## build the extension, the cell runner, libtoyalloc.so, C tests
 	$(PY) setup.py -q build_ext --inplace
 
 # -fno-builtin-malloc: GCC must not pair up and delete the workload's malloc/free
@@ -45,6 +47,13 @@ $(PROBE): csrc/probe.c csrc/counters.c csrc/counters.h
 
 $(MMAP_PROBE): csrc/mmap_probe.c csrc/counters.c csrc/counters.h
 	$(CC) $(CFLAGS) -o $@ csrc/mmap_probe.c csrc/counters.c -lpthread
+
+$(LAUNCH): csrc/launcher.c csrc/counters.c csrc/counters.h
+	$(CC) $(CFLAGS) -o $@ csrc/launcher.c csrc/counters.c -lpthread
+
+# the threshold explainer lives inside someone else's process: a preload shim
+$(EXPLAIN): csrc/explain.c
+	$(CC) $(CFLAGS) -fPIC -shared -o $@ csrc/explain.c -ldl
 
 $(CALIBRATE): csrc/calibrate.c csrc/timing.h
 	$(CC) $(CFLAGS) -fno-builtin-malloc -Icsrc -o $@ csrc/calibrate.c
@@ -89,6 +98,7 @@ test-fast: system build ## the test suite without the tests marked slow
 	$(PY) -m pytest -q -m "not slow"
 
 RESULTS ?= results/default.jsonl
+PROGRAMS ?= results/programs.jsonl
 QUICK_RESULTS ?= results/quick.jsonl
 
 bench: system build ## the default sweep and the probes, then plots/ and plots/REPORT.md (resumable)
@@ -96,8 +106,11 @@ bench: system build ## the default sweep and the probes, then plots/ and plots/R
 	$(PY) -m allocbench sweep --preset default --out $(RESULTS)
 	$(PY) -m allocbench probe all --out results/probes.json
 	$(PY) -m allocbench calibrate --out results/calibration.json
+	$(PY) -m allocbench exec --grid default --repeats 2 --out $(PROGRAMS) -- $(PY) benchmarks/programs/numpy_arrays.py
+	$(PY) -m allocbench exec --grid default --repeats 2 --out $(PROGRAMS) -- $(PY) benchmarks/programs/sqlite_json.py
+	$(PY) -m allocbench exec --grid default --repeats 2 --out $(PROGRAMS) -- gcc -O2 -c csrc/toyalloc.c -o results/toyalloc.o
 	$(PY) -m allocbench report $(RESULTS) --probes results/probes.json \
-	    --calibration results/calibration.json --out plots/REPORT.md
+	    --calibration results/calibration.json --programs $(PROGRAMS) --out plots/REPORT.md
 	@echo "results: $(RESULTS)"; echo "plots:   plots/*.png"; echo "report:  plots/REPORT.md"
 
 bench-quick: system build ## a small sweep (about a minute) into results/quick/
@@ -109,4 +122,4 @@ bench-quick: system build ## a small sweep (about a minute) into results/quick/
 	@echo "results: $(QUICK_RESULTS)"; echo "report:  results/quick/REPORT.md (figures beside it)"
 
 clean: ## remove build products (keeps .venv and results/)
-	rm -rf build csrc/build *.egg-info allocbench/*.c allocbench/*.so allocbench/*.html $(CELL) $(PROBE) $(MMAP_PROBE) $(CALIBRATE)
+	rm -rf build csrc/build *.egg-info allocbench/*.c allocbench/*.so allocbench/*.html $(CELL) $(PROBE) $(MMAP_PROBE) $(LAUNCH) $(CALIBRATE)

@@ -148,6 +148,55 @@ def _load_results(path: str) -> list[dict]:
         raise UsageError(str(e)) from None
 
 
+def cmd_exec(args) -> int:
+    from . import programs
+    from .backends import ALL_SETTINGS
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    settings = {k: getattr(args, k) for k in ALL_SETTINGS + tuple(programs.EXTRA_TUNABLES)
+                if getattr(args, k, None) is not None}
+    try:
+        if args.grid:
+            if settings or args.allocator != "glibc":
+                raise ValueError("--grid chooses the allocators and settings; drop --allocator and setting flags")
+            grid = programs.load_grid(args.grid)
+        else:
+            grid = [{"allocator": args.allocator, "settings": settings}]
+        recs = programs.run_grid(command, grid, args.repeats, args.out, hz=args.hz, timeout=args.timeout,
+                                 explain=args.explain_threshold)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+    for rec in recs:
+        if args.json:
+            print(json.dumps(rec))
+            continue
+        settings = ", ".join(f"{k}={v}" for k, v in rec["settings"].items()) or "defaults"
+        if rec["status"] != "ok":
+            print(f"{rec['allocator']} [{settings}] repeat {rec['repeat'] + 1}: {rec['status'].upper()}: {rec['error']}")
+            continue
+        sc = rec["syscalls"] or {}
+        loader = rec["loader"]["syscalls"] or {}
+        print(f"{rec['allocator']} [{settings}] repeat {rec['repeat'] + 1}: {rec['wall_ns'] / 1e9:.3f} s, "
+              + ", ".join(f"{k} {v}" for k, v in sc.items() if v) + f" (loader alone: "
+              + (", ".join(f"{k} {v}" for k, v in loader.items() if v) or "-") + f"), {rec['minor_faults']} minor "
+              f"faults, peak RSS {human_bytes(rec['peak_rss_bytes'])}, final {human_bytes(rec['final_rss_bytes'])}")
+        for rise in (rec.get("explain") or {}).get("rises", []):
+            print(f"  threshold rose {rise['old_threshold']} -> {rise['new_threshold']} at {rise['t_ns'] / 1e6:.1f} ms, "
+                  f"freed at: {' <- '.join(f.split('(')[-1].split(')')[0] or f for f in rise['backtrace'][:4])}")
+        if rec.get("explain"):
+            e = rec["explain"]
+            print(f"  {e.get('moved_blocks', 0)} later blocks ({human_bytes(e.get('moved_bytes', 0))}) went to the "
+                  "heap because of the rises")
+    return 0 if all(r["status"] in ("ok", "skipped") for r in recs) else 1
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare
+
+    print("\n".join(compare(_load_results(args.a), _load_results(args.b))))
+    return 0
+
+
 def _load_probes_and_calibration(args):
     probes = _load_json_option(args.probes, "probes")
     if isinstance(probes, dict) and "probe" in probes:  # one probe's output
@@ -176,7 +225,8 @@ def cmd_report(args) -> int:
 
     recs = _load_results(args.results)
     probes, calibration = _load_probes_and_calibration(args)
-    write_report(recs, args.out, args.results, probes=probes, calibration=calibration)
+    programs = _load_results(args.programs) if args.programs else None
+    write_report(recs, args.out, args.results, probes=probes, calibration=calibration, programs=programs)
     print(args.out)
     return 0
 
@@ -352,11 +402,33 @@ def build_parser() -> Parser:
     pl.add_argument("--calibration", help="JSON from `allocbench calibrate --out FILE`: the cost-model figure too")
     pl.set_defaults(func=cmd_plot)
 
+    ex = sub.add_parser("exec", help="run an unmodified program under any allocator and glibc setting")
+    ex.add_argument("--allocator", choices=list(BACKENDS), default="glibc")
+    add_setting_flags(ex)
+    ex.add_argument("--tcache-count", type=count_arg, help="glibc tunable glibc.malloc.tcache_count")
+    ex.add_argument("--hugetlb", type=count_arg, help="glibc tunable glibc.malloc.hugetlb (0, 1, 2)")
+    ex.add_argument("--grid", help="quick, default, or a JSON file: [{\"allocator\": ..., \"settings\": {...}}, ...]")
+    ex.add_argument("--repeats", type=count_arg, default=3, help="runs per setting, each a fresh process (3)")
+    ex.add_argument("--hz", type=count_arg, default=100, help="RSS samples per second (100)")
+    ex.add_argument("--timeout", type=seconds_arg, default=600, help="seconds per run before it is killed (600)")
+    ex.add_argument("--explain-threshold", action="store_true",
+                    help="log who raised glibc's dynamic mmap threshold, and what it moved to the heap")
+    ex.add_argument("--out", help="append the records to this JSON Lines file (resumed)")
+    ex.add_argument("--json", action="store_true", help="print each record as one JSON line")
+    ex.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    ex.set_defaults(func=cmd_exec)
+
+    cm = sub.add_parser("compare", help="two results files side by side: ratios of time, syscalls and RSS")
+    cm.add_argument("a")
+    cm.add_argument("b")
+    cm.set_defaults(func=cmd_compare)
+
     rp = sub.add_parser("report", help="REPORT.md with findings and figures from a results file")
     rp.add_argument("results", help="a JSON Lines results file")
     rp.add_argument("--out", default="plots/REPORT.md", help="report path; figures go beside it")
     rp.add_argument("--probes", help="JSON from `allocbench probe all --out FILE`, for the probes' section")
     rp.add_argument("--calibration", help="JSON from `allocbench calibrate --out FILE`, for the cost model")
+    rp.add_argument("--programs", help="JSON Lines from `allocbench exec --out FILE`, for the real programs")
     rp.set_defaults(func=cmd_report)
     return p
 

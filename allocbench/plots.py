@@ -580,3 +580,31 @@ def plot_fragmentation(recs: list[dict], out_dir: str) -> list[tuple[str, str]]:
         if draw(recs, os.path.join(out_dir, name), cap):
             made.append((name, title))
     return made
+
+
+# ---- real programs (allocbench exec) ----
+
+def program_name(rec: dict) -> str:
+    """A program's short name: the script for an interpreter, else the binary."""
+    cmd = rec["command"]
+    script = next((os.path.basename(a) for a in cmd[1:] if a.endswith(".py")), None)
+    return script or os.path.basename(cmd[0])
+
+
+def fig_program_rss(recs: list[dict], name: str, path: str) -> bool:
+    """RSS over time of one program, one line per setting (its first ok repeat)."""
+    runs = {}
+    for r in recs:
+        if r["status"] == "ok" and program_name(r) == name and r["timeline"]["t_ns"]:
+            runs.setdefault(series_key(r), r)
+    if not runs:
+        return False
+    fig, ax = plt.subplots(figsize=SIZE_FIGURE)
+    for key in sorted(runs, key=series_order):
+        t = runs[key]["timeline"]
+        ax.plot(np.array(t["t_ns"]) / 1e9, np.array(t["rss_bytes"]) / MIB, "-" if is_glibc(key) else "--",
+                label=series_label(key))
+    ax.legend(fontsize=7)
+    _finish(fig, ax, f"{name}: RSS over time (allocbench exec, one run per setting)", "seconds",
+            "RSS (MiB)", caption(recs), path)
+    return True

@@ -72,8 +72,13 @@ KEY_FIELDS = ("allocator", "settings", "pattern", "size_lo", "size_hi", "ops", "
               "live", "touch", "seed", "repeats", "warmup")
 
 
+PROGRAM_KEY_FIELDS = ("kind", "command", "allocator", "settings", "repeat")
+
+
 def cell_key(d: dict) -> str:
-    return json.dumps({k: d.get(k) for k in KEY_FIELDS}, sort_keys=True)
+    """What identifies a record: a cell's spec, or a program run (allocbench exec)."""
+    fields = PROGRAM_KEY_FIELDS if d.get("kind") == "program" else KEY_FIELDS
+    return json.dumps({k: d.get(k) for k in fields}, sort_keys=True)
 
 
 def series_key(d: dict) -> tuple:

@@ -237,8 +237,64 @@ def fragmentation_findings(recs: list[dict]) -> list[str]:
     return out
 
 
+def programs_section(progs: list[dict], out_dir: str) -> list[str]:
+    """Real programs under every setting: a table, an RSS figure and findings per program."""
+    import statistics
+    from collections import defaultdict
+
+    from .plots import fig_program_rss, program_name
+
+    lines = ["## Real programs", "",
+             "From `allocbench exec`: each run an unmodified program in a fresh process, its memory syscalls "
+             "counted exactly over the whole process tree; medians over repeats. The loader's own syscalls "
+             "(measured once per binary and allocator) are part of every count and shown apart.", ""]
+    by_prog = defaultdict(lambda: defaultdict(list))
+    failed = [r for r in progs if r["status"] != "ok"]
+    for r in progs:
+        if r["status"] == "ok":
+            by_prog[program_name(r)][series_key(r)].append(r)
+    for name, groups in by_prog.items():
+        lines += [f"### {name}", "", "| setting | wall s | brk | mmap | munmap | madvise | mprotect | minor faults "
+                  "| peak RSS MiB | final RSS MiB | loader mmaps |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        rows = []
+        for key in sorted(groups, key=series_order):
+            rs = groups[key]
+            med = lambda f: statistics.median(f(r) for r in rs)
+            sc = lambda k: med(lambda r: r["syscalls"][k]) if all(r["syscalls"] for r in rs) else None
+            row = {"key": key, "wall": med(lambda r: r["wall_ns"]) / 1e9, "mmap": sc("mmap"),
+                   "peak": med(lambda r: r["peak_rss_bytes"]) / MIB,
+                   "final": med(lambda r: r["final_rss_bytes"] or 0) / MIB}
+            rows.append(row)
+            loader = (rs[0]["loader"]["syscalls"] or {}).get("mmap", "-")
+            lines.append(f"| {series_label(key)} | {row['wall']:.2f} | {sc('brk')} | {sc('mmap')} | {sc('munmap')} | "
+                         f"{sc('madvise')} | {sc('mprotect')} | {med(lambda r: r['minor_faults']):,.0f} | "
+                         f"{row['peak']:.1f} | {row['final']:.1f} | {loader} |")
+        lines.append("")
+        fig = f"program_{name.replace('.', '_')}_rss.png"
+        if fig_program_rss(progs, name, os.path.join(out_dir, fig)):
+            lines += [f"![{name} RSS over time]({fig})", ""]
+        if len(rows) >= 3:
+            fast, slow = min(rows, key=lambda r: r["wall"]), max(rows, key=lambda r: r["wall"])
+            lean, fat = min(rows, key=lambda r: r["final"]), max(rows, key=lambda r: r["final"])
+            lines.append(f"- Fastest {series_label(fast['key'])} ({fast['wall']:.2f} s), slowest "
+                         f"{series_label(slow['key'])} ({slow['wall']:.2f} s); least RSS left at the end "
+                         f"{series_label(lean['key'])} ({lean['final']:.1f} MiB), most {series_label(fat['key'])} "
+                         f"({fat['final']:.1f} MiB).")
+            dyn = next((r for r in rows if r["key"] == glibc_at(None)), None)
+            fixed = next((r for r in rows if r["key"] == glibc_at(128 * KIB)), None)
+            if dyn and fixed and dyn["mmap"] is not None and fixed["mmap"] is not None:
+                lines.append(f"- A fixed 128 KiB threshold: {fixed['mmap']:.0f} mmap calls against {dyn['mmap']:.0f} "
+                             f"at the dynamic default, {fixed['wall'] / dyn['wall']:.2f}x the time, final RSS "
+                             f"{fixed['final']:.1f} against {dyn['final']:.1f} MiB.")
+            lines.append("")
+    if failed:
+        lines += [f"{len(failed)} run(s) failed or were skipped: "
+                  + "; ".join(sorted({r['error'] for r in failed})[:5]) + ".", ""]
+    return lines
+
+
 def write_report(recs: list[dict], out_path: str, results_path: str, probes: dict | None = None,
-                 calibration: dict | None = None) -> list[str]:
+                 calibration: dict | None = None, programs: list[dict] | None = None) -> list[str]:
     out_dir = os.path.dirname(os.path.abspath(out_path))
     figures = plot_all(recs, out_dir)
     lines = ["# allocbench report", "",
@@ -259,6 +315,8 @@ def write_report(recs: list[dict], out_path: str, results_path: str, probes: dic
     lines += ["", "## Figures", ""]
     for name, title in figures:
         lines += [f"### {title}", "", f"![{title}]({name})", ""]
+    if programs:
+        lines += programs_section(programs, out_dir)
     if calibration:
         lines += cost_model_section(recs, calibration, out_dir, caption(recs))
     claims = {k: v for k, v in (probes or {}).items() if isinstance(v, dict) and "claim" in v}

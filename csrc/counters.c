@@ -124,7 +124,7 @@ static int perf_open(ab_counter *c, const char *tracefs)
         a.exclude_kernel = 1;   /* works without root; syscall entries still count */
         a.exclude_hv = 1;
         a.read_format = PERF_FORMAT_GROUP;
-        int fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, c->group_fd, PERF_FLAG_FD_CLOEXEC);
+        int fd = (int)syscall(SYS_perf_event_open, &a, c->task, -1, c->group_fd, PERF_FLAG_FD_CLOEXEC);
         if (fd < 0) {
             set_error(c, "perf_event_open(syscalls:sys_enter_%s): %s", ab_syscall_names[i],
                       strerror(errno));
@@ -302,6 +302,27 @@ static int strace_end(ab_counter *c, int64_t out[AB_NSYSCALLS])
 }
 
 /* ---- public API ---- */
+
+int ab_counter_open_task(ab_counter *c, pid_t task)
+{
+    memset(c, 0, sizeof *c);
+    c->group_fd = -1;
+    for (int i = 0; i < AB_NSYSCALLS; i++)
+        c->fds[i] = -1;
+    c->method = AB_METHOD_PERF;
+    c->task = task;
+    return perf_open(c, NULL);
+}
+
+int ab_counter_read_totals(ab_counter *c, int64_t out[AB_NSYSCALLS])
+{
+    uint64_t vals[1 + AB_NSYSCALLS];
+    if (perf_read(c, vals))
+        return -1;
+    for (int i = 0; i < AB_NSYSCALLS; i++)
+        out[i] = (int64_t)vals[1 + i];
+    return 0;
+}
 
 int ab_counter_open(ab_counter *c, int method, const char *tracefs, const char *strace_path)
 {

@@ -53,6 +53,7 @@ extern const char *const ab_mallinfo2_names[AB_NMALLINFO2];
 
 typedef struct ab_counter {
     int method;
+    pid_t task;                /* perf: the task counted (0: this process) */
     int group_fd;              /* perf: the group leader; -1 when unused */
     int fds[AB_NSYSCALLS];
     char strace_path[256];     /* strace: the binary */
@@ -94,6 +95,11 @@ int ab_counter_open(ab_counter *c, int method, const char *tracefs,
  * name, or the named method cannot work).  `note` says why better ones failed. */
 const char *ab_counter_open_named(ab_counter *c, const char *name, char *note, size_t cap);
 void ab_counter_close(ab_counter *c);
+
+/* perf on another task (with inherit: its threads and children too), counting
+ * from now; read the totals at any time, also after the task has exited. */
+int ab_counter_open_task(ab_counter *c, pid_t task);
+int ab_counter_read_totals(ab_counter *c, int64_t out[AB_NSYSCALLS]);
 
 /* Open and close one window.  No malloc between begin returning and end
  * being called is made by these functions.  Return 0 or -1 (c->error). */

@@ -1,0 +1,153 @@
+"""allocbench exec: unmodified programs under every knob, counted over the whole
+process tree; the threshold explainer; compare.  Expected values come from the
+programs' own calls and glibc's chunk rounding."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from allocbench import probes, programs
+from conftest import ROOT, needs_perf
+
+ENV = dict(os.environ, PYTHONPATH=ROOT)
+KIB, MIB, PAGE = 1024, 1 << 20, os.sysconf("SC_PAGE_SIZE")
+pytestmark = pytest.mark.skipif(not shutil.which("gcc"), reason="gcc builds the test programs")
+
+
+def build(tmp_path, name, source, flags=()):
+    src = tmp_path / f"{name}.c"
+    src.write_text(source)
+    exe = tmp_path / name
+    subprocess.run(["gcc", "-O0", "-rdynamic", "-fno-builtin", *flags, "-o", str(exe), str(src)], check=True)
+    return str(exe)
+
+
+THRESHOLD_MOVER = r"""
+#include <stdlib.h>
+#include <string.h>
+int main(void) {
+    char *big = malloc(1 << 20); memset(big, 1, 1 << 20); free(big);   /* mmapped, then freed */
+    for (int i = 0; i < 100; i++) { char *p = malloc(512 << 10); memset(p, 1, 512 << 10); free(p); }
+    return 0;
+}
+"""
+
+
+def mmapped_chunk(request: int) -> int:
+    """glibc: an mmapped chunk is request2size(request) + SIZE_SZ, rounded up to pages."""
+    nb = max(32, (request + 8 + 15) & ~15)
+    return -(-(nb + 8) // PAGE) * PAGE
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "allocbench", *args], capture_output=True, text=True,
+                          env=ENV, timeout=600)
+
+
+@needs_perf
+def test_a_fixed_threshold_costs_exactly_one_mmap_and_munmap_per_block(tmp_path):
+    exe = build(tmp_path, "mover", THRESHOLD_MOVER)
+    dyn = programs.run_program([exe], "glibc", {}, 0, loader_cache={})
+    fixed = programs.run_program([exe], "glibc", {"mmap_threshold": 128 * KIB}, 0, loader_cache={})
+    assert dyn["status"] == fixed["status"] == "ok"
+    assert fixed["syscalls"]["mmap"] - dyn["syscalls"]["mmap"] == 100
+    assert fixed["syscalls"]["munmap"] - dyn["syscalls"]["munmap"] == 100
+    assert dyn["loader"]["syscalls"]["mmap"] == fixed["loader"]["syscalls"]["mmap"]
+    assert "LD_TRACE_LOADED_OBJECTS" in dyn["loader"]["method"]
+
+
+def test_explain_names_the_one_rise_its_caller_and_what_it_moved(tmp_path):
+    exe = build(tmp_path, "mover", THRESHOLD_MOVER)
+    rec = programs.run_program([exe], "glibc", {}, 0, explain=True)
+    e = rec["explain"]
+    assert len(e["rises"]) == 1 and e["rise_count"] == 1
+    rise = e["rises"][0]
+    assert rise["old_threshold"] == 128 * KIB and rise["new_threshold"] == mmapped_chunk(1 << 20)
+    assert rise["trim_threshold"] == 2 * rise["new_threshold"]
+    assert any("(main+" in frame for frame in rise["backtrace"])
+    assert e["moved_blocks"] == 100 and e["moved_bytes"] == 100 * 512 * KIB
+    fixed = programs.run_program([exe], "glibc", {"mmap_threshold": 128 * KIB}, 0, explain=True)
+    assert fixed["explain"]["rises"] == [] and fixed["explain"]["moved_blocks"] == 0
+
+
+def test_the_explainers_model_agrees_with_probe_dynamic(tmp_path):
+    """For each size probe dynamic frees, the boundary it finds is the raised
+    threshold less 23 bytes (chunk rounding); the shim must raise to exactly that."""
+    found = probes.dynamic()
+    exe = build(tmp_path, "free_one", r"""
+#include <stdlib.h>
+#include <string.h>
+int main(int c, char **v) { size_t n = strtoull(v[1], 0, 10); char *p = malloc(n); memset(p, 1, n); free(p); return 0; }
+""")
+    checked = 0
+    for row in found["steps"]:
+        if row["freed"] is None or row["freed"] > 32 * MIB:
+            continue
+        rec = programs.run_program([exe, str(row["freed"])], "glibc", {}, 0, explain=True)
+        rises = rec["explain"]["rises"]
+        if row["boundary"] is not None and row["boundary"] + 23 > 128 * KIB and rises:
+            assert rises[-1]["new_threshold"] == row["boundary"] + 23, row
+            checked += 1
+    assert checked >= 5
+
+
+def test_rss_over_time_shows_the_rise_and_the_fall(tmp_path):
+    exe = build(tmp_path, "wave", r"""
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+int main(void) { usleep(200000); char *p = malloc(64 << 20); memset(p, 1, 64 << 20); usleep(300000); free(p); usleep(300000); return 0; }
+""")
+    rec = programs.run_program([exe], "glibc", {}, 0, hz=100)
+    rss = rec["timeline"]["rss_bytes"]
+    top = max(rss)
+    assert top - rss[0] >= 64 * MIB and rec["final_rss_bytes"] <= top - 60 * MIB
+    assert rss.index(top) < len(rss) - 5  # it fell while the program was still running
+
+
+def test_a_crash_is_a_failed_record_and_the_grid_goes_on(tmp_path):
+    exe = build(tmp_path, "crash", "int main(void) { *(volatile int *)0 = 1; return 0; }")
+    out = tmp_path / "p.jsonl"
+    recs = programs.run_grid([exe], programs.GRIDS["quick"], 1, str(out))
+    assert len(recs) == 2 and all(r["status"] == "failed" and r["signal"] == "SEGV" for r in recs)
+    assert all("SIGSEGV" in r["error"] for r in recs)
+    assert len(out.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("args,message", [
+    (["exec", "--"], "no command"),
+    (["exec", "--", "no-such-command-here"], "command not found"),
+    (["exec", "--mmap-threshold", "64M", "--", "true"], "mmap_threshold must be"),
+    (["exec", "--tcache-count", "70000", "--", "true"], "tcache_count must be"),
+    (["exec", "--grid", "nosuchgrid", "--", "true"], "grid nosuchgrid"),
+])
+def test_bad_input_is_one_line_and_records_nothing(tmp_path, args, message):
+    out = tmp_path / "p.jsonl"
+    proc = cli(*args[:1], "--out", str(out), *args[1:])
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_settings_reach_the_program_as_tunables_and_preloads():
+    env, preload = programs.program_env("glibc", {"mmap_threshold": 131072, "arena_max": 2, "tcache_count": 0})
+    assert env["GLIBC_TUNABLES"] == ("glibc.malloc.mmap_threshold=131072:glibc.malloc.arena_max=2:"
+                                     "glibc.malloc.tcache_count=0")
+    env, preload = programs.program_env("toy", {"toy_policy": "dontneed"})
+    assert env["TOYALLOC_POLICY"] == "dontneed" and preload[0].endswith("libtoyalloc.so")
+
+
+def test_compare_marks_differences_beyond_the_spread(tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    base = {"kind": "program", "command": ["x"], "allocator": "glibc", "settings": {}, "status": "ok",
+            "syscalls": {"mmap": 10}, "peak_rss_bytes": 100, "env": {"glibc": "2.36"}}
+    a.write_text("".join(json.dumps({**base, "repeat": i, "wall_ns": w}) + "\n" for i, w in enumerate((100, 110))))
+    b.write_text("".join(json.dumps({**base, "repeat": i, "wall_ns": w, "env": {"glibc": "2.41"}}) + "\n"
+                         for i, w in enumerate((300, 330))))
+    proc = cli("compare", str(a), str(b))
+    assert proc.returncode == 0
+    assert "glibc: 2.36 vs 2.41" in proc.stdout
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("x | glibc"))
+    assert "*" in row and "3.00x" in row
