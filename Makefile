@@ -9,19 +9,20 @@ PROBE := allocbench/allocbench-probe
 CALIBRATE := allocbench/allocbench-calibrate
 MMAP_PROBE := allocbench/allocbench-mmap-probe
 LAUNCH := allocbench/allocbench-launch
+RECORD := allocbench/librecord.so
 EXPLAIN := allocbench/libexplain.so
-CELL_SRC := csrc/cell.c csrc/counters.c csrc/workloads.c csrc/toyalloc.c
+CELL_SRC := csrc/cell.c csrc/counters.c csrc/workloads.c csrc/replay.c csrc/toyalloc.c
 TOYLIB := allocbench/libtoyalloc.so
 TOY_SRC := csrc/toyalloc.c csrc/toy_preload.c
 TOY_TESTS := csrc/build/toy_stress csrc/build/toy_contract
 # plain malloc API: run against glibc and against any preloaded allocator
-MALLOC_TESTS := csrc/build/malloc_promises csrc/build/malloc_footprint
+MALLOC_TESTS := csrc/build/malloc_promises csrc/build/malloc_footprint csrc/build/malloc_loop
 TOY_POLICIES := keep dontneed free unmap
 OVERHEAD := csrc/build/counter_overhead
 CC ?= gcc
 CFLAGS ?= -O2 -Wall -Wextra
 
-.PHONY: help system build debug asan glibc-tests counter-overhead test test-fast bench bench-quick clean
+.PHONY: help system build debug asan glibc-tests counter-overhead trace-overhead test test-fast bench bench-quick clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
@@ -35,7 +36,7 @@ $(DEPS): pyproject.toml
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
 	touch $@
 
-build: $(DEPS) $(CELL) $(PROBE) $(MMAP_PROBE) $(LAUNCH) $(EXPLAIN) $(CALIBRATE) $(TOYLIB) $(TOY_TESTS) $(MALLOC_TESTS) $(OVERHEAD) ## build the extension, the cell runner, libtoyalloc.so, C tests
+build: $(DEPS) $(CELL) $(PROBE) $(MMAP_PROBE) $(LAUNCH) $(EXPLAIN) $(RECORD) $(CALIBRATE) $(TOYLIB) $(TOY_TESTS) $(MALLOC_TESTS) $(OVERHEAD) ## build the extension, the cell runner, libtoyalloc.so, C tests
 	$(PY) setup.py -q build_ext --inplace
 
 # -fno-builtin-malloc: GCC must not pair up and delete the workload's malloc/free
@@ -54,6 +55,9 @@ $(LAUNCH): csrc/launcher.c csrc/counters.c csrc/counters.h
 # the threshold explainer lives inside someone else's process: a preload shim
 $(EXPLAIN): csrc/explain.c
 	$(CC) $(CFLAGS) -fPIC -shared -o $@ csrc/explain.c -ldl
+
+$(RECORD): csrc/recorder.c csrc/trace.h
+	$(CC) $(CFLAGS) -Wno-format-truncation -fPIC -shared -Icsrc -o $@ csrc/recorder.c -ldl -lpthread
 
 $(CALIBRATE): csrc/calibrate.c csrc/timing.h
 	$(CC) $(CFLAGS) -fno-builtin-malloc -Icsrc -o $@ csrc/calibrate.c
@@ -77,6 +81,9 @@ $(OVERHEAD): csrc/tests/counter_overhead.c csrc/counters.c csrc/counters.h csrc/
 counter-overhead: build ## what the counters cost (a benchmark, not a test)
 	$(OVERHEAD)
 
+trace-overhead: build ## what recording and replaying cost (a benchmark, not a test)
+	$(PY) scripts/trace-overhead
+
 asan: ## build and run the toy's C stress and contract tests under ASan + UBSan, every policy
 	@mkdir -p csrc/build
 	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -Icsrc \
@@ -99,6 +106,7 @@ test-fast: system build ## the test suite without the tests marked slow
 
 RESULTS ?= results/default.jsonl
 PROGRAMS ?= results/programs.jsonl
+REPLAYS ?= results/replays.jsonl
 QUICK_RESULTS ?= results/quick.jsonl
 
 bench: system build ## the default sweep and the probes, then plots/ and plots/REPORT.md (resumable)
@@ -109,8 +117,10 @@ bench: system build ## the default sweep and the probes, then plots/ and plots/R
 	$(PY) -m allocbench exec --grid default --repeats 2 --out $(PROGRAMS) -- $(PY) benchmarks/programs/numpy_arrays.py
 	$(PY) -m allocbench exec --grid default --repeats 2 --out $(PROGRAMS) -- $(PY) benchmarks/programs/sqlite_json.py
 	$(PY) -m allocbench exec --grid default --repeats 2 --out $(PROGRAMS) -- gcc -O2 -c csrc/toyalloc.c -o results/toyalloc.o
+	$(PY) scripts/record-programs results/traces
+	$(PY) -m allocbench sweep --config results/traces/grid.json --out $(REPLAYS)
 	$(PY) -m allocbench report $(RESULTS) --probes results/probes.json \
-	    --calibration results/calibration.json --programs $(PROGRAMS) --out plots/REPORT.md
+	    --calibration results/calibration.json --programs $(PROGRAMS) --replays $(REPLAYS) --out plots/REPORT.md
 	@echo "results: $(RESULTS)"; echo "plots:   plots/*.png"; echo "report:  plots/REPORT.md"
 
 bench-quick: system build ## a small sweep (about a minute) into results/quick/

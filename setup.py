@@ -13,7 +13,7 @@ DIRECTIVES = {
     "debug": {"language_level": 3, "boundscheck": True, "wraparound": True},
 }["debug" if DEBUG else "release"]
 
-CSRC = ["csrc/counters.c", "csrc/workloads.c", "csrc/toyalloc.c"]
+CSRC = ["csrc/counters.c", "csrc/workloads.c", "csrc/replay.c", "csrc/toyalloc.c"]
 
 extensions = [
     Extension(

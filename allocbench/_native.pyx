@@ -39,7 +39,9 @@ def check_cell(str pattern, size_lo, size_hi, ops, threads, live, seed, repeats,
                         ("live", live), ("seed", seed), ("repeats", repeats), ("warmup", warmup)):
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**64:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    cdef ab_replay some_trace  # pattern trace: the trace file itself is checked by the cell
     s.w.pattern = ab_pattern_of(pattern.encode())
+    s.w.replay = &some_trace
     if s.w.pattern < 0:
         raise ValueError(f"unknown pattern {pattern!r}; known: {', '.join(PATTERNS)}")
     s.w.size_lo, s.w.size_hi, s.w.ops, s.w.seed = size_lo, size_hi, ops, seed

@@ -56,8 +56,8 @@ def print_record(rec: dict) -> None:
     """A short aligned table of one record."""
     from .counters import SYSCALLS
 
-    size = (human_bytes(rec["size_bytes"]) if rec.get("size_bytes") is not None
-            else f"{human_bytes(rec['size_lo'])}..{human_bytes(rec['size_hi'])}")
+    size = (os.path.basename(rec["trace"]) if rec.get("trace") else human_bytes(rec["size_bytes"])
+            if rec.get("size_bytes") is not None else f"{human_bytes(rec['size_lo'])}..{human_bytes(rec['size_hi'])}")
     settings = ", ".join(f"{k}={v}" for k, v in rec["settings"].items()) or "default (dynamic)"
     live = f", {rec['live']} live" if rec["pattern"] not in ("churn", "realloc-grow") else ""
     rows = [("allocator", f"{rec['allocator']} [{settings}]"),
@@ -95,11 +95,14 @@ def cmd_run(args) -> int:
 
     settings = {k: getattr(args, k) for k in ALL_SETTINGS if getattr(args, k) is not None}
     try:
+        touch = {"all": True, "first": "first", "none": False}["none" if args.no_touch else args.touch]
+        if args.pattern == "trace" and args.size is None and args.size_lo is None:
+            args.size = 0  # a trace brings its own sizes
         spec = runner.make_spec(
             allocator=args.allocator, pattern=args.pattern, size=args.size,
             size_lo=args.size_lo, size_hi=args.size_hi, ops=args.ops, threads=args.threads,
-            live=args.live, touch=not args.no_touch, seed=args.seed, repeats=args.repeats,
-            warmup=args.warmup, settings=settings, counter_method=args.counter_method)
+            live=args.live, touch=touch, seed=args.seed, repeats=args.repeats,
+            warmup=args.warmup, settings=settings, counter_method=args.counter_method, trace=args.trace)
         rec = runner.run_cell(spec, timeout=args.timeout)
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None
@@ -190,6 +193,31 @@ def cmd_exec(args) -> int:
     return 0 if all(r["status"] in ("ok", "skipped") for r in recs) else 1
 
 
+def cmd_record(args) -> int:
+    from . import traces
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    try:
+        files = traces.record(command, args.out)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+    for f in files:
+        i = traces.info(f)
+        print(f"{f}: {i['events']:,} events, peak live {human_bytes(i['peak_live_bytes'])}")
+    return 0
+
+
+def cmd_trace_info(args) -> int:
+    from . import traces
+
+    try:
+        i = traces.info(args.file)
+    except traces.TraceError as e:
+        raise UsageError(str(e)) from None
+    print(json.dumps(i) if args.json else "\n".join(traces.summary_lines(i)))
+    return 0
+
+
 def cmd_compare(args) -> int:
     from .compare import compare
 
@@ -226,7 +254,9 @@ def cmd_report(args) -> int:
     recs = _load_results(args.results)
     probes, calibration = _load_probes_and_calibration(args)
     programs = _load_results(args.programs) if args.programs else None
-    write_report(recs, args.out, args.results, probes=probes, calibration=calibration, programs=programs)
+    replays = _load_results(args.replays) if args.replays else None
+    write_report(recs, args.out, args.results, probes=probes, calibration=calibration, programs=programs,
+                 replays=replays)
     print(args.out)
     return 0
 
@@ -360,7 +390,10 @@ def build_parser() -> Parser:
                        ("threads", "worker threads"), ("live", "live blocks K for batch/windows/fragment"),
                        ("seed", "the workload's seed")):
         run.add_argument(f"--{name}", type=count_arg, default=defaults[name], help=f"{what} ({defaults[name]})")
-    run.add_argument("--no-touch", action="store_true", help="do not write the blocks' pages")
+    run.add_argument("--no-touch", action="store_true", help="do not write the blocks' pages (--touch none)")
+    run.add_argument("--touch", choices=("all", "first", "none"), default="all",
+                     help="write every page of each block (all), its first page, or nothing")
+    run.add_argument("--trace", help="pattern trace: the trace file to replay (from allocbench record)")
     add_setting_flags(run)
     run.add_argument("--counter-method", choices=("auto",) + _native.METHODS, default="auto")
     run.add_argument("--timeout", type=seconds_arg, default=300, help="seconds before the cell is failed (300)")
@@ -418,6 +451,18 @@ def build_parser() -> Parser:
     ex.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     ex.set_defaults(func=cmd_exec)
 
+    rc = sub.add_parser("record", help="record a program's allocation calls into a trace (LD_PRELOAD)")
+    rc.add_argument("--out", required=True, help="the trace file (a forked child's goes to OUT.PID)")
+    rc.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    rc.set_defaults(func=cmd_record)
+
+    tr = sub.add_parser("trace", help="traces: info")
+    trs = tr.add_subparsers(dest="trace_command", required=True, parser_class=Parser)
+    ti = trs.add_parser("info", help="what a trace holds: operations, sizes, peak live bytes, lifetimes, threads")
+    ti.add_argument("file")
+    ti.add_argument("--json", action="store_true")
+    ti.set_defaults(func=cmd_trace_info)
+
     cm = sub.add_parser("compare", help="two results files side by side: ratios of time, syscalls and RSS")
     cm.add_argument("a")
     cm.add_argument("b")
@@ -429,6 +474,7 @@ def build_parser() -> Parser:
     rp.add_argument("--probes", help="JSON from `allocbench probe all --out FILE`, for the probes' section")
     rp.add_argument("--calibration", help="JSON from `allocbench calibrate --out FILE`, for the cost model")
     rp.add_argument("--programs", help="JSON Lines from `allocbench exec --out FILE`, for the real programs")
+    rp.add_argument("--replays", help="JSON Lines of trace cells (sweep of pattern trace), for the replayed programs")
     rp.set_defaults(func=cmd_report)
     return p
 

@@ -43,6 +43,7 @@ cdef extern from "workloads.h" nogil:
         void *(*realloc)(void *, size_t) noexcept nogil
         void *(*calloc)(size_t, size_t) noexcept nogil
         size_t (*usable_size)(void *) noexcept nogil
+        void *(*memalign)(size_t, size_t) noexcept nogil
         int glibc_chunks
 
     const ab_allocator ab_libc_allocator
@@ -51,7 +52,11 @@ cdef extern from "workloads.h" nogil:
     const char *ab_pattern_names[]
     const char *ab_pattern_docs[]
 
+    ctypedef struct ab_replay:
+        uint64_t n
+
     ctypedef struct ab_workload:
+        const ab_replay *replay
         int pattern
         size_t size_lo, size_hi
         uint64_t ops, seed

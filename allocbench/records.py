@@ -8,7 +8,9 @@ Fields (units in the names; null means "not measured", with the reason in
   pattern, size_bytes        workload; size_bytes is null for a band, which has
   size_lo, size_hi           size_lo..size_hi (for realloc-grow: step..target)
   ops, threads, live         allocations per thread; threads; live blocks K
-  touch, seed                whether every page was written; the workload's seed
+  touch, seed                true (every page written), "first" (each block's first
+                             page), false (none); the workload's seed
+  trace                      pattern trace: the replayed trace file (ops: its events)
   repeats, warmup            measured repeats after `warmup` unmeasured ones, all
                              in the cell's one fresh process
   ns_per_op                  {min, median, max} over repeats of wall time / (ops * threads)
@@ -69,7 +71,7 @@ from .counters import SYSCALLS
 
 # What identifies a cell: a resumed sweep skips a cell whose key is already measured.
 KEY_FIELDS = ("allocator", "settings", "pattern", "size_lo", "size_hi", "ops", "threads",
-              "live", "touch", "seed", "repeats", "warmup")
+              "live", "touch", "seed", "repeats", "warmup", "trace")
 
 
 PROGRAM_KEY_FIELDS = ("kind", "command", "allocator", "settings", "repeat")
@@ -173,6 +175,7 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
         "threads": spec["threads"],
         "live": spec["live"],
         "touch": spec["touch"],
+        "trace": spec.get("trace"),
         "seed": spec["seed"],
         "repeats": spec["repeats"],
         "warmup": spec["warmup"],

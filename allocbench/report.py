@@ -293,8 +293,53 @@ def programs_section(progs: list[dict], out_dir: str) -> list[str]:
     return lines
 
 
+def replays_section(replays: list[dict]) -> list[str]:
+    """Each trace's character (trace info), then how every threshold and allocator
+    replays it, and which setting gives the best time and the best memory."""
+    from collections import defaultdict
+
+    from .traces import TraceError, info
+
+    lines = ["## Replayed programs", "",
+             "Traces recorded with `allocbench record` from the real programs, replayed in a cell "
+             "(`allocbench run --pattern trace`) on one thread in their recorded global order, under every "
+             "threshold and allocator.", "",
+             "| trace | events | threads | peak live MiB | allocations at or above 128 KiB | bytes there MiB |",
+             "|---|---:|---:|---:|---:|---:|"]
+    by_trace = defaultdict(list)
+    for r in replays:
+        if r["status"] == "ok" and r.get("trace"):
+            by_trace[r["trace"]].append(r)
+    for path in by_trace:
+        try:
+            i = info(path)
+        except TraceError:
+            continue
+        lines.append(f"| {os.path.basename(path)} | {i['events']:,} | {i['threads']} | {i['peak_live_bytes'] / MIB:.1f} | "
+                     f"{i['share_at_or_above_128k_boundary']:.2%} | {i['bytes_at_or_above_128k_boundary'] / MIB:.1f} |")
+    lines.append("")
+    for path, rows in by_trace.items():
+        rows.sort(key=lambda r: series_order(series_key(r)))
+        lines += [f"### {os.path.basename(path)}", "",
+                  "| setting | ns/op | syscalls/op | faults/op | fragmentation at peak | retained after free MiB |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            frag = "-" if r["fragmentation_peak"] is None else f"{r['fragmentation_peak']:.2f}"
+            ret = "-" if r["retained_after_free_bytes"] is None else f"{r['retained_after_free_bytes'] / MIB:.1f}"
+            sp = syscalls_per_op(r)
+            lines.append(f"| {series(r)} | {r['ns_per_op']['median']:,.0f} | {'-' if sp is None else f'{sp:.4f}'} | "
+                         f"{r['faults_per_op']:.3f} | {frag} | {ret} |")
+        fast = min(rows, key=lambda r: r["ns_per_op"]["median"])
+        lean = [r for r in rows if r["retained_after_free_bytes"] is not None]
+        lines += ["", f"- Best time: {series(fast)} ({fast['ns_per_op']['median']:,.0f} ns/op)"
+                  + (f"; least memory held after the replay: {series(min(lean, key=lambda r: r['retained_after_free_bytes']))} "
+                     f"({min(r['retained_after_free_bytes'] for r in lean) / MIB:.1f} MiB)" if lean else "") + ".", ""]
+    return lines
+
+
 def write_report(recs: list[dict], out_path: str, results_path: str, probes: dict | None = None,
-                 calibration: dict | None = None, programs: list[dict] | None = None) -> list[str]:
+                 calibration: dict | None = None, programs: list[dict] | None = None,
+                 replays: list[dict] | None = None) -> list[str]:
     out_dir = os.path.dirname(os.path.abspath(out_path))
     figures = plot_all(recs, out_dir)
     lines = ["# allocbench report", "",
@@ -317,6 +362,8 @@ def write_report(recs: list[dict], out_path: str, results_path: str, probes: dic
         lines += [f"### {title}", "", f"![{title}]({name})", ""]
     if programs:
         lines += programs_section(programs, out_dir)
+    if replays:
+        lines += replays_section(replays)
     if calibration:
         lines += cost_model_section(recs, calibration, out_dir, caption(recs))
     claims = {k: v for k, v in (probes or {}).items() if isinstance(v, dict) and "claim" in v}

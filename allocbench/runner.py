@@ -61,11 +61,25 @@ def run_child(argv: list[str], env: dict | None = None, timeout: float = DEFAULT
 
 def make_spec(allocator="glibc", pattern="churn", size=None, size_lo=None, size_hi=None,
               ops=None, threads=None, live=None, touch=None, seed=None, repeats=None, warmup=None,
-              settings=None, counter_method="auto") -> dict:
+              settings=None, counter_method="auto", trace=None) -> dict:
     """A validated cell description; ValueError names what is wrong.  Omitted
-    values take the C defaults; the ranges are checked by the C validator."""
+    values take the C defaults; the ranges are checked by the C validator.
+    touch: True (every page), "first" (each block's first page) or False.
+    pattern "trace" replays the trace file `trace`; its events are the ops."""
     if allocator not in BACKENDS:
         raise ValueError(f"unknown allocator {allocator!r}; known: {', '.join(BACKENDS)}")
+    if (pattern == "trace") != (trace is not None):
+        raise ValueError("pattern trace needs a trace file (--trace FILE), and only it takes one")
+    if trace is not None:
+        from .traces import read
+        trace = os.path.abspath(trace)
+        ops = read(trace)[0]["events"]  # TraceError (a ValueError) names what is wrong
+        if not ops:
+            raise ValueError(f"{trace}: an empty trace")
+        size = size_lo = size_hi = None
+        size_lo = size_hi = 0
+    if touch not in (None, True, False, "first"):
+        raise ValueError(f"touch must be true, false or \"first\", got {touch!r}")
     if size is not None:
         if size_lo is not None or size_hi is not None:
             raise ValueError("give either a size or a size band (size_lo, size_hi), not both")
@@ -85,8 +99,9 @@ def make_spec(allocator="glibc", pattern="churn", size=None, size_lo=None, size_
         raise ValueError(f"unknown counter method {counter_method!r}; expected auto or one of {METHODS}")
     return {"allocator": allocator, "settings": settings, "pattern": pattern,
             "size_lo": size_lo, "size_hi": size_hi, "ops": v["ops"], "threads": v["threads"],
-            "live": v["live"], "touch": bool(v["touch"]), "seed": v["seed"], "repeats": v["repeats"],
-            "warmup": v["warmup"], "counter_method": counter_method}
+            "live": v["live"], "touch": v["touch"] if v["touch"] == "first" else bool(v["touch"]),
+            "seed": v["seed"], "repeats": v["repeats"], "warmup": v["warmup"], "counter_method": counter_method,
+            **({"trace": trace} if trace else {})}
 
 
 def program(name: str, override: str | None = None) -> str:
@@ -105,8 +120,10 @@ def cell_binary() -> str:
 
 def cell_argv(spec: dict, extra: tuple = ()) -> list[str]:
     backend = BACKENDS[spec["allocator"]]
-    argv = [cell_binary(), f"allocator={backend.cell}",
-            f"method={spec['counter_method']}", f"touch={int(spec['touch'])}"]
+    touch = {True: 1, False: 0, "first": 2}[spec["touch"]]
+    argv = [cell_binary(), f"allocator={backend.cell}", f"method={spec['counter_method']}", f"touch={touch}"]
+    if spec.get("trace"):
+        argv.append(f"trace={spec['trace']}")
     argv += [f"{k}={spec[k]}" for k in ("pattern", "size_lo", "size_hi", "ops", "threads",
                                         "live", "seed", "repeats", "warmup")]
     argv += [backend.setting(k).cell_arg(v) for k, v in spec["settings"].items()]

@@ -134,19 +134,22 @@ def _expand_block(block, repeats, budget, allocators, patterns):
     pattern = block["pattern"]
     if patterns and pattern not in patterns:
         return
-    bands = block.get("bands") or [[s, s] for s in block["sizes"]]
+    traces = block.get("traces") if pattern == "trace" else [None]
+    bands = [[0, 0]] if pattern == "trace" else block.get("bands") or [[s, s] for s in block["sizes"]]
     for allocator in block["allocators"]:
         if allocators and allocator not in allocators:
             continue
         if allocator not in BACKENDS:
             raise ValueError(f"unknown allocator {allocator!r}; known: {', '.join(BACKENDS)}")
         for settings in _settings_for(BACKENDS[allocator], block):
-            for lo, hi in bands:
-                yield runner.make_spec(
-                    allocator=allocator, pattern=pattern, size_lo=lo, size_hi=hi,
-                    ops=block.get("ops") or ops_for(hi, budget), threads=block.get("threads", 1),
-                    live=block.get("live", 64), touch=block.get("touch", True),
-                    repeats=block.get("repeats", repeats), settings=settings)
+            for trace in traces:
+                for lo, hi in bands:
+                    yield runner.make_spec(
+                        allocator=allocator, pattern=pattern, size_lo=lo, size_hi=hi,
+                        ops=None if trace else block.get("ops") or ops_for(hi, budget),
+                        threads=block.get("threads", 1), live=block.get("live", 64),
+                        touch=block.get("touch", True), repeats=block.get("repeats", repeats),
+                        settings=settings, trace=trace)
 
 
 def run_sweep(specs: list[dict], out: str, timeout: float = runner.DEFAULT_TIMEOUT_S,

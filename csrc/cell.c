@@ -6,7 +6,8 @@
  *   allocbench-cell key=value ...
  *     allocator=glibc|libc|toy  (libc: whatever LD_PRELOAD put behind malloc)
  *     toy_threshold=N toy_cache_cap=N toy_policy=NAME (allocator=toy only)
- *     pattern=NAME size_lo=N size_hi=N ops=N threads=N live=N touch=0|1 seed=N
+ *     pattern=NAME size_lo=N size_hi=N ops=N threads=N live=N touch=0|1|2 seed=N
+ *     trace=FILE (pattern=trace: ops become the trace's events; touch=2 is each block's first page)
  *     repeats=N warmup=N method=auto|perf|strace|none spawn=0|1 (workers on new threads)
  *     timeline=0|1 (default 1: the first warm-up repeat, or one more untimed repeat
  *                   when warmup=0, records the memory timeline)
@@ -113,6 +114,21 @@ int main(int argc, char **argv)
     w.touch = (int)opt_num(argc, argv, "touch", (unsigned long long)w.touch);
     w.seed = opt_num(argc, argv, "seed", w.seed);
     w.spawn = (int)opt_num(argc, argv, "spawn", 0);
+    static ab_replay replay;
+    const char *trace = opt_str(argc, argv, "trace", NULL);
+    if (trace) {  /* made ready before any window: the replay loop does no bookkeeping malloc */
+        char err[512];
+        if (ab_replay_load(trace, &replay, err, sizeof err)) {
+            fprintf(stderr, "allocbench-cell: %s\n", err);
+            return 2;
+        }
+        if (!replay.n) {
+            fprintf(stderr, "allocbench-cell: %s: an empty trace\n", trace);
+            return 2;
+        }
+        w.replay = &replay;
+        w.ops = replay.n;
+    }
     spec.w = w;
     spec.repeats = opt_num(argc, argv, "repeats", spec.repeats);
     spec.warmup = opt_num(argc, argv, "warmup", spec.warmup);
@@ -208,7 +224,11 @@ int main(int argc, char **argv)
         }
     }
 
-    printf("{\"counter_method\":\"%s\",\"counter_note\":", method);
+    printf("{\"counter_method\":\"%s\",", method);
+    if (trace)
+        printf("\"trace_events\":%llu,\"trace_peak_live_bytes\":%llu,\"trace_slots\":%u,",
+               (unsigned long long)replay.n, (unsigned long long)replay.peak_live_bytes, replay.nslots);
+    printf("\"counter_note\":");
     if (note[0]) json_str(note); else printf("null");
     if (toy) {
         toy_stats ts;

@@ -57,11 +57,11 @@ int ab_pattern_of(const char *name)
 }
 
 const ab_allocator ab_libc_allocator = {
-    malloc, free, realloc, calloc, malloc_usable_size, 1,
+    malloc, free, realloc, calloc, malloc_usable_size, memalign, 1,
 };
 
 const ab_allocator ab_toy_allocator = {
-    toy_malloc, toy_free, toy_realloc, toy_calloc, toy_usable_size, 0,
+    toy_malloc, toy_free, toy_realloc, toy_calloc, toy_usable_size, toy_memalign, 0,
 };
 
 /* Every block passes through here so the compiler cannot drop a malloc/free pair. */
@@ -75,7 +75,8 @@ typedef struct thread_ctx {
     int nthreads;
     int tid;
     uint64_t rng;
-    void **slots;        /* `live` entries */
+    void **slots;        /* `live` entries (trace: one per replay slot) */
+    size_t nslot;
     size_t *sizes;
     void **pinned;       /* fragment's long-lived blocks */
     uint64_t npinned, pinned_cap;
@@ -103,9 +104,14 @@ static size_t draw_size(thread_ctx *t)
     return w->size_lo + next_rand(t) % (w->size_hi - w->size_lo + 1);
 }
 
-static void touch(void *p, size_t from, size_t to)
+static void touch_mode(void *p, size_t from, size_t to, int mode)
 {
     volatile char *c = p;
+    if (mode == 2) {  /* the first page only */
+        if (to > from)
+            c[from] = 1;
+        return;
+    }
     for (size_t off = from; off < to; off += 4096)
         c[off] = 1;
     if (to > from)
@@ -197,9 +203,9 @@ static void account(thread_ctx *t, void *p, size_t size, int sign)
         STORE(t->live_mmapped_bytes, t->live_mmapped_bytes + (uint64_t)sign * size);
 }
 
-static void *get(thread_ctx *t, size_t size)
+/* The books of a block just made (by malloc, calloc, memalign). */
+static void *got(thread_ctx *t, void *p, size_t size)
 {
-    void *p = t->a->malloc(size);
     ab_sink = p;
     if (!p) {
         t->st.failed++;
@@ -207,7 +213,7 @@ static void *get(thread_ctx *t, size_t size)
     }
     t->st.allocs++;
     if (t->w->touch) {
-        touch(p, 0, size);
+        touch_mode(p, 0, size, t->w->touch);
         if (t->a->glibc_chunks) {
             t->st.mmapped_blocks += glibc_mmapped(t, p);
             t->st.checked_blocks++;
@@ -223,6 +229,8 @@ static void *get(thread_ctx *t, size_t size)
     }
     return p;
 }
+
+static void *get(thread_ctx *t, size_t size) { return got(t, t->a->malloc(size), size); }
 
 static void put(thread_ctx *t, void *p, size_t size)
 {
@@ -322,7 +330,7 @@ static void run_realloc_grow(thread_ctx *t)
         if (!p)
             t->st.allocs++;
         if (t->w->touch)
-            touch(q, cur, next);
+            touch_mode(q, cur, next, t->w->touch);
         p = q;
         STORE(t->live_bytes, t->live_bytes + (next - cur));
         cur = next;
@@ -359,6 +367,63 @@ static void run_fragment(thread_ctx *t)
     }
 }
 
+
+/* trace: the recorded calls in their global order, on this one thread. */
+static void run_trace(thread_ctx *t)
+{
+    const ab_replay *r = t->w->replay;
+    for (uint64_t i = 0; i < r->n; i++) {
+        size_t size = r->size[i];
+        uint32_t in = r->in[i], out = r->out[i];
+        switch (r->op[i]) {
+        case AB_OP_MALLOC:
+            t->slots[out] = get(t, size);
+            t->sizes[out] = size;
+            break;
+        case AB_OP_CALLOC:
+            t->slots[out] = got(t, t->a->calloc(1, size), size);
+            t->sizes[out] = size;
+            break;
+        case AB_OP_MEMALIGN: case AB_OP_POSIX_MEMALIGN: case AB_OP_ALIGNED_ALLOC:
+        case AB_OP_VALLOC: case AB_OP_PVALLOC:
+            t->slots[out] = got(t, t->a->memalign(r->align[i], size), size);
+            t->sizes[out] = size;
+            break;
+        case AB_OP_FREE:
+            put(t, t->slots[in], t->sizes[in]);
+            t->slots[in] = NULL;
+            break;
+        case AB_OP_REALLOC: case AB_OP_REALLOCARRAY: {
+            void *p = in == AB_NO_SLOT ? NULL : t->slots[in];
+            size_t old = in == AB_NO_SLOT ? 0 : t->sizes[in];
+            if (t->tl && p)
+                account(t, p, old, -1);
+            void *q = t->a->realloc(p, size);
+            ab_sink = q;
+            t->st.reallocs++;
+            if (in != AB_NO_SLOT)
+                t->slots[in] = NULL;
+            STORE(t->live_bytes, t->live_bytes - old);
+            if (out == AB_NO_SLOT || !q)
+                break;
+            if (t->w->touch && size > old)
+                touch_mode(q, old, size, t->w->touch);
+            t->slots[out] = q, t->sizes[out] = size;
+            STORE(t->live_bytes, t->live_bytes + size);
+            if (t->live_bytes > t->st.live_bytes_peak)
+                t->st.live_bytes_peak = t->live_bytes;
+            if (t->tl)
+                account(t, q, size, 1);
+            break;
+        }
+        default:
+            break;  /* free(NULL), a failed call: nothing to replay */
+        }
+    }
+    for (uint32_t j = 0; j < r->nslots; j++)  /* blocks the program never freed */
+        if (t->slots[j])
+            put(t, t->slots[j], t->sizes[j]);
+}
 
 /* Keep p for the rest of the run (freed after the window closes), or free it
  * when the pin list is full. */
@@ -486,6 +551,7 @@ static void (*const pattern_loops[])(thread_ctx *) = {
     [AB_SAWTOOTH] = run_sawtooth,
     [AB_CHECKERBOARD] = run_checkerboard,
     [AB_HANDOFF] = run_handoff,
+    [AB_TRACE] = run_trace,
 };
 _Static_assert(sizeof pattern_loops / sizeof pattern_loops[0] == AB_NPATTERNS,
                "every pattern in AB_PATTERN_LIST needs its loop here");
@@ -516,6 +582,8 @@ const char *ab_workload_check(const ab_workload *w)
         return "live must be between 1 and 1048576";
     if (w->threads < 1 || w->threads > AB_MAX_THREADS)
         return "threads must be between 1 and 256";
+    if (w->pattern == AB_TRACE && (!w->replay || w->threads != 1))
+        return "pattern trace needs trace=FILE and runs on one thread";
     if (w->pattern == AB_HANDOFF && w->threads % 2)
         return "handoff needs an even number of threads (allocating, freeing pairs)";
     return NULL;
@@ -564,8 +632,10 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
         t->a = a, t->w = w, t->tid = i;
         t->tl = w->timeline, t->all = ts, t->nthreads = n;
         t->rng = w->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)i + 1;
-        t->slots = map_zeroed(sizeof(void *) * w->live);
-        t->sizes = map_zeroed(sizeof(size_t) * w->live);
+        size_t nslot = w->pattern == AB_TRACE ? w->replay->nslots + 1 : w->live;
+        t->nslot = nslot;
+        t->slots = map_zeroed(sizeof(void *) * nslot);
+        t->sizes = map_zeroed(sizeof(size_t) * nslot);
         int pins = w->pattern == AB_FRAGMENT || w->pattern == AB_GROW || w->pattern == AB_SAWTOOTH;
         t->pinned_cap = pins ? w->ops : 0;
         t->pinned = t->pinned_cap ? map_zeroed(sizeof(void *) * t->pinned_cap) : NULL;
@@ -585,7 +655,8 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
         /* fault the loop's own arrays in now, so RSS growth is the allocator's */
         size_t pg = (size_t)tl->page, own = (ctx_bytes + pg - 1) / pg * pg;
         for (int i = 0; i < n; i++) {
-            size_t sz[3] = {sizeof(void *) * w->live, sizeof(size_t) * w->live, sizeof(void *) * ts[i].pinned_cap};
+            size_t sz[3] = {sizeof(void *) * ts[i].nslot, sizeof(size_t) * ts[i].nslot,
+                            sizeof(void *) * ts[i].pinned_cap};
             void *m[3] = {ts[i].slots, ts[i].sizes, ts[i].pinned};
             for (int k = 0; k < 3; k++)
                 if (m[k] && sz[k]) {
@@ -638,8 +709,8 @@ out:
         thread_ctx *t = &ts[i];
         for (uint64_t j = 0; j < t->npinned; j++)
             a->free(t->pinned[j]);
-        if (t->slots) munmap(t->slots, sizeof(void *) * w->live);
-        if (t->sizes) munmap(t->sizes, sizeof(size_t) * w->live);
+        if (t->slots) munmap(t->slots, sizeof(void *) * t->nslot);
+        if (t->sizes) munmap(t->sizes, sizeof(size_t) * t->nslot);
         if (t->pinned) munmap(t->pinned, sizeof(void *) * t->pinned_cap);
     }
     munmap(ts, ctx_bytes);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "counters.h"
+#include "replay.h"
 
 typedef struct ab_allocator {
     void *(*malloc)(size_t);
@@ -14,6 +15,7 @@ typedef struct ab_allocator {
     void *(*realloc)(void *, size_t);
     void *(*calloc)(size_t, size_t);
     size_t (*usable_size)(void *);
+    void *(*memalign)(size_t, size_t);
     int glibc_chunks;  /* blocks carry glibc's chunk header (IS_MMAPPED bit readable) */
 } ab_allocator;
 
@@ -33,7 +35,8 @@ typedef struct ab_allocator {
     X(AB_SAWTOOTH, "sawtooth", 0, "build up `live` blocks from the band, free all but 1 in 16 "  \
       "(survivors stay); repeat")                                                                 \
     X(AB_CHECKERBOARD, "checkerboard", 0, "`live` blocks, free every other one, then the rest; repeat") \
-    X(AB_HANDOFF, "handoff", 0, "pairs of threads: one allocates, the other frees (threads even)")
+    X(AB_HANDOFF, "handoff", 0, "pairs of threads: one allocates, the other frees (threads even)") \
+    X(AB_TRACE, "trace", 0, "a recorded program's calls, replayed in their global order on one thread (trace=FILE)")
 
 enum ab_pattern {
 #define AB_PATTERN_ENUM(e, name, band, doc) e,
@@ -101,11 +104,12 @@ typedef struct ab_workload {
     size_t size_lo, size_hi;  /* equal for a fixed size */
     uint64_t ops;             /* allocations (reallocs for realloc-grow) per thread */
     uint64_t seed;
-    int touch;                /* write every page of every block */
+    int touch;                /* 0 none, 1 every page of every block, 2 each block's first page */
     uint32_t live;            /* K: live blocks for batch, windows and fragment */
     int threads;              /* workers; 1 = the calling thread, unless spawn */
     int spawn;                /* run even a single worker on a new thread (arenas) */
     ab_timeline *timeline;    /* NULL in timed repeats; set for the one untimed timeline repeat */
+    const ab_replay *replay;  /* pattern trace: the events, made ready before the window opens */
 } ab_workload;
 
 typedef struct ab_run_stats {

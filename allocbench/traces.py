@@ -1,0 +1,169 @@
+"""Allocation traces: `allocbench record -- CMD` writes one (csrc/recorder.c,
+format in csrc/trace.h), `allocbench trace info FILE` summarises it, and
+`allocbench run --pattern trace --trace FILE` replays it in a cell.
+
+The format: a 4096-byte header (magic "ABTRACE1", u32 version, u32 header size,
+u32 record size, u32 flags (1: the recorder ran out of room), u64 events (0 when
+the program ended without running destructors; readers then stop at the first
+record whose op is 0), u64 start_ns, then NUL-terminated JSON: recorder settings,
+program, command line, pid, LD_PRELOAD and GLIBC_TUNABLES), then records of
+EVENT_DTYPE, little-endian, in the calls' global order."""
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import numpy as np
+
+MAGIC = b"ABTRACE1"
+HEADER = 4096
+# one record: csrc/trace.h ab_event
+EVENT_DTYPE = np.dtype([("t_ns", "<u8"), ("ptr", "<u8"), ("old", "<u8"), ("size", "<u8"), ("tid", "<u4"),
+                        ("op", "u1"), ("pad", "V3")])
+OPS = {1: "malloc", 2: "free", 3: "calloc", 4: "realloc", 5: "reallocarray", 6: "memalign",
+       7: "posix_memalign", 8: "aligned_alloc", 9: "valloc", 10: "pvalloc"}
+ALLOCATING = {1, 3, 6, 7, 8, 9, 10}
+BOUNDARY = 131049  # the smallest request glibc mmaps at its default 128 KiB threshold (probe boundary)
+assert EVENT_DTYPE.itemsize == 40
+
+
+class TraceError(ValueError):
+    pass
+
+
+def read(path: str) -> tuple[dict, np.ndarray]:
+    """(header, events).  TraceError names the offset of what is wrong."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(HEADER)
+    except OSError as e:
+        raise TraceError(f"{path}: {e.strerror}") from None
+    if len(head) < 40 or head[:8] != MAGIC:
+        raise TraceError(f"{path}: offset 0: not an allocbench trace (no ABTRACE1 magic)")
+    version, header_size, record_size, flags, count, start_ns = struct.unpack("<IIIIQQ", head[8:40])
+    if version != 1 or header_size != HEADER or record_size != EVENT_DTYPE.itemsize:
+        raise TraceError(f"{path}: offset 8: version {version}, header {header_size}, record {record_size} "
+                         f"(this allocbench reads version 1, {HEADER}, {EVENT_DTYPE.itemsize})")
+    if size < HEADER:
+        raise TraceError(f"{path}: offset {size}: truncated inside the {HEADER}-byte header")
+    body = size - HEADER
+    if body % record_size:
+        raise TraceError(f"{path}: offset {HEADER + body // record_size * record_size}: truncated record "
+                         f"({body % record_size} of {record_size} bytes)")
+    try:
+        meta = json.loads(head[40:].split(b"\0", 1)[0].decode())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise TraceError(f"{path}: offset 40: the header's JSON is unreadable") from None
+    events = np.fromfile(path, dtype=EVENT_DTYPE, offset=HEADER)
+    if count:
+        if count > len(events):
+            raise TraceError(f"{path}: offset {size}: the header counts {count} events, the file holds {len(events)}")
+        events = events[:count]
+    else:  # the program ended without destructors: the trace ends at the first empty record
+        empty = np.flatnonzero(events["op"] == 0)
+        events = events[:empty[0]] if len(empty) else events
+    bad = np.flatnonzero((events["op"] == 0) | (events["op"] > max(OPS)))
+    if len(bad):
+        raise TraceError(f"{path}: offset {HEADER + int(bad[0]) * record_size}: event {int(bad[0])} has "
+                         f"unknown op {int(events['op'][bad[0]])}")
+    return {**meta, "events": len(events), "flags": flags, "start_ns": start_ns}, events
+
+
+def finalize(path: str) -> None:
+    """A trace whose program ended by exec or a crash still has its full sparse
+    length and no count: cut it after its last record."""
+    header, events = read(path)
+    with open(path, "r+b") as f:
+        f.seek(24)
+        f.write(struct.pack("<Q", len(events)))
+        f.truncate(HEADER + len(events) * EVENT_DTYPE.itemsize)
+
+
+def info(path: str) -> dict:
+    """What a trace holds: operations by kind, sizes, peak live bytes, lifetimes, threads."""
+    header, ev = read(path)
+    ops = {OPS[k]: int(v) for k, v in zip(*np.unique(ev["op"], return_counts=True))}
+    alloc = ev[np.isin(ev["op"], list(ALLOCATING | {4, 5})) & (ev["ptr"] != 0)]
+    sizes = alloc["size"].astype(np.float64)
+    buckets = {}
+    if len(sizes):
+        log2 = np.floor(np.log2(np.maximum(sizes, 1))).astype(int)
+        for b, n in zip(*np.unique(log2, return_counts=True)):
+            buckets[f"{1 << int(b)}..{(1 << (int(b) + 1)) - 1}"] = int(n)
+    # live bytes and lifetimes, in event order
+    live = peak = 0
+    born: dict[int, tuple[int, int]] = {}
+    lifetimes = []
+    for i, (op, ptr, old, size) in enumerate(zip(ev["op"].tolist(), ev["ptr"].tolist(), ev["old"].tolist(),
+                                                 ev["size"].tolist())):
+        gone = ptr if op == 2 else old if op in (4, 5) else 0
+        if gone and gone in born and not (op in (4, 5) and not ptr and size):
+            start, s = born.pop(gone)
+            live -= s
+            lifetimes.append(i - start)
+        if op != 2 and ptr:
+            born[ptr] = (i, size)
+            live += size
+            peak = max(peak, live)
+    life = {}
+    if lifetimes:
+        lg = np.floor(np.log10(np.maximum(np.array(lifetimes), 1))).astype(int)
+        for b, n in zip(*np.unique(lg, return_counts=True)):
+            life[f"{10 ** int(b)}..{10 ** (int(b) + 1) - 1} events"] = int(n)
+    above = int((alloc["size"] >= BOUNDARY).sum())
+    return {
+        "path": path, "program": header.get("program"), "command": header.get("command"),
+        "events": int(len(ev)), "ops": ops, "threads": int(len(np.unique(ev["tid"]))) if len(ev) else 0,
+        "allocations": int(len(alloc)), "size_histogram": buckets,
+        "share_at_or_above_128k_boundary": above / len(alloc) if len(alloc) else 0.0,
+        "bytes_at_or_above_128k_boundary": int(alloc["size"][alloc["size"] >= BOUNDARY].sum()),
+        "peak_live_bytes": int(peak), "live_at_end_blocks": len(born), "live_at_end_bytes": int(live),
+        "lifetime_histogram": life, "duration_ns": int(ev["t_ns"][-1]) if len(ev) else 0,
+        "recorder_overflowed": bool(header["flags"] & 1)}
+
+
+def summary_lines(i: dict) -> list[str]:
+    from .units import human_bytes
+    lines = [f"{i['path']}: {i['events']:,} events from {i['command'] or i['program']}, {i['threads']} thread(s), "
+             f"{i['duration_ns'] / 1e9:.2f} s",
+             "operations: " + ", ".join(f"{k} {v:,}" for k, v in i["ops"].items()),
+             f"peak live {human_bytes(i['peak_live_bytes'])}; live at the end {i['live_at_end_blocks']:,} blocks, "
+             f"{human_bytes(i['live_at_end_bytes'])}",
+             f"at or above the 128 KiB boundary ({BOUNDARY} B): {i['share_at_or_above_128k_boundary']:.2%} of "
+             f"allocations, {human_bytes(i['bytes_at_or_above_128k_boundary'])}",
+             "sizes (bytes: allocations): " + ", ".join(f"{k}: {v:,}" for k, v in i["size_histogram"].items()),
+             "lifetimes: " + ", ".join(f"{k}: {v:,}" for k, v in i["lifetime_histogram"].items())]
+    if i["recorder_overflowed"]:
+        lines.append("the recorder ran out of room: raise ALLOCBENCH_TRACE_MAX_EVENTS")
+    return lines
+
+
+def record(command: list[str], out: str, timeout: float = 3600) -> list[str]:
+    """Run the command with the recorder preloaded; returns the trace files
+    written (the program's, then any child's, OUT.PID)."""
+    import glob
+    import subprocess
+
+    from .programs import check_command
+    from .runner import child_env
+
+    check_command(command)
+    lib = os.path.join(os.path.dirname(os.path.abspath(__file__)), "librecord.so")
+    if not os.path.exists(lib):
+        raise FileNotFoundError(f"{lib} is missing: run `make build`")
+    os.makedirs(os.path.dirname(os.path.abspath(out)) or ".", exist_ok=True)
+    for old in [out] + glob.glob(glob.escape(out) + ".*"):  # a previous recording's files
+        if os.path.exists(old):
+            os.unlink(old)
+    env = child_env(lib, {"ALLOCBENCH_TRACE": os.path.abspath(out)})
+    env.pop("ALLOCBENCH_TRACE_OWNER", None)
+    proc = subprocess.run(command, env=env, timeout=timeout)
+    files = [out] + sorted(glob.glob(glob.escape(out) + ".*"))
+    for f in files:
+        if os.path.exists(f):
+            finalize(f)
+    if proc.returncode != 0:
+        print(f"allocbench: warning: the program exited with status {proc.returncode}", flush=True)
+    return [f for f in files if os.path.exists(f)]

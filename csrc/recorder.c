@@ -1,0 +1,378 @@
+/* librecord.so: records every allocation call of an unmodified program
+ * (allocbench record -- CMD).  Format: trace.h.
+ *
+ * - Records go straight into a shared mapping of the trace file: a thread
+ *   reserves its slot with one atomic add (that is the global order) and fills
+ *   it in place.  There is no buffer to flush, so exit, _exit or a crash after
+ *   a call lose nothing that call recorded.
+ * - A free is recorded before the real free, an allocation after the real
+ *   call, and a realloc's slot is reserved before it: a block's address is
+ *   never seen reused before the event that released it.
+ * - Bootstrap: while dlsym resolves the real functions, allocations come from a
+ *   small static arena (dlsym may calloc); no stdio and no malloc in a hook.
+ * - fork, and exec of a program that inherits the environment: every process
+ *   but the first records into a file of its own, TRACE.PID (the first sets
+ *   ALLOCBENCH_TRACE_OWNER to its pid).
+ * Environment: ALLOCBENCH_TRACE (the file; nothing is recorded without it),
+ * ALLOCBENCH_TRACE_MAX_EVENTS (default 67108864: the file is sparse). */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "trace.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+static void *(*real_malloc)(size_t);
+static void (*real_free)(void *);
+static void *(*real_calloc)(size_t, size_t);
+static void *(*real_realloc)(void *, size_t);
+static void *(*real_reallocarray)(void *, size_t, size_t);
+static void *(*real_memalign)(size_t, size_t);
+static int (*real_posix_memalign)(void **, size_t, size_t);
+static void *(*real_aligned_alloc)(size_t, size_t);
+static void *(*real_valloc)(size_t);
+static void *(*real_pvalloc)(size_t);
+
+static char boot[1 << 16];  /* allocations made while dlsym runs */
+static size_t boot_used;
+static int resolving;
+
+static char path[4200];
+static int fd = -1;
+static char *map;
+static size_t map_len;
+static uint64_t cap;
+static _Atomic uint64_t next;
+static _Atomic int overflow;
+static struct timespec start;
+static __thread uint32_t my_tid;
+
+static int in_boot(void *p) { return (char *)p >= boot && (char *)p < boot + sizeof boot; }
+
+static void *boot_alloc(size_t n)
+{
+    size_t at = (boot_used + 15) & ~(size_t)15;
+    if (at + n > sizeof boot)
+        return NULL;
+    boot_used = at + n;
+    return boot + at;
+}
+
+static void resolve(void)
+{
+    resolving = 1;
+    real_malloc = dlsym(RTLD_NEXT, "malloc");
+    real_free = dlsym(RTLD_NEXT, "free");
+    real_calloc = dlsym(RTLD_NEXT, "calloc");
+    real_realloc = dlsym(RTLD_NEXT, "realloc");
+    real_reallocarray = dlsym(RTLD_NEXT, "reallocarray");
+    real_memalign = dlsym(RTLD_NEXT, "memalign");
+    real_posix_memalign = dlsym(RTLD_NEXT, "posix_memalign");
+    real_aligned_alloc = dlsym(RTLD_NEXT, "aligned_alloc");
+    real_valloc = dlsym(RTLD_NEXT, "valloc");
+    real_pvalloc = dlsym(RTLD_NEXT, "pvalloc");
+    resolving = 0;
+}
+
+static uint64_t since_start(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)((t.tv_sec - start.tv_sec) * 1000000000LL + (t.tv_nsec - start.tv_nsec));
+}
+
+/* Read a small file into buf (no stdio): for the header's program and command line. */
+static size_t slurp(const char *file, char *buf, size_t cap_bytes)
+{
+    int f = open(file, O_RDONLY | O_CLOEXEC);
+    if (f < 0)
+        return 0;
+    ssize_t n = read(f, buf, cap_bytes - 1);
+    close(f);
+    return n > 0 ? (size_t)n : 0;
+}
+
+/* JSON-escape src into dst (at most cap bytes); NULs become spaces (cmdline). */
+static size_t escape(char *dst, size_t cap_bytes, const char *src, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 7 < cap_bytes; i++) {
+        unsigned char c = (unsigned char)src[i];
+        if (c == 0)
+            c = ' ';
+        if (c == '"' || c == '\\')
+            dst[o++] = '\\', dst[o++] = (char)c;
+        else if (c < 0x20)
+            o += (size_t)snprintf(dst + o, cap_bytes - o, "\\u%04x", c);
+        else
+            dst[o++] = (char)c;
+    }
+    dst[o] = 0;
+    return o;
+}
+
+static void open_trace(const char *file)
+{
+    fd = open(file, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    map_len = AB_TRACE_HEADER + cap * sizeof(ab_event);
+    if (ftruncate(fd, (off_t)map_len) != 0) {
+        close(fd), fd = -1;
+        return;
+    }
+    map = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    if (map == MAP_FAILED) {
+        close(fd), fd = -1, map = NULL;
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    atomic_store(&next, 0);
+    memcpy(map, AB_TRACE_MAGIC, 8);
+    uint32_t words[4] = {AB_TRACE_VERSION, AB_TRACE_HEADER, sizeof(ab_event), 0};
+    memcpy(map + 8, words, sizeof words);
+    uint64_t zero = 0, start_ns = (uint64_t)start.tv_sec * 1000000000ULL + (uint64_t)start.tv_nsec;
+    memcpy(map + 24, &zero, 8);
+    memcpy(map + 32, &start_ns, 8);
+    char exe[1024] = "", cmd[2048] = "", exe_j[2100], cmd_j[4200];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    escape(exe_j, sizeof exe_j, exe, n > 0 ? (size_t)n : 0);
+    size_t m = slurp("/proc/self/cmdline", cmd, sizeof cmd);
+    while (m && cmd[m - 1] == 0)
+        m--;
+    escape(cmd_j, sizeof cmd_j, cmd, m);
+    const char *pre = getenv("LD_PRELOAD"), *tun = getenv("GLIBC_TUNABLES");
+    char pre_j[1100] = "", tun_j[600] = "";
+    escape(pre_j, sizeof pre_j, pre ? pre : "", pre ? strlen(pre) : 0);
+    escape(tun_j, sizeof tun_j, tun ? tun : "", tun ? strlen(tun) : 0);
+    snprintf(map + 40, AB_TRACE_HEADER - 41,
+             "{\"recorder\":{\"max_events\":%llu,\"order\":\"global, one atomic add per call\","
+             "\"fork\":\"the child records into TRACE.PID\"},\"program\":\"%s\",\"command\":\"%s\","
+             "\"pid\":%d,\"env\":{\"LD_PRELOAD\":\"%s\",\"GLIBC_TUNABLES\":\"%s\"}}",
+             (unsigned long long)cap, exe_j, cmd_j, getpid(), pre_j, tun_j);
+}
+
+/* Write the count and give the file its real length. */
+static void finish(void)
+{
+    if (!map)
+        return;
+    uint64_t used = atomic_load(&next);
+    if (used > cap)
+        used = cap;
+    memcpy(map + 24, &used, 8);
+    uint32_t flags = atomic_load(&overflow) ? 1 : 0;
+    memcpy(map + 20, &flags, 4);
+    munmap(map, map_len);
+    map = NULL;
+    if (ftruncate(fd, (off_t)(AB_TRACE_HEADER + used * sizeof(ab_event)))) {
+        /* the count in the header still says how many records are real */
+    }
+    close(fd);
+}
+
+static int child_pending;  /* a forked child opens its own file at its first event */
+
+static void after_fork_child(void)
+{
+    if (!map)
+        return;
+    munmap(map, map_len);  /* the parent's file stays the parent's */
+    map = NULL;
+    close(fd);
+    child_pending = 1;  /* not now: a child that only execs leaves no file behind */
+}
+
+__attribute__((constructor)) static void init(void)
+{
+    if (!real_malloc)
+        resolve();
+    const char *file = getenv("ALLOCBENCH_TRACE");
+    if (!file || !*file || strlen(file) >= sizeof path)
+        return;
+    snprintf(path, sizeof path, "%s", file);
+    const char *max = getenv("ALLOCBENCH_TRACE_MAX_EVENTS");
+    cap = max && *max ? strtoull(max, NULL, 10) : (uint64_t)1 << 26;
+    const char *owner = getenv("ALLOCBENCH_TRACE_OWNER");
+    char me[32];
+    snprintf(me, sizeof me, "%d", getpid());
+    if (owner && *owner && strcmp(owner, me)) {
+        char mine[sizeof path + 16];
+        snprintf(mine, sizeof mine, "%s.%s", path, me);
+        snprintf(path, sizeof path, "%s", mine);
+    } else {
+        setenv("ALLOCBENCH_TRACE_OWNER", me, 1);  /* before recording starts: setenv mallocs */
+    }
+    open_trace(path);
+    pthread_atfork(NULL, NULL, after_fork_child);
+}
+
+__attribute__((destructor)) static void fini(void) { finish(); }
+
+static ab_event *reserve(void)
+{
+    if (child_pending) {
+        child_pending = 0;
+        char child[sizeof path];
+        snprintf(child, sizeof child, "%.4080s.%d", path, getpid());
+        snprintf(path, sizeof path, "%s", child);
+        open_trace(path);
+    }
+    if (!map)
+        return NULL;
+    uint64_t i = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed);
+    if (i >= cap) {
+        atomic_store_explicit(&overflow, 1, memory_order_relaxed);
+        return NULL;
+    }
+    return (ab_event *)(map + AB_TRACE_HEADER) + i;
+}
+
+static void fill(ab_event *e, int op, void *ptr, uint64_t old, uint64_t size)
+{
+    if (!e)
+        return;
+    if (!my_tid)
+        my_tid = (uint32_t)syscall(SYS_gettid);
+    e->t_ns = since_start();
+    e->ptr = (uint64_t)(uintptr_t)ptr;
+    e->old = old;
+    e->size = size;
+    e->tid = my_tid;
+    __atomic_store_n(&e->op, (uint8_t)op, __ATOMIC_RELEASE);  /* last: the record is whole */
+}
+
+EXPORT void *malloc(size_t n)
+{
+    if (!real_malloc) {
+        if (resolving)
+            return boot_alloc(n);
+        resolve();
+    }
+    void *p = real_malloc(n);
+    fill(reserve(), AB_OP_MALLOC, p, 0, n);
+    return p;
+}
+
+EXPORT void *calloc(size_t a, size_t b)
+{
+    if (!real_calloc) {
+        if (resolving) {
+            size_t n;
+            return __builtin_mul_overflow(a, b, &n) ? NULL : boot_alloc(n);  /* static: already zero */
+        }
+        resolve();
+    }
+    void *p = real_calloc(a, b);
+    size_t n;
+    fill(reserve(), AB_OP_CALLOC, p, 0, __builtin_mul_overflow(a, b, &n) ? SIZE_MAX : n);
+    return p;
+}
+
+EXPORT void free(void *p)
+{
+    if (!p || in_boot(p)) {
+        if (!p)
+            fill(reserve(), AB_OP_FREE, NULL, 0, 0);
+        return;
+    }
+    if (!real_free)
+        resolve();
+    fill(reserve(), AB_OP_FREE, p, 0, 0);
+    real_free(p);
+}
+
+EXPORT void *realloc(void *p, size_t n)
+{
+    if (!real_realloc)
+        resolve();
+    if (in_boot(p)) {  /* a bootstrap block moves to the real heap */
+        void *q = real_malloc(n);
+        if (q)
+            memcpy(q, p, n);
+        fill(reserve(), AB_OP_MALLOC, q, 0, n);
+        return q;
+    }
+    ab_event *e = reserve();  /* before the call: p's address may be reused the moment it is freed */
+    void *q = real_realloc(p, n);
+    fill(e, AB_OP_REALLOC, q, (uint64_t)(uintptr_t)p, n);
+    return q;
+}
+
+EXPORT void *reallocarray(void *p, size_t a, size_t b)
+{
+    if (!real_reallocarray)
+        resolve();
+    ab_event *e = reserve();
+    void *q = real_reallocarray(p, a, b);
+    size_t n;
+    fill(e, AB_OP_REALLOCARRAY, q, (uint64_t)(uintptr_t)p, __builtin_mul_overflow(a, b, &n) ? SIZE_MAX : n);
+    return q;
+}
+
+EXPORT void *memalign(size_t align, size_t n)
+{
+    if (!real_memalign)
+        resolve();
+    void *p = real_memalign(align, n);
+    fill(reserve(), AB_OP_MEMALIGN, p, align, n);
+    return p;
+}
+
+EXPORT int posix_memalign(void **out, size_t align, size_t n)
+{
+    if (!real_posix_memalign)
+        resolve();
+    int rc = real_posix_memalign(out, align, n);
+    fill(reserve(), AB_OP_POSIX_MEMALIGN, rc ? NULL : *out, align, n);
+    return rc;
+}
+
+EXPORT void *aligned_alloc(size_t align, size_t n)
+{
+    if (!real_aligned_alloc)
+        resolve();
+    void *p = real_aligned_alloc(align, n);
+    fill(reserve(), AB_OP_ALIGNED_ALLOC, p, align, n);
+    return p;
+}
+
+EXPORT void *valloc(size_t n)
+{
+    if (!real_valloc)
+        resolve();
+    void *p = real_valloc(n);
+    fill(reserve(), AB_OP_VALLOC, p, (uint64_t)sysconf(_SC_PAGESIZE), n);
+    return p;
+}
+
+EXPORT void *pvalloc(size_t n)
+{
+    if (!real_pvalloc)
+        resolve();
+    void *p = real_pvalloc(n);
+    fill(reserve(), AB_OP_PVALLOC, p, (uint64_t)sysconf(_SC_PAGESIZE), n);
+    return p;
+}
+
+/* _exit skips destructors: finish the trace first. */
+EXPORT void _exit(int status)
+{
+    finish();
+    syscall(SYS_exit_group, status);
+    __builtin_unreachable();
+}
+
+EXPORT void _Exit(int status) { _exit(status); }
