@@ -151,3 +151,19 @@ def test_compare_marks_differences_beyond_the_spread(tmp_path):
     assert "glibc: 2.36 vs 2.41" in proc.stdout
     row = next(line for line in proc.stdout.splitlines() if line.startswith("x | glibc"))
     assert "*" in row and "3.00x" in row
+
+
+@needs_perf
+@pytest.mark.parametrize("setting", [{"trim_threshold": 64 * MIB}, {"top_pad": 128 * KIB}, {"mmap_max": 65536}])
+def test_a_threshold_tunable_freezes_the_dynamic_threshold_as_mallopt_does(tmp_path, setting):
+    """probe dynamic shows mallopt of M_TRIM_THRESHOLD, M_TOP_PAD or M_MMAP_MAX keeps
+    the threshold at 128 KiB after a 1 MiB free; the same tunable does the same to a
+    program: its 100 blocks of 512 KiB stay mmapped (100 more mmaps than dynamic)."""
+    frozen = probes.dynamic()["frozen_by"]
+    name = {"trim_threshold": "M_TRIM_THRESHOLD", "top_pad": "M_TOP_PAD", "mmap_max": "M_MMAP_MAX"}[next(iter(setting))]
+    assert frozen[name]["boundary_after_freeing_1MiB"] + 23 == 128 * KIB  # mallopt froze it
+    exe = build(tmp_path, "mover", THRESHOLD_MOVER)
+    dyn = programs.run_program([exe], "glibc", {}, 0, explain=True)  # the same preloads in both runs
+    tun = programs.run_program([exe], "glibc", setting, 0, explain=True)
+    assert tun["syscalls"]["mmap"] - dyn["syscalls"]["mmap"] == 100
+    assert tun["explain"]["rises"] == []  # the shim agrees: no rise under the tunable
