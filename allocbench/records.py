@@ -37,7 +37,9 @@ Fields (units in the names; null means "not measured", with the reason in
   fragmentation_peak         1 - live_bytes / rss_bytes at that sample (the first one
                              at the highest RSS), in [0, 1]
   overhead_peak              highest rss_bytes / highest live_bytes
-  fragmentation_mean         1 - live_bytes / rss_bytes, averaged over the samples
+  fragmentation_mean         1 - live_bytes / rss_bytes, averaged over the samples (leaving
+                             out those whose live bytes still fit in pages resident before
+                             the run: RSS growth below live bytes cannot weigh them)
   overhead_mean              rss_bytes / live_bytes, averaged over the samples that hold
                              live bytes (the trade-off figure's memory axis)
   rounding_bytes_peak        usable_bytes - live_bytes at that sample (size classes,
@@ -113,13 +115,14 @@ def memory_over_time(timeline: dict | None, touch: bool, glibc: bool, notes: lis
         notes.append(f"fragmentation: the workload holds under {MIN_LIVE_PAGES} pages, too little for RSS to weigh")
         return out
     peak = rss.index(max(rss))
-    below = [i for i in range(len(rss)) if live[i] > rss[i]]
-    if rss[peak] <= 0 or below:
-        at = timeline["op"][below[0]] if below else timeline["op"][peak]
-        notes.append(f"fragmentation: RSS growth fell below the live bytes (op {at}): the baseline moved")
+    if rss[peak] <= 0 or live[peak] > rss[peak]:
+        notes.append(f"fragmentation: at the peak RSS sample (op {timeline['op'][peak]}) the RSS growth is below "
+                     "the live bytes: the baseline moved")
         return out
-    fractions = [1 - live[i] / rss[i] for i in range(len(rss)) if rss[i] > 0]
-    overheads = [rss[i] / live[i] for i in range(len(rss)) if live[i] > 0]
+    # a sample whose live bytes still fit in pages resident before the run cannot be weighed: left out
+    weighable = [i for i in range(len(rss)) if rss[i] > 0 and rss[i] >= live[i]]
+    fractions = [1 - live[i] / rss[i] for i in weighable]
+    overheads = [rss[i] / live[i] for i in weighable if live[i] > 0]
     out.update(footprint_bytes_peak=rss[peak], fragmentation_peak=1 - live[peak] / rss[peak],
                overhead_peak=max(rss) / max(live), fragmentation_mean=sum(fractions) / len(fractions),
                overhead_mean=sum(overheads) / len(overheads) if overheads else None,

@@ -9,8 +9,8 @@
  *     pattern=NAME size_lo=N size_hi=N ops=N threads=N live=N touch=0|1|2 seed=N
  *     trace=FILE (pattern=trace: ops become the trace's events; touch=2 is each block's first page)
  *     repeats=N warmup=N method=auto|perf|strace|none spawn=0|1 (workers on new threads)
- *     timeline=0|1 (default 1: the first warm-up repeat, or one more untimed repeat
- *                   when warmup=0, records the memory timeline)
+ *     timeline=0|1 (default 1: the first warm-up repeat records the memory timeline;
+ *                   with warmup=0, one more untimed repeat after the timed ones)
  *     mallopt=PARAM:VALUE (repeatable; PARAM is the M_* number)
  *
  * Prints one JSON object on stdout; exit status 2 on bad arguments. */
@@ -205,18 +205,21 @@ int main(int argc, char **argv)
         }
     }
     ab_footprint_read(&fp[2 * nrep]);  /* baseline, before the warm-up */
-    /* The timeline is taken in the first warm-up repeat (an extra repeat before
-     * the timed ones when there is no warm-up): memory over the workload's life
-     * from the process's start, as the literature plots it.  Sampling allocates
-     * nothing, so the allocator's state after it is that of a plain warm-up and
-     * the timed repeats run exactly as they would without it. */
-    for (size_t r = tl && warmup == 0 ? 0 : 1; r <= nrep; r++) {
+    /* The timeline is taken in the first warm-up repeat: memory over the
+     * workload's life from the process's start, as the literature plots it.
+     * Sampling allocates nothing, so the allocator's state after it is that of
+     * a plain warm-up and the timed repeats run exactly as they would without
+     * it.  With no warm-up it is one more repeat after the timed ones, so the
+     * first timed repeat is still the process's first. */
+    size_t timeline_at = warmup > 0 ? 0 : nrep;
+    for (size_t r = 0; r < nrep + (tl && warmup == 0); r++) {
         ab_workload wr = w;
-        wr.timeline = tl && (r == 0 || (r == 1 && warmup > 0)) ? tl : NULL;
+        wr.timeline = tl && r == timeline_at ? tl : NULL;
         ab_run_stats scratch_st;
         ab_footprint scratch[2];
-        ab_run_stats *s = r ? &st[r - 1] : &scratch_st;
-        if (ab_run(&a, &wr, &c, s, r ? &fp[2 * (r - 1)] : &scratch[0], r ? &fp[2 * (r - 1) + 1] : &scratch[1])) {
+        int timed = r < nrep;
+        ab_run_stats *s = timed ? &st[r] : &scratch_st;
+        if (ab_run(&a, &wr, &c, s, timed ? &fp[2 * r] : &scratch[0], timed ? &fp[2 * r + 1] : &scratch[1])) {
             printf("{\"error\":");
             json_str(s->error);
             printf("}\n");

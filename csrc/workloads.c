@@ -373,6 +373,8 @@ static void run_trace(thread_ctx *t)
 {
     const ab_replay *r = t->w->replay;
     for (uint64_t i = 0; i < r->n; i++) {
+        if (t->tl && i % t->tl->every == 0)  /* a trace samples by event: frees count too */
+            sample(t->tl, t->all, 1, i, AB_TK_periodic);
         size_t size = r->size[i];
         uint32_t in = r->in[i], out = r->out[i];
         switch (r->op[i]) {
