@@ -64,8 +64,6 @@ const ab_allocator ab_toy_allocator = {
     toy_malloc, toy_free, toy_realloc, toy_calloc, toy_usable_size, toy_memalign, 0,
 };
 
-/* Every block passes through here so the compiler cannot drop a malloc/free pair. */
-void *volatile ab_sink;
 
 typedef struct thread_ctx {
     const ab_allocator *a;
@@ -83,9 +81,12 @@ typedef struct thread_ctx {
     uint64_t live_bytes;     /* written by this thread only, read by the sampler (relaxed) */
     uint64_t usable_bytes, live_mmapped_bytes;  /* timeline repeat only */
     volatile uint64_t ring_head, ring_tail;     /* handoff: producer's ring of `live` slots */
+    /* Every block passes through here so the compiler cannot drop a malloc/free
+     * pair; one per thread, so threads do not bounce a shared cache line. */
+    void *volatile sink;
     ab_run_stats st;     /* this thread's share */
     pthread_t thread;
-} thread_ctx;
+} __attribute__((aligned(64))) thread_ctx;  /* no two workers share a cache line */
 
 static uint64_t next_rand(thread_ctx *t)
 {
@@ -206,7 +207,7 @@ static void account(thread_ctx *t, void *p, size_t size, int sign)
 /* The books of a block just made (by malloc, calloc, memalign). */
 static void *got(thread_ctx *t, void *p, size_t size)
 {
-    ab_sink = p;
+    t->sink = p;
     if (!p) {
         t->st.failed++;
         return NULL;
@@ -319,7 +320,7 @@ static void run_realloc_grow(thread_ctx *t)
         if (t->tl && p)
             account(t, p, cur, -1);
         void *q = t->a->realloc(p, next);
-        ab_sink = q;
+        t->sink = q;
         if (!q) {
             t->st.failed++;
             if (t->tl && p)
@@ -401,7 +402,7 @@ static void run_trace(thread_ctx *t)
             if (t->tl && p)
                 account(t, p, old, -1);
             void *q = t->a->realloc(p, size);
-            ab_sink = q;
+            t->sink = q;
             t->st.reallocs++;
             if (in != AB_NO_SLOT)
                 t->slots[in] = NULL;
