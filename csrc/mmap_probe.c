@@ -511,6 +511,7 @@ static int private_cow(int argc, char **argv)
         long pd0, sc0, pd1, sc1, an0, an1, mn0, mj0, mn1, mj1, mn2, mj2;
         region_dirty(fm, &pd0, &sc0);
         region_dirty(am, &an0, &sc1);
+        faults(&mn0, &mj0);  /* the first call copies the stack page its struct lives on (COW) */
         faults(&mn0, &mj0);
         for (size_t i = 0; i < fsize; i += (size_t)page)
             fm[i] = 'c';

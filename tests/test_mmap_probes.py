@@ -15,6 +15,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 ENV = dict(os.environ, PYTHONPATH=ROOT)
 
 
+@pytest.mark.slow
 def test_read_vs_mmap_counts_and_checks_every_byte(tmp_path):
     sizes = [64 * 1024, 4 * MIB]
     res = mmap_probes.read_vs_mmap(str(tmp_path), sizes=sizes, repeats=1)

@@ -73,6 +73,7 @@ def test_explain_names_the_one_rise_its_caller_and_what_it_moved(tmp_path):
     assert fixed["explain"]["rises"] == [] and fixed["explain"]["moved_blocks"] == 0
 
 
+@pytest.mark.slow
 def test_the_explainers_model_agrees_with_probe_dynamic(tmp_path):
     """For each size probe dynamic frees, the boundary it finds is the raised
     threshold less 23 bytes (chunk rounding); the shim must raise to exactly that."""
@@ -153,6 +154,7 @@ def test_compare_marks_differences_beyond_the_spread(tmp_path):
     assert "*" in row and "3.00x" in row
 
 
+@pytest.mark.slow
 @needs_perf
 @pytest.mark.parametrize("setting", [{"trim_threshold": 64 * MIB}, {"top_pad": 128 * KIB}, {"mmap_max": 65536}])
 def test_a_threshold_tunable_freezes_the_dynamic_threshold_as_mallopt_does(tmp_path, setting):

@@ -36,6 +36,7 @@ def grid_file(tmp_path):
     return str(path)
 
 
+@pytest.mark.slow
 def test_sweep_plot_report_and_resume(tmp_path, grid_file):
     out = str(tmp_path / "r.jsonl")
     proc = cli("sweep", "--config", grid_file, "--out", out)
@@ -129,6 +130,7 @@ def test_bad_grid_file(tmp_path):
     assert proc.returncode == 2 and "blocks" in proc.stderr
 
 
+@pytest.mark.slow
 def test_calibrate_and_cost_model_in_report(tmp_path, grid_file):
     out = str(tmp_path / "r.jsonl")
     assert cli("sweep", "--config", grid_file, "--out", out).returncode == 0

@@ -85,6 +85,7 @@ def test_glibc_keeps_the_promises_the_toy_is_held_to():
     _promises(ENV)
 
 
+@pytest.mark.slow
 @preload
 @pytest.mark.parametrize("policy", POLICIES)
 def test_preloaded_toy_keeps_glibcs_promises(policy):
@@ -103,6 +104,7 @@ def _peak_rss_growth(workload, env):
     return int(fields["peak_rss_growth_bytes"]), int(fields["live_peak_bytes"])
 
 
+@pytest.mark.slow
 @preload
 @pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize("workload,limit", [("memalign64", 2.0), ("phases", 1.5)])
