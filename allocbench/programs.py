@@ -24,7 +24,7 @@ import tempfile
 from . import machine
 from .backends import BACKENDS, toy_library
 from .records import cell_key
-from .results import append_record, load_records, set_aside_partial_tail, ResultsError
+from .results import append_record, measured_keys
 from .runner import ChildFailed, child_env, program, run_child
 from .units import KIB, MIB
 
@@ -207,16 +207,7 @@ def run_grid(command: list[str], grid: list[dict], repeats: int, out: str | None
             raise ValueError(f"unknown allocator {entry['allocator']!r}; known: {', '.join(BACKENDS)}")
         for k, v in entry.get("settings", {}).items():
             check_setting(entry["allocator"], k, v)
-    done = set()
-    if out:
-        warning = set_aside_partial_tail(out)
-        if warning:
-            print(f"allocbench: warning: {warning}", file=sys.stderr)
-        try:
-            done = {cell_key(r) for r in load_records(out) if r.get("status") == "ok"}
-        except ResultsError as e:
-            if "no such results file" not in str(e) and "no records" not in str(e):
-                raise
+    done = measured_keys(out) if out else set()
     env_info, loader_cache, new = machine.describe(), {}, []
     todo = [(e, r) for e in grid for r in range(repeats)]
     for i, (entry, r) in enumerate(todo, 1):

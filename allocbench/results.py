@@ -81,6 +81,22 @@ def set_aside_partial_tail(path: str) -> str | None:
             f"moved to {path}.partial, its cell will be measured again")
 
 
+def measured_keys(path: str) -> set:
+    """For a resumed run: the keys of the records already measured (status ok)
+    in `path`; a cut-short last line is set aside first, with a warning."""
+    from .records import cell_key
+
+    warning = set_aside_partial_tail(path)
+    if warning:
+        print(f"allocbench: warning: {warning}", file=sys.stderr)
+    try:
+        return {cell_key(r) for r in load_records(path) if r.get("status") == "ok"}
+    except ResultsError as e:
+        if "no such results file" in str(e) or "no records" in str(e):
+            return set()
+        raise
+
+
 def latest_per_cell(recs: list[dict]) -> list[dict]:
     """One record per cell: a resumed sweep may have measured a cell again after
     it failed; the last ok record wins, else the last record."""

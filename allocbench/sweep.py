@@ -9,7 +9,7 @@ import time
 from . import machine, runner
 from .backends import BACKENDS
 from .records import cell_key
-from .results import ResultsError, append_record, load_records, set_aside_partial_tail
+from .results import append_record, measured_keys
 from .units import KIB, MIB
 
 DYNAMIC = None  # glibc's default, dynamic threshold
@@ -156,15 +156,7 @@ def run_sweep(specs: list[dict], out: str, timeout: float = runner.DEFAULT_TIMEO
               progress: bool | None = None) -> dict:
     """Run every spec not already in `out`.  Returns counts; KeyboardInterrupt
     propagates after the current cell, with everything measured already on disk."""
-    done = set()
-    warning = set_aside_partial_tail(out)
-    if warning:
-        print(f"allocbench: warning: {warning}", file=sys.stderr)
-    try:
-        done = {cell_key(r) for r in load_records(out) if r.get("status") == "ok"}
-    except ResultsError as e:
-        if "no such results file" not in str(e) and "no records" not in str(e):
-            raise
+    done = measured_keys(out)
     todo = [s for s in specs if cell_key(s) not in done]
     stats = {"total": len(specs), "done_before": len(specs) - len(todo), "ok": 0, "failed": 0, "skipped": 0}
     env_info = machine.describe()

@@ -479,19 +479,24 @@ static void run_grow(thread_ctx *t)
     }
 }
 
+/* Up to `live` blocks drawn from the band, counted in *done; returns how many. */
+static uint64_t build_up(thread_ctx *t, uint64_t *done)
+{
+    uint64_t n = 0;
+    for (; n < t->w->live && *done < t->w->ops; n++, (*done)++) {
+        t->sizes[n] = draw_size(t);
+        t->slots[n] = get(t, t->sizes[n]);
+    }
+    phase(t, AB_TK_peak);
+    return n;
+}
+
 /* sawtooth: server-like phases, each building up `live` blocks. */
 static void run_sawtooth(thread_ctx *t)
 {
     uint64_t done = 0;
-    while (done < t->w->ops) {
-        uint64_t n = 0;
-        for (; n < t->w->live && done < t->w->ops; n++, done++) {
-            t->sizes[n] = draw_size(t);
-            t->slots[n] = get(t, t->sizes[n]);
-        }
-        phase(t, AB_TK_peak);
-        free_all_but_survivors(t, n);
-    }
+    while (done < t->w->ops)
+        free_all_but_survivors(t, build_up(t, &done));
 }
 
 /* checkerboard: Mesh's adversarial case for allocators that cannot move blocks. */
@@ -499,12 +504,7 @@ static void run_checkerboard(thread_ctx *t)
 {
     uint64_t done = 0;
     while (done < t->w->ops) {
-        uint64_t n = 0;
-        for (; n < t->w->live && done < t->w->ops; n++, done++) {
-            t->sizes[n] = draw_size(t);
-            t->slots[n] = get(t, t->sizes[n]);
-        }
-        phase(t, AB_TK_peak);
+        uint64_t n = build_up(t, &done);
         for (uint64_t j = 0; j < n; j += 2)
             put(t, t->slots[j], t->sizes[j]);
         phase(t, AB_TK_half);
