@@ -65,6 +65,16 @@ def _scratch(work_dir: str, need_bytes: int) -> str:
     return tempfile.mkdtemp(prefix="allocbench-mmap-", dir=work_dir)
 
 
+def _observe_in_scratch(work_dir: str, mode: str, name: str | None = None) -> dict:
+    """One observation whose files live in a scratch folder, removed afterwards;
+    the program gets the folder itself, or the path `name` inside it."""
+    d = _scratch(work_dir, MIB)
+    try:
+        return _observe(mode, os.path.join(d, name) if name else d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def _verdict(ok: bool, caveats: list[str]) -> str:
     if not ok:
         return "does not hold here"
@@ -179,11 +189,7 @@ def lazy(work_dir: str) -> dict:
 
 
 def unmappable(work_dir: str) -> dict:
-    d = _scratch(work_dir, MIB)
-    try:
-        r = _observe("unmappable", d)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    r = _observe_in_scratch(work_dir, "unmappable")
     rows = {x["what"]: x for x in r["results"]}
     refused = lambda what: rows[what]["shared"] != "OK" and rows[what]["private"] != "OK"
     ok = refused("a directory") and refused("a pipe's read end")
@@ -199,11 +205,7 @@ def unmappable(work_dir: str) -> dict:
 
 
 def shared(work_dir: str) -> dict:
-    d = _scratch(work_dir, MIB)
-    try:
-        r = _observe("shared", os.path.join(d, "shared"))
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    r = _observe_in_scratch(work_dir, "shared", "shared")
     seen = r["parent_sees_child_write"] and r["parent_fresh_mapping_sees"] and r["child_sees_parent_write"]
     evidence = [
         f"parent sees the child's write: inherited mapping {r['parent_sees_child_write']}, fresh mapping "
@@ -219,11 +221,7 @@ def shared(work_dir: str) -> dict:
 
 
 def private(work_dir: str) -> dict:
-    d = _scratch(work_dir, MIB)
-    try:
-        r = _observe("private", os.path.join(d, "private"))
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    r = _observe_in_scratch(work_dir, "private", "private")
     c = r["child"]
     evidence = [
         f"the child wrote {r['file_pages']} pages of a MAP_PRIVATE file mapping: {c['file_write_faults']} faults, "

@@ -206,13 +206,15 @@ static int read_vs_mmap(int argc, char **argv)
 
 /* ---- lazy mapping ---- */
 
-/* Rss and AnonHugePages (bytes) of the mapping that contains addr, from /proc/self/smaps. */
-static void region_rss(void *addr, long *rss, long *huge)
+/* One field of /proc/self/smaps ("Rss:", "Private_Dirty:", ...) for the mapping
+ * that contains addr, in bytes; -1 when it cannot be read. */
+static long smaps_field(void *addr, const char *key)
 {
     FILE *f = fopen("/proc/self/smaps", "r");
     char line[512];
     int in = 0;
-    *rss = *huge = -1;
+    long v = -1;
+    size_t n = strlen(key);
     while (f && fgets(line, sizeof line, f)) {
         unsigned long lo, hi;
         char c;
@@ -220,13 +222,12 @@ static void region_rss(void *addr, long *rss, long *huge)
             in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
             continue;
         }
-        if (in && !strncmp(line, "Rss:", 4))
-            *rss = atol(line + 4) * 1024;
-        if (in && !strncmp(line, "AnonHugePages:", 14))
-            *huge = atol(line + 14) * 1024;
+        if (in && !strncmp(line, key, n))
+            v = atol(line + n) * 1024;
     }
     if (f)
         fclose(f);
+    return v;
 }
 
 static long vm_size(void)
@@ -244,8 +245,7 @@ static long vm_size(void)
 
 static void lazy_step(const char *name, void *m, long min0, int first)
 {
-    long rss, huge, mn, mj;
-    region_rss(m, &rss, &huge);
+    long rss = smaps_field(m, "Rss:"), huge = smaps_field(m, "AnonHugePages:"), mn, mj;
     faults(&mn, &mj);
     printf("%s{\"step\":\"%s\",\"vm_size_bytes\":%ld,\"region_rss_bytes\":%ld,\"anon_huge_bytes\":%ld,"
            "\"minor_faults\":%ld}", first ? "" : ",", name, vm_size(), rss, huge, mn - min0);
@@ -465,29 +465,6 @@ static int shared(int argc, char **argv)
     return 0;
 }
 
-/* Private_Dirty and Shared_Clean (bytes) of the mapping at addr. */
-static void region_dirty(void *addr, long *private_dirty, long *shared_clean)
-{
-    FILE *f = fopen("/proc/self/smaps", "r");
-    char line[512];
-    int in = 0;
-    *private_dirty = *shared_clean = -1;
-    while (f && fgets(line, sizeof line, f)) {
-        unsigned long lo, hi;
-        char c;
-        if (sscanf(line, "%lx-%lx %c", &lo, &hi, &c) == 3) {
-            in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
-            continue;
-        }
-        if (in && !strncmp(line, "Private_Dirty:", 14))
-            *private_dirty = atol(line + 14) * 1024;
-        if (in && !strncmp(line, "Shared_Clean:", 13))
-            *shared_clean = atol(line + 13) * 1024;
-    }
-    if (f)
-        fclose(f);
-}
-
 static int private_cow(int argc, char **argv)
 {
     if (argc != 3)
@@ -508,9 +485,9 @@ static int private_cow(int argc, char **argv)
         die("pipe");
     pid_t pid = fork();
     if (pid == 0) {
-        long pd0, sc0, pd1, sc1, an0, an1, mn0, mj0, mn1, mj1, mn2, mj2;
-        region_dirty(fm, &pd0, &sc0);
-        region_dirty(am, &an0, &sc1);
+        long mn0, mj0, mn1, mj1, mn2, mj2;
+        long pd0 = smaps_field(fm, "Private_Dirty:"), sc0 = smaps_field(fm, "Shared_Clean:");
+        long an0 = smaps_field(am, "Private_Dirty:");
         faults(&mn0, &mj0);  /* the first call copies the stack page its struct lives on (COW) */
         faults(&mn0, &mj0);
         for (size_t i = 0; i < fsize; i += (size_t)page)
@@ -519,16 +496,15 @@ static int private_cow(int argc, char **argv)
         for (size_t i = 0; i < asize; i += (size_t)page)
             am[i] = 'c';
         faults(&mn2, &mj2);
-        region_dirty(fm, &pd1, &sc1);
-        region_dirty(am, &an1, &sc0);
+        long pd1 = smaps_field(fm, "Private_Dirty:"), sc1 = smaps_field(fm, "Shared_Clean:");
+        long an1 = smaps_field(am, "Private_Dirty:");
         char out[512];
         int n = snprintf(out, sizeof out,
                          "\"child\":{\"file_private_dirty_before\":%ld,\"file_shared_clean_before\":%ld,"
                          "\"file_private_dirty_after\":%ld,\"file_shared_clean_after\":%ld,"
                          "\"anon_private_dirty_before\":%ld,\"anon_private_dirty_after\":%ld,"
                          "\"file_write_faults\":%ld,\"anon_write_faults\":%ld}",
-                         pd0, sc0 == -1 ? -1 : sc0, pd1, sc1, an0, an1, mn1 - mn0, mn2 - mn1);
-        (void)sc1;
+                         pd0, sc0, pd1, sc1, an0, an1, mn1 - mn0, mn2 - mn1);
         if (write(p[1], out, (size_t)n) != n)
             _exit(1);
         _exit(0);
