@@ -225,7 +225,9 @@ def private(work_dir: str) -> dict:
     c = r["child"]
     evidence = [
         f"the child wrote {r['file_pages']} pages of a MAP_PRIVATE file mapping: {c['file_write_faults']} faults, "
-        f"Private_Dirty {c['file_private_dirty_before']} -> {c['file_private_dirty_after']} B",
+        f"Private_Dirty {c['file_private_dirty_before']} -> {c['file_private_dirty_after']} B, Shared_Clean "
+        f"{c['file_shared_clean_before']} -> {c['file_shared_clean_after']} B (fork copies no page-table entries "
+        "for a file mapping without anonymous pages: the child faults them in again)",
         f"and {r['anon_pages']} inherited anonymous pages: {c['anon_write_faults']} faults, Private_Dirty "
         f"{c['anon_private_dirty_before']} -> {c['anon_private_dirty_after']} B (shared with the parent until written)",
         f"bytes the parent saw change: {r['parent_bytes_changed']}; bytes of the file changed: {r['file_bytes_changed']}",
