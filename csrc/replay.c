@@ -98,11 +98,10 @@ int ab_replay_load(const char *path, ab_replay *r, char *err, size_t cap)
     while (buckets < 2 * n + 2)
         buckets <<= 1;
     pmap pm = {map_zero(buckets * 8), map_zero(buckets * 4), buckets - 1};
-    r->op = map_zero(n), r->in = map_zero(n * 4), r->out = map_zero(n * 4);
-    r->size = map_zero(n * 8), r->align = map_zero(n * 8);
+    r->ev = map_zero(n * sizeof *r->ev), r->in = map_zero(n * 4), r->aux = map_zero(n * 8);
     uint32_t *free_slots = map_zero(n * 4 + 4), nfree = 0;
     uint64_t *slot_size = map_zero(n * 8 + 8);
-    if (!pm.key || !pm.val || !r->op || !r->in || !r->out || !r->size || !r->align || !free_slots || !slot_size) {
+    if (!pm.key || !pm.val || !r->ev || !r->in || !r->aux || !free_slots || !slot_size) {
         snprintf(err, cap, "out of memory preparing %llu events", (unsigned long long)n);
         return -1;
     }
@@ -110,6 +109,7 @@ int ab_replay_load(const char *path, ab_replay *r, char *err, size_t cap)
     for (uint64_t i = 0; i < n; i++) {
         const ab_event *e = &ev[i];
         uint32_t in = AB_NO_SLOT, out = AB_NO_SLOT;
+        uint64_t in_size = 0;
         int op = e->op;
         if (op == AB_OP_FREE || op == AB_OP_REALLOC || op == AB_OP_REALLOCARRAY) {
             uint64_t old = op == AB_OP_FREE ? e->ptr : e->old;
@@ -118,7 +118,8 @@ int ab_replay_load(const char *path, ab_replay *r, char *err, size_t cap)
             if (v && !failed) {
                 in = *v - 1;
                 erase(&pm, old);
-                live -= slot_size[in];
+                in_size = slot_size[in];
+                live -= in_size;
                 free_slots[nfree++] = in;
             }
             if (op == AB_OP_FREE && !v)
@@ -136,8 +137,16 @@ int ab_replay_load(const char *path, ab_replay *r, char *err, size_t cap)
         } else if (op != AB_OP_FREE && in == AB_NO_SLOT) {
             op = 0;  /* realloc of an unknown block, or a failed one */
         }
-        r->op[i] = (uint8_t)op, r->in[i] = in, r->out[i] = out;
-        r->size[i] = e->size, r->align[i] = e->old;
+        ab_replay_event *x = &r->ev[i];
+        x->op = (uint8_t)op;
+        x->slot = op == AB_OP_FREE ? in : out;
+        x->size = op == AB_OP_FREE ? in_size : e->size;
+        r->frees += op == AB_OP_FREE;
+        r->allocs += op && op != AB_OP_FREE && op != AB_OP_REALLOC && op != AB_OP_REALLOCARRAY;
+        if (op == AB_OP_REALLOC || op == AB_OP_REALLOCARRAY)
+            r->reallocs++, r->in[i] = in, r->aux[i] = in_size;
+        else if (op >= AB_OP_MEMALIGN)
+            r->aux[i] = e->old;  /* the recorded alignment */
     }
     r->n = n;
     munmap((void *)m, len);

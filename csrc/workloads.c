@@ -369,63 +369,113 @@ static void run_fragment(thread_ctx *t)
 }
 
 
-/* trace: the recorded calls in their global order, on this one thread. */
-static void run_trace(thread_ctx *t)
+/* trace: the recorded calls in their global order, on this one thread.
+ * `plain` (no timeline, no touching) is the timed case.  Its loop reads only
+ * the 16-byte events and counts only failures; everything else it reports
+ * comes from the preparation (replay.h), so what the loop adds to the
+ * allocator's own calls stays small (make trace-overhead).  One consequence:
+ * its live_bytes_peak is the trace's own, even when a call failed (`failed`). */
+static inline __attribute__((always_inline)) void replay(thread_ctx *t, const int plain)
 {
     const ab_replay *r = t->w->replay;
+    const ab_replay_event *ev = r->ev;
+    const ab_allocator *a = t->a;
+    void **slots = t->slots;
+    uint64_t failed_allocs = 0, failed_reallocs = 0;  /* got() counts the other loop's failed allocations */
     for (uint64_t i = 0; i < r->n; i++) {
-        if (t->tl && i % t->tl->every == 0)  /* a trace samples by event: frees count too */
+        if (!plain && t->tl && i % t->tl->every == 0)  /* a trace samples by event: frees count too */
             sample(t->tl, t->all, 1, i, AB_TK_periodic);
-        size_t size = r->size[i];
-        uint32_t in = r->in[i], out = r->out[i];
-        switch (r->op[i]) {
-        case AB_OP_MALLOC:
-            t->slots[out] = get(t, size);
-            t->sizes[out] = size;
-            break;
+        ab_replay_event e = ev[i];
+        void *p;
+        /* free and malloc first, as plain branches: a jump table's indirect
+         * jump mispredicts far more often on a real program's mix */
+        if (e.op == AB_OP_FREE) {
+            if (plain)
+                a->free(slots[e.slot]);
+            else
+                put(t, slots[e.slot], e.size);
+            slots[e.slot] = NULL;
+            continue;
+        }
+        if (e.op == AB_OP_MALLOC) {
+            p = a->malloc(e.size);
+        } else switch (e.op) {
         case AB_OP_CALLOC:
-            t->slots[out] = got(t, t->a->calloc(1, size), size);
-            t->sizes[out] = size;
+            p = a->calloc(1, e.size);
             break;
         case AB_OP_MEMALIGN: case AB_OP_POSIX_MEMALIGN: case AB_OP_ALIGNED_ALLOC:
         case AB_OP_VALLOC: case AB_OP_PVALLOC:
-            t->slots[out] = got(t, t->a->memalign(r->align[i], size), size);
-            t->sizes[out] = size;
-            break;
-        case AB_OP_FREE:
-            put(t, t->slots[in], t->sizes[in]);
-            t->slots[in] = NULL;
+            p = a->memalign(r->aux[i], e.size);
             break;
         case AB_OP_REALLOC: case AB_OP_REALLOCARRAY: {
-            void *p = in == AB_NO_SLOT ? NULL : t->slots[in];
-            size_t old = in == AB_NO_SLOT ? 0 : t->sizes[in];
-            if (t->tl && p)
-                account(t, p, old, -1);
-            void *q = t->a->realloc(p, size);
-            t->sink = q;
-            t->st.reallocs++;
+            uint32_t in = r->in[i];
+            size_t old = in == AB_NO_SLOT ? 0 : r->aux[i];
+            void *q = in == AB_NO_SLOT ? NULL : slots[in];
+            if (!plain && t->tl && q)
+                account(t, q, old, -1);
+            p = a->realloc(q, e.size);
             if (in != AB_NO_SLOT)
-                t->slots[in] = NULL;
-            STORE(t->live_bytes, t->live_bytes - old);
-            if (out == AB_NO_SLOT || !q)
-                break;
-            if (t->w->touch && size > old)
-                touch_mode(q, old, size, t->w->touch);
-            t->slots[out] = q, t->sizes[out] = size;
-            STORE(t->live_bytes, t->live_bytes + size);
-            if (t->live_bytes > t->st.live_bytes_peak)
-                t->st.live_bytes_peak = t->live_bytes;
-            if (t->tl)
-                account(t, q, size, 1);
-            break;
+                slots[in] = NULL;
+            if (e.slot == AB_NO_SLOT && p) {
+                /* realloc(q, 0) freed q under glibc; an allocator that returns
+                 * a block instead gets it back at once, or the replay leaks it */
+                a->free(p);
+                p = NULL;
+            } else if (e.slot != AB_NO_SLOT && !p) {
+                failed_reallocs++;  /* q is still the program's, in the slot the trace gave the result */
+                p = q, e.size = old;
+            }
+            if (!plain) {
+                t->st.reallocs++;
+                STORE(t->live_bytes, t->live_bytes - old + (p ? e.size : 0));
+                if (t->live_bytes > t->st.live_bytes_peak)
+                    t->st.live_bytes_peak = t->live_bytes;
+                if (p && t->w->touch && e.size > old)
+                    touch_mode(p, old, e.size, t->w->touch);
+                if (p && t->tl)
+                    account(t, p, e.size, 1);
+            }
+            if (p)
+                slots[e.slot] = p, t->sizes[e.slot] = e.size;
+            continue;
         }
         default:
-            break;  /* free(NULL), a failed call: nothing to replay */
+            continue;  /* free(NULL), a failed call: nothing to replay */
+        }
+        /* an allocation: malloc, calloc or an aligned one */
+        if (plain) {
+            slots[e.slot] = p;
+            if (__builtin_expect(!p, 0))
+                failed_allocs++;
+        } else {
+            slots[e.slot] = got(t, p, e.size);
+            t->sizes[e.slot] = e.size;
         }
     }
-    for (uint32_t j = 0; j < r->nslots; j++)  /* blocks the program never freed */
-        if (t->slots[j])
-            put(t, t->slots[j], t->sizes[j]);
+    uint64_t leftover = 0;  /* blocks the program never freed */
+    for (uint32_t j = 0; j < r->nslots; j++)
+        if (slots[j]) {
+            leftover++;
+            if (plain)
+                a->free(slots[j]);
+            else
+                put(t, slots[j], t->sizes[j]);
+        }
+    t->st.failed += failed_allocs + failed_reallocs;
+    if (plain) {  /* the other loop counted as it went, in got() and put() */
+        t->st.allocs += r->allocs - failed_allocs, t->st.reallocs += r->reallocs;
+        t->st.frees += r->frees + leftover;
+        if (r->peak_live_bytes > t->st.live_bytes_peak)
+            t->st.live_bytes_peak = r->peak_live_bytes;
+    }
+}
+
+static void run_trace(thread_ctx *t)
+{
+    if (!t->tl && !t->w->touch)
+        replay(t, 1);
+    else
+        replay(t, 0);
 }
 
 /* Keep p for the rest of the run (freed after the window closes), or free it

@@ -129,3 +129,17 @@ def test_a_recorded_cell_replays_to_its_own_counts(tmp_path, args):
     threshold = [a for a in args if a.startswith("mallopt")]
     replayed = cell_json("pattern=trace", f"trace={out}", "repeats=1", "warmup=0", "timeline=0", *threshold)
     assert replayed["repeats"][0]["counts"]["syscalls"] == recorded
+
+
+def test_the_timed_loop_counts_what_the_full_loop_counts(tmp_path):
+    """The untouched, untimelined replay takes its counts from the preparation;
+    the loop that touches counts as it goes.  Both replay the same calls, so
+    every count and the syscalls must agree (reallocs included: Python grows lists)."""
+    out = str(tmp_path / "py.trace")
+    traces.record([sys.executable, "-c", "x = [list(range(i)) for i in range(2000)]; s = ''.join(map(str, x))"], out)
+    runs = {touch: cell_json("pattern=trace", f"trace={out}", f"touch={touch}", "repeats=1", "warmup=0",
+                             "timeline=0", "mallopt=-3:131072")["repeats"][0] for touch in (0, 2)}
+    fields = ("allocs", "frees", "reallocs", "failed", "live_bytes_peak")
+    assert {k: runs[0][k] for k in fields} == {k: runs[2][k] for k in fields}
+    assert runs[0]["counts"]["syscalls"] == runs[2]["counts"]["syscalls"]
+    assert runs[0]["reallocs"] > 0 and runs[0]["live_bytes_peak"] == traces.info(out)["peak_live_bytes"]
