@@ -62,9 +62,10 @@ $(RECORD): csrc/recorder.c csrc/trace.h
 $(CALIBRATE): csrc/calibrate.c csrc/timing.h
 	$(CC) $(CFLAGS) -fno-builtin-malloc -Icsrc -o $@ csrc/calibrate.c
 
-# TOY_PRELOAD: initial-exec TLS for the thread caches (the library is preloaded, never dlopened)
+# TOY_PRELOAD: initial-exec TLS for the thread caches (the library is preloaded, never dlopened);
+# -fno-semantic-interposition: malloc() calls toy_malloc() directly, not through the PLT
 $(TOYLIB): $(TOY_SRC) csrc/toyalloc.h
-	$(CC) $(CFLAGS) -DTOY_PRELOAD -fPIC -shared -o $@ $(TOY_SRC) -lpthread
+	$(CC) $(CFLAGS) -DTOY_PRELOAD -fPIC -fno-semantic-interposition -shared -o $@ $(TOY_SRC) -lpthread
 
 csrc/build/%: csrc/tests/%.c csrc/toyalloc.c csrc/toyalloc.h
 	@mkdir -p csrc/build

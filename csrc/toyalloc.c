@@ -65,6 +65,7 @@
 #define TCACHE_MAX 64
 #define LSTRIPE_BITS 4
 #define STASH 2                  /* freed large mappings a thread keeps under keep */
+#define MID_PAGE 2048             /* where a span's books start in their page, room permitting */
 #define SLOT_FREE 0
 #define SLOT_USED 1
 
@@ -128,6 +129,10 @@ typedef struct heap {      /* one per thread */
     uint16_t count[NCLASSES];
     _Atomic int64_t live;  /* usable bytes handed out minus freed by this thread */
     cached_map stash[STASH];  /* freed large mappings, oldest first (policy keep only) */
+    /* the span of this thread's last small free, valid while span_epoch is hot_epoch */
+    struct span *hot;
+    uintptr_t hot_base, hot_len;
+    uint64_t hot_epoch;
     int nstash;
     int state;
     struct heap *prev, *next;
@@ -152,6 +157,7 @@ static TOY_TLS heap th;
 static _Atomic size_t cfg_threshold = 128 << 10, cfg_cache_cap = 32 << 20;
 static atomic_int cfg_policy = TOY_KEEP;
 static _Atomic int64_t live_elsewhere;  /* exited threads, and calls made without a heap */
+static _Atomic uint64_t span_epoch;  /* +1 whenever a span is released: threads' hot spans go stale */
 static _Atomic uint64_t st_mapped, st_cached, st_mmap, st_munmap, st_mremap, st_madvise;
 
 #define RELAXED memory_order_relaxed
@@ -290,7 +296,7 @@ static void retire_mapping(char *base, size_t len)
 
 /* ---- the granule map: address -> span ---- */
 
-static span *span_of(const void *p)
+static inline __attribute__((always_inline)) span *span_of(const void *p)
 {
     uintptr_t g = (uintptr_t)p >> GRANULE_SHIFT;
     if (UNLIKELY(g >> (TOP_BITS + LEAF_BITS)))
@@ -632,6 +638,13 @@ static span *span_new(int c)  /* lock held */
         return NULL;
     uint32_t nslots = (uint32_t)((got - sizeof(span) - 64) / (k->size + 1));
     span *s = (span *)round_up((uintptr_t)m + (size_t)nslots * k->size, 64);
+    /* Mid-page when there is room: a block's first bytes sit at a page's start,
+     * and books there share an L1 set with every page a workload touches
+     * (churn of 64 KiB blocks ran 15% slower with its books at offset 0). */
+    size_t room = (size_t)(m + got - (char *)s) - sizeof *s - nslots;
+    size_t to_mid = (MID_PAGE - ((uintptr_t)s & (page - 1))) & (page - 1);
+    if (to_mid <= room)
+        s = (span *)((char *)s + to_mid);
     memset(s, 0, sizeof *s + nslots);
     s->base = m, s->len = got, s->slot = k->size, s->cls = (uint32_t)c, s->nslots = nslots;
     s->shift = k->shift, s->magic = k->magic;
@@ -690,6 +703,7 @@ static span *settle_empty(span *s)
     }
     list_remove(k, s);
     gmap_set(s->base, s->len, NULL);  /* no pointer resolves to it any more */
+    ADD(span_epoch, 1);  /* before the mapping can be reused: see span_of_freed */
     return s;
 }
 
@@ -934,17 +948,49 @@ static void *alloc(size_t size, size_t align, int *zeroed)
     return p;
 }
 
+/* malloc's fast path: a small size with a slot in this thread's cache.
+ * Everything else (first call, no heap, empty cache, large) takes alloc(). */
 void *toy_malloc(size_t size)
 {
+    heap *h = &th;
+    if (LIKELY(size <= atomic_load_explicit(&cfg_threshold, RELAXED) && h->state == HEAP_READY)) {
+        int c = class_of(size);
+        cached_slot *p = h->head[c];
+        if (LIKELY(p != NULL)) {
+            h->head[c] = p->next;
+            h->count[c]--;
+            atomic_store_explicit(p->state, SLOT_USED, RELAXED);
+            live_add(h, (int64_t)classes[c].size);
+            return p;
+        }
+    }
     int zeroed;
     return alloc(size, 16, &zeroed);
 }
 
-void toy_free(void *p)
+/* span_of for free: the thread's last span first.  A range check against it
+ * is safe while no span has been released since it was cached: a released
+ * span's range can be reused (a large block, another class) only after the
+ * epoch moved, and the program's free of such a block happens after that. */
+static inline span *span_of_freed(const void *p)
+{
+    heap *h = &th;
+    uint64_t epoch = atomic_load_explicit(&span_epoch, RELAXED);
+    if (LIKELY((uintptr_t)p - h->hot_base < h->hot_len && h->hot_epoch == epoch))
+        return h->hot;
+    span *s = span_of(p);
+    if (s)
+        h->hot = s, h->hot_base = (uintptr_t)s->base, h->hot_len = s->len, h->hot_epoch = epoch;
+    return s;
+}
+
+/* free without the fast path's assumptions: NULL, a large block, no heap,
+ * a span other than the hot one, a full cache, or a bad pointer to diagnose. */
+static __attribute__((noinline)) void free_slow(void *p)
 {
     if (!p)
         return;
-    span *s = span_of(p);
+    span *s = span_of_freed(p);
     if (LIKELY(s != NULL)) {
         small_free(s, p);
         return;
@@ -952,6 +998,33 @@ void toy_free(void *p)
     int saved = errno;
     large_free(p);
     errno = saved;
+}
+
+/* free's fast path: a valid, used slot of this thread's hot span, with room
+ * in the thread's cache.  The checks are small_free's, in the same order. */
+void toy_free(void *p)
+{
+    heap *h = &th;
+    uint64_t epoch = atomic_load_explicit(&span_epoch, RELAXED);
+    if (LIKELY((uintptr_t)p - h->hot_base < h->hot_len && h->hot_epoch == epoch && h->state == HEAP_READY)) {
+        span *s = h->hot;
+        uint32_t i = slot_index(s, p);
+        int c = (int)s->cls;
+        if (LIKELY(i < s->nslots && s->base + (size_t)i * s->slot == (char *)p &&
+                   h->count[c] < classes[c].tcache_max)) {
+            _Atomic uint8_t *state = &s->state[i];
+            if (LIKELY(atomic_load_explicit(state, RELAXED) == SLOT_USED)) {
+                atomic_store_explicit(state, SLOT_FREE, RELAXED);
+                live_add(h, -(int64_t)s->slot);
+                cached_slot *slot = p;
+                slot->next = h->head[c], slot->state = state;
+                h->head[c] = slot;
+                h->count[c]++;
+                return;
+            }
+        }
+    }
+    free_slow(p);
 }
 
 void *toy_calloc(size_t n, size_t size)
