@@ -136,14 +136,18 @@ def _expand_block(block, repeats, budget, allocators, patterns):
         return
     traces = block.get("traces") if pattern == "trace" else [None]
     bands = [[0, 0]] if pattern == "trace" else block.get("bands") or [[s, s] for s in block["sizes"]]
+    chosen = []
     for allocator in block["allocators"]:
-        if allocators and allocator not in allocators:
-            continue
         if allocator not in BACKENDS:
             raise ValueError(f"unknown allocator {allocator!r}; known: {', '.join(BACKENDS)}")
-        for settings in _settings_for(BACKENDS[allocator], block):
-            for trace in traces:
-                for lo, hi in bands:
+        if not allocators or allocator in allocators:
+            chosen.append(allocator)
+    # allocators innermost: cells compared with each other run back to back,
+    # so the machine's drift over a sweep does not land between them
+    for trace in traces:
+        for lo, hi in bands:
+            for allocator in chosen:
+                for settings in _settings_for(BACKENDS[allocator], block):
                     yield runner.make_spec(
                         allocator=allocator, pattern=pattern, size_lo=lo, size_hi=hi,
                         ops=None if trace else block.get("ops") or ops_for(hi, budget),

@@ -161,8 +161,14 @@ static _Atomic uint64_t span_epoch;  /* +1 whenever a span is released: threads'
 static _Atomic uint64_t st_mapped, st_cached, st_mmap, st_munmap, st_mremap, st_madvise;
 
 #define RELAXED memory_order_relaxed
-#define ADD(v, n) atomic_fetch_add_explicit(&(v), (n), RELAXED)
-#define SUB(v, n) atomic_fetch_sub_explicit(&(v), (n), RELAXED)
+/* With one thread, as glibc's SINGLE_THREAD_P: no lock, no locked instruction.
+ * Only this thread can make the process multi-threaded, and never inside
+ * the toy; each lock remembers whether it was taken, so a flag that turned
+ * back to single-threaded meanwhile cannot leave a mutex held. */
+#define ONE_THREAD() (__libc_single_threaded != 0)
+#define ADD(v, n) (ONE_THREAD() ? atomic_store_explicit(&(v), atomic_load_explicit(&(v), RELAXED) + (n), RELAXED) \
+                                : (void)atomic_fetch_add_explicit(&(v), (n), RELAXED))
+#define SUB(v, n) ADD(v, -(n))
 
 static size_t round_up(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
 
@@ -173,8 +179,30 @@ static void die(const char *msg)
     abort();
 }
 
-static void lock(void) { pthread_mutex_lock(&g_lock); }
-static void unlock(void) { pthread_mutex_unlock(&g_lock); }
+static TOY_TLS char g_held;  /* g_lock is never taken twice by one thread: one flag will do */
+static void lock(void)
+{
+    g_held = !ONE_THREAD();
+    if (g_held)
+        pthread_mutex_lock(&g_lock);
+}
+static void unlock(void)
+{
+    if (g_held)
+        pthread_mutex_unlock(&g_lock);
+}
+static int stripe_lock(pthread_mutex_t *m)
+{
+    int held = !ONE_THREAD();
+    if (held)
+        pthread_mutex_lock(m);
+    return held;
+}
+static void stripe_unlock(pthread_mutex_t *m, int held)
+{
+    if (held)
+        pthread_mutex_unlock(m);
+}
 
 /* ---- mappings (no lock needed: counters are atomic) ---- */
 
@@ -392,21 +420,21 @@ static void ltab_remove(ltable *t, large *e)  /* t locked; backward-shift deleti
 static size_t ltab_take(uintptr_t p)
 {
     ltable *t = ltab_of(p);
-    pthread_mutex_lock(&t->lock);
+    int held = stripe_lock(&t->lock);
     large *e = ltab_find(t, p);
     size_t len = e ? e->len : 0;
     if (e)
         ltab_remove(t, e);
-    pthread_mutex_unlock(&t->lock);
+    stripe_unlock(&t->lock, held);
     return len;
 }
 
 static int ltab_add(uintptr_t p, size_t len, int over_aligned)
 {
     ltable *t = ltab_of(p);
-    pthread_mutex_lock(&t->lock);
+    int held = stripe_lock(&t->lock);
     int r = ltab_put(t, p, len, over_aligned);
-    pthread_mutex_unlock(&t->lock);
+    stripe_unlock(&t->lock, held);
     return r;
 }
 
@@ -1052,11 +1080,11 @@ static size_t usable(void *p, int *over_aligned)
         return s->slot;
     }
     ltable *t = ltab_of((uintptr_t)p);
-    pthread_mutex_lock(&t->lock);
+    int held = stripe_lock(&t->lock);
     large *e = ltab_find(t, (uintptr_t)p);
     size_t len = e ? e->len : 0;
     *over_aligned = e ? e->over_aligned : 0;
-    pthread_mutex_unlock(&t->lock);
+    stripe_unlock(&t->lock, held);
     if (!e)
         die("toyalloc: a pointer it never returned, or a freed one\n");
     return len;
