@@ -129,9 +129,9 @@ typedef struct heap {      /* one per thread */
     uint16_t count[NCLASSES];
     _Atomic int64_t live;  /* usable bytes handed out minus freed by this thread */
     cached_map stash[STASH];  /* freed large mappings, oldest first (policy keep only) */
-    /* the span of this thread's last small free, valid while span_epoch is hot_epoch */
-    struct span *hot;
-    uintptr_t hot_base, hot_len;
+    /* the spans of this thread's last small frees, newest first, valid while
+     * span_epoch is hot_epoch (two: a window of blocks often spans two) */
+    struct hot_span { struct span *s; uintptr_t base, len; } hot[2];
     uint64_t hot_epoch;
     int nstash;
     int state;
@@ -1004,16 +1004,23 @@ static inline span *span_of_freed(const void *p)
 {
     heap *h = &th;
     uint64_t epoch = atomic_load_explicit(&span_epoch, RELAXED);
-    if (LIKELY((uintptr_t)p - h->hot_base < h->hot_len && h->hot_epoch == epoch))
-        return h->hot;
+    if (LIKELY(h->hot_epoch == epoch)) {
+        for (int i = 0; i < 2; i++)
+            if ((uintptr_t)p - h->hot[i].base < h->hot[i].len)
+                return h->hot[i].s;
+    } else {
+        h->hot[0].len = h->hot[1].len = 0, h->hot_epoch = epoch;
+    }
     span *s = span_of(p);
-    if (s)
-        h->hot = s, h->hot_base = (uintptr_t)s->base, h->hot_len = s->len, h->hot_epoch = epoch;
+    if (s) {
+        h->hot[1] = h->hot[0];
+        h->hot[0] = (struct hot_span){s, (uintptr_t)s->base, s->len};
+    }
     return s;
 }
 
 /* free without the fast path's assumptions: NULL, a large block, no heap,
- * a span other than the hot one, a full cache, or a bad pointer to diagnose. */
+ * a span other than the hot ones, a full cache, or a bad pointer to diagnose. */
 static __attribute__((noinline)) void free_slow(void *p)
 {
     if (!p)
@@ -1028,14 +1035,20 @@ static __attribute__((noinline)) void free_slow(void *p)
     errno = saved;
 }
 
-/* free's fast path: a valid, used slot of this thread's hot span, with room
+/* free's fast path: a valid, used slot of one of this thread's hot spans, with room
  * in the thread's cache.  The checks are small_free's, in the same order. */
 void toy_free(void *p)
 {
     heap *h = &th;
     uint64_t epoch = atomic_load_explicit(&span_epoch, RELAXED);
-    if (LIKELY((uintptr_t)p - h->hot_base < h->hot_len && h->hot_epoch == epoch && h->state == HEAP_READY)) {
-        span *s = h->hot;
+    span *s = NULL;
+    if (LIKELY(h->hot_epoch == epoch && h->state == HEAP_READY)) {
+        if ((uintptr_t)p - h->hot[0].base < h->hot[0].len)
+            s = h->hot[0].s;
+        else if ((uintptr_t)p - h->hot[1].base < h->hot[1].len)
+            s = h->hot[1].s;
+    }
+    if (LIKELY(s != NULL)) {
         uint32_t i = slot_index(s, p);
         int c = (int)s->cls;
         if (LIKELY(i < s->nslots && s->base + (size_t)i * s->slot == (char *)p &&

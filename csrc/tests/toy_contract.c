@@ -161,6 +161,31 @@ int main(int argc, char **argv)
     toy_free(z);
     toy_configure(&c0);
 
+    /* a released span's range, reused for a large block, frees as a large
+     * block and its bytes leave the live count (free's hot spans must not
+     * claim it: they go stale when any span is released) */
+    toy_config low = c0;
+    low.threshold = 32 << 10, low.policy = TOY_KEEP;
+    toy_configure(&low);
+    enum { NSMALL = 4 * 63 };  /* four 64 KiB spans of 1 KiB slots */
+    static char *smalls[NSMALL];
+    for (int i = 0; i < NSMALL; i++)
+        smalls[i] = toy_malloc(1000);
+    for (int i = 0; i < NSMALL; i++)  /* empties spans: all but one spare are released to the cache */
+        toy_free(smalls[i]);
+    toy_stats s0, s1;
+    toy_get_stats(&s0);
+    char *reuse = toy_malloc(60 << 10);  /* above the threshold: a cached 64 KiB mapping fits it */
+    int in_old_span = 0;
+    for (int i = 0; i < NSMALL; i++)
+        in_old_span |= reuse == (char *)((uintptr_t)smalls[i] & ~(uintptr_t)0xFFFF);
+    CHECK(in_old_span && toy_is_direct(reuse), "expected a released span's mapping back (the check needs reuse)");
+    toy_free(reuse);
+    toy_get_stats(&s1);
+    CHECK(s1.live_bytes == s0.live_bytes, "free of a large block in a released span's range: live %llu, was %llu",
+          (unsigned long long)s1.live_bytes, (unsigned long long)s0.live_bytes);
+    toy_configure(&c0);
+
     /* huge requests right after a small alloc/free never return the old block */
     void *small = toy_malloc(32);
     toy_free(small);
