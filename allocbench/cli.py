@@ -68,7 +68,8 @@ def print_record(rec: dict) -> None:
     else:
         ns = rec["ns_per_op"]
         rows.append(("ns/op", f"{ns['median']:.1f} median  ({ns['min']:.1f}..{ns['max']:.1f}, "
-                              f"{rec['repeats']} repeats)"))
+                              f"{rec['repeats']} repeats"
+                              + (f" x {rec['processes']} processes" if rec.get("processes", 1) > 1 else "") + ")"))
         for name in SYSCALLS:
             count = rec["syscalls"][name]
             per = rec["syscalls_per_op"][name]
@@ -102,7 +103,8 @@ def cmd_run(args) -> int:
             allocator=args.allocator, pattern=args.pattern, size=args.size,
             size_lo=args.size_lo, size_hi=args.size_hi, ops=args.ops, threads=args.threads,
             live=args.live, touch=touch, seed=args.seed, repeats=args.repeats,
-            warmup=args.warmup, settings=settings, counter_method=args.counter_method, trace=args.trace)
+            warmup=args.warmup, settings=settings, counter_method=args.counter_method, trace=args.trace,
+            processes=args.processes)
         rec = runner.run_cell(spec, timeout=args.timeout)
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None
@@ -390,6 +392,9 @@ def build_parser() -> Parser:
                        ("threads", "worker threads"), ("live", "live blocks K for batch/windows/fragment"),
                        ("seed", "the workload's seed")):
         run.add_argument(f"--{name}", type=count_arg, default=defaults[name], help=f"{what} ({defaults[name]})")
+    run.add_argument("--processes", type=count_arg, default=1,
+                     help="fresh processes that measure the cell, their repeats pooled (1); "
+                          "more smooths out one process's memory layout on a noisy machine")
     run.add_argument("--no-touch", action="store_true", help="do not write the blocks' pages (--touch none)")
     run.add_argument("--touch", choices=("all", "first", "none"), default="all",
                      help="write every page of each block (all), its first page, or nothing")

@@ -11,9 +11,10 @@ Fields (units in the names; null means "not measured", with the reason in
   touch, seed                true (every page written), "first" (each block's first
                              page), false (none); the workload's seed
   trace                      pattern trace: the replayed trace file (ops: its events)
-  repeats, warmup            measured repeats after `warmup` unmeasured ones, all
-                             in the cell's one fresh process
-  ns_per_op                  {min, median, max} over repeats of wall time / (ops * threads)
+  repeats, warmup            measured repeats after `warmup` unmeasured ones, in
+  processes                  each of `processes` fresh processes (1 unless a grid
+                             or --processes asks for more; the repeats are pooled)
+  ns_per_op                  {min, median, max} over all repeats of wall time / (ops * threads)
   syscalls                   {brk, mmap, munmap, mremap, madvise, mprotect}: the
                              counts of one repeat's window (the low median over repeats)
   syscalls_per_op            the same divided by ops * threads
@@ -73,7 +74,7 @@ from .counters import SYSCALLS
 
 # What identifies a cell: a resumed sweep skips a cell whose key is already measured.
 KEY_FIELDS = ("allocator", "settings", "pattern", "size_lo", "size_hi", "ops", "threads",
-              "live", "touch", "seed", "repeats", "warmup", "trace")
+              "live", "touch", "seed", "repeats", "warmup", "trace", "processes")
 
 
 PROGRAM_KEY_FIELDS = ("kind", "command", "allocator", "settings", "repeat")
@@ -81,8 +82,11 @@ PROGRAM_KEY_FIELDS = ("kind", "command", "allocator", "settings", "repeat")
 
 def cell_key(d: dict) -> str:
     """What identifies a record: a cell's spec, or a program run (allocbench exec)."""
-    fields = PROGRAM_KEY_FIELDS if d.get("kind") == "program" else KEY_FIELDS
-    return json.dumps({k: d.get(k) for k in fields}, sort_keys=True)
+    if d.get("kind") == "program":
+        return json.dumps({k: d.get(k) for k in PROGRAM_KEY_FIELDS}, sort_keys=True)
+    key = {k: d.get(k) for k in KEY_FIELDS}
+    key["processes"] = key["processes"] or 1  # records from before the field: one process
+    return json.dumps(key, sort_keys=True)
 
 
 def series_key(d: dict) -> tuple:
@@ -182,6 +186,7 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
         "seed": spec["seed"],
         "repeats": spec["repeats"],
         "warmup": spec["warmup"],
+        "processes": spec.get("processes", 1),
         "ns_per_op": {"min": min(ns), "median": statistics.median(ns), "max": max(ns)},
         "syscalls": syscalls,
         "syscalls_per_op": {k: _per_op(v, total_ops) for k, v in syscalls.items()},

@@ -59,11 +59,16 @@ def run_child(argv: list[str], env: dict | None = None, timeout: float = DEFAULT
         raise ChildFailed(f"unreadable output: {lines[-1][:200]!r}") from None
 
 
+MAX_PROCESSES = 20
+
+
 def make_spec(allocator="glibc", pattern="churn", size=None, size_lo=None, size_hi=None,
               ops=None, threads=None, live=None, touch=None, seed=None, repeats=None, warmup=None,
-              settings=None, counter_method="auto", trace=None) -> dict:
+              settings=None, counter_method="auto", trace=None, processes=None) -> dict:
     """A validated cell description; ValueError names what is wrong.  Omitted
     values take the C defaults; the ranges are checked by the C validator.
+    processes: how many fresh processes measure the cell (1..MAX_PROCESSES);
+    their repeats are pooled.
     touch: True (every page), "first" (each block's first page) or False.
     pattern "trace" replays the trace file `trace`; its events are the ops."""
     if allocator not in BACKENDS:
@@ -78,6 +83,9 @@ def make_spec(allocator="glibc", pattern="churn", size=None, size_lo=None, size_
             raise ValueError(f"{trace}: an empty trace")
         size = size_lo = size_hi = None
         size_lo = size_hi = 0
+    processes = 1 if processes is None else processes
+    if not isinstance(processes, int) or isinstance(processes, bool) or not 1 <= processes <= MAX_PROCESSES:
+        raise ValueError(f"processes must be a whole number from 1 to {MAX_PROCESSES}, got {processes!r}")
     if touch not in (None, True, False, "first"):
         raise ValueError(f"touch must be true, false or \"first\", got {touch!r}")
     if size is not None:
@@ -100,7 +108,8 @@ def make_spec(allocator="glibc", pattern="churn", size=None, size_lo=None, size_
     return {"allocator": allocator, "settings": settings, "pattern": pattern,
             "size_lo": size_lo, "size_hi": size_hi, "ops": v["ops"], "threads": v["threads"],
             "live": v["live"], "touch": v["touch"] if v["touch"] == "first" else bool(v["touch"]),
-            "seed": v["seed"], "repeats": v["repeats"], "warmup": v["warmup"], "counter_method": counter_method,
+            "seed": v["seed"], "repeats": v["repeats"], "warmup": v["warmup"], "processes": processes,
+            "counter_method": counter_method,
             **({"trace": trace} if trace else {})}
 
 
@@ -131,16 +140,27 @@ def cell_argv(spec: dict, extra: tuple = ()) -> list[str]:
 
 
 def run_cell(spec: dict, timeout: float = DEFAULT_TIMEOUT_S, env_info: dict | None = None) -> dict:
-    """Measure one cell in a fresh process; never raises for the child's failures."""
+    """Measure one cell in fresh processes (spec["processes"], 1 unless given);
+    never raises for the children's failures.  Several processes pool their
+    repeats: a process's timings share its memory layout (which physical
+    pages, which cache sets), and on a shared machine that alone can move a
+    cell's median by a third; the first process gives the timeline and the
+    footprint."""
     env_info = env_info or machine.describe()
     backend = BACKENDS[spec["allocator"]]
     why = backend.unavailable_reason()
     if why:
         return records.failed(spec, env_info, why, status="skipped")
-    try:
-        raw = run_child(cell_argv(spec), env=child_env(backend.library_path()), timeout=timeout)
-    except ChildFailed as e:
-        return records.failed(spec, env_info, str(e))
-    if raw.get("error"):
-        return records.failed(spec, env_info, raw["error"])
+    raw = None
+    for _ in range(spec.get("processes", 1)):
+        try:
+            one = run_child(cell_argv(spec), env=child_env(backend.library_path()), timeout=timeout)
+        except ChildFailed as e:
+            return records.failed(spec, env_info, str(e))
+        if one.get("error"):
+            return records.failed(spec, env_info, one["error"])
+        if raw is None:
+            raw = one
+        else:
+            raw["repeats"] = raw["repeats"] + one["repeats"]
     return records.build(spec, raw, env_info)

@@ -103,11 +103,12 @@ def load_grid(preset: str | None, config: str | None) -> dict:
 def expand(grid: dict, allocators=None, patterns=None) -> list[dict]:
     """Every distinct cell spec of a grid (validated), in a stable order."""
     specs, seen = [], set()
-    repeats = grid.get("repeats", 5)  # a block may set its own
+    repeats = grid.get("repeats", 5)  # a block may set its own, and its own processes
+    processes = grid.get("processes", 1)
     budget = grid.get("budget_bytes", 64 * MIB)
     for i, block in enumerate(grid["blocks"]):
         try:
-            for spec in _expand_block(block, repeats, budget, allocators, patterns):
+            for spec in _expand_block(block, repeats, processes, budget, allocators, patterns):
                 if cell_key(spec) not in seen:
                     seen.add(cell_key(spec))
                     specs.append(spec)
@@ -130,7 +131,7 @@ def _settings_for(backend, block) -> list[dict]:
     return mine or [{}]
 
 
-def _expand_block(block, repeats, budget, allocators, patterns):
+def _expand_block(block, repeats, processes, budget, allocators, patterns):
     pattern = block["pattern"]
     if patterns and pattern not in patterns:
         return
@@ -153,7 +154,7 @@ def _expand_block(block, repeats, budget, allocators, patterns):
                         ops=None if trace else block.get("ops") or ops_for(hi, budget),
                         threads=block.get("threads", 1), live=block.get("live", 64),
                         touch=block.get("touch", True), repeats=block.get("repeats", repeats),
-                        settings=settings, trace=trace)
+                        processes=block.get("processes", processes), settings=settings, trace=trace)
 
 
 def run_sweep(specs: list[dict], out: str, timeout: float = runner.DEFAULT_TIMEOUT_S,

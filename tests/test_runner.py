@@ -118,10 +118,37 @@ def test_hanging_cell_times_out(tmp_path, monkeypatch):
     assert rec["status"] == "failed" and rec["error"].startswith("timeout")
 
 
+def test_processes_each_run_the_cell_and_pool_their_repeats(tmp_path, monkeypatch):
+    """3 processes x 2 repeats: the cell runs 3 times, the record is built from
+    6 repeats, and each process's exact counts are the same (one mmap and one
+    munmap per op at a fixed threshold)."""
+    log = tmp_path / "launches"
+    real = runner.cell_binary()
+    monkeypatch.setenv("ALLOCBENCH_CELL", _script(tmp_path, f'echo x >> {log}\nexec {real} "$@"'))
+    seen = {}
+    build = runner.records.build
+
+    def spy(spec, raw, env):
+        seen["repeats"] = len(raw["repeats"])
+        seen["mmaps"] = {r["counts"]["syscalls"]["mmap"] for r in raw["repeats"]}
+        return build(spec, raw, env)
+
+    monkeypatch.setattr(runner.records, "build", spy)
+    spec = runner.make_spec(size=135168, ops=500, repeats=2, processes=3,
+                            settings={"mmap_threshold": 131072})
+    rec = runner.run_cell(spec)
+    assert rec["status"] == "ok" and rec["processes"] == 3
+    assert len(log.read_text().split()) == 3
+    assert seen == {"repeats": 6, "mmaps": {500}}
+    with pytest.raises(ValueError, match="processes"):
+        runner.make_spec(size=1024, processes=0)
+
+
 @pytest.mark.parametrize("args", [
     ["--size", "-5"], ["--pattern", "nope", "--size", "1K"], ["--size", "1K", "--mmap-threshold", "64M"],
     ["--allocator", "jemalloc", "--size", "1K", "--mmap-threshold", "128K"], [],
     ["--pattern", "band", "--size", "1K"], ["--size", "1K", "--threads", "0"], ["--size", "2K", "--size-lo", "1K"],
+    ["--size", "1K", "--processes", "21"],
 ])
 def test_bad_input_one_line_exit_2(args):
     proc = cli("run", *args)
