@@ -151,7 +151,7 @@ def _expand_block(block, repeats, processes, budget, allocators, patterns):
                 for settings in _settings_for(BACKENDS[allocator], block):
                     yield runner.make_spec(
                         allocator=allocator, pattern=pattern, size_lo=lo, size_hi=hi,
-                        ops=None if trace else block.get("ops") or ops_for(hi, budget),
+                        ops=None if trace else block.get("ops") or ops_for(hi, block.get("budget_bytes", budget)),
                         threads=block.get("threads", 1), live=block.get("live", 64),
                         touch=block.get("touch", True), repeats=block.get("repeats", repeats),
                         processes=block.get("processes", processes), settings=settings, trace=trace)

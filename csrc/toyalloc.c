@@ -9,6 +9,8 @@
  *   class whose size is a multiple of its alignment, never a mapping of its own.
  * - A granule map (address >> 16 -> span) finds a pointer's span without
  *   touching the block; a pointer in no span must be a live large block.
+ *   free first tries the thread's two hot spans (those of its last frees),
+ *   which stay valid until any span is released (span_epoch moves).
  * - Each thread keeps a cache of free slots per class (at most 64 slots or
  *   64 KiB), refilled and flushed in batches under the global lock; a cached
  *   slot holds the link and a pointer to its state byte.  The fast path is
@@ -34,6 +36,8 @@
  *   that interrupted malloc cannot deadlock; the child re-initialises the lock.
  * - free never changes errno; a failed munmap or madvise keeps the mapping
  *   accounted for (a failed munmap is retried later).
+ * - With one thread (__libc_single_threaded), as in glibc: no mutex and no
+ *   locked instruction anywhere.
  */
 #define _GNU_SOURCE
 #include "toyalloc.h"
