@@ -22,7 +22,7 @@ OVERHEAD := csrc/build/counter_overhead
 CC ?= gcc
 CFLAGS ?= -O2 -Wall -Wextra
 
-.PHONY: help system build debug asan glibc-tests counter-overhead trace-overhead test test-fast bench bench-quick clean
+.PHONY: help system build debug asan glibc-tests counter-overhead trace-overhead toy-speed test test-fast bench bench-quick clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
@@ -121,8 +121,28 @@ bench: system build ## the default sweep and the probes, then plots/ and plots/R
 	$(PY) scripts/record-programs results/traces
 	$(PY) -m allocbench sweep --config results/traces/grid.json --out $(REPLAYS)
 	$(PY) -m allocbench report $(RESULTS) --probes results/probes.json \
-	    --calibration results/calibration.json --programs $(PROGRAMS) --replays $(REPLAYS) --out plots/REPORT.md
+	    --calibration results/calibration.json --programs $(PROGRAMS) --replays $(REPLAYS) \
+	    $$(test -f results/toy_speed_before.jsonl -a -f results/toy_speed_after.jsonl && echo --toy-speed results/toy_speed_before.jsonl results/toy_speed_after.jsonl) \
+	    --out plots/REPORT.md
 	@echo "results: $(RESULTS)"; echo "plots:   plots/*.png"; echo "report:  plots/REPORT.md"
+
+# The toy's speed against glibc, before (the cell and toy of git revision
+# TOY_BEFORE, built from git) and after (this tree), run back to back.
+TOY_BEFORE ?= 13be4cc
+toy-speed: build ## the toy against glibc at 1 KiB..8 MiB, an older toy (TOY_BEFORE) then this one (~5 min)
+	@git rev-parse --verify -q $(TOY_BEFORE)^{commit} >/dev/null || \
+	    { echo "toy-speed: needs this repository's git history (revision $(TOY_BEFORE))"; exit 2; }
+	rm -rf build/toy-before && mkdir -p build/toy-before results/toy_speed
+	git archive $(TOY_BEFORE) csrc | tar -x -C build/toy-before
+	cd build/toy-before/csrc && $(CC) $(CFLAGS) -fno-builtin-malloc -o ../allocbench-cell \
+	    cell.c counters.c workloads.c toyalloc.c $$(test -f replay.c && echo replay.c) -lpthread
+	rm -f results/toy_speed_before.jsonl results/toy_speed_after.jsonl
+	ALLOCBENCH_CELL=build/toy-before/allocbench-cell $(PY) -m allocbench sweep \
+	    --config benchmarks/toy_speed.json --out results/toy_speed_before.jsonl
+	$(PY) -m allocbench sweep --config benchmarks/toy_speed.json --out results/toy_speed_after.jsonl
+	$(PY) -m allocbench report results/toy_speed_after.jsonl --out results/toy_speed/REPORT.md \
+	    --toy-speed results/toy_speed_before.jsonl results/toy_speed_after.jsonl
+	@echo "report:  results/toy_speed/REPORT.md"
 
 bench-quick: system build ## a small sweep (about a minute) into results/quick/
 	$(PY) -m allocbench sweep --preset quick --out $(QUICK_RESULTS)

@@ -257,8 +257,9 @@ def cmd_report(args) -> int:
     probes, calibration = _load_probes_and_calibration(args)
     programs = _load_results(args.programs) if args.programs else None
     replays = _load_results(args.replays) if args.replays else None
+    toy_speed = tuple(_load_results(f) for f in args.toy_speed) if args.toy_speed else None
     write_report(recs, args.out, args.results, probes=probes, calibration=calibration, programs=programs,
-                 replays=replays)
+                 replays=replays, toy_speed=toy_speed)
     print(args.out)
     return 0
 
@@ -480,6 +481,8 @@ def build_parser() -> Parser:
     rp.add_argument("--calibration", help="JSON from `allocbench calibrate --out FILE`, for the cost model")
     rp.add_argument("--programs", help="JSON Lines from `allocbench exec --out FILE`, for the real programs")
     rp.add_argument("--replays", help="JSON Lines of trace cells (sweep of pattern trace), for the replayed programs")
+    rp.add_argument("--toy-speed", nargs=2, metavar=("BEFORE", "AFTER"),
+                    help="two runs of benchmarks/toy_speed.json (make toy-speed): the toy against glibc, before and after")
     rp.set_defaults(func=cmd_report)
     return p
 

@@ -337,9 +337,47 @@ def replays_section(replays: list[dict]) -> list[str]:
     return lines
 
 
+def toy_speed_section(before: list[dict], after: list[dict]) -> list[str]:
+    """The toy against glibc's dynamic default, cell by cell, from two runs of
+    benchmarks/toy_speed.json (`make toy-speed`): an older toy, then this one."""
+    def by_cell(recs):
+        return {(r["pattern"], r["size_bytes"], r["threads"], r["ops"], r["allocator"]): r
+                for r in recs if r.get("status") == "ok" and not r["settings"]}
+
+    b, a = by_cell(before), by_cell(after)
+    ns = lambda r: r["ns_per_op"]["median"]
+    rows, slower = [], []
+    for k in sorted(k for k in a if k[4] == "toy" and k[:4] + ("glibc",) in a):
+        g = k[:4] + ("glibc",)
+        ratio = ns(a[k]) / ns(a[g])
+        was = (f"{ns(b[k]) / ns(b[g]):.2f}" if k in b and g in b else "-")
+        sys_per_op = sum(v or 0 for v in a[k]["syscalls"].values()) / (k[3] * k[2])
+        rows.append(f"| {k[0]} | {size_label(k[1])} | {k[2]} | {k[3]} | {was} | {ns(a[g]):,.1f} | "
+                    f"{ns(a[k]):,.1f} | **{ratio:.2f}** | {sys_per_op:.4f} |")
+        if ratio > 1:
+            slower.append(f"{k[0]} {size_label(k[1])}" + (f" x{k[2]} threads" if k[2] > 1 else "") + f" ({ratio:.2f})")
+    if not rows:
+        return []
+    lines = ["## The toy against glibc, before and after", "",
+             "From `make toy-speed`: benchmarks/toy_speed.json run with an older toy's cell, then with this "
+             "one, back to back (medians over every repeat of 5 fresh processes). A ratio is toy ns/op over "
+             "glibc ns/op in the same run.", "",
+             "| pattern | size | threads | ops | toy/glibc before | glibc ns/op | toy ns/op | toy/glibc | "
+             "toy syscalls/op |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|", *rows, ""]
+    lines.append("- Toy slower than glibc in: " + (", ".join(slower) if slower else "no cell") + ".")
+    for k in sorted(k for k in a if k[4] == "toy" and k[2] > 1):
+        one = a.get((k[0], k[1], 1, k[3], "toy"))
+        if one:  # wall time / total ops: with the work spread well, 2 threads take half of 1 thread's
+            lines.append(f"- Toy {k[0]} {size_label(k[1])}, {k[2]} threads: {ns(a[k]):,.1f} ns per op "
+                         f"(wall / all threads' ops) against {ns(one):,.1f} with 1 thread "
+                         f"({ns(a[k]) / ns(one):.2f}x).")
+    return lines + [""]
+
+
 def write_report(recs: list[dict], out_path: str, results_path: str, probes: dict | None = None,
                  calibration: dict | None = None, programs: list[dict] | None = None,
-                 replays: list[dict] | None = None) -> list[str]:
+                 replays: list[dict] | None = None,
+                 toy_speed: tuple[list[dict], list[dict]] | None = None) -> list[str]:
     out_dir = os.path.dirname(os.path.abspath(out_path))
     figures = plot_all(recs, out_dir)
     lines = ["# allocbench report", "",
@@ -349,6 +387,8 @@ def write_report(recs: list[dict], out_path: str, results_path: str, probes: dic
     lines += [f"- {f}" for f in findings(recs)] or ["- (not enough cells for the standard findings)"]
     lines += ["", "## Churn (malloc, touch, free) by size", ""] + churn_table(recs)
     lines += ["", "## Batch (K blocks live, then free-all): memory", ""] + batch_table(recs)
+    if toy_speed:
+        lines += [""] + toy_speed_section(*toy_speed)
     frag = fragmentation_findings(recs)
     if frag:
         lines += ["", "## Fragmentation over time", "",

@@ -187,3 +187,23 @@ def test_grid_settings_lists_apply_to_the_backends_that_own_them():
     bad = {"blocks": [{"pattern": "churn", "allocators": ["toy"], "sizes": [1], "settings": [{"toy_policy": "x"}]}]}
     with pytest.raises(ValueError, match="toy_policy must be one of"):
         sweep.expand({**bad, "blocks": [{**bad["blocks"][0]}]})
+
+
+def test_toy_speed_section_gives_each_cells_ratio_and_names_the_slower():
+    """Synthetic records with known medians: toy/glibc is their quotient, and
+    only the cells where it exceeds 1 are named."""
+    from allocbench.report import toy_speed_section
+
+    def rec(allocator, size, ns, threads=1, ops=100):
+        return {"status": "ok", "settings": {}, "pattern": "churn", "size_bytes": size, "threads": threads,
+                "ops": ops, "allocator": allocator, "ns_per_op": {"median": ns},
+                "syscalls": {"mmap": 0, "munmap": 0}}
+
+    before = [rec("toy", 1024, 40.0), rec("glibc", 1024, 20.0)]
+    after = [rec("toy", 1024, 15.0), rec("glibc", 1024, 20.0), rec("toy", 1 << 20, 1100.0),
+             rec("glibc", 1 << 20, 1000.0), rec("toy", 1024, 9.0, threads=2), rec("glibc", 1024, 12.0, threads=2)]
+    text = "\n".join(toy_speed_section(before, after))
+    assert "| churn | 1 KiB | 1 | 100 | 2.00 | 20.0 | 15.0 | **0.75** |" in text
+    assert "| churn | 1 MiB | 1 | 100 | - | 1,000.0 | 1,100.0 | **1.10** |" in text
+    assert "slower than glibc in: churn 1 MiB (1.10)." in text
+    assert "2 threads: 9.0 ns per op (wall / all threads' ops) against 15.0 with 1 thread (0.60x)" in text
