@@ -100,8 +100,27 @@ def load_grid(preset: str | None, config: str | None) -> dict:
     return PRESETS[preset]
 
 
+# What a grid and its blocks may say; keys starting with "_" are notes for people.
+GRID_KEYS = {"repeats", "processes", "budget_bytes", "blocks"}
+BLOCK_KEYS = {"pattern", "allocators", "sizes", "bands", "thresholds", "settings", "traces", "ops",
+              "threads", "live", "touch", "repeats", "processes", "budget_bytes"}
+
+
+def _unknown(d: dict, known: set) -> list[str]:
+    return sorted(k for k in d if k not in known and not str(k).startswith("_"))
+
+
 def expand(grid: dict, allocators=None, patterns=None) -> list[dict]:
-    """Every distinct cell spec of a grid (validated), in a stable order."""
+    """Every distinct cell spec of a grid (validated), in a stable order.  An
+    unknown key is an error: a misspelt "processes" must not pass unnoticed."""
+    bad = _unknown(grid, GRID_KEYS)
+    if bad:
+        raise ValueError(f"grid: unknown key(s) {', '.join(bad)}; known: {', '.join(sorted(GRID_KEYS))}")
+    for i, block in enumerate(grid["blocks"]):
+        bad = _unknown(block, BLOCK_KEYS) if isinstance(block, dict) else ["(not an object)"]
+        if bad:
+            raise ValueError(f"grid block {i + 1}: unknown key(s) {', '.join(bad)}; "
+                             f"known: {', '.join(sorted(BLOCK_KEYS))}")
     specs, seen = [], set()
     repeats = grid.get("repeats", 5)  # a block may set its own, and its own processes
     processes = grid.get("processes", 1)

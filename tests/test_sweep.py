@@ -128,6 +128,15 @@ def test_bad_grid_file(tmp_path):
     path.write_text("[1, 2]")
     proc = cli("sweep", "--config", str(path), "--out", str(tmp_path / "r.jsonl"))
     assert proc.returncode == 2 and "blocks" in proc.stderr
+    # a misspelt key is refused, at the grid or in a block; "_" keys are notes
+    for grid, where in (({"procesess": 3, "blocks": []}, "procesess"),
+                        ({"_about": "x", "blocks": [{"pattern": "churn", "allocators": ["glibc"],
+                                                     "sizes": [1024], "_why": "y", "repeat": 2}]}, "repeat")):
+        path.write_text(json.dumps(grid))
+        proc = cli("sweep", "--config", str(path), "--out", str(tmp_path / "r.jsonl"))
+        assert proc.returncode == 2 and f"unknown key(s) {where};" in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r.jsonl").exists()
 
 
 @pytest.mark.slow
