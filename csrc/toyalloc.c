@@ -985,7 +985,9 @@ static void *alloc(size_t size, size_t align, int *zeroed)
 void *toy_malloc(size_t size)
 {
     heap *h = &th;
-    if (LIKELY(size <= atomic_load_explicit(&cfg_threshold, RELAXED) && h->state == HEAP_READY)) {
+    size_t threshold = atomic_load_explicit(&cfg_threshold, RELAXED);
+    /* alloc()'s rule: size and alignment (16) at most the threshold */
+    if (LIKELY(size <= threshold && threshold >= 16 && h->state == HEAP_READY)) {
         int c = class_of(size);
         cached_slot *p = h->head[c];
         if (LIKELY(p != NULL)) {
