@@ -76,17 +76,22 @@ def caption(recs: list[dict]) -> str:
             f"{len(ok)} cells ok, {len(recs) - len(ok)} failed; syscall counter: {methods or 'none'}")
 
 
+def _save(fig, cap, path, top=1.0, svg=False):
+    """Every figure ends here: the caption along the bottom, then the file."""
+    fig.text(0.01, 0.005, cap, fontsize=7, color="0.35")
+    fig.tight_layout(rect=(0, 0.03, 1, top))
+    fig.savefig(path, dpi=DPI)
+    if svg:  # the headline figures scale for slides and papers too
+        fig.savefig(os.path.splitext(path)[0] + ".svg")
+    plt.close(fig)
+
+
 def _finish(fig, ax, title, xlabel, ylabel, cap, path, svg=False):
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, which="both", alpha=0.3)
-    fig.text(0.01, 0.005, cap, fontsize=7, color="0.35")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path, dpi=DPI)
-    if svg:  # the headline figures scale for slides and papers too
-        fig.savefig(os.path.splitext(path)[0] + ".svg")
-    plt.close(fig)
+    _save(fig, cap, path, svg=svg)
 
 
 def _size_axis(ax, sizes):
@@ -182,10 +187,7 @@ def fig_footprint(recs, path, cap):
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle("batch: 64 live blocks allocated, touched, then all freed")
-    fig.text(0.01, 0.005, cap, fontsize=7, color="0.35")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _save(fig, cap, path)
     return True
 
 
@@ -279,10 +281,7 @@ def fig_probe_arenas(res, path):
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("probe arenas: where threads get memory (each: 256 x 16 KiB live)")
-    fig.text(0.01, 0.005, _probe_caption(res), fontsize=7, color="0.35")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _save(fig, _probe_caption(res), path)
 
 
 def fig_cost_model(rows, path, cap):
@@ -334,10 +333,7 @@ def fig_read_vs_mmap(res, path):
     axes[0].set_ylabel("GB/s (median, band = min-max)")
     axes[1].legend(fontsize=7)
     fig.suptitle("probe read-vs-mmap: read() with 4 KiB, 64 KiB, 1 MiB buffers against mmap variants")
-    fig.text(0.01, 0.005, _probe_caption(res), fontsize=7, color="0.35")
-    fig.tight_layout(rect=(0, 0.03, 1, 0.95))
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _save(fig, _probe_caption(res), path, top=0.95)
 
 
 PROBE_FIGURES = {"boundary": fig_probe_boundary, "dynamic": fig_probe_dynamic,
@@ -455,10 +451,7 @@ def fig_timelines(recs, path, cap, pattern="fragment", size=132 * KIB):
     axes[0][0].set_ylabel("MiB")
     axes[0][0].legend(fontsize=6)
     fig.suptitle(f"{pattern}: memory over one run from a fresh process (x: allocations)")
-    fig.text(0.01, 0.005, cap, fontsize=7, color="0.35")
-    fig.tight_layout(rect=(0, 0.03, 1, 0.97))
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _save(fig, cap, path, top=0.97)
     return True
 
 
@@ -481,10 +474,7 @@ def fig_fragmentation_vs_size(recs, path, cap):
             axes[i][j].set_ylabel(label if j == 0 else "")
             axes[i][j].grid(True, alpha=0.3)
     axes[0][0].legend(fontsize=6, ncol=2)
-    fig.text(0.01, 0.005, cap, fontsize=7, color="0.35")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _save(fig, cap, path)
     return True
 
 
@@ -523,10 +513,7 @@ def fig_tradeoff(recs, path, cap):
         ax.grid(True, alpha=0.3)
     axes[0][0].set_ylabel("mean RSS / live bytes (median over sizes)")
     fig.suptitle("the threshold's trade-off: time against memory (dotted: the frontier)")
-    fig.text(0.01, 0.005, cap, fontsize=7, color="0.35")
-    fig.tight_layout(rect=(0, 0.03, 1, 0.95))
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _save(fig, cap, path, top=0.95)
     return True
 
 
@@ -560,10 +547,7 @@ def fig_glibc_breakdown(recs, path, cap, pattern="fragment"):
         ax.grid(True, axis="y", alpha=0.3)
     axes[0][0].set_ylabel("MiB (virtual: mallinfo2 arena + hblkhd)")
     axes[0][-1].legend(fontsize=7)
-    fig.text(0.01, 0.005, cap, fontsize=7, color="0.35")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _save(fig, cap, path)
     return True
 
 
