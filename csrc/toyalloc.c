@@ -840,6 +840,15 @@ static inline void *small_alloc(int c)
     return p;
 }
 
+/* A freed slot onto the front of this thread's cache of class c. */
+static inline void cache_push(heap *h, int c, void *p, _Atomic uint8_t *state)
+{
+    cached_slot *slot = p;
+    slot->next = h->head[c], slot->state = state;
+    h->head[c] = slot;
+    h->count[c]++;
+}
+
 static void small_free(span *s, void *p)
 {
     _Atomic uint8_t *state = &s->state[checked_slot(s, p)];
@@ -855,10 +864,7 @@ static void small_free(span *s, void *p)
             flush(c, h, (classes[c].tcache_max + 1) / 2);
             errno = saved;
         }
-        cached_slot *slot = p;
-        slot->next = h->head[c], slot->state = state;
-        h->head[c] = slot;
-        h->count[c]++;
+        cache_push(h, c, p, state);
         return;
     }
     lock();
@@ -1002,22 +1008,33 @@ void *toy_malloc(size_t size)
     return alloc(size, 16, &zeroed);
 }
 
-/* span_of for free: the thread's last span first.  A range check against it
- * is safe while no span has been released since it was cached: a released
+/* The hot span holding p, or NULL.  A range check against a hot span is
+ * safe while no span has been released since it was cached: a released
  * span's range can be reused (a large block, another class) only after the
  * epoch moved, and the program's free of such a block happens after that. */
+static inline span *hot_span(const heap *h, const void *p, uint64_t epoch)
+{
+    if (h->hot_epoch != epoch)
+        return NULL;
+    if ((uintptr_t)p - h->hot[0].base < h->hot[0].len)
+        return h->hot[0].s;
+    if ((uintptr_t)p - h->hot[1].base < h->hot[1].len)
+        return h->hot[1].s;
+    return NULL;
+}
+
+/* span_of for free: the thread's hot spans first; a span found in the map
+ * becomes the newest hot one. */
 static inline span *span_of_freed(const void *p)
 {
     heap *h = &th;
     uint64_t epoch = atomic_load_explicit(&span_epoch, RELAXED);
-    if (LIKELY(h->hot_epoch == epoch)) {
-        for (int i = 0; i < 2; i++)
-            if ((uintptr_t)p - h->hot[i].base < h->hot[i].len)
-                return h->hot[i].s;
-    } else {
+    span *s = hot_span(h, p, epoch);
+    if (s)
+        return s;
+    if (h->hot_epoch != epoch)
         h->hot[0].len = h->hot[1].len = 0, h->hot_epoch = epoch;
-    }
-    span *s = span_of(p);
+    s = span_of(p);
     if (s) {
         h->hot[1] = h->hot[0];
         h->hot[0] = (struct hot_span){s, (uintptr_t)s->base, s->len};
@@ -1041,34 +1058,24 @@ static __attribute__((noinline)) void free_slow(void *p)
     errno = saved;
 }
 
-/* free's fast path: a valid, used slot of one of this thread's hot spans, with room
- * in the thread's cache.  The checks are small_free's, in the same order. */
+/* free's fast path: a valid, used slot of one of this thread's hot spans, with
+ * room in the thread's cache.  Anything else, including every misuse to
+ * diagnose, goes to free_slow, whose small_free makes the same checks. */
 void toy_free(void *p)
 {
     heap *h = &th;
-    uint64_t epoch = atomic_load_explicit(&span_epoch, RELAXED);
-    span *s = NULL;
-    if (LIKELY(h->hot_epoch == epoch && h->state == HEAP_READY)) {
-        if ((uintptr_t)p - h->hot[0].base < h->hot[0].len)
-            s = h->hot[0].s;
-        else if ((uintptr_t)p - h->hot[1].base < h->hot[1].len)
-            s = h->hot[1].s;
-    }
+    span *s = h->state == HEAP_READY ? hot_span(h, p, atomic_load_explicit(&span_epoch, RELAXED)) : NULL;
     if (LIKELY(s != NULL)) {
         uint32_t i = slot_index(s, p);
         int c = (int)s->cls;
+        _Atomic uint8_t *state = &s->state[i];
         if (LIKELY(i < s->nslots && s->base + (size_t)i * s->slot == (char *)p &&
-                   h->count[c] < classes[c].tcache_max)) {
-            _Atomic uint8_t *state = &s->state[i];
-            if (LIKELY(atomic_load_explicit(state, RELAXED) == SLOT_USED)) {
-                atomic_store_explicit(state, SLOT_FREE, RELAXED);
-                live_add(h, -(int64_t)s->slot);
-                cached_slot *slot = p;
-                slot->next = h->head[c], slot->state = state;
-                h->head[c] = slot;
-                h->count[c]++;
-                return;
-            }
+                   h->count[c] < classes[c].tcache_max &&
+                   atomic_load_explicit(state, RELAXED) == SLOT_USED)) {
+            atomic_store_explicit(state, SLOT_FREE, RELAXED);
+            live_add(h, -(int64_t)s->slot);
+            cache_push(h, c, p, state);
+            return;
         }
     }
     free_slow(p);
