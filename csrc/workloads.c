@@ -434,9 +434,11 @@ static inline __attribute__((always_inline)) void replay(thread_ctx *t, const in
                     touch_mode(p, old, e.size, t->w->touch);
                 if (p && t->tl)
                     account(t, p, e.size, 1);
+                if (p)  /* only this loop frees leftovers by size */
+                    t->sizes[e.slot] = e.size;
             }
             if (p)
-                slots[e.slot] = p, t->sizes[e.slot] = e.size;
+                slots[e.slot] = p;
             continue;
         }
         default:
