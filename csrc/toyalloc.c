@@ -23,8 +23,10 @@
  *   bytes plus one span per class plus the thread caches plus the cache below.
  * - Large blocks: one mapping each, recorded in a table (base -> length) kept
  *   out of band, in 16 stripes with a lock each.  Under keep a thread first
- *   keeps up to two freed mappings of its own (each at most cap/16), counted
- *   in the cache's bytes: churn of large blocks then takes no shared lock.  A freed mapping, or a released span, is purged first by the
+ *   keeps up to two freed mappings of its own (each at most cap/4), counted
+ *   in the cache's bytes, their entries kept and marked stashed: churn of
+ *   large blocks then takes no shared lock and adds no entry.  A freed
+ *   mapping, or a released span, is purged first by the
  *   policy (madvise), then published to a cache of at most 64 entries and
  *   cache_cap bytes (oldest evicted with munmap); each entry remembers whether
  *   its pages are known to be zero, decided when it was cached.
@@ -103,6 +105,7 @@ typedef struct large {
     uintptr_t base;  /* 0: empty */
     size_t len;
     int over_aligned;  /* base aligned beyond a page: realloc must not mremap it */
+    int stashed;       /* freed, kept in its thread's stash: no live block */
 } large;
 
 typedef struct ltable {
@@ -388,7 +391,7 @@ static int ltab_put(ltable *t, uintptr_t key, size_t len, int over_aligned)  /* 
     size_t j = ltab_slot(key, t->cap);
     while (t->tab[j].base)
         j = (j + 1) & (t->cap - 1);
-    t->tab[j] = (large){key, len, over_aligned};
+    t->tab[j] = (large){key, len, over_aligned, 0};
     t->n++;
     return 0;
 }
@@ -420,17 +423,47 @@ static void ltab_remove(ltable *t, large *e)  /* t locked; backward-shift deleti
     t->n--;
 }
 
-/* Take p's entry out of the table: its length, or 0 when p is no live large block. */
-static size_t ltab_take(uintptr_t p)
+/* Take p's entry out of the table when it is live (stashed = 0) or stashed
+ * (1): its length, or 0 when p has no such entry. */
+static size_t ltab_take(uintptr_t p, int stashed)
 {
     ltable *t = ltab_of(p);
     int held = stripe_lock(&t->lock);
     large *e = ltab_find(t, p);
-    size_t len = e ? e->len : 0;
-    if (e)
+    size_t len = e && e->stashed == stashed ? e->len : 0;
+    if (len)
         ltab_remove(t, e);
     stripe_unlock(&t->lock, held);
     return len;
+}
+
+/* free's look-up: p's length, or 0 when p is no live large block.  A block
+ * of at most stash_max bytes keeps its entry, marked stashed (*stashed = 1):
+ * its next malloc from the stash revives it instead of adding it again. */
+static size_t ltab_free(uintptr_t p, size_t stash_max, int *stashed)
+{
+    ltable *t = ltab_of(p);
+    int held = stripe_lock(&t->lock);
+    large *e = ltab_find(t, p);
+    size_t len = e && !e->stashed ? e->len : 0;
+    *stashed = len && len <= stash_max;
+    if (*stashed)
+        e->stashed = 1;
+    else if (len)
+        ltab_remove(t, e);
+    stripe_unlock(&t->lock, held);
+    return len;
+}
+
+static void ltab_revive(uintptr_t p)  /* a stashed entry's block is live again */
+{
+    ltable *t = ltab_of(p);
+    int held = stripe_lock(&t->lock);
+    large *e = ltab_find(t, p);
+    if (!e || !e->stashed)
+        die("toyalloc: a stashed mapping lost its entry\n");
+    e->stashed = 0, e->over_aligned = 0;
+    stripe_unlock(&t->lock, held);
 }
 
 static int ltab_add(uintptr_t p, size_t len, int over_aligned)
@@ -447,6 +480,7 @@ static int ltab_add(uintptr_t p, size_t len, int over_aligned)
 static void flush(int c, heap *h, unsigned n);
 static struct span *disown(struct span *s);
 static void release_spans(struct span **spans, unsigned n);
+static void stash_drop(cached_map m);
 
 static void heap_exit(void *arg)
 {
@@ -474,11 +508,8 @@ static void heap_exit(void *arg)
     atomic_store_explicit(&h->live, 0, RELAXED);
     unlock();
     release_spans(released, nreleased);
-    for (int i = 0; i < h->nstash; i++) {
-        SUB(st_cached, h->stash[i].len);
-        retire_mapping(h->stash[i].base, h->stash[i].len);
-    }
-    h->nstash = 0;
+    while (h->nstash)
+        stash_drop(h->stash[--h->nstash]);
     h->state = HEAP_GONE;  /* later calls on this thread go to the shared path */
 }
 
@@ -879,8 +910,17 @@ static void small_free(span *s, void *p)
 
 /* ---- large blocks ---- */
 
-/* A stashed mapping that fits (same rule as the cache), or NULL.  A stash
- * outlives no change of policy: under another policy it is retired. */
+/* A stashed mapping leaves the stash for the policy's purge and the cache. */
+static void stash_drop(cached_map m)
+{
+    if (!ltab_take((uintptr_t)m.base, 1))
+        die("toyalloc: a stashed mapping lost its entry\n");
+    SUB(st_cached, m.len);
+    retire_mapping(m.base, m.len);
+}
+
+/* A stashed mapping that fits (same rule as the cache), live again, or NULL.
+ * A stash outlives no change of policy: under another policy it is retired. */
 static char *stash_take(heap *h, size_t len, size_t *got)
 {
     int keep = atomic_load_explicit(&cfg_policy, RELAXED) == TOY_KEEP;
@@ -889,34 +929,40 @@ static char *stash_take(heap *h, size_t len, size_t *got)
         if (keep && !(m.len >= len && m.len - len <= m.len / 2))
             continue;
         memmove(h->stash + i, h->stash + i + 1, sizeof m * (size_t)(--h->nstash - i));
-        SUB(st_cached, m.len);
-        if (keep) {
-            *got = m.len;
-            return m.base;
+        if (!keep) {
+            stash_drop(m);
+            continue;
         }
-        retire_mapping(m.base, m.len);
+        SUB(st_cached, m.len);
+        ltab_revive((uintptr_t)m.base);
+        *got = m.len;
+        return m.base;
     }
     return NULL;
 }
 
-/* Keep a freed mapping in this thread's stash (policy keep, small enough to
- * fit the cap many times over); the oldest entry goes to the shared cache. */
-static int stash_put(heap *h, char *base, size_t len)
+/* The largest mapping free may keep in this thread's stash: under keep, at
+ * most a quarter of the cap, and only while the cache's bytes leave room. */
+static size_t stash_max(const heap *h)
 {
-    size_t cap = atomic_load_explicit(&cfg_cache_cap, RELAXED);
-    if (!h || atomic_load_explicit(&cfg_policy, RELAXED) != TOY_KEEP || len > cap / 16 ||
-        st_cached + len > cap)
+    size_t cap = atomic_load_explicit(&cfg_cache_cap, RELAXED), cached = st_cached;
+    if (!h || atomic_load_explicit(&cfg_policy, RELAXED) != TOY_KEEP || cached >= cap)
         return 0;
+    return cap - cached < cap / 4 ? cap - cached : cap / 4;
+}
+
+/* Keep a freed mapping (its entry already marked stashed); the oldest
+ * entry of a full stash goes to the shared cache. */
+static void stash_put(heap *h, char *base, size_t len)
+{
     if (h->nstash == STASH) {
         cached_map old = h->stash[0];
         memmove(h->stash, h->stash + 1, sizeof old * (STASH - 1));
         h->nstash--;
-        SUB(st_cached, old.len);
-        retire_mapping(old.base, old.len);
+        stash_drop(old);
     }
     h->stash[h->nstash++] = (cached_map){base, len, 0};
     ADD(st_cached, len);
-    return 1;
 }
 
 static void *large_alloc(size_t size, size_t align, int *zeroed)
@@ -926,6 +972,7 @@ static void *large_alloc(size_t size, size_t align, int *zeroed)
         align = page;
     heap *h = my_heap();
     char *b = h && align == page && h->nstash ? stash_take(h, len, &got) : NULL;
+    int from_stash = b != NULL;
     *zeroed = 0;
     if (!b) {
         lock();
@@ -937,7 +984,7 @@ static void *large_alloc(size_t size, size_t align, int *zeroed)
             return NULL;
         got = len, *zeroed = 1;
     }
-    if (ltab_add((uintptr_t)b, got, align > page)) {
+    if (!from_stash && ltab_add((uintptr_t)b, got, align > page)) {
         unmap_mapping(b, got);
         return NULL;
     }
@@ -947,12 +994,15 @@ static void *large_alloc(size_t size, size_t align, int *zeroed)
 
 static void large_free(void *p)
 {
-    size_t len = ltab_take((uintptr_t)p);
+    heap *h = my_heap();
+    int stashed;
+    size_t len = ltab_free((uintptr_t)p, stash_max(h), &stashed);
     if (!len)
         die("toyalloc: free/realloc of a pointer it never returned, or a double free\n");
-    heap *h = my_heap();
     live_add(h, -(int64_t)len);
-    if (!stash_put(h, p, len))
+    if (stashed)
+        stash_put(h, p, len);
+    else
         retire_mapping(p, len);
 }
 
@@ -1108,10 +1158,11 @@ static size_t usable(void *p, int *over_aligned)
     ltable *t = ltab_of((uintptr_t)p);
     int held = stripe_lock(&t->lock);
     large *e = ltab_find(t, (uintptr_t)p);
-    size_t len = e ? e->len : 0;
-    *over_aligned = e ? e->over_aligned : 0;
+    int live = e && !e->stashed;
+    size_t len = live ? e->len : 0;
+    *over_aligned = live ? e->over_aligned : 0;
     stripe_unlock(&t->lock, held);
-    if (!e)
+    if (!live)
         die("toyalloc: a pointer it never returned, or a freed one\n");
     return len;
 }
@@ -1136,7 +1187,7 @@ static void *large_resize(void *p, size_t old, size_t size)
     size_t len = round_up(size, page);
     if (len == old)
         return p;
-    if (ltab_take((uintptr_t)p) != old)
+    if (ltab_take((uintptr_t)p, 0) != old)
         die("toyalloc: realloc of a block another thread freed\n");
     char *nb = mremap(p, old, len, MREMAP_MAYMOVE);
     ADD(st_mremap, 1);
@@ -1240,11 +1291,8 @@ int toy_configure(const toy_config *c)
     cfg_policy = c->policy;
     heap *h = my_heap();  /* this thread's stash follows the new policy now, others' at their next call */
     if (h && c->policy != TOY_KEEP)
-        while (h->nstash) {
-            cached_map m = h->stash[--h->nstash];
-            SUB(st_cached, m.len);
-            retire_mapping(m.base, m.len);
-        }
+        while (h->nstash)
+            stash_drop(h->stash[--h->nstash]);
     return 0;
 }
 
