@@ -146,21 +146,37 @@ def run_cell(spec: dict, timeout: float = DEFAULT_TIMEOUT_S, env_info: dict | No
     pages, which cache sets), and on a shared machine that alone can move a
     cell's median by a third; the first process gives the timeline and the
     footprint."""
+    return run_cells([spec], timeout, env_info)[0]
+
+
+def run_cells(specs: list[dict], timeout: float = DEFAULT_TIMEOUT_S, env_info: dict | None = None) -> list[dict]:
+    """Measure cells that are compared with each other (run_cell for each),
+    their processes taken in turns: the first process of every cell, then the
+    second of every cell, and so on.  A shared machine's speed moves over
+    seconds (a neighbour's load can halve it), so cells measured one after the
+    other can land in different moods; taken in turns, they share them.
+    Returns one record per spec, in order."""
     env_info = env_info or machine.describe()
-    backend = BACKENDS[spec["allocator"]]
-    why = backend.unavailable_reason()
-    if why:
-        return records.failed(spec, env_info, why, status="skipped")
-    raw = None
-    for _ in range(spec.get("processes", 1)):
-        try:
-            one = run_child(cell_argv(spec), env=child_env(backend.library_path()), timeout=timeout)
-        except ChildFailed as e:
-            return records.failed(spec, env_info, str(e))
-        if one.get("error"):
-            return records.failed(spec, env_info, one["error"])
-        if raw is None:
-            raw = one
-        else:
-            raw["repeats"] = raw["repeats"] + one["repeats"]
-    return records.build(spec, raw, env_info)
+    done: list[dict | None] = [None] * len(specs)
+    raws: list[dict | None] = [None] * len(specs)
+    for i, spec in enumerate(specs):
+        why = BACKENDS[spec["allocator"]].unavailable_reason()
+        if why:
+            done[i] = records.failed(spec, env_info, why, status="skipped")
+    for turn in range(max(s.get("processes", 1) for s in specs)):
+        for i, spec in enumerate(specs):
+            if done[i] is not None or turn >= spec.get("processes", 1):
+                continue
+            backend = BACKENDS[spec["allocator"]]
+            try:
+                one = run_child(cell_argv(spec), env=child_env(backend.library_path()), timeout=timeout)
+            except ChildFailed as e:
+                done[i] = records.failed(spec, env_info, str(e))
+                continue
+            if one.get("error"):
+                done[i] = records.failed(spec, env_info, one["error"])
+            elif raws[i] is None:
+                raws[i] = one
+            else:
+                raws[i]["repeats"] = raws[i]["repeats"] + one["repeats"]
+    return [d or records.build(spec, raw, env_info) for d, spec, raw in zip(done, specs, raws)]

@@ -176,10 +176,29 @@ def _expand_block(block, repeats, processes, budget, allocators, patterns):
                         processes=block.get("processes", processes), settings=settings, trace=trace)
 
 
+def comparison_key(spec: dict) -> str:
+    """What cells compared with each other share: everything but the allocator
+    and its settings."""
+    return cell_key({**spec, "allocator": None, "settings": None})
+
+
+def _groups(specs: list[dict]) -> list[list[dict]]:
+    """Consecutive specs that differ only in allocator and settings (expand
+    puts them together): their processes are taken in turns."""
+    groups = []
+    for spec in specs:
+        if groups and comparison_key(groups[-1][0]) == comparison_key(spec):
+            groups[-1].append(spec)
+        else:
+            groups.append([spec])
+    return groups
+
+
 def run_sweep(specs: list[dict], out: str, timeout: float = runner.DEFAULT_TIMEOUT_S,
               progress: bool | None = None) -> dict:
-    """Run every spec not already in `out`.  Returns counts; KeyboardInterrupt
-    propagates after the current cell, with everything measured already on disk."""
+    """Run every spec not already in `out`, the cells compared at one size
+    together (runner.run_cells).  Returns counts; KeyboardInterrupt propagates,
+    with every finished group of cells already on disk."""
     done = measured_keys(out)
     todo = [s for s in specs if cell_key(s) not in done]
     stats = {"total": len(specs), "done_before": len(specs) - len(todo), "ok": 0, "failed": 0, "skipped": 0}
@@ -190,15 +209,16 @@ def run_sweep(specs: list[dict], out: str, timeout: float = runner.DEFAULT_TIMEO
                disable=not sys.stderr.isatty() if progress is None else not progress)
     started = time.monotonic()
     try:
-        for spec in todo:
-            bar.set_postfix_str(f"{spec['allocator']} {spec['pattern']} {spec['size_hi']}")
-            rec = runner.run_cell(spec, timeout=timeout, env_info=env_info)
-            append_record(out, rec)
-            stats[rec["status"]] += 1
-            if rec["status"] != "ok" and bar.disable:
-                print(f"cell {rec['status']}: {rec['allocator']} {rec['pattern']} {rec['size_hi']}: "
-                      f"{rec['error']}", file=sys.stderr)
-            bar.update(1)
+        for group in _groups(todo):
+            names = sorted({s["allocator"] for s in group})
+            bar.set_postfix_str(f"{'/'.join(names)} {group[0]['pattern']} {group[0]['size_hi']}")
+            for rec in runner.run_cells(group, timeout=timeout, env_info=env_info):
+                append_record(out, rec)
+                stats[rec["status"]] += 1
+                if rec["status"] != "ok" and bar.disable:
+                    print(f"cell {rec['status']}: {rec['allocator']} {rec['pattern']} {rec['size_hi']}: "
+                          f"{rec['error']}", file=sys.stderr)
+                bar.update(1)
     finally:
         bar.close()
         stats["seconds"] = time.monotonic() - started

@@ -154,3 +154,30 @@ def test_bad_input_one_line_exit_2(args):
     proc = cli("run", *args)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_a_sweep_takes_the_processes_of_compared_cells_in_turns(tmp_path, monkeypatch):
+    """Two allocators at two sizes, 3 processes each: at each size the cells'
+    processes alternate (toy, glibc, toy, glibc, ...), and each record still
+    pools its own 3 processes' repeats."""
+    from allocbench import sweep
+    log = tmp_path / "launches"
+    real = runner.cell_binary()
+    monkeypatch.setenv("ALLOCBENCH_CELL", _script(
+        tmp_path, f'for a in "$@"; do case $a in allocator=*|size_hi=*) printf "%s " $a >> {log};; esac; done\n'
+                  f'echo >> {log}\nexec {real} "$@"'))
+    grid = {"repeats": 1, "processes": 3,
+            "blocks": [{"pattern": "churn", "allocators": ["toy", "glibc"], "sizes": [1024, 4096], "ops": 50}]}
+    pooled, build = [], runner.records.build
+    monkeypatch.setattr(runner.records, "build", lambda spec, raw, env: (
+        pooled.append(len(raw["repeats"])), build(spec, raw, env))[1])
+    out = tmp_path / "r.jsonl"
+    stats = sweep.run_sweep(sweep.expand(grid), str(out), progress=False)
+    assert stats["ok"] == 4
+    launches = [line.split() for line in log.read_text().splitlines()]
+    want = [[f"allocator={a}", f"size_hi={s}"] for s in (1024, 4096) for _ in range(3) for a in ("toy", "glibc")]
+    assert launches == want
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["allocator"], r["size_hi"], r["processes"]) for r in recs] == \
+        [("toy", 1024, 3), ("glibc", 1024, 3), ("toy", 4096, 3), ("glibc", 4096, 3)]
+    assert pooled == [3, 3, 3, 3]
