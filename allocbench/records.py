@@ -15,12 +15,16 @@ Fields (units in the names; null means "not measured", with the reason in
   processes                  each of `processes` fresh processes (1 unless a grid
                              or --processes asks for more; the repeats are pooled)
   ns_per_op                  {min, median, max} over all repeats of wall time / (ops * threads)
+  ns_per_op_by_process       the median of each process's repeats, in launch order; the processes
+                             of cells compared in a sweep ran in turns, so their i-th entries
+                             were measured side by side
   syscalls                   {brk, mmap, munmap, mremap, madvise, mprotect}: the
                              counts of one repeat's window (the low median over repeats)
   syscalls_per_op            the same divided by ops * threads
   minor_faults, major_faults one repeat's page faults (low median); faults_per_op
   peak_rss_bytes             highest VmHWM seen in a repeat's window (reset before each)
-  rss_after_free_bytes       RSS after the last repeat's window closed
+  rss_after_free_bytes       RSS after the last repeat's window closed (of the first process,
+                             like every footprint field: the one that gave the timeline)
   heap_top_growth_bytes      sbrk(0) after the last repeat - before the warm-up
   mallinfo2_after            glibc's mallinfo2() after the last repeat
   mmapped_fraction           share of blocks glibc served with mmap (glibc, touched
@@ -158,8 +162,14 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
     minor = statistics.median_low(r["counts"]["minor_faults"] for r in reps)
     major = statistics.median_low(r["counts"]["major_faults"] for r in reps)
 
-    base = raw["baseline"]  # footprint before the warm-up
-    last = reps[-1]["after"]
+    # per process: its repeats share a layout and a stretch of the machine's time
+    by_process = {}
+    for r, v in zip(reps, ns):
+        by_process.setdefault(r.get("process", 0), []).append(v)
+    ns_by_process = [statistics.median(by_process[k]) for k in sorted(by_process)]
+
+    base = raw["baseline"]  # footprint before the warm-up, in the first process
+    last = [r for r in reps if r.get("process", 0) == 0][-1]["after"]  # so its last repeat, too
     live_peak = max(r["live_bytes_peak"] for r in reps)
     peak_rss = max((r["after"]["peak_rss_bytes"] or 0) for r in reps) or None
     glibc_books = BACKENDS[spec["allocator"]].glibc  # mallinfo2 and chunk headers describe its blocks
@@ -188,6 +198,7 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
         "warmup": spec["warmup"],
         "processes": spec.get("processes", 1),
         "ns_per_op": {"min": min(ns), "median": statistics.median(ns), "max": max(ns)},
+        "ns_per_op_by_process": ns_by_process,
         "syscalls": syscalls,
         "syscalls_per_op": {k: _per_op(v, total_ops) for k, v in syscalls.items()},
         "minor_faults": minor,

@@ -1,6 +1,7 @@
 """REPORT.md from a results file: findings computed from the records, then the figures."""
 from __future__ import annotations
 
+import math
 import os
 
 from .plots import (FRAG_PATTERNS, caption, fig_cost_model, frag_series, is_glibc, plot_all, plot_probes,
@@ -337,36 +338,74 @@ def replays_section(replays: list[dict]) -> list[str]:
     return lines
 
 
+def paired_ratios(rec: dict, against: dict) -> list[float] | None:
+    """rec's per-process medians over against's, process by process: a sweep
+    ran the two cells' processes in turns, so each pair shared the machine's
+    mood.  None unless both have the same number (at least 2) of processes."""
+    a, b = rec.get("ns_per_op_by_process"), against.get("ns_per_op_by_process")
+    if not a or not b or len(a) != len(b) or len(a) < 2:
+        return None
+    return [x / y for x, y in zip(a, b)]
+
+
+def sign_test(ratios: list[float], level: float = 0.05) -> str:
+    """"slower" or "faster" when that many pairs on one side of 1 would happen
+    by chance less often than `level` (one-sided sign test, p = 1/2 per pair),
+    else "parity"."""
+    n = len(ratios)
+    tail = lambda k: sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n
+    if tail(sum(r > 1 for r in ratios)) < level:
+        return "slower"
+    if tail(sum(r < 1 for r in ratios)) < level:
+        return "faster"
+    return "parity"
+
+
 def toy_speed_section(before: list[dict], after: list[dict]) -> list[str]:
     """The toy against glibc's dynamic default, cell by cell, from two runs of
     benchmarks/toy_speed.json (`make toy-speed`): an older toy, then this one."""
     def by_cell(recs):
-        return {(r["pattern"], r["size_bytes"], r["threads"], r["ops"], r["allocator"]): r
+        return {(r["pattern"], r["size_bytes"], r["threads"], r["ops"], r.get("touch", True) is False,
+                 r["allocator"]): r
                 for r in recs if r.get("status") == "ok" and not r["settings"]}
 
     b, a = by_cell(before), by_cell(after)
     ns = lambda r: r["ns_per_op"]["median"]
-    rows, slower = [], []
-    for k in sorted(k for k in a if k[4] == "toy" and k[:4] + ("glibc",) in a):
-        g = k[:4] + ("glibc",)
+    rows, slower, above_by_chance = [], [], []
+    for k in sorted(k for k in a if k[5] == "toy" and k[:5] + ("glibc",) in a):
+        g = k[:5] + ("glibc",)
+        pattern = k[0] + (" (no touch)" if k[4] else "")
         ratio = ns(a[k]) / ns(a[g])
         was = (f"{ns(b[k]) / ns(b[g]):.2f}" if k in b and g in b else "-")
         sys_per_op = sum(v or 0 for v in a[k]["syscalls"].values()) / (k[3] * k[2])
-        rows.append(f"| {k[0]} | {size_label(k[1])} | {k[2]} | {k[3]} | {was} | {ns(a[g]):,.1f} | "
-                    f"{ns(a[k]):,.1f} | **{ratio:.2f}** | {sys_per_op:.4f} |")
-        if ratio > 1:
-            slower.append(f"{k[0]} {size_label(k[1])}" + (f" x{k[2]} threads" if k[2] > 1 else "") + f" ({ratio:.2f})")
+        pairs = paired_ratios(a[k], a[g])
+        verdict = sign_test(pairs) if pairs else "-"
+        spread = (f"{sum(r > 1 for r in pairs)}/{len(pairs)}, {min(pairs):.2f}-{max(pairs):.2f}"
+                  if pairs else "-")
+        rows.append(f"| {pattern} | {size_label(k[1])} | {k[2]} | {k[3]} | {was} | {ns(a[g]):,.1f} | "
+                    f"{ns(a[k]):,.1f} | **{ratio:.2f}** | {spread} | {verdict} | {sys_per_op:.4f} |")
+        name = f"{pattern} {size_label(k[1])}" + (f" x{k[2]} threads" if k[2] > 1 else "") + f" ({ratio:.2f})"
+        if verdict == "slower" or (not pairs and ratio > 1):
+            slower.append(name)
+        elif ratio > 1:
+            above_by_chance.append(name)
     if not rows:
         return []
     lines = ["## The toy against glibc, before and after", "",
              "From `make toy-speed`: benchmarks/toy_speed.json run with an older toy's cell, then with this "
-             "one, back to back (medians over every repeat of 5 fresh processes). A ratio is toy ns/op over "
-             "glibc ns/op in the same run.", "",
+             "one, back to back (medians over every repeat of 5 or 9 fresh processes). A ratio is toy ns/op "
+             "over glibc ns/op in the same run. The toy's and glibc's processes ran in turns; \"pairs\" "
+             "gives how many of the per-process ratios exceed 1 and their range, and the verdict is a "
+             "one-sided sign test over them at 5% (parity: no side wins more often than chance allows). "
+             "\"(no touch)\": the workload writes nothing into its blocks, so the time is the allocators' own.", "",
              "| pattern | size | threads | ops | toy/glibc before | glibc ns/op | toy ns/op | toy/glibc | "
-             "toy syscalls/op |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|", *rows, ""]
+             "pairs above 1, range | verdict | toy syscalls/op |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|", *rows, ""]
     lines.append("- Toy slower than glibc in: " + (", ".join(slower) if slower else "no cell") + ".")
-    for k in sorted(k for k in a if k[4] == "toy" and k[2] > 1):
-        one = a.get((k[0], k[1], 1, k[3], "toy"))
+    if above_by_chance:
+        lines.append("- Ratio above 1 but at parity by the sign test: " + ", ".join(above_by_chance) + ".")
+    for k in sorted(k for k in a if k[5] == "toy" and k[2] > 1):
+        one = a.get((k[0], k[1], 1, k[3], k[4], "toy"))
         if one:  # wall time / total ops: with the work spread well, 2 threads take half of 1 thread's
             lines.append(f"- Toy {k[0]} {size_label(k[1])}, {k[2]} threads: {ns(a[k]):,.1f} ns per op "
                          f"(wall / all threads' ops) against {ns(one):,.1f} with 1 thread "

@@ -173,6 +173,8 @@ def run_cells(specs: list[dict], timeout: float = DEFAULT_TIMEOUT_S, env_info: d
             except ChildFailed as e:
                 done[i] = records.failed(spec, env_info, str(e))
                 continue
+            for r in one.get("repeats", []):
+                r["process"] = turn
             if one.get("error"):
                 done[i] = records.failed(spec, env_info, one["error"])
             elif raws[i] is None:

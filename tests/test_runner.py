@@ -140,6 +140,11 @@ def test_processes_each_run_the_cell_and_pool_their_repeats(tmp_path, monkeypatc
     assert rec["status"] == "ok" and rec["processes"] == 3
     assert len(log.read_text().split()) == 3
     assert seen == {"repeats": 6, "mmaps": {500}}
+    per = rec["ns_per_op_by_process"]
+    assert len(per) == 3 and all(rec["ns_per_op"]["min"] <= v <= rec["ns_per_op"]["max"] for v in per)
+    # footprint fields come from one process: every block is mmapped, so the
+    # heap top barely moves (another process's randomised brk would be MiBs away)
+    assert 0 <= rec["heap_top_growth_bytes"] < 1 << 20
     with pytest.raises(ValueError, match="processes"):
         runner.make_spec(size=1024, processes=0)
 

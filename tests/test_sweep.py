@@ -199,20 +199,31 @@ def test_grid_settings_lists_apply_to_the_backends_that_own_them():
 
 
 def test_toy_speed_section_gives_each_cells_ratio_and_names_the_slower():
-    """Synthetic records with known medians: toy/glibc is their quotient, and
-    only the cells where it exceeds 1 are named."""
-    from allocbench.report import toy_speed_section
+    """Synthetic records with known medians: toy/glibc is their quotient; with
+    per-process medians the verdict is a sign test (5 of 5 pairs above 1 has
+    chance 1/32 < 5%: slower; 3 of 5 is parity); without them, above 1 is slower."""
+    from allocbench.report import sign_test, toy_speed_section
 
-    def rec(allocator, size, ns, threads=1, ops=100):
+    def rec(allocator, size, ns, threads=1, ops=100, per=None):
         return {"status": "ok", "settings": {}, "pattern": "churn", "size_bytes": size, "threads": threads,
                 "ops": ops, "allocator": allocator, "ns_per_op": {"median": ns},
-                "syscalls": {"mmap": 0, "munmap": 0}}
+                "syscalls": {"mmap": 0, "munmap": 0}, **({"ns_per_op_by_process": per} if per else {})}
 
     before = [rec("toy", 1024, 40.0), rec("glibc", 1024, 20.0)]
     after = [rec("toy", 1024, 15.0), rec("glibc", 1024, 20.0), rec("toy", 1 << 20, 1100.0),
-             rec("glibc", 1 << 20, 1000.0), rec("toy", 1024, 9.0, threads=2), rec("glibc", 1024, 12.0, threads=2)]
+             rec("glibc", 1 << 20, 1000.0), rec("toy", 1024, 9.0, threads=2), rec("glibc", 1024, 12.0, threads=2),
+             rec("toy", 4096, 11.0, per=[10, 11, 12, 13, 14]), rec("glibc", 4096, 9.0, per=[9, 9, 9, 9, 9]),
+             rec("toy", 8192, 10.5, per=[11, 9, 10.5, 9.5, 12]), rec("glibc", 8192, 10.0, per=[10] * 5),
+             {**rec("toy", 1 << 20, 20.0), "touch": False}, {**rec("glibc", 1 << 20, 25.0), "touch": False}]
     text = "\n".join(toy_speed_section(before, after))
-    assert "| churn | 1 KiB | 1 | 100 | 2.00 | 20.0 | 15.0 | **0.75** |" in text
-    assert "| churn | 1 MiB | 1 | 100 | - | 1,000.0 | 1,100.0 | **1.10** |" in text
-    assert "slower than glibc in: churn 1 MiB (1.10)." in text
+    assert "| churn | 1 KiB | 1 | 100 | 2.00 | 20.0 | 15.0 | **0.75** | - | - |" in text
+    assert "| churn | 1 MiB | 1 | 100 | - | 1,000.0 | 1,100.0 | **1.10** | - | - |" in text
+    assert "| churn | 4 KiB | 1 | 100 | - | 9.0 | 11.0 | **1.22** | 5/5, 1.11-1.56 | slower |" in text
+    assert "| churn | 8 KiB | 1 | 100 | - | 10.0 | 10.5 | **1.05** | 3/5, 0.90-1.20 | parity |" in text
+    assert "| churn (no touch) | 1 MiB | 1 | 100 | - | 25.0 | 20.0 | **0.80** | - | - |" in text
+    assert "slower than glibc in: churn 4 KiB (1.22), churn 1 MiB (1.10)." in text
+    assert "at parity by the sign test: churn 8 KiB (1.05)." in text
     assert "2 threads: 9.0 ns per op (wall / all threads' ops) against 15.0 with 1 thread (0.60x)" in text
+    assert sign_test([0.9] * 4) == "parity"  # 1/16 > 5%
+    assert sign_test([0.9] * 5) == "faster" and sign_test([0.9] * 8 + [1.1]) == "faster"  # 10/512
+    assert sign_test([0.9] * 7 + [1.1] * 2) == "parity"  # 46/512
