@@ -10,7 +10,11 @@
  * - A granule map (address >> 16 -> span) finds a pointer's span without
  *   touching the block; a pointer in no span must be a live large block.
  *   free first tries the thread's two hot spans (those of its last frees),
- *   which stay valid until any span is released (span_epoch moves).
+ *   which stay valid until any span is released (span_epoch moves); then,
+ *   for a page-aligned pointer, the large-block table; then the map.  Each
+ *   step spares a page of books: after a large block's pages are written,
+ *   every other page the allocator reads costs a TLB miss (256 KiB churn:
+ *   5 ns of 300).
  * - Each thread keeps a cache of free slots per class (at most 64 slots or
  *   64 KiB), refilled and flushed in batches under the global lock; a cached
  *   slot holds the link and a pointer to its state byte.  The fast path is
@@ -992,18 +996,24 @@ static void *large_alloc(size_t size, size_t align, int *zeroed)
     return b;
 }
 
-static void large_free(void *p)
+/* Free p if it is a live large block (1), else 0; with `must`, anything
+ * else is a bad or double free. */
+static int large_free(void *p, int must)
 {
     heap *h = my_heap();
     int stashed;
     size_t len = ltab_free((uintptr_t)p, stash_max(h), &stashed);
-    if (!len)
-        die("toyalloc: free/realloc of a pointer it never returned, or a double free\n");
+    if (!len) {
+        if (must)
+            die("toyalloc: free/realloc of a pointer it never returned, or a double free\n");
+        return 0;
+    }
     live_add(h, -(int64_t)len);
     if (stashed)
         stash_put(h, p, len);
     else
         retire_mapping(p, len);
+    return 1;
 }
 
 /* ---- the malloc API ---- */
@@ -1098,13 +1108,20 @@ static __attribute__((noinline)) void free_slow(void *p)
 {
     if (!p)
         return;
+    /* large blocks are page-aligned: the table alone knows them, no granule map */
+    if (((uintptr_t)p & (page - 1)) == 0) {
+        int saved = errno, freed = large_free(p, 0);
+        errno = saved;
+        if (freed)
+            return;
+    }
     span *s = span_of_freed(p);
     if (LIKELY(s != NULL)) {
         small_free(s, p);
         return;
     }
     int saved = errno;
-    large_free(p);
+    large_free(p, 1);
     errno = saved;
 }
 
