@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 
 from .plots import (FRAG_PATTERNS, caption, fig_cost_model, frag_series, is_glibc, plot_all, plot_probes,
                     series, series_label, series_order, size_of, syscalls_per_op, tradeoff_points)
@@ -348,6 +349,17 @@ def paired_ratios(rec: dict, against: dict) -> list[float] | None:
     return [x / y for x, y in zip(a, b)]
 
 
+def ratio_of(rec: dict, against: dict) -> float:
+    """rec against `against`: the median of the per-process ratios when the
+    processes were paired (robust when a machine's moods split the repeats
+    into two clusters, which moves a pooled median by a third), else the
+    quotient of the pooled medians."""
+    pairs = paired_ratios(rec, against)
+    if pairs:
+        return statistics.median(pairs)
+    return rec["ns_per_op"]["median"] / against["ns_per_op"]["median"]
+
+
 def sign_test(ratios: list[float], level: float = 0.05) -> str:
     """"slower" or "faster" when that many pairs on one side of 1 would happen
     by chance less often than `level` (one-sided sign test, p = 1/2 per pair),
@@ -375,13 +387,14 @@ def toy_speed_section(before: list[dict], after: list[dict]) -> list[str]:
     for k in sorted(k for k in a if k[5] == "toy" and k[:5] + ("glibc",) in a):
         g = k[:5] + ("glibc",)
         pattern = k[0] + (" (no touch)" if k[4] else "")
-        ratio = ns(a[k]) / ns(a[g])
-        was = (f"{ns(b[k]) / ns(b[g]):.2f}" if k in b and g in b else "-")
+        was = ratio_of(b[k], b[g]) if k in b and g in b else None
         sys_per_op = sum(v or 0 for v in a[k]["syscalls"].values()) / (k[3] * k[2])
         pairs = paired_ratios(a[k], a[g])
+        ratio = ratio_of(a[k], a[g])
         verdict = sign_test(pairs) if pairs else "-"
         spread = (f"{sum(r > 1 for r in pairs)}/{len(pairs)}, {min(pairs):.2f}-{max(pairs):.2f}"
                   if pairs else "-")
+        was = "-" if was is None else f"{was:.2f}"
         rows.append(f"| {pattern} | {size_label(k[1])} | {k[2]} | {k[3]} | {was} | {ns(a[g]):,.1f} | "
                     f"{ns(a[k]):,.1f} | **{ratio:.2f}** | {spread} | {verdict} | {sys_per_op:.4f} |")
         name = f"{pattern} {size_label(k[1])}" + (f" x{k[2]} threads" if k[2] > 1 else "") + f" ({ratio:.2f})"
@@ -393,9 +406,10 @@ def toy_speed_section(before: list[dict], after: list[dict]) -> list[str]:
         return []
     lines = ["## The toy against glibc, before and after", "",
              "From `make toy-speed`: benchmarks/toy_speed.json run with an older toy's cell, then with this "
-             "one, back to back (medians over every repeat of 5 or 9 fresh processes). A ratio is toy ns/op "
-             "over glibc ns/op in the same run. The toy's and glibc's processes ran in turns; \"pairs\" "
-             "gives how many of the per-process ratios exceed 1 and their range, and the verdict is a "
+             "one, back to back (ns/op: medians over every repeat of 9 fresh processes). The toy's and glibc's "
+             "processes ran in turns, so each toy process has a glibc partner measured next to it: toy/glibc "
+             "is the median of these per-process ratios (or, without them, of the two medians); \"pairs\" "
+             "gives how many of them exceed 1 and their range, and the verdict is a "
              "one-sided sign test over them at 5% (parity: no side wins more often than chance allows). "
              "\"(no touch)\": the workload writes nothing into its blocks, so the time is the allocators' own.", "",
              "| pattern | size | threads | ops | toy/glibc before | glibc ns/op | toy ns/op | toy/glibc | "
