@@ -129,7 +129,7 @@ bench: system build ## the default sweep and the probes, then plots/ and plots/R
 # The toy's speed against glibc, before (the cell and toy of git revision
 # TOY_BEFORE, built from git) and after (this tree), run back to back.
 TOY_BEFORE ?= 13be4cc
-toy-speed: build ## the toy against glibc at 1 KiB..8 MiB, an older toy (TOY_BEFORE) then this one (~5 min)
+toy-speed: build ## the toy against glibc at 1 KiB..8 MiB, an older toy (TOY_BEFORE) then this one (~10 min)
 	@git rev-parse --verify -q $(TOY_BEFORE)^{commit} >/dev/null || \
 	    { echo "toy-speed: needs this repository's git history (revision $(TOY_BEFORE))"; exit 2; }
 	rm -rf build/toy-before && mkdir -p build/toy-before results/toy_speed
