@@ -22,7 +22,7 @@ OVERHEAD := csrc/build/counter_overhead
 CC ?= gcc
 CFLAGS ?= -O2 -Wall -Wextra
 
-.PHONY: help system build debug asan glibc-tests counter-overhead trace-overhead toy-speed test test-fast bench bench-quick clean
+.PHONY: help system build debug asan glibc-tests mimalloc-stress counter-overhead trace-overhead toy-speed test test-fast bench bench-quick clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
@@ -95,6 +95,9 @@ asan: ## build and run the toy's C stress and contract tests under ASan + UBSan,
 
 glibc-tests: build ## glibc 2.36's own malloc tests (Debian's glibc-source) on glibc and the preloaded toy
 	scripts/glibc-malloc-tests $(TOYLIB)
+
+mimalloc-stress: build ## mimalloc's stress test (Debian's mimalloc source) on glibc and the preloaded toy
+	scripts/mimalloc-stress $(TOYLIB)
 
 debug: $(DEPS) ## rebuild with bounds checks and -O0 -g
 	ALLOCBENCH_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
