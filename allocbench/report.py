@@ -387,14 +387,13 @@ def toy_speed_section(before: list[dict], after: list[dict]) -> list[str]:
     for k in sorted(k for k in a if k[5] == "toy" and k[:5] + ("glibc",) in a):
         g = k[:5] + ("glibc",)
         pattern = k[0] + (" (no touch)" if k[4] else "")
-        was = ratio_of(b[k], b[g]) if k in b and g in b else None
         sys_per_op = sum(v or 0 for v in a[k]["syscalls"].values()) / (k[3] * k[2])
         pairs = paired_ratios(a[k], a[g])
         ratio = ratio_of(a[k], a[g])
         verdict = sign_test(pairs) if pairs else "-"
         spread = (f"{sum(r > 1 for r in pairs)}/{len(pairs)}, {min(pairs):.2f}-{max(pairs):.2f}"
                   if pairs else "-")
-        was = "-" if was is None else f"{was:.2f}"
+        was = f"{ratio_of(b[k], b[g]):.2f}" if k in b and g in b else "-"
         rows.append(f"| {pattern} | {size_label(k[1])} | {k[2]} | {k[3]} | {was} | {ns(a[g]):,.1f} | "
                     f"{ns(a[k]):,.1f} | **{ratio:.2f}** | {spread} | {verdict} | {sys_per_op:.4f} |")
         name = f"{pattern} {size_label(k[1])}" + (f" x{k[2]} threads" if k[2] > 1 else "") + f" ({ratio:.2f})"
@@ -404,9 +403,10 @@ def toy_speed_section(before: list[dict], after: list[dict]) -> list[str]:
             above_by_chance.append(name)
     if not rows:
         return []
+    procs = "/".join(str(n) for n in sorted({r.get("processes", 1) for r in a.values()}))
     lines = ["## The toy against glibc, before and after", "",
              "From `make toy-speed`: benchmarks/toy_speed.json run with an older toy's cell, then with this "
-             "one, back to back (ns/op: medians over every repeat of 9 fresh processes). The toy's and glibc's "
+             f"one, back to back (ns/op: medians over every repeat of {procs} fresh processes). The toy's and glibc's "
              "processes ran in turns, so each toy process has a glibc partner measured next to it: toy/glibc "
              "is the median of these per-process ratios (or, without them, of the two medians); \"pairs\" "
              "gives how many of them exceed 1 and their range, and the verdict is a "
