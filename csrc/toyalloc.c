@@ -441,16 +441,20 @@ static size_t ltab_take(uintptr_t p, int stashed)
     return len;
 }
 
+static size_t stash_max(const heap *h);
+
 /* free's look-up: p's length, or 0 when p is no live large block.  A block
- * of at most stash_max bytes keeps its entry, marked stashed (*stashed = 1):
- * its next malloc from the stash revives it instead of adding it again. */
-static size_t ltab_free(uintptr_t p, size_t stash_max, int *stashed)
+ * that fits h's stash keeps its entry, marked stashed (*stashed = 1): its
+ * next malloc from the stash revives it instead of adding it again.  The
+ * stash's room is asked only of a block found: free_slow tries every
+ * page-aligned pointer here, small slots included. */
+static size_t ltab_free(uintptr_t p, const heap *h, int *stashed)
 {
     ltable *t = ltab_of(p);
     int held = stripe_lock(&t->lock);
     large *e = ltab_find(t, p);
     size_t len = e && !e->stashed ? e->len : 0;
-    *stashed = len && len <= stash_max;
+    *stashed = len && len <= stash_max(h);
     if (*stashed)
         e->stashed = 1;
     else if (len)
@@ -1002,7 +1006,7 @@ static int large_free(void *p, int must)
 {
     heap *h = my_heap();
     int stashed;
-    size_t len = ltab_free((uintptr_t)p, stash_max(h), &stashed);
+    size_t len = ltab_free((uintptr_t)p, h, &stashed);
     if (!len) {
         if (must)
             die("toyalloc: free/realloc of a pointer it never returned, or a double free\n");
