@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DEPS := $(VENV)/.deps-installed
-DEBIAN_PACKAGES := strace libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0
+# csrc/: lib/ (libraries and headers), programs/ (one main each), preload/ (shims), tests/ (C tests)
+LIB := csrc/lib
+HEADERS := $(wildcard $(LIB)/*.h)
 CELL := allocbench/allocbench-cell
 PROBE := allocbench/allocbench-probe
 CALIBRATE := allocbench/allocbench-calibrate
@@ -11,24 +13,24 @@ MMAP_PROBE := allocbench/allocbench-mmap-probe
 LAUNCH := allocbench/allocbench-launch
 RECORD := allocbench/librecord.so
 EXPLAIN := allocbench/libexplain.so
-CELL_SRC := csrc/cell.c csrc/counters.c csrc/workloads.c csrc/replay.c csrc/toyalloc.c
 TOYLIB := allocbench/libtoyalloc.so
-TOY_SRC := csrc/toyalloc.c csrc/toy_preload.c
 TOY_TESTS := csrc/build/toy_stress csrc/build/toy_contract
 # plain malloc API: run against glibc and against any preloaded allocator
 MALLOC_TESTS := csrc/build/malloc_promises csrc/build/malloc_footprint csrc/build/malloc_loop
-TOY_POLICIES := keep dontneed free unmap
 OVERHEAD := csrc/build/counter_overhead
 CC ?= gcc
 CFLAGS ?= -O2 -Wall -Wextra
+# the lists live in the tables: the allocators' Debian packages (allocbench/backends.py)
+# and the toy's policies (csrc/lib/toyalloc.h), asked of allocbench itself
+ASK = $(PY) -m allocbench info --field
 
-.PHONY: help system build debug asan glibc-tests mimalloc-stress counter-overhead trace-overhead toy-speed test test-fast bench bench-quick clean
+.PHONY: help system build lint debug asan glibc-tests mimalloc-stress counter-overhead trace-overhead toy-speed test test-fast bench bench-quick clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
 
-system: ## install missing Debian packages and mount tracefs (root; otherwise warns)
-	@scripts/setup-system $(DEBIAN_PACKAGES)
+system: build ## install missing Debian packages (strace, the allocators) and mount tracefs (root; otherwise warns)
+	@scripts/setup-system strace $$($(ASK) debian_packages)
 
 $(DEPS): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,48 +38,48 @@ $(DEPS): pyproject.toml
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
 	touch $@
 
-build: $(DEPS) $(CELL) $(PROBE) $(MMAP_PROBE) $(LAUNCH) $(EXPLAIN) $(RECORD) $(CALIBRATE) $(TOYLIB) $(TOY_TESTS) $(MALLOC_TESTS) $(OVERHEAD) ## build the extension, the cell runner, libtoyalloc.so, C tests
+build: $(DEPS) $(CELL) $(PROBE) $(MMAP_PROBE) $(LAUNCH) $(EXPLAIN) $(RECORD) $(CALIBRATE) $(TOYLIB) $(TOY_TESTS) $(MALLOC_TESTS) $(OVERHEAD) ## build the extension, the C programs, the preload shims, C tests
 	$(PY) setup.py -q build_ext --inplace
 
 # -fno-builtin-malloc: GCC must not pair up and delete the workload's malloc/free
-$(CELL): $(CELL_SRC) $(wildcard csrc/*.h)
-	$(CC) $(CFLAGS) -fno-builtin-malloc -o $@ $(CELL_SRC) -lpthread
+$(CELL): csrc/programs/cell.c $(LIB)/counters.c $(LIB)/workloads.c $(LIB)/replay.c $(LIB)/toyalloc.c $(HEADERS)
+	$(CC) $(CFLAGS) -fno-builtin-malloc -I$(LIB) -o $@ $(filter %.c,$^) -lpthread
 
-$(PROBE): csrc/probe.c csrc/counters.c csrc/counters.h
-	$(CC) $(CFLAGS) -fno-builtin-malloc -o $@ csrc/probe.c csrc/counters.c -lpthread
+$(PROBE): csrc/programs/probe.c $(LIB)/counters.c $(HEADERS)
+	$(CC) $(CFLAGS) -fno-builtin-malloc -I$(LIB) -o $@ $(filter %.c,$^) -lpthread
 
-$(MMAP_PROBE): csrc/mmap_probe.c csrc/counters.c csrc/counters.h
-	$(CC) $(CFLAGS) -o $@ csrc/mmap_probe.c csrc/counters.c -lpthread
+$(MMAP_PROBE): csrc/programs/mmap_probe.c $(LIB)/counters.c $(HEADERS)
+	$(CC) $(CFLAGS) -I$(LIB) -o $@ $(filter %.c,$^) -lpthread
 
-$(LAUNCH): csrc/launcher.c csrc/counters.c csrc/counters.h
-	$(CC) $(CFLAGS) -o $@ csrc/launcher.c csrc/counters.c -lpthread
+$(LAUNCH): csrc/programs/launcher.c $(LIB)/counters.c $(HEADERS)
+	$(CC) $(CFLAGS) -I$(LIB) -o $@ $(filter %.c,$^) -lpthread
 
-# the threshold explainer lives inside someone else's process: a preload shim
-$(EXPLAIN): csrc/explain.c
-	$(CC) $(CFLAGS) -fPIC -shared -o $@ csrc/explain.c -ldl
+$(CALIBRATE): csrc/programs/calibrate.c $(HEADERS)
+	$(CC) $(CFLAGS) -fno-builtin-malloc -I$(LIB) -o $@ $(filter %.c,$^)
 
-$(RECORD): csrc/recorder.c csrc/trace.h
-	$(CC) $(CFLAGS) -Wno-format-truncation -fPIC -shared -Icsrc -o $@ csrc/recorder.c -ldl -lpthread
+# the shims live inside someone else's process (hooks.h: the one list of hooked functions)
+$(EXPLAIN): csrc/preload/explain.c $(HEADERS)
+	$(CC) $(CFLAGS) -fPIC -shared -I$(LIB) -o $@ $(filter %.c,$^) -ldl
 
-$(CALIBRATE): csrc/calibrate.c csrc/timing.h
-	$(CC) $(CFLAGS) -fno-builtin-malloc -Icsrc -o $@ csrc/calibrate.c
+$(RECORD): csrc/preload/recorder.c $(HEADERS)
+	$(CC) $(CFLAGS) -Wno-format-truncation -fPIC -shared -I$(LIB) -o $@ $(filter %.c,$^) -ldl -lpthread
 
 # TOY_PRELOAD: initial-exec TLS for the thread caches (the library is preloaded, never dlopened);
 # -fno-semantic-interposition: malloc() calls toy_malloc() directly, not through the PLT
-$(TOYLIB): $(TOY_SRC) csrc/toyalloc.h
-	$(CC) $(CFLAGS) -DTOY_PRELOAD -fPIC -fno-semantic-interposition -shared -o $@ $(TOY_SRC) -lpthread
+$(TOYLIB): csrc/preload/toy_preload.c $(LIB)/toyalloc.c $(HEADERS)
+	$(CC) $(CFLAGS) -DTOY_PRELOAD -fPIC -fno-semantic-interposition -shared -I$(LIB) -o $@ $(filter %.c,$^) -lpthread
 
-csrc/build/%: csrc/tests/%.c csrc/toyalloc.c csrc/toyalloc.h
+csrc/build/%: csrc/tests/%.c $(LIB)/toyalloc.c $(LIB)/toyalloc.h
 	@mkdir -p csrc/build
-	$(CC) $(CFLAGS) -Icsrc -o $@ $< csrc/toyalloc.c -lpthread
+	$(CC) $(CFLAGS) -I$(LIB) -o $@ $< $(LIB)/toyalloc.c -lpthread
 
 $(MALLOC_TESTS): csrc/build/%: csrc/tests/%.c
 	@mkdir -p csrc/build
 	$(CC) $(CFLAGS) -fno-builtin-malloc -o $@ $< -lpthread
 
-$(OVERHEAD): csrc/tests/counter_overhead.c csrc/counters.c csrc/counters.h csrc/timing.h
+$(OVERHEAD): csrc/tests/counter_overhead.c $(LIB)/counters.c $(HEADERS)
 	@mkdir -p csrc/build
-	$(CC) $(CFLAGS) -fno-builtin-malloc -Icsrc -o $@ $< csrc/counters.c
+	$(CC) $(CFLAGS) -fno-builtin-malloc -I$(LIB) -o $@ $< $(LIB)/counters.c
 
 counter-overhead: build ## what the counters cost (a benchmark, not a test)
 	$(OVERHEAD)
@@ -85,13 +87,13 @@ counter-overhead: build ## what the counters cost (a benchmark, not a test)
 trace-overhead: build ## what recording and replaying cost (a benchmark, not a test)
 	$(PY) scripts/trace-overhead
 
-asan: ## build and run the toy's C stress and contract tests under ASan + UBSan, every policy
+asan: build ## build and run the toy's C stress and contract tests under ASan + UBSan, every policy
 	@mkdir -p csrc/build
-	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -Icsrc \
-	    -o csrc/build/toy_stress_asan csrc/tests/toy_stress.c csrc/toyalloc.c -lpthread
-	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -Icsrc \
-	    -o csrc/build/toy_contract_asan csrc/tests/toy_contract.c csrc/toyalloc.c -lpthread
-	for p in $(TOY_POLICIES); do csrc/build/toy_contract_asan $$p && csrc/build/toy_stress_asan 4 500000 $$p || exit 1; done
+	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -I$(LIB) \
+	    -o csrc/build/toy_stress_asan csrc/tests/toy_stress.c $(LIB)/toyalloc.c -lpthread
+	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -I$(LIB) \
+	    -o csrc/build/toy_contract_asan csrc/tests/toy_contract.c $(LIB)/toyalloc.c -lpthread
+	for p in $$($(ASK) toy_policies); do csrc/build/toy_contract_asan $$p && csrc/build/toy_stress_asan 4 500000 $$p || exit 1; done
 
 glibc-tests: build ## glibc 2.36's own malloc tests (Debian's glibc-source) on glibc and the preloaded toy
 	scripts/glibc-malloc-tests $(TOYLIB)
@@ -102,10 +104,13 @@ mimalloc-stress: build ## mimalloc's stress test (Debian's mimalloc source) on g
 debug: $(DEPS) ## rebuild with bounds checks and -O0 -g
 	ALLOCBENCH_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
 
-test: system build ## run the test suite
+lint: $(DEPS) ## ruff over the Python (pyproject.toml [tool.ruff]); make test runs it first
+	$(PY) -m ruff check allocbench tests scripts
+
+test: system lint ## lint, then the test suite
 	$(PY) -m pytest -q
 
-test-fast: system build ## the test suite without the tests marked slow
+test-fast: system lint ## lint, then the test suite without the tests marked slow
 	$(PY) -m pytest -q -m "not slow"
 
 RESULTS ?= results/default.jsonl
@@ -120,7 +125,7 @@ bench: system build ## the default sweep and the probes, then plots/ and plots/R
 	$(PY) -m allocbench calibrate --out results/calibration.json
 	$(PY) -m allocbench exec --grid default --repeats 2 --out $(PROGRAMS) -- $(PY) benchmarks/programs/numpy_arrays.py
 	$(PY) -m allocbench exec --grid default --repeats 2 --out $(PROGRAMS) -- $(PY) benchmarks/programs/sqlite_json.py
-	$(PY) -m allocbench exec --grid default --repeats 2 --out $(PROGRAMS) -- gcc -O2 -c csrc/toyalloc.c -o results/toyalloc.o
+	$(PY) -m allocbench exec --grid default --repeats 2 --out $(PROGRAMS) -- gcc -O2 -c csrc/lib/toyalloc.c -o results/toyalloc.o
 	$(PY) scripts/record-programs results/traces
 	$(PY) -m allocbench sweep --config results/traces/grid.json --out $(REPLAYS)
 	$(PY) -m allocbench report $(RESULTS) --probes results/probes.json \

@@ -13,17 +13,18 @@ DIRECTIVES = {
     "debug": {"language_level": 3, "boundscheck": True, "wraparound": True},
 }["debug" if DEBUG else "release"]
 
-CSRC = ["csrc/counters.c", "csrc/workloads.c", "csrc/replay.c", "csrc/toyalloc.c"]
+CSRC = ["csrc/lib/counters.c", "csrc/lib/workloads.c", "csrc/lib/replay.c", "csrc/lib/toyalloc.c"]
 
 extensions = [
     Extension(
         "allocbench._native",
         ["allocbench/_native.pyx", *CSRC],
-        include_dirs=["csrc"],
+        include_dirs=["csrc/lib"],
         depends=[p.replace(".c", ".h") for p in CSRC],
         extra_compile_args=CFLAGS.split(),
         libraries=["pthread"],
     ),
 ]
 
-setup(ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES))
+# the .pxd files sit beside the headers they declare, in csrc/lib
+setup(ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES, include_path=["csrc/lib"]))

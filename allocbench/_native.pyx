@@ -12,17 +12,27 @@ from libc.string cimport memset, strerror
 
 from allocbench.cmalloc cimport (
     RTLD_DEFAULT, RTLD_NOLOAD, RTLD_NOW, dlopen, dlsym,
-    mallinfo2, c_mallinfo2, c_mallopt, c_malloc_trim, c_malloc_info,
+    c_mallopt, c_malloc_trim, c_malloc_info,
     gnu_get_libc_version, open_memstream, sbrk,
 )
-from allocbench.cnative cimport *
+# our own C's declarations, each beside its header in csrc/lib
+from ccounters cimport *
+from ctoyalloc cimport *
+from ctrace cimport *
+from cworkloads cimport *
 
-# The C lists (csrc/counters.h, csrc/workloads.h): Python keeps no copy of its own.
+# The C lists (csrc/lib/counters.h, workloads.h, trace.h): Python keeps no copy of its own.
 MALLINFO2_FIELDS = tuple(ab_mallinfo2_names[i].decode() for i in range(AB_NMALLINFO2))
 SYSCALLS = tuple(ab_syscall_names[i].decode() for i in range(AB_NSYSCALLS))
 PATTERNS = tuple(ab_pattern_names[i].decode() for i in range(AB_NPATTERNS))
 PATTERN_DOCS = {PATTERNS[i]: ab_pattern_docs[i].decode() for i in range(AB_NPATTERNS)}
+TIMELINE_COLUMNS = tuple(ab_timeline_columns[i].decode() for i in range(AB_NTLCOLUMNS))
+TIMELINE_KINDS = tuple(ab_timeline_kinds[i].decode() for i in range(AB_NTLKINDS))
 METHODS = tuple(ab_method_names[ab_method_order[i]].decode() for i in range(AB_NMETHODS))  # best first
+TRACE_OPS = {i: ab_trace_op_names[i].decode() for i in range(1, AB_NOPS)}  # op value -> name
+TRACE_OP_KINDS = {i: {AB_OPK_ALLOC: "alloc", AB_OPK_FREE: "free", AB_OPK_RESIZE: "resize"}[ab_trace_op_kinds[i]]
+                  for i in range(1, AB_NOPS)}
+GLIBC_DEFAULT_BOUNDARY = AB_GLIBC_DEFAULT_BOUNDARY
 CELL_DEFAULTS = {
     "ops": ab_cell_defaults.w.ops, "threads": ab_cell_defaults.w.threads,
     "live": ab_cell_defaults.w.live, "touch": bool(ab_cell_defaults.w.touch),
@@ -32,7 +42,7 @@ CELL_DEFAULTS = {
 
 
 def check_cell(str pattern, size_lo, size_hi, ops, threads, live, seed, repeats, warmup):
-    """The one validator of a cell (csrc/workloads.c ab_cell_check): ValueError
+    """The one validator of a cell (csrc/lib/workloads.c ab_cell_check): ValueError
     with its message, or None.  Python only makes sure each value is an integer."""
     cdef ab_cell_spec s = ab_cell_defaults
     for name, value in (("size_lo", size_lo), ("size_hi", size_hi), ("ops", ops), ("threads", threads),
@@ -283,7 +293,7 @@ TOY_MAX_ALIGN_BYTES = TOY_MAX_ALIGN
 
 
 cdef class ToyBlock(Block):
-    """One block from the toy allocator (csrc/toyalloc.c), same contract as Block."""
+    """One block from the toy allocator (csrc/lib/toyalloc.c), same contract as Block."""
 
     cdef const ab_allocator *allocator(self):
         return &ab_toy_allocator

@@ -2,19 +2,6 @@
 from libc.stdio cimport FILE
 
 cdef extern from "<malloc.h>" nogil:
-    struct mallinfo2:
-        size_t arena
-        size_t ordblks
-        size_t smblks
-        size_t hblks
-        size_t hblkhd
-        size_t usmblks
-        size_t fsmblks
-        size_t uordblks
-        size_t fordblks
-        size_t keepcost
-
-    mallinfo2 c_mallinfo2 "mallinfo2" ()
     int c_mallopt "mallopt" (int param, int value)
     int c_malloc_trim "malloc_trim" (size_t pad)
     int c_malloc_info "malloc_info" (int options, FILE *stream)

@@ -1,72 +1,140 @@
-"""allocbench compare A.jsonl B.jsonl: cell by cell, or program by program, the
-ratios of time, syscalls and RSS, in the manner of pyperf's compare_to.  A
-difference is marked when the two min-max ranges of the repeats do not overlap;
-differences between the two machines (glibc, kernel, CPU, THP) are listed first."""
+"""allocbench compare A.jsonl B.jsonl, in the manner of pyperf's compare_to:
+row by row, B's time against A's as "1.23x slower [1.15, 1.31]" or "not
+significant", with a geometric mean at the end.  Rows pair by what was
+measured: the same cell or program under the same setting; when the two files
+share no such row but differ only in their settings (a run before tuning and
+one after), setting against setting, and the header says so.  The two files
+are separate runs, so every test is unpaired (stats.unpaired) over their
+processes or repeats; records without per-run data fall back to min-max
+overlap, and the row says so."""
 from __future__ import annotations
 
 import json
-import statistics
 from collections import defaultdict
 
-from .records import cell_key
-from .units import human_bytes
+from . import stats
+from .records import KEY_FIELDS
+from .series import series_label
+from .units import size_label
 
 ENV_KEYS = ("glibc", "kernel", "cpu", "cpus", "thp", "page_size")
 
 
-def _key(r: dict) -> str:
+def _setting(r: dict) -> tuple:
+    return (r["allocator"], tuple(sorted(r["settings"].items())))
+
+
+def _measured(r: dict) -> str:
+    """What was measured, whatever the setting: the cell's workload, or the program and its command."""
     if r.get("kind") == "program":
-        return json.dumps({"command": r["command"], "allocator": r["allocator"], "settings": r["settings"]},
-                          sort_keys=True)
-    return cell_key(r)
+        return json.dumps({"command": r["command"]})
+    return json.dumps({k: r.get(k) for k in KEY_FIELDS if k not in ("allocator", "settings")}, sort_keys=True)
 
 
 def _label(r: dict) -> str:
-    settings = " ".join(f"{k}={v}" for k, v in r["settings"].items())
     if r.get("kind") == "program":
-        return f"{' '.join(r['command'])[:40]} | {r['allocator']} {settings}".strip()
-    size = r["size_bytes"] if r.get("size_bytes") is not None else f"{r['size_lo']}..{r['size_hi']}"
-    return f"{r['pattern']} {size} | {r['allocator']} {settings}".strip()
+        return " ".join(r["command"])[:48]
+    if r.get("trace"):
+        return f"trace {r['trace'].rsplit('/', 1)[-1]}"
+    size = size_label(r["size_bytes"]) if r.get("size_bytes") is not None else \
+        f"{size_label(r['size_lo'])}..{size_label(r['size_hi'])}"
+    return f"{r['pattern']} {size}" + (f" x{r['threads']} threads" if r["threads"] > 1 else "")
 
 
-def _summary(recs: list[dict]) -> dict:
-    """time (ns per op for a cell, wall ns for a program) as median/min/max, syscalls, RSS."""
+def _times(recs: list[dict]) -> tuple[list[float] | None, tuple | None, str]:
+    """(samples, (min, median, max), what they are) of a row's time."""
     if recs[0].get("kind") == "program":
-        times = [r["wall_ns"] for r in recs]
-        lo, med, hi = min(times), statistics.median(times), max(times)
-        sys = statistics.median(sum(r["syscalls"].values()) for r in recs if r.get("syscalls"))
-        rss = statistics.median(r["peak_rss_bytes"] for r in recs)
+        return [r["wall_ns"] for r in recs], None, "runs"
+    r = recs[-1]
+    by_process = r.get("ns_per_op_by_process") or []
+    if len(by_process) > 1:
+        return by_process, None, "processes"
+    if r.get("ns_per_op_repeats"):
+        return r["ns_per_op_repeats"], None, "repeats of one process"
+    ns = r["ns_per_op"]
+    return None, (ns["min"], ns["median"], ns["max"]), "min-max only"
+
+
+def _syscalls(recs: list[dict]) -> float | None:
+    if recs[0].get("kind") == "program":
+        counts = [sum(r["syscalls"].values()) for r in recs if r.get("syscalls")]
+        return sorted(counts)[len(counts) // 2] if counts else None
+    per = recs[-1]["syscalls_per_op"]
+    return None if None in per.values() else sum(per.values())
+
+
+def _rss(recs: list[dict]) -> list[float]:
+    if recs[0].get("kind") == "program":
+        return [r["peak_rss_bytes"] for r in recs if r.get("peak_rss_bytes")]
+    return [v for v in (recs[-1].get("peak_rss_bytes_by_process") or [recs[-1].get("peak_rss_bytes")]) if v]
+
+
+def row(a: list[dict], b: list[dict]) -> tuple[str, stats.Comparison]:
+    """B's row against A's: the words, and the time comparison."""
+    ta, ma, what_a = _times(a)
+    tb, mb, what_b = _times(b)
+    if ta is None or tb is None:
+        na, nb = ma or (min(ta), sorted(ta)[len(ta) // 2], max(ta)), mb or (min(tb), sorted(tb)[len(tb) // 2], max(tb))
+        c = stats.min_max(na, nb)
     else:
-        r = recs[-1]
-        lo, med, hi = r["ns_per_op"]["min"], r["ns_per_op"]["median"], r["ns_per_op"]["max"]
-        per = r["syscalls_per_op"]
-        sys = None if None in per.values() else sum(per.values())
-        rss = r.get("peak_rss_bytes")
-    return {"min": lo, "median": med, "max": hi, "syscalls": sys, "rss": rss}
+        c = stats.unpaired(ta, tb)
+    time = f"not significant ({c.words()})" if not c.significant else c.words()
+    if c.method == "min-max overlap":
+        time += " [min-max overlap: these records keep no per-run times]"
+    parts = [f"time {time}"]
+    sa, sb = _syscalls(a), _syscalls(b)
+    if sa is not None and sb is not None:
+        unit = "" if a[0].get("kind") == "program" else "/op"
+        parts.append(f"syscalls {sb:,.4g}{unit} vs {sa:,.4g}{unit}")
+    ra, rb = _rss(a), _rss(b)
+    if ra and rb:
+        m = stats.unpaired(ra, rb, "memory")
+        parts.append(f"peak RSS {m.words()}" if m.significant else f"peak RSS not significant ({m.words()})")
+    return "; ".join(parts), c
 
 
-def compare(a: list[dict], b: list[dict]) -> list[str]:
-    ga, gb = defaultdict(list), defaultdict(list)
-    for recs, groups in ((a, ga), (b, gb)):
-        for r in recs:
-            if r.get("status") == "ok":
-                groups[_key(r)].append(r)
-    lines = []
+def _groups(recs: list[dict]) -> dict:
+    out = defaultdict(list)
+    for r in recs:
+        if r.get("status") == "ok":
+            out[(_measured(r), _setting(r))].append(r)
+    return out
+
+
+def compare(a: list[dict], b: list[dict]) -> list[str] | None:
+    """The comparison's lines; None when no row pairs up."""
+    ga, gb = _groups(a), _groups(b)
     ea, eb = (next((r["env"] for r in recs if r.get("env")), {}) for recs in (a, b))
     diffs = [f"{k}: {ea.get(k)} vs {eb.get(k)}" for k in ENV_KEYS if ea.get(k) != eb.get(k)]
-    lines.append("environments differ: " + "; ".join(diffs) if diffs else "same environment (glibc, kernel, CPU, THP)")
-    common = [k for k in ga if k in gb]
-    if not common:
-        return lines + ["no cell or program is in both files"]
-    lines.append(f"{'':<58} {'time B/A':>9} {'syscalls B/A':>13} {'RSS B/A':>9}")
-    for k in sorted(common, key=lambda k: _label(ga[k][0])):
-        sa, sb = _summary(ga[k]), _summary(gb[k])
-        apart = sa["max"] < sb["min"] or sb["max"] < sa["min"]
-        ratio = lambda x, y: "-" if x in (None, 0) or y is None else f"{y / x:.2f}x"
-        lines.append(f"{_label(ga[k][0])[:56]:<56} {'*' if apart else ' '} {ratio(sa['median'], sb['median']):>9} "
-                     f"{ratio(sa['syscalls'], sb['syscalls']):>13} {ratio(sa['rss'], sb['rss']):>9}")
-    lines.append("* the two min-max ranges of the repeats do not overlap")
-    only = len(ga) - len(common), len(gb) - len(common)
+    lines = ["environments differ: " + "; ".join(diffs) if diffs else
+             "same environment (glibc, kernel, CPU, THP, page size)"]
+    pairs = [(k, k) for k in ga if k in gb]
+    if pairs:
+        lines.append("rows pair by the same measurement under the same setting; B against A")
+    else:  # before and after tuning: the same measurements, other settings
+        sa, sb = defaultdict(list), defaultdict(list)
+        for k in ga:
+            sa[k[0]].append(k)
+        for k in gb:
+            sb[k[0]].append(k)
+        pairs = [(x, y) for m in sa if m in sb for x in sa[m] for y in sb[m]]
+        if not pairs:
+            return None
+        lines.append("the files share no setting: each measurement in A against the same measurement in B, "
+                     "setting against setting")
+    lines.append("tests: unpaired (two separate runs), 95%; \"not significant\": the interval holds 1")
+    verdicts, ratios = defaultdict(int), []
+    for ka, kb in sorted(pairs, key=lambda p: (_label(ga[p[0]][0]), p[0][1], p[1][1])):
+        ra, rb = ga[ka], gb[kb]
+        words, c = row(ra, rb)
+        setting = series_label(ka[1]) if ka[1] == kb[1] else f"{series_label(ka[1])} -> {series_label(kb[1])}"
+        lines.append(f"{_label(ra[0])} | {setting}: {words}")
+        verdicts[c.verdict if c.significant else "not significant"] += 1
+        ratios.append(c.estimate)
+    mean = stats.geometric_mean(ratios)
+    lines.append(f"geometric mean of the time ratios: {'-' if mean is None else f'{mean:.3f}x'} over {len(pairs)} "
+                 "rows (" + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())) + ")")
+    only = len(ga) - len({p[0] for p in pairs}), len(gb) - len({p[1] for p in pairs})
     if any(only):
         lines.append(f"only in A: {only[0]}, only in B: {only[1]}")
     return lines

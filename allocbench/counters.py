@@ -7,7 +7,7 @@
 Methods, best first: "perf" (tracepoints syscalls:sys_enter_*, needs tracefs),
 "strace" (strace attached to this process, exact but slow per syscall), and
 "none" (syscall counts are None, with the reason; faults and time still work).
-The choice is made once, in C (csrc/counters.c ab_counter_open_named), for the
+The choice is made once, in C (csrc/lib/counters.c ab_counter_open_named), for the
 cells, the probes and this module alike: ALLOCBENCH_COUNTER_METHOD picks the
 default, ALLOCBENCH_TRACEFS the tracefs mount, ALLOCBENCH_STRACE the strace binary.
 Counters count the thread that opened them and every thread it starts later.
@@ -28,10 +28,10 @@ class CounterUnavailable(RuntimeError):
     pass
 
 
-_cache: dict[tuple[str, int], "_native.Counter"] = {}
+_cache: dict[tuple[str, int], _native.Counter] = {}
 
 
-def open_counter(method: str = "auto") -> tuple[str, "_native.Counter", str | None]:
+def open_counter(method: str = "auto") -> tuple[str, _native.Counter, str | None]:
     """Open (once per thread) the counters C chooses for `method`.  Returns
     (method used, counter, why better methods were not used); a named method
     that cannot work, or an unknown name, raises CounterUnavailable."""

@@ -80,7 +80,7 @@ def mallopt(param: int | str, value: int) -> None:
         raise ValueError(f"glibc refused mallopt(M_{p.name.upper()}, {value})")
 
 
-# The fields come from the C list (csrc/counters.h AB_MALLINFO2_LIST), in glibc's order:
+# The fields come from the C list (csrc/lib/counters.h AB_MALLINFO2_LIST), in glibc's order:
 #   arena     non-mmapped bytes obtained from the system (brk heap + arena heaps)
 #   ordblks   free chunks (count)            smblks   free fastbin chunks (count)
 #   hblks     mmapped chunks (count)         hblkhd   bytes in mmapped chunks

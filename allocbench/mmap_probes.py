@@ -17,7 +17,7 @@ import shutil
 import statistics
 import tempfile
 
-from .runner import ChildFailed, program, run_child
+from .children import ChildFailed, program, run_json
 from .units import KIB, MIB, size_label
 
 CLAIMS = {
@@ -50,7 +50,7 @@ def _binary() -> str:
 
 def _observe(*args, timeout=300) -> dict:
     try:
-        return run_child([_binary(), *map(str, args)], timeout=timeout)
+        return run_json([_binary(), *map(str, args)], timeout=timeout)
     except ChildFailed as e:
         raise ProbeError(f"{args[0]}: {e}") from None
 
@@ -75,7 +75,9 @@ def _observe_in_scratch(work_dir: str, mode: str, name: str | None = None) -> di
         shutil.rmtree(d, ignore_errors=True)
 
 
-def _verdict(ok: bool, caveats: list[str]) -> str:
+def _verdict(ok: bool, caveats: list[str], undecided: str | None = None) -> str:
+    if undecided:
+        return f"undecided: {undecided}"
     if not ok:
         return "does not hold here"
     return "holds" if not caveats else "holds with caveats: " + "; ".join(caveats)
@@ -83,7 +85,7 @@ def _verdict(ok: bool, caveats: list[str]) -> str:
 
 # ---- read() against mmap() ----
 
-def read_vs_mmap(work_dir: str, sizes=READ_SIZES, repeats: int = 3) -> dict:
+def read_vs_mmap(work_dir: str, sizes=READ_SIZES, repeats: int = 5) -> dict:
     d = _scratch(work_dir, max(sizes) + 64 * MIB)
     cells = []
     try:
@@ -107,6 +109,7 @@ def read_vs_mmap(work_dir: str, sizes=READ_SIZES, repeats: int = 3) -> dict:
                         cells.append({
                             "size_bytes": size, "cache": cache, "consume": consume, "method": method,
                             "gbps": {"median": statistics.median(gbps), "min": min(gbps), "max": max(gbps)},
+                            "ns_repeats": [r["ns"] for r in reps],
                             "read_calls_per_op": statistics.median(r["read_calls"] for r in reps),
                             "syscalls_per_op": {k: statistics.median(r["syscalls"][k] for r in reps)
                                                 if reps[0]["syscalls"][k] is not None else None
@@ -121,25 +124,30 @@ def read_vs_mmap(work_dir: str, sizes=READ_SIZES, repeats: int = 3) -> dict:
 
 
 def summarise_read_vs_mmap(res: dict) -> dict:
+    """Per cache state, consumption and size: the best read() against the best
+    mmap (by median), compared over their repeats (stats.unpaired: each method
+    ran in a process of its own); a winner only where the test says so."""
+    from . import stats
+
     cells = res["cells"]
-    wins, summary = {"read": [], "mmap": []}, []
+    wins, summary = {"read": [], "mmap": [], "same": []}, []
     for cache in ("warm", "cold"):
         for consume in ("all", "page"):
             for size in sorted({c["size_bytes"] for c in cells}):
                 group = [c for c in cells if (c["cache"], c["consume"], c["size_bytes"]) == (cache, consume, size)]
-                best = lambda kind: max((c for c in group if c["method"].startswith("read") == (kind == "read")),
-                                        key=lambda c: c["gbps"]["median"], default=None)
-                r, m = best("read"), best("mmap")
+                r, m = (max((c for c in group if c["method"].startswith("read") == reads),
+                            key=lambda c: c["gbps"]["median"], default=None) for reads in (True, False))
                 if r and m:
-                    winner = "read" if r["gbps"]["median"] >= m["gbps"]["median"] else "mmap"
+                    c = stats.unpaired(r.get("ns_repeats") or [], m.get("ns_repeats") or [], "time")
+                    winner = {"slower": "read", "faster": "mmap"}.get(c.verdict, "same")
                     wins[winner].append(f"{cache} {consume} {size_label(size)}")
                     summary.append(f"{cache:>4} {consume:>4} {size_label(size):>8}: best read() {r['method']} "
                                    f"{r['gbps']['median']:.2f} GB/s, best mmap {m['method']} "
-                                   f"{m['gbps']['median']:.2f} GB/s -> {winner}")
+                                   f"{m['gbps']['median']:.2f} GB/s; mmap's time against read()'s: {c.words()}")
     big = max(c["size_bytes"] for c in cells)
-    plain = next(c for c in cells if (c["method"], c["cache"], c["consume"], c["size_bytes"]) == ("mmap", "warm", "all", big))
-    pop = next(c for c in cells if (c["method"], c["cache"], c["consume"], c["size_bytes"]) == ("populate", "warm", "all", big))
-    rd = next(c for c in cells if (c["method"], c["cache"], c["consume"], c["size_bytes"]) == ("read64k", "warm", "all", big))
+    cell = lambda method: next(c for c in cells if (c["method"], c["cache"], c["consume"], c["size_bytes"])
+                               == (method, "warm", "all", big))
+    plain, pop, rd = cell("mmap"), cell("populate"), cell("read64k")
     pages = big // 4096
     per_mib = plain["minor_faults_per_op"] / (big / MIB)
     evidence = [
@@ -150,14 +158,19 @@ def summarise_read_vs_mmap(res: dict) -> dict:
         f"minor faults ({per_mib:.0f} per MiB, {pages / max(plain['minor_faults_per_op'], 1):.0f} pages per "
         f"fault: the kernel maps pages around a faulting address); MAP_POPULATE took "
         f"{pop['minor_faults_per_op']:.0f}",
-        f"read() was faster in {len(wins['read'])} of {len(wins['read']) + len(wins['mmap'])} comparisons, mmap "
-        f"in {len(wins['mmap'])}" + (f" ({', '.join(wins['mmap'])})" if wins["mmap"] else "")]
+        f"of {sum(map(len, wins.values()))} comparisons of the best read() and the best mmap (their repeats, "
+        f"Mann-Whitney at 95%), read() was faster in {len(wins['read'])}, mmap in {len(wins['mmap'])}"
+        + (f" ({', '.join(wins['mmap'])})" if wins["mmap"] else "")
+        + f", and {len(wins['same'])} could not be told apart"]
     caveats = []
     if wins["mmap"]:
         caveats.append("mmap wins in " + ", ".join(wins["mmap"]))
+    if wins["same"]:
+        caveats.append(f"{len(wins['same'])} comparisons show no difference at 95%")
     res.update(claim=CLAIMS["read-vs-mmap"], evidence=evidence, wins=wins,
-               verdict=_verdict(bool(wins["read"]), caveats),
-               summary=["method comparison per cache state, consumption and size (median of repeats):"] + summary
+               verdict=_verdict(bool(wins["read"]), caveats, undecided=None if wins["read"] or wins["mmap"] else
+                                "no comparison showed a difference at 95% (too few repeats, or none)"),
+               summary=["method comparison per cache state, consumption and size (medians of repeats):"] + summary
                + evidence)
     return res
 
@@ -201,7 +214,8 @@ def unmappable(work_dir: str) -> dict:
                    f"{rows['a regular file, zero length']['shared']}")
     evidence = [f"{w}: MAP_SHARED {x['shared']}, MAP_PRIVATE {x['private']}" for w, x in rows.items()]
     return {"probe": "unmappable", "claim": CLAIMS["unmappable"], **r, "evidence": evidence,
-            "verdict": _verdict(ok, caveats), "summary": evidence + [f"touching a mapped empty file: SIG{r['touch_empty_file']}"]}
+            "verdict": _verdict(ok, caveats),
+            "summary": evidence + [f"touching a mapped empty file: SIG{r['touch_empty_file']}"]}
 
 
 def shared(work_dir: str) -> dict:
@@ -213,9 +227,11 @@ def shared(work_dir: str) -> dict:
         f"read() sees the write before any msync: {r['read_sees_write_before_msync']} (one page cache)",
         f"after msync and dropping the file's cache ({r['cached_pages_after_drop']} pages left), read() from "
         f"the disk finds both writes: {r['in_file_after_msync']}",
-        f"two processes x {r['increments_per_process']:,} increments of one shared counter: "
+        f"two processes x {r['increments_per_process']:,} increments of one shared counter, running at once for "
+        f"{r['plain_overlap_ns'] / 1e6:.1f} ms (timestamps; {r['race_rounds']} rounds): "
         f"{r['lost_updates_plain']:,} updates lost without atomics, {r['lost_updates_atomic']} with them"]
-    ok = seen and r["in_file_after_msync"] and r["lost_updates_plain"] > 0 and r["lost_updates_atomic"] == 0
+    ok = (seen and r["in_file_after_msync"] and r["plain_overlap_ns"] > 0 and r["lost_updates_plain"] > 0
+          and r["lost_updates_atomic"] == 0)
     return {"probe": "shared", "claim": CLAIMS["shared"], **r, "evidence": evidence,
             "verdict": _verdict(ok, []), "summary": evidence}
 
@@ -230,7 +246,8 @@ def private(work_dir: str) -> dict:
         "for a file mapping without anonymous pages: the child faults them in again)",
         f"and {r['anon_pages']} inherited anonymous pages: {c['anon_write_faults']} faults, Private_Dirty "
         f"{c['anon_private_dirty_before']} -> {c['anon_private_dirty_after']} B (shared with the parent until written)",
-        f"bytes the parent saw change: {r['parent_bytes_changed']}; bytes of the file changed: {r['file_bytes_changed']}",
+        f"bytes the parent saw change: {r['parent_bytes_changed']}; "
+        f"bytes of the file changed: {r['file_bytes_changed']}",
         "libc.so.6 is mapped " + ", ".join(f"{m['perms']} ({size_label(m['bytes'])})" for m in r["libc_mappings"])]
     ok = (c["file_write_faults"] >= r["file_pages"] and c["anon_write_faults"] >= r["anon_pages"]
           and r["parent_bytes_changed"] == 0 and r["file_bytes_changed"] == 0

@@ -1,14 +1,14 @@
 """Probes of what glibc malloc really does, each observation in a fresh process
-(csrc/probe.c, or allocbench-cell for threads).  Every number is found by
+(csrc/programs/probe.c, or allocbench-cell for threads).  Every number is found by
 searching observations, never computed; predictions are shown beside them."""
 from __future__ import annotations
 
-import os
-import sys
-
-from .glibc import M_ARENA_MAX, M_MMAP_MAX, M_MMAP_THRESHOLD, M_TOP_PAD, M_TRIM_THRESHOLD
-from .runner import ChildFailed, cell_binary, child_env, program, run_child
+from . import runner
+from .backends import BACKENDS
+from .children import ChildFailed, program, run_json, run_python
+from .glibc import M_MMAP_MAX, M_MMAP_THRESHOLD, M_TOP_PAD, M_TRIM_THRESHOLD
 from .units import KIB, MIB, size_label
+
 MMAP_THRESHOLD_MAX = 32 * MIB   # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
 DYNAMIC_STEPS = [256 * KIB, 512 * KIB, MIB, 2 * MIB, 4 * MIB, 8 * MIB, 16 * MIB, 32 * MIB - 8192,
                  40 * MIB, 64 * MIB]
@@ -40,7 +40,7 @@ def observe(mode: str, *args, settings: dict | None = None, history=(), exhaust=
     if exhaust:
         argv.append("exhaust=1")
     try:
-        return run_child(argv, timeout=60)
+        return run_json(argv, timeout=60)
     except ChildFailed as e:
         raise ProbeError(f"{' '.join(argv)}: {e}") from None
 
@@ -76,7 +76,7 @@ def mmap_boundary(settings=None, history=(), exhaust=True, hi=128 * MIB) -> int 
 # ---- boundary ----
 
 def boundary(threshold: int | None = None, allocator: str = "glibc") -> dict:
-    if allocator == "toy":
+    if _in_process_toy(allocator):
         return _toy_boundary(threshold)
     settings = {M_MMAP_THRESHOLD: threshold} if threshold is not None else {}
     t = 128 * KIB if threshold is None else threshold
@@ -112,10 +112,8 @@ def boundary(threshold: int | None = None, allocator: str = "glibc") -> dict:
 
 def _toy_in_fresh_python(code: str) -> dict:
     """The toy's own probes run its Python handles in a fresh interpreter."""
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        return run_child([sys.executable, "-c", code], timeout=120,
-                         env=child_env(extra={"PYTHONPATH": package_root}))
+        return run_python(code)
     except ChildFailed as e:
         raise ProbeError(f"toy probe: {e}") from None
 
@@ -158,8 +156,8 @@ def trim_bracket(mmap_boundary_bytes: int, settings=None, history=()) -> dict:
 
 
 def dynamic(allocator: str = "glibc", steps=DYNAMIC_STEPS) -> dict:
-    if allocator == "toy":
-        return {"probe": "dynamic", "allocator": "toy",
+    if _in_process_toy(allocator):
+        return {"probe": "dynamic", "allocator": allocator,
                 "summary": ["the toy's threshold is static (set by toy.configure or TOYALLOC_THRESHOLD): "
                             "freeing a mapping never moves it; see `probe boundary --allocator toy`"]}
     rows = []
@@ -212,7 +210,7 @@ def trim(blocks: int = 64, size: int = 64 * KIB) -> dict:
         effect[label] = observe("trims", 4 * MIB, 64 * KIB + 64, settings={M_TRIM_THRESHOLD: value},
                                 exhaust=True)
     a, f, t = pinned["allocated"], pinned["freed"], pinned["trimmed"]
-    mib = lambda n: f"{n / MIB:.1f} MiB"  # noqa: E731
+    mib = lambda n: f"{n / MIB:.1f} MiB"
     summary = [
         f"{blocks} x {size_label(size)} heap blocks, then one 64-byte block after them (the pin)",
         f"  after freeing the {blocks}: heap top moved {f['heap_top'] - a['heap_top']:+d} B, RSS {mib(a['rss_bytes'])}"
@@ -224,7 +222,7 @@ def trim(blocks: int = 64, size: int = 64 * KIB) -> dict:
         "M_TRIM_THRESHOLD, 4 MiB freed at the top of an unpinned heap:",
     ]
     for label, e in effect.items():
-        summary.append(f"  {label}: {'heap shrank by ' + str(e['heap_top_drop']) + ' B' if e['trimmed'] else 'heap kept'}")
+        summary.append(f"  {label}: " + (f"heap shrank by {e['heap_top_drop']} B" if e["trimmed"] else "heap kept"))
     return {"probe": "trim", "allocator": "glibc", "pinned": pinned, "trim_threshold_effect": effect,
             "summary": summary}
 
@@ -235,17 +233,16 @@ def arenas(threads=(1, 2, 4, 8), arena_max=(None, 1, 2)) -> dict:
     rows = []
     for limit in arena_max:
         for t in threads:
-            argv = [cell_binary(), "pattern=batch", "size_lo=16384", "ops=256", "live=256",
-                    f"threads={t}", "spawn=1", "repeats=1", "warmup=0"]
-            if limit is not None:
-                argv.append(f"mallopt={M_ARENA_MAX}:{limit}")
-            try:
-                rep = run_child(argv, timeout=120)["repeats"][0]
+            spec = runner.make_spec(pattern="batch", size=16 * KIB, ops=256, live=256, threads=t, repeats=1,
+                                    warmup=0, settings={} if limit is None else {"arena_max": limit})
+            try:  # spawn=1: even one worker runs on a thread of its own, as the others do
+                raw = run_json(*runner.cell_command(spec, ("spawn=1", "timeline=0")), timeout=120)
             except ChildFailed as e:
                 raise ProbeError(f"arenas: {e}") from None
+            rep = raw["repeats"][0]
             rows.append({"arena_max": limit, "threads": t, "syscalls": rep["counts"]["syscalls"],
                          "peak_rss_bytes": rep["after"]["peak_rss_bytes"],
-                         "rss_growth_bytes": rep["after"]["peak_rss_bytes"] - rep["before"]["rss_bytes"],
+                         "rss_growth_bytes": rep["after"]["peak_rss_bytes"] - raw["baseline"]["rss_bytes"],
                          "arena_bytes": rep["after"]["mallinfo2"]["arena"]})
     summary = ["each worker thread: 256 x 16 KiB live, then freed (threads started inside the window)",
                f"{'M_ARENA_MAX':>12} {'threads':>7} {'mmap':>5} {'munmap':>6} {'mprotect':>8} {'brk':>4} "
@@ -280,16 +277,22 @@ def run_probe(name: str, allocator: str = "glibc", threshold: int | None = None,
     return result
 
 
+# the allocators a probe can watch in its own process: glibc's, and the toy built into the cell
+PROBE_ALLOCATORS = tuple(name for name, b in BACKENDS.items() if b.cell != "libc")
+
+
+def _in_process_toy(allocator: str) -> bool:
+    return BACKENDS[allocator].cell == "toy"
+
+
 def _run(name, allocator, threshold):
-    if allocator not in ("glibc", "toy"):
-        raise ValueError(f"probes run on glibc (and boundary/dynamic on the toy), not {allocator}")
-    if allocator == "toy" and name not in ("boundary", "dynamic"):
+    if allocator not in PROBE_ALLOCATORS:
+        raise ValueError(f"probes watch {' or '.join(PROBE_ALLOCATORS)} in their own process, not {allocator}")
+    toy = _in_process_toy(allocator)
+    if toy and name not in ("boundary", "dynamic"):
         raise ValueError(f"probe {name} is glibc-only: the toy has no brk heap, arenas or trimming")
     if name == "boundary":
-        from .glibc import MALLOPT_PARAMS
-        from .toy import TOY_MAX_THRESHOLD_BYTES
-
-        hi = TOY_MAX_THRESHOLD_BYTES if allocator == "toy" else MALLOPT_PARAMS["mmap_threshold"].hi
+        hi = BACKENDS[allocator].setting("toy_threshold" if toy else "mmap_threshold").hi
         if threshold is not None and not 0 <= threshold <= hi:
             raise ValueError(f"{allocator} threshold must be in [0, {hi}], got {threshold}")
         return boundary(threshold, allocator)

@@ -1,101 +1,86 @@
 """Unmodified programs under any knob: each run is one fresh process started by
 the C launcher (allocbench-launch), with glibc's settings as GLIBC_TUNABLES and
-other allocators by LD_PRELOAD, counted exactly (perf on the child's pid, its
-threads and children included) and sampled for RSS over time.  One record per
-run, appended to a JSON Lines file and resumed like a sweep.
+other allocators by LD_PRELOAD (backends.py says which), counted exactly (perf
+on the child's pid, its threads and children included) and sampled for RSS
+over time.  One record per run, appended to a JSON Lines file and resumed like
+a sweep.  The settings of a grid run in turns (each repeat of every setting,
+then the next repeat), so runs compared with each other share the machine's
+moods, and the i-th runs of two settings form a pair.
+
+The program's input and output are the user's: stdin from --input (else
+/dev/null), stdout and stderr to a log file beside the results
+(OUT.logs/...), to the terminal with --show-output, or discarded.
 
 Record fields use the cell record's names where they mean the same thing
 (allocator, settings, syscalls, minor_faults, major_faults, peak_rss_bytes,
 status, error, env, counter_method); besides them: kind ("program"), command,
-repeat, wall_ns, user_ns, sys_ns, exit_status, signal, final_rss_bytes,
-timeline (t_ns, rss_bytes, anon_bytes, anon_huge_bytes of the launched
-process), loader (the dynamic loader's own syscalls, measured once per binary
-and allocator, never subtracted) and explain (threshold rises, with
---explain-threshold)."""
+program, repeat, wall_ns, user_ns, sys_ns, exit_status, signal,
+final_rss_bytes, timeline (t_ns, rss_bytes, anon_bytes, anon_huge_bytes of the
+launched process; anon_huge_bytes only where smaps_rollup was read, at most
+once a second), loader (the dynamic loader's own syscalls, measured once per
+binary and allocator, never subtracted), explain (threshold rises, with
+--explain-threshold), log (the run's output, when kept) and output_tail (a
+failed run's last lines)."""
 from __future__ import annotations
 
 import json
 import os
 import re
-import shutil
 import sys
 import tempfile
 
 from . import machine
-from .backends import BACKENDS, toy_library
+from .backends import BACKENDS, glibc_backend, others
+from .children import SHOW, ChildFailed, check_command, child_env, library, program, run_user, tail
 from .records import cell_key
 from .results import append_record, measured_keys
-from .runner import ChildFailed, child_env, program, run_child
 from .units import KIB, MIB
 
 LOADER_METHOD = ("the same binary with LD_TRACE_LOADED_OBJECTS=1: the dynamic loader maps every library "
                  "(and the preloaded one), prints the list and exits before main")
-# glibc's tunables that mallopt has no number for (programs only)
-EXTRA_TUNABLES = {"tcache_count": (0, 65535), "hugetlb": (0, 2)}
+MAX_HZ = 10000
+
+
+def _grid_default() -> list[dict]:
+    glibc = glibc_backend().name
+    return ([{"allocator": glibc, "settings": s} for s in (
+        {}, {"mmap_threshold": 128 * KIB}, {"mmap_threshold": 128 * KIB, "trim_threshold": 64 * MIB},
+        {"arena_max": 2})] + [{"allocator": name, "settings": {}} for name in others()])
+
 
 GRIDS = {
-    "quick": [{"allocator": "glibc", "settings": {}},
-              {"allocator": "glibc", "settings": {"mmap_threshold": 128 * KIB}}],
-    "default": [{"allocator": "glibc", "settings": {}},
-                {"allocator": "glibc", "settings": {"mmap_threshold": 128 * KIB}},
-                {"allocator": "glibc", "settings": {"mmap_threshold": 128 * KIB, "trim_threshold": 64 * MIB}},
-                {"allocator": "glibc", "settings": {"arena_max": 2}},
-                {"allocator": "jemalloc", "settings": {}}, {"allocator": "tcmalloc", "settings": {}},
-                {"allocator": "mimalloc", "settings": {}}, {"allocator": "toy", "settings": {}}],
+    "quick": lambda: [{"allocator": glibc_backend().name, "settings": {}},
+                      {"allocator": glibc_backend().name, "settings": {"mmap_threshold": 128 * KIB}}],
+    "default": _grid_default,
 }
 
 
-def check_setting(allocator: str, name: str, value) -> None:
-    if allocator == "glibc" and name in EXTRA_TUNABLES:
-        lo, hi = EXTRA_TUNABLES[name]
-        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-            raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
-        return
-    BACKENDS[allocator].setting(name).check(value)
-
-
-def program_env(allocator: str, settings: dict, explain_log: str | None = None) -> tuple[dict, list[str]]:
-    """The environment entries a program gets for an allocator and its settings:
-    (extra environment, the preload list)."""
-    backend = BACKENDS[allocator]
-    env, preload = {}, []
-    tunables = []
-    for name, value in settings.items():
-        if name in EXTRA_TUNABLES:
-            tunables.append(f"glibc.malloc.{name}={value}")
-            continue
-        s = backend.setting(name)
-        if s.tunable:
-            tunables.append(f"{s.tunable}={value}")
-        elif s.env:
-            env[s.env] = str(value)
-    if tunables:
-        env["GLIBC_TUNABLES"] = ":".join(tunables)
-    lib = toy_library() if allocator == "toy" else backend.library_path()
-    if lib:
-        preload.append(lib)
+def program_env(allocator: str, settings: dict, explain_log: str | None = None) -> dict:
+    """The environment entries a program gets for an allocator and its settings."""
+    env, preload = BACKENDS[allocator].program_env(settings)
     if explain_log:
-        preload.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "libexplain.so"))
+        preload.append(library("libexplain.so"))
         env["ALLOCBENCH_EXPLAIN_LOG"] = explain_log
     if preload:
         env["LD_PRELOAD"] = ":".join(preload)
-    return env, preload
+    return env
 
 
-def launch(command: list[str], env: dict, hz: int, timeout: float) -> dict:
-    """One run through the launcher; the program's own output is kept apart."""
+def launch(command: list[str], env: dict, hz: int, timeout: float, stdin: str | None = None,
+           output: str | None = None) -> dict:
+    """One run through the launcher: its JSON.  The program's output goes to
+    `output` (a log file, SHOW, or None), its input comes from `stdin`."""
     fd, out = tempfile.mkstemp(prefix="allocbench-launch-", suffix=".json")
     os.close(fd)
-    argv = [program("allocbench-launch"), f"hz={hz}", f"out={out}", f"timeout={int(timeout)}"]
+    argv = [program("allocbench-launch"), f"hz={hz}", f"out={out}", f"timeout={max(1, int(timeout))}"]
     argv += [f"env={k}={v}" for k, v in env.items()] + ["--", *command]
     try:
-        import subprocess
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 30, env=child_env())
-        if proc.returncode != 0:
-            raise ChildFailed(f"launcher exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
+        status = run_user(argv, child_env(), timeout + 30, stdin=stdin, output=output)
         with open(out) as f:
-            raw = json.load(f)
-        raw["output_tail"] = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
+            text = f.read()
+        raw = json.loads(text) if text.strip() else {}
+        if status != 0 or "error" in raw:
+            raise ChildFailed(f"launcher exit {status}: {raw.get('error') or 'no result'}")
         return raw
     except (OSError, json.JSONDecodeError) as e:
         raise ChildFailed(f"launcher: {e}") from None
@@ -104,43 +89,50 @@ def launch(command: list[str], env: dict, hz: int, timeout: float) -> dict:
 
 
 EXPLAIN_RISE = re.compile(r"explain: rise t_ns (\d+) old (\d+) new (\d+) trim (\d+)")
+EXPLAIN_FRAME = re.compile(r"explain: frame (\S+) (0x[0-9a-f]+)(?: (\S+)\+(0x[0-9a-f]+))?")
 EXPLAIN_SUMMARY = re.compile(r"explain: summary rises (\d+) final_threshold (\d+) moved_blocks (\d+) moved_bytes (\d+)")
 
 
 def parse_explain(text: str) -> dict:
-    """The shim's log: each rise with its backtrace, and the moved blocks."""
-    rises, summary, frames = [], None, None
+    """The shim's log: each rise with its backtrace (frames: object, offset,
+    function), and the moved blocks."""
+    rises, summary = [], None
     for line in text.splitlines():
-        m = EXPLAIN_RISE.match(line)
-        if m:
+        if m := EXPLAIN_RISE.match(line):
             t, old, new, trim = map(int, m.groups())
-            frames = []
             rises.append({"t_ns": t, "old_threshold": old, "new_threshold": new, "trim_threshold": trim,
-                          "backtrace": frames})
-        elif line.startswith("explain: end of backtrace"):
-            frames = None
-        elif (m := EXPLAIN_SUMMARY.match(line)):
+                          "backtrace": []})
+        elif (m := EXPLAIN_FRAME.match(line)) and rises:
+            rises[-1]["backtrace"].append({"object": m[1], "offset": m[2], "function": m[3],
+                                           "function_offset": m[4]})
+        elif m := EXPLAIN_SUMMARY.match(line):
             n, final, blocks, nbytes = map(int, m.groups())
             summary = {"rise_count": n, "final_threshold": final, "moved_blocks": blocks, "moved_bytes": nbytes}
-        elif frames is not None:
-            frames.append(line.strip())
     return {"rises": rises, **(summary or {"rise_count": len(rises)})}
+
+
+def log_path(out: str | None, command: list[str], allocator: str, settings: dict, repeat: int) -> str | None:
+    """Where a run's output is kept: OUT.logs/PROGRAM.ALLOCATOR[.SETTINGS].rN.log (None: no --out)."""
+    if not out:
+        return None
+    label = ".".join([os.path.basename(command[0]), allocator] + [f"{k}={v}" for k, v in settings.items()])
+    return os.path.join(os.path.splitext(out)[0] + ".logs", f"{label}.r{repeat + 1}.log")
 
 
 def run_program(command: list[str], allocator: str, settings: dict, repeat: int, hz: int = 100,
                 timeout: float = 600, explain: bool = False, env_info: dict | None = None,
-                loader_cache: dict | None = None) -> dict:
+                loader_cache: dict | None = None, stdin: str | None = None, output: str | None = None) -> dict:
     env_info = env_info or machine.describe()
     rec = {"kind": "program", "command": command, "program": os.path.basename(command[0]),
-           "allocator": allocator, "settings": settings, "repeat": repeat, "env": env_info}
-    why = BACKENDS[allocator].unavailable_reason() if allocator != "toy" else (
-        None if os.path.exists(toy_library()) else f"{toy_library()} not built (`make build`)")
+           "allocator": allocator, "settings": settings, "repeat": repeat, "env": env_info,
+           "log": output if output != SHOW else None}
+    why = BACKENDS[allocator].unavailable_reason()
     if why:
         return {**rec, "status": "skipped", "error": why}
     log = tempfile.mkstemp(prefix="allocbench-explain-")[1] if explain else None
-    env, _ = program_env(allocator, settings, log)
+    env = program_env(allocator, settings, log)
     try:
-        raw = launch(command, env, hz, timeout)
+        raw = launch(command, env, hz, timeout, stdin=stdin, output=output)
         key = (command[0], allocator)
         if loader_cache is not None and key not in loader_cache:
             loader_env = {k: v for k, v in env.items() if k != "ALLOCBENCH_EXPLAIN_LOG"}
@@ -171,16 +163,17 @@ def run_program(command: list[str], allocator: str, settings: dict, repeat: int,
     elif raw["signal"]:
         rec.update(status="failed", error=f"crashed: killed by SIG{raw['signal']}")
     elif raw["exit_status"] != 0:
-        rec.update(status="failed", error=f"exit status {raw['exit_status']}: "
-                                          + " | ".join(raw["output_tail"][-2:]))
+        rec.update(status="failed", error=f"exit status {raw['exit_status']}")
     else:
         rec.update(status="ok", error=None)
+    if rec["status"] == "failed":
+        rec["output_tail"] = tail(output)
     return rec
 
 
 def load_grid(name_or_file: str) -> list[dict]:
     if name_or_file in GRIDS:
-        return GRIDS[name_or_file]
+        return GRIDS[name_or_file]()
     try:
         with open(name_or_file) as f:
             grid = json.load(f)
@@ -191,37 +184,51 @@ def load_grid(name_or_file: str) -> list[dict]:
     return grid
 
 
-def check_command(command: list[str]) -> None:
-    if not command:
-        raise ValueError("no command: give it after --, e.g. allocbench exec -- python3 script.py")
-    if not shutil.which(command[0]):
-        raise ValueError(f"command not found: {command[0]}")
-
-
-def run_grid(command: list[str], grid: list[dict], repeats: int, out: str | None, hz: int = 100,
-             timeout: float = 600, explain: bool = False) -> list[dict]:
-    """Every (allocator, settings) x repeat not already in `out`; returns the new records."""
-    check_command(command)
+def check_grid(grid: list[dict]) -> None:
     for entry in grid:
         if entry["allocator"] not in BACKENDS:
             raise ValueError(f"unknown allocator {entry['allocator']!r}; known: {', '.join(BACKENDS)}")
-        for k, v in entry.get("settings", {}).items():
-            check_setting(entry["allocator"], k, v)
+        BACKENDS[entry["allocator"]].check_settings(entry.get("settings", {}))
+
+
+def check_run_options(repeats: int, hz: int, stdin: str | None) -> None:
+    """The options' one-line errors, before anything runs."""
+    if repeats < 1:
+        raise ValueError(f"--repeats must be at least 1, got {repeats}")
+    if not 1 <= hz <= MAX_HZ:
+        raise ValueError(f"--hz must be from 1 to {MAX_HZ} samples per second, got {hz}")
+    if stdin and not os.path.isfile(stdin):
+        raise ValueError(f"--input {stdin}: no such file")
+
+
+def run_grid(command: list[str], grid: list[dict], repeats: int, out: str | None, hz: int = 100,
+             timeout: float = 600, explain: bool = False, stdin: str | None = None,
+             show_output: bool = False, progress: bool | None = None) -> list[dict]:
+    """Every (allocator, settings) x repeat not already in `out`, in turns;
+    returns the new records.  A line per run on stderr when it is a terminal
+    (progress=None), or as `progress` says."""
+    progress = sys.stderr.isatty() if progress is None else progress
+    check_command(command)
+    check_grid(grid)
+    check_run_options(repeats, hz, stdin)
     done = measured_keys(out) if out else set()
     env_info, loader_cache, new = machine.describe(), {}, []
-    todo = [(e, r) for e in grid for r in range(repeats)]
+    todo = [(e, r) for r in range(repeats) for e in grid]
     for i, (entry, r) in enumerate(todo, 1):
         settings = entry.get("settings", {})
         probe = {"kind": "program", "command": command, "allocator": entry["allocator"], "settings": settings,
                  "repeat": r}
         if cell_key(probe) in done:
             continue
-        rec = run_program(command, entry["allocator"], settings, r, hz, timeout, explain, env_info, loader_cache)
+        output = SHOW if show_output else log_path(out, command, entry["allocator"], settings, r)
+        rec = run_program(command, entry["allocator"], settings, r, hz, timeout, explain, env_info, loader_cache,
+                          stdin=stdin, output=output)
         if out:
             append_record(out, rec)
         new.append(rec)
-        label = " ".join([entry["allocator"]] + [f"{k}={v}" for k, v in settings.items()])
-        print(f"[{i}/{len(todo)}] {label} repeat {r + 1}: {rec['status']}"
-              + (f" ({rec['error']})" if rec.get("error") else f", {rec['wall_ns'] / 1e9:.2f} s"),
-              file=sys.stderr, flush=True)
+        if progress:
+            label = " ".join([entry["allocator"]] + [f"{k}={v}" for k, v in settings.items()])
+            print(f"[{i}/{len(todo)}] {label} repeat {r + 1}: {rec['status']}"
+                  + (f" ({rec['error']})" if rec.get("error") else f", {rec['wall_ns'] / 1e9:.2f} s"),
+                  file=sys.stderr, flush=True)
     return new

@@ -15,52 +15,75 @@ Fields (units in the names; null means "not measured", with the reason in
   processes                  each of `processes` fresh processes (1 unless a grid
                              or --processes asks for more; the repeats are pooled)
   ns_per_op                  {min, median, max} over all repeats of wall time / (ops * threads)
+  ns_per_op_repeats          every repeat's ns/op, process by process in launch order
   ns_per_op_by_process       the median of each process's repeats, in launch order; the processes
                              of cells compared in a sweep ran in turns, so their i-th entries
                              were measured side by side
+  cpu_ns_per_op              {min, median, max} of CPU time (all threads) / (ops * threads)
+  calls                      {allocs, frees, reallocs, failed}: the calls one repeat made
   syscalls                   {brk, mmap, munmap, mremap, madvise, mprotect}: the
                              counts of one repeat's window (the low median over repeats)
   syscalls_per_op            the same divided by ops * threads
   minor_faults, major_faults one repeat's page faults (low median); faults_per_op
   peak_rss_bytes             highest VmHWM seen in a repeat's window (reset before each)
+  peak_rss_bytes_by_process  the same for each process, in launch order
   rss_after_free_bytes       RSS after the last repeat's window closed (of the first process,
                              like every footprint field: the one that gave the timeline)
   heap_top_growth_bytes      sbrk(0) after the last repeat - before the warm-up
   mallinfo2_after            glibc's mallinfo2() after the last repeat
   mmapped_fraction           share of blocks glibc served with mmap (glibc, touched
                              blocks only: read from the chunk header's IS_MMAPPED bit)
-  live_bytes_peak            bytes the workload asked for and held at its peak
-                             (threads: per-thread peaks summed)
-  timeline                   memory over one extra, untimed repeat, column-wise: kind
+  live_bytes_peak            bytes the workload asked for and held at its peak (threads:
+                             per-thread peaks summed, an upper bound when they peak apart;
+                             handoff: per pair, the blocks in flight in its ring)
+  live_at_end_bytes          pattern trace: what the program still held after its last event
+  rss_at_end_bytes           pattern trace: anonymous RSS growth then, before those blocks
+                             were freed (outside the window: a replay ends as a cell ends)
+  timeline                   memory over one untimed repeat (the first warm-up, or with no
+                             warm-up one after the timed ones), column-wise: kind
                              (periodic, peak, half, freed, end) and op, live_bytes,
                              usable_bytes, rss_bytes, heap_bytes, mapped_bytes, and for
                              glibc arena, hblkhd, uordblks, fordblks, keepcost,
-                             live_mmapped_bytes (csrc/workloads.h AB_TIMELINE_COLUMNS)
-  The shared measure, from the same samples for every allocator (touched cells):
-  footprint_bytes_peak       the highest rss_bytes of the timeline (RSS growth over
-                             the cell's baseline before its warm-up)
-  fragmentation_peak         1 - live_bytes / rss_bytes at that sample (the first one
-                             at the highest RSS), in [0, 1]
-  overhead_peak              highest rss_bytes / highest live_bytes
-  fragmentation_mean         1 - live_bytes / rss_bytes, averaged over the samples (leaving
-                             out those whose live bytes still fit in pages resident before
-                             the run: RSS growth below live bytes cannot weigh them)
-  overhead_mean              rss_bytes / live_bytes, averaged over the samples that hold
-                             live bytes (the trade-off figure's memory axis)
-  rounding_bytes_peak        usable_bytes - live_bytes at that sample (size classes,
-                             chunk headers' alignment)
-  glibc's own view, kept apart (virtual, not resident):
-  glibc_virtual_peak_bytes   mallinfo2 arena + hblkhd at that sample
+                             live_mmapped_bytes (csrc/lib/workloads.h AB_TIMELINE_COLUMNS)
+  The shared measure, from the same samples for every allocator (cells whose blocks are
+  written in full), live bytes against the anonymous RSS growth (the timeline's anon_bytes:
+  the allocator's pages, without file pages such as code faulting in):
+  footprint_bytes_peak       the highest anon_bytes of the timeline
+  fragmentation_peak         1 - highest live_bytes / highest anon_bytes: the worst moment of
+                             each, what a person sizing a machine needs; = 1 - 1/overhead_peak
+  fragmentation_at_live_peak 1 - live / anon at the first sample of the highest live bytes
+  fragmentation_resolution   how far either may be off: the anonymous growth seen before the
+                             first allocation (at least a page; plus a page per worker thread
+                             for its stack) over footprint_bytes_peak.  Every fragmentation
+                             value is null, with the reason in notes, where that noise is more
+                             than a tenth of the live bytes
+  overhead_peak              highest anon_bytes / highest live_bytes
+  fragmentation_mean         1 - live / anon, averaged over the samples (leaving out those
+                             whose live bytes still fit in pages resident before the run:
+                             growth below live bytes cannot weigh them)
+  overhead_mean              anon / live, averaged over the samples that hold live bytes
+                             (the trade-off figure's memory axis)
+  rounding_bytes_peak        usable_bytes - live_bytes at the live peak (size classes, chunk
+                             headers' alignment)
+  What stays after free-all is retained_after_free_bytes, never part of a peak figure.
+  glibc's own view, kept apart (virtual, not resident), at the sample of highest anon_bytes:
+  glibc_virtual_peak_bytes   mallinfo2 arena + hblkhd
   glibc_breakdown_peak       where it goes: live_heap, heap_overhead (uordblks -
                              live_heap: headers, rounding), free_chunks (fordblks -
                              keepcost), top_chunk (keepcost), live_mmapped,
                              mmapped_rounding (hblkhd - live_mmapped: headers and page
-                             rounding), and resident (rss_bytes) against virtual
-  retained_after_free_bytes  RSS growth still held after the last repeat freed
-                             everything (fragment, grow, sawtooth: all but the blocks
-                             they keep on purpose)
+                             rounding), and resident (anon_bytes) against virtual
+  retained_after_free_bytes  anonymous RSS growth over the baseline (smaps_rollup's
+                             Anonymous) still held after the last repeat freed everything
+                             (fragment, grow, sawtooth: all but the blocks they keep on
+                             purpose); file pages (code faulting in) are not the allocator's
+  retained_after_free_bytes_by_process  the same for each process (its own baseline and last repeat)
   toy_stats_after            the toy's own books after the last repeat (toy only):
                              mapped, live and cached bytes, syscalls it issued
+  trace_summary              pattern trace: what the trace holds, from the cell's preparation:
+                             events, allocations, threads, slots, peak_live_bytes,
+                             live_at_end_bytes, allocations_at_or_above_boundary and
+                             bytes_at_or_above_boundary (glibc's default mmap boundary)
   counter_method, counter_note   "perf", "strace" or "none"; why a better one was not used
   env                        {glibc, kernel, cpu, cpus, page_size, thp, python}
   status, error              "ok", "failed" with the reason (signal, timeout, ...), or
@@ -69,12 +92,37 @@ Fields (units in the names; null means "not measured", with the reason in
 """
 from __future__ import annotations
 
+import json
 import statistics
 
-import json
-
+from ._native import MALLINFO2_FIELDS, TIMELINE_COLUMNS
 from .backends import BACKENDS
 from .counters import SYSCALLS
+
+_FOOTPRINT = {"rss_bytes": None, "anon_bytes": None, "peak_rss_bytes": None, "heap_top": None,
+              "mallinfo2": dict.fromkeys(MALLINFO2_FIELDS)}
+# What allocbench-cell prints (csrc/programs/cell.c), key by key: build() reads every key
+# (tests/test_records.py holds the cell's output against it).  A list holds one entry's keys.
+CELL_OUTPUT = {
+    "counter_method": None, "counter_note": None,
+    "baseline": {"rss_bytes": None, "anon_bytes": None, "heap_top": None},
+    "repeats": [{
+        "counts": {"syscalls": dict.fromkeys(SYSCALLS), "minor_faults": None, "major_faults": None,
+                   "wall_ns": None, "cpu_ns": None},
+        "calls": {"allocs": None, "frees": None, "reallocs": None, "failed": None},
+        "live_bytes_peak": None, "mmapped_blocks": None, "checked_blocks": None,
+        "at_end": {"live_bytes": None, "anon_bytes": None},
+        "after": _FOOTPRINT}],
+    "timeline": {"kind": None, **dict.fromkeys(TIMELINE_COLUMNS)},
+    "toy_stats_after": {"mapped_bytes": None, "live_bytes": None, "cached_bytes": None, "mmap_calls": None,
+                        "munmap_calls": None, "mremap_calls": None, "madvise_calls": None},
+    "trace": {"events": None, "allocations": None, "threads": None, "slots": None, "peak_live_bytes": None,
+              "live_at_end_bytes": None, "allocations_at_or_above_boundary": None,
+              "bytes_at_or_above_boundary": None},
+}
+# timeline=0, another allocator, another pattern (at_end: in each repeat of a trace)
+CELL_OUTPUT_OPTIONAL = ("timeline", "toy_stats_after", "trace", "at_end")
+CELL_OUTPUT_KEPT_WHOLE = ("timeline", "toy_stats_after", "trace")  # build() keeps these as they are
 
 # What identifies a cell: a resumed sweep skips a cell whose key is already measured.
 KEY_FIELDS = ("allocator", "settings", "pattern", "size_lo", "size_hi", "ops", "threads",
@@ -103,38 +151,54 @@ def _per_op(value, ops):
     return None if value is None else value / ops
 
 
-MIN_LIVE_PAGES = 16  # below this, page-granular RSS cannot weigh the live bytes
+def resolution_bytes(timeline: dict, threads: int, page: int) -> int:
+    """How far the anonymous RSS growth can be off, in bytes: what it had grown
+    by before the first allocation (the harness's and libc's own pages; at
+    least a page), plus a page for each worker thread's stack."""
+    start = [a for kind, a in zip(timeline["kind"], timeline["anon_bytes"]) if kind == "start"]
+    return max(page, abs(start[0]) if start else page) + (page * threads if threads > 1 else 0)
 
 
-def memory_over_time(timeline: dict | None, touch: bool, glibc: bool, notes: list) -> dict:
-    """The shared fragmentation measure (and glibc's own view) from the timeline."""
-    shared = ("footprint_bytes_peak", "fragmentation_peak", "overhead_peak", "fragmentation_mean",
-              "overhead_mean", "rounding_bytes_peak")
+def memory_over_time(timeline: dict | None, touch, glibc: bool, threads: int, page: int, notes: list) -> dict:
+    """The shared fragmentation measure (and glibc's own view) from the timeline:
+    live bytes against the anonymous RSS growth (the allocator's pages)."""
+    shared = ("footprint_bytes_peak", "fragmentation_peak", "fragmentation_at_live_peak",
+              "fragmentation_resolution", "overhead_peak", "fragmentation_mean", "overhead_mean",
+              "rounding_bytes_peak")
     out = dict.fromkeys(shared + ("glibc_virtual_peak_bytes", "glibc_breakdown_peak"))
     out["timeline"] = timeline
     if not timeline or not timeline["op"]:
         notes.append("fragmentation: no timeline was recorded (timeline=0)")
         return out
-    live, rss, usable = timeline["live_bytes"], timeline["rss_bytes"], timeline["usable_bytes"]
-    if not touch:
-        notes.append("fragmentation: untouched blocks leave no resident trace to weigh them against")
+    live, anon, usable = timeline["live_bytes"], timeline["anon_bytes"], timeline["usable_bytes"]
+    if touch is not True:
+        notes.append("fragmentation: blocks not written in full leave no resident trace to weigh them against")
         return out
-    if max(live) < MIN_LIVE_PAGES * 4096:
-        notes.append(f"fragmentation: the workload holds under {MIN_LIVE_PAGES} pages, too little for RSS to weigh")
+    live_peak, anon_peak = max(live), max(anon)
+    at_live = live.index(live_peak)
+    noise = resolution_bytes(timeline, threads, page)
+    out["footprint_bytes_peak"] = anon_peak
+    if live_peak <= 0 or noise > live_peak / 10:
+        notes.append(f"fragmentation: the measure's noise ({noise} B, the growth before any allocation and the "
+                     f"threads' stacks) is more than a tenth of the {live_peak} live bytes")
         return out
-    peak = rss.index(max(rss))
-    if rss[peak] <= 0 or live[peak] > rss[peak]:
-        notes.append(f"fragmentation: at the peak RSS sample (op {timeline['op'][peak]}) the RSS growth is below "
-                     "the live bytes: the baseline moved")
+    if anon_peak < live_peak:
+        notes.append(f"fragmentation: the highest RSS growth ({anon_peak} B) is below the highest live bytes "
+                     f"({live_peak} B): the baseline moved")
         return out
     # a sample whose live bytes still fit in pages resident before the run cannot be weighed: left out
-    weighable = [i for i in range(len(rss)) if rss[i] > 0 and rss[i] >= live[i]]
-    fractions = [1 - live[i] / rss[i] for i in weighable]
-    overheads = [rss[i] / live[i] for i in weighable if live[i] > 0]
-    out.update(footprint_bytes_peak=rss[peak], fragmentation_peak=1 - live[peak] / rss[peak],
-               overhead_peak=max(rss) / max(live), fragmentation_mean=sum(fractions) / len(fractions),
+    weighable = [i for i in range(len(anon)) if anon[i] > 0 and anon[i] >= live[i]]
+    fractions = [1 - live[i] / anon[i] for i in weighable]
+    overheads = [anon[i] / live[i] for i in weighable if live[i] > 0]
+    out.update(fragmentation_peak=1 - live_peak / anon_peak, overhead_peak=anon_peak / live_peak,
+               fragmentation_at_live_peak=(1 - live_peak / anon[at_live] if anon[at_live] >= live_peak else None),
+               fragmentation_resolution=noise / anon_peak,
+               fragmentation_mean=sum(fractions) / len(fractions) if fractions else None,
                overhead_mean=sum(overheads) / len(overheads) if overheads else None,
-               rounding_bytes_peak=usable[peak] - live[peak])
+               rounding_bytes_peak=usable[at_live] - live_peak)
+    if out["fragmentation_at_live_peak"] is None:
+        notes.append("fragmentation_at_live_peak: at the live peak the RSS growth was below the live bytes")
+    peak = anon.index(anon_peak)
     if glibc and timeline["arena"][peak] is not None:
         t = {k: v[peak] for k, v in timeline.items()}
         live_heap = t["live_bytes"] - t["live_mmapped_bytes"]
@@ -143,8 +207,17 @@ def memory_over_time(timeline: dict | None, touch: bool, glibc: bool, notes: lis
             "live_heap": live_heap, "heap_overhead": t["uordblks"] - live_heap,
             "free_chunks": t["fordblks"] - t["keepcost"], "top_chunk": t["keepcost"],
             "live_mmapped": t["live_mmapped_bytes"], "mmapped_rounding": t["hblkhd"] - t["live_mmapped_bytes"],
-            "resident": t["rss_bytes"], "virtual": t["arena"] + t["hblkhd"]}
+            "resident": t["anon_bytes"], "virtual": t["arena"] + t["hblkhd"]}
     return out
+
+
+def _at_end(rep: dict, base: dict) -> dict:
+    """A replay's end, before the blocks the program never freed are freed."""
+    end = rep.get("at_end")
+    if end is None:
+        return {"live_at_end_bytes": None, "rss_at_end_bytes": None}
+    grown = None if end["anon_bytes"] is None or base["anon_bytes"] is None else end["anon_bytes"] - base["anon_bytes"]
+    return {"live_at_end_bytes": end["live_bytes"], "rss_at_end_bytes": grown}
 
 
 def build(spec: dict, raw: dict, env: dict) -> dict:
@@ -153,6 +226,7 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
     total_ops = spec["ops"] * spec["threads"]
     notes = []
     ns = [r["counts"]["wall_ns"] / total_ops for r in reps]
+    cpu = [r["counts"]["cpu_ns"] / total_ops for r in reps]
     syscalls = {}
     for name in SYSCALLS:
         values = [r["counts"]["syscalls"][name] for r in reps]
@@ -167,13 +241,21 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
     for r, v in zip(reps, ns):
         by_process.setdefault(r.get("process", 0), []).append(v)
     ns_by_process = [statistics.median(by_process[k]) for k in sorted(by_process)]
+    baselines = raw.get("baselines") or [raw["baseline"]]  # one per process (runner.run_cells)
+    ends = {r.get("process", 0): r["after"] for r in reps}  # each process's last repeat
+    retained_by_process = [None if ends[p]["anon_bytes"] is None or baselines[p]["anon_bytes"] is None
+                           else ends[p]["anon_bytes"] - baselines[p]["anon_bytes"] for p in sorted(ends)]
+    peak_by_process = [max((r["after"]["peak_rss_bytes"] or 0) for r in reps if r.get("process", 0) == p) or None
+                       for p in sorted(ends)]
 
     base = raw["baseline"]  # footprint before the warm-up, in the first process
-    last = [r for r in reps if r.get("process", 0) == 0][-1]["after"]  # so its last repeat, too
+    last_rep = [r for r in reps if r.get("process", 0) == 0][-1]  # so its last repeat, too
+    last = last_rep["after"]
     live_peak = max(r["live_bytes_peak"] for r in reps)
     peak_rss = max((r["after"]["peak_rss_bytes"] or 0) for r in reps) or None
     glibc_books = BACKENDS[spec["allocator"]].glibc  # mallinfo2 and chunk headers describe its blocks
-    memory = memory_over_time(raw.get("timeline"), spec["touch"], glibc_books, notes)
+    memory = memory_over_time(raw.get("timeline"), spec["touch"], glibc_books, spec["threads"],
+                              env.get("page_size") or 4096, notes)
     checked = sum(r["checked_blocks"] for r in reps)
     if glibc_books and checked:
         mmapped_fraction = sum(r["mmapped_blocks"] for r in reps) / checked
@@ -181,6 +263,8 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
         mmapped_fraction = None
         notes.append("mmapped_fraction: known only for glibc with touched blocks")
     rss_after = last["rss_bytes"]
+    if base["rss_bytes"] is None:
+        notes.append("rss: /proc/self/smaps_rollup was not readable")
     return {
         "allocator": spec["allocator"],
         "settings": spec["settings"],
@@ -198,22 +282,31 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
         "warmup": spec["warmup"],
         "processes": spec.get("processes", 1),
         "ns_per_op": {"min": min(ns), "median": statistics.median(ns), "max": max(ns)},
+        "ns_per_op_repeats": ns,
         "ns_per_op_by_process": ns_by_process,
+        "cpu_ns_per_op": {"min": min(cpu), "median": statistics.median(cpu), "max": max(cpu)},
+        "calls": reps[0]["calls"],
         "syscalls": syscalls,
         "syscalls_per_op": {k: _per_op(v, total_ops) for k, v in syscalls.items()},
         "minor_faults": minor,
         "major_faults": major,
         "faults_per_op": (minor + major) / total_ops,
         "peak_rss_bytes": peak_rss,
+        "peak_rss_bytes_by_process": peak_by_process,
         "rss_after_free_bytes": rss_after,
         "heap_top_growth_bytes": last["heap_top"] - base["heap_top"],
         "mallinfo2_after": last["mallinfo2"],
         "mmapped_fraction": mmapped_fraction,
         "live_bytes_peak": live_peak,
+        **_at_end(last_rep, base),
         **memory,
-        "retained_after_free_bytes": (rss_after - base["rss_bytes"]
-                                      if rss_after is not None and base["rss_bytes"] is not None else None),
+        # anonymous memory only: the program's file pages (libc's code faulting in) are not the allocator's
+        "retained_after_free_bytes": (last["anon_bytes"] - base["anon_bytes"]
+                                      if last["anon_bytes"] is not None and base["anon_bytes"] is not None
+                                      else None),
+        "retained_after_free_bytes_by_process": retained_by_process,
         "toy_stats_after": raw.get("toy_stats_after"),
+        "trace_summary": raw.get("trace"),
         "counter_method": raw["counter_method"],
         "counter_note": raw.get("counter_note"),
         "env": env,

@@ -32,11 +32,11 @@ class ResultsError(ValueError):
     pass
 
 
-def load_records(path: str) -> list[dict]:
+def load_records(path: str, strict: bool = False) -> list[dict]:
     """Every record of a results file; ResultsError says what is wrong and where.
     A last line cut short (a kill or power loss during its write: no newline at
-    the end of the file) is set aside with a warning; a bad line anywhere else
-    is an error naming it."""
+    the end of the file) is set aside with a warning, or with `strict` is an
+    error; a bad line anywhere else is an error naming it."""
     if not os.path.exists(path):
         raise ResultsError(f"{path}: no such results file")
     out = []
@@ -48,6 +48,9 @@ def load_records(path: str) -> list[dict]:
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
+            if n == len(lines) and not line.endswith("\n") and strict:
+                raise ResultsError(f"{path}:{n}: the last line was cut short ({len(line)} bytes, not JSON); "
+                                   "remove it, or rerun what wrote it to resume") from None
             if n == len(lines) and not line.endswith("\n"):
                 print(f"allocbench: warning: {path}:{n}: the last line was cut short "
                       f"({len(line)} bytes, not JSON); set aside, its cell will be measured again",

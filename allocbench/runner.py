@@ -3,61 +3,16 @@ C program allocbench-cell (with LD_PRELOAD for a preloaded allocator), and turns
 its JSON into a record; a crash or hang becomes a failed record.  The cell is C,
 not Python, so its heap holds only the workload's blocks: a Python child's heap
 already has free chunks and a large top chunk that serve requests above the
-mmap threshold with no mmap at all.
-
-Every child allocbench starts (cells, probes, calibration, a fresh interpreter)
-goes through run_child: one timeout rule, one environment rule."""
+mmap threshold with no mmap at all.  Children start through children.py."""
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
 
 from . import _native, machine, records
-from ._native import CELL_DEFAULTS, PATTERNS  # the C defaults and list, csrc/workloads.c
+from ._native import CELL_DEFAULTS  # the C defaults and list, csrc/lib/workloads.c
 from .backends import BACKENDS
+from .children import DEFAULT_TIMEOUT_S, ChildFailed, child_env, program, run_json
 from .counters import METHODS
-
-DEFAULT_TIMEOUT_S = 300
-
-
-class ChildFailed(RuntimeError):
-    """A child that crashed, hung, exited non-zero or printed no JSON; the message says which."""
-
-
-def child_env(preload: str | None = None, extra: dict | None = None) -> dict:
-    """This environment for a measured child: its malloc is the one asked for,
-    never an LD_PRELOAD inherited from whoever started allocbench."""
-    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-    if preload:
-        env["LD_PRELOAD"] = preload
-    env.update(extra or {})
-    return env
-
-
-def run_child(argv: list[str], env: dict | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> dict:
-    """Run one child and parse the JSON object on its last line of output.
-    Raises ChildFailed with the reason; Ctrl-C that reached the child too
-    becomes KeyboardInterrupt."""
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              env=child_env() if env is None else env)
-    except subprocess.TimeoutExpired:
-        raise ChildFailed(f"timeout: no result within {timeout:g} s") from None
-    if proc.returncode == -signal.SIGINT:
-        raise KeyboardInterrupt
-    if proc.returncode < 0:
-        raise ChildFailed(f"crashed: killed by {signal.Signals(-proc.returncode).name}")
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ChildFailed(f"exit status {proc.returncode}: {tail}")
-    try:
-        return json.loads(lines[-1])
-    except json.JSONDecodeError:
-        raise ChildFailed(f"unreadable output: {lines[-1][:200]!r}") from None
-
 
 MAX_PROCESSES = 20
 
@@ -99,10 +54,8 @@ def make_spec(allocator="glibc", pattern="churn", size=None, size_lo=None, size_
     v = {k: CELL_DEFAULTS[k] if x is None else x for k, x in given.items()}
     _native.check_cell(pattern, size_lo, size_hi, v["ops"], v["threads"], v["live"], v["seed"],
                        v["repeats"], v["warmup"])
-    backend = BACKENDS[allocator]
     settings = dict(settings or {})
-    for key, value in settings.items():
-        backend.setting(key).check(value)
+    BACKENDS[allocator].check_settings(settings)
     if counter_method != "auto" and counter_method not in METHODS:
         raise ValueError(f"unknown counter method {counter_method!r}; expected auto or one of {METHODS}")
     return {"allocator": allocator, "settings": settings, "pattern": pattern,
@@ -113,21 +66,13 @@ def make_spec(allocator="glibc", pattern="churn", size=None, size_lo=None, size_
             **({"trace": trace} if trace else {})}
 
 
-def program(name: str, override: str | None = None) -> str:
-    """One of allocbench's C programs, built beside this package by `make build`;
-    the environment variable `override` may point elsewhere (e.g. a debug build)."""
-    path = (override and os.environ.get(override)) or os.path.join(os.path.dirname(__file__), name)
-    if not os.access(path, os.X_OK):
-        raise FileNotFoundError(f"{path} is missing or not executable: run `make build`")
-    return path
-
-
 def cell_binary() -> str:
     """The C program that measures one cell."""
     return program("allocbench-cell", "ALLOCBENCH_CELL")
 
 
-def cell_argv(spec: dict, extra: tuple = ()) -> list[str]:
+def cell_command(spec: dict, extra: tuple = ()) -> tuple[list[str], dict]:
+    """(argv, environment) of the process that measures a cell."""
     backend = BACKENDS[spec["allocator"]]
     touch = {True: 1, False: 0, "first": 2}[spec["touch"]]
     argv = [cell_binary(), f"allocator={backend.cell}", f"method={spec['counter_method']}", f"touch={touch}"]
@@ -135,8 +80,8 @@ def cell_argv(spec: dict, extra: tuple = ()) -> list[str]:
         argv.append(f"trace={spec['trace']}")
     argv += [f"{k}={spec[k]}" for k in ("pattern", "size_lo", "size_hi", "ops", "threads",
                                         "live", "seed", "repeats", "warmup")]
-    argv += [backend.setting(k).cell_arg(v) for k, v in spec["settings"].items()]
-    return argv + list(extra)
+    args, env = backend.cell_run(spec["settings"])
+    return argv + args + list(extra), child_env(backend.cell_preload(), env)
 
 
 def run_cell(spec: dict, timeout: float = DEFAULT_TIMEOUT_S, env_info: dict | None = None) -> dict:
@@ -167,9 +112,8 @@ def run_cells(specs: list[dict], timeout: float = DEFAULT_TIMEOUT_S, env_info: d
         for i, spec in enumerate(specs):
             if done[i] is not None or turn >= spec.get("processes", 1):
                 continue
-            backend = BACKENDS[spec["allocator"]]
             try:
-                one = run_child(cell_argv(spec), env=child_env(backend.library_path()), timeout=timeout)
+                one = run_json(*cell_command(spec), timeout=timeout)
             except ChildFailed as e:
                 done[i] = records.failed(spec, env_info, str(e))
                 continue
@@ -178,7 +122,8 @@ def run_cells(specs: list[dict], timeout: float = DEFAULT_TIMEOUT_S, env_info: d
             if one.get("error"):
                 done[i] = records.failed(spec, env_info, one["error"])
             elif raws[i] is None:
-                raws[i] = one
+                raws[i] = {**one, "baselines": [one["baseline"]]}
             else:
                 raws[i]["repeats"] = raws[i]["repeats"] + one["repeats"]
+                raws[i]["baselines"].append(one["baseline"])
     return [d or records.build(spec, raw, env_info) for d, spec, raw in zip(done, specs, raws)]

@@ -7,7 +7,8 @@ import sys
 import time
 
 from . import machine, runner
-from .backends import BACKENDS
+from .backends import BACKENDS, glibc_backend, others
+from .children import DEFAULT_TIMEOUT_S
 from .records import cell_key
 from .results import append_record, measured_keys
 from .units import KIB, MIB
@@ -21,7 +22,9 @@ THRESHOLDS = [DYNAMIC, 32 * KIB, 64 * KIB, 128 * KIB, 256 * KIB, 512 * KIB, MIB,
 FRAG_SIZES = [32 * KIB, 64 * KIB, 112 * KIB, 120 * KIB, 128 * KIB, 132 * KIB, 136 * KIB, 144 * KIB,
               160 * KIB, 256 * KIB, 512 * KIB, MIB]
 FRAG_THRESHOLDS = [DYNAMIC, 64 * KIB, 128 * KIB, 256 * KIB, MIB, 32 * MIB]
-ALL = ["glibc", "toy", "jemalloc", "tcmalloc", "mimalloc"]
+ALL = list(BACKENDS)  # every allocator, in the table's order
+GLIBC = [glibc_backend().name]
+OTHERS = others()
 
 
 def fragmentation_blocks(sizes=FRAG_SIZES, thresholds=FRAG_THRESHOLDS, ops=None) -> list[dict]:
@@ -52,31 +55,30 @@ PRESETS = {
     "quick": {
         "repeats": 3, "budget_bytes": 32 * MIB,
         "blocks": [
-            {"pattern": "churn", "allocators": ["glibc"], "thresholds": [DYNAMIC, 128 * KIB],
+            {"pattern": "churn", "allocators": GLIBC, "thresholds": [DYNAMIC, 128 * KIB],
              "sizes": [4 * KIB, 64 * KIB, 124 * KIB, 132 * KIB, 256 * KIB, MIB]},
-            {"pattern": "churn", "allocators": ["toy", "jemalloc", "tcmalloc", "mimalloc"],
-             "sizes": [64 * KIB, 132 * KIB, 256 * KIB]},
-            {"pattern": "batch", "allocators": ["glibc"], "thresholds": [DYNAMIC, 128 * KIB],
+            {"pattern": "churn", "allocators": OTHERS, "sizes": [64 * KIB, 132 * KIB, 256 * KIB]},
+            {"pattern": "batch", "allocators": GLIBC, "thresholds": [DYNAMIC, 128 * KIB],
              "sizes": [64 * KIB, 256 * KIB], "live": 64},
         ],
     },
     "default": {
         "repeats": 5, "budget_bytes": 64 * MIB,
         "blocks": [
-            {"pattern": "churn", "allocators": ["glibc"], "thresholds": THRESHOLDS,
+            {"pattern": "churn", "allocators": GLIBC, "thresholds": THRESHOLDS,
              "sizes": sorted(set(LOG_SIZES + threshold_neighbours(THRESHOLDS)))},
-            {"pattern": "churn", "allocators": ["glibc"],
+            {"pattern": "churn", "allocators": GLIBC,
              "thresholds": [DYNAMIC, 64 * KIB, 128 * KIB, 256 * KIB], "sizes": DENSE_SIZES},
-            {"pattern": "churn", "allocators": ["toy", "jemalloc", "tcmalloc", "mimalloc"],
+            {"pattern": "churn", "allocators": OTHERS,
              "sizes": sorted(set(LOG_SIZES + [128 * KIB, 132 * KIB, 256 * KIB]))},
-            {"pattern": "batch", "allocators": ["glibc"], "live": 64,
+            {"pattern": "batch", "allocators": GLIBC, "live": 64,
              "thresholds": [DYNAMIC, 64 * KIB, 128 * KIB, 256 * KIB, MIB],
              "sizes": LOG_SIZES[:-1] + [128 * KIB, 132 * KIB]},
-            {"pattern": "batch", "allocators": ["toy", "jemalloc", "tcmalloc", "mimalloc"], "live": 64,
+            {"pattern": "batch", "allocators": OTHERS, "live": 64,
              "sizes": [64 * KIB, 132 * KIB, 256 * KIB, MIB]},
-            {"pattern": "band", "allocators": ["glibc", "toy", "jemalloc", "tcmalloc", "mimalloc"],
+            {"pattern": "band", "allocators": ALL,
              "thresholds": [DYNAMIC, 128 * KIB], "bands": [[96 * KIB, 160 * KIB]], "live": 16},
-            {"pattern": "churn", "allocators": ["glibc", "toy", "jemalloc", "tcmalloc", "mimalloc"],
+            {"pattern": "churn", "allocators": ALL,
              "thresholds": [DYNAMIC, 128 * KIB], "sizes": [64 * KIB, 256 * KIB], "threads": 2},
             *fragmentation_blocks(ops=128),
         ],
@@ -194,7 +196,7 @@ def _groups(specs: list[dict]) -> list[list[dict]]:
     return groups
 
 
-def run_sweep(specs: list[dict], out: str, timeout: float = runner.DEFAULT_TIMEOUT_S,
+def run_sweep(specs: list[dict], out: str, timeout: float = DEFAULT_TIMEOUT_S,
               progress: bool | None = None) -> dict:
     """Run every spec not already in `out`, the cells compared at one size
     together (runner.run_cells).  Returns counts; KeyboardInterrupt propagates,

@@ -1,4 +1,4 @@
-"""The toy allocator (csrc/toyalloc.c): malloc built only on anonymous private mmap.
+"""The toy allocator (csrc/lib/toyalloc.c): malloc built only on anonymous private mmap.
 
 In this process through owning handles (the same contract as glibc.Block):
 
@@ -14,10 +14,8 @@ configured by TOYALLOC_THRESHOLD, TOYALLOC_CACHE_CAP (bytes) and TOYALLOC_POLICY
 """
 from __future__ import annotations
 
-import os
-
 from . import _native
-from ._native import TOY_MAX_THRESHOLD_BYTES, TOY_POLICIES
+from ._native import TOY_POLICIES
 from ._native import ToyBlock as Block
 
 __all__ = ["Block", "POLICIES", "configure", "config", "library_path", "stats"]
@@ -31,10 +29,9 @@ def config() -> dict:
 
 def library_path() -> str | None:
     """libtoyalloc.so (built by `make build`), or None when it is not built."""
-    from .backends import toy_library
+    from .backends import BACKENDS
 
-    path = toy_library()
-    return path if os.path.exists(path) else None
+    return BACKENDS["toy"].library_path()
 
 
 def configure(threshold: int | None = None, cache_cap: int | None = None,

@@ -1,5 +1,5 @@
-"""Allocation traces: `allocbench record -- CMD` writes one (csrc/recorder.c,
-format in csrc/trace.h), `allocbench trace info FILE` summarises it, and
+"""Allocation traces: `allocbench record -- CMD` writes one (csrc/preload/recorder.c,
+format in csrc/lib/trace.h), `allocbench trace info FILE` summarises it, and
 `allocbench run --pattern trace --trace FILE` replays it in a cell.
 
 The format: a 4096-byte header (magic "ABTRACE1", u32 version, u32 header size,
@@ -16,15 +16,19 @@ import struct
 
 import numpy as np
 
+from ._native import GLIBC_DEFAULT_BOUNDARY as BOUNDARY  # the smallest request glibc mmaps at 128 KiB
+from ._native import TRACE_OP_KINDS, TRACE_OPS
+from .children import ChildFailed, check_command, child_env, library, run_user
+
 MAGIC = b"ABTRACE1"
 HEADER = 4096
-# one record: csrc/trace.h ab_event
+# one record: csrc/lib/trace.h ab_event
 EVENT_DTYPE = np.dtype([("t_ns", "<u8"), ("ptr", "<u8"), ("old", "<u8"), ("size", "<u8"), ("tid", "<u4"),
                         ("op", "u1"), ("pad", "V3")])
-OPS = {1: "malloc", 2: "free", 3: "calloc", 4: "realloc", 5: "reallocarray", 6: "memalign",
-       7: "posix_memalign", 8: "aligned_alloc", 9: "valloc", 10: "pvalloc"}
-ALLOCATING = {1, 3, 6, 7, 8, 9, 10}
-BOUNDARY = 131049  # the smallest request glibc mmaps at its default 128 KiB threshold (probe boundary)
+OPS = TRACE_OPS  # op value -> name, from trace.h's one list
+ALLOCATING = {op for op, kind in TRACE_OP_KINDS.items() if kind == "alloc"}
+RESIZING = {op for op, kind in TRACE_OP_KINDS.items() if kind == "resize"}
+(FREE,) = (op for op, kind in TRACE_OP_KINDS.items() if kind == "free")
 assert EVENT_DTYPE.itemsize == 40
 
 
@@ -85,7 +89,7 @@ def info(path: str) -> dict:
     """What a trace holds: operations by kind, sizes, peak live bytes, lifetimes, threads."""
     header, ev = read(path)
     ops = {OPS[k]: int(v) for k, v in zip(*np.unique(ev["op"], return_counts=True))}
-    alloc = ev[np.isin(ev["op"], list(ALLOCATING | {4, 5})) & (ev["ptr"] != 0)]
+    alloc = ev[np.isin(ev["op"], list(ALLOCATING | RESIZING)) & (ev["ptr"] != 0)]
     sizes = alloc["size"].astype(np.float64)
     buckets = {}
     if len(sizes):
@@ -98,12 +102,12 @@ def info(path: str) -> dict:
     lifetimes = []
     for i, (op, ptr, old, size) in enumerate(zip(ev["op"].tolist(), ev["ptr"].tolist(), ev["old"].tolist(),
                                                  ev["size"].tolist())):
-        gone = ptr if op == 2 else old if op in (4, 5) else 0
-        if gone and gone in born and not (op in (4, 5) and not ptr and size):
+        gone = ptr if op == FREE else old if op in RESIZING else 0
+        if gone and gone in born and not (op in RESIZING and not ptr and size):
             start, s = born.pop(gone)
             live -= s
             lifetimes.append(i - start)
-        if op != 2 and ptr:
+        if op != FREE and ptr:
             born[ptr] = (i, size)
             live += size
             peak = max(peak, live)
@@ -140,30 +144,36 @@ def summary_lines(i: dict) -> list[str]:
     return lines
 
 
-def record(command: list[str], out: str, timeout: float = 3600) -> list[str]:
+def record(command: list[str], out: str, timeout: float = 3600, stdin: str | None = None,
+           output: str | None = None) -> tuple[list[str], int]:
     """Run the command with the recorder preloaded; returns the trace files
-    written (the program's, then any child's, OUT.PID)."""
+    written (the program's, then any child's, OUT.PID) and the program's exit
+    status.  stdin and output as children.run_user; ValueError (one line)
+    before anything runs when OUT cannot be written, ChildFailed on a timeout
+    or when the recorder wrote nothing."""
     import glob
-    import subprocess
-
-    from .programs import check_command
-    from .runner import child_env
 
     check_command(command)
-    lib = os.path.join(os.path.dirname(os.path.abspath(__file__)), "librecord.so")
-    if not os.path.exists(lib):
-        raise FileNotFoundError(f"{lib} is missing: run `make build`")
-    os.makedirs(os.path.dirname(os.path.abspath(out)) or ".", exist_ok=True)
-    for old in [out] + glob.glob(glob.escape(out) + ".*"):  # a previous recording's files
+    lib = library("librecord.so")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise ValueError(f"--out {out}: no such folder {folder}")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--out {out}: the folder {folder} is not writable")
+    if stdin and not os.path.isfile(stdin):
+        raise ValueError(f"--input {stdin}: no such file")
+    children = glob.escape(out) + ".[0-9]*"  # a forked or exec'd child's trace: OUT.PID
+    for old in [out] + glob.glob(children):  # a previous recording's files
         if os.path.exists(old):
             os.unlink(old)
     env = child_env(lib, {"ALLOCBENCH_TRACE": os.path.abspath(out)})
     env.pop("ALLOCBENCH_TRACE_OWNER", None)
-    proc = subprocess.run(command, env=env, timeout=timeout)
-    files = [out] + sorted(glob.glob(glob.escape(out) + ".*"))
+    status = run_user(command, env, timeout, stdin=stdin, output=output)
+    files = [out] + sorted(glob.glob(children))
+    files = [f for f in files if os.path.exists(f)]
+    if not files:
+        raise ChildFailed(f"the recorder wrote no trace to {out} (exit status {status}): does the program "
+                          "ignore LD_PRELOAD (a static or setuid binary)?")
     for f in files:
-        if os.path.exists(f):
-            finalize(f)
-    if proc.returncode != 0:
-        print(f"allocbench: warning: the program exited with status {proc.returncode}", flush=True)
-    return [f for f in files if os.path.exists(f)]
+        finalize(f)
+    return files, status

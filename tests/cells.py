@@ -24,7 +24,7 @@ def cell_json(*args, **kw):
 
 def strace_windows(log_path):
     """Per window (between the markers), the count of each traced syscall's entries:
-    an implementation independent of csrc/counters.c."""
+    an implementation independent of csrc/lib/counters.c."""
     windows, current = [], None
     with open(log_path) as f:
         for line in f:

@@ -1,5 +1,9 @@
-"""Shared helpers: run code in a fresh interpreter, because mallopt settings,
-the heap's history and the dynamic threshold are process-wide state."""
+"""Shared helpers: the environment of a child, the command line, code in a
+fresh interpreter (mallopt settings, the heap's history and the dynamic
+threshold are process-wide state), and the probes that are costly enough to
+run once per test run."""
+from __future__ import annotations
+
 import json
 import os
 import subprocess
@@ -9,14 +13,27 @@ import textwrap
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# a child's environment: this package importable, no allocator inherited from whoever runs the tests
+ENV = {**{k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}, "PYTHONPATH": ROOT}
+
+
+def cli(*args, env: dict | None = None, timeout: float = 600, text: bool = True, **kw) -> subprocess.CompletedProcess:
+    """`python -m allocbench ARGS` in a child; its output captured."""
+    return subprocess.run([sys.executable, "-m", "allocbench", *map(str, args)], capture_output=True, text=text,
+                          env=env or ENV, timeout=timeout, **kw)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, message: str = "") -> bool:
+    """Exit status 2 with a single line on stderr that says `message`."""
+    err = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode()
+    return proc.returncode == 2 and len(err.strip().splitlines()) == 1 and message in err
 
 
 def fresh_python(code: str, env: dict | None = None, timeout: float = 120, check: bool = True,
                  prefix: list[str] | None = None) -> subprocess.CompletedProcess:
     """Run `code` in a new interpreter; return the completed process."""
-    full_env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
     cmd = (prefix or []) + [sys.executable, "-c", textwrap.dedent(code)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**ENV, **(env or {})}, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"child failed ({proc.returncode}):\n{proc.stderr}")
     return proc
@@ -31,6 +48,14 @@ def fresh_json(code: str, **kw):
 @pytest.fixture
 def run_json():
     return fresh_json
+
+
+@pytest.fixture(scope="session")
+def dynamic_probe():
+    """probe dynamic (hundreds of fresh processes), once for the whole test run."""
+    from allocbench import probes
+
+    return probes.run_probe("dynamic")
 
 
 def _method_unavailable(name: str) -> str | None:

@@ -5,15 +5,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ENV, cli, one_line_error
 
-from conftest import ROOT
-
-ENV = dict(os.environ, PYTHONPATH=ROOT)
-
-
-def allocbench(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "allocbench", *args], capture_output=True,
-                          text=True, env=ENV, timeout=300, **kw)
+allocbench = cli
 
 
 def test_info_json_describes_the_machine():
@@ -33,9 +27,7 @@ def test_info_human_output():
 
 def test_bad_input_is_one_line_and_exit_2():
     for args in (["bogus"], ["info", "--nope"], []):
-        proc = allocbench(*args)
-        assert proc.returncode == 2
-        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert one_line_error(allocbench(*args))
 
 
 def test_importing_the_cli_loads_no_plotting():
@@ -56,10 +48,8 @@ def test_importing_the_cli_loads_no_plotting():
 ])
 def test_one_validator_for_cli_python_and_cell(args, message):
     """The C validator answers the CLI, make_spec and the cell program alike."""
-    proc = subprocess.run([sys.executable, "-m", "allocbench", "run", *args], capture_output=True,
-                          text=True, env=ENV, timeout=60)
-    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    proc = cli("run", *args, timeout=60)
+    assert one_line_error(proc, message), proc.stderr
 
 
 def test_the_cell_program_refuses_what_python_refuses():
@@ -73,8 +63,7 @@ def test_the_cell_program_refuses_what_python_refuses():
 
 
 def test_info_reports_the_method_the_cells_use():
-    info = json.loads(subprocess.run([sys.executable, "-m", "allocbench", "info", "--json"],
-                                     capture_output=True, text=True, env=ENV, timeout=120).stdout)
+    info = json.loads(cli("info", "--json", timeout=120).stdout)
     from allocbench import runner
     cell = runner.run_cell(runner.make_spec(size=1024, ops=10, repeats=1))
     assert info["counter_method_default"] == cell["counter_method"]

@@ -1,11 +1,11 @@
 """Exact counts: the counters against known workloads and against strace."""
 
 import pytest
+from cells import STRACE_SET, cell_json, run_cell_raw, strace_windows
+from conftest import fresh_json, needs_perf, needs_strace
 
 from allocbench import counters
-from cells import STRACE_SET, cell_json, run_cell_raw, strace_windows
 from allocbench.units import KIB
-from conftest import fresh_json, needs_perf, needs_strace
 
 N = 2000
 FIXED_128K = "mallopt=-3:131072"

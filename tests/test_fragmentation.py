@@ -1,13 +1,14 @@
 """Fragmentation, one definition for every allocator, from the memory timeline.
 Expected values come from chunk rounding and page sizes, not from a run."""
 import json
+import shutil
 import subprocess
 
 import pytest
+from cells import cell_json
 
 from allocbench import _native, runner
-from allocbench.backends import BACKENDS
-from cells import cell_json
+from allocbench.backends import BACKENDS, GLIBC_KNOBS, Backend
 
 PAGE = 4096
 KIB = 1024
@@ -35,6 +36,7 @@ def sample(rec, kind):
 def small_trace(tmp_path_factory):
     """A trace of a real program (this interpreter building and freeing lists)."""
     import sys
+
     from allocbench import traces
     path = str(tmp_path_factory.mktemp("trace") / "py.trace")
     traces.record([sys.executable, "-c", "x = [list(range(i)) for i in range(3000)]; del x"], path)
@@ -73,10 +75,10 @@ def test_checkerboard_of_64_byte_blocks_keeps_its_rss():
     for kind, live_share in (("peak", 1.0), ("half", 0.5)):
         s = sample(g, kind)
         assert s["live_bytes"] == int(k * live_share) * 64
-        assert k * chunk <= s["rss_bytes"] <= k * chunk + slack, (kind, s)
-        frag = 1 - s["live_bytes"] / s["rss_bytes"]
+        assert k * chunk <= s["anon_bytes"] <= k * chunk + slack, (kind, s)
+        frag = 1 - s["live_bytes"] / s["anon_bytes"]
         assert 1 - s["live_bytes"] / (k * chunk) <= frag <= 1 - s["live_bytes"] / (k * chunk + slack)
-    assert sample(g, "half")["rss_bytes"] == sample(g, "peak")["rss_bytes"]
+    assert sample(g, "half")["anon_bytes"] == sample(g, "peak")["anon_bytes"]
     t = record("toy", pattern="checkerboard", size=64, ops=k, live=k, repeats=1)
     s = sample(t, "half")
     # the toy's 64 KiB spans hold their books at the end (a descriptor of at most
@@ -85,8 +87,8 @@ def test_checkerboard_of_64_byte_blocks_keeps_its_rss():
     # every span whole plus the allocator's own maps: granule leaf, large table, heap)
     spans = -(-k // ((65536 - 192) // 65))
     least, most = k * 65, spans * 65536 + 64 * PAGE
-    assert least <= s["rss_bytes"] <= most
-    assert 1 - s["live_bytes"] / least <= 1 - s["live_bytes"] / s["rss_bytes"] <= 1 - s["live_bytes"] / most
+    assert least <= s["anon_bytes"] <= most
+    assert 1 - s["live_bytes"] / least <= 1 - s["live_bytes"] / s["anon_bytes"] <= 1 - s["live_bytes"] / most
 
 
 def test_fragment_above_a_fixed_threshold_is_page_rounding_only():
@@ -108,11 +110,17 @@ def test_fragment_at_the_dynamic_default_keeps_the_large_blocks():
 
 
 def test_timeline_live_bytes_is_the_workloads_own_count():
+    """batch of k blocks: a periodic sample follows a malloc, so it holds 1 to k
+    blocks; the peak all k; start, freed and end none."""
     size, k = 100 * KIB, 16
     rec = record(pattern="batch", size=size, ops=4 * k, live=k, repeats=1)
     t = rec["timeline"]
+    assert t["kind"][0] == "start" and t["kind"][-1] == "end"
     for kind, live in zip(t["kind"], t["live_bytes"]):
-        assert live == {"peak": k * size, "freed": 0, "end": 0}.get(kind, live)
+        if kind == "periodic":
+            assert live % size == 0 and size <= live <= k * size, live
+        else:
+            assert live == {"peak": k * size, "freed": 0, "end": 0, "start": 0}[kind], (kind, live)
     churn = record(pattern="churn", size=size, ops=640, repeats=1)["timeline"]
     periodic = [v for kind, v in zip(churn["kind"], churn["live_bytes"]) if kind == "periodic"]
     assert len(periodic) == 64 and set(periodic) == {size}  # sampled right after each malloc
@@ -145,16 +153,89 @@ def test_handoff_needs_thread_pairs():
                                      "ops=5000", "repeats=1"], capture_output=True, text=True,
                                     timeout=60).stdout)
     rep = out["repeats"][0]
-    assert rep["allocs"] == rep["frees"] == 5000  # every block allocated by one thread, freed by the other
+    assert rep["calls"]["allocs"] == rep["calls"]["frees"] == 5000  # allocated by one thread, freed by the other
     assert out["timeline"]["live_bytes"][-1] == 0
+
+
+@pytest.mark.parametrize("pairs,live,size", [(1, 16, 132 * KIB), (2, 8, 4 * KIB), (1, 64, 1 * KIB)])
+def test_handoff_holds_its_ring_and_its_two_live_counts_agree(pairs, live, size):
+    """The freeing thread waits for the ring to fill, so each pair holds exactly
+    `live` blocks at its peak whatever the scheduling: live_bytes_peak is that
+    by construction (pairs summed), and the timeline's highest sample is within
+    a block of it per pair."""
+    rec = record(pattern="handoff", size=size, ops=2000, live=live, threads=2 * pairs, repeats=2)
+    assert rec["live_bytes_peak"] == pairs * live * size
+    highest = max(rec["timeline"]["live_bytes"])
+    assert rec["live_bytes_peak"] - pairs * size <= highest <= rec["live_bytes_peak"]
+
+
+def test_fragmentation_at_the_peak_is_the_worst_of_each():
+    """fragmentation_peak = 1 - highest live / highest RSS growth = 1 - 1/overhead_peak;
+    at the live peak it is 1 - live / RSS at that sample."""
+    rec = record(pattern="batch", size=256 * KIB, ops=64, live=64, repeats=1)
+    t = rec["timeline"]
+    assert rec["fragmentation_peak"] == pytest.approx(1 - 1 / rec["overhead_peak"], abs=1e-9)
+    assert rec["fragmentation_peak"] == pytest.approx(1 - max(t["live_bytes"]) / max(t["anon_bytes"]), abs=1e-12)
+    i = t["live_bytes"].index(max(t["live_bytes"]))
+    assert rec["fragmentation_at_live_peak"] == pytest.approx(1 - t["live_bytes"][i] / t["anon_bytes"][i])
+    assert 0 < rec["fragmentation_resolution"] <= 0.1
+
+
+def test_a_live_set_below_ten_times_the_noise_gives_no_fragmentation():
+    """64 blocks of 64 bytes (4 KiB live) cannot be weighed against pages."""
+    rec = record(pattern="batch", size=64, ops=64, live=64, repeats=1)
+    assert rec["fragmentation_peak"] is None and rec["fragmentation_resolution"] is None
+    assert any("noise" in n and "tenth" in n for n in rec["notes"])
+
+
+CREEP = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <malloc.h>
+#include <sys/mman.h>
+/* after the 64th free of a block of 64 KiB or more, one more anonymous page is touched and kept */
+static unsigned frees;
+void free(void *p) {
+    static void (*real)(void *);
+    if (!real) real = (void (*)(void *))dlsym(RTLD_NEXT, "free");
+    size_t n = p ? malloc_usable_size(p) : 0;
+    real(p);
+    if (n >= 65536 && ++frees == 64) {
+        char *q = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        q[0] = 1;
+    }
+}
+"""
+
+
+@pytest.mark.skipif(not shutil.which("gcc"), reason="gcc builds the shim")
+def test_rss_that_creeps_up_after_free_all_is_not_fragmentation_at_the_peak(tmp_path, monkeypatch):
+    """An allocator whose RSS rises by a page after free-all (glibc that keeps its
+    heap, plus a shim that touches one page at the last free): the highest RSS
+    sample is then the one after free-all, where live is 0, so a fragmentation
+    taken at that sample reads 1.0.  At the peak, defined as the worst of each,
+    it is the heap's own small overhead."""
+    shim = tmp_path / "libcreep.so"
+    src = tmp_path / "creep.c"
+    src.write_text(CREEP)
+    subprocess.run(["gcc", "-O1", "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True)
+    monkeypatch.setitem(BACKENDS, "creep", Backend("creep", "glibc plus a page at the last free",
+                                                   library=str(shim), settings=GLIBC_KNOBS))
+    rec = record("creep", pattern="batch", size=64 * KIB, ops=64, live=64, repeats=1,
+                 settings={"trim_threshold": 1 << 30})
+    t = rec["timeline"]
+    at_highest_rss = t["anon_bytes"].index(max(t["anon_bytes"]))
+    assert t["live_bytes"][at_highest_rss] == 0  # the sample the old definition used: it would read 1.0
+    assert rec["fragmentation_peak"] < 0.1
+    assert rec["fragmentation_peak"] == pytest.approx(1 - 1 / rec["overhead_peak"], abs=1e-9)
 
 
 @pytest.mark.slow
 def test_report_draws_the_fragmentation_figures_and_findings(tmp_path):
     """A small grid of `fragment` at the dynamic default and a fixed 128 KiB:
     the four figures exist and the pinning finding names the measured sizes."""
+    from allocbench.report import Inputs, write_report
     from allocbench.results import append_record
-    from allocbench.report import write_report
     from allocbench.sweep import expand, fragmentation_blocks
 
     grid = {"repeats": 1, "blocks": [dict(b, allocators=["glibc", "toy"]) for b in fragmentation_blocks(
@@ -163,7 +244,7 @@ def test_report_draws_the_fragmentation_figures_and_findings(tmp_path):
     recs = [runner.run_cell(s) for s in expand(grid)]
     for r in recs:
         append_record(str(out), r)
-    figures = write_report(recs, str(tmp_path / "REPORT.md"), str(out))
+    figures = [name for name, _ in write_report(Inputs(cells=recs, results_path=str(out)), str(tmp_path / "REPORT.md"))]
     for name in ("frag_timelines.png", "frag_vs_size.png", "frag_tradeoff.png", "frag_glibc_breakdown.png"):
         assert name in figures and (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     text = (tmp_path / "REPORT.md").read_text()

@@ -2,17 +2,14 @@
 changed, the tmpfs magic) from fresh C processes; timings are not asserted."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+from conftest import cli, one_line_error
 
 from allocbench import mmap_probes
-from conftest import ROOT
 
 MIB = 1 << 20
 PAGE = os.sysconf("SC_PAGE_SIZE")
-ENV = dict(os.environ, PYTHONPATH=ROOT)
 
 
 @pytest.mark.slow
@@ -34,7 +31,9 @@ def test_read_vs_mmap_counts_and_checks_every_byte(tmp_path):
     warm_map = [c for c in res["cells"] if (c["method"], c["cache"], c["consume"]) == ("mmap", "warm", "all")]
     # a mapping of a cached file faults at most once per page, and here fewer (fault-around)
     assert all(0 < c["minor_faults_per_op"] <= c["size_bytes"] // PAGE + 2 for c in warm_map)
-    assert res["verdict"].startswith(("holds", "does not hold"))
+    # one repeat each cannot show a difference at 95%: the verdict says so rather than naming a winner
+    assert res["wins"]["read"] == res["wins"]["mmap"] == [] and len(res["wins"]["same"]) == 2 * 2 * len(sizes)
+    assert res["verdict"].startswith("undecided")
 
 
 def test_lazy_mapping_costs_nothing_until_touched(tmp_path):
@@ -67,7 +66,8 @@ def test_shared_mappings_are_seen_and_unlocked(tmp_path):
     res = mmap_probes.shared(str(tmp_path))
     assert res["parent_sees_child_write"] and res["parent_fresh_mapping_sees"] and res["child_sees_parent_write"]
     assert res["read_sees_write_before_msync"] and res["in_file_after_msync"]
-    assert res["lost_updates_atomic"] == 0 and res["lost_updates_plain"] > 0
+    # the two processes met at a barrier and their timestamps show they ran at once before updates were counted
+    assert res["plain_overlap_ns"] > 0 and res["lost_updates_plain"] > 0 and res["lost_updates_atomic"] == 0
     assert res["verdict"] == "holds"
 
 
@@ -91,13 +91,10 @@ def test_posix_shm_is_a_tmpfs_file(tmp_path):
 
 def test_cli_probe_and_bad_input(tmp_path):
     out = tmp_path / "p.json"
-    proc = subprocess.run([sys.executable, "-m", "allocbench", "probe", "shm", "--out", str(out)],
-                          capture_output=True, text=True, env=ENV, timeout=120)
+    proc = cli("probe", "shm", "--out", out, timeout=120)
     assert proc.returncode == 0 and "verdict: holds" in proc.stdout
     assert json.loads(out.read_text())["probe"] == "shm"
-    proc = subprocess.run([sys.executable, "-m", "allocbench", "probe", "lazy", "--mmap-threshold", "128K"],
-                          capture_output=True, text=True, env=ENV, timeout=120)
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert one_line_error(cli("probe", "lazy", "--mmap-threshold", "128K", timeout=120))
 
 
 def test_too_little_space_is_refused(tmp_path, monkeypatch):
@@ -111,11 +108,11 @@ def test_too_little_space_is_refused(tmp_path, monkeypatch):
 
 def test_report_states_each_claim_its_evidence_and_verdict(tmp_path):
     from allocbench import runner
-    from allocbench.report import write_report
+    from allocbench.report import Inputs, write_report
 
     claims = {"shm": mmap_probes.shm(str(tmp_path)), "unmappable": mmap_probes.unmappable(str(tmp_path))}
     recs = [runner.run_cell(runner.make_spec(size=4096, ops=100, repeats=1))]
-    write_report(recs, str(tmp_path / "REPORT.md"), "r.jsonl", probes=claims)
+    write_report(Inputs(cells=recs, results_path="r.jsonl", probes=claims), str(tmp_path / "REPORT.md"))
     text = (tmp_path / "REPORT.md").read_text()
     assert "## The mmap claims" in text
     for res in claims.values():

@@ -1,16 +1,12 @@
 """The probes' exact facts on this machine's glibc."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from conftest import cli, one_line_error
 
 from allocbench import probes
-from conftest import ROOT
 
 KIB, MIB = 1024, 1 << 20
-ENV = dict(os.environ, PYTHONPATH=ROOT)
 
 
 @pytest.mark.parametrize("threshold", [64 * KIB, 128 * KIB, 256 * KIB])
@@ -21,8 +17,8 @@ def test_boundary_found_by_search_equals_prediction(threshold):
     assert res["served_from_top_chunk"]["mmapped"] == 0 and res["served_from_top_chunk"]["heap_grew"] == 0
 
 
-def test_dynamic_threshold_rises_to_its_cap_and_settings_freeze_it():
-    res = probes.run_probe("dynamic")
+def test_dynamic_threshold_rises_to_its_cap_and_settings_freeze_it(dynamic_probe):
+    res = dynamic_probe
     page = 4096
     for row in res["steps"][1:]:
         mmapped_chunk = (probes.chunk_size(row["freed"]) + 8 + page - 1) // page * page
@@ -63,12 +59,9 @@ def test_toy_boundary_is_its_threshold():
 
 def test_cli_probe_json_and_errors(tmp_path):
     out = tmp_path / "b.json"
-    proc = subprocess.run([sys.executable, "-m", "allocbench", "probe", "boundary", "--json",
-                           "--out", str(out)], capture_output=True, text=True, env=ENV, timeout=300)
+    proc = cli("probe", "boundary", "--json", "--out", out, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["agrees"] is True and json.loads(out.read_text())["agrees"] is True
     for args in (["trim", "--allocator", "toy"], ["all", "--mmap-threshold", "64K"],
                  ["dynamic", "--mmap-threshold", "64K"], ["nope"]):
-        proc = subprocess.run([sys.executable, "-m", "allocbench", "probe", *args], capture_output=True,
-                              text=True, env=ENV, timeout=300)
-        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert one_line_error(cli("probe", *args, timeout=300))

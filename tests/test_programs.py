@@ -5,14 +5,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
+from conftest import cli, needs_perf, one_line_error
 
-from allocbench import probes, programs
-from conftest import ROOT, needs_perf
+from allocbench import programs
 
-ENV = dict(os.environ, PYTHONPATH=ROOT)
 KIB, MIB, PAGE = 1024, 1 << 20, os.sysconf("SC_PAGE_SIZE")
 pytestmark = pytest.mark.skipif(not shutil.which("gcc"), reason="gcc builds the test programs")
 
@@ -42,11 +40,6 @@ def mmapped_chunk(request: int) -> int:
     return -(-(nb + 8) // PAGE) * PAGE
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "allocbench", *args], capture_output=True, text=True,
-                          env=ENV, timeout=600)
-
-
 @needs_perf
 def test_a_fixed_threshold_costs_exactly_one_mmap_and_munmap_per_block(tmp_path):
     exe = build(tmp_path, "mover", THRESHOLD_MOVER)
@@ -67,17 +60,18 @@ def test_explain_names_the_one_rise_its_caller_and_what_it_moved(tmp_path):
     rise = e["rises"][0]
     assert rise["old_threshold"] == 128 * KIB and rise["new_threshold"] == mmapped_chunk(1 << 20)
     assert rise["trim_threshold"] == 2 * rise["new_threshold"]
-    assert any("(main+" in frame for frame in rise["backtrace"])
+    assert rise["backtrace"][0]["function"] == "main"  # free's caller first, named (the program has symbols)
+    assert rise["backtrace"][0]["object"] == exe and rise["backtrace"][0]["offset"].startswith("0x")
     assert e["moved_blocks"] == 100 and e["moved_bytes"] == 100 * 512 * KIB
     fixed = programs.run_program([exe], "glibc", {"mmap_threshold": 128 * KIB}, 0, explain=True)
     assert fixed["explain"]["rises"] == [] and fixed["explain"]["moved_blocks"] == 0
 
 
 @pytest.mark.slow
-def test_the_explainers_model_agrees_with_probe_dynamic(tmp_path):
+def test_the_explainers_model_agrees_with_probe_dynamic(tmp_path, dynamic_probe):
     """For each size probe dynamic frees, the boundary it finds is the raised
     threshold less 23 bytes (chunk rounding); the shim must raise to exactly that."""
-    found = probes.dynamic()
+    found = dynamic_probe
     exe = build(tmp_path, "free_one", r"""
 #include <stdlib.h>
 #include <string.h>
@@ -100,7 +94,9 @@ def test_rss_over_time_shows_the_rise_and_the_fall(tmp_path):
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-int main(void) { usleep(200000); char *p = malloc(64 << 20); memset(p, 1, 64 << 20); usleep(300000); free(p); usleep(300000); return 0; }
+int main(void) {
+    usleep(200000); char *p = malloc(64 << 20); memset(p, 1, 64 << 20);
+    usleep(300000); free(p); usleep(300000); return 0; }
 """)
     rec = programs.run_program([exe], "glibc", {}, 0, hz=100)
     rss = rec["timeline"]["rss_bytes"]
@@ -112,7 +108,7 @@ int main(void) { usleep(200000); char *p = malloc(64 << 20); memset(p, 1, 64 << 
 def test_a_crash_is_a_failed_record_and_the_grid_goes_on(tmp_path):
     exe = build(tmp_path, "crash", "int main(void) { *(volatile int *)0 = 1; return 0; }")
     out = tmp_path / "p.jsonl"
-    recs = programs.run_grid([exe], programs.GRIDS["quick"], 1, str(out))
+    recs = programs.run_grid([exe], programs.load_grid("quick"), 1, str(out))
     assert len(recs) == 2 and all(r["status"] == "failed" and r["signal"] == "SEGV" for r in recs)
     assert all("SIGSEGV" in r["error"] for r in recs)
     assert len(out.read_text().splitlines()) == 2
@@ -124,44 +120,103 @@ def test_a_crash_is_a_failed_record_and_the_grid_goes_on(tmp_path):
     (["exec", "--mmap-threshold", "64M", "--", "true"], "mmap_threshold must be"),
     (["exec", "--tcache-count", "70000", "--", "true"], "tcache_count must be"),
     (["exec", "--grid", "nosuchgrid", "--", "true"], "grid nosuchgrid"),
+    (["exec", "--repeats", "0", "--", "true"], "--repeats must be at least 1"),
+    (["exec", "--hz", "0", "--", "true"], "--hz must be from 1 to"),
+    (["exec", "--input", "/no/such/file", "--", "cat"], "--input /no/such/file: no such file"),
 ])
 def test_bad_input_is_one_line_and_records_nothing(tmp_path, args, message):
     out = tmp_path / "p.jsonl"
     proc = cli(*args[:1], "--out", str(out), *args[1:])
-    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert one_line_error(proc, message), proc.stderr
     assert not out.exists()
 
 
+BINARY = bytes(range(256)) * 4  # every byte value, not UTF-8
+
+
+def test_the_programs_input_and_output_are_its_own_bytes(tmp_path):
+    """stdin comes from --input (else /dev/null), stdout goes to the run's log
+    unchanged, or with --show-output to allocbench's own stdout unchanged."""
+    data = tmp_path / "in.bin"
+    data.write_bytes(BINARY)
+    out = tmp_path / "p.jsonl"
+    proc = cli("exec", "--input", data, "--repeats", "1", "--out", out, "--", "cat", text=False)
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(out.read_text())
+    assert rec["status"] == "ok" and open(rec["log"], "rb").read() == BINARY
+    shown = cli("exec", "--input", data, "--repeats", "2", "--show-output", "--", "cat", text=False)
+    assert shown.returncode == 0 and shown.stdout == BINARY * 2  # allocbench's own lines went to stderr
+    quiet = cli("exec", "--repeats", "1", "--show-output", "--", "cat", text=False)  # /dev/null: no wait
+    assert quiet.returncode == 0 and quiet.stdout == b""
+
+
+def test_a_timeout_is_one_line_and_a_failed_record(tmp_path):
+    out = tmp_path / "p.jsonl"
+    proc = cli("exec", "--timeout", "1", "--repeats", "1", "--out", out, "--", "sleep", "30")
+    assert one_line_error(proc, "timed out after 1 s"), proc.stderr
+    rec = json.loads(out.read_text())
+    assert rec["status"] == "failed" and rec["error"].startswith("timeout")
+
+
 def test_settings_reach_the_program_as_tunables_and_preloads():
-    env, preload = programs.program_env("glibc", {"mmap_threshold": 131072, "arena_max": 2, "tcache_count": 0})
+    env = programs.program_env("glibc", {"mmap_threshold": 131072, "arena_max": 2, "tcache_count": 0})
     assert env["GLIBC_TUNABLES"] == ("glibc.malloc.mmap_threshold=131072:glibc.malloc.arena_max=2:"
                                      "glibc.malloc.tcache_count=0")
-    env, preload = programs.program_env("toy", {"toy_policy": "dontneed"})
-    assert env["TOYALLOC_POLICY"] == "dontneed" and preload[0].endswith("libtoyalloc.so")
+    assert "LD_PRELOAD" not in env
+    env = programs.program_env("toy", {"toy_policy": "dontneed"})
+    assert env["TOYALLOC_POLICY"] == "dontneed" and env["LD_PRELOAD"].endswith("libtoyalloc.so")
 
 
-def test_compare_marks_differences_beyond_the_spread(tmp_path):
-    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    base = {"kind": "program", "command": ["x"], "allocator": "glibc", "settings": {}, "status": "ok",
-            "syscalls": {"mmap": 10}, "peak_rss_bytes": 100, "env": {"glibc": "2.36"}}
-    a.write_text("".join(json.dumps({**base, "repeat": i, "wall_ns": w}) + "\n" for i, w in enumerate((100, 110))))
-    b.write_text("".join(json.dumps({**base, "repeat": i, "wall_ns": w, "env": {"glibc": "2.41"}}) + "\n"
-                         for i, w in enumerate((300, 330))))
-    proc = cli("compare", str(a), str(b))
-    assert proc.returncode == 0
+def _program_runs(path, walls, glibc="2.36", settings=None):
+    base = {"kind": "program", "command": ["x"], "allocator": "glibc", "settings": settings or {}, "status": "ok",
+            "syscalls": {"mmap": 10}, "peak_rss_bytes": 100, "env": {"glibc": glibc}}
+    path.write_text("".join(json.dumps({**base, "repeat": i, "wall_ns": w}) + "\n" for i, w in enumerate(walls)))
+
+
+def test_compare_states_each_rows_test(tmp_path):
+    """Unpaired 5 against 5 runs: the Mann-Whitney interval is the 3rd smallest to
+    the 3rd largest of the 25 ratios (1 - 2 * 4/252 = 96.8% coverage).  Runs
+    three times as long, spread alike: "3.00x slower" with an interval above 1."""
+    a, b, c = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    _program_runs(a, (100, 104, 98, 102, 96))
+    _program_runs(b, (300, 312, 294, 306, 288), glibc="2.41")
+    proc = cli("compare", a, b)
+    assert proc.returncode == 0, proc.stderr
     assert "glibc: 2.36 vs 2.41" in proc.stdout
     row = next(line for line in proc.stdout.splitlines() if line.startswith("x | glibc"))
-    assert "*" in row and "3.00x" in row
+    ratios = sorted(y / x for x in (100, 104, 98, 102, 96) for y in (300, 312, 294, 306, 288))
+    assert f"time 3.00x slower [{ratios[2]:.2f}, {ratios[-3]:.2f}]" in row
+    same = cli("compare", a, a)
+    assert all("time not significant" in line for line in same.stdout.splitlines() if line.startswith("x |"))
+    assert "geometric mean of the time ratios: 1.000x over 1 rows (1 not significant)" in same.stdout
+    # before and after tuning: the same program under another setting, compared setting against setting
+    _program_runs(c, (300, 312, 294, 306, 288), settings={"mmap_threshold": 131072})
+    tuned = cli("compare", a, c)
+    assert "setting against setting" in tuned.stdout
+    assert "x | glibc dynamic -> glibc @128 KiB: time 3.00x slower" in tuned.stdout
+
+
+@pytest.mark.parametrize("case,message", [("missing", "no such results file"), ("cut", "cut short"),
+                                          ("disjoint", "no cell or program is in both")])
+def test_compare_refuses_bad_input_in_one_line(tmp_path, case, message):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    _program_runs(a, (100, 101, 102))
+    if case == "cut":
+        b.write_text(a.read_text()[:-20])
+    elif case == "disjoint":
+        b.write_text(json.dumps({"kind": "program", "command": ["y"], "allocator": "glibc", "settings": {},
+                                 "status": "ok", "repeat": 0, "wall_ns": 1, "env": {}}) + "\n")
+    assert one_line_error(cli("compare", a, b), message)
 
 
 @pytest.mark.slow
 @needs_perf
 @pytest.mark.parametrize("setting", [{"trim_threshold": 64 * MIB}, {"top_pad": 128 * KIB}, {"mmap_max": 65536}])
-def test_a_threshold_tunable_freezes_the_dynamic_threshold_as_mallopt_does(tmp_path, setting):
+def test_a_threshold_tunable_freezes_the_dynamic_threshold_as_mallopt_does(tmp_path, setting, dynamic_probe):
     """probe dynamic shows mallopt of M_TRIM_THRESHOLD, M_TOP_PAD or M_MMAP_MAX keeps
     the threshold at 128 KiB after a 1 MiB free; the same tunable does the same to a
     program: its 100 blocks of 512 KiB stay mmapped (100 more mmaps than dynamic)."""
-    frozen = probes.dynamic()["frozen_by"]
+    frozen = dynamic_probe["frozen_by"]
     name = {"trim_threshold": "M_TRIM_THRESHOLD", "top_pad": "M_TOP_PAD", "mmap_max": "M_MMAP_MAX"}[next(iter(setting))]
     assert frozen[name]["boundary_after_freeing_1MiB"] + 23 == 128 * KIB  # mallopt froze it
     exe = build(tmp_path, "mover", THRESHOLD_MOVER)

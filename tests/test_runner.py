@@ -2,21 +2,12 @@
 import json
 import os
 import stat
-import subprocess
-import sys
 
 import pytest
+from conftest import ENV, cli, one_line_error
 
 from allocbench import runner
 from allocbench.backends import BACKENDS
-from conftest import ROOT
-
-ENV = dict(os.environ, PYTHONPATH=ROOT)
-
-
-def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "allocbench", *args], capture_output=True,
-                          text=True, env=env or ENV, timeout=600)
 
 
 def run_json(*args):
@@ -157,8 +148,7 @@ def test_processes_each_run_the_cell_and_pool_their_repeats(tmp_path, monkeypatc
 ])
 def test_bad_input_one_line_exit_2(args):
     proc = cli("run", *args)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert one_line_error(proc), proc.stdout + proc.stderr
 
 
 def test_a_sweep_takes_the_processes_of_compared_cells_in_turns(tmp_path, monkeypatch):

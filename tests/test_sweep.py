@@ -1,32 +1,24 @@
 """sweep, plot and report on tiny grids: files written, resume, failures kept, bad input."""
 import json
-import os
 import stat
 import struct
-import subprocess
-import sys
 
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from conftest import ENV, cli, one_line_error
 
-from allocbench import plots, sweep
+from allocbench import sweep
 from allocbench.backends import BACKENDS
 from allocbench.records import cell_key
+from allocbench.report import draw
 from allocbench.results import ResultsError, load_records
-from conftest import ROOT
 
-ENV = dict(os.environ, PYTHONPATH=ROOT)
 GRID = {"repeats": 1, "budget_bytes": 1 << 20, "blocks": [
     {"pattern": "churn", "allocators": ["glibc"], "thresholds": [None, 131072],
      "sizes": [65536, 135168, 262144]},
     {"pattern": "batch", "allocators": ["glibc"], "thresholds": [None], "sizes": [65536], "live": 8},
 ]}
-
-
-def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "allocbench", *args], capture_output=True,
-                          text=True, env=env or ENV, timeout=600)
 
 
 @pytest.fixture
@@ -56,15 +48,16 @@ def test_sweep_plot_report_and_resume(tmp_path, grid_file):
     proc = cli("report", out, "--out", str(report))
     assert proc.returncode == 0, proc.stderr
     text = report.read_text()
-    assert "At 256 KiB churn, a fixed 128 KiB threshold costs" in text
-    for name, size in (("churn_ns_per_op.png", plots.SIZE_FIGURE),
-                       ("churn_syscalls_per_op.png", plots.SIZE_FIGURE),
-                       ("heatmap_ns_per_op.png", plots.HEATMAP_FIGURE),
-                       ("batch_footprint.png", plots.FOOTPRINT_FIGURE)):
+    assert "At 256 KiB churn, a fixed 128 KiB threshold against glibc's dynamic default: " in text
+    assert f"- cells: `{out}`" in text  # the header lists every file the report read
+    for name, size in (("churn_ns_per_op.png", draw.SIZE_FIGURE),
+                       ("churn_syscalls_per_op.png", draw.SIZE_FIGURE),
+                       ("heatmap_ns_per_op.png", draw.HEATMAP_FIGURE),
+                       ("batch_footprint.png", draw.FOOTPRINT_FIGURE)):
         png = (tmp_path / "plots" / name).read_bytes()
         # a PNG (signature), as large as the figure at its dpi (IHDR), not blank
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
-        assert struct.unpack(">II", png[16:24]) == (size[0] * plots.DPI, size[1] * plots.DPI)
+        assert struct.unpack(">II", png[16:24]) == (size[0] * draw.DPI, size[1] * draw.DPI)
         pixels = mpimg.imread(str(tmp_path / "plots" / name))
         assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 2, name
         assert f"]({name})" in text
@@ -96,8 +89,7 @@ def test_plot_and_report_reject_bad_results(tmp_path, content, message):
     path.write_text(content)
     for cmd in ("plot", "report"):
         proc = cli(cmd, str(path), "--out", str(tmp_path / "o" / "R.md"))
-        assert proc.returncode == 2 and message in proc.stderr
-        assert len(proc.stderr.strip().splitlines()) == 1
+        assert one_line_error(proc, message), proc.stderr
     with pytest.raises(ResultsError):
         load_records(str(tmp_path / "missing.jsonl"))
 
@@ -199,32 +191,29 @@ def test_grid_settings_lists_apply_to_the_backends_that_own_them():
 
 
 def test_toy_speed_section_gives_each_cells_ratio_and_names_the_slower():
-    """Synthetic records with known medians: toy/glibc is their quotient, or
-    with per-process medians the median of the per-process quotients, and the
-    verdict a sign test (5 of 5 pairs above 1 has chance 1/32 < 5%: slower;
-    3 of 5 is parity); without them, above 1 is slower."""
-    from allocbench.report import sign_test, toy_speed_section
+    """Synthetic records with known per-process medians: toy/glibc is the median
+    of the per-process quotients, with the sign test's interval (6 pairs: from
+    the smallest to the largest quotient, 1 - 2/64 = 96.9% coverage) and its
+    verdict.  Fewer than 6 pairs fall back to the processes unpaired (Mann-Whitney):
+    3 against 3 cannot give a 95% interval (1 - 2/20 = 90%): untested."""
+    from allocbench.report.toy_speed import rows
 
-    def rec(allocator, size, ns, threads=1, ops=100, per=None):
+    def rec(allocator, size, per, threads=1, ops=100, touch=True):
         return {"status": "ok", "settings": {}, "pattern": "churn", "size_bytes": size, "threads": threads,
-                "ops": ops, "allocator": allocator, "ns_per_op": {"median": ns},
-                "syscalls": {"mmap": 0, "munmap": 0}, **({"ns_per_op_by_process": per} if per else {})}
+                "ops": ops, "allocator": allocator, "touch": touch, "ns_per_op": {"median": sorted(per)[len(per) // 2]},
+                "ns_per_op_by_process": per, "ns_per_op_repeats": per, "syscalls": {"mmap": 0, "munmap": 0}}
 
-    before = [rec("toy", 1024, 40.0), rec("glibc", 1024, 20.0)]
-    after = [rec("toy", 1024, 15.0), rec("glibc", 1024, 20.0), rec("toy", 1 << 20, 1100.0),
-             rec("glibc", 1 << 20, 1000.0), rec("toy", 1024, 9.0, threads=2), rec("glibc", 1024, 12.0, threads=2),
-             rec("toy", 4096, 11.0, per=[10, 11, 12, 13, 14]), rec("glibc", 4096, 9.0, per=[9, 9, 9, 9, 9]),
-             rec("toy", 8192, 10.5, per=[11, 9, 10.5, 9.5, 12]), rec("glibc", 8192, 10.0, per=[10] * 5),
-             {**rec("toy", 1 << 20, 20.0), "touch": False}, {**rec("glibc", 1 << 20, 25.0), "touch": False}]
-    text = "\n".join(toy_speed_section(before, after))
-    assert "| churn | 1 KiB | 1 | 100 | 2.00 | 20.0 | 15.0 | **0.75** | - | - |" in text
-    assert "| churn | 1 MiB | 1 | 100 | - | 1,000.0 | 1,100.0 | **1.10** | - | - |" in text
-    assert "| churn | 4 KiB | 1 | 100 | - | 9.0 | 11.0 | **1.33** | 5/5, 1.11-1.56 | slower |" in text
-    assert "| churn | 8 KiB | 1 | 100 | - | 10.0 | 10.5 | **1.05** | 3/5, 0.90-1.20 | parity |" in text
-    assert "| churn (no touch) | 1 MiB | 1 | 100 | - | 25.0 | 20.0 | **0.80** | - | - |" in text
-    assert "slower than glibc in: churn 4 KiB (1.33), churn 1 MiB (1.10)." in text
-    assert "at parity by the sign test: churn 8 KiB (1.05)." in text
-    assert "2 threads: 9.0 ns per op (wall / all threads' ops) against 15.0 with 1 thread (0.60x)" in text
-    assert sign_test([0.9] * 4) == "parity"  # 1/16 > 5%
-    assert sign_test([0.9] * 5) == "faster" and sign_test([0.9] * 8 + [1.1]) == "faster"  # 10/512
-    assert sign_test([0.9] * 7 + [1.1] * 2) == "parity"  # 46/512
+    glibc = [10.0] * 6
+    after = [rec("toy", 4096, [11, 12, 13, 14, 15, 16]), rec("glibc", 4096, glibc),      # all above 1: slower
+             rec("toy", 8192, [9, 11, 10.5, 9.5, 12, 10]), rec("glibc", 8192, glibc),     # 1 inside: same
+             rec("toy", 1024, [5, 6, 7, 8, 9, 9.5]), rec("glibc", 1024, glibc),           # all below 1: faster
+             rec("toy", 2048, [11, 12, 13]), rec("glibc", 2048, [10.0] * 3)]  # 3 and 3: untested
+    before = [rec("toy", 4096, [20.0] * 6), rec("glibc", 4096, glibc)]
+    table, slower, same_above, untested = rows(before, after)
+    text = "\n".join(table)
+    assert "| churn | 4 KiB | 1 | 100 | 2.00 | 10.0 | 14.0 | **1.35** | [1.10, 1.60] | slower | 0.0000 |" in text
+    assert "| churn | 8 KiB | 1 | 100 | - | 10.0 | 10.5 | **1.02** | [0.90, 1.20] | same | 0.0000 |" in text
+    assert "| churn | 1 KiB | 1 | 100 | - | 10.0 | 8.0 | **0.75** | [0.50, 0.95] | faster | 0.0000 |" in text
+    assert "| churn | 2 KiB | 1 | 100 | - | 10.0 | 12.0 | **1.20** | - | untested | 0.0000 |" in text
+    assert slower == ["churn 4 KiB (1.35)"] and same_above == ["churn 8 KiB (1.02)"]
+    assert untested == ["churn 2 KiB (1.20)"]

@@ -1,19 +1,16 @@
 """Record a program's allocations, replay them in a cell.  Expected counts come
 from the programs' own calls."""
-import json
-import os
 import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from cells import cell_json
+from conftest import cli, one_line_error
 
 from allocbench import runner, traces
-from cells import cell_json
-from conftest import ROOT
 
-ENV = dict(os.environ, PYTHONPATH=ROOT)
 KIB, MIB = 1024, 1 << 20
 pytestmark = pytest.mark.skipif(not shutil.which("gcc"), reason="gcc builds the test programs")
 
@@ -46,7 +43,7 @@ def replay(trace, **settings):
 def test_record_and_replay_the_threshold_mover(tmp_path):
     exe = build(tmp_path, "mover", MOVER)
     out = str(tmp_path / "m.trace")
-    assert traces.record([exe], out) == [out]
+    assert traces.record([exe], out) == ([out], 0)
     info = traces.info(out)
     assert info["allocations"] >= 101 and info["peak_live_bytes"] >= MIB
     fixed = replay(out, mmap_threshold=128 * KIB)
@@ -86,8 +83,8 @@ int main(void) { for (int i = 0; i < 10; i++) malloc(777);
   waitpid(pid, 0, 0); for (int i = 0; i < 3; i++) malloc(333); _exit(0); }
 """)
     out = str(tmp_path / "f.trace")
-    files = traces.record([exe], out)
-    assert len(files) == 2 and files[1].startswith(out + ".")
+    files, status = traces.record([exe], out)
+    assert status == 0 and len(files) == 2 and files[1].startswith(out + ".")
     _, parent = traces.read(files[0])
     _, child = traces.read(files[1])
     assert (parent["size"] == 777).sum() == 10 and (parent["size"] == 333).sum() == 3  # _exit lost nothing
@@ -106,15 +103,11 @@ def test_corrupt_truncated_and_empty_traces_are_one_line_errors(tmp_path):
     for name, blob in cases.items():
         bad = tmp_path / f"{name}.trace"
         bad.write_bytes(blob)
-        proc = subprocess.run([sys.executable, "-m", "allocbench", "trace", "info", str(bad)],
-                              capture_output=True, text=True, env=ENV, timeout=60)
-        assert proc.returncode == 2 and want[name] in proc.stderr, (name, proc.stderr)
-        assert len(proc.stderr.strip().splitlines()) == 1
+        proc = cli("trace", "info", bad, timeout=60)
+        assert one_line_error(proc, want[name]), (name, proc.stderr)
     empty = tmp_path / "empty.trace"
     empty.write_bytes(data[:4096].replace(data[24:32], (0).to_bytes(8, "little"), 1))
-    proc = subprocess.run([sys.executable, "-m", "allocbench", "run", "--pattern", "trace", "--trace", str(empty)],
-                          capture_output=True, text=True, env=ENV, timeout=60)
-    assert proc.returncode == 2 and "empty trace" in proc.stderr
+    assert one_line_error(cli("run", "--pattern", "trace", "--trace", empty, timeout=60), "empty trace")
 
 
 @pytest.mark.parametrize("args", [
@@ -139,7 +132,57 @@ def test_the_timed_loop_counts_what_the_full_loop_counts(tmp_path):
     traces.record([sys.executable, "-c", "x = [list(range(i)) for i in range(2000)]; s = ''.join(map(str, x))"], out)
     runs = {touch: cell_json("pattern=trace", f"trace={out}", f"touch={touch}", "repeats=1", "warmup=0",
                              "timeline=0", "mallopt=-3:131072")["repeats"][0] for touch in (0, 2)}
-    fields = ("allocs", "frees", "reallocs", "failed", "live_bytes_peak")
-    assert {k: runs[0][k] for k in fields} == {k: runs[2][k] for k in fields}
+    assert runs[0]["calls"] == runs[2]["calls"] and runs[0]["live_bytes_peak"] == runs[2]["live_bytes_peak"]
+    assert runs[0]["at_end"]["live_bytes"] == runs[2]["at_end"]["live_bytes"]
     assert runs[0]["counts"]["syscalls"] == runs[2]["counts"]["syscalls"]
-    assert runs[0]["reallocs"] > 0 and runs[0]["live_bytes_peak"] == traces.info(out)["peak_live_bytes"]
+    assert runs[0]["calls"]["reallocs"] > 0 and runs[0]["live_bytes_peak"] == traces.info(out)["peak_live_bytes"]
+
+
+HOLDER = r"""
+#include <stdlib.h>
+#include <string.h>
+int main(void) {  /* 72 MiB still held at exit, after 8 MiB allocated and freed */
+    for (int i = 0; i < 8; i++) { char *p = malloc(1 << 20); memset(p, 1, 1 << 20); free(p); }
+    for (int i = 0; i < 72; i++) { char *p = malloc(1 << 20); memset(p, 1, 1 << 20); }
+    return 0;
+}
+"""
+
+
+def test_a_replay_ends_as_a_cell_ends(tmp_path):
+    """A program that exits holding 72 MiB: its replay reports what was held at
+    the end (72 MiB of the program's own, plus whatever libc held), then frees it
+    outside the window, so what is retained after free is what the allocator
+    keeps, not the program's leftovers."""
+    exe = build(tmp_path, "holder", HOLDER)
+    out = str(tmp_path / "h.trace")
+    traces.record([exe], out)
+    held = traces.info(out)["live_at_end_bytes"]
+    assert 72 * MIB <= held < 72 * MIB + 64 * 1024
+    for settings in ({}, {"mmap_threshold": 128 * KIB}):
+        rec = replay(out, **settings)
+        assert rec["live_at_end_bytes"] == held and rec["trace_summary"]["live_at_end_bytes"] == held
+        assert rec["rss_at_end_bytes"] >= 72 * MIB  # every block was written, so it is resident
+        assert rec["retained_after_free_bytes"] < 1 * MIB  # each 1 MiB block was its own mapping, unmapped
+        assert rec["calls"]["frees"] == 8  # the program's own frees; the leftovers' are not calls it made
+
+
+def test_recording_refuses_what_it_cannot_write_before_running(tmp_path):
+    marker = tmp_path / "ran"
+    proc = cli("record", "--out", "/no/such/dir/x.trace", "--", "touch", marker)
+    assert one_line_error(proc, "no such folder /no/such/dir") and not marker.exists()
+    assert one_line_error(cli("record", "--out", tmp_path / "t.trace", "--input", "/no/file", "--", "true"),
+                          "--input /no/file: no such file")
+    assert one_line_error(cli("record", "--out", tmp_path / "t.trace", "--timeout", "1", "--", "sleep", "30"),
+                          "timeout: killed after 1 s")
+
+
+def test_recording_keeps_the_programs_bytes(tmp_path):
+    data = tmp_path / "in.bin"
+    data.write_bytes(bytes(range(256)) * 8)
+    out = tmp_path / "c.trace"
+    proc = cli("record", "--out", out, "--input", data, "--", "cat", text=False)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "c.trace.log").read_bytes() == data.read_bytes()
+    shown = cli("record", "--out", out, "--input", data, "--show-output", "--", "cat", text=False)
+    assert shown.returncode == 0 and shown.stdout == data.read_bytes()

@@ -1285,6 +1285,16 @@ void *toy_aligned_alloc(size_t align, size_t size)
     return toy_memalign(align, size);  /* glibc 2.36: the same function */
 }
 
+void *toy_reallocarray(void *p, size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;  /* as glibc: the block stays */
+        return NULL;
+    }
+    return toy_realloc(p, total);
+}
+
 void *toy_valloc(size_t size)
 {
     ensure_init();

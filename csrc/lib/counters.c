@@ -47,7 +47,7 @@ const char *const ab_mallinfo2_names[AB_NMALLINFO2] = {
 
 /* strace's filter: the counted syscalls plus the window markers' faccessat */
 #define AB_STRACE_NAME(name) #name ","
-static const char strace_filter[] = "trace=" AB_SYSCALL_LIST(AB_STRACE_NAME) "faccessat";
+const char ab_strace_filter[] = "trace=" AB_SYSCALL_LIST(AB_STRACE_NAME) "faccessat";
 #undef AB_STRACE_NAME
 
 static void set_error(ab_counter *c, const char *fmt, ...)
@@ -149,30 +149,34 @@ static int perf_read(ab_counter *c, uint64_t vals[1 + AB_NSYSCALLS])
 
 /* ---- strace attached to ourselves ---- */
 
-static int strace_open(ab_counter *c, const char *strace_path)
+int ab_strace_binary(const char *given, char *out, size_t cap, char *err, size_t err_cap)
 {
     char found[256] = "";
-    if (!strace_path || !*strace_path)
-        strace_path = getenv("ALLOCBENCH_STRACE");
-    if (!strace_path || !*strace_path) {
-        const char *path = getenv("PATH");
-        strace_path = "/usr/bin/strace";
-        while (path && *path) {  /* the first strace on PATH */
-            size_t n = strcspn(path, ":");
-            snprintf(found, sizeof found, "%.*s/strace", (int)n, path);
+    const char *path = given && *given ? given : getenv("ALLOCBENCH_STRACE");
+    if (!path || !*path) {
+        const char *dirs = getenv("PATH");
+        path = "/usr/bin/strace";
+        while (dirs && *dirs) {  /* the first strace on PATH */
+            size_t n = strcspn(dirs, ":");
+            snprintf(found, sizeof found, "%.*s/strace", (int)n, dirs);
             if (access(found, X_OK) == 0) {
-                strace_path = found;
+                path = found;
                 break;
             }
-            path += n + (path[n] == ':');
+            dirs += n + (dirs[n] == ':');
         }
     }
-    if (access(strace_path, X_OK) != 0) {
-        set_error(c, "%s: %s (Debian package strace)", strace_path, strerror(errno));
+    if (access(path, X_OK) != 0) {
+        snprintf(err, err_cap, "%s: %s (Debian package strace)", path, strerror(errno));
         return -1;
     }
-    snprintf(c->strace_path, sizeof c->strace_path, "%s", strace_path);
+    snprintf(out, cap, "%s", path);
     return 0;
+}
+
+static int strace_open(ab_counter *c, const char *strace_path)
+{
+    return ab_strace_binary(strace_path, c->strace_path, sizeof c->strace_path, c->error, sizeof c->error);
 }
 
 /* Has strace attached every thread of this process yet?  Raw getdents64, not
@@ -216,7 +220,7 @@ static int strace_begin(ab_counter *c)
     prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);  /* Yama: let our child trace us */
     char pid[32];
     snprintf(pid, sizeof pid, "%d", getpid());
-    char *argv[] = {"strace", "-f", "-qq", "-e", (char *)strace_filter,
+    char *argv[] = {"strace", "-f", "-qq", "-e", (char *)ab_strace_filter,
                     "-o", c->strace_log, "-p", pid, NULL};
     /* No file actions: adding one mallocs, and this runs inside ab_window_begin.
      * strace writes its trace to -o; with -qq it says nothing on stdio. */
@@ -261,20 +265,16 @@ static void strace_line(char *line, int *state, int64_t out[AB_NSYSCALLS])
             out[i]++;
 }
 
-/* Count traced syscall entries between the two markers in strace's log, with
- * read(2) and a stack buffer: stdio would malloc and disturb the next window. */
-static int strace_end(ab_counter *c, int64_t out[AB_NSYSCALLS])
+int ab_strace_count_log(const char *log, int bounded, int64_t out[AB_NSYSCALLS], char *err, size_t err_cap)
 {
-    kill(c->strace_pid, SIGINT);  /* strace detaches and flushes */
-    waitpid(c->strace_pid, NULL, 0);
-    int fd = open(c->strace_log, O_RDONLY | O_CLOEXEC);
+    int fd = open(log, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        set_error(c, "strace log %s: %s", c->strace_log, strerror(errno));
+        snprintf(err, err_cap, "strace log %s: %s", log, strerror(errno));
         return -1;
     }
     for (int i = 0; i < AB_NSYSCALLS; i++)
         out[i] = 0;
-    int state = 0;
+    int state = bounded ? 0 : 1;
     char buf[65536];
     size_t have = 0;
     ssize_t r;
@@ -284,7 +284,8 @@ static int strace_end(ab_counter *c, int64_t out[AB_NSYSCALLS])
         char *line = buf, *nl;
         while (state < 2 && (nl = strchr(line, '\n'))) {
             *nl = '\0';
-            strace_line(line, &state, out);
+            if (bounded || (!strstr(line, AB_MARK_BEGIN) && !strstr(line, AB_MARK_END)))
+                strace_line(line, &state, out);
             line = nl + 1;
         }
         have -= (size_t)(line - buf);
@@ -293,12 +294,20 @@ static int strace_end(ab_counter *c, int64_t out[AB_NSYSCALLS])
             have = 0;  /* an absurdly long line: its head is all that matters */
     }
     close(fd);
-    unlink(c->strace_log);
-    if (state != 2) {
-        set_error(c, "strace log lacks the window markers (strace detached early?)");
+    if (bounded && state != 2) {
+        snprintf(err, err_cap, "strace log lacks the window markers (strace detached early?)");
         return -1;
     }
     return 0;
+}
+
+static int strace_end(ab_counter *c, int64_t out[AB_NSYSCALLS])
+{
+    kill(c->strace_pid, SIGINT);  /* strace detaches and flushes */
+    waitpid(c->strace_pid, NULL, 0);
+    int rc = ab_strace_count_log(c->strace_log, 1, out, c->error, sizeof c->error);
+    unlink(c->strace_log);
+    return rc;
 }
 
 /* ---- public API ---- */

@@ -49,6 +49,7 @@ void *toy_malloc(size_t size);
 void toy_free(void *p);
 void *toy_calloc(size_t n, size_t size);
 void *toy_realloc(void *p, size_t size);
+void *toy_reallocarray(void *p, size_t n, size_t size);
 void *toy_memalign(size_t align, size_t size);
 int toy_posix_memalign(void **out, size_t align, size_t size);
 void *toy_aligned_alloc(size_t align, size_t size);

@@ -28,6 +28,9 @@ typedef struct ab_replay {
     uint64_t allocs, frees, reallocs;  /* events of each kind to replay (aligned and calloc are allocs) */
     uint32_t nslots;          /* the most blocks live at once */
     uint64_t peak_live_bytes; /* bytes requested and held at the trace's peak */
+    uint64_t live_at_end_bytes;  /* bytes the program still held after its last event */
+    uint64_t big_allocs, big_bytes;  /* allocations at or above AB_GLIBC_DEFAULT_BOUNDARY, and their bytes */
+    uint32_t threads;         /* distinct threads that made the calls */
 } ab_replay;
 
 int ab_replay_load(const char *path, ab_replay *r, char *err, size_t cap);

@@ -8,8 +8,8 @@
  * - A free is recorded before the real free, an allocation after the real
  *   call, and a realloc's slot is reserved before it: a block's address is
  *   never seen reused before the event that released it.
- * - Bootstrap: while dlsym resolves the real functions, allocations come from a
- *   small static arena (dlsym may calloc); no stdio and no malloc in a hook.
+ * - The wrappers, the real functions' lookup and its bootstrap arena are
+ *   hooks.h's; no stdio and no malloc in a hook.
  * - fork, and exec of a program that inherits the environment: every process
  *   but the first records into a file of its own, TRACE.PID (the first sets
  *   ALLOCBENCH_TRACE_OWNER to its pid).
@@ -30,24 +30,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define AB_HOOKS_WRAP
+#include "hooks.h"
 #include "trace.h"
-
-#define EXPORT __attribute__((visibility("default")))
-
-static void *(*real_malloc)(size_t);
-static void (*real_free)(void *);
-static void *(*real_calloc)(size_t, size_t);
-static void *(*real_realloc)(void *, size_t);
-static void *(*real_reallocarray)(void *, size_t, size_t);
-static void *(*real_memalign)(size_t, size_t);
-static int (*real_posix_memalign)(void **, size_t, size_t);
-static void *(*real_aligned_alloc)(size_t, size_t);
-static void *(*real_valloc)(size_t);
-static void *(*real_pvalloc)(size_t);
-
-static char boot[1 << 16];  /* allocations made while dlsym runs */
-static size_t boot_used;
-static int resolving;
 
 static char path[4200];
 static int fd = -1;
@@ -58,33 +43,6 @@ static _Atomic uint64_t next;
 static _Atomic int overflow;
 static struct timespec start;
 static __thread uint32_t my_tid;
-
-static int in_boot(void *p) { return (char *)p >= boot && (char *)p < boot + sizeof boot; }
-
-static void *boot_alloc(size_t n)
-{
-    size_t at = (boot_used + 15) & ~(size_t)15;
-    if (at + n > sizeof boot)
-        return NULL;
-    boot_used = at + n;
-    return boot + at;
-}
-
-static void resolve(void)
-{
-    resolving = 1;
-    real_malloc = dlsym(RTLD_NEXT, "malloc");
-    real_free = dlsym(RTLD_NEXT, "free");
-    real_calloc = dlsym(RTLD_NEXT, "calloc");
-    real_realloc = dlsym(RTLD_NEXT, "realloc");
-    real_reallocarray = dlsym(RTLD_NEXT, "reallocarray");
-    real_memalign = dlsym(RTLD_NEXT, "memalign");
-    real_posix_memalign = dlsym(RTLD_NEXT, "posix_memalign");
-    real_aligned_alloc = dlsym(RTLD_NEXT, "aligned_alloc");
-    real_valloc = dlsym(RTLD_NEXT, "valloc");
-    real_pvalloc = dlsym(RTLD_NEXT, "pvalloc");
-    resolving = 0;
-}
 
 static uint64_t since_start(void)
 {
@@ -197,8 +155,8 @@ static void after_fork_child(void)
 
 __attribute__((constructor)) static void init(void)
 {
-    if (!real_malloc)
-        resolve();
+    if (!ab_real.malloc)
+        ab_resolve();
     const char *file = getenv("ALLOCBENCH_TRACE");
     if (!file || !*file || strlen(file) >= sizeof path)
         return;
@@ -254,125 +212,34 @@ static void fill(ab_event *e, int op, void *ptr, uint64_t old, uint64_t size)
     __atomic_store_n(&e->op, (uint8_t)op, __ATOMIC_RELEASE);  /* last: the record is whole */
 }
 
-EXPORT void *malloc(size_t n)
+/* The order of record and call: see the top of this file. */
+static void hook_enter(ab_call *c)
 {
-    if (!real_malloc) {
-        if (resolving)
-            return boot_alloc(n);
-        resolve();
-    }
-    void *p = real_malloc(n);
-    fill(reserve(), AB_OP_MALLOC, p, 0, n);
-    return p;
+    if (c->op == AB_OP_FREE)
+        fill(reserve(), AB_OP_FREE, c->in, 0, 0);
+    else if (c->op == AB_OP_REALLOC || c->op == AB_OP_REALLOCARRAY)
+        c->slot = reserve();
 }
 
-EXPORT void *calloc(size_t a, size_t b)
+static void hook_exit(ab_call *c)
 {
-    if (!real_calloc) {
-        if (resolving) {
-            size_t n;
-            return __builtin_mul_overflow(a, b, &n) ? NULL : boot_alloc(n);  /* static: already zero */
-        }
-        resolve();
-    }
-    void *p = real_calloc(a, b);
-    size_t n;
-    fill(reserve(), AB_OP_CALLOC, p, 0, __builtin_mul_overflow(a, b, &n) ? SIZE_MAX : n);
-    return p;
-}
-
-EXPORT void free(void *p)
-{
-    if (!p || in_boot(p)) {
-        if (!p)
-            fill(reserve(), AB_OP_FREE, NULL, 0, 0);
+    switch (c->op) {
+    case AB_OP_FREE:
         return;
+    case AB_OP_REALLOC: case AB_OP_REALLOCARRAY:
+        fill(c->slot, c->op, c->out, (uint64_t)(uintptr_t)c->in, c->size);
+        return;
+    default:  /* the aligned calls record their alignment in `old` */
+        fill(reserve(), c->op, c->out, c->align, c->size);
     }
-    if (!real_free)
-        resolve();
-    fill(reserve(), AB_OP_FREE, p, 0, 0);
-    real_free(p);
-}
-
-EXPORT void *realloc(void *p, size_t n)
-{
-    if (!real_realloc)
-        resolve();
-    if (in_boot(p)) {  /* a bootstrap block moves to the real heap */
-        void *q = real_malloc(n);
-        if (q)
-            memcpy(q, p, n);
-        fill(reserve(), AB_OP_MALLOC, q, 0, n);
-        return q;
-    }
-    ab_event *e = reserve();  /* before the call: p's address may be reused the moment it is freed */
-    void *q = real_realloc(p, n);
-    fill(e, AB_OP_REALLOC, q, (uint64_t)(uintptr_t)p, n);
-    return q;
-}
-
-EXPORT void *reallocarray(void *p, size_t a, size_t b)
-{
-    if (!real_reallocarray)
-        resolve();
-    ab_event *e = reserve();
-    void *q = real_reallocarray(p, a, b);
-    size_t n;
-    fill(e, AB_OP_REALLOCARRAY, q, (uint64_t)(uintptr_t)p, __builtin_mul_overflow(a, b, &n) ? SIZE_MAX : n);
-    return q;
-}
-
-EXPORT void *memalign(size_t align, size_t n)
-{
-    if (!real_memalign)
-        resolve();
-    void *p = real_memalign(align, n);
-    fill(reserve(), AB_OP_MEMALIGN, p, align, n);
-    return p;
-}
-
-EXPORT int posix_memalign(void **out, size_t align, size_t n)
-{
-    if (!real_posix_memalign)
-        resolve();
-    int rc = real_posix_memalign(out, align, n);
-    fill(reserve(), AB_OP_POSIX_MEMALIGN, rc ? NULL : *out, align, n);
-    return rc;
-}
-
-EXPORT void *aligned_alloc(size_t align, size_t n)
-{
-    if (!real_aligned_alloc)
-        resolve();
-    void *p = real_aligned_alloc(align, n);
-    fill(reserve(), AB_OP_ALIGNED_ALLOC, p, align, n);
-    return p;
-}
-
-EXPORT void *valloc(size_t n)
-{
-    if (!real_valloc)
-        resolve();
-    void *p = real_valloc(n);
-    fill(reserve(), AB_OP_VALLOC, p, (uint64_t)sysconf(_SC_PAGESIZE), n);
-    return p;
-}
-
-EXPORT void *pvalloc(size_t n)
-{
-    if (!real_pvalloc)
-        resolve();
-    void *p = real_pvalloc(n);
-    fill(reserve(), AB_OP_PVALLOC, p, (uint64_t)sysconf(_SC_PAGESIZE), n);
-    return p;
 }
 
 /* _exit skips destructors: finish the trace first. */
-EXPORT void _exit(int status)
+AB_EXPORT void _exit(int status)
 {
     finish();
     syscall(SYS_exit_group, status);
     __builtin_unreachable();
 }
 
-EXPORT void _Exit(int status) { _exit(status); }
+AB_EXPORT void _Exit(int status) { _exit(status); }

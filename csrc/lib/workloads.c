@@ -79,6 +79,7 @@ typedef struct thread_ctx {
     void **pinned;       /* fragment's long-lived blocks */
     uint64_t npinned, pinned_cap;
     uint64_t live_bytes;     /* written by this thread only, read by the sampler (relaxed) */
+    struct thread_ctx *live_owner;  /* handoff's freeing thread: the producer, whose count its frees lower */
     uint64_t usable_bytes, live_mmapped_bytes;  /* timeline repeat only */
     volatile uint64_t ring_head, ring_tail;     /* handoff: producer's ring of `live` slots */
     /* Every block passes through here so the compiler cannot drop a malloc/free
@@ -137,7 +138,7 @@ int ab_timeline_init(ab_timeline *tl, int glibc)
     buf[n] = 0;
     long long f[7] = {0};
     sscanf(buf, "%lld %lld %lld %lld %lld %lld %lld", &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6]);
-    tl->base_rss_pages = f[1], tl->base_data_pages = f[5];
+    tl->base_rss_pages = f[1], tl->base_data_pages = f[5], tl->base_anon_pages = f[1] - f[2];
     tl->base_heap = (uintptr_t)sbrk(0);
     return 0;
 }
@@ -168,6 +169,7 @@ static void sample(ab_timeline *tl, thread_ctx *all, int n, uint64_t op, int kin
     c[AB_TL_live_bytes][i] = live;
     c[AB_TL_usable_bytes][i] = usable;
     c[AB_TL_rss_bytes][i] = (f[1] - tl->base_rss_pages) * tl->page - tl->harness_bytes;
+    c[AB_TL_anon_bytes][i] = (f[1] - f[2] - tl->base_anon_pages) * tl->page - tl->harness_bytes;
     c[AB_TL_heap_bytes][i] = heap;
     c[AB_TL_mapped_bytes][i] = (f[5] - tl->base_data_pages) * tl->page - heap;
     if (tl->glibc) {
@@ -204,6 +206,17 @@ static void account(thread_ctx *t, void *p, size_t size, int sign)
         STORE(t->live_mmapped_bytes, t->live_mmapped_bytes + (uint64_t)sign * size);
 }
 
+/* The workload's live bytes after adding `delta` (wrapping: negative works).
+ * Each thread keeps its own count; handoff's pair shares the producer's, with
+ * atomic adds, so its peak is the bytes in flight between the two. */
+static inline uint64_t add_live(thread_ctx *t, uint64_t delta)
+{
+    if (__builtin_expect(t->live_owner != NULL, 0))
+        return __atomic_add_fetch(&t->live_owner->live_bytes, delta, __ATOMIC_RELAXED);
+    STORE(t->live_bytes, t->live_bytes + delta);
+    return t->live_bytes;
+}
+
 /* The books of a block just made (by malloc, calloc, memalign). */
 static void *got(thread_ctx *t, void *p, size_t size)
 {
@@ -220,9 +233,9 @@ static void *got(thread_ctx *t, void *p, size_t size)
             t->st.checked_blocks++;
         }
     }
-    STORE(t->live_bytes, t->live_bytes + size);
-    if (t->live_bytes > t->st.live_bytes_peak)
-        t->st.live_bytes_peak = t->live_bytes;
+    uint64_t live = add_live(t, size);
+    if (live > t->st.live_bytes_peak)
+        t->st.live_bytes_peak = live;
     if (t->tl) {
         account(t, p, size, 1);
         if (t->tid == 0 && t->st.allocs % t->tl->every == 0)
@@ -241,7 +254,7 @@ static void put(thread_ctx *t, void *p, size_t size)
         account(t, p, size, -1);
     t->a->free(p);
     t->st.frees++;
-    STORE(t->live_bytes, t->live_bytes - size);
+    add_live(t, -size);
 }
 
 static void run_churn(thread_ctx *t)
@@ -454,22 +467,31 @@ static inline __attribute__((always_inline)) void replay(thread_ctx *t, const in
             t->sizes[e.slot] = e.size;
         }
     }
-    uint64_t leftover = 0;  /* blocks the program never freed */
-    for (uint32_t j = 0; j < r->nslots; j++)
-        if (slots[j]) {
-            leftover++;
-            if (plain)
-                a->free(slots[j]);
-            else
-                put(t, slots[j], t->sizes[j]);
-        }
     t->st.failed += failed_allocs + failed_reallocs;
     if (plain) {  /* the other loop counted as it went, in got() and put() */
         t->st.allocs += r->allocs - failed_allocs, t->st.reallocs += r->reallocs;
-        t->st.frees += r->frees + leftover;
+        t->st.frees += r->frees;
         if (r->peak_live_bytes > t->st.live_bytes_peak)
             t->st.live_bytes_peak = r->peak_live_bytes;
+        t->st.live_at_end_bytes = r->live_at_end_bytes;
+    } else {
+        t->st.live_at_end_bytes = t->live_bytes;
     }
+}
+
+/* The blocks the program never freed, freed after the window (ab_run): not
+ * calls the program made, so not counted as frees. */
+static void free_leftovers(thread_ctx *t)
+{
+    for (uint32_t j = 0; j < t->w->replay->nslots; j++)
+        if (t->slots[j]) {
+            if (t->tl) {
+                account(t, t->slots[j], t->sizes[j], -1);
+                add_live(t, -t->sizes[j]);
+            }
+            t->a->free(t->slots[j]);
+            t->slots[j] = NULL;
+        }
 }
 
 static void run_trace(thread_ctx *t)
@@ -567,29 +589,37 @@ static void run_checkerboard(thread_ctx *t)
 }
 
 /* handoff: even workers allocate into a ring of `live` slots, the next odd
- * worker frees from it (a single-producer, single-consumer ring). */
+ * worker frees from it (a single-producer, single-consumer ring).  The freer
+ * waits for the ring to fill (or the producer to finish), so `live` blocks are
+ * in flight whatever the scheduling: the pair's live bytes peak at exactly the
+ * ring's, and every free crosses threads. */
 static void run_handoff(thread_ctx *t)
 {
     thread_ctx *prod = t->tid % 2 ? &t->all[t->tid - 1] : t;
-    uint64_t k = t->w->live;
-    for (uint64_t i = 0; i < t->w->ops; i++) {
+    uint64_t k = t->w->live, ops = t->w->ops;
+#define HEAD __atomic_load_n(&prod->ring_head, __ATOMIC_ACQUIRE)
+#define TAIL __atomic_load_n(&prod->ring_tail, __ATOMIC_ACQUIRE)
+    for (uint64_t i = 0; i < ops; i++) {
         if (t == prod) {
-            while (__atomic_load_n(&prod->ring_head, __ATOMIC_ACQUIRE) -
-                   __atomic_load_n(&prod->ring_tail, __ATOMIC_ACQUIRE) == k)
+            while (HEAD - TAIL == k)
                 sched_yield();
             uint64_t h = prod->ring_head % k;
             prod->sizes[h] = draw_size(t);
             prod->slots[h] = get(t, prod->sizes[h]);
             __atomic_store_n(&prod->ring_head, prod->ring_head + 1, __ATOMIC_RELEASE);
+            if (i + 1 == (k < ops ? k : ops))
+                phase(t, AB_TK_peak);  /* the ring is full */
         } else {
-            while (__atomic_load_n(&prod->ring_tail, __ATOMIC_ACQUIRE) ==
-                   __atomic_load_n(&prod->ring_head, __ATOMIC_ACQUIRE))
+            uint64_t head;
+            while ((head = HEAD) == TAIL || (head - TAIL < k && head < ops))
                 sched_yield();
             uint64_t tail = prod->ring_tail % k;
             put(t, prod->slots[tail], prod->sizes[tail]);
             __atomic_store_n(&prod->ring_tail, prod->ring_tail + 1, __ATOMIC_RELEASE);
         }
     }
+#undef HEAD
+#undef TAIL
 }
 
 /* The loop of each pattern, indexed by enum ab_pattern: an unknown pattern has none. */
@@ -710,6 +740,8 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
         t->nslot = nslot;
         t->slots = map_zeroed(sizeof(void *) * nslot);
         t->sizes = map_zeroed(sizeof(size_t) * nslot);
+        if (w->pattern == AB_HANDOFF)  /* the pair shares the producer's live count */
+            t->live_owner = &ts[i - i % 2];
         int pins = w->pattern == AB_FRAGMENT || w->pattern == AB_GROW || w->pattern == AB_SAWTOOTH;
         t->pinned_cap = pins ? w->ops : 0;
         t->pinned = t->pinned_cap ? map_zeroed(sizeof(void *) * t->pinned_cap) : NULL;
@@ -740,6 +772,8 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
         }
         tl->harness_bytes = (int64_t)own;
     }
+    if (w->timeline)  /* live 0: what the baseline grew by before any allocation (the measure's noise) */
+        sample(w->timeline, ts, n, 0, AB_TK_start);
     ab_reset_peak_rss();
     ab_footprint_read(before);
     ab_window win;
@@ -767,6 +801,13 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
     if (ab_window_end(c, &win, &stats->counts)) {
         snprintf(stats->error, sizeof stats->error, "counter window: %s", c->error);
         rc = -1;
+    }
+    if (w->pattern == AB_TRACE) {  /* a replay ends as a cell ends: everything freed, after the window */
+        stats->live_at_end_bytes = ts[0].st.live_at_end_bytes;
+        ab_footprint_read(&stats->at_end);
+        free_leftovers(&ts[0]);
+        if (w->timeline)
+            sample(w->timeline, ts, n, ts[0].st.allocs + ts[0].st.reallocs, AB_TK_freed);
     }
     ab_footprint_read(after);
 

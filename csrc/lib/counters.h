@@ -101,6 +101,16 @@ void ab_counter_close(ab_counter *c);
 int ab_counter_open_task(ab_counter *c, pid_t task);
 int ab_counter_read_totals(ab_counter *c, int64_t out[AB_NSYSCALLS]);
 
+/* strace, for the counter and for the launcher: the binary (given, else
+ * ALLOCBENCH_STRACE, else the first on PATH), the one filter (the counted
+ * syscalls, and faccessat for the window markers), and the one log parser:
+ * counts each counted syscall's entries, between the markers when `bounded`,
+ * else in the whole log.  stdio-free (read(2) and a stack buffer).  0 or -1
+ * with err set. */
+extern const char ab_strace_filter[];
+int ab_strace_binary(const char *given, char *out, size_t cap, char *err, size_t err_cap);
+int ab_strace_count_log(const char *log, int bounded, int64_t out[AB_NSYSCALLS], char *err, size_t err_cap);
+
 /* Open and close one window.  No malloc between begin returning and end
  * being called is made by these functions.  Return 0 or -1 (c->error). */
 int ab_window_begin(ab_counter *c, ab_window *w);

@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 
 #include "counters.h"
+#include "json.h"
 #include "toyalloc.h"
 #include "workloads.h"
 
@@ -48,57 +49,50 @@ static unsigned long long opt_num(int argc, char **argv, const char *key, unsign
     return v;
 }
 
-static void json_str(const char *s)
+static void json_footprint(ab_json *j, const char *key, const ab_footprint *f)
 {
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            printf("\\u%04x", *s);
-        else
-            putchar(*s);
-    }
-    putchar('"');
-}
-
-static void json_footprint(const ab_footprint *f)
-{
-    printf("{\"rss_bytes\":%lld,\"anon_bytes\":%lld,\"peak_rss_bytes\":%lld,\"heap_top\":%llu,"
-           "\"mallinfo2\":{",
-           (long long)f->rss_bytes, (long long)f->anon_bytes, (long long)f->peak_rss_bytes,
-           (unsigned long long)f->heap_top);
+    ab_json_object(j, key);
+    ab_json_count(j, "rss_bytes", f->rss_bytes);
+    ab_json_count(j, "anon_bytes", f->anon_bytes);
+    ab_json_count(j, "peak_rss_bytes", f->peak_rss_bytes);
+    ab_json_uint(j, "heap_top", f->heap_top);
+    ab_json_object(j, "mallinfo2");
     for (int i = 0; i < AB_NMALLINFO2; i++)
-        printf("%s\"%s\":%llu", i ? "," : "", ab_mallinfo2_names[i], (unsigned long long)f->mallinfo2[i]);
-    printf("}}");
+        ab_json_uint(j, ab_mallinfo2_names[i], f->mallinfo2[i]);
+    ab_json_end_object(j);
+    ab_json_end_object(j);
 }
 
-static void json_repeat(const ab_run_stats *s, const ab_footprint *before, const ab_footprint *after)
+static void json_repeat(ab_json *j, const ab_run_stats *s, const ab_footprint *after, int trace)
 {
-    printf("{\"counts\":{\"syscalls\":{");
-    for (int i = 0; i < AB_NSYSCALLS; i++) {
-        printf("%s\"%s\":", i ? "," : "", ab_syscall_names[i]);
-        if (s->counts.syscalls[i] < 0)
-            printf("null");
-        else
-            printf("%lld", (long long)s->counts.syscalls[i]);
+    ab_json_object(j, NULL);
+    ab_json_object(j, "counts");
+    ab_json_object(j, "syscalls");
+    for (int i = 0; i < AB_NSYSCALLS; i++)
+        ab_json_count(j, ab_syscall_names[i], s->counts.syscalls[i]);
+    ab_json_end_object(j);
+    ab_json_int(j, "minor_faults", s->counts.minor_faults);
+    ab_json_int(j, "major_faults", s->counts.major_faults);
+    ab_json_int(j, "wall_ns", s->counts.wall_ns);
+    ab_json_int(j, "cpu_ns", s->counts.cpu_ns);
+    ab_json_end_object(j);
+    ab_json_object(j, "calls");
+    ab_json_uint(j, "allocs", s->allocs);
+    ab_json_uint(j, "frees", s->frees);
+    ab_json_uint(j, "reallocs", s->reallocs);
+    ab_json_uint(j, "failed", s->failed);
+    ab_json_end_object(j);
+    ab_json_uint(j, "live_bytes_peak", s->live_bytes_peak);
+    ab_json_uint(j, "mmapped_blocks", s->mmapped_blocks);
+    ab_json_uint(j, "checked_blocks", s->checked_blocks);
+    if (trace) {  /* after the trace's last event, before its leftovers were freed */
+        ab_json_object(j, "at_end");
+        ab_json_uint(j, "live_bytes", s->live_at_end_bytes);
+        ab_json_count(j, "anon_bytes", s->at_end.anon_bytes);
+        ab_json_end_object(j);
     }
-    printf("},\"minor_faults\":%lld,\"major_faults\":%lld,\"wall_ns\":%lld,\"cpu_ns\":%lld,"
-           "\"thread_cpu_ns\":%lld},",
-           (long long)s->counts.minor_faults, (long long)s->counts.major_faults,
-           (long long)s->counts.wall_ns, (long long)s->counts.cpu_ns,
-           (long long)s->counts.thread_cpu_ns);
-    printf("\"allocs\":%llu,\"frees\":%llu,\"reallocs\":%llu,\"failed\":%llu,"
-           "\"live_bytes_peak\":%llu,\"mmapped_blocks\":%llu,\"checked_blocks\":%llu,",
-           (unsigned long long)s->allocs, (unsigned long long)s->frees,
-           (unsigned long long)s->reallocs, (unsigned long long)s->failed,
-           (unsigned long long)s->live_bytes_peak, (unsigned long long)s->mmapped_blocks,
-           (unsigned long long)s->checked_blocks);
-    printf("\"before\":");
-    json_footprint(before);
-    printf(",\"after\":");
-    json_footprint(after);
-    putchar('}');
+    json_footprint(j, "after", after);
+    ab_json_end_object(j);
 }
 
 int main(int argc, char **argv)
@@ -156,8 +150,11 @@ int main(int argc, char **argv)
             if (!strcmp(policy, toy_policy_names[i]))
                 tc.policy = i;
         if (toy_configure(&tc)) {
-            fprintf(stderr, "allocbench-cell: toy threshold must be <= %zu and policy one of "
-                    "keep, dontneed, free, unmap\n", (size_t)TOY_MAX_THRESHOLD);
+            fprintf(stderr, "allocbench-cell: toy threshold must be <= %zu and policy one of",
+                    (size_t)TOY_MAX_THRESHOLD);
+            for (int i = 0; i < TOY_NPOLICIES; i++)
+                fprintf(stderr, "%s %s", i ? "," : "", toy_policy_names[i]);
+            fputc('\n', stderr);
             return 2;
         }
     } else if (strcmp(allocator, "glibc")) {
@@ -220,55 +217,75 @@ int main(int argc, char **argv)
         int timed = r < nrep;
         ab_run_stats *s = timed ? &st[r] : &scratch_st;
         if (ab_run(&a, &wr, &c, s, timed ? &fp[2 * r] : &scratch[0], timed ? &fp[2 * r + 1] : &scratch[1])) {
-            printf("{\"error\":");
-            json_str(s->error);
-            printf("}\n");
+            ab_json j;
+            ab_json_init(&j, stdout);
+            ab_json_object(&j, NULL);
+            ab_json_str(&j, "error", s->error);
+            ab_json_end_object(&j);
+            putchar('\n');
             return 0;
         }
     }
 
-    printf("{\"counter_method\":\"%s\",", method);
-    if (trace)
-        printf("\"trace_events\":%llu,\"trace_peak_live_bytes\":%llu,\"trace_slots\":%u,",
-               (unsigned long long)replay.n, (unsigned long long)replay.peak_live_bytes, replay.nslots);
-    printf("\"counter_note\":");
-    if (note[0]) json_str(note); else printf("null");
+    ab_json j;
+    ab_json_init(&j, stdout);
+    ab_json_object(&j, NULL);
+    ab_json_str(&j, "counter_method", method);
+    ab_json_str(&j, "counter_note", note[0] ? note : NULL);
+    if (trace) {  /* what the trace holds, from the preparation: the report needs no trace file */
+        ab_json_object(&j, "trace");
+        ab_json_uint(&j, "events", replay.n);
+        ab_json_uint(&j, "allocations", replay.allocs + replay.reallocs);
+        ab_json_uint(&j, "threads", replay.threads);
+        ab_json_uint(&j, "slots", replay.nslots);
+        ab_json_uint(&j, "peak_live_bytes", replay.peak_live_bytes);
+        ab_json_uint(&j, "live_at_end_bytes", replay.live_at_end_bytes);
+        ab_json_uint(&j, "allocations_at_or_above_boundary", replay.big_allocs);
+        ab_json_uint(&j, "bytes_at_or_above_boundary", replay.big_bytes);
+        ab_json_end_object(&j);
+    }
     if (toy) {
         toy_stats ts;
         toy_get_stats(&ts);
-        printf(",\"toy_stats_after\":{\"mapped_bytes\":%llu,\"live_bytes\":%llu,"
-               "\"cached_bytes\":%llu,\"mmap_calls\":%llu,\"munmap_calls\":%llu,"
-               "\"mremap_calls\":%llu,\"madvise_calls\":%llu}",
-               (unsigned long long)ts.mapped_bytes, (unsigned long long)ts.live_bytes,
-               (unsigned long long)ts.cached_bytes, (unsigned long long)ts.mmap_calls,
-               (unsigned long long)ts.munmap_calls, (unsigned long long)ts.mremap_calls,
-               (unsigned long long)ts.madvise_calls);
+        ab_json_object(&j, "toy_stats_after");
+        ab_json_uint(&j, "mapped_bytes", ts.mapped_bytes);
+        ab_json_uint(&j, "live_bytes", ts.live_bytes);
+        ab_json_uint(&j, "cached_bytes", ts.cached_bytes);
+        ab_json_uint(&j, "mmap_calls", ts.mmap_calls);
+        ab_json_uint(&j, "munmap_calls", ts.munmap_calls);
+        ab_json_uint(&j, "mremap_calls", ts.mremap_calls);
+        ab_json_uint(&j, "madvise_calls", ts.madvise_calls);
+        ab_json_end_object(&j);
     }
-    printf(",\"baseline\":");
-    json_footprint(&fp[2 * nrep]);
-    printf(",\"repeats\":[");
-    for (size_t r = warmup; r < nrep; r++) {
-        if (r > warmup) putchar(',');
-        json_repeat(&st[r], &fp[2 * r], &fp[2 * r + 1]);
-    }
-    printf("]");
-    if (tl) {
-        /* the extra, untimed repeat: the memory timeline, column-wise */
-        printf(",\"timeline\":{\"kind\":[");
+    const ab_footprint *base = &fp[2 * nrep];
+    ab_json_object(&j, "baseline");
+    ab_json_count(&j, "rss_bytes", base->rss_bytes);
+    ab_json_count(&j, "anon_bytes", base->anon_bytes);
+    ab_json_uint(&j, "heap_top", base->heap_top);
+    ab_json_end_object(&j);
+    ab_json_array(&j, "repeats");
+    for (size_t r = warmup; r < nrep; r++)
+        json_repeat(&j, &st[r], &fp[2 * r + 1], trace != NULL);
+    ab_json_end_array(&j);
+    if (tl) {  /* the memory timeline of its untimed repeat, column-wise */
+        ab_json_object(&j, "timeline");
+        ab_json_array(&j, "kind");
         for (uint32_t i = 0; i < tl->n; i++)
-            printf("%s\"%s\"", i ? "," : "", ab_timeline_kinds[tl->kind[i]]);
-        printf("]");
+            ab_json_str(&j, NULL, ab_timeline_kinds[tl->kind[i]]);
+        ab_json_end_array(&j);
         for (int k = 0; k < AB_NTLCOLUMNS; k++) {
-            printf(",\"%s\":[", ab_timeline_columns[k]);
+            ab_json_array(&j, ab_timeline_columns[k]);
             for (uint32_t i = 0; i < tl->n; i++) {
-                if (i) putchar(',');
-                if (tl->col[k][i] < 0 && k >= AB_TL_arena) printf("null");
-                else printf("%lld", (long long)tl->col[k][i]);
+                if (tl->col[k][i] < 0 && k >= AB_TL_arena)
+                    ab_json_null(&j, NULL);  /* glibc's columns for another allocator */
+                else
+                    ab_json_int(&j, NULL, tl->col[k][i]);
             }
-            printf("]");
+            ab_json_end_array(&j);
         }
-        printf("}");
+        ab_json_end_object(&j);
     }
-    printf("}\n");
+    ab_json_end_object(&j);
+    putchar('\n');
     return 0;
 }

@@ -62,6 +62,24 @@ static void erase(pmap *m, uint64_t k)
     m->key[i] = 0;
 }
 
+/* distinct tids, in an open-addressed set (tids are never 0) */
+static uint32_t count_threads(const ab_event *ev, uint64_t n)
+{
+    uint64_t cap = 1024;
+    uint32_t *set = map_zero(cap * 4), count = 0;
+    if (!set)
+        return 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t h = ev[i].tid * 0x9E3779B97F4A7C15ull >> 54;  /* 10 bits */
+        while (set[h] && set[h] != ev[i].tid)
+            h = (h + 1) & (cap - 1);
+        if (!set[h] && count < cap / 2)
+            set[h] = ev[i].tid, count++;
+    }
+    munmap(set, cap * 4);
+    return count;
+}
+
 int ab_replay_load(const char *path, ab_replay *r, char *err, size_t cap)
 {
     memset(r, 0, sizeof *r);
@@ -130,6 +148,8 @@ int ab_replay_load(const char *path, ab_replay *r, char *err, size_t cap)
             *find(&pm, e->ptr, 1) = out + 1;
             slot_size[out] = e->size;
             live += e->size;
+            if (e->size >= AB_GLIBC_DEFAULT_BOUNDARY)
+                r->big_allocs++, r->big_bytes += e->size;
             if (live > r->peak_live_bytes)
                 r->peak_live_bytes = live;
         } else if (op != AB_OP_FREE && !(op == AB_OP_REALLOC || op == AB_OP_REALLOCARRAY)) {
@@ -149,6 +169,8 @@ int ab_replay_load(const char *path, ab_replay *r, char *err, size_t cap)
             r->aux[i] = e->old;  /* the recorded alignment */
     }
     r->n = n;
+    r->live_at_end_bytes = live;
+    r->threads = count_threads(ev, n);
     munmap((void *)m, len);
     munmap(pm.key, buckets * 8), munmap(pm.val, buckets * 4), munmap(free_slots, n * 4 + 4);
     munmap(slot_size, n * 8 + 8);

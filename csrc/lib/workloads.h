@@ -35,7 +35,8 @@ typedef struct ab_allocator {
     X(AB_SAWTOOTH, "sawtooth", 0, "build up `live` blocks from the band, free all but 1 in 16 "  \
       "(survivors stay); repeat")                                                                 \
     X(AB_CHECKERBOARD, "checkerboard", 0, "`live` blocks, free every other one, then the rest; repeat") \
-    X(AB_HANDOFF, "handoff", 0, "pairs of threads: one allocates, the other frees (threads even)") \
+    X(AB_HANDOFF, "handoff", 0, "pairs of threads: one allocates into a ring of `live` blocks, the other " \
+      "frees from it once it is full, so `live` blocks are always in flight (threads even)")     \
     X(AB_TRACE, "trace", 0, "a recorded program's calls, replayed in their global order on one thread (trace=FILE)")
 
 enum ab_pattern {
@@ -52,14 +53,18 @@ extern const int ab_pattern_band[AB_NPATTERNS];  /* 1: needs size_lo < size_hi *
 #define AB_MAX_THREADS 256
 #define AB_FRAGMENT_SMALL 64  /* bytes of each long-lived block in `fragment` */
 
-/* A memory timeline, taken in one extra, untimed repeat: columns of samples,
- * at least 64 evenly spaced (by thread 0's allocations) plus one at each phase
- * boundary.  Every column but `op` is bytes; glibc's columns are mallinfo2's. */
+/* A memory timeline, taken in one untimed repeat (the first warm-up; with no
+ * warm-up, one more repeat after the timed ones): columns of samples, one
+ * before the first allocation, at least 64 evenly spaced (by thread 0's
+ * allocations) and one at each phase boundary.  Every column but `op` is
+ * bytes; glibc's columns are mallinfo2's. */
 #define AB_TIMELINE_COLUMNS(X)                                                          \
     X(op)            /* thread 0's allocations so far */                               \
     X(live_bytes)    /* bytes requested and still held, all threads (the workload's count) */ \
     X(usable_bytes)  /* malloc_usable_size summed over live blocks */                    \
     X(rss_bytes)     /* process RSS minus the cell's baseline before its warm-up */      \
+    X(anon_bytes)    /* its anonymous part (statm resident - shared): the allocator's pages, \
+                        without the file pages (code) that fault in along the way */   \
     X(heap_bytes)    /* sbrk(0) growth over the baseline */                              \
     X(mapped_bytes)  /* private writable virtual memory growth outside the heap */      \
     X(arena) X(hblkhd) X(uordblks) X(fordblks) X(keepcost) /* glibc's mallinfo2 */     \
@@ -71,8 +76,8 @@ enum {
     AB_NTLCOLUMNS
 };
 extern const char *const ab_timeline_columns[AB_NTLCOLUMNS];
-/* why a sample was taken */
-#define AB_TIMELINE_KINDS(X) X(periodic) X(peak) X(half) X(freed) X(end)
+/* why a sample was taken (start: before the first allocation, live 0) */
+#define AB_TIMELINE_KINDS(X) X(start) X(periodic) X(peak) X(half) X(freed) X(end)
 enum {
 #define AB_TK_ENUM(name) AB_TK_##name,
     AB_TIMELINE_KINDS(AB_TK_ENUM)
@@ -86,7 +91,7 @@ extern const char *const ab_timeline_kinds[AB_NTLKINDS];
 typedef struct ab_timeline {
     int statm_fd;
     long page;
-    int64_t base_rss_pages, base_data_pages;
+    int64_t base_rss_pages, base_data_pages, base_anon_pages;
     uintptr_t base_heap;
     uint64_t every;   /* a periodic sample every `every` allocations of thread 0 */
     int64_t harness_bytes;  /* the loop's own arrays, pre-faulted and left out of rss_bytes */
@@ -114,7 +119,10 @@ typedef struct ab_workload {
 
 typedef struct ab_run_stats {
     uint64_t allocs, frees, reallocs, failed;
-    uint64_t live_bytes_peak;      /* requested bytes held at the peak, all threads */
+    uint64_t live_bytes_peak;      /* requested bytes held at the peak: per-thread peaks summed
+                                      (handoff: per pair), an upper bound when threads peak apart */
+    uint64_t live_at_end_bytes;    /* trace: bytes the program still held after its last event */
+    ab_footprint at_end;           /* trace: the footprint then, before those blocks are freed */
     uint64_t mmapped_blocks;       /* glibc only, and only for touched blocks */
     uint64_t checked_blocks;       /* blocks whose IS_MMAPPED bit was read */
     ab_counts counts;
@@ -145,7 +153,10 @@ const char *ab_cell_check(const ab_cell_spec *s);
 
 /* Run one repeat inside one counter window.  Blocks a pattern keeps on
  * purpose (fragment's small ones) are still live when the window closes and
- * when `after` is read, then freed.  Returns 0, or -1 with stats->error. */
+ * when `after` is read, then freed.  A trace's blocks that the program never
+ * freed are freed after the window closes (stats->at_end is read first), and
+ * before `after` is read: a replay ends as a cell ends.  Returns 0, or -1
+ * with stats->error. */
 int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
            ab_run_stats *stats, ab_footprint *before, ab_footprint *after);
 

@@ -1,0 +1,140 @@
+"""Every child allocbench starts goes through here: where its binaries are,
+what environment a child gets, how long it may run, and the one-line error
+when it does not end well.  The bottom layer: it imports nothing of allocbench.
+
+Two kinds of child:
+- allocbench's own programs (cells, probes, calibration, the launcher, a fresh
+  interpreter for the toy): run_json() runs one and parses the JSON object on
+  its last line of output;
+- a user's program (exec, record): run_user() gives it the user's input and
+  output, as `time` or hyperfine would: stdin from a file or /dev/null (never
+  the terminal, so no run waits on it), stdout and stderr to a log file, to
+  the terminal (show), or discarded, all as bytes."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+DEFAULT_TIMEOUT_S = 300
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class ChildFailed(RuntimeError):
+    """A child that crashed, hung, exited non-zero or printed no JSON; the message says which, in one line."""
+
+
+def program(name: str, override: str | None = None) -> str:
+    """One of allocbench's C programs, built beside this package by `make build`;
+    the environment variable `override` may point elsewhere (e.g. a debug build)."""
+    path = (override and os.environ.get(override)) or os.path.join(HERE, name)
+    if not os.access(path, os.X_OK):
+        raise FileNotFoundError(f"{path} is missing or not executable: run `make build`")
+    return path
+
+
+def library(name: str) -> str:
+    """A preload library built beside this package (librecord.so, libexplain.so, ...)."""
+    path = os.path.join(HERE, name)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} is missing: run `make build`")
+    return path
+
+
+def child_env(preload: str | None = None, extra: dict | None = None) -> dict:
+    """The environment of a child: this one, except that its malloc is the one
+    asked for, never an LD_PRELOAD inherited from whoever started allocbench."""
+    out = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    if preload:
+        out["LD_PRELOAD"] = preload
+    out.update(extra or {})
+    return out
+
+
+def check_command(command: list[str]) -> None:
+    """ValueError (one line) unless `command` names a program that can be run."""
+    if not command:
+        raise ValueError("no command: give it after --, e.g. allocbench exec -- python3 script.py")
+    if not shutil.which(command[0]):
+        raise ValueError(f"command not found: {command[0]}")
+
+
+def run_json(argv: list[str], env: dict | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> dict:
+    """Run one of allocbench's own programs and parse the JSON object on its last
+    line of output.  Raises ChildFailed with the reason; Ctrl-C that reached the
+    child too becomes KeyboardInterrupt."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, timeout=timeout,
+                              env=child_env() if env is None else env)
+    except subprocess.TimeoutExpired:
+        raise ChildFailed(f"timeout: no result within {timeout:g} s") from None
+    except OSError as e:
+        raise ChildFailed(f"cannot run {argv[0]}: {e.strerror}") from None
+    if proc.returncode == -signal.SIGINT:
+        raise KeyboardInterrupt
+    if proc.returncode < 0:
+        raise ChildFailed(f"crashed: killed by {signal.Signals(-proc.returncode).name}")
+    lines = proc.stdout.decode(errors="replace").strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+        raise ChildFailed(f"exit status {proc.returncode}: {tail}")
+    try:
+        return json.loads(lines[-1])
+    except json.JSONDecodeError:
+        raise ChildFailed(f"unreadable output: {lines[-1][:200]!r}") from None
+
+
+def run_python(code: str, timeout: float = 120) -> dict:
+    """`code` in a fresh interpreter that can import this package; its last line's JSON."""
+    return run_json([sys.executable, "-c", code], env=child_env(extra={"PYTHONPATH": os.path.dirname(HERE)}),
+                    timeout=timeout)
+
+
+SHOW = "show"  # run_user(output=SHOW): the program writes to allocbench's own stdout and stderr
+
+
+def run_user(argv: list[str], env: dict, timeout: float, stdin: str | None = None,
+             output: str | None = None) -> int:
+    """Run a user's program (or the launcher that runs it) to its end; returns
+    its exit status.  stdin: a file, else /dev/null.  output: a log file for
+    both stdout and stderr (created, with its folder), SHOW for the terminal,
+    or None to discard them.  A timeout is ChildFailed("timeout: ...")."""
+    try:
+        src = open(stdin, "rb") if stdin else open(os.devnull, "rb")
+    except OSError as e:
+        raise ChildFailed(f"--input {stdin}: {e.strerror}") from None
+    try:
+        if output == SHOW:
+            sink = None
+        elif output:
+            os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+            sink = open(output, "wb")
+        else:
+            sink = subprocess.DEVNULL
+        try:
+            proc = subprocess.run(argv, stdin=src, stdout=sink, stderr=subprocess.STDOUT if sink is not None
+                                  else None, env=env, timeout=timeout)
+        finally:
+            if sink not in (None, subprocess.DEVNULL):
+                sink.close()
+    except subprocess.TimeoutExpired:
+        raise ChildFailed(f"timeout: killed after {timeout:g} s") from None
+    except OSError as e:
+        raise ChildFailed(f"cannot run {argv[0]}: {e.strerror}") from None
+    finally:
+        src.close()
+    if proc.returncode == -signal.SIGINT:
+        raise KeyboardInterrupt
+    return proc.returncode
+
+
+def tail(path: str | None, lines: int = 5) -> list[str]:
+    """The last lines of a log, decoded for reading (bytes that are not UTF-8 are replaced)."""
+    if not path or not os.path.exists(path):
+        return []
+    with open(path, "rb") as f:
+        f.seek(max(0, os.path.getsize(path) - 4096))
+        return f.read().decode(errors="replace").strip().splitlines()[-lines:]

@@ -1,0 +1,116 @@
+"""What the verbs share: the parser with one-line errors, the usage error,
+argument types, the settings flags from the backends' tables, loading files."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..units import GIB, KIB, MIB
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of usage + error
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class UsageError(Exception):
+    """Bad input found after parsing: printed on one line, exit 2."""
+
+
+UNITS = {"": 1, "B": 1, "K": KIB, "KIB": KIB, "M": MIB, "MIB": MIB, "G": GIB, "GIB": GIB}
+
+
+def size_arg(text: str) -> int:
+    """Bytes from "135168", "128K", "128KiB", "1M", "1MiB"."""
+    t = text.strip().upper()
+    digits = t.rstrip("KMGIB")
+    unit = t[len(digits):]
+    if not digits.isdigit() or unit not in UNITS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 135168, 128K, 1MiB)")
+    return int(digits) * UNITS[unit]
+
+
+def count_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def seconds_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
+    return value
+
+
+def add_setting_flags(parser) -> None:
+    """--mmap-threshold, --toy-policy, ...: one flag per row of every backend's settings table."""
+    from ..backends import BACKENDS
+
+    seen = set()
+    for backend in BACKENDS.values():
+        for s in backend.settings:
+            if s.name in seen:
+                continue
+            seen.add(s.name)
+            flag = "--" + s.name.replace("_", "-")
+            if s.choices is not None:
+                parser.add_argument(flag, choices=s.choices, help=s.help())
+            else:
+                parser.add_argument(flag, type=size_arg if s.in_bytes else count_arg, help=s.help())
+
+
+def settings_given(args) -> dict:
+    """The settings flags given on the command line."""
+    from ..backends import ALL_SETTINGS
+
+    return {k: getattr(args, k) for k in ALL_SETTINGS if getattr(args, k, None) is not None}
+
+
+def add_program_io(parser, what: str) -> None:
+    """The measured program's input and output, as hyperfine offers them."""
+    parser.add_argument("--input", metavar="FILE", help=f"feed FILE to {what}'s stdin (default: /dev/null, so no "
+                        "run waits on the terminal)")
+    parser.add_argument("--show-output", action="store_true",
+                        help=f"pass {what}'s stdout and stderr through unchanged (allocbench's own lines go to "
+                             "stderr); by default they go to a log file beside --out, or are discarded")
+
+
+def command_after_dashes(args) -> list[str]:
+    return args.command[1:] if args.command[:1] == ["--"] else args.command
+
+
+def load_results(path: str, strict: bool = False) -> list[dict]:
+    from ..results import ResultsError, latest_per_cell, load_records
+
+    try:
+        return latest_per_cell(load_records(path, strict))
+    except ResultsError as e:
+        raise UsageError(str(e)) from None
+
+
+def load_json(path: str | None, what: str):
+    if not path:
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise UsageError(f"{what} file {path}: {e}") from None
+
+
+def load_probes_and_calibration(args):
+    probes = load_json(args.probes, "probes")
+    if isinstance(probes, dict) and "probe" in probes:  # one probe's output
+        probes = {probes["probe"]: probes}
+    calibration = load_json(args.calibration, "calibration")
+    if calibration is not None and not isinstance((calibration or {}).get("units_ns"), dict):
+        raise UsageError(f"calibration file {args.calibration}: no units_ns (write it with allocbench calibrate)")
+    return probes, calibration

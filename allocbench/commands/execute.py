@@ -1,0 +1,93 @@
+"""allocbench exec: an unmodified program under any allocator and glibc setting."""
+from __future__ import annotations
+
+import json
+import sys
+
+from .common import (
+    UsageError,
+    add_program_io,
+    add_setting_flags,
+    command_after_dashes,
+    count_arg,
+    seconds_arg,
+    settings_given,
+)
+
+NAME, HELP = "exec", "run an unmodified program under any allocator and glibc setting"
+
+
+def add_arguments(p) -> None:
+    from ..backends import BACKENDS
+    from ..programs import GRIDS, MAX_HZ
+
+    p.add_argument("--allocator", choices=list(BACKENDS), default=next(iter(BACKENDS)),
+                   help="; ".join(f"{n}: {b.about}" for n, b in BACKENDS.items()))
+    add_setting_flags(p)
+    p.add_argument("--grid", help=f"{', '.join(GRIDS)}, or a JSON file: [{{\"allocator\": ..., \"settings\": "
+                                  "{...}}, ...]; the settings run in turns")
+    p.add_argument("--repeats", type=count_arg, default=3, help="runs per setting, each a fresh process (3)")
+    p.add_argument("--hz", type=count_arg, default=100, help=f"RSS samples per second, 1 to {MAX_HZ} (100)")
+    p.add_argument("--timeout", type=seconds_arg, default=600, help="seconds per run before it is killed (600)")
+    p.add_argument("--explain-threshold", action="store_true",
+                   help="log who raised glibc's dynamic mmap threshold, and what it moved to the heap")
+    p.add_argument("--out", help="append the records to this JSON Lines file (resumed); the programs' output "
+                                 "goes to OUT.logs/")
+    p.add_argument("--json", action="store_true", help="print each record as one JSON line")
+    add_program_io(p, "the program")
+    p.add_argument("command", nargs="...", help="-- CMD ARGS...")
+
+
+def frame_text(frame: dict) -> str:
+    """object+offset (function), or file:line where it was resolved."""
+    where = frame.get("source") or f"{frame['object']}+{frame['offset']}"
+    return f"{frame['function']} ({where})" if frame.get("function") else where
+
+
+def summary(rec: dict) -> list[str]:
+    from ..units import human_bytes
+
+    settings = ", ".join(f"{k}={v}" for k, v in rec["settings"].items()) or "defaults"
+    head = f"{rec['allocator']} [{settings}] repeat {rec['repeat'] + 1}"
+    if rec["status"] != "ok":
+        return [f"{head}: {rec['status'].upper()}: {rec['error']}"]
+    sc = rec["syscalls"] or {}
+    loader = rec["loader"]["syscalls"] or {}
+    lines = [f"{head}: {rec['wall_ns'] / 1e9:.3f} s, " + ", ".join(f"{k} {v}" for k, v in sc.items() if v)
+             + " (loader alone: " + (", ".join(f"{k} {v}" for k, v in loader.items() if v) or "-")
+             + f"), {rec['minor_faults']} minor faults, peak RSS {human_bytes(rec['peak_rss_bytes'])}, "
+             f"final {human_bytes(rec['final_rss_bytes'])}"]
+    explain = rec.get("explain") or {}
+    for rise in explain.get("rises", []):
+        lines.append(f"  threshold rose {rise['old_threshold']} -> {rise['new_threshold']} at "
+                     f"{rise['t_ns'] / 1e6:.1f} ms, freed at: "
+                     + " <- ".join(frame_text(f) for f in rise["backtrace"][:4]))
+    if explain:
+        lines.append(f"  {explain.get('moved_blocks', 0)} later blocks ({human_bytes(explain.get('moved_bytes', 0))}) "
+                     "went to the heap because of the rises")
+    return lines
+
+
+def run(args) -> int:
+    from .. import programs
+
+    command = command_after_dashes(args)
+    settings = settings_given(args)
+    try:
+        if args.grid:
+            if settings or args.allocator != next(iter(programs.BACKENDS)):
+                raise ValueError("--grid chooses the allocators and settings; drop --allocator and setting flags")
+            grid = programs.load_grid(args.grid)
+        else:
+            grid = [{"allocator": args.allocator, "settings": settings}]
+        recs = programs.run_grid(command, grid, args.repeats, args.out, hz=args.hz, timeout=args.timeout,
+                                 explain=args.explain_threshold, stdin=args.input, show_output=args.show_output)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+    ours = sys.stderr if args.show_output else sys.stdout  # stdout carries the program's own bytes
+    for rec in recs:
+        print(json.dumps(rec) if args.json else "\n".join(summary(rec)), file=ours)
+    timed_out = [r for r in recs if (r.get("error") or "").startswith("timeout")]
+    if timed_out:
+        raise UsageError(f"{len(timed_out)} run(s) timed out after {args.timeout:g} s (raise --timeout)")
+    return 0 if all(r["status"] in ("ok", "skipped") for r in recs) else 1

@@ -1,0 +1,50 @@
+"""allocbench info: this machine, glibc, the counter methods, and the tables."""
+from __future__ import annotations
+
+import json
+
+NAME, HELP = "info", "machine, glibc, counter methods and allocbench's tables (allocators, toy policies)"
+
+
+def fields() -> dict:
+    """What --field can print without probing the machine: allocbench's own lists."""
+    from ..backends import BACKENDS, debian_packages
+    from ..toy import POLICIES
+
+    return {"allocators": list(BACKENDS), "debian_packages": debian_packages(), "toy_policies": list(POLICIES)}
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--field", choices=("allocators", "debian_packages", "toy_policies"),
+                   help="print one list, space-separated, for scripts and the Makefile")
+
+
+def run(args) -> int:
+    from .. import __version__, counters, machine, toy
+
+    if args.field:
+        print(" ".join(fields()[args.field]))
+        return 0
+    info = machine.describe()
+    info["allocbench"] = __version__
+    methods = counters.probe_methods()
+    info["counter_methods"] = {name: ("always (counts no syscalls)" if name == "none" else
+                                      "available" if why is None else f"unavailable: {why}")
+                               for name, why in methods.items()}
+    info["counter_method_default"] = counters.chosen_method()[0]  # what the cells will use
+    info["fault_counter"] = "getrusage(RUSAGE_SELF) deltas"
+    info["toy_library"] = toy.library_path()
+    info.update(fields())
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    width = max(map(len, info))
+    for key, value in info.items():
+        if isinstance(value, dict):
+            print(f"{key:<{width}}")
+            for k, v in value.items():
+                print(f"  {k:<{width - 2}}  {v}")
+        else:
+            print(f"{key:<{width}}  {' '.join(value) if isinstance(value, list) else value}")
+    return 0

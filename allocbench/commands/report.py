@@ -1,0 +1,64 @@
+"""allocbench report (REPORT.md) and allocbench plot (its figures alone)."""
+from __future__ import annotations
+
+import os
+
+from .common import UsageError, load_probes_and_calibration, load_results
+
+NAME, HELP = "report", "REPORT.md with findings and figures from a results file and the files beside it"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("results", help="a JSON Lines results file (cells)")
+    p.add_argument("--out", default="plots/REPORT.md", help="report path; figures go beside it")
+    add_inputs(p)
+
+
+def add_inputs(p) -> None:
+    p.add_argument("--probes", help="JSON from `allocbench probe all --out FILE`, for the probes' sections")
+    p.add_argument("--calibration", help="JSON from `allocbench calibrate --out FILE`, for the cost model")
+    p.add_argument("--programs", help="JSON Lines from `allocbench exec --out FILE`, for the real programs")
+    p.add_argument("--replays", help="JSON Lines of trace cells (sweep of pattern trace), for the replayed programs")
+    p.add_argument("--toy-speed", nargs=2, metavar=("BEFORE", "AFTER"),
+                   help="two runs of benchmarks/toy_speed.json (make toy-speed): the toy against glibc, before "
+                        "and after")
+
+
+def inputs(args):
+    """Everything the report reads, each with the file it came from."""
+    from ..report import Inputs
+
+    probes, calibration = load_probes_and_calibration(args)
+    got = Inputs(cells=load_results(args.results), results_path=args.results, probes=probes,
+                 calibration=calibration)
+    sources = [("probes", args.probes), ("calibration", args.calibration)]
+    if getattr(args, "programs", None):
+        got.programs = load_results(args.programs)
+        sources.append(("programs", args.programs))
+    if getattr(args, "replays", None):
+        got.replays = load_results(args.replays)
+        sources.append(("replays", args.replays))
+    if getattr(args, "toy_speed", None):
+        got.toy_speed = tuple(load_results(f) for f in args.toy_speed)
+        sources += [("toy speed before", args.toy_speed[0]), ("toy speed after", args.toy_speed[1])]
+    got.sources = [(what, path) for what, path in sources if path]
+    return got
+
+
+def run(args) -> int:
+    from ..report import write_report
+
+    write_report(inputs(args), args.out)
+    print(args.out)
+    return 0
+
+
+def run_plot(args) -> int:
+    from ..report import draw_figures
+
+    made = draw_figures(inputs(args), args.out)
+    if not made:
+        raise UsageError(f"{args.results}: nothing the figures use (churn, batch, fragmentation patterns, ...)")
+    for name, _ in made:
+        print(os.path.join(args.out, name))
+    return 0

@@ -1,0 +1,137 @@
+"""The headline findings of the sweep.  Every number comes from the records;
+every comparison carries its test (stats.cells); a sentence that explains a
+mechanism is printed only when the numbers it cites show it, and otherwise
+the sentence says what was seen instead.  A finding whose cells are missing
+is left out."""
+from __future__ import annotations
+
+from .. import stats
+from ..records import series_key
+from ..series import find, glibc_at, other_defaults, series, syscalls_per_op
+from ..units import KIB, MIB, size_label
+
+
+def _ns(r: dict) -> float:
+    return r["ns_per_op"]["median"]
+
+
+def _mib(n) -> str:
+    return "-" if n is None else f"{n / MIB:.1f} MiB"
+
+
+def fixed_threshold_cost(recs) -> list[str]:
+    out = []
+    dyn, fixed = glibc_at(None), glibc_at(128 * KIB)
+    for size in (256 * KIB, 1024 * KIB):
+        a, b = find(recs, "churn", fixed, size), find(recs, "churn", dyn, size)
+        if a and b:
+            c = stats.cells(b, a)
+            out.append(f"At {size_label(size)} churn, a fixed 128 KiB threshold against glibc's dynamic default: "
+                       f"{c.words()} ({_ns(a):,.0f} vs {_ns(b):,.0f} ns/op), with {syscalls_per_op(a):.2f} vs "
+                       f"{syscalls_per_op(b):.4f} syscalls/op and {a['faults_per_op']:.1f} vs "
+                       f"{b['faults_per_op']:.2f} page faults/op.")
+    return out
+
+
+def cliff(recs) -> list[str]:
+    fixed = glibc_at(128 * KIB)
+    lo, hi = find(recs, "churn", fixed, 124 * KIB), find(recs, "churn", fixed, 132 * KIB)
+    if not (lo and hi):
+        return []
+    c = stats.cells(lo, hi)
+    pages = -(-132 * KIB // 4096)
+    seen = (f"{hi['mmapped_fraction']:.0%} of its blocks mmapped, {syscalls_per_op(hi):.2f} syscalls and "
+            f"{hi['faults_per_op']:.1f} faults per op")
+    fresh = (hi["mmapped_fraction"] is not None and hi["mmapped_fraction"] >= 0.99 and syscalls_per_op(hi) >= 1.9
+             and hi["faults_per_op"] >= pages - 1 and c.verdict == "slower")
+    why = (f"because every 132 KiB block is a fresh mmap whose {pages} pages all fault again ({seen})" if fresh
+           else f"({seen})")
+    return [f"The cliff at a fixed 128 KiB threshold: 132 KiB churn against 124 KiB churn, {c.words()} "
+            f"({_ns(hi):,.0f} vs {_ns(lo):,.0f} ns/op), {why}."]
+
+
+def smallest_mmapped(recs) -> list[str]:
+    rows = sorted((r for r in recs if r["status"] == "ok" and r["pattern"] == "churn" and r["threads"] == 1
+                   and r["size_bytes"] is not None and series_key(r) == glibc_at(128 * KIB)
+                   and r["mmapped_fraction"] is not None), key=lambda r: r["size_bytes"])
+    first = next((r for r in rows if r["mmapped_fraction"] > 0.5), None)
+    if not first:
+        return []
+    below = [r for r in rows if r["size_bytes"] < first["size_bytes"]]
+    return [f"With M_MMAP_THRESHOLD=128 KiB the smallest measured size glibc serves by mmap is "
+            f"{size_label(first['size_bytes'])} ({first['mmapped_fraction']:.0%} of its blocks)"
+            + (f"; the next smaller measured, {size_label(below[-1]['size_bytes'])}, stays on the heap "
+               f"({below[-1]['mmapped_fraction']:.0%})." if below else ".")]
+
+
+def batch_retained(recs) -> list[str]:
+    out = []
+    a, b = find(recs, "batch", glibc_at(None), 256 * KIB), find(recs, "batch", glibc_at(128 * KIB), 256 * KIB)
+    if a and b and a["retained_after_free_bytes"] is not None and b["retained_after_free_bytes"] is not None:
+        out.append(f"After a batch of {min(a['live'], a['ops'])} x 256 KiB is freed, the anonymous memory still "
+                   f"held over the cell's start: {_mib(a['retained_after_free_bytes'])} at the dynamic default, "
+                   f"{_mib(b['retained_after_free_bytes'])} at a fixed 128 KiB threshold.")
+    rows = [r for r in (find(recs, "batch", k, MIB) for k in (glibc_at(None), glibc_at(128 * KIB), *other_defaults()))
+            if r and r["retained_after_free_bytes"] is not None]
+    if len(rows) >= 3:
+        out.append(f"After {min(rows[0]['live'], rows[0]['ops'])} x 1 MiB blocks are freed, anonymous memory "
+                   "still held: " + ", ".join(f"{series(r)} {_mib(r['retained_after_free_bytes'])}" for r in rows)
+                   + ".")
+    return out
+
+
+def raised_threshold(recs) -> list[str]:
+    high, dyn = find(recs, "churn", glibc_at(32 * MIB), 256 * KIB), find(recs, "churn", glibc_at(None), 256 * KIB)
+    if not (high and dyn) or high["syscalls"]["brk"] is None:
+        return []
+    c = stats.cells(dyn, high)
+    brk_high, brk_dyn = high["syscalls_per_op"]["brk"], dyn["syscalls_per_op"]["brk"]
+    said = (f"At 256 KiB churn, M_MMAP_THRESHOLD=32 MiB against the dynamic default: {c.words()} "
+            f"({_ns(high):,.0f} vs {_ns(dyn):,.0f} ns/op), {brk_high:.2f} vs {brk_dyn:.4f} brk calls and "
+            f"{high['faults_per_op']:.1f} vs {dyn['faults_per_op']:.2f} faults per op")
+    if c.verdict == "slower" and brk_high >= 1.9 and brk_dyn < 0.01:
+        said += (": raising the threshold alone does not make these blocks cheap, because setting it leaves "
+                 "M_TRIM_THRESHOLD at 128 KiB, so every free shrinks the heap and the next malloc grows it again "
+                 "(the dynamic default raises both thresholds)")
+    return [said + "."]
+
+
+def fastest_at(recs, size: int = 132 * KIB) -> list[str]:
+    """Each allocator's churn time against the fastest median, with the test; a
+    fastest is named only when it beats every other."""
+    cells = [r for r in (find(recs, "churn", k, size) for k in (glibc_at(None), glibc_at(128 * KIB),
+                                                                  *other_defaults())) if r]
+    if len(cells) < 3:
+        return []
+    cells.sort(key=_ns)
+    top = cells[0]
+    against = [(r, stats.cells(top, r)) for r in cells[1:]]
+    same = [series(r) for r, c in against if not c.significant]
+    parts = ", ".join(f"{series(r)} {_ns(r):,.0f} ns/op, {c.words()}" for r, c in against)
+    if not same:
+        head = f"{series(top)} is the fastest ({_ns(top):,.0f} ns/op); against it: "
+    else:
+        head = (f"no allocator is the fastest by the test: {series(top)} has the lowest median "
+                f"({_ns(top):,.0f} ns/op), and {', '.join(same)} cannot be told from it; against it: ")
+    return [f"At {size_label(size)} churn, {head}{parts}."]
+
+
+def failed(recs) -> list[str]:
+    bad = [r for r in recs if r["status"] != "ok"]
+    if not bad:
+        return []
+    reasons = sorted({r["error"] for r in bad})
+    return [f"{len(bad)} cell(s) failed or were skipped: " + "; ".join(reasons[:5])
+            + (f"; and {len(reasons) - 5} other reasons" if len(reasons) > 5 else "") + "."]
+
+
+FINDINGS = (fixed_threshold_cost, cliff, smallest_mmapped, batch_retained, raised_threshold, fastest_at, failed)
+
+
+def findings(recs: list[dict]) -> list[str]:
+    return [line for finding in FINDINGS for line in finding(recs)]
+
+
+def render(inputs, canvas) -> list[str]:
+    found = findings(inputs.cells)
+    return ["## Findings", "", *([f"- {f}" for f in found] or ["- (not enough cells for the standard findings)"]), ""]

@@ -1,0 +1,102 @@
+"""Probes of glibc's behaviour (`allocbench probe boundary | dynamic | trim |
+arenas`): each summary as the probe wrote it, and its figure."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..backends import glibc_backend
+from ..units import MIB, size_label
+from .draw import probe_caption
+
+
+def fig_boundary(res):
+    def draw(path, cap):
+        from .draw import finish, plt
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        labels = ["found by search\n(heap must grow)", "predicted\n(chunk rounding)",
+                  "first malloc of a process\n(top chunk from M_TOP_PAD)"]
+        values = [res["found_when_heap_must_grow"], res["predicted"], res.get("found_first_malloc_of_a_process")]
+        bars = ax.bar(labels, [v or 0 for v in values], color=["tab:blue", "tab:gray", "tab:orange"])
+        for bar, v in zip(bars, values):
+            ax.annotate(f"{v:,} B" if v else "n/a", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=9)
+        ax.axhline(res["threshold_in_force"], color="k", ls=":", label=f"threshold {res['threshold_in_force']:,} B")
+        ax.set_ylim(min(v for v in values if v) * 0.97, max(v for v in values if v) * 1.02)
+        ax.legend(fontsize=8)
+        return finish(fig, ax, "probe boundary: the smallest request glibc serves with mmap", "",
+                      "request size (bytes)", probe_caption(res), path)
+    return draw
+
+
+def fig_dynamic(res):
+    def draw(path, cap):
+        if "steps" not in res:
+            return False
+        from .draw import finish, plt
+        rows = res["steps"]
+        fig, ax = plt.subplots(figsize=(10, 5))
+        labels = ["fresh"] + [size_label(r["freed"]) for r in rows[1:]]
+        x = range(len(rows))
+        ax.plot(x, [r["threshold_inferred"] for r in rows], "o-", label="mmap threshold (inferred from the boundary)")
+        ax.plot(x, [r["trim_threshold_inferred"] for r in rows], "s--",
+                label="trim threshold (inferred: top chunk size that first trims)")
+        ax.axhline(res["cap_documented"], color="k", ls=":", label="DEFAULT_MMAP_THRESHOLD_MAX (32 MiB)")
+        ax.set_yscale("log", base=2)
+        ax.set_xticks(list(x))
+        ax.set_xticklabels(labels, rotation=30, fontsize=8)
+        ax.legend(fontsize=8)
+        return finish(fig, ax, "probe dynamic: glibc's threshold after each free of an mmapped chunk",
+                      "mmapped chunk freed (in sequence)", "bytes (log)", probe_caption(res), path)
+    return draw
+
+
+def fig_trim(res):
+    def draw(path, cap):
+        from .draw import finish, plt
+        p = res["pinned"]
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        ax.bar(["allocated", "all but the pin freed", "after malloc_trim(0)"],
+               [p[s]["rss_bytes"] / MIB for s in ("allocated", "freed", "trimmed")],
+               color=["tab:blue", "tab:red", "tab:green"])
+        return finish(fig, ax, "probe trim: a pinned heap keeps its pages until malloc_trim", "", "RSS (MiB)",
+                      probe_caption(res), path)
+    return draw
+
+
+def fig_arenas(res):
+    def draw(path, cap):
+        from .draw import plt, save
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+        groups = defaultdict(list)
+        for r in res["rows"]:
+            groups["default" if r["arena_max"] is None else f"M_ARENA_MAX={r['arena_max']}"].append(r)
+        for name, rows in groups.items():
+            t = [r["threads"] for r in rows]
+            axes[0].plot(t, [r["syscalls"]["mmap"] + r["syscalls"]["mprotect"] for r in rows], "o-", label=name)
+            axes[1].plot(t, [r["syscalls"]["brk"] for r in rows], "o-", label=name)
+        for ax, label in zip(axes, ("mmap + mprotect calls", "brk calls")):
+            ax.set_xlabel("worker threads")
+            ax.set_ylabel(label)
+            ax.set_xscale("log", base=2)
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.suptitle("probe arenas: where threads get memory (each: 256 x 16 KiB live)")
+        return save(fig, probe_caption(res), path)
+    return draw
+
+
+FIGURES = {"boundary": fig_boundary, "dynamic": fig_dynamic, "trim": fig_trim, "arenas": fig_arenas}
+
+
+def render(inputs, canvas) -> list[str]:
+    probes = {k: v for k, v in (inputs.probes or {}).items()
+              if isinstance(v, dict) and "claim" not in v and "summary" in v}
+    if not probes:
+        return []
+    lines = ["## Probes of glibc's behaviour", "",
+             "From `allocbench probe all`: each observation is a fresh process; numbers are found by search.", ""]
+    for probe, res in probes.items():
+        lines += [f"### probe {probe}", "", "```", *res["summary"], "```", ""]
+        if probe in FIGURES and res.get("allocator", glibc_backend().name) == glibc_backend().name:
+            lines += canvas.figure(f"probe_{probe}.png", f"probe {probe}", FIGURES[probe](res))
+    return lines

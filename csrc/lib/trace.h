@@ -1,0 +1,69 @@
+/* The allocation trace format, once: written by the recorder (recorder.c),
+ * read by the cell's replay (replay.c) and by Python (allocbench/traces.py,
+ * whose numpy dtype mirrors ab_event; the ops reach it through _native).
+ *
+ *   header: AB_TRACE_HEADER bytes: magic "ABTRACE1", u32 version, u32 header
+ *           size, u32 record size, u32 flags, u64 events (0 when the program
+ *           ended without running destructors: readers then stop at the first
+ *           record whose op is 0), u64 start_ns, then NUL-terminated JSON
+ *           (recorder settings, program, pid, environment) up to the header size.
+ *   records: little-endian ab_event, in the global order of the calls. */
+#ifndef ALLOCBENCH_TRACE_H
+#define ALLOCBENCH_TRACE_H
+
+#include <stdint.h>
+
+#define AB_TRACE_MAGIC "ABTRACE1"
+#define AB_TRACE_VERSION 1
+#define AB_TRACE_HEADER 4096
+
+/* The operations, once: X(enum, value, name, kind); kind says what the call
+ * does to the program's blocks: makes one, frees one, or resizes one. */
+enum ab_op_kind { AB_OPK_ALLOC = 1, AB_OPK_FREE = 2, AB_OPK_RESIZE = 3 };
+#define AB_TRACE_OPS(X)                                         \
+    X(AB_OP_MALLOC, 1, "malloc", AB_OPK_ALLOC)                  \
+    X(AB_OP_FREE, 2, "free", AB_OPK_FREE)                       \
+    X(AB_OP_CALLOC, 3, "calloc", AB_OPK_ALLOC)                  \
+    X(AB_OP_REALLOC, 4, "realloc", AB_OPK_RESIZE)               \
+    X(AB_OP_REALLOCARRAY, 5, "reallocarray", AB_OPK_RESIZE)     \
+    X(AB_OP_MEMALIGN, 6, "memalign", AB_OPK_ALLOC)              \
+    X(AB_OP_POSIX_MEMALIGN, 7, "posix_memalign", AB_OPK_ALLOC)  \
+    X(AB_OP_ALIGNED_ALLOC, 8, "aligned_alloc", AB_OPK_ALLOC)    \
+    X(AB_OP_VALLOC, 9, "valloc", AB_OPK_ALLOC)                  \
+    X(AB_OP_PVALLOC, 10, "pvalloc", AB_OPK_ALLOC)
+enum ab_trace_op {
+#define AB_OP_ENUM(e, v, name, kind) e = v,
+    AB_TRACE_OPS(AB_OP_ENUM)
+#undef AB_OP_ENUM
+    AB_NOPS
+};
+/* indexed by op value; 0 is no op */
+static const char *const ab_trace_op_names[AB_NOPS] = {
+#define AB_OP_NAME(e, v, name, kind) [v] = name,
+    AB_TRACE_OPS(AB_OP_NAME)
+#undef AB_OP_NAME
+};
+static const int ab_trace_op_kinds[AB_NOPS] = {
+#define AB_OP_KIND(e, v, name, kind) [v] = kind,
+    AB_TRACE_OPS(AB_OP_KIND)
+#undef AB_OP_KIND
+};
+
+/* glibc 2.36's smallest mmapped request at its default 128 KiB threshold
+ * (request2size reaches 128 KiB; `allocbench probe boundary` finds it): trace
+ * summaries count the allocations at or above it, the explainer those a rise moved. */
+#define AB_GLIBC_DEFAULT_BOUNDARY 131049
+
+typedef struct ab_event {
+    uint64_t t_ns;   /* since the recording started */
+    uint64_t ptr;    /* the block returned (0: NULL), or the block freed */
+    uint64_t old;    /* realloc: the block passed in; aligned calls: the alignment */
+    uint64_t size;   /* bytes requested (calloc, reallocarray: the product) */
+    uint32_t tid;    /* the calling thread (gettid) */
+    uint8_t op;      /* enum ab_trace_op; 0 marks the end of an unfinished trace */
+    uint8_t pad[3];
+} ab_event;
+
+_Static_assert(sizeof(ab_event) == 40, "the trace record is 40 bytes");
+
+#endif
