@@ -120,9 +120,11 @@ CELL_OUTPUT = {
               "live_at_end_bytes": None, "allocations_at_or_above_boundary": None,
               "bytes_at_or_above_boundary": None},
 }
-# timeline=0, another allocator, another pattern (at_end: in each repeat of a trace)
-CELL_OUTPUT_OPTIONAL = ("timeline", "toy_stats_after", "trace", "at_end")
-CELL_OUTPUT_KEPT_WHOLE = ("timeline", "toy_stats_after", "trace")  # build() keeps these as they are
+# timeline=0, another allocator, another pattern (at_end: in each repeat of a trace; the blocks
+# checked for glibc's IS_MMAPPED bit: glibc's blocks only)
+CELL_OUTPUT_OPTIONAL = ("timeline", "toy_stats_after", "trace", "at_end", "mmapped_blocks", "checked_blocks")
+# what build() keeps as the cell printed it: cell output key -> record field
+CELL_OUTPUT_KEPT_WHOLE = {"timeline": "timeline", "toy_stats_after": "toy_stats_after", "trace": "trace_summary"}
 
 # What identifies a cell: a resumed sweep skips a cell whose key is already measured.
 KEY_FIELDS = ("allocator", "settings", "pattern", "size_lo", "size_hi", "ops", "threads",
@@ -256,7 +258,7 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
     glibc_books = BACKENDS[spec["allocator"]].glibc  # mallinfo2 and chunk headers describe its blocks
     memory = memory_over_time(raw.get("timeline"), spec["touch"], glibc_books, spec["threads"],
                               env.get("page_size") or 4096, notes)
-    checked = sum(r["checked_blocks"] for r in reps)
+    checked = sum(r.get("checked_blocks", 0) for r in reps)  # printed for glibc's blocks only
     if glibc_books and checked:
         mmapped_fraction = sum(r["mmapped_blocks"] for r in reps) / checked
     else:

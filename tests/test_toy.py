@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ENV, ROOT, fresh_python
+from conftest import ENV, ROOT, cli, fresh_python
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
@@ -273,12 +273,12 @@ def test_preload_python_runs_allocbench_itself(tmp_path):
     run, a probe, the toy's Python handles), and glibc.Block's malloc is the toy's."""
     env = dict(ENV, LD_PRELOAD=TOYLIB)
     out = tmp_path / "cells.jsonl"
-    proc = run([sys.executable, "-m", "allocbench", "run", "--pattern", "churn", "--size", "132K",
-                "--ops", "2000", "--repeats", "2", "--mmap-threshold", "128K", "--out", str(out)], env=env)
+    proc = cli("run", "--pattern", "churn", "--size", "132K", "--ops", "2000", "--repeats", "2",
+               "--mmap-threshold", "128K", "--out", out, env=env)
     assert proc.returncode == 0, proc.stderr
     rec = json.loads(out.read_text())
     assert rec["status"] == "ok" and rec["ops"] == 2000
-    proc = run([sys.executable, "-m", "allocbench", "probe", "boundary", "--json"], env=env)
+    proc = cli("probe", "boundary", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     probe = run([sys.executable, "-c", "from allocbench import glibc, toy; b = toy.Block(10)\n"
                  "try: glibc.Block(200_000).is_mmapped\nexcept RuntimeError as e: print(e)"], env=env)
@@ -302,7 +302,7 @@ def test_preload_numpy_matplotlib_and_gcc(tmp_path):
 
 
 def _toy_run(*args):
-    proc = run([sys.executable, "-m", "allocbench", "run", "--json", "--allocator", "toy", *args])
+    proc = cli("run", "--json", "--allocator", "toy", *args)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 

@@ -63,7 +63,7 @@ static void json_footprint(ab_json *j, const char *key, const ab_footprint *f)
     ab_json_end_object(j);
 }
 
-static void json_repeat(ab_json *j, const ab_run_stats *s, const ab_footprint *after, int trace)
+static void json_repeat(ab_json *j, const ab_run_stats *s, const ab_footprint *after, int trace, int glibc)
 {
     ab_json_object(j, NULL);
     ab_json_object(j, "counts");
@@ -83,8 +83,10 @@ static void json_repeat(ab_json *j, const ab_run_stats *s, const ab_footprint *a
     ab_json_uint(j, "failed", s->failed);
     ab_json_end_object(j);
     ab_json_uint(j, "live_bytes_peak", s->live_bytes_peak);
-    ab_json_uint(j, "mmapped_blocks", s->mmapped_blocks);
-    ab_json_uint(j, "checked_blocks", s->checked_blocks);
+    if (glibc) {  /* only glibc's blocks carry the chunk header whose IS_MMAPPED bit was read */
+        ab_json_uint(j, "mmapped_blocks", s->mmapped_blocks);
+        ab_json_uint(j, "checked_blocks", s->checked_blocks);
+    }
     if (trace) {  /* after the trace's last event, before its leftovers were freed */
         ab_json_object(j, "at_end");
         ab_json_uint(j, "live_bytes", s->live_at_end_bytes);
@@ -265,7 +267,7 @@ int main(int argc, char **argv)
     ab_json_end_object(&j);
     ab_json_array(&j, "repeats");
     for (size_t r = warmup; r < nrep; r++)
-        json_repeat(&j, &st[r], &fp[2 * r + 1], trace != NULL);
+        json_repeat(&j, &st[r], &fp[2 * r + 1], trace != NULL, a.glibc_chunks);
     ab_json_end_array(&j);
     if (tl) {  /* the memory timeline of its untimed repeat, column-wise */
         ab_json_object(&j, "timeline");

@@ -98,17 +98,27 @@ static void usage(void)
     exit(2);
 }
 
-/* fork, exec, wait4: the plain timer */
+/* The plain timer: the measured run's sequence (fork, a child that waits to be
+ * released, exec, the clock from the release to wait4's return) with nothing
+ * else: no counters, no sampling, a blocking wait4. */
 static int run_plain(char **cmd, FILE *out)
 {
-    int64_t t0 = now_ns();
+    int go[2];
+    if (pipe2(go, O_CLOEXEC))
+        return 1;
     pid_t pid = fork();
     if (pid == 0) {
+        char c;
+        if (read(go[0], &c, 1) != 1)
+            _exit(126);
         execvp(cmd[0], cmd);
         _exit(127);
     }
     int status;
     struct rusage ru;
+    int64_t t0 = now_ns();
+    if (write(go[1], "g", 1) != 1)
+        return 1;
     wait4(pid, &status, 0, &ru);
     int64_t wall = now_ns() - t0;
     ab_json j;
