@@ -50,14 +50,21 @@ class Comparison:
     def significant(self) -> bool:
         return self.verdict not in ("same", "untested")
 
+    def _digits(self) -> int:
+        """3 decimals where the whole interval lies within 10% of 1 (an overhead), else 2."""
+        near = [v for v in (self.low, self.high, self.estimate) if v is not None]
+        return 3 if near and all(0.9 <= v <= 1.1 for v in near) else 2
+
     def interval(self) -> str:
-        return "-" if self.low is None else f"[{self.low:.2f}, {self.high:.2f}]"
+        d = self._digits()
+        return "-" if self.low is None else f"[{self.low:.{d}f}, {self.high:.{d}f}]"
 
     def words(self) -> str:
         """pyperf's manner: "1.23x slower [1.15, 1.31]", "same [0.97, 1.04], could see 4%", "untested (n=3)"."""
         if self.verdict == "untested":
             return f"untested ({self.method}, {self.n} runs: too few for a {LEVEL:.0%} interval)"
-        est = f"{self.estimate:.2f}x" if self.estimate is not None and math.isfinite(self.estimate) else "-"
+        d = self._digits()
+        est = f"{self.estimate:.{d}f}x" if self.estimate is not None and math.isfinite(self.estimate) else "-"
         if self.verdict == "same":
             seen = f", could see ±{self.detectable:.0%}" if self.detectable is not None else ""
             return f"same {est} {self.interval()}{seen}"
