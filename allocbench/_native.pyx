@@ -366,6 +366,15 @@ cdef dict _counts_dict(ab_counts *c):
     }
 
 
+def hold_tracepoints():
+    """Keep the counted syscalls' tracepoints registered in this process (see
+    counters.h ab_tracepoints_hold); None, or why it could not."""
+    cdef char err[512]
+    if ab_tracepoints_hold(err, sizeof(err)) != 0:
+        return err.decode(errors="replace")
+    return None
+
+
 def footprint():
     cdef ab_footprint f
     ab_footprint_read(&f)

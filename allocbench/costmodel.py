@@ -42,7 +42,9 @@ def calibrate(runs: int = 5) -> dict:
     if runs < 1:
         raise ValueError("runs must be at least 1")
     from .children import ChildFailed, program, run_json
+    from .counters import hold_tracepoints
 
+    hold_tracepoints()
     binary = program("allocbench-calibrate")
     samples = []
     for _ in range(runs):

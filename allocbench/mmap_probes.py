@@ -18,6 +18,7 @@ import statistics
 import tempfile
 
 from .children import ChildFailed, program, run_json
+from .counters import hold_tracepoints
 from .units import KIB, MIB, size_label
 
 CLAIMS = {
@@ -49,6 +50,7 @@ def _binary() -> str:
 
 
 def _observe(*args, timeout=300) -> dict:
+    hold_tracepoints()
     try:
         return run_json([_binary(), *map(str, args)], timeout=timeout)
     except ChildFailed as e:

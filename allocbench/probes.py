@@ -6,6 +6,7 @@ from __future__ import annotations
 from . import runner
 from .backends import BACKENDS
 from .children import ChildFailed, program, run_json, run_python
+from .counters import hold_tracepoints
 from .glibc import M_MMAP_MAX, M_MMAP_THRESHOLD, M_TOP_PAD, M_TRIM_THRESHOLD
 from .units import KIB, MIB, size_label
 
@@ -33,6 +34,7 @@ def probe_binary() -> str:
 
 def observe(mode: str, *args, settings: dict | None = None, history=(), exhaust=False) -> dict:
     """One observation in a fresh process."""
+    hold_tracepoints()
     argv = [probe_binary(), mode, *map(str, args)]
     argv += [f"mallopt={p}:{v}" for p, v in (settings or {}).items()]
     if history:

@@ -14,11 +14,14 @@ The program's input and output are the user's: stdin from --input (else
 Record fields use the cell record's names where they mean the same thing
 (allocator, settings, syscalls, minor_faults, major_faults, peak_rss_bytes,
 status, error, env, counter_method); besides them: kind ("program"), command,
-program, repeat, wall_ns, user_ns, sys_ns, exit_status, signal,
-final_rss_bytes, timeline (t_ns, rss_bytes, anon_bytes, anon_huge_bytes of the
+program, repeat, wall_ns, user_ns, sys_ns, cpu_ns (user + sys), exit_status,
+signal, final_rss_bytes, mean_rss_bytes (the RSS-seconds integral over the
+wall time, from the samples), timeline (t_ns, rss_bytes, anon_bytes, anon_huge_bytes of the
 launched process; anon_huge_bytes only where smaps_rollup was read, at most
 once a second), loader (the dynamic loader's own syscalls, measured once per
-binary and allocator, never subtracted), explain (threshold rises, with
+binary and allocator, never subtracted), explain (threshold rises, each with
+its backtrace: object file, offset, function, and file:line where debug
+information exists, resolved with addr2line after the run; with
 --explain-threshold), log (the run's output, when kept) and output_tail (a
 failed run's last lines)."""
 from __future__ import annotations
@@ -26,12 +29,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
 import tempfile
 
 from . import machine
 from .backends import BACKENDS, glibc_backend, others
 from .children import SHOW, ChildFailed, check_command, child_env, library, program, run_user, tail
+from .counters import hold_tracepoints
 from .records import cell_key
 from .results import append_record, measured_keys
 from .units import KIB, MIB
@@ -70,6 +76,7 @@ def launch(command: list[str], env: dict, hz: int, timeout: float, stdin: str | 
            output: str | None = None) -> dict:
     """One run through the launcher: its JSON.  The program's output goes to
     `output` (a log file, SHOW, or None), its input comes from `stdin`."""
+    hold_tracepoints()
     fd, out = tempfile.mkstemp(prefix="allocbench-launch-", suffix=".json")
     os.close(fd)
     argv = [program("allocbench-launch"), f"hz={hz}", f"out={out}", f"timeout={max(1, int(timeout))}"]
@@ -111,6 +118,37 @@ def parse_explain(text: str) -> dict:
     return {"rises": rises, **(summary or {"rise_count": len(rises)})}
 
 
+def symbolize(rises: list[dict]) -> None:
+    """Add "source" (file:line) to each backtrace frame whose object has debug
+    information, with one addr2line call per object (after the run: nothing of
+    this happens inside the program)."""
+    tool = shutil.which("addr2line")
+    frames = [f for r in rises for f in r["backtrace"] if os.path.isfile(f["object"])]
+    if not tool or not frames:
+        return
+    by_object = {}
+    for f in frames:
+        by_object.setdefault(f["object"], []).append(f)
+    for obj, fs in by_object.items():
+        try:
+            out = subprocess.run([tool, "-e", obj, *[f["offset"] for f in fs]], capture_output=True, text=True,
+                                 timeout=30).stdout.splitlines()
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        for f, line in zip(fs, out):
+            if line and not line.startswith("??"):
+                f["source"] = line.split(" (discriminator")[0]
+
+
+def mean_rss(timeline: dict) -> float | None:
+    """The time-weighted mean RSS of a run: the RSS-seconds integral (trapezoids
+    between samples) over the sampled time."""
+    t, rss = timeline["t_ns"], timeline["rss_bytes"]
+    if len(t) < 2 or t[-1] <= t[0]:
+        return rss[-1] if rss else None
+    return sum((t[i + 1] - t[i]) * (rss[i] + rss[i + 1]) / 2 for i in range(len(t) - 1)) / (t[-1] - t[0])
+
+
 def log_path(out: str | None, command: list[str], allocator: str, settings: dict, repeat: int) -> str | None:
     """Where a run's output is kept: OUT.logs/PROGRAM.ALLOCATOR[.SETTINGS].rN.log (None: no --out)."""
     if not out:
@@ -142,6 +180,7 @@ def run_program(command: list[str], allocator: str, settings: dict, repeat: int,
         if log:
             with open(log) as f:
                 explained = parse_explain(f.read())
+            symbolize(explained["rises"])
     except ChildFailed as e:
         return {**rec, "status": "failed", "error": str(e)}
     finally:
@@ -152,6 +191,7 @@ def run_program(command: list[str], allocator: str, settings: dict, repeat: int,
         "syscalls": raw["syscalls"], "minor_faults": raw["minor_faults"], "major_faults": raw["major_faults"],
         "peak_rss_bytes": raw["max_rss_bytes"], "final_rss_bytes": rss[-1] if rss else None,
         "wall_ns": raw["wall_ns"], "user_ns": raw["user_ns"], "sys_ns": raw["sys_ns"],
+        "cpu_ns": raw["user_ns"] + raw["sys_ns"], "mean_rss_bytes": mean_rss(raw["timeline"]),
         "exit_status": raw["exit_status"], "signal": raw["signal"], "timeline": raw["timeline"],
         "counter_method": raw["counter_method"], "counter_note": raw["counter_note"],
         "loader": {"syscalls": (loader_cache or {}).get((command[0], allocator)), "method": LOADER_METHOD},

@@ -12,7 +12,7 @@ from . import _native, machine, records
 from ._native import CELL_DEFAULTS  # the C defaults and list, csrc/lib/workloads.c
 from .backends import BACKENDS
 from .children import DEFAULT_TIMEOUT_S, ChildFailed, child_env, program, run_json
-from .counters import METHODS
+from .counters import METHODS, hold_tracepoints
 
 MAX_PROCESSES = 20
 
@@ -102,6 +102,7 @@ def run_cells(specs: list[dict], timeout: float = DEFAULT_TIMEOUT_S, env_info: d
     other can land in different moods; taken in turns, they share them.
     Returns one record per spec, in order."""
     env_info = env_info or machine.describe()
+    hold_tracepoints()
     done: list[dict | None] = [None] * len(specs)
     raws: list[dict | None] = [None] * len(specs)
     for i, spec in enumerate(specs):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .common import UsageError, load_probes_and_calibration, load_results
+from .common import UsageError, load_json, load_probes_and_calibration, load_results
 
 NAME, HELP = "report", "REPORT.md with findings and figures from a results file and the files beside it"
 
@@ -19,6 +19,8 @@ def add_inputs(p) -> None:
     p.add_argument("--calibration", help="JSON from `allocbench calibrate --out FILE`, for the cost model")
     p.add_argument("--programs", help="JSON Lines from `allocbench exec --out FILE`, for the real programs")
     p.add_argument("--replays", help="JSON Lines of trace cells (sweep of pattern trace), for the replayed programs")
+    p.add_argument("--advice", nargs="+", metavar="ADVICE_JSON",
+                   help="advice.json files from `allocbench advise --out DIR`, for the advice section")
     p.add_argument("--toy-speed", nargs=2, metavar=("BEFORE", "AFTER"),
                    help="two runs of benchmarks/toy_speed.json (make toy-speed): the toy against glibc, before "
                         "and after")
@@ -41,6 +43,9 @@ def inputs(args):
     if getattr(args, "toy_speed", None):
         got.toy_speed = tuple(load_results(f) for f in args.toy_speed)
         sources += [("toy speed before", args.toy_speed[0]), ("toy speed after", args.toy_speed[1])]
+    if getattr(args, "advice", None):
+        got.advice = [load_json(f, "advice") for f in args.advice]
+        sources += [("advice", f) for f in args.advice]
     got.sources = [(what, path) for what, path in sources if path]
     return got
 

@@ -10,9 +10,21 @@ import os
 from dataclasses import dataclass, field
 
 from ..series import caption
-from . import batch, churn, cost_model, findings, fragmentation, glibc_probes, mmap_claims, programs, replays, toy_speed
+from . import (
+    advice,
+    batch,
+    churn,
+    cost_model,
+    findings,
+    fragmentation,
+    glibc_probes,
+    mmap_claims,
+    programs,
+    replays,
+    toy_speed,
+)
 
-SECTIONS = (findings, churn, batch, toy_speed, fragmentation, programs, replays, cost_model, mmap_claims,
+SECTIONS = (findings, churn, batch, toy_speed, fragmentation, programs, replays, advice, cost_model, mmap_claims,
             glibc_probes)
 
 
@@ -26,6 +38,7 @@ class Inputs:
     programs: list[dict] | None = None
     replays: list[dict] | None = None
     toy_speed: tuple[list[dict], list[dict]] | None = None
+    advice: list[dict] | None = None  # allocbench advise's answers (advice.json)
     sources: list[tuple[str, str]] = field(default_factory=list)  # (what, path), every file read
 
     def caption(self) -> str:

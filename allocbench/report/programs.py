@@ -20,15 +20,6 @@ MEASURES = (  # (what, value of one run, kind)
 )
 
 
-def mean_rss(r: dict) -> float | None:
-    """The time-weighted mean RSS of a run (the RSS-seconds integral over its wall time)."""
-    t, rss = r["timeline"]["t_ns"], r["timeline"]["rss_bytes"]
-    if len(t) < 2:
-        return rss[0] if rss else None
-    area = sum((t[i + 1] - t[i]) * (rss[i] + rss[i + 1]) / 2 for i in range(len(t) - 1))
-    return area / (t[-1] - t[0]) if t[-1] > t[0] else rss[-1]
-
-
 def grouped(progs: list[dict]) -> dict:
     """program name -> series key -> its ok runs."""
     out = defaultdict(lambda: defaultdict(list))

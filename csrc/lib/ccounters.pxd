@@ -28,6 +28,7 @@ cdef extern from "counters.h" nogil:
         uint64_t mallinfo2[AB_NMALLINFO2]
 
     int ab_counter_open(ab_counter *c, int method, const char *tracefs, const char *strace_path)
+    int ab_tracepoints_hold(char *err, size_t cap)
     void ab_counter_close(ab_counter *c)
     int ab_window_begin(ab_counter *c, ab_window *w)
     int ab_window_end(ab_counter *c, ab_window *w, ab_counts *out)

@@ -120,7 +120,7 @@ static int perf_open(ab_counter *c, const char *tracefs)
         a.size = sizeof a;
         a.type = PERF_TYPE_TRACEPOINT;
         a.config = (uint64_t)id;
-        a.inherit = 1;          /* threads created later are counted */
+        a.inherit = !c->no_inherit;  /* threads created later are counted */
         a.exclude_kernel = 1;   /* works without root; syscall entries still count */
         a.exclude_hv = 1;
         a.read_format = PERF_FORMAT_GROUP;
@@ -321,6 +321,28 @@ int ab_counter_open_task(ab_counter *c, pid_t task)
     c->method = AB_METHOD_PERF;
     c->task = task;
     return perf_open(c, NULL);
+}
+
+int ab_tracepoints_hold(char *err, size_t cap)
+{
+    static ab_counter held;  /* never closed: it lives as long as this process */
+    if (held.method == AB_METHOD_PERF)
+        return 0;
+    memset(&held, 0, sizeof held);
+    held.group_fd = -1;
+    for (int i = 0; i < AB_NSYSCALLS; i++)
+        held.fds[i] = -1;
+    held.no_inherit = 1;
+    if (perf_open(&held, NULL)) {
+        snprintf(err, cap, "%s", held.error);
+        for (int i = 0; i < AB_NSYSCALLS; i++)
+            if (held.fds[i] >= 0)
+                close(held.fds[i]);
+        held.method = AB_METHOD_NONE;
+        return -1;
+    }
+    held.method = AB_METHOD_PERF;
+    return 0;
 }
 
 int ab_counter_read_totals(ab_counter *c, int64_t out[AB_NSYSCALLS])

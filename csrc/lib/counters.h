@@ -54,6 +54,7 @@ extern const char *const ab_mallinfo2_names[AB_NMALLINFO2];
 typedef struct ab_counter {
     int method;
     pid_t task;                /* perf: the task counted (0: this process) */
+    int no_inherit;            /* perf: count this task only, not the threads and children it starts */
     int group_fd;              /* perf: the group leader; -1 when unused */
     int fds[AB_NSYSCALLS];
     char strace_path[256];     /* strace: the binary */
@@ -95,6 +96,14 @@ int ab_counter_open(ab_counter *c, int method, const char *tracefs,
  * name, or the named method cannot work).  `note` says why better ones failed. */
 const char *ab_counter_open_named(ab_counter *c, const char *name, char *note, size_t cap);
 void ab_counter_close(ab_counter *c);
+
+/* Keep the counted syscalls' tracepoints registered while this process lives.
+ * The kernel registers a syscall tracepoint (patching code, waiting for RCU)
+ * when its first perf event opens and unregisters it when the last one
+ * closes: about 40 ms each, 0.25 s per counted child.  A process that starts
+ * many counted children holds one event of each (on itself, not inherited),
+ * and each child's open then costs microseconds.  0, or -1 with err set. */
+int ab_tracepoints_hold(char *err, size_t cap);
 
 /* perf on another task (with inherit: its threads and children too), counting
  * from now; read the totals at any time, also after the task has exited. */

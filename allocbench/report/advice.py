@@ -1,0 +1,83 @@
+"""Advice (`allocbench advise`): for each program, the candidates with their
+ratios to the default and 95% intervals, the time/memory front, the
+recommendation, and how well the screening ranked what verification found."""
+from __future__ import annotations
+
+import os
+
+from ..units import MIB
+
+
+def draw_front(result: dict, path: str, cap: str | None = None) -> bool:
+    """Wall-time ratio against mean-RSS ratio, one point per verified candidate
+    with both intervals as bars, the constraint as a line, the default at (1, 1)."""
+    pts = [c for c in result["candidates"] if c["wall_ratio"] and c["mean_rss_ratio"]]
+    if not pts:
+        return False
+    from .draw import plt, save
+    fig, ax = plt.subplots(figsize=(8, 6))
+    ax.scatter([1], [1], marker="*", s=120, color="k", label="glibc dynamic (the default)", zorder=3)
+    for c in pts:
+        w, m = c["wall_ratio"], c["mean_rss_ratio"]
+        xerr = None if w["low"] is None else [[w["estimate"] - w["low"]], [w["high"] - w["estimate"]]]
+        yerr = None if m["low"] is None else [[m["estimate"] - m["low"]], [m["high"] - m["estimate"]]]
+        ax.errorbar([w["estimate"]], [m["estimate"]], xerr=xerr, yerr=yerr, fmt="o" if not c["eligible"] else "D",
+                    capsize=3, label=c["label"])
+    if result["objective"] == "memory":
+        ax.axvline(result["max_slowdown"], color="C3", ls=":", label=f"max slowdown {result['max_slowdown']:g}x")
+    ax.axhline(1, color="0.6", lw=0.8)
+    ax.axvline(1, color="0.6", lw=0.8)
+    ax.set_xlabel("wall time / the default's (95% interval)")
+    ax.set_ylabel("mean RSS / the default's (95% interval)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(f"advise {os.path.basename(result['command'][0])}: the verified candidates (diamond: eligible)")
+    return save(fig, cap or f"allocbench advise, objective {result['objective']}, {result['spent_s']:.0f} s", path)
+
+
+def _ratio(r: dict | None) -> str:
+    if not r:
+        return "-"
+    if r["low"] is None:
+        return f"{r['estimate']:.2f}x"
+    return f"{r['estimate']:.2f}x [{r['low']:.2f}, {r['high']:.2f}]"
+
+
+def render(inputs, canvas) -> list[str]:
+    advice = inputs.advice or []
+    if not advice:
+        return []
+    lines = ["## Advice", "",
+             "From `allocbench advise`: candidates taken from each program (the levels its threshold rose to, the "
+             "sizes its trace reuses, its threads), screened by replaying its trace (or one run where a replay "
+             "cannot stand for it), then the survivors verified against the default in fresh processes taken in "
+             "turns. Each ratio is to glibc's dynamic default with its 95% interval; a recommendation must be "
+             "better at 95% and inside the constraint at 95%.", ""]
+    for result in advice:
+        name = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(result["command"]))[:60]
+        b = result["baseline"]
+        lines += [f"### {name}", "",
+                  f"Objective {result['objective']}; the default runs {b['wall_s']:.2f} s with a mean RSS of "
+                  f"{b['mean_rss_bytes'] / MIB:.1f} MiB; screened by {result['screen']['method']} "
+                  f"({result['screen']['why']}); {result['spent_s']:.0f} s of a {result['budget_s']:g} s budget.", "",
+                  "| candidate | why | stage | runs | wall | mean RSS | peak RSS |",
+                  "|---|---|---|---:|---:|---:|---:|"]
+        for c in result["candidates"]:
+            stage = c["stage"] + (f": {c['stopped']}" if c["stopped"] else "")
+            lines.append(f"| {'**' if c['eligible'] else ''}{c['label']}{'**' if c['eligible'] else ''} | "
+                         f"{c['why']} | {stage} | {c['runs']} | {_ratio(c['wall_ratio'])} | "
+                         f"{_ratio(c['mean_rss_ratio'])} | {_ratio(c['peak_rss_ratio'])} |")
+        rec = result["recommendation"]
+        lines += ["", f"- Recommendation: `{rec['line']}`, because {rec['why']}." if rec else
+                  f"- Recommendation: {result['keep_default_why']}."]
+        acc = result["screening_accuracy"]
+        parts = [f"{k.replace('_', ' ')}: rank correlation {v['rank_correlation']:.2f}, median error "
+                 f"{v['median_error']:.0%}" for k, v in acc.items()
+                 if isinstance(v, dict) and v.get("rank_correlation") is not None and v.get("median_error") is not None]
+        lines.append(f"- Screening by {acc['method']} against the {acc['verified']} verified candidate(s): "
+                     + ("; ".join(parts) if parts else "too few verified to say") + ".")
+        lines += [""]
+        stem = os.path.basename(result["command"][-1]).replace(".", "_")
+        lines += canvas.figure(f"advice_{stem}.png", f"advise {name}",
+                               lambda path, cap, result=result: draw_front(result, path, cap))
+    return lines
