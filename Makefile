@@ -126,13 +126,11 @@ bench: system build ## the default sweep and the probes, then plots/ and plots/R
 	$(PY) -m allocbench sweep --preset default --out $(RESULTS)
 	$(PY) -m allocbench probe all --out results/probes.json
 	$(PY) -m allocbench calibrate --out results/calibration.json
-	$(PY) -m allocbench exec --grid default --repeats 2 --out $(PROGRAMS) -- $(PY) benchmarks/programs/numpy_arrays.py
-	$(PY) -m allocbench exec --grid default --repeats 2 --out $(PROGRAMS) -- $(PY) benchmarks/programs/sqlite_json.py
-	$(PY) -m allocbench exec --grid default --repeats 2 --out $(PROGRAMS) -- gcc -O2 -c csrc/lib/toyalloc.c -o results/toyalloc.o
-	$(PY) scripts/record-programs results/traces
+	$(PY) scripts/bench-programs results
 	$(PY) -m allocbench sweep --config results/traces/grid.json --out $(REPLAYS)
 	$(PY) -m allocbench report $(RESULTS) --probes results/probes.json \
 	    --calibration results/calibration.json --programs $(PROGRAMS) --replays $(REPLAYS) \
+	    $$(ls results/advice/*/advice.json >/dev/null 2>&1 && echo --advice results/advice/*/advice.json) \
 	    $$(test -f results/toy_speed_before.jsonl -a -f results/toy_speed_after.jsonl && echo --toy-speed results/toy_speed_before.jsonl results/toy_speed_after.jsonl) \
 	    --out plots/REPORT.md
 	@echo "results: $(RESULTS)"; echo "plots:   plots/*.png"; echo "report:  plots/REPORT.md"

@@ -126,7 +126,9 @@ class Advisor:
         self.max_slowdown, self.max_growth = max_slowdown, max_growth
         self.budget = Budget(budget)
         self.out_dir = out_dir
-        self.progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+        # progress on stderr when it is a terminal (stage, candidate, runs, time left)
+        self.progress = progress or ((lambda line: print(line, file=sys.stderr, flush=True)) if sys.stderr.isatty()
+                                     else (lambda line: None))
         self.env_info = machine.describe()
         self.glibc = glibc_backend().name
         self.done = self._resume()
@@ -219,8 +221,9 @@ class Advisor:
         top = max((r["new_threshold"] for r in rises), default=None)
         hi = BACKENDS[self.glibc].setting("mmap_threshold").hi
         out.append(Candidate(self.glibc, {"mmap_threshold": 128 * KIB}, (
-            f"the dynamic threshold rose {len(rises)} time(s) (first at {site(rises[0])}); freezing it at the "
-            "128 KiB default gives blocks above it back to the system at free") if rises else
+            f"the threshold rose to {size_label(top)} at {site(rises[-1])}"
+            + (f" ({len(rises)} rises, the first at {site(rises[0])})" if len(rises) > 1 else "")
+            + "; frozen at 128 KiB, blocks above it go back to the system when freed") if rises else
             "the 128 KiB default, frozen: the threshold can no longer rise"))
         for level in sorted({r["new_threshold"] for r in rises}):
             if level <= hi:
@@ -251,7 +254,8 @@ class Advisor:
                 out.append(Candidate(self.glibc, {"tcache_count": 0}, (
                     f"each of the {threads} threads caches up to 7 chunks of every small size; tcache_count=0 "
                     "keeps none")))
-        if self.env_info.get("thp") == "madvise" and self.baseline["peak_rss_bytes"] >= 64 * MIB:
+        if (self.objective == "time" and self.env_info.get("thp") == "madvise"
+                and self.baseline["peak_rss_bytes"] >= 64 * MIB):
             out.append(Candidate(self.glibc, {"hugetlb": 1}, (
                 f"transparent huge pages are on request here (THP madvise) and the program peaks at "
                 f"{human_bytes(self.baseline['peak_rss_bytes'])}: hugetlb=1 asks for them for the heap")))
@@ -316,14 +320,24 @@ class Advisor:
                 done[records_key(rec)] = rec
                 if path:
                     append_record(path, rec)
-        base = replay_measures(done[records_key(specs[0])])
+        _, events = traces.read(self.trace)
+        t_ns = events["t_ns"]
+        default = done[records_key(specs[0])]
+        if default["status"] != "ok":
+            raise FailedBaseline(f"the trace's replay fails under glibc's default: {default['error']}")
+        base = replay_measures(default, t_ns)
+        program = {"wall": self.baseline["wall_ns"], "mean_rss": self.baseline["mean_rss_bytes"],
+                   "peak_rss": self.baseline["peak_rss_bytes"]}
         for c, spec in zip(self.candidates, specs[1:]):
             rec = done[records_key(spec)]
             if rec["status"] != "ok":
                 c.stage, c.stopped = "stopped", f"its replay failed: {rec['error']}"
                 continue
             c.stage = "screened"
-            c.screen = {"method": "replay", **{k: ratio(v, base[k]) for k, v in replay_measures(rec).items()}}
+            # what the replay changes, added to the program's own measure: the program is more than its mallocs
+            got = replay_measures(rec, t_ns)
+            c.screen = {"method": "replay", **{k: ratio(program[k] + got[k] - base[k], program[k]) for k in got
+                                                if got[k] is not None and base[k] is not None}}
 
     def _screen_by_exec(self) -> None:
         base = self.baseline
@@ -444,8 +458,10 @@ class Advisor:
         m = c.measures
         mean_b = statistics.median(r["mean_rss_bytes"] for r in self.default_runs)
         mean_c = statistics.median(r["mean_rss_bytes"] for r in c.runs)
-        return (f"{c.why}: mean RSS {human_bytes(mean_b)} -> {human_bytes(mean_c)} "
-                f"({m['mean_rss'].words()}), peak RSS {m['peak_rss'].words()}, wall time {m['wall'].words()}")
+        change = (f"returns {human_bytes(mean_b - mean_c)} of RSS on average" if mean_c < mean_b else
+                  f"holds {human_bytes(mean_c - mean_b)} more RSS on average")
+        return (f"{c.why}: it {change} (mean RSS {human_bytes(mean_b)} -> {human_bytes(mean_c)}, "
+                f"{m['mean_rss'].words()}), peak RSS {m['peak_rss'].words()}, {m['wall'].words()} the wall time")
 
     def screening_accuracy(self) -> dict:
         """How well the screen ranked the verified candidates (Spearman's rho, the default included at 1)
@@ -539,12 +555,19 @@ def ratio(a, b):
     return None if a is None or not b else a / b
 
 
-def replay_measures(rec: dict) -> dict:
-    """What a replay screen compares: its time (all events), its RSS over the run and at its peak."""
+def replay_measures(rec: dict, t_ns) -> dict:
+    """What a replay screen compares: the allocator's time over all the trace's
+    events, and its anonymous RSS growth at its peak and over the program's own
+    time (each sample held until the next, on the trace's clock: a program that
+    sleeps holding memory holds it that long)."""
     t = rec.get("timeline") or {}
-    anon = t.get("anon_bytes") or []
-    return {"wall": rec["ns_per_op"]["median"] * rec["ops"],
-            "mean_rss": statistics.mean(anon) if anon else None,
+    anon, ops = t.get("anon_bytes") or [], t.get("op") or []
+    mean = None
+    if len(anon) > 1:
+        at = [int(t_ns[min(op, len(t_ns) - 1)]) for op in ops]
+        span = at[-1] - at[0]
+        mean = (sum((at[i + 1] - at[i]) * anon[i] for i in range(len(at) - 1)) / span) if span > 0 else None
+    return {"wall": rec["ns_per_op"]["median"] * rec["ops"], "mean_rss": mean,
             "peak_rss": max(anon) if anon else None}
 
 

@@ -120,8 +120,9 @@ def parse_explain(text: str) -> dict:
 
 def symbolize(rises: list[dict]) -> None:
     """Add "source" (file:line) to each backtrace frame whose object has debug
-    information, with one addr2line call per object (after the run: nothing of
-    this happens inside the program)."""
+    information, and its function where dladdr found none (a symbol only the
+    debug information names), with one addr2line call per object, after the
+    run: nothing of this happens inside the program."""
     tool = shutil.which("addr2line")
     frames = [f for r in rises for f in r["backtrace"] if os.path.isfile(f["object"])]
     if not tool or not frames:
@@ -131,13 +132,15 @@ def symbolize(rises: list[dict]) -> None:
         by_object.setdefault(f["object"], []).append(f)
     for obj, fs in by_object.items():
         try:
-            out = subprocess.run([tool, "-e", obj, *[f["offset"] for f in fs]], capture_output=True, text=True,
-                                 timeout=30).stdout.splitlines()
+            out = subprocess.run([tool, "-f", "-C", "-e", obj, *[f["offset"] for f in fs]], capture_output=True,
+                                 text=True, timeout=30).stdout.splitlines()
         except (OSError, subprocess.TimeoutExpired):
             continue
-        for f, line in zip(fs, out):
+        for f, function, line in zip(fs, out[0::2], out[1::2]):  # two lines an address: function, file:line
             if line and not line.startswith("??"):
                 f["source"] = line.split(" (discriminator")[0]
+            if not f.get("function") and function and function != "??":
+                f["function"] = function
 
 
 def mean_rss(timeline: dict) -> float | None:

@@ -796,8 +796,10 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
             rc = -1;
         }
     }
+    /* the last samples' op: a trace counts events (frees too), the other patterns thread 0's allocations */
+    uint64_t last_op = w->pattern == AB_TRACE ? w->replay->n : ts[0].st.allocs + ts[0].st.reallocs;
     if (w->timeline)  /* after the last free (survivors and fragment's pins still live) */
-        sample(w->timeline, ts, n, ts[0].st.allocs + ts[0].st.reallocs, AB_TK_end);
+        sample(w->timeline, ts, n, last_op, AB_TK_end);
     if (ab_window_end(c, &win, &stats->counts)) {
         snprintf(stats->error, sizeof stats->error, "counter window: %s", c->error);
         rc = -1;
@@ -807,7 +809,7 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
         ab_footprint_read(&stats->at_end);
         free_leftovers(&ts[0]);
         if (w->timeline)
-            sample(w->timeline, ts, n, ts[0].st.allocs + ts[0].st.reallocs, AB_TK_freed);
+            sample(w->timeline, ts, n, last_op, AB_TK_freed);
     }
     ab_footprint_read(after);
 

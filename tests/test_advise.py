@@ -1,0 +1,142 @@
+"""allocbench advise: candidates taken from the program, screening, verification
+in turns, the answer's shape, resuming, bad input.  The programs are built here;
+what is asserted comes from their own calls (glibc's chunk rounding, thread
+counts), never from timings: a recommendation is asserted only where the
+constraint cannot bind (a slowdown allowed of 100x)."""
+import json
+import shutil
+import subprocess
+
+import pytest
+from conftest import cli, one_line_error
+
+from allocbench import advise, stats
+
+pytestmark = pytest.mark.skipif(not shutil.which("gcc"), reason="gcc builds the test programs")
+KIB, MIB, PAGE = 1024, 1 << 20, 4096
+
+PIN = r"""
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+int main(void) {  /* the first free raises the threshold; 64 x 1 MiB then land on the heap between pins */
+    char *first = malloc(1 << 20); memset(first, 1, 1 << 20); free(first);
+    char *big[64]; void *pin[64];
+    for (int i = 0; i < 64; i++) { big[i] = malloc(1 << 20); memset(big[i], 2, 1 << 20); pin[i] = malloc(64); }
+    for (int i = 0; i < 64; i++) free(big[i]);
+    for (int r = 0; r < 20; r++) { usleep(5000); char *p = malloc(4096); memset(p, 3, 4096); free(p); }
+    (void)pin; return 0;
+}
+"""
+THREADS = r"""
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+static void *work(void *a) { for (int i = 0; i < 200; i++) { char *p = malloc(16384); memset(p, 1, 16384); free(p); }
+  return a; }
+int main(void) { pthread_t t[3]; for (int i = 0; i < 3; i++) pthread_create(&t[i], 0, work, 0);
+  for (int i = 0; i < 3; i++) pthread_join(t[i], 0); return 0; }
+"""
+
+
+def build(tmp_path, name, source):
+    src = tmp_path / f"{name}.c"
+    src.write_text(source)
+    exe = tmp_path / name
+    subprocess.run(["gcc", "-O0", "-g", "-fno-builtin", "-pthread", "-o", str(exe), str(src)], check=True)
+    return str(exe)
+
+
+def mmapped_chunk(request: int) -> int:
+    nb = max(32, (request + 8 + 15) & ~15)
+    return -(-(nb + 8) // PAGE) * PAGE
+
+
+@pytest.mark.slow
+def test_a_pinned_threshold_is_frozen_and_the_answer_has_its_shape(tmp_path):
+    exe = build(tmp_path, "pin", PIN)
+    out = tmp_path / "adv"
+    proc = cli("advise", "--json", "--max-slowdown", "100", "--budget", "120", "--out", out, "--", exe)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    labels = {json.dumps(c["settings"], sort_keys=True): c for c in result["candidates"]}
+    rise = mmapped_chunk(MIB)  # the threshold rises to the freed mmapped chunk's size
+    assert result["baseline"]["threshold_rises"][0]["new_threshold"] == rise
+    assert json.dumps({"mmap_threshold": rise}) in labels            # each level it rose to
+    assert json.dumps({"mmap_threshold": 128 * KIB}) in labels       # the default, frozen
+    moved = max(32, (MIB + 8 + 15) & ~15) + 16                       # just above the most reused moved size
+    assert json.dumps({"mmap_threshold": moved}) in labels
+    assert not any("arena_max" in c["settings"] for c in result["candidates"])  # one thread
+    for c in result["candidates"]:
+        assert set(c) >= {"allocator", "settings", "env", "why", "stage", "runs", "wall_ratio", "peak_rss_ratio",
+                          "mean_rss_ratio", "verdict"} and c["why"]
+        assert c["stage"] in ("screened", "verified", "stopped")
+        if c["stage"] == "verified":
+            assert c["runs"] >= stats.MIN_PAIRS
+            for key in ("wall_ratio", "peak_rss_ratio", "mean_rss_ratio"):
+                r = c[key]
+                assert r["low"] <= r["estimate"] <= r["high"]
+    rec = result["recommendation"]  # with 100x allowed, only memory decides: the freeze returns the pinned MiB
+    assert rec is not None and rec["settings"] == {"mmap_threshold": 128 * KIB}
+    assert rec["env"] == {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=131072"}
+    assert "pin.c:" in rec["why"]  # the call site, by file and line
+    assert (out / "advice.json").exists() and (out / "advice.png").read_bytes()[:4] == b"\x89PNG"
+    runs = (out / "runs.jsonl").read_text()
+    again = cli("advise", "--json", "--max-slowdown", "100", "--budget", "120", "--out", out, "--", exe)
+    assert again.returncode == 0 and (out / "runs.jsonl").read_text() == runs  # resumed: nothing ran again
+
+
+def test_threads_bring_arena_candidates_and_an_exec_screen(tmp_path):
+    exe = build(tmp_path, "threads", THREADS)
+    a = advise.Advisor([exe], budget=60, progress=lambda line: None)
+    a.run_baseline()
+    a.record_trace()
+    a.make_candidates()
+    a.choose_screen()
+    arenas = sorted(c.settings["arena_max"] for c in a.candidates if "arena_max" in c.settings)
+    assert arenas == [1, 2, 4] and a.trace_info["threads"] == 4  # main and 3 workers
+    assert a.screen_method == "exec" and "4 threads" in a.screen_why
+
+
+def test_the_recommendation_is_better_at_95_percent_and_inside_the_constraint():
+    """From fabricated paired runs: B is 0.5x the default's mean RSS in every pair
+    and the same time; C is leaner still but 1.5x slower, outside 1.10."""
+    def runs(mean, wall):
+        return [{"repeat": i, "wall_ns": wall * (1 + 0.01 * (i % 3)), "cpu_ns": wall, "peak_rss_bytes": mean,
+                 "mean_rss_bytes": mean * (1 + 0.01 * (i % 2)), "final_rss_bytes": mean, "minor_faults": 1,
+                 "major_faults": 0, "syscalls": {}} for i in range(8)]
+    a = advise.Advisor(["true"], progress=lambda line: None)
+    a.baseline = runs(100, 1000)[0]
+    a.default_runs = runs(100, 1000)
+    b = advise.Candidate("glibc", {"mmap_threshold": 131072}, "why b", stage="verified", runs=runs(50, 1000))
+    c = advise.Candidate("glibc", {"arena_max": 1}, "why c", stage="verified", runs=runs(20, 1500))
+    a.candidates = [b, c]
+    for x in (b, c):
+        a.measure(x)
+    assert not a.eligible(c) and a.eligible(b)
+    best, why = a.recommend()
+    assert best is b and "why b" in why
+    a.max_slowdown = 2.0
+    assert a.recommend()[0] is c
+    a.candidates = []
+    assert a.recommend()[0] is None
+
+
+@pytest.mark.parametrize("args,message", [
+    ([], "no command"), (["--", "no-such-command-here"], "command not found"),
+    (["--max-slowdown", "0.5", "--", "true"], "--max-slowdown must be at least 1"),
+    (["--max-growth", "0.9", "--", "true"], "--max-growth must be at least 1"),
+    (["--budget", "0.2", "--", "sleep", "0.5"], "cannot verify anything"),
+])
+def test_bad_input_is_one_line(tmp_path, args, message):
+    out = tmp_path / "adv"
+    proc = cli("advise", "--out", out, *args)
+    assert one_line_error(proc, message), proc.stderr
+
+
+def test_a_program_that_fails_is_a_failed_baseline_and_its_run_is_kept(tmp_path):
+    out = tmp_path / "adv"
+    proc = cli("advise", "--out", out, "--", "sh", "-c", "exit 3")
+    assert proc.returncode == 1 and "failed baseline" in proc.stderr and "exit status 3" in proc.stderr
+    rec = json.loads((out / "runs.jsonl").read_text())
+    assert rec["status"] == "failed" and rec["advise_stage"] == "baseline"
