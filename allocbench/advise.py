@@ -283,7 +283,7 @@ class Advisor:
             return None
         values, counts = np.unique(moved, return_counts=True)
         i = int(np.argmax(counts))
-        return int(values[i]), int(counts[i])
+        return (int(values[i]), int(counts[i])) if counts[i] > 1 else None  # reused: allocated more than once
 
     # ---- 3. screen ----
 
@@ -369,7 +369,7 @@ class Advisor:
         room = int(self.budget.left() / (stats.MIN_PAIRS * wall * 1.2)) - 1  # rounds of 6, default included
         keep = fit[:max(1, min(MAX_SURVIVORS, room))]
         for c in fit[len(keep):]:
-            c.stopped = "screened, not verified: the budget verifies the best few"
+            c.stopped = "not verified: the budget verifies the best few"
         return keep
 
     def verify(self) -> None:
@@ -534,13 +534,13 @@ def obj_kind(objective: str) -> str:
 
 def site(rise: dict) -> str:
     """Where a threshold rise happened, as a person can find it: the first frame
-    with a file and line, else with a function, else object+offset."""
+    with a function or a file, named with its object ("array_dealloc
+    (arrayobject.c) in _multiarray_umath.so"), else the first object+offset."""
     frames = rise.get("backtrace") or []
-    for want in ("source", "function"):
-        f = next((f for f in frames if f.get(want)), None)
-        if f:
-            where = f"{f['function']} ({f['source']})" if want == "source" and f.get("function") else f[want]
-            return f"{where}, in {os.path.basename(f['object'])}" if want == "function" else where
+    f = next((f for f in frames if f.get("function") or f.get("source")), None)
+    if f:
+        name = " ".join(x for x in (f.get("function"), f"({f['source']})" if f.get("source") else None) if x)
+        return f"{name} in {os.path.basename(f['object'])}"
     if frames:
         return f"{frames[0]['object']}+{frames[0]['offset']}"
     return "an unknown call site"

@@ -137,8 +137,9 @@ def symbolize(rises: list[dict]) -> None:
         except (OSError, subprocess.TimeoutExpired):
             continue
         for f, function, line in zip(fs, out[0::2], out[1::2]):  # two lines an address: function, file:line
+            line = line.split(" (discriminator")[0].removesuffix(":?").removesuffix(":0")
             if line and not line.startswith("??"):
-                f["source"] = line.split(" (discriminator")[0]
+                f["source"] = line  # file:line, or the file alone where the line is unknown
             if not f.get("function") and function and function != "??":
                 f["function"] = function
 

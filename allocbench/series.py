@@ -84,24 +84,41 @@ def caption(recs: list[dict]) -> str:
             f"{len(ok)} cells ok, {len(recs) - len(ok)} failed; syscall counter: {methods or 'none'}")
 
 
+def probe_caption(res: dict) -> str:
+    """A probe figure's caption: the machine it ran on."""
+    env = res.get("env") or {}
+    return (f"glibc {env.get('glibc')}, Linux {env.get('kernel')}, {env.get('cpu')}; "
+            f"allocbench probe {res['probe']}, each point a fresh process")
+
+
 def size_of(rec: dict) -> int:
     """A cell's place on a size axis: its size, or the top of its band (grow)."""
     return rec["size_bytes"] if rec["size_bytes"] is not None else rec["size_hi"]
 
 
-def find(recs: list[dict], pattern: str, key: tuple, size: int, threads: int = 1) -> dict | None:
-    """The ok cell of one series, pattern and size."""
+def measured_best(recs: list[dict]) -> list[dict]:
+    """One record per measured thing (pattern, sizes, threads, live, touch, series): where a grid measured
+    it twice, the one with the most processes (then repeats), whose comparisons are paired."""
+    best = {}
     for r in recs:
-        if (r["status"] == "ok" and r["pattern"] == pattern and r["threads"] == threads
-                and r["size_bytes"] == size and series_key(r) == key):
-            return r
-    return None
+        k = (r["pattern"], r["size_lo"], r["size_hi"], r["threads"], r["live"], r.get("touch"), r.get("trace"),
+             series_key(r))
+        if k not in best or (r.get("processes", 1), r["repeats"]) > (best[k].get("processes", 1), best[k]["repeats"]):
+            best[k] = r
+    return list(best.values())
+
+
+def find(recs: list[dict], pattern: str, key: tuple, size: int, threads: int = 1) -> dict | None:
+    """The ok cell of one series, pattern and size (the best measured, when there are two)."""
+    found = [r for r in recs if r["status"] == "ok" and r["pattern"] == pattern and r["threads"] == threads
+             and r["size_bytes"] == size and series_key(r) == key]
+    return max(found, key=lambda r: (r.get("processes", 1), r["repeats"]), default=None)
 
 
 def by_series(recs: list[dict], pattern: str) -> dict:
     """One thread's cells of a pattern at fixed sizes, by series in table order, each by size."""
     out = defaultdict(list)
-    for r in recs:
+    for r in measured_best(recs):
         if r["status"] == "ok" and r["pattern"] == pattern and r["size_bytes"] is not None and r["threads"] == 1:
             out[series_key(r)].append(r)
     return {k: sorted(v, key=lambda r: r["size_bytes"])

@@ -30,7 +30,7 @@ OTHERS = others()
 def fragmentation_blocks(sizes=FRAG_SIZES, thresholds=FRAG_THRESHOLDS, ops=None) -> list[dict]:
     """The patterns that fragment, each over every allocator and threshold: grow
     from a quarter of the size to the size; handoff on a pair of threads."""
-    common = {"allocators": ALL, "thresholds": thresholds, "live": 16, "repeats": 3,
+    common = {"allocators": ALL, "thresholds": thresholds, "live": 16, "repeats": 5,  # 5 and 5: a 95% test
               **({"ops": ops} if ops else {})}
     return [{"pattern": p, "sizes": sizes, **common} for p in ("fragment", "sawtooth", "checkerboard")] + [
         {"pattern": "grow", "bands": [[s // 4, s] for s in sizes], **common},
@@ -81,6 +81,9 @@ PRESETS = {
             {"pattern": "churn", "allocators": ALL,
              "thresholds": [DYNAMIC, 128 * KIB], "sizes": [64 * KIB, 256 * KIB], "threads": 2},
             *fragmentation_blocks(ops=128),
+            {"pattern": "churn", "allocators": ALL, "thresholds": [DYNAMIC, 128 * KIB, 32 * MIB],
+             "sizes": [124 * KIB, 132 * KIB, 256 * KIB, MIB], "processes": 6, "repeats": 3,
+             "_why": "the report's findings compare these cells: 6 fresh processes each, taken in turns, paired"},
         ],
     },
 }

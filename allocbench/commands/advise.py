@@ -42,6 +42,8 @@ def table(result: dict) -> list[str]:
 
 
 def render(result: dict) -> list[str]:
+    from ..report.advice import MEASURE_NAMES
+
     b = result["baseline"]
     lines = [f"advise ({result['objective']}): {' '.join(result['command'])}",
              f"default: {b['wall_s']:.3f} s, mean RSS {b['mean_rss_bytes'] / 2**20:.1f} MiB, peak RSS "
@@ -55,7 +57,7 @@ def render(result: dict) -> list[str]:
         lines += [f"recommendation: {result['keep_default_why']}."]
     acc = result["screening_accuracy"]
     lines.append(f"screening ({acc['method']}) against verification, {acc['verified']} verified: "
-                 + ", ".join(f"{k} rank correlation {v['rank_correlation']:.2f}" for k, v in acc.items()
+                 + ", ".join(f"{MEASURE_NAMES[k]} rank correlation {v['rank_correlation']:.2f}" for k, v in acc.items()
                              if isinstance(v, dict) and v["rank_correlation"] is not None) or "-")
     lines.append(f"spent {result['spent_s']:.0f} s of a {result['budget_s']:g} s budget")
     return lines

@@ -7,6 +7,8 @@ import os
 
 from ..units import MIB
 
+MEASURE_NAMES = {"wall": "wall time", "mean_rss": "mean RSS", "peak_rss": "peak RSS"}
+
 
 def draw_front(result: dict, path: str, cap: str | None = None) -> bool:
     """Wall-time ratio against mean-RSS ratio, one point per verified candidate
@@ -71,7 +73,7 @@ def render(inputs, canvas) -> list[str]:
         lines += ["", f"- Recommendation: `{rec['line']}`, because {rec['why']}." if rec else
                   f"- Recommendation: {result['keep_default_why']}."]
         acc = result["screening_accuracy"]
-        parts = [f"{k.replace('_', ' ')}: rank correlation {v['rank_correlation']:.2f}, median error "
+        parts = [f"{MEASURE_NAMES[k]}: rank correlation {v['rank_correlation']:.2f}, median error "
                  f"{v['median_error']:.0%}" for k, v in acc.items()
                  if isinstance(v, dict) and v.get("rank_correlation") is not None and v.get("median_error") is not None]
         lines.append(f"- Screening by {acc['method']} against the {acc['verified']} verified candidate(s): "

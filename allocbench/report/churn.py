@@ -3,7 +3,17 @@ against size, the size x threshold heat maps, and the allocators around 128 KiB.
 from __future__ import annotations
 
 from ..records import series_key
-from ..series import by_series, glibc_at, is_glibc, series, series_label, series_order, syscalls_per_op, threshold_of
+from ..series import (
+    by_series,
+    glibc_at,
+    is_glibc,
+    measured_best,
+    series,
+    series_label,
+    series_order,
+    syscalls_per_op,
+    threshold_of,
+)
 from ..units import KIB, size_label
 
 TABLE_SIZES = (4 * KIB, 64 * KIB, 128 * KIB, 132 * KIB, 256 * KIB, 1024 * KIB, 4096 * KIB)
@@ -16,14 +26,15 @@ def table_series(r: dict) -> bool:
 
 
 def table(recs: list[dict]) -> list[str]:
-    rows = [r for r in recs if r["status"] == "ok" and r["pattern"] == "churn" and r["threads"] == 1
+    rows = [r for r in measured_best(recs) if r["status"] == "ok" and r["pattern"] == "churn" and r["threads"] == 1
             and r["size_bytes"] in TABLE_SIZES and table_series(r)]
     rows.sort(key=lambda r: (r["size_bytes"], series_order(series_key(r))))
-    lines = ["| size | allocator | ops | ns/op (median) | min..max | syscalls/op | faults/op |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| size | allocator | ops | processes | ns/op (median) | min..max | syscalls/op | faults/op |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         ns, sc = r["ns_per_op"], syscalls_per_op(r)
-        lines.append(f"| {size_label(r['size_bytes'])} | {series(r)} | {r['ops']} | {ns['median']:,.0f} | "
+        lines.append(f"| {size_label(r['size_bytes'])} | {series(r)} | {r['ops']} | {r.get('processes', 1)} | "
+                     f"{ns['median']:,.0f} | "
                      f"{ns['min']:,.0f}..{ns['max']:,.0f} | {'n/a' if sc is None else f'{sc:.4f}'} | "
                      f"{r['faults_per_op']:.2f} |")
     return lines if rows else []

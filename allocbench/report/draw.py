@@ -42,8 +42,3 @@ def size_axis(ax, sizes) -> None:
     ax.set_xticks(ticks)
     ax.set_xticklabels([size_label(t) for t in ticks], rotation=45, fontsize=8)
 
-
-def probe_caption(res: dict) -> str:
-    env = res.get("env") or {}
-    return (f"glibc {env.get('glibc')}, Linux {env.get('kernel')}, {env.get('cpu')}; "
-            f"allocbench probe {res['probe']}, each point a fresh process")

@@ -64,7 +64,7 @@ def extremes(recs, pattern: str) -> list[str]:
     hi_k, hi = at[-1]
     lo_apart = all(val(lo) + res(lo) < val(r) - res(r) for _, r in at[1:])
     hi_apart = all(val(hi) - res(hi) > val(r) + res(r) for _, r in at[:-1])
-    fmt = lambda k, r: f"{series_label(k)} {val(r):.2f} ±{res(r):.2f}"
+    fmt = lambda k, r: f"{series_label(k)} {val(r):.3f} ±{res(r):.3f}"
     parts = [f"lowest {fmt(lo_k, lo)}" if lo_apart else
              f"lowest: no series stands apart ({fmt(lo_k, lo)} and {fmt(*at[1])} overlap)",
              f"highest {fmt(hi_k, hi)}" if hi_apart else

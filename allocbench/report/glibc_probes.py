@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..backends import glibc_backend
+from ..series import probe_caption
 from ..units import MIB, size_label
-from .draw import probe_caption
 
 
 def fig_boundary(res):

@@ -3,7 +3,7 @@ lazy | unmappable | shared | private | shm`): each claim, its evidence and
 the verdict computed from it by the probe (allocbench/mmap_probes.py)."""
 from __future__ import annotations
 
-from .draw import probe_caption
+from ..series import probe_caption
 
 
 def fig_read_vs_mmap(res: dict):

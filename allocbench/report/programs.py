@@ -72,7 +72,7 @@ def findings(groups: dict) -> list[str]:
         top, _ = stats.best_of(aligned, kind, pairs=True)
         head = (f"{stats.BETTER[kind].capitalize()} than every other setting: {series_label(top)}. " if top else
                 f"No setting is {'the fastest' if kind == 'time' else 'the leanest'} by the test. ")
-        out.append(f"{what.capitalize()}: {head}Against the dynamic default, {stats.BETTER[kind]}: "
+        out.append(f"{what[0].upper() + what[1:]}: {head}Against the dynamic default, {stats.BETTER[kind]}: "
                    f"{'; '.join(better) or 'none'}; {stats.WORSE[kind]}: {'; '.join(worse) or 'none'}; "
                    f"the same: {'; '.join(same) or 'none'}.")
     fixed = groups.get(glibc_at(128 * KIB))

@@ -237,7 +237,9 @@ int main(int argc, char **argv)
         int64_t now = now_ns();
         if (now >= next) {  /* a sample: statm always, smaps_rollup at most once a second */
             long long size, resident, shared;
-            if (read_file(statm, buf, sizeof buf) > 0 && sscanf(buf, "%lld %lld %lld", &size, &resident, &shared) == 3) {
+            /* resident 0: the process is exiting and its memory already released, not a sample of it */
+            if (read_file(statm, buf, sizeof buf) > 0 && sscanf(buf, "%lld %lld %lld", &size, &resident, &shared) == 3
+                && resident > 0) {
                 int64_t huge = -1;
                 if (now - last_smaps >= SMAPS_EVERY_NS && read_file(smaps, buf, sizeof buf) > 0) {
                     huge = kb_field(buf, "\nAnonHugePages:");
