@@ -61,7 +61,7 @@ $(CALIBRATE): csrc/programs/calibrate.c $(HEADERS)
 $(EXPLAIN): csrc/preload/explain.c $(HEADERS)
 	$(CC) $(CFLAGS) -fPIC -shared -I$(LIB) -o $@ $(filter %.c,$^) -ldl
 
-$(RECORD): csrc/preload/recorder.c $(HEADERS)
+$(RECORD): csrc/preload/recorder.c $(LIB)/counters.c $(HEADERS)
 	$(CC) $(CFLAGS) -Wno-format-truncation -fPIC -shared -I$(LIB) -o $@ $(filter %.c,$^) -ldl -lpthread
 
 # TOY_PRELOAD: initial-exec TLS for the thread caches (the library is preloaded, never dlopened);

@@ -26,12 +26,15 @@ MALLINFO2_FIELDS = tuple(ab_mallinfo2_names[i].decode() for i in range(AB_NMALLI
 SYSCALLS = tuple(ab_syscall_names[i].decode() for i in range(AB_NSYSCALLS))
 PATTERNS = tuple(ab_pattern_names[i].decode() for i in range(AB_NPATTERNS))
 PATTERN_DOCS = {PATTERNS[i]: ab_pattern_docs[i].decode() for i in range(AB_NPATTERNS)}
+REPLAY_MODES = tuple(ab_replay_mode_names[i].decode() for i in range(AB_NREPLAY_MODES))
+REPLAY_WINDOW_DEFAULT = AB_REPLAY_WINDOW_DEFAULT
 TIMELINE_COLUMNS = tuple(ab_timeline_columns[i].decode() for i in range(AB_NTLCOLUMNS))
 TIMELINE_KINDS = tuple(ab_timeline_kinds[i].decode() for i in range(AB_NTLKINDS))
 METHODS = tuple(ab_method_names[ab_method_order[i]].decode() for i in range(AB_NMETHODS))  # best first
 TRACE_OPS = {i: ab_trace_op_names[i].decode() for i in range(1, AB_NOPS)}  # op value -> name
-TRACE_OP_KINDS = {i: {AB_OPK_ALLOC: "alloc", AB_OPK_FREE: "free", AB_OPK_RESIZE: "resize"}[ab_trace_op_kinds[i]]
-                  for i in range(1, AB_NOPS)}
+TRACE_OP_KINDS = {i: {AB_OPK_ALLOC: "alloc", AB_OPK_FREE: "free", AB_OPK_RESIZE: "resize",
+                      AB_OPK_THREAD: "thread"}[ab_trace_op_kinds[i]] for i in range(1, AB_NOPS)}
+TRACE_VERSION = AB_TRACE_VERSION
 GLIBC_DEFAULT_BOUNDARY = AB_GLIBC_DEFAULT_BOUNDARY
 CELL_DEFAULTS = {
     "ops": ab_cell_defaults.w.ops, "threads": ab_cell_defaults.w.threads,
@@ -50,6 +53,8 @@ def check_cell(str pattern, size_lo, size_hi, ops, threads, live, seed, repeats,
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**64:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     cdef ab_replay some_trace  # pattern trace: the trace file itself is checked by the cell
+    memset(&some_trace, 0, sizeof(some_trace))
+    some_trace.nthreads = 1  # as a spec says: the cell sets the threads a recorded replay needs
     s.w.pattern = ab_pattern_of(pattern.encode())
     s.w.replay = &some_trace
     if s.w.pattern < 0:

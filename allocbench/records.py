@@ -11,6 +11,15 @@ Fields (units in the names; null means "not measured", with the reason in
   touch, seed                true (every page written), "first" (each block's first
                              page), false (none); the workload's seed
   trace                      pattern trace: the replayed trace file (ops: its events)
+  replay_threads             pattern trace: "one" (every call on one thread, in the recorded global
+                             order) or "recorded" (each recorded thread's calls on a thread of its
+                             own, arenas and all); replay_window: the events a thread may run
+                             ahead of the slowest (recorded); replay_thread_count: the threads
+  replay_peak_live_bytes     recorded: the replay's own peak of live bytes (its timeline repeat),
+                             beside the trace's own, live_bytes_peak
+  trace_threads              the trace's threads
+  replay_allocs, replay_frees, replay_failed   the calls one repeat of the replay made (the
+                             program's own frees; the leftovers freed after the window are not)
   repeats, warmup            measured repeats after `warmup` unmeasured ones, in
   processes                  each of `processes` fresh processes (1 unless a grid
                              or --processes asks for more; the repeats are pooled)
@@ -118,17 +127,20 @@ CELL_OUTPUT = {
                         "munmap_calls": None, "mremap_calls": None, "madvise_calls": None},
     "trace": {"events": None, "allocations": None, "threads": None, "slots": None, "peak_live_bytes": None,
               "live_at_end_bytes": None, "allocations_at_or_above_boundary": None,
-              "bytes_at_or_above_boundary": None},
+              "bytes_at_or_above_boundary": None, "cross_thread_frees": None, "unmatched_frees": None},
+    "replay": {"threads": None, "window": None, "thread_count": None, "peak_live_bytes": None},
 }
 # timeline=0, another allocator, another pattern (at_end: in each repeat of a trace; the blocks
 # checked for glibc's IS_MMAPPED bit: glibc's blocks only)
-CELL_OUTPUT_OPTIONAL = ("timeline", "toy_stats_after", "trace", "at_end", "mmapped_blocks", "checked_blocks")
+CELL_OUTPUT_OPTIONAL = ("timeline", "toy_stats_after", "trace", "replay", "at_end", "mmapped_blocks",
+                        "checked_blocks")
 # what build() keeps as the cell printed it: cell output key -> record field
 CELL_OUTPUT_KEPT_WHOLE = {"timeline": "timeline", "toy_stats_after": "toy_stats_after", "trace": "trace_summary"}
 
 # What identifies a cell: a resumed sweep skips a cell whose key is already measured.
 KEY_FIELDS = ("allocator", "settings", "pattern", "size_lo", "size_hi", "ops", "threads",
-              "live", "touch", "seed", "repeats", "warmup", "trace", "processes")
+              "live", "touch", "seed", "repeats", "warmup", "trace", "processes", "replay_threads",
+              "replay_window")
 
 
 PROGRAM_KEY_FIELDS = ("kind", "command", "allocator", "settings", "repeat")
@@ -140,6 +152,8 @@ def cell_key(d: dict) -> str:
         return json.dumps({k: d.get(k) for k in PROGRAM_KEY_FIELDS}, sort_keys=True)
     key = {k: d.get(k) for k in KEY_FIELDS}
     key["processes"] = key["processes"] or 1  # records from before the field: one process
+    if key["trace"] and key["replay_threads"] is None:  # records from before the field: one thread
+        key["replay_threads"], key["replay_window"] = "one", None
     return json.dumps(key, sort_keys=True)
 
 
@@ -213,6 +227,17 @@ def memory_over_time(timeline: dict | None, touch, glibc: bool, threads: int, pa
     return out
 
 
+def _replay(spec: dict, raw: dict, reps: list[dict]) -> dict:
+    """A replay's own fields: its mode and window, and the calls it made (one repeat's)."""
+    if not spec.get("trace"):
+        return {}
+    rp, calls = raw["replay"], reps[0]["calls"]
+    return {"replay_threads": rp["threads"], "replay_window": rp["window"],
+            "replay_thread_count": rp["thread_count"], "replay_peak_live_bytes": rp["peak_live_bytes"],
+            "trace_threads": raw["trace"]["threads"], "replay_allocs": calls["allocs"],
+            "replay_frees": calls["frees"], "replay_failed": calls["failed"]}
+
+
 def _at_end(rep: dict, base: dict) -> dict:
     """A replay's end, before the blocks the program never freed are freed."""
     end = rep.get("at_end")
@@ -279,6 +304,7 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
         "live": spec["live"],
         "touch": spec["touch"],
         "trace": spec.get("trace"),
+        **_replay(spec, raw, reps),
         "seed": spec["seed"],
         "repeats": spec["repeats"],
         "warmup": spec["warmup"],

@@ -17,19 +17,27 @@ from .counters import METHODS, hold_tracepoints
 MAX_PROCESSES = 20
 
 
+REPLAY_THREADS = _native.REPLAY_MODES  # one, recorded (csrc/lib/replay.h)
+REPLAY_WINDOW_DEFAULT = _native.REPLAY_WINDOW_DEFAULT
+
+
 def make_spec(allocator="glibc", pattern="churn", size=None, size_lo=None, size_hi=None,
               ops=None, threads=None, live=None, touch=None, seed=None, repeats=None, warmup=None,
-              settings=None, counter_method="auto", trace=None, processes=None) -> dict:
+              settings=None, counter_method="auto", trace=None, processes=None, replay_threads=None,
+              replay_window=None) -> dict:
     """A validated cell description; ValueError names what is wrong.  Omitted
     values take the C defaults; the ranges are checked by the C validator.
     processes: how many fresh processes measure the cell (1..MAX_PROCESSES);
     their repeats are pooled.
     touch: True (every page), "first" (each block's first page) or False.
-    pattern "trace" replays the trace file `trace`; its events are the ops."""
+    pattern "trace" replays the trace file `trace`; its events are the ops,
+    on one thread or on its recorded threads (replay_threads, replay_window)."""
     if allocator not in BACKENDS:
         raise ValueError(f"unknown allocator {allocator!r}; known: {', '.join(BACKENDS)}")
     if (pattern == "trace") != (trace is not None):
         raise ValueError("pattern trace needs a trace file (--trace FILE), and only it takes one")
+    if trace is None and (replay_threads is not None or replay_window is not None):
+        raise ValueError("replay_threads and replay_window apply to pattern trace only")
     if trace is not None:
         from .traces import read
         trace = os.path.abspath(trace)
@@ -38,6 +46,13 @@ def make_spec(allocator="glibc", pattern="churn", size=None, size_lo=None, size_
             raise ValueError(f"{trace}: an empty trace")
         size = size_lo = size_hi = None
         size_lo = size_hi = 0
+        threads = 1  # ns per event; the cell runs the trace on as many threads as its mode needs
+        replay_threads = REPLAY_THREADS[0] if replay_threads is None else replay_threads
+        replay_window = REPLAY_WINDOW_DEFAULT if replay_window is None else replay_window
+        if replay_threads not in REPLAY_THREADS:
+            raise ValueError(f"replay_threads must be one of {', '.join(REPLAY_THREADS)}, got {replay_threads!r}")
+        if not isinstance(replay_window, int) or isinstance(replay_window, bool) or not 1 <= replay_window < 2**31:
+            raise ValueError(f"replay_window must be a whole number of events, at least 1, got {replay_window!r}")
     processes = 1 if processes is None else processes
     if not isinstance(processes, int) or isinstance(processes, bool) or not 1 <= processes <= MAX_PROCESSES:
         raise ValueError(f"processes must be a whole number from 1 to {MAX_PROCESSES}, got {processes!r}")
@@ -63,7 +78,7 @@ def make_spec(allocator="glibc", pattern="churn", size=None, size_lo=None, size_
             "live": v["live"], "touch": v["touch"] if v["touch"] == "first" else bool(v["touch"]),
             "seed": v["seed"], "repeats": v["repeats"], "warmup": v["warmup"], "processes": processes,
             "counter_method": counter_method,
-            **({"trace": trace} if trace else {})}
+            **({"trace": trace, "replay_threads": replay_threads, "replay_window": replay_window} if trace else {})}
 
 
 def cell_binary() -> str:
@@ -77,7 +92,8 @@ def cell_command(spec: dict, extra: tuple = ()) -> tuple[list[str], dict]:
     touch = {True: 1, False: 0, "first": 2}[spec["touch"]]
     argv = [cell_binary(), f"allocator={backend.cell}", f"method={spec['counter_method']}", f"touch={touch}"]
     if spec.get("trace"):
-        argv.append(f"trace={spec['trace']}")
+        argv += [f"trace={spec['trace']}", f"replay_threads={spec['replay_threads']}",
+                 f"replay_window={spec['replay_window']}"]
     argv += [f"{k}={spec[k]}" for k in ("pattern", "size_lo", "size_hi", "ops", "threads",
                                         "live", "seed", "repeats", "warmup")]
     args, env = backend.cell_run(spec["settings"])

@@ -17,10 +17,11 @@ import struct
 import numpy as np
 
 from ._native import GLIBC_DEFAULT_BOUNDARY as BOUNDARY  # the smallest request glibc mmaps at 128 KiB
-from ._native import TRACE_OP_KINDS, TRACE_OPS
+from ._native import TRACE_OP_KINDS, TRACE_OPS, TRACE_VERSION
 from .children import ChildFailed, check_command, child_env, library, run_user
 
 MAGIC = b"ABTRACE1"
+VERSIONS = tuple(range(1, TRACE_VERSION + 1))  # 2 added the thread events; 1 has none
 HEADER = 4096
 # one record: csrc/lib/trace.h ab_event
 EVENT_DTYPE = np.dtype([("t_ns", "<u8"), ("ptr", "<u8"), ("old", "<u8"), ("size", "<u8"), ("tid", "<u4"),
@@ -29,6 +30,9 @@ OPS = TRACE_OPS  # op value -> name, from trace.h's one list
 ALLOCATING = {op for op, kind in TRACE_OP_KINDS.items() if kind == "alloc"}
 RESIZING = {op for op, kind in TRACE_OP_KINDS.items() if kind == "resize"}
 (FREE,) = (op for op, kind in TRACE_OP_KINDS.items() if kind == "free")
+THREAD_OPS = {op for op, kind in TRACE_OP_KINDS.items() if kind == "thread"}
+THREAD_START = next(op for op, name in OPS.items() if name == "thread_start")
+THREAD_EXIT = next(op for op, name in OPS.items() if name == "thread_exit")
 assert EVENT_DTYPE.itemsize == 40
 
 
@@ -47,9 +51,10 @@ def read(path: str) -> tuple[dict, np.ndarray]:
     if len(head) < 40 or head[:8] != MAGIC:
         raise TraceError(f"{path}: offset 0: not an allocbench trace (no ABTRACE1 magic)")
     version, header_size, record_size, flags, count, start_ns = struct.unpack("<IIIIQQ", head[8:40])
-    if version != 1 or header_size != HEADER or record_size != EVENT_DTYPE.itemsize:
+    if version not in VERSIONS or header_size != HEADER or record_size != EVENT_DTYPE.itemsize:
         raise TraceError(f"{path}: offset 8: version {version}, header {header_size}, record {record_size} "
-                         f"(this allocbench reads version 1, {HEADER}, {EVENT_DTYPE.itemsize})")
+                         f"(this allocbench reads versions {', '.join(map(str, VERSIONS))}, {HEADER}, "
+                         f"{EVENT_DTYPE.itemsize})")
     if size < HEADER:
         raise TraceError(f"{path}: offset {size}: truncated inside the {HEADER}-byte header")
     body = size - HEADER
@@ -85,8 +90,31 @@ def finalize(path: str) -> None:
         f.truncate(HEADER + len(events) * EVENT_DTYPE.itemsize)
 
 
+def thread_of(ev: np.ndarray) -> np.ndarray:
+    """Each event's thread, numbered as the replay numbers them (csrc/lib/replay.c):
+    0 the initial thread (the first event's), then the created threads in
+    creation order (their THREAD_START), then any others (a version 1 trace's)
+    in the order they first appear.  A tid that a later thread reuses is taken
+    over at that thread's start."""
+    starts = sorted({int(s) for s in ev["size"][ev["op"] == THREAD_START] if 1 <= s <= len(ev)})
+    dense = {c: i + 1 for i, c in enumerate(starts)}
+    current = {int(ev["tid"][0]): 0} if len(ev) else {}
+    out = np.empty(len(ev), dtype=np.int64)
+    extra = len(dense)
+    for i, (op, tid, size) in enumerate(zip(ev["op"].tolist(), ev["tid"].tolist(), ev["size"].tolist())):
+        if op == THREAD_START and size in dense:
+            current[tid] = dense[size]
+        elif tid not in current:
+            extra += 1
+            current[tid] = extra
+        out[i] = current[tid]
+    return out
+
+
 def info(path: str) -> dict:
-    """What a trace holds: operations by kind, sizes, peak live bytes, lifetimes, threads."""
+    """What a trace holds: operations by kind, sizes, peak live bytes, lifetimes, and
+    per thread its events, peak live bytes, the share of its frees that free another
+    thread's block, and its lifetime."""
     header, ev = read(path)
     ops = {OPS[k]: int(v) for k, v in zip(*np.unique(ev["op"], return_counts=True))}
     alloc = ev[np.isin(ev["op"], list(ALLOCATING | RESIZING)) & (ev["ptr"] != 0)]
@@ -96,30 +124,53 @@ def info(path: str) -> dict:
         log2 = np.floor(np.log2(np.maximum(sizes, 1))).astype(int)
         for b, n in zip(*np.unique(log2, return_counts=True)):
             buckets[f"{1 << int(b)}..{(1 << (int(b) + 1)) - 1}"] = int(n)
-    # live bytes and lifetimes, in event order
+    # live bytes and lifetimes, in event order; per thread: the blocks it made, and whose it frees
     live = peak = 0
-    born: dict[int, tuple[int, int]] = {}
+    born: dict[int, tuple[int, int, int]] = {}
     lifetimes = []
-    for i, (op, ptr, old, size) in enumerate(zip(ev["op"].tolist(), ev["ptr"].tolist(), ev["old"].tolist(),
-                                                 ev["size"].tolist())):
+    threads = thread_of(ev)
+    nthreads = int(threads.max()) + 1 if len(ev) else 0
+    t_live, t_peak, t_frees, t_cross = ([0] * nthreads for _ in range(4))
+    for i, (op, ptr, old, size, t) in enumerate(zip(ev["op"].tolist(), ev["ptr"].tolist(), ev["old"].tolist(),
+                                                    ev["size"].tolist(), threads.tolist())):
+        if op in THREAD_OPS:
+            continue
         gone = ptr if op == FREE else old if op in RESIZING else 0
         if gone and gone in born and not (op in RESIZING and not ptr and size):
-            start, s = born.pop(gone)
+            start, s, owner = born.pop(gone)
             live -= s
+            t_live[owner] -= s
+            t_frees[t] += 1
+            t_cross[t] += owner != t
             lifetimes.append(i - start)
         if op != FREE and ptr:
-            born[ptr] = (i, size)
+            born[ptr] = (i, size, t)
             live += size
             peak = max(peak, live)
+            t_live[t] += size
+            t_peak[t] = max(t_peak[t], t_live[t])
     life = {}
     if lifetimes:
         lg = np.floor(np.log10(np.maximum(np.array(lifetimes), 1))).astype(int)
         for b, n in zip(*np.unique(lg, return_counts=True)):
             life[f"{10 ** int(b)}..{10 ** (int(b) + 1) - 1} events"] = int(n)
     above = int((alloc["size"] >= BOUNDARY).sum())
+    per_thread = []
+    for t in range(nthreads):
+        mine = np.flatnonzero(threads == t)
+        if not len(mine):
+            continue
+        exit_at = mine[ev["op"][mine] == THREAD_EXIT]
+        per_thread.append({
+            "thread": t, "tid": int(ev["tid"][mine[0]]), "events": int(len(mine)), "peak_live_bytes": int(t_peak[t]),
+            "frees": t_frees[t], "cross_thread_free_share": t_cross[t] / t_frees[t] if t_frees[t] else 0.0,
+            "first_ns": int(ev["t_ns"][mine[0]]), "last_ns": int(ev["t_ns"][mine[-1]]),
+            "exited": bool(len(exit_at)), "lifetime_ns": int(ev["t_ns"][mine[-1]] - ev["t_ns"][mine[0]])})
     return {
         "path": path, "program": header.get("program"), "command": header.get("command"),
-        "events": int(len(ev)), "ops": ops, "threads": int(len(np.unique(ev["tid"]))) if len(ev) else 0,
+        "argv": header.get("argv"), "cwd": header.get("cwd"), "at_exit": header.get("at_exit"),
+        "events": int(len(ev)), "ops": ops, "threads": nthreads, "per_thread": per_thread,
+        "cross_thread_frees": sum(t_cross),
         "allocations": int(len(alloc)), "size_histogram": buckets,
         "share_at_or_above_128k_boundary": above / len(alloc) if len(alloc) else 0.0,
         "bytes_at_or_above_128k_boundary": int(alloc["size"][alloc["size"] >= BOUNDARY].sum()),
@@ -139,6 +190,14 @@ def summary_lines(i: dict) -> list[str]:
              f"allocations, {human_bytes(i['bytes_at_or_above_128k_boundary'])}",
              "sizes (bytes: allocations): " + ", ".join(f"{k}: {v:,}" for k, v in i["size_histogram"].items()),
              "lifetimes: " + ", ".join(f"{k}: {v:,}" for k, v in i["lifetime_histogram"].items())]
+    if i["threads"] > 1:
+        lines.append(f"threads (the replay's numbering): {i['cross_thread_frees']:,} frees of another thread's block")
+        lines.append(f"  {'thread':>6} {'tid':>8} {'events':>10} {'peak live':>11} {'frees of another':>16} "
+                     f"{'lifetime':>10}")
+        for t in i["per_thread"]:
+            lines.append(f"  {t['thread']:>6} {t['tid']:>8} {t['events']:>10,} {human_bytes(t['peak_live_bytes']):>11} "
+                         f"{t['cross_thread_free_share']:>16.1%} {t['lifetime_ns'] / 1e6:>7.1f} ms"
+                         + ("" if t["exited"] or t["thread"] == 0 else " (no exit event)"))
     if i["recorder_overflowed"]:
         lines.append("the recorder ran out of room: raise ALLOCBENCH_TRACE_MAX_EVENTS")
     return lines

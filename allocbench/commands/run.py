@@ -33,6 +33,13 @@ def add_arguments(p) -> None:
     p.add_argument("--touch", choices=("all", "first", "none"), default="all",
                    help="write every page of each block (all), its first page, or nothing")
     p.add_argument("--trace", help="pattern trace: the trace file to replay (from allocbench record)")
+    p.add_argument("--replay-threads", choices=("one", "recorded"),
+                   help="pattern trace: every call on one thread in the recorded order (one, the default), or "
+                        "each recorded thread's calls on a thread of its own, so glibc attaches arenas as the "
+                        "program did (recorded)")
+    p.add_argument("--replay-window", type=count_arg,
+                   help="pattern trace, recorded threads: events a thread may run ahead of the slowest, which "
+                        "bounds how far the replay's live bytes can drift from the trace's (1024)")
     add_setting_flags(p)
     p.add_argument("--counter-method", choices=("auto",) + _native.METHODS, default="auto")
     p.add_argument("--timeout", type=seconds_arg, default=300, help="seconds before the cell is failed (300)")
@@ -94,7 +101,8 @@ def run(args) -> int:
             allocator=args.allocator, pattern=args.pattern, size=args.size, size_lo=args.size_lo,
             size_hi=args.size_hi, ops=args.ops, threads=args.threads, live=args.live, touch=touch, seed=args.seed,
             repeats=args.repeats, warmup=args.warmup, settings=settings_given(args),
-            counter_method=args.counter_method, trace=args.trace, processes=args.processes)
+            counter_method=args.counter_method, trace=args.trace, processes=args.processes,
+            replay_threads=args.replay_threads, replay_window=args.replay_window)
         rec = runner.run_cell(spec, timeout=args.timeout)
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None

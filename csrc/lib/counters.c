@@ -345,6 +345,17 @@ int ab_tracepoints_hold(char *err, size_t cap)
     return 0;
 }
 
+int ab_counter_open_thread(ab_counter *c)
+{
+    memset(c, 0, sizeof *c);
+    c->group_fd = -1;
+    for (int i = 0; i < AB_NSYSCALLS; i++)
+        c->fds[i] = -1;
+    c->method = AB_METHOD_PERF;
+    c->no_inherit = 1;
+    return perf_open(c, NULL);
+}
+
 int ab_counter_read_totals(ab_counter *c, int64_t out[AB_NSYSCALLS])
 {
     uint64_t vals[1 + AB_NSYSCALLS];

@@ -108,6 +108,8 @@ int ab_tracepoints_hold(char *err, size_t cap);
 /* perf on another task (with inherit: its threads and children too), counting
  * from now; read the totals at any time, also after the task has exited. */
 int ab_counter_open_task(ab_counter *c, pid_t task);
+/* perf on the calling thread alone (not inherited), e.g. read around one call */
+int ab_counter_open_thread(ab_counter *c);
 int ab_counter_read_totals(ab_counter *c, int64_t out[AB_NSYSCALLS]);
 
 /* strace, for the counter and for the launcher: the binary (given, else

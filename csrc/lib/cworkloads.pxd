@@ -23,6 +23,11 @@ cdef extern from "workloads.h" nogil:
 
     ctypedef struct ab_replay:
         uint64_t n
+        uint32_t nthreads
+
+    enum: AB_NREPLAY_MODES
+    enum: AB_REPLAY_WINDOW_DEFAULT
+    const char *ab_replay_mode_names[]
 
     ctypedef struct ab_workload:
         const ab_replay *replay

@@ -44,7 +44,8 @@ enum {
 #undef AB_HOOK_INDEX
     AB_NHOOKED
 };
-_Static_assert(AB_NHOOKED == AB_NOPS - 1, "every trace op (trace.h) is a hooked function and back");
+_Static_assert(AB_NHOOKED == AB_OP_THREAD_CREATE - 1,
+               "every allocation op of trace.h is a hooked function and back (the thread ops follow them)");
 #define AB_HOOK_ORDER(op, returns, ret, name, params, args) \
     _Static_assert(op == AB_HOOK_##name + 1, #name " is listed in trace.h's op order");
 AB_HOOKED_FUNCTIONS(AB_HOOK_ORDER)

@@ -1,7 +1,19 @@
 /* A recorded trace (trace.h) made ready for replay before the window opens:
- * every pointer becomes a dense slot id (a freed slot is reused, so there are
- * as many slots as blocks live at once), all in mmapped memory, so the replay
- * loop itself does no bookkeeping malloc. */
+ * every pointer becomes a dense slot id, all in mmapped memory, so the replay
+ * loop itself does no bookkeeping malloc.
+ *
+ * One thread (AB_REPLAY_ONE): a freed slot is reused, so there are as many
+ * slots as blocks live at once.
+ *
+ * Recorded threads (AB_REPLAY_RECORDED): each event belongs to the thread
+ * that made it (the initial thread is 0; created threads follow in creation
+ * order, from their THREAD_START events; threads of a version 1 trace in the
+ * order they first appear), and each thread gets the list of its events.  A
+ * slot freed by a thread goes back to that thread's own pool, so only the
+ * thread that freed a slot ever fills it again: the one order kept across
+ * threads is that a free (or realloc) of another thread's block waits for
+ * that allocation (wait_for: the allocating event, + 1), and the replay
+ * compares a slot's generation, the event that last filled it, with it. */
 #define _GNU_SOURCE
 #include "replay.h"
 
@@ -11,6 +23,12 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+const char *const ab_replay_mode_names[AB_NREPLAY_MODES] = {
+#define AB_RM_NAME(e, name) [e] = name,
+    AB_REPLAY_MODES(AB_RM_NAME)
+#undef AB_RM_NAME
+};
 
 static void *map_zero(size_t bytes)
 {
@@ -62,27 +80,68 @@ static void erase(pmap *m, uint64_t k)
     m->key[i] = 0;
 }
 
-/* distinct tids, in an open-addressed set (tids are never 0) */
-static uint32_t count_threads(const ab_event *ev, uint64_t n)
+/* tid -> current replay thread, open-addressed (tids are never 0); a tid a
+ * later thread reuses is taken over at that thread's THREAD_START */
+typedef struct tidmap {
+    uint32_t key[4096], val[4096];
+} tidmap;
+
+static uint32_t *tid_slot(tidmap *m, uint32_t tid)
 {
-    uint64_t cap = 1024;
-    uint32_t *set = map_zero(cap * 4), count = 0;
-    if (!set)
-        return 0;
-    for (uint64_t i = 0; i < n; i++) {
-        uint64_t h = ev[i].tid * 0x9E3779B97F4A7C15ull >> 54;  /* 10 bits */
-        while (set[h] && set[h] != ev[i].tid)
-            h = (h + 1) & (cap - 1);
-        if (!set[h] && count < cap / 2)
-            set[h] = ev[i].tid, count++;
-    }
-    munmap(set, cap * 4);
-    return count;
+    uint32_t h = (uint32_t)(tid * 2654435761u) >> 20;  /* 12 bits */
+    while (m->key[h] && m->key[h] != tid)
+        h = (h + 1) & 4095;
+    m->key[h] = tid;
+    return &m->val[h];
 }
 
-int ab_replay_load(const char *path, ab_replay *r, char *err, size_t cap)
+/* Each event's replay thread (1 + index in val while building); returns the count. */
+static int assign_threads(const ab_event *ev, uint64_t n, uint32_t *thread, char *err, size_t cap)
+{
+    tidmap *tm = map_zero(sizeof *tm);
+    uint32_t *by_creation = map_zero((n + 2) * 4);  /* creation index -> replay thread + 1 */
+    if (!tm || !by_creation) {
+        snprintf(err, cap, "out of memory preparing the threads");
+        return -1;
+    }
+    /* threads with a THREAD_START, in creation order, after the initial one */
+    uint32_t count = 1;
+    uint64_t max_index = 0;
+    for (uint64_t i = 0; i < n; i++)
+        if (ev[i].op == AB_OP_THREAD_START && ev[i].size <= n && ev[i].size > max_index)
+            max_index = ev[i].size;
+    for (uint64_t i = 0; i < n; i++)
+        if (ev[i].op == AB_OP_THREAD_START && ev[i].size >= 1 && ev[i].size <= n)
+            by_creation[ev[i].size] = 1;
+    for (uint64_t c = 1; c <= max_index; c++)
+        if (by_creation[c])
+            by_creation[c] = ++count;  /* replay thread + 1 */
+    *tid_slot(tm, ev[0].tid) = 1;  /* the initial thread makes the first event */
+    int rc = 0;
+    for (uint64_t i = 0; i < n && rc == 0; i++) {
+        uint32_t *t = tid_slot(tm, ev[i].tid);
+        if (ev[i].op == AB_OP_THREAD_START && ev[i].size >= 1 && ev[i].size <= n)
+            *t = by_creation[ev[i].size];
+        else if (!*t)  /* a thread with no start event (unwrapped, or a version 1 trace) */
+            *t = ++count;
+        if (count > AB_MAX_REPLAY_THREADS) {
+            snprintf(err, cap, "the trace has more than %d threads", AB_MAX_REPLAY_THREADS);
+            rc = -1;
+        }
+        thread[i] = *t - 1;
+    }
+    munmap(tm, sizeof *tm), munmap(by_creation, (n + 2) * 4);
+    return rc ? -1 : (int)count;
+}
+
+int ab_replay_load(const char *path, int mode, uint64_t window, ab_replay *r, char *err, size_t cap)
 {
     memset(r, 0, sizeof *r);
+    r->mode = mode, r->window = window;
+    if (mode < 0 || mode >= AB_NREPLAY_MODES || window < 1) {
+        snprintf(err, cap, "replay mode must be one or recorded, and the window at least 1 event");
+        return -1;
+    }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st)) {
@@ -112,41 +171,79 @@ int ab_replay_load(const char *path, ab_replay *r, char *err, size_t cap)
             n = i;
             break;
         }
+    if (n >= (1ull << 31)) {
+        snprintf(err, cap, "%s: more than 2^31 events", path);
+        return -1;
+    }
     uint64_t buckets = 1024;
     while (buckets < 2 * n + 2)
         buckets <<= 1;
     pmap pm = {map_zero(buckets * 8), map_zero(buckets * 4), buckets - 1};
     r->ev = map_zero(n * sizeof *r->ev), r->in = map_zero(n * 4), r->aux = map_zero(n * 8);
-    uint32_t *free_slots = map_zero(n * 4 + 4), nfree = 0;
+    uint32_t *thread = map_zero(n * 4 + 4);
+    uint32_t *pool_next = map_zero(n * 4 + 4);  /* a free slot's next in its pool */
+    uint32_t *pool_head = map_zero((AB_MAX_REPLAY_THREADS + 1) * 4);  /* slot + 1 (0: empty), per thread */
     uint64_t *slot_size = map_zero(n * 8 + 8);
-    if (!pm.key || !pm.val || !r->ev || !r->in || !r->aux || !free_slots || !slot_size) {
+    uint32_t *slot_event = map_zero(n * 4 + 4), *slot_thread = map_zero(n * 4 + 4);
+    r->wait_for = map_zero(n * 4 + 4);
+    if (!pm.key || !pm.val || !r->ev || !r->in || !r->aux || !thread || !pool_next || !pool_head || !slot_size ||
+        !slot_event || !slot_thread || !r->wait_for) {
         snprintf(err, cap, "out of memory preparing %llu events", (unsigned long long)n);
         return -1;
     }
+    int nthreads = n ? assign_threads(ev, n, thread, err, cap) : 1;
+    if (nthreads < 0)
+        return -1;
+    r->threads = (uint32_t)nthreads;
+    int recorded = mode == AB_REPLAY_RECORDED;
     uint64_t live = 0;
-    for (uint64_t i = 0; i < n; i++) {
+    int rc = 0;
+    for (uint64_t i = 0; i < n && rc == 0; i++) {
         const ab_event *e = &ev[i];
-        uint32_t in = AB_NO_SLOT, out = AB_NO_SLOT;
+        uint32_t in = AB_NO_SLOT, out = AB_NO_SLOT, pool = recorded ? thread[i] : 0;
         uint64_t in_size = 0;
-        int op = e->op;
+        int op = ab_trace_op_kinds[e->op] == AB_OPK_THREAD ? 0 : e->op;  /* a thread's life: its list says it */
         if (op == AB_OP_FREE || op == AB_OP_REALLOC || op == AB_OP_REALLOCARRAY) {
             uint64_t old = op == AB_OP_FREE ? e->ptr : e->old;
             uint32_t *v = old ? find(&pm, old, 0) : NULL;
             int failed = op != AB_OP_FREE && !e->ptr && e->size;  /* a failed realloc keeps the block */
+            if (old && !v && thread[i] != 0) {
+                snprintf(err, cap, "%s: event %llu: thread %u %s block 0x%llx, which the trace never allocated",
+                         path, (unsigned long long)i, thread[i], op == AB_OP_FREE ? "frees" : "reallocs",
+                         (unsigned long long)old);
+                rc = -1;
+                break;
+            }
+            if (old && !v)
+                r->unmatched++;  /* the initial thread's block from before the recording */
             if (v && !failed) {
                 in = *v - 1;
                 erase(&pm, old);
                 in_size = slot_size[in];
                 live -= in_size;
-                free_slots[nfree++] = in;
+                if (slot_thread[in] != thread[i]) {
+                    r->cross_frees++;
+                    if (recorded) {  /* wait until the allocating thread has made this block */
+                        r->wait_for[i] = slot_event[in] + 1;
+                        r->ev[slot_event[in]].flags |= AB_REPLAY_PUBLISH;  /* and it says when it has */
+                    }
+                }
+                pool_next[in] = pool_head[pool];  /* back to the pool of the thread that freed it */
+                pool_head[pool] = in + 1;
             }
             if (op == AB_OP_FREE && !v)
                 op = 0;  /* free(NULL), or a block from before the recording: nothing to replay */
         }
         if (op != AB_OP_FREE && op && e->ptr) {
-            out = nfree ? free_slots[--nfree] : r->nslots++;
+            if (pool_head[pool]) {
+                out = pool_head[pool] - 1;
+                pool_head[pool] = pool_next[out];
+            } else {
+                out = r->nslots++;
+            }
             *find(&pm, e->ptr, 1) = out + 1;
             slot_size[out] = e->size;
+            slot_event[out] = (uint32_t)i, slot_thread[out] = thread[i];
             live += e->size;
             if (e->size >= AB_GLIBC_DEFAULT_BOUNDARY)
                 r->big_allocs++, r->big_bytes += e->size;
@@ -159,6 +256,7 @@ int ab_replay_load(const char *path, ab_replay *r, char *err, size_t cap)
         }
         ab_replay_event *x = &r->ev[i];
         x->op = (uint8_t)op;
+        x->flags = 0;
         x->slot = op == AB_OP_FREE ? in : out;
         x->size = op == AB_OP_FREE ? in_size : e->size;
         r->frees += op == AB_OP_FREE;
@@ -170,9 +268,28 @@ int ab_replay_load(const char *path, ab_replay *r, char *err, size_t cap)
     }
     r->n = n;
     r->live_at_end_bytes = live;
-    r->threads = count_threads(ev, n);
+    r->nthreads = recorded ? r->threads : 1;
+    /* each replay thread's events, in global order: a counting sort by thread */
+    r->thread_start = map_zero((r->nthreads + 1) * 8);
+    r->order = map_zero(n * 8 + 8);
+    if (rc == 0 && (!r->thread_start || !r->order)) {
+        snprintf(err, cap, "out of memory preparing %llu events", (unsigned long long)n);
+        rc = -1;
+    }
+    if (rc == 0) {
+        for (uint64_t i = 0; i < n; i++)
+            r->thread_start[(recorded ? thread[i] : 0) + 1]++;
+        for (uint32_t t = 0; t < r->nthreads; t++)
+            r->thread_start[t + 1] += r->thread_start[t];
+        uint64_t *fill = map_zero((r->nthreads + 1) * 8);
+        memcpy(fill, r->thread_start, (r->nthreads + 1) * 8);
+        for (uint64_t i = 0; i < n; i++)
+            r->order[fill[recorded ? thread[i] : 0]++] = i;
+        munmap(fill, (r->nthreads + 1) * 8);
+    }
     munmap((void *)m, len);
-    munmap(pm.key, buckets * 8), munmap(pm.val, buckets * 4), munmap(free_slots, n * 4 + 4);
-    munmap(slot_size, n * 8 + 8);
-    return 0;
+    munmap(pm.key, buckets * 8), munmap(pm.val, buckets * 4), munmap(thread, n * 4 + 4);
+    munmap(pool_next, n * 4 + 4), munmap(pool_head, (AB_MAX_REPLAY_THREADS + 1) * 4);
+    munmap(slot_size, n * 8 + 8), munmap(slot_event, n * 4 + 4), munmap(slot_thread, n * 4 + 4);
+    return rc;
 }

@@ -6,20 +6,36 @@
  *           size, u32 record size, u32 flags, u64 events (0 when the program
  *           ended without running destructors: readers then stop at the first
  *           record whose op is 0), u64 start_ns, then NUL-terminated JSON
- *           (recorder settings, program, pid, environment) up to the header size.
- *   records: little-endian ab_event, in the global order of the calls. */
+ *           (recorder settings, program, pid, environment, and what the
+ *           recorder measured at exit) up to the header size.
+ *   records: little-endian ab_event, in the global order of the calls.
+ *
+ * Version 2 adds the thread events, each from the thread it names:
+ *   THREAD_CREATE  by the creating thread, its slot reserved before
+ *                  pthread_create and filled after (so it precedes the new
+ *                  thread's events): size = the new thread's creation index
+ *                  (1, 2, ... in creation order), ptr = 0 if creation failed
+ *                  (else 1);
+ *   THREAD_START   the new thread's first event: size = its creation index,
+ *                  old = the creating thread's tid;
+ *   THREAD_EXIT    the thread's last event, from a pthread key destructor
+ *                  (a return from its start routine or pthread_exit): size =
+ *                  its creation index.
+ * The initial thread has index 0 and no thread events.  Version 1 traces
+ * (no thread events) are read as before. */
 #ifndef ALLOCBENCH_TRACE_H
 #define ALLOCBENCH_TRACE_H
 
 #include <stdint.h>
 
 #define AB_TRACE_MAGIC "ABTRACE1"
-#define AB_TRACE_VERSION 1
+#define AB_TRACE_VERSION 2
 #define AB_TRACE_HEADER 4096
 
 /* The operations, once: X(enum, value, name, kind); kind says what the call
- * does to the program's blocks: makes one, frees one, or resizes one. */
-enum ab_op_kind { AB_OPK_ALLOC = 1, AB_OPK_FREE = 2, AB_OPK_RESIZE = 3 };
+ * does to the program's blocks (makes one, frees one, resizes one), or that it
+ * is a thread's life. */
+enum ab_op_kind { AB_OPK_ALLOC = 1, AB_OPK_FREE = 2, AB_OPK_RESIZE = 3, AB_OPK_THREAD = 4 };
 #define AB_TRACE_OPS(X)                                         \
     X(AB_OP_MALLOC, 1, "malloc", AB_OPK_ALLOC)                  \
     X(AB_OP_FREE, 2, "free", AB_OPK_FREE)                       \
@@ -30,7 +46,10 @@ enum ab_op_kind { AB_OPK_ALLOC = 1, AB_OPK_FREE = 2, AB_OPK_RESIZE = 3 };
     X(AB_OP_POSIX_MEMALIGN, 7, "posix_memalign", AB_OPK_ALLOC)  \
     X(AB_OP_ALIGNED_ALLOC, 8, "aligned_alloc", AB_OPK_ALLOC)    \
     X(AB_OP_VALLOC, 9, "valloc", AB_OPK_ALLOC)                  \
-    X(AB_OP_PVALLOC, 10, "pvalloc", AB_OPK_ALLOC)
+    X(AB_OP_PVALLOC, 10, "pvalloc", AB_OPK_ALLOC)              \
+    X(AB_OP_THREAD_CREATE, 11, "thread_create", AB_OPK_THREAD) \
+    X(AB_OP_THREAD_START, 12, "thread_start", AB_OPK_THREAD)   \
+    X(AB_OP_THREAD_EXIT, 13, "thread_exit", AB_OPK_THREAD)
 enum ab_trace_op {
 #define AB_OP_ENUM(e, v, name, kind) e = v,
     AB_TRACE_OPS(AB_OP_ENUM)

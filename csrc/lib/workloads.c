@@ -6,6 +6,8 @@
 #include "toyalloc.h"
 
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 const char *const ab_pattern_names[AB_NPATTERNS] = {
@@ -80,6 +83,8 @@ typedef struct thread_ctx {
     uint64_t npinned, pinned_cap;
     uint64_t live_bytes;     /* written by this thread only, read by the sampler (relaxed) */
     struct thread_ctx *live_owner;  /* handoff's freeing thread: the producer, whose count its frees lower */
+    struct replay_run *rr;   /* a trace on its recorded threads: what they share */
+    uint64_t failed_allocs;  /* a trace: allocations that failed (the plain loop counts no others) */
     uint64_t usable_bytes, live_mmapped_bytes;  /* timeline repeat only */
     volatile uint64_t ring_head, ring_tail;     /* handoff: producer's ring of `live` slots */
     /* Every block passes through here so the compiler cannot drop a malloc/free
@@ -382,101 +387,221 @@ static void run_fragment(thread_ctx *t)
 }
 
 
-/* trace: the recorded calls in their global order, on this one thread.
- * `plain` (no timeline, no touching) is the timed case.  Its loop reads only
- * the 16-byte events and counts only failures; everything else it reports
- * comes from the preparation (replay.h), so what the loop adds to the
- * allocator's own calls stays small (make trace-overhead).  One consequence:
- * its live_bytes_peak is the trace's own, even when a call failed (`failed`). */
-static inline __attribute__((always_inline)) void replay(thread_ctx *t, const int plain)
+/* trace: one recorded call, replayed.  `plain` (no timeline, no touching) is
+ * the timed case: it reads only the 16-byte event (and, for the rare realloc
+ * and aligned calls, their side arrays) and counts only failures; everything
+ * else it reports comes from the preparation (replay.h), so what the loop
+ * adds to the allocator's own calls stays small (make trace-overhead).  One
+ * consequence: its live_bytes_peak is the trace's own, even when a call failed. */
+static inline __attribute__((always_inline)) void replay_event(thread_ctx *t, const ab_replay *r, uint64_t i,
+                                                                const int plain, uint64_t *failed_allocs,
+                                                                uint64_t *failed_reallocs)
 {
-    const ab_replay *r = t->w->replay;
-    const ab_replay_event *ev = r->ev;
     const ab_allocator *a = t->a;
     void **slots = t->slots;
-    uint64_t failed_allocs = 0, failed_reallocs = 0;  /* got() counts the other loop's failed allocations */
-    for (uint64_t i = 0; i < r->n; i++) {
-        if (!plain && t->tl && i % t->tl->every == 0)  /* a trace samples by event: frees count too */
-            sample(t->tl, t->all, 1, i, AB_TK_periodic);
-        ab_replay_event e = ev[i];
-        void *p;
-        /* free and malloc first, as plain branches: dispatching them through
-         * the switch's jump table cost about 2 ns more per event (make trace-overhead) */
-        if (e.op == AB_OP_FREE) {
-            if (plain)
-                a->free(slots[e.slot]);
-            else
-                put(t, slots[e.slot], e.size);
-            slots[e.slot] = NULL;
-            continue;
-        }
-        if (e.op == AB_OP_MALLOC) {
-            p = a->malloc(e.size);
-        } else switch (e.op) {
-        case AB_OP_CALLOC:
-            p = a->calloc(1, e.size);
-            break;
-        case AB_OP_MEMALIGN: case AB_OP_POSIX_MEMALIGN: case AB_OP_ALIGNED_ALLOC:
-        case AB_OP_VALLOC: case AB_OP_PVALLOC:
-            p = a->memalign(r->aux[i], e.size);
-            break;
-        case AB_OP_REALLOC: case AB_OP_REALLOCARRAY: {
-            uint32_t in = r->in[i];
-            size_t old = in == AB_NO_SLOT ? 0 : r->aux[i];
-            void *q = in == AB_NO_SLOT ? NULL : slots[in];
-            if (!plain && t->tl && q)
-                account(t, q, old, -1);
-            p = a->realloc(q, e.size);
-            if (in != AB_NO_SLOT)
-                slots[in] = NULL;
-            if (e.slot == AB_NO_SLOT && p) {
-                /* realloc(q, 0) freed q under glibc; an allocator that returns
-                 * a block instead gets it back at once, or the replay leaks it */
-                a->free(p);
-                p = NULL;
-            } else if (e.slot != AB_NO_SLOT && !p) {
-                failed_reallocs++;  /* q is still the program's, in the slot the trace gave the result */
-                p = q, e.size = old;
-            }
-            if (!plain) {
-                t->st.reallocs++;
-                STORE(t->live_bytes, t->live_bytes - old + (p ? e.size : 0));
-                if (t->live_bytes > t->st.live_bytes_peak)
-                    t->st.live_bytes_peak = t->live_bytes;
-                if (p && t->w->touch && e.size > old)
-                    touch_mode(p, old, e.size, t->w->touch);
-                if (p && t->tl)
-                    account(t, p, e.size, 1);
-                if (p)  /* only this loop frees leftovers by size */
-                    t->sizes[e.slot] = e.size;
-            }
-            if (p)
-                slots[e.slot] = p;
-            continue;
-        }
-        default:
-            continue;  /* free(NULL), a failed call: nothing to replay */
-        }
-        /* an allocation: malloc, calloc or an aligned one */
-        if (plain) {
-            slots[e.slot] = p;
-            if (__builtin_expect(!p, 0))
-                failed_allocs++;
-        } else {
-            slots[e.slot] = got(t, p, e.size);
-            t->sizes[e.slot] = e.size;
-        }
+    ab_replay_event e = r->ev[i];
+    void *p;
+    /* free and malloc first, as plain branches: dispatching them through
+     * the switch's jump table cost about 2 ns more per event (make trace-overhead) */
+    if (e.op == AB_OP_FREE) {
+        if (plain)
+            a->free(slots[e.slot]);
+        else
+            put(t, slots[e.slot], e.size);
+        slots[e.slot] = NULL;
+        return;
     }
+    if (e.op == AB_OP_MALLOC) {
+        p = a->malloc(e.size);
+    } else switch (e.op) {
+    case AB_OP_CALLOC:
+        p = a->calloc(1, e.size);
+        break;
+    case AB_OP_MEMALIGN: case AB_OP_POSIX_MEMALIGN: case AB_OP_ALIGNED_ALLOC:
+    case AB_OP_VALLOC: case AB_OP_PVALLOC:
+        p = a->memalign(r->aux[i], e.size);
+        break;
+    case AB_OP_REALLOC: case AB_OP_REALLOCARRAY: {
+        uint32_t in = r->in[i];
+        size_t old = in == AB_NO_SLOT ? 0 : r->aux[i];
+        void *q = in == AB_NO_SLOT ? NULL : slots[in];
+        if (!plain && t->tl && q)
+            account(t, q, old, -1);
+        p = a->realloc(q, e.size);
+        if (in != AB_NO_SLOT)
+            slots[in] = NULL;
+        if (e.slot == AB_NO_SLOT && p) {
+            /* realloc(q, 0) freed q under glibc; an allocator that returns
+             * a block instead gets it back at once, or the replay leaks it */
+            a->free(p);
+            p = NULL;
+        } else if (e.slot != AB_NO_SLOT && !p) {
+            (*failed_reallocs)++;  /* q is still the program's, in the slot the trace gave the result */
+            p = q, e.size = old;
+        }
+        if (!plain) {
+            t->st.reallocs++;
+            add_live(t, (uint64_t)(p ? e.size : 0) - old);
+            if (t->live_bytes > t->st.live_bytes_peak)
+                t->st.live_bytes_peak = t->live_bytes;
+            if (p && t->w->touch && e.size > old)
+                touch_mode(p, old, e.size, t->w->touch);
+            if (p && t->tl)
+                account(t, p, e.size, 1);
+            if (p)  /* only this loop frees leftovers by size */
+                t->sizes[e.slot] = e.size;
+        }
+        if (p)
+            slots[e.slot] = p;
+        return;
+    }
+    default:
+        return;  /* free(NULL), a failed call, a thread's life: nothing to replay */
+    }
+    /* an allocation: malloc, calloc or an aligned one */
+    if (plain) {
+        slots[e.slot] = p;
+        if (__builtin_expect(!p, 0))
+            (*failed_allocs)++;
+    } else {
+        slots[e.slot] = got(t, p, e.size);
+        t->sizes[e.slot] = e.size;
+    }
+}
+
+/* The counts a replay thread reports: the plain loop takes them from the
+ * preparation (thread `share`: all of them for one thread), the other loop
+ * counted as it went, in got() and put(). */
+static void replay_counts(thread_ctx *t, const int plain, uint64_t failed_allocs, uint64_t failed_reallocs)
+{
+    const ab_replay *r = t->w->replay;
     t->st.failed += failed_allocs + failed_reallocs;
-    if (plain) {  /* the other loop counted as it went, in got() and put() */
+    t->failed_allocs = failed_allocs;
+    if (plain && t->tid == 0) {  /* the totals, less every thread's failures (ab_run subtracts the others') */
         t->st.allocs += r->allocs - failed_allocs, t->st.reallocs += r->reallocs;
         t->st.frees += r->frees;
         if (r->peak_live_bytes > t->st.live_bytes_peak)
             t->st.live_bytes_peak = r->peak_live_bytes;
-        t->st.live_at_end_bytes = r->live_at_end_bytes;
-    } else {
-        t->st.live_at_end_bytes = t->live_bytes;
     }
+}
+
+/* trace on one thread: every call in its recorded global order. */
+static inline __attribute__((always_inline)) void replay(thread_ctx *t, const int plain)
+{
+    const ab_replay *r = t->w->replay;
+    uint64_t failed_allocs = 0, failed_reallocs = 0;  /* got() counts the other loop's failed allocations */
+    for (uint64_t i = 0; i < r->n; i++) {
+        if (!plain && t->tl && i % t->tl->every == 0)  /* a trace samples by event: frees count too */
+            sample(t->tl, t->all, 1, i, AB_TK_periodic);
+        replay_event(t, r, i, plain, &failed_allocs, &failed_reallocs);
+    }
+    replay_counts(t, plain, failed_allocs, failed_reallocs);
+}
+
+/* ---- trace on the recorded threads (replay.h AB_REPLAY_RECORDED) ---- */
+
+#define GEN_WAITER 0x80000000u
+#define DONE UINT64_MAX
+
+/* What the replay threads share, in mmapped memory: each thread's next event
+ * (its position in the global order; each on a cache line of its own), each
+ * slot's generation (1 + the event that last filled it, for the slots another
+ * thread waits on), the start signal, and, in the timeline repeat only, the
+ * live bytes of all threads and their peak. */
+typedef struct replay_run {
+    struct { _Atomic uint64_t v; char pad[56]; } next[AB_MAX_REPLAY_THREADS];
+    _Atomic uint32_t go;
+    _Atomic int sample_lock;
+    _Atomic uint64_t live, peak;
+    _Atomic uint32_t gen[];
+} replay_run;
+
+static long futex(_Atomic uint32_t *word, int op, uint32_t val)
+{
+    return syscall(SYS_futex, (uint32_t *)word, op, val, NULL, NULL, 0);
+}
+
+/* Block until the word equals want: spin briefly, then sleep on the futex,
+ * having set the waiter bit so that the writer knows to wake it. */
+static void wait_for_value(_Atomic uint32_t *word, uint32_t want)
+{
+    for (int spin = 0; spin < 4096; spin++) {
+        if ((__atomic_load_n((uint32_t *)word, __ATOMIC_ACQUIRE) & ~GEN_WAITER) == want)
+            return;
+        __builtin_ia32_pause();
+    }
+    for (;;) {
+        uint32_t v = __atomic_load_n((uint32_t *)word, __ATOMIC_ACQUIRE);
+        if ((v & ~GEN_WAITER) == want)
+            return;
+        if (!(v & GEN_WAITER) && !__atomic_compare_exchange_n((uint32_t *)word, &v, v | GEN_WAITER, 0,
+                                                               __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            continue;
+        futex(word, FUTEX_WAIT_PRIVATE, v | GEN_WAITER);
+    }
+}
+
+static void set_value(_Atomic uint32_t *word, uint32_t value)
+{
+    uint32_t old = __atomic_exchange_n((uint32_t *)word, value, __ATOMIC_ACQ_REL);
+    if (old & GEN_WAITER)
+        futex(word, FUTEX_WAKE_PRIVATE, INT32_MAX);
+}
+
+/* The slowest thread's next event: no thread runs `window` events past it. */
+static uint64_t slowest(replay_run *rr, uint32_t n)
+{
+    uint64_t low = DONE;
+    for (uint32_t t = 0; t < n; t++) {
+        uint64_t v = __atomic_load_n((uint64_t *)&rr->next[t].v, __ATOMIC_ACQUIRE);
+        if (v < low)
+            low = v;
+    }
+    return low;
+}
+
+static inline __attribute__((always_inline)) void replay_threads(thread_ctx *t, const int plain)
+{
+    const ab_replay *r = t->w->replay;
+    replay_run *rr = t->rr;
+    uint32_t me = (uint32_t)t->tid;
+    uint64_t lo = r->thread_start[me], hi = r->thread_start[me + 1], bound = 0;
+    uint64_t failed_allocs = 0, failed_reallocs = 0;
+    for (uint64_t k = lo; k < hi; k++) {
+        uint64_t g = r->order[k];
+        while (g >= bound) {  /* pace: within the window of the slowest thread (cached: it only moves up) */
+            uint64_t low = slowest(rr, r->nthreads);
+            bound = low == DONE ? DONE : low + r->window;
+            if (g >= bound)
+                sched_yield();
+        }
+        uint32_t wait = r->wait_for[g];
+        if (wait) {  /* another thread's block: its allocation first */
+            uint32_t slot = r->ev[g].op == AB_OP_FREE ? r->ev[g].slot : r->in[g];
+            wait_for_value(&rr->gen[slot], wait);
+        }
+        uint64_t before = t->live_bytes;
+        replay_event(t, r, g, plain, &failed_allocs, &failed_reallocs);
+        if (r->ev[g].flags & AB_REPLAY_PUBLISH)
+            set_value(&rr->gen[r->ev[g].slot], (uint32_t)g + 1);
+        if (!plain && t->tl) {  /* the timeline repeat: all threads' live bytes, and their peak */
+            uint64_t live = __atomic_add_fetch((uint64_t *)&rr->live, t->live_bytes - before, __ATOMIC_RELAXED);
+            uint64_t peak = __atomic_load_n((uint64_t *)&rr->peak, __ATOMIC_RELAXED);
+            while ((int64_t)live > (int64_t)peak &&
+                   !__atomic_compare_exchange_n((uint64_t *)&rr->peak, &peak, live, 0, __ATOMIC_RELAXED,
+                                                __ATOMIC_RELAXED))
+                ;
+            if (g % t->tl->every == 0) {  /* the thread that replays event g samples it */
+                while (__atomic_exchange_n((int *)&rr->sample_lock, 1, __ATOMIC_ACQUIRE))
+                    __builtin_ia32_pause();
+                sample(t->tl, t->all, t->nthreads, g, AB_TK_periodic);
+                __atomic_store_n((int *)&rr->sample_lock, 0, __ATOMIC_RELEASE);
+            }
+        }
+        __atomic_store_n((uint64_t *)&rr->next[me].v, k + 1 < hi ? r->order[k + 1] : DONE, __ATOMIC_RELEASE);
+    }
+    __atomic_store_n((uint64_t *)&rr->next[me].v, DONE, __ATOMIC_RELEASE);
+    replay_counts(t, plain, failed_allocs, failed_reallocs);
 }
 
 /* The blocks the program never freed, freed after the window (ab_run): not
@@ -496,10 +621,20 @@ static void free_leftovers(thread_ctx *t)
 
 static void run_trace(thread_ctx *t)
 {
-    if (!t->tl && !t->w->touch)
+    int plain = !t->tl && !t->w->touch;
+    if (t->rr) {
+        if (t->tid)  /* created before the window: wait for it to open */
+            wait_for_value(&t->rr->go, 1);
+        if (plain)
+            replay_threads(t, 1);
+        else
+            replay_threads(t, 0);
+    } else if (plain) {
         replay(t, 1);
-    else
+    } else {
         replay(t, 0);
+    }
+    t->st.live_at_end_bytes = plain ? t->w->replay->live_at_end_bytes : t->live_bytes;
 }
 
 /* Keep p for the rest of the run (freed after the window closes), or free it
@@ -667,8 +802,10 @@ const char *ab_workload_check(const ab_workload *w)
         return "live must be between 1 and 1048576";
     if (w->threads < 1 || w->threads > AB_MAX_THREADS)
         return "threads must be between 1 and 256";
-    if (w->pattern == AB_TRACE && (!w->replay || w->threads != 1))
-        return "pattern trace needs trace=FILE and runs on one thread";
+    if (w->pattern == AB_TRACE && !w->replay)
+        return "pattern trace needs trace=FILE";
+    if (w->pattern == AB_TRACE && (uint32_t)w->threads != w->replay->nthreads)
+        return "pattern trace runs on one thread, or on its recorded threads (replay_threads=recorded)";
     if (w->pattern == AB_HANDOFF && w->threads % 2)
         return "handoff needs an even number of threads (allocating, freeing pairs)";
     return NULL;
@@ -730,14 +867,27 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
         snprintf(stats->error, sizeof stats->error, "mmap of thread contexts failed");
         return -1;
     }
-    int rc = 0;
+    /* a trace on its recorded threads: one slot array for all, and what they share */
+    const ab_replay *r = w->pattern == AB_TRACE ? w->replay : NULL;
+    int recorded = r && r->mode == AB_REPLAY_RECORDED;
+    size_t rr_bytes = recorded ? sizeof(replay_run) + sizeof(uint32_t) * (r->nslots + 1) : 0;
+    replay_run *rr = recorded ? map_zeroed(rr_bytes) : NULL;
+    int rc = recorded && !rr ? -1 : 0;
     for (int i = 0; i < n; i++) {
         thread_ctx *t = &ts[i];
         t->a = a, t->w = w, t->tid = i;
         t->tl = w->timeline, t->all = ts, t->nthreads = n;
         t->rng = w->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)i + 1;
-        size_t nslot = w->pattern == AB_TRACE ? w->replay->nslots + 1 : w->live;
+        size_t nslot = r ? r->nslots + 1 : w->live;
         t->nslot = nslot;
+        t->rr = rr;
+        if (rr && i) {  /* the recorded threads share thread 0's slots (each slot has one owner at a time) */
+            t->slots = ts[0].slots, t->sizes = ts[0].sizes, t->nslot = 0;
+            rr->next[i].v = r->thread_start[i] < r->thread_start[i + 1] ? r->order[r->thread_start[i]] : DONE;
+            continue;
+        }
+        if (rr)
+            rr->next[0].v = r->thread_start[0] < r->thread_start[1] ? r->order[r->thread_start[0]] : DONE;
         t->slots = map_zeroed(sizeof(void *) * nslot);
         t->sizes = map_zeroed(sizeof(size_t) * nslot);
         if (w->pattern == AB_HANDOFF)  /* the pair shares the producer's live count */
@@ -774,15 +924,39 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
     }
     if (w->timeline)  /* live 0: what the baseline grew by before any allocation (the measure's noise) */
         sample(w->timeline, ts, n, 0, AB_TK_start);
+    /* recorded threads start before the window (their stacks are not the allocator's doing) and
+     * wait for it to open; each gets its arena at its first call, inside it, as in the program */
+    int prestarted = 0;
+    for (int i = 1; recorded && i < n; i++, prestarted++)
+        if (pthread_create(&ts[i].thread, NULL, run_thread, &ts[i]))
+            break;
+    if (recorded && prestarted < n - 1) {
+        set_value(&rr->go, 1);
+        for (int i = 1; i <= prestarted; i++)
+            pthread_join(ts[i].thread, NULL);
+        snprintf(stats->error, sizeof stats->error, "could start only %d of %d replay threads", prestarted + 1, n);
+        rc = -1;
+        goto out;
+    }
     ab_reset_peak_rss();
     ab_footprint_read(before);
     ab_window win;
     if (ab_window_begin(c, &win)) {
         snprintf(stats->error, sizeof stats->error, "counter window: %s", c->error);
+        if (recorded) {  /* let them run, unmeasured, so they can be joined */
+            set_value(&rr->go, 1);
+            for (int i = 1; i < n; i++)
+                pthread_join(ts[i].thread, NULL);
+        }
         rc = -1;
         goto out;
     }
-    if (n == 1 && !w->spawn) {
+    if (recorded) {
+        set_value(&rr->go, 1);
+        run_thread(&ts[0]);
+        for (int i = 1; i < n; i++)
+            pthread_join(ts[i].thread, NULL);
+    } else if (n == 1 && !w->spawn) {
         run_thread(&ts[0]);
     } else {
         int started = 0;
@@ -804,8 +978,13 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
         snprintf(stats->error, sizeof stats->error, "counter window: %s", c->error);
         rc = -1;
     }
-    if (w->pattern == AB_TRACE) {  /* a replay ends as a cell ends: everything freed, after the window */
-        stats->live_at_end_bytes = ts[0].st.live_at_end_bytes;
+    if (r) {  /* a replay ends as a cell ends: everything freed, after the window */
+        uint64_t live = 0;
+        for (int i = 0; i < n; i++)
+            live += ts[i].st.live_at_end_bytes;
+        stats->live_at_end_bytes = !w->timeline && !w->touch ? r->live_at_end_bytes : live;
+        if (rr && w->timeline)
+            stats->replay_peak_live_bytes = rr->peak;
         ab_footprint_read(&stats->at_end);
         free_leftovers(&ts[0]);
         if (w->timeline)
@@ -820,16 +999,24 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
         /* per-thread peaks summed: an upper bound when threads peak apart */
         stats->live_bytes_peak += s->live_bytes_peak;
         stats->mmapped_blocks += s->mmapped_blocks, stats->checked_blocks += s->checked_blocks;
+        if (recorded && i && !w->timeline && !w->touch)  /* thread 0 counted the trace's allocations */
+            stats->allocs -= ts[i].failed_allocs;
     }
+    if (recorded)  /* a replay's peak is the trace's own (its replay_peak_live_bytes, the replay's) */
+        stats->live_bytes_peak = r->peak_live_bytes;
 out:
     for (int i = 0; i < n; i++) {
         thread_ctx *t = &ts[i];
         for (uint64_t j = 0; j < t->npinned; j++)
             a->free(t->pinned[j]);
+        if (rr && i)
+            continue;  /* thread 0's slots, shared */
         unmap_zeroed(t->slots, sizeof(void *) * t->nslot);
         unmap_zeroed(t->sizes, sizeof(size_t) * t->nslot);
         unmap_zeroed(t->pinned, sizeof(void *) * t->pinned_cap);
     }
+    if (rr)
+        unmap_zeroed(rr, rr_bytes);
     unmap_zeroed(ts, ctx_bytes);
     return rc;
 }

@@ -122,6 +122,7 @@ typedef struct ab_run_stats {
     uint64_t live_bytes_peak;      /* requested bytes held at the peak: per-thread peaks summed
                                       (handoff: per pair), an upper bound when threads peak apart */
     uint64_t live_at_end_bytes;    /* trace: bytes the program still held after its last event */
+    uint64_t replay_peak_live_bytes;  /* trace on its recorded threads, timeline repeat: the replay's own peak */
     ab_footprint at_end;           /* trace: the footprint then, before those blocks are freed */
     uint64_t mmapped_blocks;       /* glibc only, and only for touched blocks */
     uint64_t checked_blocks;       /* blocks whose IS_MMAPPED bit was read */

@@ -13,6 +13,16 @@
  * - fork, and exec of a program that inherits the environment: every process
  *   but the first records into a file of its own, TRACE.PID (the first sets
  *   ALLOCBENCH_TRACE_OWNER to its pid).
+ * - Threads: pthread_create is interposed, so a thread's creation, start and
+ *   exit are events (trace.h, version 2): the start routine is wrapped, and a
+ *   pthread key's destructor records the exit.
+ * - ALLOCBENCH_TRACE_SYSCALLS=1 (for measuring a replay's fidelity): each
+ *   thread reads its own perf counters (counters.c, not inherited) just before
+ *   and just after every allocation call, so the header ends up holding
+ *   exactly the memory syscalls malloc made ("at_exit": "malloc_syscalls"),
+ *   apart from the program's own, its thread stacks and the loader's.  It
+ *   costs two reads a call.  The header also gets the arena heaps mapped at
+ *   exit (non-main arenas: read from /proc/self/maps).
  * Environment: ALLOCBENCH_TRACE (the file; nothing is recorded without it),
  * ALLOCBENCH_TRACE_MAX_EVENTS (default 67108864: the file is sparse). */
 #define _GNU_SOURCE
@@ -31,6 +41,7 @@
 #include <unistd.h>
 
 #define AB_HOOKS_WRAP
+#include "counters.h"
 #include "hooks.h"
 #include "trace.h"
 
@@ -43,6 +54,19 @@ static _Atomic uint64_t next;
 static _Atomic int overflow;
 static struct timespec start;
 static __thread uint32_t my_tid;
+static pthread_key_t exit_key;         /* its destructor records a thread's exit */
+static _Atomic uint32_t created;       /* threads created so far: the next one's creation index */
+
+/* ALLOCBENCH_TRACE_SYSCALLS: the syscalls made inside allocation calls */
+static int count_syscalls;
+static _Atomic int64_t malloc_syscalls[AB_NSYSCALLS];
+static char syscalls_error[256];
+static __thread ab_counter thread_counter;  /* this thread's own, opened at its first call */
+static __thread int thread_counter_state;   /* 0 not tried, 1 open, -1 failed */
+static __thread int64_t counts_before[AB_NSYSCALLS];
+
+static ab_event *reserve(void);
+static void fill(ab_event *e, int op, void *ptr, uint64_t old, uint64_t size);
 
 static uint64_t since_start(void)
 {
@@ -115,11 +139,79 @@ static void open_trace(const char *file)
     char pre_j[1100] = "", tun_j[600] = "";
     escape(pre_j, sizeof pre_j, pre ? pre : "", pre ? strlen(pre) : 0);
     escape(tun_j, sizeof tun_j, tun ? tun : "", tun ? strlen(tun) : 0);
+    char argv_j[4400] = "[", cwd[1024] = "", cwd_j[2100];
+    for (size_t i = 0, o = 1; i < m && o + 8 < sizeof argv_j;) {  /* cmdline: NUL-separated arguments */
+        size_t len = strnlen(cmd + i, m - i);
+        o += (size_t)snprintf(argv_j + o, sizeof argv_j - o, "%s\"", o > 1 ? "," : "");
+        o += escape(argv_j + o, sizeof argv_j - o - 3, cmd + i, len);
+        o += (size_t)snprintf(argv_j + o, sizeof argv_j - o, "\"");
+        i += len + 1;
+    }
+    strncat(argv_j, "]", sizeof argv_j - strlen(argv_j) - 1);
+    escape(cwd_j, sizeof cwd_j, getcwd(cwd, sizeof cwd) ? cwd : "", strlen(cwd));
     snprintf(map + 40, AB_TRACE_HEADER - 41,
              "{\"recorder\":{\"max_events\":%llu,\"order\":\"global, one atomic add per call\","
-             "\"fork\":\"the child records into TRACE.PID\"},\"program\":\"%s\",\"command\":\"%s\","
+             "\"fork\":\"the child records into TRACE.PID\",\"syscalls\":%s},\"program\":\"%s\","
+             "\"command\":\"%s\",\"argv\":%s,\"cwd\":\"%s\","
              "\"pid\":%d,\"env\":{\"LD_PRELOAD\":\"%s\",\"GLIBC_TUNABLES\":\"%s\"}}",
-             (unsigned long long)cap, exe_j, cmd_j, getpid(), pre_j, tun_j);
+             (unsigned long long)cap, count_syscalls ? "true" : "false", exe_j, cmd_j, argv_j, cwd_j, getpid(),
+             pre_j, tun_j);
+}
+
+/* Non-main arena heaps mapped now: glibc maps each at a 64 MiB boundary
+ * (HEAP_MAX_SIZE), read from /proc/self/maps with a stack buffer. */
+static int arena_heaps(void)
+{
+    int f = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), heaps = 0;
+    if (f < 0)
+        return -1;
+    char buf[8192];
+    size_t have = 0;
+    ssize_t r;
+    while ((r = read(f, buf + have, sizeof buf - 1 - have)) > 0) {
+        have += (size_t)r;
+        buf[have] = 0;
+        char *line = buf, *nl;
+        while ((nl = strchr(line, '\n'))) {
+            *nl = 0;
+            unsigned long lo = strtoul(line, NULL, 16);
+            char *perms = strchr(line, ' ');
+            /* an anonymous rw mapping at a 64 MiB boundary, no file or [name] */
+            if (perms && !strncmp(perms + 1, "rw-p", 4) && lo % (64UL << 20) == 0 && !strchr(perms, '/') &&
+                !strchr(perms, '['))
+                heaps++;
+            line = nl + 1;
+        }
+        have -= (size_t)(line - buf);
+        memmove(buf, line, have);
+    }
+    close(f);
+    return heaps;
+}
+
+/* What the recorder measured, added to the header's JSON as "at_exit". */
+static void header_at_exit(void)
+{
+    char *json = map + 40, *end = strrchr(json, '}');
+    if (!end)
+        return;
+    char extra[600];
+    int o = snprintf(extra, sizeof extra, ",\"at_exit\":{\"arena_heaps\":%d,\"threads_created\":%u", arena_heaps(),
+                     (unsigned)atomic_load(&created));
+    if (count_syscalls && !syscalls_error[0]) {
+        o += snprintf(extra + o, sizeof extra - (size_t)o, ",\"malloc_syscalls\":{");
+        for (int i = 0; i < AB_NSYSCALLS; i++)
+            o += snprintf(extra + o, sizeof extra - (size_t)o, "%s\"%s\":%lld", i ? "," : "", ab_syscall_names[i],
+                          (long long)atomic_load(&malloc_syscalls[i]));
+        o += snprintf(extra + o, sizeof extra - (size_t)o, "}");
+    } else if (count_syscalls) {
+        o += snprintf(extra + o, sizeof extra - (size_t)o, ",\"malloc_syscalls\":null,\"malloc_syscalls_error\":\"");
+        o += (int)escape(extra + o, sizeof extra - (size_t)o - 4, syscalls_error, strlen(syscalls_error));
+        o += snprintf(extra + o, sizeof extra - (size_t)o, "\"");
+    }
+    snprintf(extra + o, sizeof extra - (size_t)o, "}}");
+    if ((size_t)(end - map) + strlen(extra) < AB_TRACE_HEADER - 1)
+        strcpy(end, extra);
 }
 
 /* Write the count and give the file its real length. */
@@ -127,6 +219,7 @@ static void finish(void)
 {
     if (!map)
         return;
+    header_at_exit();
     uint64_t used = atomic_load(&next);
     if (used > cap)
         used = cap;
@@ -153,10 +246,18 @@ static void after_fork_child(void)
     child_pending = 1;  /* not now: a child that only execs leaves no file behind */
 }
 
+static void thread_exit(void *index)
+{
+    fill(reserve(), AB_OP_THREAD_EXIT, NULL, 0, (uint64_t)(uintptr_t)index);
+}
+
 __attribute__((constructor)) static void init(void)
 {
     if (!ab_real.malloc)
         ab_resolve();
+    const char *sc = getenv("ALLOCBENCH_TRACE_SYSCALLS");
+    count_syscalls = sc && *sc == '1';
+    pthread_key_create(&exit_key, thread_exit);
     const char *file = getenv("ALLOCBENCH_TRACE");
     if (!file || !*file || strlen(file) >= sizeof path)
         return;
@@ -212,6 +313,20 @@ static void fill(ab_event *e, int op, void *ptr, uint64_t old, uint64_t size)
     __atomic_store_n(&e->op, (uint8_t)op, __ATOMIC_RELEASE);  /* last: the record is whole */
 }
 
+/* ALLOCBENCH_TRACE_SYSCALLS: this thread's counters, read just around the real call */
+static int read_thread_counts(int64_t out[AB_NSYSCALLS])
+{
+    if (thread_counter_state == 0) {
+        if (ab_counter_open_thread(&thread_counter) == 0) {
+            thread_counter_state = 1;
+        } else {
+            thread_counter_state = -1;
+            snprintf(syscalls_error, sizeof syscalls_error, "%s", thread_counter.error);
+        }
+    }
+    return thread_counter_state == 1 ? ab_counter_read_totals(&thread_counter, out) : -1;
+}
+
 /* The order of record and call: see the top of this file. */
 static void hook_enter(ab_call *c)
 {
@@ -219,10 +334,18 @@ static void hook_enter(ab_call *c)
         fill(reserve(), AB_OP_FREE, c->in, 0, 0);
     else if (c->op == AB_OP_REALLOC || c->op == AB_OP_REALLOCARRAY)
         c->slot = reserve();
+    if (count_syscalls && map)
+        c->t0 = read_thread_counts(counts_before) == 0;  /* last thing before the call */
 }
 
 static void hook_exit(ab_call *c)
 {
+    if (c->t0) {  /* first thing after it */
+        int64_t after[AB_NSYSCALLS];
+        if (read_thread_counts(after) == 0)
+            for (int i = 0; i < AB_NSYSCALLS; i++)
+                atomic_fetch_add_explicit(&malloc_syscalls[i], after[i] - counts_before[i], memory_order_relaxed);
+    }
     switch (c->op) {
     case AB_OP_FREE:
         return;
@@ -232,6 +355,58 @@ static void hook_exit(ab_call *c)
     default:  /* the aligned calls record their alignment in `old` */
         fill(reserve(), c->op, c->out, c->align, c->size);
     }
+}
+
+/* Threads: a new thread's start routine is wrapped so that its first event
+ * says which thread it is, and a key destructor records its exit.  The
+ * wrapper's arguments sit in a static pool, never on the heap: a free in the
+ * new thread would make glibc give it its arena (and thread cache) before the
+ * program's own first call does. */
+struct thread_args {
+    void *(*fn)(void *);
+    void *arg;
+    uint32_t index, creator;
+    _Atomic int used;
+};
+static struct thread_args thread_pool[1024];
+
+static struct thread_args *claim_args(void)
+{
+    for (size_t i = 0; i < sizeof thread_pool / sizeof thread_pool[0]; i++) {
+        int no = 0;
+        if (atomic_compare_exchange_strong(&thread_pool[i].used, &no, 1))
+            return &thread_pool[i];
+    }
+    return NULL;  /* over a thousand threads starting at once: the rest run unwrapped */
+}
+
+static void *thread_start(void *p)
+{
+    struct thread_args *slot = p, a = {slot->fn, slot->arg, slot->index, slot->creator, 0};
+    atomic_store(&slot->used, 0);
+    fill(reserve(), AB_OP_THREAD_START, NULL, a.creator, a.index);
+    pthread_setspecific(exit_key, (void *)(uintptr_t)a.index);
+    return a.fn(a.arg);
+}
+
+AB_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+    static int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+    if (!real)
+        *(void **)&real = dlsym(RTLD_NEXT, "pthread_create");
+    struct thread_args *a = map ? claim_args() : NULL;
+    if (!a)  /* not recording: the thread runs unwrapped */
+        return real(thread, attr, fn, arg);
+    if (!my_tid)
+        my_tid = (uint32_t)syscall(SYS_gettid);
+    uint32_t index = atomic_fetch_add(&created, 1) + 1;  /* read no field of `a` after the call: the thread frees it */
+    a->fn = fn, a->arg = arg, a->index = index, a->creator = my_tid;
+    ab_event *e = reserve();  /* before the call: the new thread's events follow its creation */
+    int rc = real(thread, attr, thread_start, a);
+    fill(e, AB_OP_THREAD_CREATE, rc ? NULL : (void *)1, 0, index);
+    if (rc)
+        atomic_store(&a->used, 0);
+    return rc;
 }
 
 /* _exit skips destructors: finish the trace first. */

@@ -8,6 +8,8 @@
  *     toy_threshold=N toy_cache_cap=N toy_policy=NAME (allocator=toy only)
  *     pattern=NAME size_lo=N size_hi=N ops=N threads=N live=N touch=0|1|2 seed=N
  *     trace=FILE (pattern=trace: ops become the trace's events; touch=2 is each block's first page)
+ *     replay_threads=one|recorded replay_window=N (pattern=trace: on one thread, or on the recorded
+ *                   threads, none more than N events ahead of the slowest; replay.h)
  *     repeats=N warmup=N method=auto|perf|strace|none spawn=0|1 (workers on new threads)
  *     timeline=0|1 (default 1: the first warm-up repeat records the memory timeline;
  *                   with warmup=0, one more untimed repeat after the timed ones)
@@ -114,7 +116,17 @@ int main(int argc, char **argv)
     const char *trace = opt_str(argc, argv, "trace", NULL);
     if (trace) {  /* made ready before any window: the replay loop does no bookkeeping malloc */
         char err[512];
-        if (ab_replay_load(trace, &replay, err, sizeof err)) {
+        const char *mode_name = opt_str(argc, argv, "replay_threads", ab_replay_mode_names[AB_REPLAY_ONE]);
+        int mode = -1;
+        for (int i = 0; i < AB_NREPLAY_MODES; i++)
+            if (!strcmp(mode_name, ab_replay_mode_names[i]))
+                mode = i;
+        unsigned long long window = opt_num(argc, argv, "replay_window", AB_REPLAY_WINDOW_DEFAULT);
+        if (mode < 0 || window < 1) {
+            fprintf(stderr, "allocbench-cell: replay_threads must be one or recorded, replay_window at least 1\n");
+            return 2;
+        }
+        if (ab_replay_load(trace, mode, window, &replay, err, sizeof err)) {
             fprintf(stderr, "allocbench-cell: %s\n", err);
             return 2;
         }
@@ -124,6 +136,7 @@ int main(int argc, char **argv)
         }
         w.replay = &replay;
         w.ops = replay.n;
+        w.threads = (int)replay.nthreads;
     }
     spec.w = w;
     spec.repeats = opt_num(argc, argv, "repeats", spec.repeats);
@@ -210,6 +223,7 @@ int main(int argc, char **argv)
      * a plain warm-up and the timed repeats run exactly as they would without
      * it.  With no warm-up it is one more repeat after the timed ones, so the
      * first timed repeat is still the process's first. */
+    uint64_t replay_peak = 0;  /* a trace on its recorded threads: the replay's own peak, in the timeline repeat */
     size_t timeline_at = warmup > 0 ? 0 : nrep;
     for (size_t r = 0; r < nrep + (tl && warmup == 0); r++) {
         ab_workload wr = w;
@@ -227,6 +241,8 @@ int main(int argc, char **argv)
             putchar('\n');
             return 0;
         }
+        if (wr.timeline)
+            replay_peak = s->replay_peak_live_bytes;
     }
 
     ab_json j;
@@ -244,6 +260,17 @@ int main(int argc, char **argv)
         ab_json_uint(&j, "live_at_end_bytes", replay.live_at_end_bytes);
         ab_json_uint(&j, "allocations_at_or_above_boundary", replay.big_allocs);
         ab_json_uint(&j, "bytes_at_or_above_boundary", replay.big_bytes);
+        ab_json_uint(&j, "cross_thread_frees", replay.cross_frees);
+        ab_json_uint(&j, "unmatched_frees", replay.unmatched);
+        ab_json_end_object(&j);
+        ab_json_object(&j, "replay");
+        ab_json_str(&j, "threads", ab_replay_mode_names[replay.mode]);
+        ab_json_uint(&j, "window", replay.window);
+        ab_json_uint(&j, "thread_count", replay.nthreads);
+        if (tl && replay.mode == AB_REPLAY_RECORDED)
+            ab_json_uint(&j, "peak_live_bytes", replay_peak);
+        else
+            ab_json_null(&j, "peak_live_bytes");
         ab_json_end_object(&j);
     }
     if (toy) {
