@@ -87,6 +87,8 @@ Fields (units in the names; null means "not measured", with the reason in
                              (fragment, grow, sawtooth: all but the blocks they keep on
                              purpose); file pages (code faulting in) are not the allocator's
   retained_after_free_bytes_by_process  the same for each process (its own baseline and last repeat)
+  arena_heaps                glibc's non-main arena heaps mapped after the last repeat (64 MiB
+                             aligned anonymous mappings in /proc/self/maps; of the first process)
   toy_stats_after            the toy's own books after the last repeat (toy only):
                              mapped, live and cached bytes, syscalls it issued
   trace_summary              pattern trace: what the trace holds, from the cell's preparation:
@@ -113,7 +115,7 @@ _FOOTPRINT = {"rss_bytes": None, "anon_bytes": None, "peak_rss_bytes": None, "he
 # What allocbench-cell prints (csrc/programs/cell.c), key by key: build() reads every key
 # (tests/test_records.py holds the cell's output against it).  A list holds one entry's keys.
 CELL_OUTPUT = {
-    "counter_method": None, "counter_note": None,
+    "counter_method": None, "counter_note": None, "arena_heaps": None,
     "baseline": {"rss_bytes": None, "anon_bytes": None, "heap_top": None},
     "repeats": [{
         "counts": {"syscalls": dict.fromkeys(SYSCALLS), "minor_faults": None, "major_faults": None,
@@ -333,6 +335,7 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
                                       if last["anon_bytes"] is not None and base["anon_bytes"] is not None
                                       else None),
         "retained_after_free_bytes_by_process": retained_by_process,
+        "arena_heaps": raw["arena_heaps"],
         "toy_stats_after": raw.get("toy_stats_after"),
         "trace_summary": raw.get("trace"),
         "counter_method": raw["counter_method"],

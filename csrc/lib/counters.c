@@ -499,6 +499,35 @@ int ab_footprint_read(ab_footprint *f)
     return f->rss_bytes < 0 ? -1 : 0;
 }
 
+int ab_arena_heaps(void)
+{
+    int f = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), heaps = 0;
+    if (f < 0)
+        return -1;
+    char buf[8192];
+    size_t have = 0;
+    ssize_t r;
+    while ((r = read(f, buf + have, sizeof buf - 1 - have)) > 0) {
+        have += (size_t)r;
+        buf[have] = 0;
+        char *line = buf, *nl;
+        while ((nl = strchr(line, '\n'))) {
+            *nl = 0;
+            unsigned long lo = strtoul(line, NULL, 16);
+            char *perms = strchr(line, ' ');
+            /* an anonymous rw mapping at a 64 MiB boundary, with no file or [name] */
+            if (perms && !strncmp(perms + 1, "rw-p", 4) && lo % (64UL << 20) == 0 && !strchr(perms, '/') &&
+                !strchr(perms, '['))
+                heaps++;
+            line = nl + 1;
+        }
+        have -= (size_t)(line - buf);
+        memmove(buf, line, have);
+    }
+    close(f);
+    return heaps;
+}
+
 void ab_mallinfo2_read(uint64_t out[AB_NMALLINFO2])
 {
     struct mallinfo2 mi = mallinfo2();

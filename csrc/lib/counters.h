@@ -128,6 +128,9 @@ int ab_window_begin(ab_counter *c, ab_window *w);
 int ab_window_end(ab_counter *c, ab_window *w, ab_counts *out);
 
 int ab_footprint_read(ab_footprint *f);
+/* glibc's non-main arena heaps mapped now: anonymous rw mappings at a 64 MiB
+ * boundary (HEAP_MAX_SIZE), read from /proc/self/maps without malloc; -1 if unreadable */
+int ab_arena_heaps(void);
 void ab_mallinfo2_read(uint64_t out[AB_NMALLINFO2]);
 int ab_reset_peak_rss(void);
 

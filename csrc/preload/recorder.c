@@ -158,37 +158,6 @@ static void open_trace(const char *file)
              pre_j, tun_j);
 }
 
-/* Non-main arena heaps mapped now: glibc maps each at a 64 MiB boundary
- * (HEAP_MAX_SIZE), read from /proc/self/maps with a stack buffer. */
-static int arena_heaps(void)
-{
-    int f = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), heaps = 0;
-    if (f < 0)
-        return -1;
-    char buf[8192];
-    size_t have = 0;
-    ssize_t r;
-    while ((r = read(f, buf + have, sizeof buf - 1 - have)) > 0) {
-        have += (size_t)r;
-        buf[have] = 0;
-        char *line = buf, *nl;
-        while ((nl = strchr(line, '\n'))) {
-            *nl = 0;
-            unsigned long lo = strtoul(line, NULL, 16);
-            char *perms = strchr(line, ' ');
-            /* an anonymous rw mapping at a 64 MiB boundary, no file or [name] */
-            if (perms && !strncmp(perms + 1, "rw-p", 4) && lo % (64UL << 20) == 0 && !strchr(perms, '/') &&
-                !strchr(perms, '['))
-                heaps++;
-            line = nl + 1;
-        }
-        have -= (size_t)(line - buf);
-        memmove(buf, line, have);
-    }
-    close(f);
-    return heaps;
-}
-
 /* What the recorder measured, added to the header's JSON as "at_exit". */
 static void header_at_exit(void)
 {
@@ -196,7 +165,7 @@ static void header_at_exit(void)
     if (!end)
         return;
     char extra[600];
-    int o = snprintf(extra, sizeof extra, ",\"at_exit\":{\"arena_heaps\":%d,\"threads_created\":%u", arena_heaps(),
+    int o = snprintf(extra, sizeof extra, ",\"at_exit\":{\"arena_heaps\":%d,\"threads_created\":%u", ab_arena_heaps(),
                      (unsigned)atomic_load(&created));
     if (count_syscalls && !syscalls_error[0]) {
         o += snprintf(extra + o, sizeof extra - (size_t)o, ",\"malloc_syscalls\":{");
