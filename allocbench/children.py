@@ -54,12 +54,16 @@ def child_env(preload: str | None = None, extra: dict | None = None) -> dict:
     return out
 
 
-def check_command(command: list[str]) -> None:
-    """ValueError (one line) unless `command` names a program that can be run."""
+def check_command(command: list[str], cwd: str | None = None) -> None:
+    """ValueError (one line) unless `command` names a program that can be run
+    (from cwd, when given)."""
     if not command:
         raise ValueError("no command: give it after --, e.g. allocbench exec -- python3 script.py")
-    if not shutil.which(command[0]):
-        raise ValueError(f"command not found: {command[0]}")
+    if cwd is not None and not os.path.isdir(cwd):
+        raise ValueError(f"no such folder to run {command[0]} in: {cwd}")
+    name = os.path.join(cwd, command[0]) if cwd and os.sep in command[0] else command[0]
+    if not shutil.which(name):
+        raise ValueError(f"command not found: {command[0]}" + (f" (from {cwd})" if cwd else ""))
 
 
 def run_json(argv: list[str], env: dict | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> dict:
@@ -97,11 +101,12 @@ SHOW = "show"  # run_user(output=SHOW): the program writes to allocbench's own s
 
 
 def run_user(argv: list[str], env: dict, timeout: float, stdin: str | None = None,
-             output: str | None = None) -> int:
+             output: str | None = None, cwd: str | None = None) -> int:
     """Run a user's program (or the launcher that runs it) to its end; returns
     its exit status.  stdin: a file, else /dev/null.  output: a log file for
     both stdout and stderr (created, with its folder), SHOW for the terminal,
-    or None to discard them.  A timeout is ChildFailed("timeout: ...")."""
+    or None to discard them.  cwd: where it runs (default: here).  A timeout
+    is ChildFailed("timeout: ...")."""
     try:
         src = open(stdin, "rb") if stdin else open(os.devnull, "rb")
     except OSError as e:
@@ -116,7 +121,7 @@ def run_user(argv: list[str], env: dict, timeout: float, stdin: str | None = Non
             sink = subprocess.DEVNULL
         try:
             proc = subprocess.run(argv, stdin=src, stdout=sink, stderr=subprocess.STDOUT if sink is not None
-                                  else None, env=env, timeout=timeout)
+                                  else None, env=env, timeout=timeout, cwd=cwd)
         finally:
             if sink not in (None, subprocess.DEVNULL):
                 sink.close()

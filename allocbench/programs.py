@@ -73,16 +73,17 @@ def program_env(allocator: str, settings: dict, explain_log: str | None = None) 
 
 
 def launch(command: list[str], env: dict, hz: int, timeout: float, stdin: str | None = None,
-           output: str | None = None) -> dict:
+           output: str | None = None, cwd: str | None = None) -> dict:
     """One run through the launcher: its JSON.  The program's output goes to
-    `output` (a log file, SHOW, or None), its input comes from `stdin`."""
+    `output` (a log file, SHOW, or None), its input comes from `stdin`; it
+    runs in `cwd` (default: here)."""
     hold_tracepoints()
     fd, out = tempfile.mkstemp(prefix="allocbench-launch-", suffix=".json")
     os.close(fd)
     argv = [program("allocbench-launch"), f"hz={hz}", f"out={out}", f"timeout={max(1, int(timeout))}"]
     argv += [f"env={k}={v}" for k, v in env.items()] + ["--", *command]
     try:
-        status = run_user(argv, child_env(), timeout + 30, stdin=stdin, output=output)
+        status = run_user(argv, child_env(), timeout + 30, stdin=stdin, output=output, cwd=cwd)
         with open(out) as f:
             text = f.read()
         raw = json.loads(text) if text.strip() else {}
@@ -163,7 +164,8 @@ def log_path(out: str | None, command: list[str], allocator: str, settings: dict
 
 def run_program(command: list[str], allocator: str, settings: dict, repeat: int, hz: int = 100,
                 timeout: float = 600, explain: bool = False, env_info: dict | None = None,
-                loader_cache: dict | None = None, stdin: str | None = None, output: str | None = None) -> dict:
+                loader_cache: dict | None = None, stdin: str | None = None, output: str | None = None,
+                cwd: str | None = None) -> dict:
     env_info = env_info or machine.describe()
     rec = {"kind": "program", "command": command, "program": os.path.basename(command[0]),
            "allocator": allocator, "settings": settings, "repeat": repeat, "env": env_info,
@@ -174,12 +176,12 @@ def run_program(command: list[str], allocator: str, settings: dict, repeat: int,
     log = tempfile.mkstemp(prefix="allocbench-explain-")[1] if explain else None
     env = program_env(allocator, settings, log)
     try:
-        raw = launch(command, env, hz, timeout, stdin=stdin, output=output)
+        raw = launch(command, env, hz, timeout, stdin=stdin, output=output, cwd=cwd)
         key = (command[0], allocator)
         if loader_cache is not None and key not in loader_cache:
             loader_env = {k: v for k, v in env.items() if k != "ALLOCBENCH_EXPLAIN_LOG"}
             loader_env["LD_TRACE_LOADED_OBJECTS"] = "1"
-            loader_cache[key] = launch(command[:1], loader_env, hz, 60)["syscalls"]
+            loader_cache[key] = launch(command[:1], loader_env, hz, 60, cwd=cwd)["syscalls"]
         explained = None
         if log:
             with open(log) as f:

@@ -204,15 +204,17 @@ def summary_lines(i: dict) -> list[str]:
 
 
 def record(command: list[str], out: str, timeout: float = 3600, stdin: str | None = None,
-           output: str | None = None) -> tuple[list[str], int]:
+           output: str | None = None, env: dict | None = None, cwd: str | None = None) -> tuple[list[str], int]:
     """Run the command with the recorder preloaded; returns the trace files
     written (the program's, then any child's, OUT.PID) and the program's exit
-    status.  stdin and output as children.run_user; ValueError (one line)
-    before anything runs when OUT cannot be written, ChildFailed on a timeout
-    or when the recorder wrote nothing."""
+    status.  stdin, output and cwd as children.run_user; env: more of the
+    program's environment (an LD_PRELOAD in it comes after the recorder, so
+    the recorder sees the calls and passes them on to that allocator).
+    ValueError (one line) before anything runs when OUT cannot be written,
+    ChildFailed on a timeout or when the recorder wrote nothing."""
     import glob
 
-    check_command(command)
+    check_command(command, cwd)
     lib = library("librecord.so")
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):
@@ -225,9 +227,11 @@ def record(command: list[str], out: str, timeout: float = 3600, stdin: str | Non
     for old in [out] + glob.glob(children):  # a previous recording's files
         if os.path.exists(old):
             os.unlink(old)
-    env = child_env(lib, {"ALLOCBENCH_TRACE": os.path.abspath(out)})
-    env.pop("ALLOCBENCH_TRACE_OWNER", None)
-    status = run_user(command, env, timeout, stdin=stdin, output=output)
+    extra = dict(env or {})
+    preload = ":".join([lib] + ([extra.pop("LD_PRELOAD")] if extra.get("LD_PRELOAD") else []))
+    env = child_env(preload, {**extra, "ALLOCBENCH_TRACE": os.path.abspath(out)})
+    env["ALLOCBENCH_TRACE_OWNER"] = " " * 20  # room for the first process's pid (recorder.c OWNER_WIDTH)
+    status = run_user(command, env, timeout, stdin=stdin, output=output, cwd=cwd)
     files = [out] + sorted(glob.glob(children))
     files = [f for f in files if os.path.exists(f)]
     if not files:

@@ -483,6 +483,11 @@ static int64_t kb_field(const char *buf, const char *key)
     return p ? atoll(p + strlen(key)) * 1024 : -1;
 }
 
+uintptr_t ab_heap_top(void)
+{
+    return (uintptr_t)syscall(SYS_brk, 0);
+}
+
 int ab_footprint_read(ab_footprint *f)
 {
     char buf[4096];
@@ -494,14 +499,16 @@ int ab_footprint_read(ab_footprint *f)
     }
     if (read_small("/proc/self/status", buf, sizeof buf) > 0)
         f->peak_rss_bytes = kb_field(buf, "\nVmHWM:");
-    f->heap_top = (uintptr_t)sbrk(0);
+    f->heap_top = ab_heap_top();
     ab_mallinfo2_read(f->mallinfo2);
     return f->rss_bytes < 0 ? -1 : 0;
 }
 
-int ab_arena_heaps(void)
+/* Call fn on each line of a /proc file, read in pieces (no stdio, no malloc:
+ * the recorder calls this inside someone else's process).  -1: unreadable. */
+static int each_line(const char *path, void (*fn)(char *line, void *ctx), void *ctx)
 {
-    int f = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), heaps = 0;
+    int f = open(path, O_RDONLY | O_CLOEXEC);
     if (f < 0)
         return -1;
     char buf[8192];
@@ -513,19 +520,49 @@ int ab_arena_heaps(void)
         char *line = buf, *nl;
         while ((nl = strchr(line, '\n'))) {
             *nl = 0;
-            unsigned long lo = strtoul(line, NULL, 16);
-            char *perms = strchr(line, ' ');
-            /* an anonymous rw mapping at a 64 MiB boundary, with no file or [name] */
-            if (perms && !strncmp(perms + 1, "rw-p", 4) && lo % (64UL << 20) == 0 && !strchr(perms, '/') &&
-                !strchr(perms, '['))
-                heaps++;
+            fn(line, ctx);
             line = nl + 1;
         }
         have -= (size_t)(line - buf);
         memmove(buf, line, have);
     }
     close(f);
-    return heaps;
+    return 0;
+}
+
+static void count_heap(char *line, void *ctx)
+{
+    unsigned long lo = strtoul(line, NULL, 16);
+    char *perms = strchr(line, ' ');
+    /* an anonymous rw mapping at a 64 MiB boundary, with no file or [name] */
+    if (perms && !strncmp(perms + 1, "rw-p", 4) && lo % (64UL << 20) == 0 && !strchr(perms, '/') &&
+        !strchr(perms, '['))
+        ++*(int *)ctx;
+}
+
+int ab_arena_heaps(void)
+{
+    int heaps = 0;
+    return each_line("/proc/self/maps", count_heap, &heaps) ? -1 : heaps;
+}
+
+struct file_anon { int file_backed; int64_t bytes; };
+
+static void count_file_anon(char *line, void *ctx)
+{
+    struct file_anon *fa = ctx;
+    if (line[0] >= 'A' && line[0] <= 'Z') {  /* a field of the current mapping */
+        if (fa->file_backed && !strncmp(line, "Anonymous:", 10))
+            fa->bytes += strtoll(line + 10, NULL, 10) * 1024;
+        return;
+    }
+    fa->file_backed = strchr(line, '/') != NULL;  /* a mapping's first line: its path, if a file's */
+}
+
+int64_t ab_file_backed_anon_bytes(void)
+{
+    struct file_anon fa = {0, 0};
+    return each_line("/proc/self/smaps", count_file_anon, &fa) ? -1 : fa.bytes;
 }
 
 void ab_mallinfo2_read(uint64_t out[AB_NMALLINFO2])

@@ -128,9 +128,15 @@ int ab_window_begin(ab_counter *c, ab_window *w);
 int ab_window_end(ab_counter *c, ab_window *w, ab_counts *out);
 
 int ab_footprint_read(ab_footprint *f);
+/* The program break, from the kernel: sbrk(0) would make glibc note it, and its
+ * first heap growth would then skip the brk(0) that a fresh process's makes. */
+uintptr_t ab_heap_top(void);
 /* glibc's non-main arena heaps mapped now: anonymous rw mappings at a 64 MiB
  * boundary (HEAP_MAX_SIZE), read from /proc/self/maps without malloc; -1 if unreadable */
 int ab_arena_heaps(void);
+/* The written (copy-on-write) pages of file mappings, in bytes (/proc/self/smaps):
+ * libraries' data and relocations, counted as anonymous memory but not malloc's. */
+int64_t ab_file_backed_anon_bytes(void);
 void ab_mallinfo2_read(uint64_t out[AB_NMALLINFO2]);
 int ab_reset_peak_rss(void);
 

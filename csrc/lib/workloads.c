@@ -144,7 +144,7 @@ int ab_timeline_init(ab_timeline *tl, int glibc)
     long long f[7] = {0};
     sscanf(buf, "%lld %lld %lld %lld %lld %lld %lld", &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6]);
     tl->base_rss_pages = f[1], tl->base_data_pages = f[5], tl->base_anon_pages = f[1] - f[2];
-    tl->base_heap = (uintptr_t)sbrk(0);
+    tl->base_heap = ab_heap_top();
     return 0;
 }
 
@@ -168,7 +168,7 @@ static void sample(ab_timeline *tl, thread_ctx *all, int n, uint64_t op, int kin
         buf[got] = 0;
         sscanf(buf, "%lld %lld %lld %lld %lld %lld %lld", &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6]);
     }
-    int64_t heap = (int64_t)((uintptr_t)sbrk(0) - tl->base_heap);
+    int64_t heap = (int64_t)(ab_heap_top() - tl->base_heap);
     int64_t (*c)[AB_TIMELINE_MAX] = tl->col;
     c[AB_TL_op][i] = (int64_t)op;
     c[AB_TL_live_bytes][i] = live;
@@ -831,6 +831,8 @@ const char *ab_cell_check(const ab_cell_spec *s)
  * evicted by the touching, charging the allocator for the harness's misses
  * (churn of 64 KiB page-aligned blocks ran 25% slower). */
 #define HARNESS_COLOUR 1984
+/* a replay thread's stack: replay_threads runs no recursion and keeps its state in thread_ctx */
+#define REPLAY_STACK ((size_t)256 << 10)
 
 static void *map_zeroed(size_t bytes)
 {
@@ -872,6 +874,8 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
     int recorded = r && r->mode == AB_REPLAY_RECORDED;
     size_t rr_bytes = recorded ? sizeof(replay_run) + sizeof(uint32_t) * (r->nslots + 1) : 0;
     replay_run *rr = recorded ? map_zeroed(rr_bytes) : NULL;
+    size_t stacks_bytes = 0;  /* the recorded threads' stacks (mapped below) */
+    char *stacks = MAP_FAILED;
     int rc = recorded && !rr ? -1 : 0;
     for (int i = 0; i < n; i++) {
         thread_ctx *t = &ts[i];
@@ -926,10 +930,22 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
         sample(w->timeline, ts, n, 0, AB_TK_start);
     /* recorded threads start before the window (their stacks are not the allocator's doing) and
      * wait for it to open; each gets its arena at its first call, inside it, as in the program */
+    /* their stacks are ours, mapped here: a thread glibc gave a stack madvises it away when it
+     * exits and glibc unmaps stacks beyond its cache, syscalls inside the window that are not
+     * the allocator's (the program's own thread exits are not inside its allocation calls) */
+    stacks_bytes = recorded ? (size_t)(n - 1) * REPLAY_STACK : 0;
+    stacks = stacks_bytes ? mmap(NULL, stacks_bytes, PROT_READ | PROT_WRITE,
+                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0) : NULL;
     int prestarted = 0;
-    for (int i = 1; recorded && i < n; i++, prestarted++)
-        if (pthread_create(&ts[i].thread, NULL, run_thread, &ts[i]))
+    for (int i = 1; recorded && i < n && stacks != MAP_FAILED; i++, prestarted++) {
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setstack(&attr, stacks + (size_t)(i - 1) * REPLAY_STACK, REPLAY_STACK);
+        int e = pthread_create(&ts[i].thread, &attr, run_thread, &ts[i]);
+        pthread_attr_destroy(&attr);
+        if (e)
             break;
+    }
     if (recorded && prestarted < n - 1) {
         set_value(&rr->go, 1);
         for (int i = 1; i <= prestarted; i++)
@@ -1017,6 +1033,8 @@ out:
     }
     if (rr)
         unmap_zeroed(rr, rr_bytes);
+    if (stacks_bytes && stacks != MAP_FAILED)
+        munmap(stacks, stacks_bytes);
     unmap_zeroed(ts, ctx_bytes);
     return rc;
 }

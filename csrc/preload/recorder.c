@@ -11,8 +11,12 @@
  * - The wrappers, the real functions' lookup and its bootstrap arena are
  *   hooks.h's; no stdio and no malloc in a hook.
  * - fork, and exec of a program that inherits the environment: every process
- *   but the first records into a file of its own, TRACE.PID (the first sets
- *   ALLOCBENCH_TRACE_OWNER to its pid).
+ *   but the first records into a file of its own, TRACE.PID (the first
+ *   writes its pid into ALLOCBENCH_TRACE_OWNER, in place where allocbench
+ *   left room for it: setenv would malloc before the program's first call).
+ * - Recording starts at the program's first allocation call, or at this
+ *   library's constructor if that comes first: a fresh process's heap is
+ *   built by the calls in the trace alone, as a replay's is.
  * - Threads: pthread_create is interposed, so a thread's creation, start and
  *   exit are events (trace.h, version 2): the start routine is wrapped, and a
  *   pthread key's destructor records the exit.
@@ -23,6 +27,13 @@
  *   apart from the program's own, its thread stacks and the loader's.  It
  *   costs two reads a call.  The header also gets the arena heaps mapped at
  *   exit (non-main arenas: read from /proc/self/maps).
+ * - The program's own anonymous mappings: mmap, mmap64, munmap and mremap are
+ *   interposed and, called outside an allocation call, tallied in the header
+ *   ("own_anon_mmaps": calls, bytes mapped at the peak and at exit, and
+ *   resident at exit, from mincore).  They are
+ *   not malloc's (pymalloc's arenas, GCC's GC pages, a JIT's code): a replay
+ *   cannot have them, but the program's RSS does.  glibc maps its heaps and
+ *   thread stacks with its internal __mmap, which no preload sees.
  * Environment: ALLOCBENCH_TRACE (the file; nothing is recorded without it),
  * ALLOCBENCH_TRACE_MAX_EVENTS (default 67108864: the file is sparse). */
 #define _GNU_SOURCE
@@ -30,6 +41,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -64,6 +76,14 @@ static char syscalls_error[256];
 static __thread ab_counter thread_counter;  /* this thread's own, opened at its first call */
 static __thread int thread_counter_state;   /* 0 not tried, 1 open, -1 failed */
 static __thread int64_t counts_before[AB_NSYSCALLS];
+
+/* the program's own anonymous mappings: [addr, addr + len) each, under a spin lock */
+#define OWN_MAPS 16384
+static struct own_map { uintptr_t addr; size_t len; } own_maps[OWN_MAPS];
+static int own_n, own_lock;
+static int64_t own_bytes, own_peak;
+static uint64_t own_calls, own_untracked;
+static __thread int in_alloc_call;  /* a mapping made inside malloc is the allocator's */
 
 static ab_event *reserve(void);
 static void fill(ab_event *e, int op, void *ptr, uint64_t old, uint64_t size);
@@ -158,15 +178,22 @@ static void open_trace(const char *file)
              pre_j, tun_j);
 }
 
+static int64_t own_resident(void);
+
 /* What the recorder measured, added to the header's JSON as "at_exit". */
 static void header_at_exit(void)
 {
     char *json = map + 40, *end = strrchr(json, '}');
     if (!end)
         return;
-    char extra[600];
+    char extra[900];
     int o = snprintf(extra, sizeof extra, ",\"at_exit\":{\"arena_heaps\":%d,\"threads_created\":%u", ab_arena_heaps(),
                      (unsigned)atomic_load(&created));
+    o += snprintf(extra + o, sizeof extra - (size_t)o, ",\"own_anon_mmaps\":{\"calls\":%llu,\"peak_bytes\":%lld,"
+                  "\"at_exit_bytes\":%lld,\"resident_at_exit_bytes\":%lld,\"untracked\":%llu},"
+                  "\"file_backed_anon_bytes\":%lld",
+                  (unsigned long long)own_calls, (long long)own_peak, (long long)own_bytes,
+                  (long long)own_resident(), (unsigned long long)own_untracked, (long long)ab_file_backed_anon_bytes());
     if (count_syscalls && !syscalls_error[0]) {
         o += snprintf(extra + o, sizeof extra - (size_t)o, ",\"malloc_syscalls\":{");
         for (int i = 0; i < AB_NSYSCALLS; i++)
@@ -220,8 +247,13 @@ static void thread_exit(void *index)
     fill(reserve(), AB_OP_THREAD_EXIT, NULL, 0, (uint64_t)(uintptr_t)index);
 }
 
+#define OWNER_WIDTH 20  /* allocbench sets ALLOCBENCH_TRACE_OWNER to this many spaces: room for a pid */
+
 __attribute__((constructor)) static void init(void)
 {
+    static int inited;
+    if (inited++)
+        return;
     if (!ab_real.malloc)
         ab_resolve();
     const char *sc = getenv("ALLOCBENCH_TRACE_SYSCALLS");
@@ -233,15 +265,17 @@ __attribute__((constructor)) static void init(void)
     snprintf(path, sizeof path, "%s", file);
     const char *max = getenv("ALLOCBENCH_TRACE_MAX_EVENTS");
     cap = max && *max ? strtoull(max, NULL, 10) : (uint64_t)1 << 26;
-    const char *owner = getenv("ALLOCBENCH_TRACE_OWNER");
+    char *owner = getenv("ALLOCBENCH_TRACE_OWNER");
     char me[32];
-    snprintf(me, sizeof me, "%d", getpid());
-    if (owner && *owner && strcmp(owner, me)) {
+    snprintf(me, sizeof me, "%-*d", OWNER_WIDTH, getpid());
+    if (owner && strlen(owner) == OWNER_WIDTH && strspn(owner, " ") == OWNER_WIDTH) {
+        memcpy(owner, me, OWNER_WIDTH);  /* the first process: its children inherit the claim */
+    } else if (owner && *owner && strcmp(owner, me)) {
         char mine[sizeof path + 16];
-        snprintf(mine, sizeof mine, "%s.%s", path, me);
+        snprintf(mine, sizeof mine, "%s.%d", path, getpid());
         snprintf(path, sizeof path, "%s", mine);
-    } else {
-        setenv("ALLOCBENCH_TRACE_OWNER", me, 1);  /* before recording starts: setenv mallocs */
+    } else if (!owner) {  /* preloaded by hand: setenv mallocs, before recording starts */
+        setenv("ALLOCBENCH_TRACE_OWNER", me, 1);
     }
     open_trace(path);
     pthread_atfork(NULL, NULL, after_fork_child);
@@ -299,10 +333,13 @@ static int read_thread_counts(int64_t out[AB_NSYSCALLS])
 /* The order of record and call: see the top of this file. */
 static void hook_enter(ab_call *c)
 {
+    if (!map && !child_pending && !ab_resolving)
+        init();  /* a call before the constructor (another library's): the trace starts here */
     if (c->op == AB_OP_FREE)
         fill(reserve(), AB_OP_FREE, c->in, 0, 0);
     else if (c->op == AB_OP_REALLOC || c->op == AB_OP_REALLOCARRAY)
         c->slot = reserve();
+    in_alloc_call = 1;
     if (count_syscalls && map)
         c->t0 = read_thread_counts(counts_before) == 0;  /* last thing before the call */
 }
@@ -315,6 +352,7 @@ static void hook_exit(ab_call *c)
             for (int i = 0; i < AB_NSYSCALLS; i++)
                 atomic_fetch_add_explicit(&malloc_syscalls[i], after[i] - counts_before[i], memory_order_relaxed);
     }
+    in_alloc_call = 0;
     switch (c->op) {
     case AB_OP_FREE:
         return;
@@ -387,3 +425,135 @@ AB_EXPORT void _exit(int status)
 }
 
 AB_EXPORT void _Exit(int status) { _exit(status); }
+
+/* The program's own anonymous mappings (see the top of this file). */
+static void own_lock_take(void)
+{
+    while (__atomic_exchange_n(&own_lock, 1, __ATOMIC_ACQUIRE))
+        __builtin_ia32_pause();
+}
+
+static void own_lock_give(void) { __atomic_store_n(&own_lock, 0, __ATOMIC_RELEASE); }
+
+static void own_add(uintptr_t addr, size_t len)  /* under the lock */
+{
+    if (own_n == OWN_MAPS) {
+        own_untracked++;
+        return;
+    }
+    own_maps[own_n++] = (struct own_map){addr, len};
+    own_bytes += (int64_t)len;
+    if (own_bytes > own_peak)
+        own_peak = own_bytes;
+}
+
+static void own_remove(uintptr_t lo, size_t len)  /* under the lock: [lo, lo + len) is unmapped */
+{
+    uintptr_t hi = lo + len;
+    for (int i = 0; i < own_n; i++) {
+        struct own_map m = own_maps[i];
+        uintptr_t a = m.addr, b = m.addr + m.len;
+        if (b <= lo || a >= hi)
+            continue;
+        uintptr_t cut_lo = a > lo ? a : lo, cut_hi = b < hi ? b : hi;
+        own_bytes -= (int64_t)(cut_hi - cut_lo);
+        if (a < cut_lo && b > cut_hi) {  /* a hole in the middle: the tail becomes an entry of its own */
+            own_maps[i].len = cut_lo - a;
+            if (own_n < OWN_MAPS)
+                own_maps[own_n++] = (struct own_map){cut_hi, b - cut_hi};
+            else
+                own_bytes -= (int64_t)(b - cut_hi), own_untracked++;
+        } else if (a < cut_lo) {
+            own_maps[i].len = cut_lo - a;
+        } else if (b > cut_hi) {
+            own_maps[i] = (struct own_map){cut_hi, b - cut_hi};
+        } else {
+            own_maps[i--] = own_maps[--own_n];
+        }
+    }
+}
+
+/* The resident bytes of the program's own mappings now (mincore, a page at a bit). */
+static int64_t own_resident(void)
+{
+    static unsigned char vec[4096];
+    long page = sysconf(_SC_PAGESIZE);
+    int64_t resident = 0;
+    own_lock_take();
+    for (int i = 0; i < own_n; i++)
+        for (size_t off = 0; off < own_maps[i].len; off += sizeof vec * (size_t)page) {
+            size_t len = own_maps[i].len - off < sizeof vec * (size_t)page ? own_maps[i].len - off
+                                                                             : sizeof vec * (size_t)page;
+            if (mincore((void *)(own_maps[i].addr + off), len, vec))
+                break;
+            for (size_t k = 0; k < (len + (size_t)page - 1) / (size_t)page; k++)
+                resident += (vec[k] & 1) * page;
+        }
+    own_lock_give();
+    return resident;
+}
+
+static void *(*real_mmap)(void *, size_t, int, int, int, off_t);
+static int (*real_munmap)(void *, size_t);
+static void *(*real_mremap)(void *, size_t, size_t, int, ...);
+
+static int own_watched(int flags, int fd) { return map && !in_alloc_call && (flags & MAP_ANONYMOUS) && fd == -1; }
+
+AB_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    if (!real_mmap)
+        *(void **)&real_mmap = dlsym(RTLD_NEXT, "mmap");
+    void *p = real_mmap(addr, len, prot, flags, fd, off);
+    if (p != MAP_FAILED && own_watched(flags, fd)) {
+        own_lock_take();
+        own_calls++;
+        if (flags & MAP_FIXED)
+            own_remove((uintptr_t)p, len);  /* it replaced what was there */
+        own_add((uintptr_t)p, len);
+        own_lock_give();
+    }
+    return p;
+}
+
+AB_EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    return mmap(addr, len, prot, flags, fd, off);
+}
+
+AB_EXPORT int munmap(void *addr, size_t len)
+{
+    if (!real_munmap)
+        *(void **)&real_munmap = dlsym(RTLD_NEXT, "munmap");
+    int rc = real_munmap(addr, len);
+    if (rc == 0 && map && !in_alloc_call) {
+        own_lock_take();
+        own_remove((uintptr_t)addr, len);
+        own_lock_give();
+    }
+    return rc;
+}
+
+AB_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+    if (!real_mremap)
+        *(void **)&real_mremap = dlsym(RTLD_NEXT, "mremap");
+    void *new_addr = NULL;
+    if (flags & MREMAP_FIXED) {
+        va_list ap;
+        va_start(ap, flags);
+        new_addr = va_arg(ap, void *);
+        va_end(ap);
+    }
+    void *p = real_mremap(old, old_len, new_len, flags, new_addr);
+    if (p != MAP_FAILED && map && !in_alloc_call) {
+        own_lock_take();
+        int64_t before = own_bytes;
+        own_remove((uintptr_t)old, old_len);
+        if (own_bytes < before) {  /* one of ours moved or grew */
+            own_calls++;
+            own_add((uintptr_t)p, new_len);
+        }
+        own_lock_give();
+    }
+    return p;
+}

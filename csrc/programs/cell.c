@@ -199,14 +199,18 @@ int main(int argc, char **argv)
         return 3;
     }
 
-    /* Every repeat's results are kept in memory mapped before the first one. */
+    /* Every repeat's results are kept in memory mapped before the first one: not the allocator's,
+     * so a replay's first call finds the heap as fresh as the program's first call did */
     size_t nrep = (size_t)(warmup + repeats);
-    ab_run_stats *st = calloc(nrep, sizeof *st);
-    ab_footprint *fp = calloc(2 * nrep + 1, sizeof *fp);
-    if (!st || !fp) {
+    ab_run_stats *st = mmap(NULL, nrep * sizeof *st, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ab_footprint *fp = mmap(NULL, (2 * nrep + 1) * sizeof *fp, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (st == MAP_FAILED || fp == MAP_FAILED) {
         fprintf(stderr, "allocbench-cell: out of memory\n");
         return 1;
     }
+    if (!trace)  /* the other patterns start with the arena set up, its first growth outside the window */
+        a.free(a.malloc(1));
     /* the timeline's books are mapped, and its baseline taken, before the warm-up */
     ab_timeline *tl = NULL;
     if (opt_num(argc, argv, "timeline", 1)) {
