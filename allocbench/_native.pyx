@@ -44,6 +44,21 @@ CELL_DEFAULTS = {
 }
 
 
+def check_trace(str path, str mode, window):
+    """Prepare a trace for replay as the cell will (csrc/lib/replay.c) and let it
+    go: ValueError with the cell's message (a thread freeing a block the trace
+    never allocated, more threads than a replay runs, ...), or None."""
+    cdef ab_replay r
+    cdef char err[512]
+    if mode not in REPLAY_MODES:
+        raise ValueError(f"replay_threads must be one of {', '.join(REPLAY_MODES)}, got {mode!r}")
+    memset(&r, 0, sizeof(r))
+    rc = ab_replay_load(path.encode(), REPLAY_MODES.index(mode), window, &r, err, sizeof(err))
+    ab_replay_free(&r)
+    if rc:
+        raise ValueError(err.decode(errors="replace"))
+
+
 def check_cell(str pattern, size_lo, size_hi, ops, threads, live, seed, repeats, warmup):
     """The one validator of a cell (csrc/lib/workloads.c ab_cell_check): ValueError
     with its message, or None.  Python only makes sure each value is an integer."""

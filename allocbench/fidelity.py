@@ -3,8 +3,8 @@
 in; the program runs again, under the allocator and settings asked for:
 
 - once under `exec` (the launcher, sampling /proc/PID/statm at `hz`): its
-  anonymous RSS growth at the peak and at the end (each over the smallest
-  sample, the process just after exec);
+  anonymous RSS growth at the peak (over the smallest sample, the process
+  just after exec; a peak shorter than a sampling period can be missed);
 - once under the recorder with ALLOCBENCH_TRACE_SYSCALLS=1: the memory
   syscalls made inside its allocation calls (per-thread counters read around
   each call, so thread stacks, file mappings, the loader's and the program's
@@ -13,7 +13,10 @@ in; the program runs again, under the allocator and settings asked for:
   anonymous mappings (mmap called outside an allocation call: pymalloc's
   arenas, GCC's GC pages, a BLAS buffer), resident at exit by mincore, and
   the written pages of its file mappings (libraries' data and relocations,
-  anonymous to the kernel: /proc/self/smaps at exit);
+  anonymous to the kernel: /proc/self/smaps), and its anonymous memory
+  (smaps_rollup) when recording starts and at exit: its growth at the end,
+  read rather than sampled (the trace's buffer is a shared file mapping, not
+  anonymous memory);
 
 and that fresh trace is replayed in each mode (one thread; the recorded
 threads when it has more than one), twice: a cold replay counts the window's
@@ -21,8 +24,8 @@ syscalls, its arena heaps and its anonymous growth at the end, and a second
 cell's warm-up, cold too, gives the timeline whose highest anonymous growth is
 the replay's peak.  The program's own mappings and written library pages
 are not malloc's and no replay has them: the replay is held against the
-program's growth less what they held at exit (at the peak too: an estimate,
-printed as such).
+program's growth less what they held (at exit; at the peak, all they held at
+exit: an estimate, printed as such).
 Each error is the replay's value minus that.
 
 A replay is faithful when its peak and final growth are each within
@@ -87,8 +90,8 @@ def _program_run(argv, cwd, allocator, settings, hz, timeout, stdin) -> dict:
         raise FidelityError(f"the program ran {rec['wall_ns'] / 1e6:.1f} ms: too short for {hz} samples a second "
                             "to see its memory")
     base = min(anon)
-    return {"peak_anon_growth_bytes": max(anon) - base, "final_anon_growth_bytes": anon[-1] - base,
-            "wall_ns": rec["wall_ns"], "samples": len(anon), "syscalls_all": rec["syscalls"]}
+    return {"peak_anon_growth_bytes": max(anon) - base, "wall_ns": rec["wall_ns"], "samples": len(anon),
+            "syscalls_all": rec["syscalls"]}
 
 
 def _fresh_recording(argv, cwd, allocator, settings, folder, timeout, stdin, program_name) -> tuple[str, dict, bool]:
@@ -153,21 +156,26 @@ def measure(path: str, allocator: str = "glibc", settings: dict | None = None, w
             fresh, head, launched = _fresh_recording(argv, cwd, allocator, settings, folder, timeout, stdin,
                                                      header.get("program"))
             info = traces.info(fresh)
-            own = head["at_exit"].get("own_anon_mmaps") or {}
-            prog.update(malloc_syscalls=head["at_exit"]["malloc_syscalls"],
-                        arena_heaps=head["at_exit"].get("arena_heaps"), threads=info["threads"],
-                        events=info["events"], peak_live_bytes=info["peak_live_bytes"], own_anon_mmaps=own)
+            at_exit = head["at_exit"]
+            own, anon, files = (at_exit.get(k) or {} for k in ("own_anon_mmaps", "anon_bytes",
+                                                                 "file_backed_anon_bytes"))
+            prog.update(malloc_syscalls=at_exit["malloc_syscalls"], arena_heaps=at_exit.get("arena_heaps"),
+                        threads=info["threads"], events=info["events"], peak_live_bytes=info["peak_live_bytes"],
+                        own_anon_mmaps=own, file_backed_anon_bytes=files.get("at_exit"),
+                        final_anon_growth_bytes=(anon["at_exit"] - anon["at_start"]
+                                                 if min(anon.get("at_exit", -1), anon.get("at_start", -1)) >= 0
+                                                 else None))
             if not launched:  # exec sampled the launched process, not the traced one
-                prog.update(peak_anon_growth_bytes=None, final_anon_growth_bytes=None,
+                prog.update(peak_anon_growth_bytes=None,
                             rss_note=f"the trace is of {header.get('program')}, a child of the launched "
                                      f"{argv[0]}: exec samples the launched process only")
             # no replay has the program's own mappings, nor its libraries' written pages
-            files = max(0, head["at_exit"].get("file_backed_anon_bytes") or 0)
-            prog["file_backed_anon_bytes"] = files
-            theirs = (own.get("resident_at_exit_bytes") or 0) + files
-            for k in ("peak", "final"):
-                grown = prog[f"{k}_anon_growth_bytes"]
-                prog[f"{k}_malloc_growth_bytes"] = None if grown is None else max(0, grown - theirs)
+            mine = own.get("resident_at_exit_bytes") or 0
+            grown_files = max(0, (files.get("at_exit") or 0) - max(0, files.get("at_start") or 0))
+            peak, final = prog["peak_anon_growth_bytes"], prog["final_anon_growth_bytes"]
+            prog["peak_malloc_growth_bytes"] = (None if peak is None
+                                                else max(0, peak - mine - max(0, files.get("at_exit") or 0)))
+            prog["final_malloc_growth_bytes"] = None if final is None else max(0, final - mine - grown_files)
             modes = ["one", "recorded"] if info["threads"] > 1 else ["one"]
             replays = []
             for mode in modes:

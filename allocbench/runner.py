@@ -21,6 +21,18 @@ REPLAY_THREADS = _native.REPLAY_MODES  # one, recorded (csrc/lib/replay.h)
 REPLAY_WINDOW_DEFAULT = _native.REPLAY_WINDOW_DEFAULT
 
 
+_CHECKED: set = set()
+
+
+def _check_trace(path: str, mode: str, window: int) -> None:
+    """The cell's preparation of a trace, once per file version (a sweep makes many specs of one trace)."""
+    st = os.stat(path)
+    key = (path, st.st_mtime_ns, st.st_size, mode, window)
+    if key not in _CHECKED:
+        _native.check_trace(path, mode, window)
+        _CHECKED.add(key)
+
+
 def make_spec(allocator="glibc", pattern="churn", size=None, size_lo=None, size_hi=None,
               ops=None, threads=None, live=None, touch=None, seed=None, repeats=None, warmup=None,
               settings=None, counter_method="auto", trace=None, processes=None, replay_threads=None,
@@ -53,6 +65,7 @@ def make_spec(allocator="glibc", pattern="churn", size=None, size_lo=None, size_
             raise ValueError(f"replay_threads must be one of {', '.join(REPLAY_THREADS)}, got {replay_threads!r}")
         if not isinstance(replay_window, int) or isinstance(replay_window, bool) or not 1 <= replay_window < 2**31:
             raise ValueError(f"replay_window must be a whole number of events, at least 1, got {replay_window!r}")
+        _check_trace(trace, replay_threads, replay_window)  # what the cell would refuse, refused here
     processes = 1 if processes is None else processes
     if not isinstance(processes, int) or isinstance(processes, bool) or not 1 <= processes <= MAX_PROCESSES:
         raise ValueError(f"processes must be a whole number from 1 to {MAX_PROCESSES}, got {processes!r}")

@@ -92,13 +92,16 @@ def finalize(path: str) -> None:
 
 def thread_of(ev: np.ndarray) -> np.ndarray:
     """Each event's thread, numbered as the replay numbers them (csrc/lib/replay.c):
-    0 the initial thread (the first event's), then the created threads in
-    creation order (their THREAD_START), then any others (a version 1 trace's)
-    in the order they first appear.  A tid that a later thread reuses is taken
-    over at that thread's start."""
+    0 the thread of the first allocation call (glibc gave it the main arena),
+    then the created threads in creation order (their THREAD_START), then any
+    others (the program's initial thread, when another made the first call; a
+    version 1 trace's threads) in the order they first appear.  A tid that a
+    later thread reuses is taken over at that thread's start."""
     starts = sorted({int(s) for s in ev["size"][ev["op"] == THREAD_START] if 1 <= s <= len(ev)})
     dense = {c: i + 1 for i, c in enumerate(starts)}
-    current = {int(ev["tid"][0]): 0} if len(ev) else {}
+    calls = np.flatnonzero(~np.isin(ev["op"], list(THREAD_OPS)))
+    first = int(calls[0]) if len(calls) else len(ev) - 1
+    current = {int(ev["tid"][first]): 0} if len(ev) else {}
     out = np.empty(len(ev), dtype=np.int64)
     extra = len(dense)
     for i, (op, tid, size) in enumerate(zip(ev["op"].tolist(), ev["tid"].tolist(), ev["size"].tolist())):

@@ -483,6 +483,12 @@ static int64_t kb_field(const char *buf, const char *key)
     return p ? atoll(p + strlen(key)) * 1024 : -1;
 }
 
+int64_t ab_anon_bytes(void)
+{
+    char buf[4096];
+    return read_small("/proc/self/smaps_rollup", buf, sizeof buf) > 0 ? kb_field(buf, "\nAnonymous:") : -1;
+}
+
 uintptr_t ab_heap_top(void)
 {
     return (uintptr_t)syscall(SYS_brk, 0);

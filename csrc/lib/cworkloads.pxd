@@ -28,6 +28,8 @@ cdef extern from "workloads.h" nogil:
     enum: AB_NREPLAY_MODES
     enum: AB_REPLAY_WINDOW_DEFAULT
     const char *ab_replay_mode_names[]
+    int ab_replay_load(const char *path, int mode, uint64_t window, ab_replay *r, char *err, size_t cap)
+    void ab_replay_free(ab_replay *r)
 
     ctypedef struct ab_workload:
         const ab_replay *replay

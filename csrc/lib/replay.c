@@ -6,14 +6,20 @@
  * slots as blocks live at once.
  *
  * Recorded threads (AB_REPLAY_RECORDED): each event belongs to the thread
- * that made it (the initial thread is 0; created threads follow in creation
- * order, from their THREAD_START events; threads of a version 1 trace in the
- * order they first appear), and each thread gets the list of its events.  A
+ * that made it (thread 0 made the first allocation call, and got glibc's main
+ * arena; created threads follow in creation order, from their THREAD_START
+ * events; threads without one, a version 1 trace's, in the order they first
+ * appear), and each thread gets the list of its events.  A
  * slot freed by a thread goes back to that thread's own pool, so only the
  * thread that freed a slot ever fills it again: the one order kept across
  * threads is that a free (or realloc) of another thread's block waits for
  * that allocation (wait_for: the allocating event, + 1), and the replay
- * compares a slot's generation, the event that last filled it, with it. */
+ * compares a slot's generation, the event that last filled it, with it.
+ * And a thread whose exit comes before another thread's first call has
+ * exited by the time that call is made (the first thread to start after it
+ * joins it; later ones wait for that): a thread's first call attaches it to
+ * an arena, and glibc hands on the arenas of threads that have exited, so
+ * threads that exit and are replaced reuse arenas as in the program. */
 #define _GNU_SOURCE
 #include "replay.h"
 
@@ -104,7 +110,7 @@ static int assign_threads(const ab_event *ev, uint64_t n, uint32_t *thread, char
         snprintf(err, cap, "out of memory preparing the threads");
         return -1;
     }
-    /* threads with a THREAD_START, in creation order, after the initial one */
+    /* threads with a THREAD_START, in creation order, after thread 0 */
     uint32_t count = 1;
     uint64_t max_index = 0;
     for (uint64_t i = 0; i < n; i++)
@@ -116,7 +122,12 @@ static int assign_threads(const ab_event *ev, uint64_t n, uint32_t *thread, char
     for (uint64_t c = 1; c <= max_index; c++)
         if (by_creation[c])
             by_creation[c] = ++count;  /* replay thread + 1 */
-    *tid_slot(tm, ev[0].tid) = 1;  /* the initial thread makes the first event */
+    /* thread 0, the cell's own thread, replays the thread that made the first call: glibc gave
+     * that one the main arena, whichever thread it was (ptmalloc_init) */
+    uint64_t first = 0;
+    while (first + 1 < n && ab_trace_op_kinds[ev[first].op] == AB_OPK_THREAD)
+        first++;
+    *tid_slot(tm, ev[first].tid) = 1;
     int rc = 0;
     for (uint64_t i = 0; i < n && rc == 0; i++) {
         uint32_t *t = tid_slot(tm, ev[i].tid);
@@ -132,6 +143,33 @@ static int assign_threads(const ab_event *ev, uint64_t n, uint32_t *thread, char
     }
     munmap(tm, sizeof *tm), munmap(by_creation, (n + 2) * 4);
     return rc ? -1 : (int)count;
+}
+
+/* Each thread's first call and exit, and who joins it (replay.h). */
+static int plan_exits(const ab_event *ev, uint64_t n, const uint32_t *thread, ab_replay *r, char *err, size_t cap)
+{
+    uint32_t nt = r->nthreads;
+    r->first_call = map_zero(nt * 8), r->exit_at = map_zero(nt * 8), r->joiner = map_zero(nt * 4);
+    if (!r->first_call || !r->exit_at || !r->joiner) {
+        snprintf(err, cap, "out of memory preparing the threads");
+        return -1;
+    }
+    for (uint32_t t = 0; t < nt; t++)
+        r->first_call[t] = r->exit_at[t] = UINT64_MAX, r->joiner[t] = -1;
+    for (uint64_t i = 0; i < n; i++) {
+        uint32_t t = thread[i];
+        if (ev[i].op == AB_OP_THREAD_EXIT && t != 0)
+            r->exit_at[t] = i;
+        else if (ab_trace_op_kinds[ev[i].op] != AB_OPK_THREAD && r->first_call[t] == UINT64_MAX)
+            r->first_call[t] = i;
+    }
+    for (uint32_t u = 1; u < nt; u++) {  /* u is joined by the thread that first calls after its exit */
+        uint64_t best = UINT64_MAX;
+        for (uint32_t t = 1; t < nt && r->exit_at[u] != UINT64_MAX; t++)
+            if (t != u && r->first_call[t] > r->exit_at[u] && r->first_call[t] < best)
+                best = r->first_call[t], r->joiner[u] = (int32_t)t;
+    }
+    return 0;
 }
 
 int ab_replay_load(const char *path, int mode, uint64_t window, ab_replay *r, char *err, size_t cap)
@@ -179,6 +217,7 @@ int ab_replay_load(const char *path, int mode, uint64_t window, ab_replay *r, ch
     while (buckets < 2 * n + 2)
         buckets <<= 1;
     pmap pm = {map_zero(buckets * 8), map_zero(buckets * 4), buckets - 1};
+    r->mapped_n = n;
     r->ev = map_zero(n * sizeof *r->ev), r->in = map_zero(n * 4), r->aux = map_zero(n * 8);
     uint32_t *thread = map_zero(n * 4 + 4);
     uint32_t *pool_next = map_zero(n * 4 + 4);  /* a free slot's next in its pool */
@@ -215,7 +254,7 @@ int ab_replay_load(const char *path, int mode, uint64_t window, ab_replay *r, ch
                 break;
             }
             if (old && !v)
-                r->unmatched++;  /* the initial thread's block from before the recording */
+                r->unmatched++;  /* thread 0's block from before the recording (a forked child's) */
             if (v && !failed) {
                 in = *v - 1;
                 erase(&pm, old);
@@ -287,9 +326,23 @@ int ab_replay_load(const char *path, int mode, uint64_t window, ab_replay *r, ch
             r->order[fill[recorded ? thread[i] : 0]++] = i;
         munmap(fill, (r->nthreads + 1) * 8);
     }
+    if (rc == 0 && recorded)
+        rc = plan_exits(ev, n, thread, r, err, cap);
     munmap((void *)m, len);
     munmap(pm.key, buckets * 8), munmap(pm.val, buckets * 4), munmap(thread, n * 4 + 4);
     munmap(pool_next, n * 4 + 4), munmap(pool_head, (AB_MAX_REPLAY_THREADS + 1) * 4);
     munmap(slot_size, n * 8 + 8), munmap(slot_event, n * 4 + 4), munmap(slot_thread, n * 4 + 4);
     return rc;
+}
+
+void ab_replay_free(ab_replay *r)
+{
+    uint64_t n = r->mapped_n, nt = r->nthreads;
+    void *maps[] = {r->ev, r->in, r->aux, r->wait_for, r->order, r->thread_start, r->first_call, r->exit_at,
+                    r->joiner};
+    size_t lens[] = {n * sizeof *r->ev, n * 4, n * 8, n * 4 + 4, n * 8 + 8, (nt + 1) * 8, nt * 8, nt * 8, nt * 4};
+    for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++)
+        if (maps[i])
+            munmap(maps[i], lens[i] ? lens[i] : 1);
+    memset(r, 0, sizeof *r);
 }

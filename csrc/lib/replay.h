@@ -38,6 +38,7 @@ _Static_assert(sizeof(ab_replay_event) == 16, "the replay loop streams 16-byte e
 
 typedef struct ab_replay {
     uint64_t n;               /* events, in their recorded global order */
+    uint64_t mapped_n;        /* the events the arrays were mapped for (ab_replay_free) */
     ab_replay_event *ev;
     /* read only by the rare events that need them, indexed like ev: */
     uint32_t *in;             /* realloc: the slot passed in (AB_NO_SLOT: realloc(NULL, n)) */
@@ -49,7 +50,7 @@ typedef struct ab_replay {
     uint64_t big_allocs, big_bytes;  /* allocations at or above AB_GLIBC_DEFAULT_BOUNDARY, and their bytes */
     uint32_t threads;         /* the trace's threads (each creation, and the initial thread) */
     uint64_t cross_frees;     /* frees and reallocs of a block another thread allocated */
-    uint64_t unmatched;       /* the initial thread's frees of blocks from before the recording (skipped) */
+    uint64_t unmatched;       /* thread 0's frees of blocks from before the recording (skipped) */
     /* recorded mode: */
     int mode;                 /* enum ab_replay_mode */
     uint64_t window;
@@ -57,12 +58,19 @@ typedef struct ab_replay {
     uint64_t *thread_start;   /* thread t's events are order[thread_start[t] .. thread_start[t + 1]) */
     uint64_t *order;          /* event indices, thread by thread, each in global order */
     uint32_t *wait_for;       /* per event: 1 + the allocation it must wait for (another thread's), or 0 */
+    /* per thread: a thread whose exit the trace puts before another's first call has exited by
+     * then, so glibc can hand its arena on as in the program; `joiner` joins it (-1: the end) */
+    uint64_t *first_call, *exit_at;  /* events (UINT64_MAX: none) */
+    int32_t *joiner;
 } ab_replay;
 
 /* Prepare `path` for replay in `mode` with `window`; 0, or -1 with err.  A
- * trace whose threads other than the initial one free a block it never
- * allocated is refused: the initial thread may free blocks allocated before
- * the recording began (the environment, the loader's), which are skipped. */
+ * trace whose threads other than thread 0 (the first caller) free a block it
+ * never allocated is refused: thread 0 may free blocks allocated before the
+ * recording began (a forked child's, inherited from its parent), which are
+ * skipped. */
 int ab_replay_load(const char *path, int mode, uint64_t window, ab_replay *r, char *err, size_t cap);
+/* Unmap what ab_replay_load mapped (after a failure too). */
+void ab_replay_free(ab_replay *r);
 
 #endif

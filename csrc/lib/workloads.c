@@ -511,6 +511,9 @@ static inline __attribute__((always_inline)) void replay(thread_ctx *t, const in
 typedef struct replay_run {
     struct { _Atomic uint64_t v; char pad[56]; } next[AB_MAX_REPLAY_THREADS];
     _Atomic uint32_t go;
+    int abandon;  /* set before go: the window never opened, return at once */
+    _Atomic uint32_t exited[AB_MAX_REPLAY_THREADS];  /* 1: joined (replay.h joiner) */
+    _Atomic uint32_t attached[AB_MAX_REPLAY_THREADS];  /* 1: made its first call (has its arena) */
     _Atomic int sample_lock;
     _Atomic uint64_t live, peak;
     _Atomic uint32_t gen[];
@@ -567,6 +570,15 @@ static inline __attribute__((always_inline)) void replay_threads(thread_ctx *t, 
     uint32_t me = (uint32_t)t->tid;
     uint64_t lo = r->thread_start[me], hi = r->thread_start[me + 1], bound = 0;
     uint64_t failed_allocs = 0, failed_reallocs = 0;
+    for (uint32_t u = 1; me && u < r->nthreads; u++)  /* the threads that exited before my first call */
+        if (r->exit_at[u] < r->first_call[me]) {
+            if (r->joiner[u] == (int32_t)me) {
+                pthread_join(t->all[u].thread, NULL);
+                set_value(&rr->exited[u], 1);
+            } else {
+                wait_for_value(&rr->exited[u], 1);
+            }
+        }
     for (uint64_t k = lo; k < hi; k++) {
         uint64_t g = r->order[k];
         while (g >= bound) {  /* pace: within the window of the slowest thread (cached: it only moves up) */
@@ -584,6 +596,8 @@ static inline __attribute__((always_inline)) void replay_threads(thread_ctx *t, 
         replay_event(t, r, g, plain, &failed_allocs, &failed_reallocs);
         if (r->ev[g].flags & AB_REPLAY_PUBLISH)
             set_value(&rr->gen[r->ev[g].slot], (uint32_t)g + 1);
+        if (g == r->first_call[me])
+            set_value(&rr->attached[me], 1);
         if (!plain && t->tl) {  /* the timeline repeat: all threads' live bytes, and their peak */
             uint64_t live = __atomic_add_fetch((uint64_t *)&rr->live, t->live_bytes - before, __ATOMIC_RELAXED);
             uint64_t peak = __atomic_load_n((uint64_t *)&rr->peak, __ATOMIC_RELAXED);
@@ -601,6 +615,11 @@ static inline __attribute__((always_inline)) void replay_threads(thread_ctx *t, 
         __atomic_store_n((uint64_t *)&rr->next[me].v, k + 1 < hi ? r->order[k + 1] : DONE, __ATOMIC_RELEASE);
     }
     __atomic_store_n((uint64_t *)&rr->next[me].v, DONE, __ATOMIC_RELEASE);
+    /* exit no sooner than in the program: after the first calls that came before my exit, so
+     * those threads found my arena taken, as they did */
+    for (uint32_t u = 0; r->exit_at[me] != UINT64_MAX && u < r->nthreads; u++)
+        if (u != me && r->first_call[u] < r->exit_at[me])
+            wait_for_value(&rr->attached[u], 1);
     replay_counts(t, plain, failed_allocs, failed_reallocs);
 }
 
@@ -623,8 +642,11 @@ static void run_trace(thread_ctx *t)
 {
     int plain = !t->tl && !t->w->touch;
     if (t->rr) {
-        if (t->tid)  /* created before the window: wait for it to open */
+        if (t->tid) {  /* created before the window: wait for it to open */
             wait_for_value(&t->rr->go, 1);
+            if (t->rr->abandon)
+                return;
+        }
         if (plain)
             replay_threads(t, 1);
         else
@@ -946,7 +968,8 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
         if (e)
             break;
     }
-    if (recorded && prestarted < n - 1) {
+    if (recorded && prestarted < n - 1) {  /* the started ones return without replaying */
+        rr->abandon = 1;
         set_value(&rr->go, 1);
         for (int i = 1; i <= prestarted; i++)
             pthread_join(ts[i].thread, NULL);
@@ -959,7 +982,8 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
     ab_window win;
     if (ab_window_begin(c, &win)) {
         snprintf(stats->error, sizeof stats->error, "counter window: %s", c->error);
-        if (recorded) {  /* let them run, unmeasured, so they can be joined */
+        if (recorded) {  /* they return without replaying, and are joined */
+            rr->abandon = 1;
             set_value(&rr->go, 1);
             for (int i = 1; i < n; i++)
                 pthread_join(ts[i].thread, NULL);
@@ -971,7 +995,8 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
         set_value(&rr->go, 1);
         run_thread(&ts[0]);
         for (int i = 1; i < n; i++)
-            pthread_join(ts[i].thread, NULL);
+            if (r->joiner[i] < 0)  /* the others were joined by the thread that started after them */
+                pthread_join(ts[i].thread, NULL);
     } else if (n == 1 && !w->spawn) {
         run_thread(&ts[0]);
     } else {

@@ -30,7 +30,9 @@
  * - The program's own anonymous mappings: mmap, mmap64, munmap and mremap are
  *   interposed and, called outside an allocation call, tallied in the header
  *   ("own_anon_mmaps": calls, bytes mapped at the peak and at exit, and
- *   resident at exit, from mincore).  They are
+ *   resident at exit, from mincore).  And the program's anonymous memory
+ *   (smaps_rollup) and its file mappings' written pages (smaps) when
+ *   recording starts and at exit: how much of its growth is malloc's.  They are
  *   not malloc's (pymalloc's arenas, GCC's GC pages, a JIT's code): a replay
  *   cannot have them, but the program's RSS does.  glibc maps its heaps and
  *   thread stacks with its internal __mmap, which no preload sees.
@@ -84,6 +86,7 @@ static int own_n, own_lock;
 static int64_t own_bytes, own_peak;
 static uint64_t own_calls, own_untracked;
 static __thread int in_alloc_call;  /* a mapping made inside malloc is the allocator's */
+static int64_t anon_at_start, file_anon_at_start;  /* before the first recorded call */
 
 static ab_event *reserve(void);
 static void fill(ab_event *e, int op, void *ptr, uint64_t old, uint64_t size);
@@ -191,9 +194,11 @@ static void header_at_exit(void)
                      (unsigned)atomic_load(&created));
     o += snprintf(extra + o, sizeof extra - (size_t)o, ",\"own_anon_mmaps\":{\"calls\":%llu,\"peak_bytes\":%lld,"
                   "\"at_exit_bytes\":%lld,\"resident_at_exit_bytes\":%lld,\"untracked\":%llu},"
-                  "\"file_backed_anon_bytes\":%lld",
+                  "\"anon_bytes\":{\"at_start\":%lld,\"at_exit\":%lld},"
+                  "\"file_backed_anon_bytes\":{\"at_start\":%lld,\"at_exit\":%lld}",
                   (unsigned long long)own_calls, (long long)own_peak, (long long)own_bytes,
-                  (long long)own_resident(), (unsigned long long)own_untracked, (long long)ab_file_backed_anon_bytes());
+                  (long long)own_resident(), (unsigned long long)own_untracked, (long long)anon_at_start,
+                  (long long)ab_anon_bytes(), (long long)file_anon_at_start, (long long)ab_file_backed_anon_bytes());
     if (count_syscalls && !syscalls_error[0]) {
         o += snprintf(extra + o, sizeof extra - (size_t)o, ",\"malloc_syscalls\":{");
         for (int i = 0; i < AB_NSYSCALLS; i++)
@@ -277,6 +282,7 @@ __attribute__((constructor)) static void init(void)
     } else if (!owner) {  /* preloaded by hand: setenv mallocs, before recording starts */
         setenv("ALLOCBENCH_TRACE_OWNER", me, 1);
     }
+    anon_at_start = ab_anon_bytes(), file_anon_at_start = ab_file_backed_anon_bytes();
     open_trace(path);
     pthread_atfork(NULL, NULL, after_fork_child);
 }
