@@ -3,6 +3,8 @@
 searching observations, never computed; predictions are shown beside them."""
 from __future__ import annotations
 
+import numpy as np
+
 from . import runner
 from .backends import BACKENDS
 from .children import ChildFailed, program, run_json, run_python
@@ -231,7 +233,58 @@ def trim(blocks: int = 64, size: int = 64 * KIB) -> dict:
 
 # ---- arenas ----
 
-def arenas(threads=(1, 2, 4, 8), arena_max=(None, 1, 2)) -> dict:
+TURN_THREADS, TURN_BURST, TURN_BLOCK, TURN_KEEP = 8, 8 * MIB, 16 * KIB, 50
+
+
+def turns_trace(path: str, threads: int = TURN_THREADS, burst: int = TURN_BURST, block: int = TURN_BLOCK,
+                keep: int = TURN_KEEP) -> None:
+    """A made trace of threads taking turns: the first thread creates the
+    others; each in turn allocates `burst` bytes of `block`-byte blocks and
+    frees all but every `keep`-th; all exit after the last turn.  Live memory
+    stays near one burst; each arena, pinned by the kept blocks, keeps its own."""
+    from . import traces
+
+    n = burst // block
+    ops = {name: op for op, name in traces.OPS.items()}
+    rows = [(ops["malloc"], 0x10000, 0, 64, 1000)]  # the first thread's first call: it gets the main arena
+    rows += [(ops["thread_create"], 1, 0, i + 1, 1000) for i in range(threads)]
+    for i in range(threads):
+        tid, base = 1001 + i, (i + 1) << 32
+        rows.append((ops["thread_start"], 0, 1000, i + 1, tid))
+        rows += [(ops["malloc"], base + j * block, 0, block, tid) for j in range(n)]
+        rows += [(ops["free"], base + j * block, 0, 0, tid) for j in range(n) if j % keep]
+    rows += [(ops["thread_exit"], 0, 0, i + 1, 1001 + i) for i in range(threads)]
+    ev = np.zeros(len(rows), dtype=traces.EVENT_DTYPE)
+    ev["op"], ev["ptr"], ev["old"], ev["size"], ev["tid"] = zip(*rows)
+    ev["t_ns"] = np.arange(len(rows))
+    traces.write(path, ev, {"program": "allocbench probe arenas (threads taking turns)", "argv": None,
+                            "turns": {"threads": threads, "burst_bytes": burst, "block_bytes": block,
+                                      "keep_every": keep}})
+
+
+def _turns(arena_max) -> list[dict]:
+    """The turn-taking trace replayed on its threads (window 1: strictly in turns) under each arena_max."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="allocbench-arenas-") as folder:
+        path = f"{folder}/turns.trace"
+        turns_trace(path)
+        specs = [runner.make_spec(pattern="trace", trace=path, replay_threads="recorded", replay_window=1,
+                                  repeats=1, warmup=1, settings={} if m is None else {"arena_max": m})
+                 for m in arena_max]
+        recs = runner.run_cells(specs, timeout=120)
+    rows = []
+    for m, rec in zip(arena_max, recs):
+        if rec["status"] != "ok":
+            raise ProbeError(f"arenas (turns, arena_max {m}): {rec['error']}")
+        rows.append({"arena_max": m, "threads": TURN_THREADS, "live_peak_bytes": rec["replay_peak_live_bytes"],
+                     "rss_growth_peak_bytes": rec["footprint_bytes_peak"], "overhead_peak": rec["overhead_peak"],
+                     "arena_heaps": rec["arena_heaps"], "arena_heap_bytes": rec["arena_heap_bytes"],
+                     "syscalls": rec["syscalls"]})
+    return rows
+
+
+def arenas(threads=(1, 2, 4, 8), arena_max=(None, 1, 2), turn_arena_max=(None, 1, 2, 4)) -> dict:
     rows = []
     for limit in arena_max:
         for t in threads:
@@ -256,7 +309,17 @@ def arenas(threads=(1, 2, 4, 8), arena_max=(None, 1, 2)) -> dict:
                        f"{r['rss_growth_bytes'] / MIB:>8.1f} MiB {r['arena_bytes']:>12}")
     summary.append("threads allocate from mmapped arena heaps (mmap + mprotect), not brk; "
                    "M_ARENA_MAX=1 sends them all to the main arena's brk heap")
-    return {"probe": "arenas", "allocator": "glibc", "rows": rows, "summary": summary}
+    turns = _turns(turn_arena_max)
+    summary += ["", f"threads taking turns ({TURN_THREADS} threads, each in turn {size_label(TURN_BURST)} of "
+                f"{size_label(TURN_BLOCK)} blocks, all but every {TURN_KEEP}th freed; replayed on its threads):",
+                f"{'M_ARENA_MAX':>12} {'live peak':>10} {'RSS growth':>11} {'RSS/live':>8} {'heaps':>5} "
+                f"{'heap bytes':>11}"]
+    for r in turns:
+        summary.append(f"{'default' if r['arena_max'] is None else r['arena_max']:>12} "
+                       f"{r['live_peak_bytes'] / MIB:>6.1f} MiB {r['rss_growth_peak_bytes'] / MIB:>7.1f} MiB "
+                       f"{r['overhead_peak']:>8.2f} {r['arena_heaps']:>5} {r['arena_heap_bytes'] / MIB:>7.1f} MiB")
+    summary.append("live memory is one burst at a time, but each arena keeps the peak its thread reached")
+    return {"probe": "arenas", "allocator": "glibc", "rows": rows, "turns": turns, "summary": summary}
 
 
 def run_probe(name: str, allocator: str = "glibc", threshold: int | None = None,

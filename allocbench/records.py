@@ -89,6 +89,7 @@ Fields (units in the names; null means "not measured", with the reason in
   retained_after_free_bytes_by_process  the same for each process (its own baseline and last repeat)
   arena_heaps                glibc's non-main arena heaps mapped after the last repeat (64 MiB
                              aligned anonymous mappings in /proc/self/maps; of the first process)
+  arena_heap_bytes           their usable (read-write) part, of 64 MiB reserved each
   toy_stats_after            the toy's own books after the last repeat (toy only):
                              mapped, live and cached bytes, syscalls it issued
   trace_summary              pattern trace: what the trace holds, from the cell's preparation:
@@ -115,7 +116,7 @@ _FOOTPRINT = {"rss_bytes": None, "anon_bytes": None, "peak_rss_bytes": None, "he
 # What allocbench-cell prints (csrc/programs/cell.c), key by key: build() reads every key
 # (tests/test_records.py holds the cell's output against it).  A list holds one entry's keys.
 CELL_OUTPUT = {
-    "counter_method": None, "counter_note": None, "arena_heaps": None,
+    "counter_method": None, "counter_note": None, "arena_heaps": None, "arena_heap_bytes": None,
     "baseline": {"rss_bytes": None, "anon_bytes": None, "heap_top": None},
     "repeats": [{
         "counts": {"syscalls": dict.fromkeys(SYSCALLS), "minor_faults": None, "major_faults": None,
@@ -336,6 +337,7 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
                                       else None),
         "retained_after_free_bytes_by_process": retained_by_process,
         "arena_heaps": raw["arena_heaps"],
+        "arena_heap_bytes": raw["arena_heap_bytes"],
         "toy_stats_after": raw.get("toy_stats_after"),
         "trace_summary": raw.get("trace"),
         "counter_method": raw["counter_method"],

@@ -80,6 +80,18 @@ def read(path: str) -> tuple[dict, np.ndarray]:
     return {**meta, "events": len(events), "flags": flags, "start_ns": start_ns}, events
 
 
+def write(path: str, events: np.ndarray, meta: dict) -> None:
+    """A trace file of `events` (EVENT_DTYPE, in global order) with `meta` as
+    the header's JSON: for traces made rather than recorded (the arenas probe's)."""
+    text = json.dumps(meta).encode()
+    if 40 + len(text) + 1 > HEADER:
+        raise ValueError(f"the header's JSON is {len(text)} bytes; at most {HEADER - 41} fit")
+    head = MAGIC + struct.pack("<IIIIQQ", TRACE_VERSION, HEADER, EVENT_DTYPE.itemsize, 0, len(events), 0) + text
+    with open(path, "wb") as f:
+        f.write(head.ljust(HEADER, b"\0"))
+        f.write(np.ascontiguousarray(events, dtype=EVENT_DTYPE).tobytes())
+
+
 def finalize(path: str) -> None:
     """A trace whose program ended by exec or a crash still has its full sparse
     length and no count: cut it after its last record."""

@@ -46,10 +46,21 @@ def test_trim_pinned_heap_and_trim_threshold():
 
 
 def test_threads_take_mappings_not_brk_unless_one_arena():
-    res = probes.arenas(threads=(1, 2), arena_max=(None, 1))
+    res = probes.arenas(threads=(1, 2), arena_max=(None, 1), turn_arena_max=(None, 1, 2))
     rows = {(r["arena_max"], r["threads"]): r["syscalls"] for r in res["rows"]}
     assert rows[(None, 1)]["brk"] == 0 and rows[(None, 1)]["mmap"] >= 2  # stack + arena heap
     assert rows[(1, 1)]["mmap"] == 1 and rows[(1, 1)]["brk"] > 0          # stack only; main heap
+    # threads taking turns: live stays one burst plus the kept blocks, and each arena keeps its own
+    turns = {r["arena_max"]: r for r in res["turns"]}
+    n = probes.TURN_BURST // probes.TURN_BLOCK
+    kept_each = -(-n // probes.TURN_KEEP) * probes.TURN_BLOCK  # blocks 0, 50, 100, ... of each burst
+    live = probes.TURN_BURST + (probes.TURN_THREADS - 1) * kept_each + 64  # the last turn's burst, the first call
+    assert all(r["live_peak_bytes"] == live for r in turns.values())  # window 1: strictly in turns
+    assert turns[None]["arena_heaps"] == probes.TURN_THREADS  # the first caller has the main arena
+    assert turns[1]["arena_heaps"] == 0 and turns[2]["arena_heaps"] == 1
+    assert turns[None]["rss_growth_peak_bytes"] >= probes.TURN_THREADS * probes.TURN_BURST * 0.9
+    assert turns[1]["rss_growth_peak_bytes"] <= 1.2 * live
+    assert turns[None]["rss_growth_peak_bytes"] > 3 * turns[1]["rss_growth_peak_bytes"]
 
 
 def test_toy_boundary_is_its_threshold():

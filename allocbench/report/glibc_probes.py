@@ -66,7 +66,8 @@ def fig_trim(res):
 def fig_arenas(res):
     def draw(path, cap):
         from .draw import plt, save
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+        turns = res.get("turns") or []
+        fig, axes = plt.subplots(1, 3 if turns else 2, figsize=(17 if turns else 12, 4.5))
         groups = defaultdict(list)
         for r in res["rows"]:
             groups["default" if r["arena_max"] is None else f"M_ARENA_MAX={r['arena_max']}"].append(r)
@@ -79,6 +80,21 @@ def fig_arenas(res):
             ax.set_ylabel(label)
             ax.set_xscale("log", base=2)
             ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=8)
+        if turns:  # threads taking turns: live stays one burst, each arena keeps its peak
+            ax = axes[2]
+            names = ["default" if r["arena_max"] is None else f"arena_max={r['arena_max']}" for r in turns]
+            x = range(len(turns))
+            ax.bar([i - 0.2 for i in x], [r["live_peak_bytes"] / 2**20 for r in turns], 0.4, label="live peak")
+            ax.bar([i + 0.2 for i in x], [r["rss_growth_peak_bytes"] / 2**20 for r in turns], 0.4,
+                   label="anonymous RSS growth at peak")
+            for i, r in zip(x, turns):
+                ax.annotate(f"{r['arena_heaps']} heaps", (i + 0.2, r["rss_growth_peak_bytes"] / 2**20),
+                            ha="center", va="bottom", fontsize=8)
+            ax.set_xticks(list(x), names, fontsize=8)
+            ax.set_ylabel("MiB")
+            ax.set_title(f"{turns[0]['threads']} threads taking turns", fontsize=10)
+            ax.grid(True, axis="y", alpha=0.3)
             ax.legend(fontsize=8)
         fig.suptitle("probe arenas: where threads get memory (each: 256 x 16 KiB live)")
         return save(fig, probe_caption(res), path)

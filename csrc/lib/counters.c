@@ -536,21 +536,30 @@ static int each_line(const char *path, void (*fn)(char *line, void *ctx), void *
     return 0;
 }
 
+struct heaps { int count; int64_t bytes; };
+
 static void count_heap(char *line, void *ctx)
 {
-    unsigned long lo = strtoul(line, NULL, 16);
+    struct heaps *h = ctx;
+    char *end;
+    unsigned long lo = strtoul(line, &end, 16), hi = strtoul(end + 1, NULL, 16);
     char *perms = strchr(line, ' ');
-    /* an anonymous rw mapping at a 64 MiB boundary, with no file or [name] */
+    /* an anonymous rw mapping at a 64 MiB boundary, with no file or [name]: a heap's usable part */
     if (perms && !strncmp(perms + 1, "rw-p", 4) && lo % (64UL << 20) == 0 && !strchr(perms, '/') &&
         !strchr(perms, '['))
-        ++*(int *)ctx;
+        h->count++, h->bytes += (int64_t)(hi - lo);
 }
 
-int ab_arena_heaps(void)
+int ab_arena_heaps_sized(int64_t *bytes)
 {
-    int heaps = 0;
-    return each_line("/proc/self/maps", count_heap, &heaps) ? -1 : heaps;
+    struct heaps h = {0, 0};
+    int rc = each_line("/proc/self/maps", count_heap, &h);
+    if (bytes)
+        *bytes = rc ? -1 : h.bytes;
+    return rc ? -1 : h.count;
 }
+
+int ab_arena_heaps(void) { return ab_arena_heaps_sized(NULL); }
 
 struct file_anon { int file_backed; int64_t bytes; };
 

@@ -136,6 +136,8 @@ uintptr_t ab_heap_top(void);
 /* glibc's non-main arena heaps mapped now: anonymous rw mappings at a 64 MiB
  * boundary (HEAP_MAX_SIZE), read from /proc/self/maps without malloc; -1 if unreadable */
 int ab_arena_heaps(void);
+/* The same, and in *bytes the heaps' usable (read-write) part, out of 64 MiB reserved each. */
+int ab_arena_heaps_sized(int64_t *bytes);
 /* The written (copy-on-write) pages of file mappings, in bytes (/proc/self/smaps):
  * libraries' data and relocations, counted as anonymous memory but not malloc's. */
 int64_t ab_file_backed_anon_bytes(void);

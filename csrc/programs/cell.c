@@ -290,7 +290,9 @@ int main(int argc, char **argv)
         ab_json_uint(&j, "madvise_calls", ts.madvise_calls);
         ab_json_end_object(&j);
     }
-    ab_json_count(&j, "arena_heaps", ab_arena_heaps());  /* after the last repeat: what the arenas kept */
+    int64_t heap_bytes;
+    ab_json_count(&j, "arena_heaps", ab_arena_heaps_sized(&heap_bytes));  /* after the last repeat: what they kept */
+    ab_json_count(&j, "arena_heap_bytes", heap_bytes);
     const ab_footprint *base = &fp[2 * nrep];
     ab_json_object(&j, "baseline");
     ab_json_count(&j, "rss_bytes", base->rss_bytes);
