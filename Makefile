@@ -126,10 +126,12 @@ bench: system build ## the default sweep and the probes, then plots/ and plots/R
 	$(PY) -m allocbench sweep --preset default --out $(RESULTS)
 	$(PY) -m allocbench probe all --out results/probes.json
 	$(PY) -m allocbench calibrate --out results/calibration.json
+	@scripts/setup-system $$($(PY) scripts/bench-programs --debian)
 	$(PY) scripts/bench-programs results
 	$(PY) -m allocbench sweep --config results/traces/grid.json --out $(REPLAYS)
 	$(PY) -m allocbench report $(RESULTS) --probes results/probes.json \
 	    --calibration results/calibration.json --programs $(PROGRAMS) --replays $(REPLAYS) \
+	    $$(test -f results/fidelity.jsonl && echo --fidelity results/fidelity.jsonl) \
 	    $$(ls results/advice/*/advice.json >/dev/null 2>&1 && echo --advice results/advice/*/advice.json) \
 	    $$(test -f results/toy_speed_before.jsonl -a -f results/toy_speed_after.jsonl && echo --toy-speed results/toy_speed_before.jsonl results/toy_speed_after.jsonl) \
 	    --out plots/REPORT.md

@@ -54,10 +54,17 @@ def _grid_default() -> list[dict]:
         {"arena_max": 2})] + [{"allocator": name, "settings": {}} for name in others()])
 
 
+def _grid_threads() -> list[dict]:
+    """The default grid and the arena counts a threaded program is tuned with (MALLOC_ARENA_MAX 1, 2, 4)."""
+    glibc = glibc_backend().name
+    return _grid_default() + [{"allocator": glibc, "settings": {"arena_max": n}} for n in (1, 4)]
+
+
 GRIDS = {
     "quick": lambda: [{"allocator": glibc_backend().name, "settings": {}},
                       {"allocator": glibc_backend().name, "settings": {"mmap_threshold": 128 * KIB}}],
     "default": _grid_default,
+    "threads": _grid_threads,
 }
 
 

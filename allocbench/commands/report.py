@@ -19,6 +19,8 @@ def add_inputs(p) -> None:
     p.add_argument("--calibration", help="JSON from `allocbench calibrate --out FILE`, for the cost model")
     p.add_argument("--programs", help="JSON Lines from `allocbench exec --out FILE`, for the real programs")
     p.add_argument("--replays", help="JSON Lines of trace cells (sweep of pattern trace), for the replayed programs")
+    p.add_argument("--fidelity", help="JSON Lines from `allocbench trace info --fidelity --out FILE`: how far each "
+                                      "replay is from its program, in the replayed programs' section")
     p.add_argument("--advice", nargs="+", metavar="ADVICE_JSON",
                    help="advice.json files from `allocbench advise --out DIR`, for the advice section")
     p.add_argument("--toy-speed", nargs=2, metavar=("BEFORE", "AFTER"),
@@ -40,6 +42,9 @@ def inputs(args):
     if getattr(args, "replays", None):
         got.replays = load_results(args.replays)
         sources.append(("replays", args.replays))
+    if getattr(args, "fidelity", None):
+        got.fidelity = load_results(args.fidelity)
+        sources.append(("fidelity", args.fidelity))
     if getattr(args, "toy_speed", None):
         got.toy_speed = tuple(load_results(f) for f in args.toy_speed)
         sources += [("toy speed before", args.toy_speed[0]), ("toy speed after", args.toy_speed[1])]

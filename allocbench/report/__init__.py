@@ -37,6 +37,7 @@ class Inputs:
     calibration: dict | None = None
     programs: list[dict] | None = None
     replays: list[dict] | None = None
+    fidelity: list[dict] | None = None  # allocbench trace info --fidelity records
     toy_speed: tuple[list[dict], list[dict]] | None = None
     advice: list[dict] | None = None  # allocbench advise's answers (advice.json)
     sources: list[tuple[str, str]] = field(default_factory=list)  # (what, path), every file read
