@@ -13,6 +13,7 @@ MMAP_PROBE := allocbench/allocbench-mmap-probe
 LAUNCH := allocbench/allocbench-launch
 RECORD := allocbench/librecord.so
 EXPLAIN := allocbench/libexplain.so
+LATENCY := allocbench/liblatency.so
 TOYLIB := allocbench/libtoyalloc.so
 TOY_TESTS := csrc/build/toy_stress csrc/build/toy_contract
 # plain malloc API: run against glibc and against any preloaded allocator
@@ -38,11 +39,12 @@ $(DEPS): pyproject.toml
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
 	touch $@
 
-build: $(DEPS) $(CELL) $(PROBE) $(MMAP_PROBE) $(LAUNCH) $(EXPLAIN) $(RECORD) $(CALIBRATE) $(TOYLIB) $(TOY_TESTS) $(MALLOC_TESTS) $(OVERHEAD) ## build the extension, the C programs, the preload shims, C tests
+build: $(DEPS) $(CELL) $(PROBE) $(MMAP_PROBE) $(LAUNCH) $(EXPLAIN) $(LATENCY) $(RECORD) $(CALIBRATE) $(TOYLIB) $(TOY_TESTS) $(MALLOC_TESTS) $(OVERHEAD) ## build the extension, the C programs, the preload shims, C tests
 	$(PY) setup.py -q build_ext --inplace
 
 # -fno-builtin-malloc: GCC must not pair up and delete the workload's malloc/free
-$(CELL): csrc/programs/cell.c $(LIB)/counters.c $(LIB)/workloads.c $(LIB)/replay.c $(LIB)/toyalloc.c $(HEADERS)
+$(CELL): csrc/programs/cell.c $(LIB)/counters.c $(LIB)/workloads.c $(LIB)/replay.c $(LIB)/toyalloc.c \
+	    $(LIB)/calltime.c $(LIB)/latency.c $(HEADERS)
 	$(CC) $(CFLAGS) -fno-builtin-malloc -I$(LIB) -o $@ $(filter %.c,$^) -lpthread
 
 $(PROBE): csrc/programs/probe.c $(LIB)/counters.c $(HEADERS)
@@ -58,8 +60,11 @@ $(CALIBRATE): csrc/programs/calibrate.c $(HEADERS)
 	$(CC) $(CFLAGS) -fno-builtin-malloc -I$(LIB) -o $@ $(filter %.c,$^)
 
 # the shims live inside someone else's process (hooks.h: the one list of hooked functions)
-$(EXPLAIN): csrc/preload/explain.c $(HEADERS)
+$(EXPLAIN): csrc/preload/explain.c csrc/preload/shimlog.h $(HEADERS)
 	$(CC) $(CFLAGS) -fPIC -shared -I$(LIB) -o $@ $(filter %.c,$^) -ldl
+
+$(LATENCY): csrc/preload/latency_shim.c $(LIB)/latency.c csrc/preload/shimlog.h $(HEADERS)
+	$(CC) $(CFLAGS) -fPIC -shared -I$(LIB) -o $@ $(filter %.c,$^) -ldl -lpthread
 
 $(RECORD): csrc/preload/recorder.c $(LIB)/counters.c $(HEADERS)
 	$(CC) $(CFLAGS) -Wno-format-truncation -fPIC -shared -I$(LIB) -o $@ $(filter %.c,$^) -ldl -lpthread

@@ -13,7 +13,8 @@ DIRECTIVES = {
     "debug": {"language_level": 3, "boundscheck": True, "wraparound": True},
 }["debug" if DEBUG else "release"]
 
-CSRC = ["csrc/lib/counters.c", "csrc/lib/workloads.c", "csrc/lib/replay.c", "csrc/lib/toyalloc.c"]
+CSRC = ["csrc/lib/counters.c", "csrc/lib/workloads.c", "csrc/lib/replay.c", "csrc/lib/toyalloc.c",
+        "csrc/lib/calltime.c", "csrc/lib/latency.c"]
 
 extensions = [
     Extension(

@@ -17,6 +17,7 @@ from allocbench.cmalloc cimport (
 )
 # our own C's declarations, each beside its header in csrc/lib
 from ccounters cimport *
+from clatency cimport *
 from ctoyalloc cimport *
 from ctrace cimport *
 from cworkloads cimport *
@@ -35,6 +36,7 @@ TRACE_OPS = {i: ab_trace_op_names[i].decode() for i in range(1, AB_NOPS)}  # op 
 TRACE_OP_KINDS = {i: {AB_OPK_ALLOC: "alloc", AB_OPK_FREE: "free", AB_OPK_RESIZE: "resize",
                       AB_OPK_THREAD: "thread"}[ab_trace_op_kinds[i]] for i in range(1, AB_NOPS)}
 TRACE_VERSION = AB_TRACE_VERSION
+LATENCY_KINDS = tuple(ab_latency_kind_names[i].decode() for i in range(AB_NLATENCY_KINDS))
 GLIBC_DEFAULT_BOUNDARY = AB_GLIBC_DEFAULT_BOUNDARY
 CELL_DEFAULTS = {
     "ops": ab_cell_defaults.w.ops, "threads": ab_cell_defaults.w.threads,

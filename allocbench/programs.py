@@ -68,12 +68,18 @@ GRIDS = {
 }
 
 
-def program_env(allocator: str, settings: dict, explain_log: str | None = None) -> dict:
-    """The environment entries a program gets for an allocator and its settings."""
+def program_env(allocator: str, settings: dict, explain_log: str | None = None,
+                latency_log: str | None = None) -> dict:
+    """The environment entries a program gets for an allocator and its settings
+    (and the shims asked for: the latency shim first, so it times the
+    allocator's calls whichever library they go to)."""
     env, preload = BACKENDS[allocator].program_env(settings)
     if explain_log:
         preload.append(library("libexplain.so"))
         env["ALLOCBENCH_EXPLAIN_LOG"] = explain_log
+    if latency_log:
+        preload.insert(0, library("liblatency.so"))
+        env["ALLOCBENCH_LATENCY_LOG"] = latency_log
     if preload:
         env["LD_PRELOAD"] = ":".join(preload)
     return env
@@ -126,13 +132,72 @@ def parse_explain(text: str) -> dict:
     return {"rises": rises, **(summary or {"rise_count": len(rises)})}
 
 
-def symbolize(rises: list[dict]) -> None:
+LATENCY_LINE = re.compile(r"latency (\d+): (\w+) ?(.*)")
+LATENCY_FRAME = re.compile(r"(\S+) (0x[0-9a-f]+)(?: (\S+)\+(0x[0-9a-f]+))?")
+SHIM_CLOCKS = {"tsc": "tsc (rdtsc; constant_tsc and nonstop_tsc), against CLOCK_MONOTONIC over the run",
+               "monotonic": "clock_gettime(CLOCK_MONOTONIC) through the vDSO"}
+QUANTILES = (("p50", "p50_ns"), ("p90", "p90_ns"), ("p99", "p99_ns"), ("p999", "p999_ns"), ("max", "max_ns"))
+
+
+def parse_latency(text: str) -> list[dict]:
+    """The latency shim's log (csrc/preload/latency_shim.c): for each process
+    that wrote one, in the order they ended, its clock, each call kind's
+    percentiles and histogram ([highest ns of the bucket, calls]), and its
+    slowest calls with their frames, all in nanoseconds."""
+    procs: dict[int, dict] = {}
+    for line in text.splitlines():
+        m = LATENCY_LINE.match(line)
+        if not m:
+            continue
+        pid, what, rest = int(m[1]), m[2], m[3].split()
+        p = procs.setdefault(pid, {"pid": pid, "program": None, "kinds": {}, "slow_calls": [], "complete": False})
+        if what == "clock":
+            p["clock"], p["ns_per_tick"] = SHIM_CLOCKS.get(rest[0], rest[0]), int(rest[2]) / 1000
+            p["clock_overhead_ns"] = int(rest[4]) * p["ns_per_tick"]
+        elif what == "program":
+            p["program"] = m[3]
+        elif what == "kind":
+            v = dict(zip(rest[1::2], rest[2::2]))
+            p["kinds"][rest[0]] = {"count": int(v["count"]), "histogram": [],
+                                  **{key: int(v[q]) * p["ns_per_tick"] for q, key in QUANTILES}}
+        elif what == "bucket":
+            p["kinds"][rest[0]]["histogram"].append([int(rest[1]) * p["ns_per_tick"], int(rest[2])])
+        elif what == "slow":
+            v = dict(zip(rest[1::2], rest[2::2]))
+            p["slow_calls"].append({"op": rest[0], "ns": int(v["ticks"]) * p["ns_per_tick"], "size": int(v["size"]),
+                                    "tid": int(v["tid"]), "backtrace": []})
+        elif what == "frame" and p["slow_calls"] and (f := LATENCY_FRAME.match(m[3])):
+            p["slow_calls"][-1]["backtrace"].append({"object": f[1], "offset": f[2], "function": f[3],
+                                                    "function_offset": f[4]})
+        elif what == "end":
+            p["complete"] = True
+    for p in procs.values():
+        p["slow_calls"].sort(key=lambda c: -c["ns"])
+    return list(procs.values())
+
+
+def latency_fields(procs: list[dict]) -> dict:
+    """An exec record's latency fields: its processes' (latency_processes), and
+    those of the process that made the most calls as the record's own
+    (latency, latency_clock, latency_clock_overhead_ns, slow_calls with their
+    call sites)."""
+    if not procs:
+        return {"latency": None, "latency_error": "the latency shim wrote nothing (a static or setuid binary "
+                                                  "ignores LD_PRELOAD)"}
+    symbolize([f for p in procs for c in p["slow_calls"] for f in c["backtrace"]])
+    main = max(procs, key=lambda p: sum(k["count"] for k in p["kinds"].values()))
+    return {"latency": main["kinds"], "latency_clock": main.get("clock"),
+            "latency_clock_overhead_ns": main.get("clock_overhead_ns"), "slow_calls": main["slow_calls"],
+            "latency_program": main["program"], "latency_processes": procs}
+
+
+def symbolize(frames: list[dict]) -> None:
     """Add "source" (file:line) to each backtrace frame whose object has debug
     information, and its function where dladdr found none (a symbol only the
     debug information names), with one addr2line call per object, after the
     run: nothing of this happens inside the program."""
     tool = shutil.which("addr2line")
-    frames = [f for r in rises for f in r["backtrace"] if os.path.isfile(f["object"])]
+    frames = [f for f in frames if os.path.isfile(f["object"])]
     if not tool or not frames:
         return
     by_object = {}
@@ -172,7 +237,7 @@ def log_path(out: str | None, command: list[str], allocator: str, settings: dict
 def run_program(command: list[str], allocator: str, settings: dict, repeat: int, hz: int = 100,
                 timeout: float = 600, explain: bool = False, env_info: dict | None = None,
                 loader_cache: dict | None = None, stdin: str | None = None, output: str | None = None,
-                cwd: str | None = None) -> dict:
+                cwd: str | None = None, latency: bool = False) -> dict:
     env_info = env_info or machine.describe()
     rec = {"kind": "program", "command": command, "program": os.path.basename(command[0]),
            "allocator": allocator, "settings": settings, "repeat": repeat, "env": env_info,
@@ -181,24 +246,29 @@ def run_program(command: list[str], allocator: str, settings: dict, repeat: int,
     if why:
         return {**rec, "status": "skipped", "error": why}
     log = tempfile.mkstemp(prefix="allocbench-explain-")[1] if explain else None
-    env = program_env(allocator, settings, log)
+    lat_log = tempfile.mkstemp(prefix="allocbench-latency-")[1] if latency else None
+    env = program_env(allocator, settings, log, lat_log)
     try:
         raw = launch(command, env, hz, timeout, stdin=stdin, output=output, cwd=cwd)
         key = (command[0], allocator)
         if loader_cache is not None and key not in loader_cache:
-            loader_env = {k: v for k, v in env.items() if k != "ALLOCBENCH_EXPLAIN_LOG"}
+            loader_env = {k: v for k, v in env.items() if k not in ("ALLOCBENCH_EXPLAIN_LOG", "ALLOCBENCH_LATENCY_LOG")}
             loader_env["LD_TRACE_LOADED_OBJECTS"] = "1"
             loader_cache[key] = launch(command[:1], loader_env, hz, 60, cwd=cwd)["syscalls"]
         explained = None
         if log:
             with open(log) as f:
                 explained = parse_explain(f.read())
-            symbolize(explained["rises"])
+            symbolize([f for r in explained["rises"] for f in r["backtrace"]])
+        if lat_log:
+            with open(lat_log) as f:
+                rec.update(latency_fields(parse_latency(f.read())))
     except ChildFailed as e:
         return {**rec, "status": "failed", "error": str(e)}
     finally:
-        if log:
-            os.unlink(log)
+        for path in (log, lat_log):
+            if path:
+                os.unlink(path)
     rss = raw["timeline"]["rss_bytes"]
     rec.update({
         "syscalls": raw["syscalls"], "minor_faults": raw["minor_faults"], "major_faults": raw["major_faults"],
@@ -256,7 +326,7 @@ def check_run_options(repeats: int, hz: int, stdin: str | None) -> None:
 
 def run_grid(command: list[str], grid: list[dict], repeats: int, out: str | None, hz: int = 100,
              timeout: float = 600, explain: bool = False, stdin: str | None = None,
-             show_output: bool = False, progress: bool | None = None) -> list[dict]:
+             show_output: bool = False, progress: bool | None = None, latency: bool = False) -> list[dict]:
     """Every (allocator, settings) x repeat not already in `out`, in turns;
     returns the new records.  A line per run on stderr when it is a terminal
     (progress=None), or as `progress` says."""
@@ -270,12 +340,12 @@ def run_grid(command: list[str], grid: list[dict], repeats: int, out: str | None
     for i, (entry, r) in enumerate(todo, 1):
         settings = entry.get("settings", {})
         probe = {"kind": "program", "command": command, "allocator": entry["allocator"], "settings": settings,
-                 "repeat": r}
+                 "repeat": r, "latency": latency}
         if cell_key(probe) in done:
             continue
         output = SHOW if show_output else log_path(out, command, entry["allocator"], settings, r)
         rec = run_program(command, entry["allocator"], settings, r, hz, timeout, explain, env_info, loader_cache,
-                          stdin=stdin, output=output)
+                          stdin=stdin, output=output, latency=latency)
         if out:
             append_record(out, rec)
         new.append(rec)

@@ -107,7 +107,7 @@ from __future__ import annotations
 import json
 import statistics
 
-from ._native import MALLINFO2_FIELDS, TIMELINE_COLUMNS
+from ._native import LATENCY_KINDS, MALLINFO2_FIELDS, TIMELINE_COLUMNS
 from .backends import BACKENDS
 from .counters import SYSCALLS
 
@@ -132,29 +132,40 @@ CELL_OUTPUT = {
               "live_at_end_bytes": None, "allocations_at_or_above_boundary": None,
               "bytes_at_or_above_boundary": None, "cross_thread_frees": None, "unmatched_frees": None},
     "replay": {"threads": None, "window": None, "thread_count": None, "peak_live_bytes": None},
+    "latency": {
+        "error": None, "clock": None, "clock_overhead_ns": None, "threshold_ns": None,
+        "kinds": {k: {"count": None, "p50_ns": None, "p90_ns": None, "p99_ns": None, "p999_ns": None,
+                      "max_ns": None, "histogram": [None]} for k in LATENCY_KINDS},
+        "attribution": {"available": None, "why": None, "all_calls": None,
+                        "totals": {k: {"calls": None, "calls_with": dict.fromkeys(SYSCALLS),
+                                       "syscalls": dict.fromkeys(SYSCALLS)} for k in LATENCY_KINDS}},
+        "slow_calls": [{"thread": None, "index": None, "op": None, "size": None, "ns": None,
+                        "syscalls": dict.fromkeys(SYSCALLS), "faults": None, "trimmed": None}]},
 }
 # timeline=0, another allocator, another pattern (at_end: in each repeat of a trace; the blocks
 # checked for glibc's IS_MMAPPED bit: glibc's blocks only)
 CELL_OUTPUT_OPTIONAL = ("timeline", "toy_stats_after", "trace", "replay", "at_end", "mmapped_blocks",
-                        "checked_blocks")
+                        "checked_blocks", "latency", "error", *LATENCY_KINDS)
 # what build() keeps as the cell printed it: cell output key -> record field
 CELL_OUTPUT_KEPT_WHOLE = {"timeline": "timeline", "toy_stats_after": "toy_stats_after", "trace": "trace_summary"}
 
 # What identifies a cell: a resumed sweep skips a cell whose key is already measured.
 KEY_FIELDS = ("allocator", "settings", "pattern", "size_lo", "size_hi", "ops", "threads",
               "live", "touch", "seed", "repeats", "warmup", "trace", "processes", "replay_threads",
-              "replay_window")
+              "replay_window", "latency")
 
 
-PROGRAM_KEY_FIELDS = ("kind", "command", "allocator", "settings", "repeat")
+PROGRAM_KEY_FIELDS = ("kind", "command", "allocator", "settings", "repeat", "latency")
 
 
 def cell_key(d: dict) -> str:
     """What identifies a record: a cell's spec, or a program run (allocbench exec)."""
-    if d.get("kind") == "program":
-        return json.dumps({k: d.get(k) for k in PROGRAM_KEY_FIELDS}, sort_keys=True)
+    if d.get("kind") == "program":  # latency: the shim's histograms (a record) or asked for (a run)
+        return json.dumps({k: bool(d.get(k)) if k == "latency" else d.get(k) for k in PROGRAM_KEY_FIELDS},
+                          sort_keys=True)
     key = {k: d.get(k) for k in KEY_FIELDS}
     key["processes"] = key["processes"] or 1  # records from before the field: one process
+    key["latency"] = bool(key["latency"])  # records from before the field: no latency passes
     if key["trace"] and key["replay_threads"] is None:  # records from before the field: one thread
         key["replay_threads"], key["replay_window"] = "one", None
     return json.dumps(key, sort_keys=True)
@@ -250,6 +261,47 @@ def _at_end(rep: dict, base: dict) -> dict:
     return {"live_at_end_bytes": end["live_bytes"], "rss_at_end_bytes": grown}
 
 
+CAUSES = (*SYSCALLS, "faults", "trim")
+
+
+def latency_causes(slow: list[dict]) -> dict | None:
+    """The share of the slow calls each cause explains, by calls and by their
+    time: a call is explained by each syscall that ran inside it, by the page
+    faults it took, and by a trim (the program break moved down); a call with
+    none of them is unexplained.  None when no call was named."""
+    named = [c for c in slow if c["syscalls"] is not None]
+    if not named:
+        return None
+    total_ns = sum(c["ns"] for c in named) or 1
+
+    def causes(c):
+        out = {k for k, v in c["syscalls"].items() if v > 0}
+        out |= {"faults"} if c["faults"] > 0 else set()
+        return out | ({"trim"} if c["trimmed"] else set())
+    out = {}
+    for cause in (*CAUSES, "unexplained"):
+        hit = [c for c in named if (cause in causes(c) if cause != "unexplained" else not causes(c))]
+        out[cause] = {"calls": len(hit), "share": len(hit) / len(named),
+                      "ns_share": sum(c["ns"] for c in hit) / total_ns}
+    return {"slow_calls": len(named), **out}
+
+
+def _latency(lat: dict | None, notes: list) -> dict:
+    """The latency passes' fields (cell latency=1)."""
+    if lat is None:
+        return {}
+    if lat.get("error"):
+        notes.append(f"latency: {lat['error']}")
+        return {"latency": None, "latency_error": lat["error"]}
+    att = lat["attribution"]
+    if not att["available"]:
+        notes.append(f"latency: the slow calls are not named: {att['why']}")
+    return {"latency": lat["kinds"], "latency_clock": lat["clock"],
+            "latency_clock_overhead_ns": lat["clock_overhead_ns"], "latency_threshold_ns": lat["threshold_ns"],
+            "latency_attribution": att, "slow_calls": lat["slow_calls"],
+            "latency_causes": latency_causes(lat["slow_calls"])}
+
+
 def build(spec: dict, raw: dict, env: dict) -> dict:
     """Turn the child's raw repeats into one record."""
     reps = raw["repeats"]
@@ -338,6 +390,8 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
         "retained_after_free_bytes_by_process": retained_by_process,
         "arena_heaps": raw["arena_heaps"],
         "arena_heap_bytes": raw["arena_heap_bytes"],
+        "latency": spec.get("latency", False) or None,
+        **_latency(raw.get("latency"), notes),
         "toy_stats_after": raw.get("toy_stats_after"),
         "trace_summary": raw.get("trace"),
         "counter_method": raw["counter_method"],

@@ -21,6 +21,12 @@ REPLAY_THREADS = _native.REPLAY_MODES  # one, recorded (csrc/lib/replay.h)
 REPLAY_WINDOW_DEFAULT = _native.REPLAY_WINDOW_DEFAULT
 
 
+def _flag(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
 _CHECKED: set = set()
 
 
@@ -36,14 +42,16 @@ def _check_trace(path: str, mode: str, window: int) -> None:
 def make_spec(allocator="glibc", pattern="churn", size=None, size_lo=None, size_hi=None,
               ops=None, threads=None, live=None, touch=None, seed=None, repeats=None, warmup=None,
               settings=None, counter_method="auto", trace=None, processes=None, replay_threads=None,
-              replay_window=None) -> dict:
+              replay_window=None, latency=False) -> dict:
     """A validated cell description; ValueError names what is wrong.  Omitted
     values take the C defaults; the ranges are checked by the C validator.
     processes: how many fresh processes measure the cell (1..MAX_PROCESSES);
     their repeats are pooled.
     touch: True (every page), "first" (each block's first page) or False.
     pattern "trace" replays the trace file `trace`; its events are the ops,
-    on one thread or on its recorded threads (replay_threads, replay_window)."""
+    on one thread or on its recorded threads (replay_threads, replay_window).
+    latency: two more untimed repeats (in the first process) time every call
+    and name the slowest (csrc/lib/calltime.h)."""
     if allocator not in BACKENDS:
         raise ValueError(f"unknown allocator {allocator!r}; known: {', '.join(BACKENDS)}")
     if (pattern == "trace") != (trace is not None):
@@ -90,7 +98,7 @@ def make_spec(allocator="glibc", pattern="churn", size=None, size_lo=None, size_
             "size_lo": size_lo, "size_hi": size_hi, "ops": v["ops"], "threads": v["threads"],
             "live": v["live"], "touch": v["touch"] if v["touch"] == "first" else bool(v["touch"]),
             "seed": v["seed"], "repeats": v["repeats"], "warmup": v["warmup"], "processes": processes,
-            "counter_method": counter_method,
+            "counter_method": counter_method, "latency": _flag(latency, "latency"),
             **({"trace": trace, "replay_threads": replay_threads, "replay_window": replay_window} if trace else {})}
 
 
@@ -142,8 +150,9 @@ def run_cells(specs: list[dict], timeout: float = DEFAULT_TIMEOUT_S, env_info: d
         for i, spec in enumerate(specs):
             if done[i] is not None or turn >= spec.get("processes", 1):
                 continue
+            extra = ("latency=1",) if spec.get("latency") and turn == 0 else ()  # the first process's
             try:
-                one = run_json(*cell_command(spec), timeout=timeout)
+                one = run_json(*cell_command(spec, extra), timeout=timeout)
             except ChildFailed as e:
                 done[i] = records.failed(spec, env_info, str(e))
                 continue

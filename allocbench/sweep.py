@@ -109,7 +109,7 @@ def load_grid(preset: str | None, config: str | None) -> dict:
 GRID_KEYS = {"repeats", "processes", "budget_bytes", "blocks"}
 BLOCK_KEYS = {"pattern", "allocators", "sizes", "bands", "thresholds", "settings", "traces", "ops",
               "threads", "live", "touch", "repeats", "processes", "budget_bytes", "replay_threads",
-              "replay_window"}
+              "replay_window", "latency"}
 
 
 def _unknown(d: dict, known: set) -> list[str]:
@@ -163,6 +163,8 @@ def _expand_block(block, repeats, processes, budget, allocators, patterns):
     traces = block.get("traces") if pattern == "trace" else [None]
     modes = block.get("replay_threads", ["one"]) if pattern == "trace" else [None]
     modes = [modes] if isinstance(modes, str) else modes  # an axis: one mode or a list of them
+    latencies = block.get("latency", False)
+    latencies = latencies if isinstance(latencies, list) else [latencies]  # an axis too
     bands = [[0, 0]] if pattern == "trace" else block.get("bands") or [[s, s] for s in block["sizes"]]
     chosen = []
     for allocator in block["allocators"]:
@@ -174,16 +176,19 @@ def _expand_block(block, repeats, processes, budget, allocators, patterns):
     # so the machine's drift over a sweep does not land between them
     for trace in traces:
         for mode in modes:
-            for lo, hi in bands:
-                for allocator in chosen:
-                    for settings in _settings_for(BACKENDS[allocator], block):
-                        yield runner.make_spec(
-                            allocator=allocator, pattern=pattern, size_lo=lo, size_hi=hi,
-                            ops=None if trace else block.get("ops") or ops_for(hi, block.get("budget_bytes", budget)),
-                            threads=block.get("threads", 1), live=block.get("live", 64),
-                            touch=block.get("touch", True), repeats=block.get("repeats", repeats),
-                            processes=block.get("processes", processes), settings=settings, trace=trace,
-                            replay_threads=mode, replay_window=block.get("replay_window") if trace else None)
+            for latency in latencies:
+                for lo, hi in bands:
+                    for allocator in chosen:
+                        for settings in _settings_for(BACKENDS[allocator], block):
+                            yield runner.make_spec(
+                                allocator=allocator, pattern=pattern, size_lo=lo, size_hi=hi,
+                                ops=None if trace else block.get("ops") or ops_for(hi, block.get("budget_bytes",
+                                                                                                 budget)),
+                                threads=block.get("threads", 1), live=block.get("live", 64),
+                                touch=block.get("touch", True), repeats=block.get("repeats", repeats),
+                                processes=block.get("processes", processes), settings=settings, trace=trace,
+                                replay_threads=mode, replay_window=block.get("replay_window") if trace else None,
+                                latency=latency)
 
 
 def comparison_key(spec: dict) -> str:

@@ -1,4 +1,4 @@
-"""Byte units and how sizes are written, once for the whole package."""
+"""Byte and time units and how sizes and durations are written, once for the whole package."""
 from __future__ import annotations
 
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
@@ -23,3 +23,14 @@ def human_bytes(n) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n} B"
+
+
+def human_ns(ns) -> str:
+    """A duration rounded for reading ("38 ns", "4.2 µs", "3.0 ms", "1.25 s"); None is "-"."""
+    if ns is None:
+        return "-"
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            v = ns / scale
+            return f"{v:.3g} {unit}" if v < 100 else f"{v:.0f} {unit}"
+    return f"{ns:.0f} ns"

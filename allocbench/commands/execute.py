@@ -31,6 +31,9 @@ def add_arguments(p) -> None:
     p.add_argument("--timeout", type=seconds_arg, default=600, help="seconds per run before it is killed (600)")
     p.add_argument("--explain-threshold", action="store_true",
                    help="log who raised glibc's dynamic mmap threshold, and what it moved to the heap")
+    p.add_argument("--latency", action="store_true",
+                   help="time every allocation call and malloc_trim (a preload shim: histograms by call kind, the "
+                        "slowest calls with their call sites); its cost is in the wall time")
     p.add_argument("--out", help="append the records to this JSON Lines file (resumed); the programs' output "
                                  "goes to OUT.logs/")
     p.add_argument("--json", action="store_true", help="print each record as one JSON line")
@@ -65,6 +68,25 @@ def summary(rec: dict) -> list[str]:
     if explain:
         lines.append(f"  {explain.get('moved_blocks', 0)} later blocks ({human_bytes(explain.get('moved_bytes', 0))}) "
                      "went to the heap because of the rises")
+    return lines + latency_lines(rec)
+
+
+def latency_lines(rec: dict, slowest: int = 5) -> list[str]:
+    """--latency: each call kind's percentiles, and the slowest calls with where they were called from."""
+    from ..units import human_bytes, human_ns
+
+    if rec.get("latency_error"):
+        return [f"  latency: {rec['latency_error']}"]
+    if not isinstance(rec.get("latency"), dict):
+        return []
+    lines = [f"  latency of {rec['latency_program']} ({rec['latency_clock']}; a reading costs "
+             f"{rec['latency_clock_overhead_ns']:.0f} ns, included):"]
+    for kind, h in rec["latency"].items():
+        lines.append(f"    {kind:<12} {h['count']:>10} calls  p50 {human_ns(h['p50_ns'])}  "
+                     f"p99 {human_ns(h['p99_ns'])}  p99.9 {human_ns(h['p999_ns'])}  max {human_ns(h['max_ns'])}")
+    for c in rec["slow_calls"][:slowest]:
+        lines.append(f"    slow: {c['op']}({human_bytes(c['size'])}) {human_ns(c['ns'])}, called from "
+                     + " <- ".join(frame_text(f) for f in c["backtrace"][:3]))
     return lines
 
 
@@ -81,7 +103,8 @@ def run(args) -> int:
         else:
             grid = [{"allocator": args.allocator, "settings": settings}]
         recs = programs.run_grid(command, grid, args.repeats, args.out, hz=args.hz, timeout=args.timeout,
-                                 explain=args.explain_threshold, stdin=args.input, show_output=args.show_output)
+                                 explain=args.explain_threshold, stdin=args.input, show_output=args.show_output,
+                                 latency=args.latency)
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None
     ours = sys.stderr if args.show_output else sys.stdout  # stdout carries the program's own bytes

@@ -41,10 +41,37 @@ def add_arguments(p) -> None:
                    help="pattern trace, recorded threads: events a thread may run ahead of the slowest, which "
                         "bounds how far the replay's live bytes can drift from the trace's (1024)")
     add_setting_flags(p)
+    p.add_argument("--latency", action="store_true",
+                   help="two more untimed repeats: time every call into histograms (p50..p99.9, max), then name "
+                        "the slowest calls' syscalls, faults and trims")
     p.add_argument("--counter-method", choices=("auto",) + _native.METHODS, default="auto")
     p.add_argument("--timeout", type=seconds_arg, default=300, help="seconds before the cell is failed (300)")
     p.add_argument("--json", action="store_true", help="print the record as one JSON line")
     p.add_argument("--out", help="also append the record to this JSON Lines file")
+
+
+def latency_rows(rec: dict) -> list[tuple[str, str]]:
+    """--latency: each call kind's percentiles, and what the slow calls' tail is made of."""
+    from ..units import human_ns
+
+    if rec.get("latency_error"):
+        return [("latency", f"FAILED: {rec['latency_error']}")]
+    if not isinstance(rec.get("latency"), dict):
+        return []
+    rows = [("latency", f"{rec['latency_clock']}; a reading costs {rec['latency_clock_overhead_ns']:.0f} ns, "
+                        "included in every figure")]
+    for kind, h in rec["latency"].items():
+        rows.append((f"  {kind}", f"{h['count']:>8} calls  p50 {human_ns(h['p50_ns'])}  p90 {human_ns(h['p90_ns'])}  "
+                                  f"p99 {human_ns(h['p99_ns'])}  p99.9 {human_ns(h['p999_ns'])}  "
+                                  f"max {human_ns(h['max_ns'])}"))
+    causes, att = rec.get("latency_causes"), rec["latency_attribution"]
+    if causes:
+        parts = [f"{k} {v['share']:.0%}" for k, v in causes.items() if k != "slow_calls" and v["calls"]]
+        rows.append(("slow calls", f"the {causes['slow_calls']} slowest (top 64 and all at or above p99.9, "
+                                   f"{human_ns(rec['latency_threshold_ns'])}): " + ", ".join(parts)))
+    else:
+        rows.append(("slow calls", f"not named: {att['why']}"))
+    return rows
 
 
 def print_record(rec: dict) -> None:
@@ -85,6 +112,7 @@ def print_record(rec: dict) -> None:
         rows.append(("mmapped", "-" if mf is None else f"{mf:.1%} of blocks"))
         note = f" ({rec['counter_note']})" if rec.get("counter_note") else ""
         rows.append(("counters", rec["counter_method"] + note))
+        rows += latency_rows(rec)
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
@@ -102,7 +130,7 @@ def run(args) -> int:
             size_hi=args.size_hi, ops=args.ops, threads=args.threads, live=args.live, touch=touch, seed=args.seed,
             repeats=args.repeats, warmup=args.warmup, settings=settings_given(args),
             counter_method=args.counter_method, trace=args.trace, processes=args.processes,
-            replay_threads=args.replay_threads, replay_window=args.replay_window)
+            replay_threads=args.replay_threads, replay_window=args.replay_window, latency=args.latency)
         rec = runner.run_cell(spec, timeout=args.timeout)
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None

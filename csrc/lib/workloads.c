@@ -3,6 +3,7 @@
  * window opens, so the allocator under test is the only one at work inside. */
 #define _GNU_SOURCE
 #include "workloads.h"
+#include "calltime.h"
 #include "toyalloc.h"
 
 #include <fcntl.h>
@@ -801,7 +802,11 @@ _Static_assert(sizeof pattern_loops / sizeof pattern_loops[0] == AB_NPATTERNS,
 static void *run_thread(void *arg)
 {
     thread_ctx *t = arg;
+    if (t->w->calltime)
+        ab_calltime_thread_begin(t->w->calltime, t->tid);
     pattern_loops[t->w->pattern](t);  /* the pattern was checked by ab_workload_check */
+    if (t->w->calltime)
+        ab_calltime_thread_end();  /* what follows (leftovers freed) is not the workload's */
     return NULL;
 }
 
@@ -883,6 +888,11 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
     if (bad) {
         snprintf(stats->error, sizeof stats->error, "%s", bad);
         return -1;
+    }
+    ab_allocator timed;  /* the latency passes: every call through calltime's allocator */
+    if (w->calltime) {
+        ab_calltime_allocator(w->calltime, a, &timed);
+        a = &timed;
     }
     int n = w->threads;
     size_t ctx_bytes = sizeof(thread_ctx) * (size_t)n;

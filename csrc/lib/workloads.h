@@ -115,6 +115,7 @@ typedef struct ab_workload {
     int spawn;                /* run even a single worker on a new thread (arenas) */
     ab_timeline *timeline;    /* NULL in timed repeats; set for the one untimed timeline repeat */
     const ab_replay *replay;  /* pattern trace: the events, made ready before the window opens */
+    struct ab_calltime *calltime;  /* the latency passes (calltime.h): calls go through its allocator */
 } ab_workload;
 
 typedef struct ab_run_stats {

@@ -18,7 +18,6 @@
 #include <dlfcn.h>
 #include <execinfo.h>
 #include <fcntl.h>
-#include <link.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -28,6 +27,7 @@
 
 #define AB_HOOKS_WRAP
 #include "hooks.h"
+#include "shimlog.h"
 
 #define DEFAULT_THRESHOLD ((size_t)128 * 1024)
 #define THRESHOLD_MAX ((size_t)32 * 1024 * 1024)
@@ -43,44 +43,8 @@ static struct timespec start;
 /* glibc's request2size on 64-bit, and the smallest request it mmaps at a threshold */
 static size_t chunk_of(size_t n) { return n + 8 + 15 < 32 ? 32 : (n + 8 + 15) & ~(size_t)15; }
 
-static void put(const char *s) { ssize_t r = write(log_fd, s, strlen(s)); (void)r; }
-
-static void put_num(unsigned long long v, int base)
-{
-    char buf[24];
-    int i = sizeof buf;
-    buf[--i] = 0;
-    do buf[--i] = "0123456789abcdef"[v % (unsigned)base]; while ((v /= (unsigned)base) && i > 2);
-    if (base == 16)
-        buf[--i] = 'x', buf[--i] = '0';
-    put(buf + i);
-}
-
-/* One frame as "frame OBJECT+0xOFFSET FUNCTION+0xOFF": dladdr reads the
- * loader's tables, no malloc; the offset is what addr2line wants for a PIE or
- * a shared object (ET_DYN), the address itself for a fixed executable. */
-static void put_frame(void *pc)
-{
-    Dl_info info;
-    struct link_map *map = NULL;
-    put("explain: frame ");
-    if (!dladdr1(pc, &info, (void **)&map, RTLD_DL_LINKMAP) || !info.dli_fname) {
-        put("? ");
-        put_num((uintptr_t)pc, 16);
-        put("\n");
-        return;
-    }
-    put(info.dli_fname[0] ? info.dli_fname : "?");
-    put(" ");
-    put_num((uintptr_t)pc - (map ? map->l_addr : 0), 16);
-    if (info.dli_sname) {
-        put(" ");
-        put(info.dli_sname);
-        put("+");
-        put_num((uintptr_t)pc - (uintptr_t)info.dli_saddr, 16);
-    }
-    put("\n");
-}
+static void put(const char *s) { ab_put(log_fd, s); }
+static void put_num(unsigned long long v, int base) { ab_put_num(log_fd, v, base); }
 
 __attribute__((constructor)) static void init(void)
 {
@@ -156,7 +120,7 @@ static void note_free(void *p)
     while (i < n && dladdr(frames[i], &f) && f.dli_fbase == self.dli_fbase)
         i++;  /* this shim's own frames (free's wrapper and the hooks): free's caller comes first */
     for (; i < n; i++)
-        put_frame(frames[i]);
+        ab_put_frame(log_fd, "explain: ", frames[i]);
     put("explain: end of backtrace\n");
 }
 

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "calltime.h"
 #include "counters.h"
 #include "json.h"
 #include "toyalloc.h"
@@ -97,6 +98,144 @@ static void json_repeat(ab_json *j, const ab_run_stats *s, const ab_footprint *a
     }
     json_footprint(j, "after", after);
     ab_json_end_object(j);
+}
+
+static void json_hist(ab_json *j, const char *key, const ab_hist *h, double ns_per_tick)
+{
+    static const struct { const char *key; double q; } quantiles[] = {
+        {"p50_ns", 0.5}, {"p90_ns", 0.9}, {"p99_ns", 0.99}, {"p999_ns", 0.999}};
+    ab_json_object(j, key);
+    ab_json_uint(j, "count", h->count);
+    for (size_t i = 0; i < sizeof quantiles / sizeof quantiles[0]; i++)
+        ab_json_double(j, quantiles[i].key, (double)ab_hist_quantile(h, quantiles[i].q) * ns_per_tick);
+    ab_json_double(j, "max_ns", (double)h->max * ns_per_tick);
+    ab_json_array(j, "histogram");  /* [highest ns of the bucket, calls], the buckets that have any */
+    for (unsigned b = 0; b < AB_HIST_BUCKETS; b++)
+        if (h->b[b]) {
+            ab_json_array(j, NULL);
+            ab_json_double(j, NULL, (double)ab_hist_upper(b) * ns_per_tick);
+            ab_json_uint(j, NULL, h->b[b]);
+            ab_json_end_array(j);
+        }
+    ab_json_end_array(j);
+    ab_json_end_object(j);
+}
+
+static int slower_first(const void *a, const void *b)
+{
+    const ab_slow_call *x = a, *y = b;
+    return (x->ticks < y->ticks) - (x->ticks > y->ticks);
+}
+
+/* latency=1: pass 1 times every call, pass 2 names the slowest (calltime.h); the "latency" object. */
+static void latency_passes(ab_json *j, const ab_allocator *a, const ab_workload *w, ab_counter *c,
+                           const char *method, const ab_replay *replay)
+{
+    uint64_t cap = replay ? replay->n + 1 : w->ops * 2 + 16;
+    if (w->pattern == AB_REALLOC_GROW && w->size_lo)
+        cap = w->ops * (w->size_hi / w->size_lo + 2) + 16;
+    if (cap > ((uint64_t)1 << 26))
+        cap = (uint64_t)1 << 26;  /* calls beyond it are timed but cannot be named */
+    ab_calltime *ct = ab_calltime_new(w->threads, cap);
+    ab_json_object(j, "latency");
+    if (!ct) {
+        ab_json_str(j, "error", "out of memory for the latency passes");
+        ab_json_end_object(j);
+        return;
+    }
+    ab_workload wl = *w;
+    wl.calltime = ct;
+    ab_run_stats st;
+    ab_footprint f[2];
+    ct->pass = 1;
+    if (ab_run(a, &wl, c, &st, &f[0], &f[1])) {
+        ab_json_str(j, "error", st.error);
+        ab_json_end_object(j);
+        return;
+    }
+    ab_calltime_choose(ct);
+    if (strcmp(method, "perf"))  /* pass 2 reads this thread's perf counters around each call */
+        snprintf(ct->why, sizeof ct->why, "the counter method is %s: naming a call's syscalls reads perf counters "
+                 "around it (%s)", method, !strcmp(method, "none") ? "perf and strace are unavailable"
+                 : "strace counts a whole window, not a call");
+    else if (ab_run(a, &wl, c, &st, &f[0], &f[1]))
+        snprintf(ct->why, sizeof ct->why, "the naming pass failed: %s", st.error);
+    for (int t = 0; !ct->why[0] && t < ct->nthreads; t++)
+        if (ct->threads[t].counter_state == -1)
+            snprintf(ct->why, sizeof ct->why, "per-thread perf counters: %s", ct->threads[t].counter.error);
+    double npt = ab_clock_ns_per_tick(&ct->clock);
+    char clock[200];
+    ab_clock_describe(&ct->clock, clock, sizeof clock);
+    ab_json_str(j, "clock", clock);
+    ab_json_double(j, "clock_overhead_ns", ct->clock.overhead_ticks * npt);
+    ab_json_object(j, "kinds");
+    for (int k = 0; k < AB_NLATENCY_KINDS; k++) {
+        static ab_hist h;  /* 35 KB: not on the stack */
+        ab_calltime_merged(ct, k, &h);
+        if (h.count)
+            json_hist(j, ab_latency_kind_names[k], &h, npt);
+    }
+    ab_json_end_object(j);
+    ab_json_double(j, "threshold_ns", (double)ct->threshold_ticks * npt);
+    ab_json_object(j, "attribution");
+    ab_json_bool(j, "available", !ct->why[0]);
+    ab_json_str(j, "why", ct->why[0] ? ct->why : NULL);
+    ab_json_bool(j, "all_calls", ct->attribute_all);
+    ab_json_object(j, "totals");  /* by kind: calls counted around, and those with each syscall */
+    for (int k = 0; !ct->why[0] && k < AB_NLATENCY_KINDS; k++) {
+        uint64_t looked = 0, with[AB_NSYSCALLS] = {0}, made[AB_NSYSCALLS] = {0};
+        for (int t = 0; t < ct->nthreads; t++) {
+            looked += ct->threads[t].looked[k];
+            for (int s = 0; s < AB_NSYSCALLS; s++)
+                with[s] += ct->threads[t].with[k][s], made[s] += ct->threads[t].made[k][s];
+        }
+        if (!looked)
+            continue;
+        ab_json_object(j, ab_latency_kind_names[k]);
+        ab_json_uint(j, "calls", looked);
+        ab_json_object(j, "calls_with");
+        for (int s = 0; s < AB_NSYSCALLS; s++)
+            ab_json_uint(j, ab_syscall_names[s], with[s]);
+        ab_json_end_object(j);
+        ab_json_object(j, "syscalls");
+        for (int s = 0; s < AB_NSYSCALLS; s++)
+            ab_json_uint(j, ab_syscall_names[s], made[s]);
+        ab_json_end_object(j);
+        ab_json_end_object(j);
+    }
+    ab_json_end_object(j);
+    ab_json_end_object(j);
+    qsort(ct->slow, ct->nslow, sizeof *ct->slow, slower_first);
+    ab_json_array(j, "slow_calls");
+    for (uint32_t i = 0; i < ct->nslow; i++) {
+        const ab_slow_call *s = &ct->slow[i];
+        int named = s->attributed && !ct->why[0];
+        ab_json_object(j, NULL);
+        ab_json_uint(j, "thread", s->thread);
+        ab_json_uint(j, "index", s->index);
+        ab_json_str(j, "op", ab_latency_kind_names[s->kind]);
+        if (named)
+            ab_json_uint(j, "size", s->size);
+        else
+            ab_json_null(j, "size");  /* read in the naming pass */
+        ab_json_double(j, "ns", (double)s->ticks * npt);
+        if (named) {
+            ab_json_object(j, "syscalls");
+            for (int k = 0; k < AB_NSYSCALLS; k++)
+                ab_json_int(j, ab_syscall_names[k], s->syscalls[k]);
+            ab_json_end_object(j);
+            ab_json_int(j, "faults", s->faults);
+            ab_json_bool(j, "trimmed", s->trimmed);
+        } else {
+            ab_json_null(j, "syscalls");
+            ab_json_null(j, "faults");
+            ab_json_null(j, "trimmed");
+        }
+        ab_json_end_object(j);
+    }
+    ab_json_end_array(j);
+    ab_json_end_object(j);
+    ab_calltime_free(ct);
 }
 
 int main(int argc, char **argv)
@@ -321,6 +460,8 @@ int main(int argc, char **argv)
         }
         ab_json_end_object(&j);
     }
+    if (opt_num(argc, argv, "latency", 0))  /* after everything above was read: two more repeats */
+        latency_passes(&j, &a, &w, &c, method, trace ? &replay : NULL);
     ab_json_end_object(&j);
     putchar('\n');
     return 0;

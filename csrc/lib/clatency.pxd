@@ -1,0 +1,5 @@
+# Extern declarations for latency.h (cimported by allocbench/_native.pyx).
+
+cdef extern from "latency.h" nogil:
+    enum: AB_NLATENCY_KINDS
+    const char *ab_latency_kind_names[]
