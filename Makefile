@@ -25,7 +25,7 @@ CFLAGS ?= -O2 -Wall -Wextra
 # and the toy's policies (csrc/lib/toyalloc.h), asked of allocbench itself
 ASK = $(PY) -m allocbench info --field
 
-.PHONY: help system build lint debug asan glibc-tests mimalloc-stress counter-overhead trace-overhead exec-overhead toy-speed test test-fast bench bench-quick clean
+.PHONY: help system build lint debug asan glibc-tests mimalloc-stress counter-overhead trace-overhead latency-overhead exec-overhead toy-speed test test-fast bench bench-quick clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
@@ -91,6 +91,9 @@ counter-overhead: build ## what the counters cost (a benchmark, not a test)
 
 trace-overhead: build ## what recording and replaying cost (a benchmark, not a test)
 	$(PY) scripts/trace-overhead
+
+latency-overhead: build ## what exec --latency's shim adds to each allocation call (a benchmark, not a test)
+	$(PY) scripts/latency-overhead
 
 exec-overhead: build ## what allocbench exec adds to a program's wall time, paired against a plain timer
 	$(PY) scripts/exec-overhead

@@ -15,7 +15,7 @@ from .units import KIB, MIB, size_label
 MMAP_THRESHOLD_MAX = 32 * MIB   # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
 DYNAMIC_STEPS = [256 * KIB, 512 * KIB, MIB, 2 * MIB, 4 * MIB, 8 * MIB, 16 * MIB, 32 * MIB - 8192,
                  40 * MIB, 64 * MIB]
-GLIBC_PROBES = ("boundary", "dynamic", "trim", "arenas")
+GLIBC_PROBES = ("boundary", "dynamic", "trim", "arenas", "trim-pause")
 
 
 def _mmap_probes():
@@ -231,6 +231,88 @@ def trim(blocks: int = 64, size: int = 64 * KIB) -> dict:
             "summary": summary}
 
 
+# ---- trim-pause ----
+
+TRIM_PAUSE_SIZES = [MIB, 4 * MIB, 16 * MIB, 64 * MIB, 256 * MIB, 1024 * MIB]
+TRIM_PAUSE_HELD_OUT = 64 * MIB  # left out of the fit, then predicted
+# (arena, layout, how): free()'s own trim (unpinned: the free space reaches the top) and malloc_trim(0)
+TRIM_PAUSE_CASES = [("main", "unpinned", "auto"), ("main", "unpinned", "trim"), ("main", "pinned", "trim"),
+                    ("thread", "pinned", "trim"), ("thread", "unpinned", "auto")]
+
+
+def fit_line(xs: list[float], ys: list[float]) -> dict:
+    """y = a + b x by least squares on relative residuals (each point weighed
+    by 1/y^2: a pause of 1 ms and one of 1 s count alike), with each
+    coefficient's standard error and the residuals' relative spread (the fit's
+    own error)."""
+    w = [1 / (y * y) for y in ys]
+    sw, swx, swy = sum(w), sum(wi * x for wi, x in zip(w, xs)), sum(wi * y for wi, y in zip(w, ys))
+    swxx, swxy = sum(wi * x * x for wi, x in zip(w, xs)), sum(wi * x * y for wi, x, y in zip(w, xs, ys))
+    det = sw * swxx - swx * swx
+    b = (sw * swxy - swx * swy) / det
+    a = (swy - b * swx) / sw
+    rel = [(y - (a + b * x)) / y for x, y in zip(xs, ys)]
+    n = len(xs)
+    s2 = sum(r * r for r in rel) / (n - 2) if n > 2 else 0.0  # the relative residuals' variance
+    return {"a": a, "b": b, "a_stderr": (s2 * swxx / det) ** 0.5, "b_stderr": (s2 * sw / det) ** 0.5,
+            "relative_error": s2 ** 0.5, "points": n}
+
+
+def trim_pause(sizes=TRIM_PAUSE_SIZES, repeats: int = 5, cases=TRIM_PAUSE_CASES,
+               held_out: int = TRIM_PAUSE_HELD_OUT) -> dict:
+    """malloc_trim(0) and free()'s own trim against the memory they return:
+    SIZES of 64 KiB blocks, written, then freed (each observation a fresh
+    process, the cases taken in turns), and per case the fit pause = a + b x
+    pages returned, made without the held-out size and then asked to predict
+    it.  A case that returns under half its bytes at some size (they went back
+    before the timed call) is shown but not fitted."""
+    import platform
+    page = 4096
+    obs = {c: {s: [] for s in sizes} for c in cases}
+    for _ in range(repeats):
+        for s in sizes:
+            for c in cases:
+                arena, layout, how = c
+                r = observe("trim-pause", s, f"arena={arena}", f"layout={layout}", f"how={how}")
+                obs[c][s].append({"ns": r["ns"], "released_bytes": r["released_bytes"], "syscalls": r["syscalls"]})
+    out = []
+    for c, by_size in obs.items():
+        arena, layout, how = c
+        rows = [{"bytes": s, "ns": [o["ns"] for o in v], "released_bytes": [o["released_bytes"] for o in v],
+                 "syscalls": v[0]["syscalls"]} for s, v in by_size.items()]
+        entry = {"arena": arena, "layout": layout, "how": how, "rows": rows, "fit": None, "held_out": None}
+        fittable = all(min(r["released_bytes"]) >= r["bytes"] / 2 for r in rows)
+        train = [(rb / page, ns) for r in rows if r["bytes"] != held_out
+                 for rb, ns in zip(r["released_bytes"], r["ns"])]
+        if fittable and len(train) > 2:
+            entry["fit"] = fit_line([x for x, _ in train], [y for _, y in train])
+            test = next((r for r in rows if r["bytes"] == held_out), None)
+            if test:
+                pages = sum(test["released_bytes"]) / len(test["released_bytes"]) / page
+                pred = entry["fit"]["a"] + entry["fit"]["b"] * pages
+                entry["held_out"] = {"bytes": held_out, "pages": pages, "predicted_ns": pred,
+                                     "measured_ns": test["ns"],
+                                     "within_spread": min(test["ns"]) <= pred <= max(test["ns"])}
+        out.append(entry)
+    summary = [f"pause of free()'s own trim (auto) and malloc_trim(0) (trim) against the memory returned; "
+               f"{repeats} fresh processes per point, fit without {size_label(held_out)}, then asked for it",
+               f"{'arena':>6} {'layout':>8} {'how':>4} {'a':>9} {'b per page':>14} {'fit error':>9}  held out: "
+               "predicted, measured"]
+    for e in out:
+        f, h = e["fit"], e["held_out"]
+        if not f:
+            summary.append(f"{e['arena']:>6} {e['layout']:>8} {e['how']:>4}  not fitted: returns under half its "
+                           "bytes at some size (the memory went back before the timed call)")
+            continue
+        held = (f"{h['predicted_ns'] / 1e6:.2f} ms, {min(h['measured_ns']) / 1e6:.2f}.."
+                f"{max(h['measured_ns']) / 1e6:.2f} ms ({'within' if h['within_spread'] else 'outside'} the spread)"
+                if h else "-")
+        summary.append(f"{e['arena']:>6} {e['layout']:>8} {e['how']:>4} {f['a'] / 1e3:>6.0f} us "
+                       f"{f['b']:>7.1f} ns ±{f['b_stderr']:<4.1f} {f['relative_error']:>8.0%}  {held}")
+    return {"probe": "trim-pause", "allocator": "glibc", "machine": platform.machine(), "page_size": page,
+            "held_out_bytes": held_out, "cases": out, "summary": summary}
+
+
 # ---- arenas ----
 
 TURN_THREADS, TURN_BURST, TURN_BLOCK, TURN_KEEP = 8, 8 * MIB, 16 * KIB, 50
@@ -363,5 +445,5 @@ def _run(name, allocator, threshold):
         return boundary(threshold, allocator)
     if threshold is not None:
         raise ValueError("--mmap-threshold applies to the boundary probe only")
-    return {"dynamic": dynamic, "trim": trim, "arenas": arenas}[name](
+    return {"dynamic": dynamic, "trim": trim, "arenas": arenas, "trim-pause": trim_pause}[name](
         **({"allocator": allocator} if name == "dynamic" else {}))

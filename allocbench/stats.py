@@ -250,3 +250,49 @@ def runs(a: list[dict], b: list[dict], value, kind: str = "time", pairs: bool = 
     if pairs and len(common) >= MIN_PAIRS:
         return paired([va[k] for k in common], [vb[k] for k in common], kind)
     return unpaired(list(va.values()), list(vb.values()), kind)
+
+
+# ---- latency: quantiles of a histogram ----
+
+MIN_QUANTILE_SPREAD = 10  # n q (1 - q) below this: too few calls for the normal approximation to the ranks
+
+
+def _value_at_rank(histogram: list[list[float]], rank: int) -> float:
+    """The rank-th smallest call (1-based) of a histogram of [highest value of the bucket, calls]."""
+    seen = 0
+    for value, count in histogram:
+        seen += count
+        if seen >= rank:
+            return value
+    return histogram[-1][0]
+
+
+def quantile_interval(histogram: list[list[float]], q: float,
+                      level: float = LEVEL) -> tuple[float, float, float] | None:
+    """(estimate, low, high): a latency quantile and its distribution-free
+    interval, the order statistics whose ranks are n q -/+ z sqrt(n q (1 - q))
+    (the binomial count of calls below the true quantile, by its normal
+    approximation); values are bucket edges, within 1/128.  None when the
+    histogram holds too few calls (n q (1 - q) < 10) for that approximation."""
+    n = sum(c for _, c in histogram)
+    spread = n * q * (1 - q)
+    if spread < MIN_QUANTILE_SPREAD:
+        return None
+    z = statistics.NormalDist().inv_cdf(0.5 + level / 2)
+    lo = max(1, math.floor(n * q - z * math.sqrt(spread)))
+    hi = min(n, math.ceil(n * q + z * math.sqrt(spread)) + 1)
+    return _value_at_rank(histogram, math.ceil(n * q)), _value_at_rank(histogram, lo), _value_at_rank(histogram, hi)
+
+
+def quantiles(a_hist: list, b_hist: list, q: float, kind: str = "time") -> Comparison:
+    """B's q-quantile against A's: the ratio, and an interval from the two
+    quantiles' own intervals, each at sqrt(95%) so both hold together at
+    least 95% of the time (low: B's low over A's high; high: B's high over
+    A's low).  Untested when either has too few calls."""
+    each = math.sqrt(LEVEL)
+    a, b = quantile_interval(a_hist, q, each), quantile_interval(b_hist, q, each)
+    n = min(sum(c for _, c in a_hist), sum(c for _, c in b_hist))
+    if a is None or b is None:
+        return Comparison(None, None, None, None, n, "quantile order statistics", "untested")
+    return _finish(_ratio(b[0], a[0]), _ratio(b[1], a[2]), _ratio(b[2], a[1]), LEVEL, n,
+                   "quantile order statistics", kind)

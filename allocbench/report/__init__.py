@@ -18,14 +18,15 @@ from . import (
     findings,
     fragmentation,
     glibc_probes,
+    latency,
     mmap_claims,
     programs,
     replays,
     toy_speed,
 )
 
-SECTIONS = (findings, churn, batch, toy_speed, fragmentation, programs, replays, advice, cost_model, mmap_claims,
-            glibc_probes)
+SECTIONS = (findings, churn, batch, toy_speed, fragmentation, programs, replays, latency, advice, cost_model,
+            mmap_claims, glibc_probes)
 
 
 @dataclass

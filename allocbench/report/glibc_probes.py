@@ -101,7 +101,34 @@ def fig_arenas(res):
     return draw
 
 
-FIGURES = {"boundary": fig_boundary, "dynamic": fig_dynamic, "trim": fig_trim, "arenas": fig_arenas}
+def fig_trim_pause(res):
+    def draw(path, cap):
+        from .draw import plt, save
+        fig, ax = plt.subplots(figsize=(8, 5))
+        page = res.get("page_size", 4096)
+        for e in res["cases"]:
+            label = f"{e['arena']} arena, {e['layout']}, {e['how']}"
+            xs = [rb / page for r in e["rows"] for rb in r["released_bytes"] if rb > 0]
+            ys = [ns / 1e6 for r in e["rows"] for rb, ns in zip(r["released_bytes"], r["ns"]) if rb > 0]
+            dots = ax.plot(xs, ys, "o", ms=3, alpha=0.6, label=label)
+            if e["fit"] and xs:
+                lo, hi = min(xs), max(xs)
+                grid = [lo * (hi / lo) ** (i / 40) for i in range(41)]
+                ax.plot(grid, [(e["fit"]["a"] + e["fit"]["b"] * x) / 1e6 for x in grid], "-", lw=1,
+                        color=dots[0].get_color())
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("pages returned (4 KiB)")
+        ax.set_ylabel("pause (ms)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+        ax.set_title("probe trim-pause: a trim's pause against what it returns (lines: the fits)")
+        return save(fig, probe_caption(res), path)
+    return draw
+
+
+FIGURES = {"boundary": fig_boundary, "dynamic": fig_dynamic, "trim": fig_trim, "arenas": fig_arenas,
+           "trim-pause": fig_trim_pause}
 
 
 def render(inputs, canvas) -> list[str]:

@@ -18,13 +18,24 @@
  *   pinned N SIZE       N heap blocks of SIZE and one small block after them;
  *                       free the N; malloc_trim(0): heap top, RSS and madvise
  *                       counts at each step
+ *   trim-pause BYTES layout=pinned|unpinned arena=main|thread how=trim|auto
+ *                       BYTES of 64 KiB heap blocks, written, on the main arena
+ *                       or a thread's; how=trim: the trim threshold out of reach,
+ *                       all freed, then malloc_trim(0) timed; how=auto: all but
+ *                       the last freed, then the last free, which trims, timed.
+ *                       pinned: a small block after each one, so the freed
+ *                       blocks stay 64 KiB holes that only malloc_trim returns.
+ *                       {"ns":N,"released_bytes":N,"syscalls":{...},...}
  */
 #define _GNU_SOURCE
 #include <malloc.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "counters.h"
@@ -58,6 +69,74 @@ static void print_fp(const char *name, const ab_footprint *f)
            (unsigned long long)f->mallinfo2[AB_MI_fordblks]);
 }
 
+static const char *opt(int argc, char **argv, const char *key, const char *def)
+{
+    size_t n = strlen(key);
+    for (int i = 2; i < argc; i++)
+        if (!strncmp(argv[i], key, n) && argv[i][n] == '=')
+            return argv[i] + n + 1;
+    return def;
+}
+
+static long long resident_bytes(void)
+{
+    long long size, resident;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%lld %lld", &size, &resident) != 2)
+        resident = -1;
+    if (f)
+        fclose(f);
+    return resident < 0 ? -1 : resident * sysconf(_SC_PAGESIZE);
+}
+
+/* trim-pause: see the top of this file.  Runs on the calling thread or a new one. */
+typedef struct trim_pause {
+    size_t bytes;
+    int pinned, automatic;
+    ab_counter *c;
+    long long ns, rss_before, rss_after;
+    ab_counts counts;
+    int ok;
+} trim_pause;
+
+static void *run_trim_pause(void *arg)
+{
+    trim_pause *tp = arg;
+    const size_t block = (size_t)64 << 10;
+    size_t n = tp->bytes / block;
+    char **ps = mmap(NULL, n * sizeof *ps + 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (ps == MAP_FAILED || n < 2)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        ps[i] = malloc(block);
+        if (!ps[i] || is_mmapped(ps[i]))
+            return NULL;
+        touch(ps[i], block);
+        if (tp->pinned)  /* a long-lived small object after each block: the holes never join or reach the top */
+            sink = malloc(64);
+    }
+    for (size_t i = 0; i + 1 < n; i++)  /* bottom up: one free chunk grows below the last block */
+        free(ps[i]);
+    if (!tp->automatic)
+        free(ps[n - 1]);
+    ab_window w;
+    struct timespec t0, t1;
+    tp->rss_before = resident_bytes();
+    ab_window_begin(tp->c, &w);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (tp->automatic)
+        free(ps[n - 1]);  /* joins the free chunk and the top: the trim test runs in this free */
+    else
+        malloc_trim(0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ab_window_end(tp->c, &w, &tp->counts);
+    tp->rss_after = resident_bytes();
+    tp->ns = (t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec);
+    tp->ok = 1;
+    munmap(ps, n * sizeof *ps + 1);
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -77,7 +156,7 @@ int main(int argc, char **argv)
             }
         } else if (!strcmp(argv[i], "exhaust=1")) {
             exhaust = 1;
-        } else if (strncmp(argv[i], "history=", 8) && nargs < 2) {
+        } else if (!strchr(argv[i], '=') && nargs < 2) {
             args[nargs++] = strtoull(argv[i], NULL, 10);
         }
     }
@@ -195,6 +274,36 @@ int main(int argc, char **argv)
             printf("}");
         }
         printf("}\n");
+    } else if (!strcmp(mode, "trim-pause") && nargs == 1) {
+        ab_counter c;
+        char note[1024];
+        const char *method = ab_counter_open_named(&c, getenv("ALLOCBENCH_COUNTER_METHOD"), note, sizeof note);
+        if (!method)
+            method = "none", ab_counter_open(&c, AB_METHOD_NONE, NULL, NULL);
+        trim_pause tp = {.bytes = args[0], .pinned = !strcmp(opt(argc, argv, "layout", "unpinned"), "pinned"),
+                         .automatic = !strcmp(opt(argc, argv, "how", "trim"), "auto"), .c = &c};
+        if (!tp.automatic)
+            mallopt(M_TRIM_THRESHOLD, INT32_MAX);  /* no free trims before malloc_trim does */
+        if (!strcmp(opt(argc, argv, "arena", "main"), "thread")) {
+            pthread_t t;
+            if (pthread_create(&t, NULL, run_trim_pause, &tp) || pthread_join(t, NULL))
+                tp.ok = 0;
+        } else {
+            run_trim_pause(&tp);
+        }
+        if (!tp.ok) {
+            fprintf(stderr, "allocbench-probe: trim-pause: could not lay out %zu bytes of 64 KiB heap blocks\n",
+                    tp.bytes);
+            return 1;
+        }
+        printf("{\"ns\":%lld,\"rss_before\":%lld,\"rss_after\":%lld,\"released_bytes\":%lld,\"counter\":\"%s\","
+               "\"syscalls\":{", tp.ns, tp.rss_before, tp.rss_after, tp.rss_before - tp.rss_after, method);
+        for (int i = 0; i < AB_NSYSCALLS; i++) {
+            printf("%s\"%s\":", i ? "," : "", ab_syscall_names[i]);
+            if (tp.counts.syscalls[i] < 0) printf("null");
+            else printf("%lld", (long long)tp.counts.syscalls[i]);
+        }
+        printf("}}\n");
     } else {
         fprintf(stderr, "allocbench-probe: unknown mode or wrong arguments: %s\n", mode);
         return 2;

@@ -1,0 +1,186 @@
+"""Latency: the distribution of single calls and what made the slow ones slow
+(cells and replays run with --latency), the bench programs' tails, and the
+trim-pause fit (probe trim-pause).  Every ratio between two settings comes
+from stats.quantiles: the two quantiles' order-statistic intervals, so a
+"slower" is never read off two single numbers."""
+from __future__ import annotations
+
+import os
+
+from .. import stats
+from ..records import series_key
+from ..series import glibc_at, series, series_order
+from ..units import KIB, human_ns, size_label
+
+KINDS = ("malloc", "free")  # the figures' and the findings' call kinds
+CAUSE_WORDS = {"mmap": "an mmap", "munmap": "a munmap", "brk": "a brk", "madvise": "an madvise",
+               "mprotect": "an mprotect", "mremap": "an mremap", "faults": "page faults", "trim": "a trim"}
+
+
+def latency_cells(recs: list[dict]) -> list[dict]:
+    return [r for r in recs if r["status"] == "ok" and isinstance(r.get("latency"), dict) and not r.get("trace")]
+
+
+def ccdf(histogram: list[list[float]]) -> tuple[list[float], list[float]]:
+    """(latency, share of calls slower than it) at each bucket's upper edge."""
+    total = sum(c for _, c in histogram)
+    xs, ys, seen = [], [], 0
+    for value, count in histogram:
+        seen += count
+        if seen < total:
+            xs.append(value)
+            ys.append((total - seen) / total)
+    return xs, ys
+
+
+def fig_ccdf(cells: list[dict], size: int):
+    def draw(path, cap):
+        rows = sorted((r for r in cells if r["size_bytes"] == size), key=lambda r: series_order(series_key(r)))
+        if not rows:
+            return False
+        from .draw import plt, save
+        fig, axes = plt.subplots(1, len(KINDS), figsize=(12, 4.5))
+        for ax, kind in zip(axes, KINDS):
+            for r in rows:
+                h = r["latency"].get(kind)
+                if h:
+                    xs, ys = ccdf(h["histogram"])
+                    ax.step(xs, ys, where="post", label=series(r))
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel(f"{kind} latency (ns, the clock's own reading included)")
+            ax.set_ylabel("share of calls slower")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.suptitle(f"{rows[0]['pattern']} {size_label(size)}: single-call latency, complementary CDF (log-log)")
+        return save(fig, cap, path)
+    return draw
+
+
+def percentile_table(cells: list[dict]) -> list[str]:
+    lines = ["| size | setting | call | calls | p50 | p90 | p99 | p99.9 | max | slow calls: what ran inside |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in sorted(cells, key=lambda r: (r["size_bytes"] or 0, series_order(series_key(r)))):
+        for kind, h in r["latency"].items():
+            lines.append(f"| {size_label(r['size_bytes'])} | {series(r)} | {kind} | {h['count']:,} | "
+                         f"{human_ns(h['p50_ns'])} | {human_ns(h['p90_ns'])} | {human_ns(h['p99_ns'])} | "
+                         f"{human_ns(h['p999_ns'])} | {human_ns(h['max_ns'])} | {causes_text(r, kind)} |")
+    return lines
+
+
+def causes_text(rec: dict, kind: str | None = None) -> str:
+    """The share of the slow calls (of one kind, or all) each cause explains."""
+    slow = [c for c in rec.get("slow_calls") or [] if kind is None or c["op"] == kind]
+    named = [c for c in slow if c["syscalls"] is not None]
+    if not slow:
+        return "-"
+    if not named:
+        return "not named: " + ((rec.get("latency_attribution") or {}).get("why") or "no counters")
+    parts = []
+    for cause in CAUSE_WORDS:
+        hit = [c for c in named if (c["faults"] > 0 if cause == "faults" else c["trimmed"] if cause == "trim"
+                                    else c["syscalls"].get(cause, 0) > 0)]
+        if hit:
+            parts.append(f"{cause} {len(hit) / len(named):.0%}")
+    bare = [c for c in named if not any(v > 0 for v in c["syscalls"].values()) and not c["faults"]
+            and not c["trimmed"]]
+    if bare:
+        parts.append(f"unexplained {len(bare) / len(named):.0%}")
+    return f"{len(named)} slowest: " + ", ".join(parts)
+
+
+def findings(cells: list[dict]) -> list[str]:
+    """Each size's fixed 128 KiB threshold against the dynamic default, p99 by p99, with the tail's make-up."""
+    out = []
+    for size in sorted({r["size_bytes"] for r in cells}):
+        base = next((r for r in cells if r["size_bytes"] == size and series_key(r) == glibc_at(None)), None)
+        fixed = next((r for r in cells if r["size_bytes"] == size and series_key(r) == glibc_at(128 * KIB)), None)
+        if not base or not fixed:
+            continue
+        for kind in KINDS:
+            a, b = base["latency"].get(kind), fixed["latency"].get(kind)
+            if not a or not b:
+                continue
+            c = stats.quantiles(a["histogram"], b["histogram"], 0.99)
+            out.append(f"{kind}({size_label(size)}) p99 at a fixed 128 KiB threshold: {human_ns(b['p99_ns'])}, "
+                       f"at the dynamic default: {human_ns(a['p99_ns'])}; fixed against default: {c.words()}. "
+                       f"Its slow calls: {causes_text(fixed, kind)}.")
+    return out
+
+
+def program_tails(replays: list[dict]) -> list[str]:
+    """The bench programs' replays run with --latency: each setting's tail and its make-up."""
+    rows = [r for r in replays if r["status"] == "ok" and isinstance(r.get("latency"), dict) and r.get("trace")]
+    if not rows:
+        return []
+    lines = ["| trace | replay | setting | malloc p99 | malloc p99.9 | malloc max | free p99 | free p99.9 | free max "
+             "| slow calls: what ran inside |", "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    rows.sort(key=lambda r: (os.path.basename(r["trace"]), r.get("replay_threads") or "one",
+                             series_order(series_key(r))))
+    for r in rows:
+        m, f = r["latency"].get("malloc") or {}, r["latency"].get("free") or {}
+        lines.append(f"| {os.path.basename(r['trace'])} | {r.get('replay_threads') or 'one'} | {series(r)} | "
+                     f"{human_ns(m.get('p99_ns'))} | {human_ns(m.get('p999_ns'))} | {human_ns(m.get('max_ns'))} | "
+                     f"{human_ns(f.get('p99_ns'))} | {human_ns(f.get('p999_ns'))} | {human_ns(f.get('max_ns'))} | "
+                     f"{causes_text(r)} |")
+    return lines
+
+
+def trim_fit(res: dict | None) -> list[str]:
+    if not res:
+        return []
+    lines = [f"`probe trim-pause`: the pause of free()'s own trim (auto) and of malloc_trim(0) (trim) against the "
+             f"memory they return, {size_label(min(r['bytes'] for r in res['cases'][0]['rows']))} to "
+             f"{size_label(max(r['bytes'] for r in res['cases'][0]['rows']))} of 64 KiB blocks, each point in fresh "
+             f"processes; the fit pause = a + b x pages weighs each point by its relative error and leaves "
+             f"{size_label(res['held_out_bytes'])} out, then predicts it.", "",
+             "| arena | layout | how | a | b per 4 KiB page | fit's relative error | held out: predicted | measured "
+             "| within the spread |", "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for e in res["cases"]:
+        f, h = e["fit"], e["held_out"]
+        if not f:
+            lines.append(f"| {e['arena']} | {e['layout']} | {e['how']} | not fitted: the memory went back before "
+                         "the timed call | | | | | |")
+            continue
+        measured = (f"{human_ns(min(h['measured_ns']))}..{human_ns(max(h['measured_ns']))}" if h else "-")
+        a = human_ns(f["a"]) if f["a"] >= 0 else "-" + human_ns(-f["a"])
+        lines.append(f"| {e['arena']} | {e['layout']} | {e['how']} | {a} | "
+                     f"{f['b']:.0f} ns ±{f['b_stderr']:.0f} | {f['relative_error']:.0%} | "
+                     f"{human_ns(h['predicted_ns']) if h else '-'} | {measured} | "
+                     f"{('yes' if h['within_spread'] else 'no') if h else '-'} |")
+    fitted = [e for e in res["cases"] if e["fit"]]
+    if fitted:
+        big = max(fitted, key=lambda e: e["fit"]["b"])
+        gib = 262144 * big["fit"]["b"] + big["fit"]["a"]
+        lines += ["", f"- At this machine's slowest rate ({big['arena']} arena, {big['layout']}, {big['how']}), "
+                      f"returning 1 GiB takes about {human_ns(gib)} (±{big['fit']['relative_error']:.0%}): the pause "
+                      "grows with the pages returned, so a trim after a large free is a stall of that size."]
+    return lines + [""]
+
+
+def render(inputs, canvas) -> list[str]:
+    cells = latency_cells(inputs.cells)
+    tails = program_tails(inputs.replays or [])
+    trim = trim_fit((inputs.probes or {}).get("trim-pause"))
+    if not cells and not tails and not trim:
+        return []
+    lines = ["## Latency", "",
+             "Cells and replays run with `--latency` make two more untimed repeats: the first times every "
+             "allocation call (the clock's own reading, stated below, is in every figure), the second makes the "
+             "same calls and reads the memory-syscall counters, the page faults and the program break around the "
+             "slowest (the top 64 and every call at or above the p99.9 of all calls), so each is named with what ran "
+             "inside it.", ""]
+    if cells:
+        clock = cells[0]
+        lines += [f"Clock: {clock['latency_clock']}; one reading costs {clock['latency_clock_overhead_ns']:.0f} ns.",
+                  ""]
+        for size in sorted({r["size_bytes"] for r in cells}):
+            lines += canvas.figure(f"latency_ccdf_{size}.png", f"latency at {size_label(size)}",
+                                   fig_ccdf(cells, size))
+        lines += percentile_table(cells) + [""]
+        lines += [f"- {f}" for f in findings(cells)] + [""]
+    if tails:
+        lines += ["### The bench programs' tails (their replays, exact calls)", "", *tails, ""]
+    if trim:
+        lines += ["### How long a trim stalls", "", *trim]
+    return lines
