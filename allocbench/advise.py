@@ -9,9 +9,9 @@ measured trade-off.  Screen cheaply, verify on the real thing:
    threshold and top pad where the heap grew and shrank; arena_max 1, 2, 4 and
    tcache_count 0 when it runs threads; hugetlb where transparent huge pages
    are on request; every other allocator by LD_PRELOAD;
-3. screen: each candidate replayed from the trace (when the program's calls
-   come from one thread, so the replay makes them as the program did), or one
-   short exec run; the record says which and why;
+3. screen: each candidate replayed from the trace (a threaded program's on
+   its recorded threads, arenas and all: csrc/lib/replay.c), or one short
+   exec run where no trace could be recorded; the record says which and why;
 4. verify: the survivors and the default on the real program, in fresh
    processes taken in turns (default, A, B, default, A, B, ...) until each
    decision is made or the budget is spent; a run past k times the default's
@@ -137,6 +137,7 @@ class Advisor:
         self.trace: str | None = None
         self.trace_info: dict | None = None
         self.screen_method = self.screen_why = None
+        self.replay_threads = "one"
         self.candidates: list[Candidate] = []
         self.default_runs: list[dict] = []
 
@@ -289,15 +290,19 @@ class Advisor:
 
     def choose_screen(self) -> None:
         threads = (self.trace_info or {}).get("threads", 0)
+        self.replay_threads = "one" if threads == 1 else "recorded"
         if self.trace and threads == 1:
             self.screen_method = "replay"
             self.screen_why = ("the program's calls come from one thread, so a replay makes the same calls in "
                                "the same order on the allocator under test, in a fraction of the program's time")
+        elif self.trace and threads > 1:
+            self.screen_method = "replay"
+            self.screen_why = (f"the program's calls come from {threads} threads: a replay on its recorded threads "
+                               "makes each thread's calls on a thread of its own, so glibc gives them arenas as "
+                               "in the program, in a fraction of the program's time")
         else:
             self.screen_method = "exec"
-            self.screen_why = ("no trace could be recorded" if not self.trace else
-                               f"the program's calls come from {threads} threads, and a replay on one thread "
-                               "cannot show per-thread arenas") + ": one short run of the program each"
+            self.screen_why = "no trace could be recorded: one short run of the program each"
 
     def screen(self) -> None:
         self.choose_screen()
@@ -308,9 +313,9 @@ class Advisor:
             self._screen_by_exec()
 
     def _screen_by_replay(self) -> None:
-        specs = [runner.make_spec(allocator=a, pattern="trace", trace=self.trace, size=0, repeats=1,
-                                  settings=s) for a, s in [(self.glibc, {})] + [(c.allocator, c.settings)
-                                                                              for c in self.candidates]]
+        chosen = [(self.glibc, {})] + [(c.allocator, c.settings) for c in self.candidates]
+        specs = [runner.make_spec(allocator=a, pattern="trace", trace=self.trace, size=0, repeats=1, settings=s,
+                                  replay_threads=self.replay_threads) for a, s in chosen]
         path = self._path("replays.jsonl")
         done = {records_key(r): r for r in load_records(path)} if path and os.path.exists(path) else {}
         todo = [s for s in specs if records_key(s) not in done]
@@ -489,7 +494,7 @@ class Advisor:
         return {
             "objective": self.objective, "command": self.command, "max_slowdown": self.max_slowdown,
             "max_growth": self.max_growth, "budget_s": self.budget.seconds, "spent_s": round(self.budget.spent, 1),
-            "screen": {"method": self.screen_method, "why": self.screen_why},
+            "screen": {"method": self.screen_method, "why": self.screen_why, "replay_threads": self.replay_threads},
             "baseline": {"allocator": self.glibc, "settings": {}, "runs": len(self.default_runs) or 1,
                          "wall_s": median("wall_ns") / 1e9, "mean_rss_bytes": median("mean_rss_bytes"),
                          "peak_rss_bytes": median("peak_rss_bytes"),

@@ -290,9 +290,11 @@ def trim_pause(sizes=TRIM_PAUSE_SIZES, repeats: int = 5, cases=TRIM_PAUSE_CASES,
             if test:
                 pages = sum(test["released_bytes"]) / len(test["released_bytes"]) / page
                 pred = entry["fit"]["a"] + entry["fit"]["b"] * pages
+                median = sorted(test["ns"])[len(test["ns"]) // 2]
                 entry["held_out"] = {"bytes": held_out, "pages": pages, "predicted_ns": pred,
-                                     "measured_ns": test["ns"],
-                                     "within_spread": min(test["ns"]) <= pred <= max(test["ns"])}
+                                     "measured_ns": test["ns"], "error": pred / median - 1,
+                                     "within_spread": min(test["ns"]) <= pred <= max(test["ns"]),
+                                     "within_fit_error": abs(pred / median - 1) <= entry["fit"]["relative_error"]}
         out.append(entry)
     summary = [f"pause of free()'s own trim (auto) and malloc_trim(0) (trim) against the memory returned; "
                f"{repeats} fresh processes per point, fit without {size_label(held_out)}, then asked for it",
@@ -305,8 +307,8 @@ def trim_pause(sizes=TRIM_PAUSE_SIZES, repeats: int = 5, cases=TRIM_PAUSE_CASES,
                            "bytes at some size (the memory went back before the timed call)")
             continue
         held = (f"{h['predicted_ns'] / 1e6:.2f} ms, {min(h['measured_ns']) / 1e6:.2f}.."
-                f"{max(h['measured_ns']) / 1e6:.2f} ms ({'within' if h['within_spread'] else 'outside'} the spread)"
-                if h else "-")
+                f"{max(h['measured_ns']) / 1e6:.2f} ms ({h['error']:+.0%} from the median; "
+                f"{'within' if h['within_spread'] else 'outside'} the spread)" if h else "-")
         summary.append(f"{e['arena']:>6} {e['layout']:>8} {e['how']:>4} {f['a'] / 1e3:>6.0f} us "
                        f"{f['b']:>7.1f} ns ±{f['b_stderr']:<4.1f} {f['relative_error']:>8.0%}  {held}")
     return {"probe": "trim-pause", "allocator": "glibc", "machine": platform.machine(), "page_size": page,

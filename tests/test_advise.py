@@ -86,7 +86,7 @@ def test_a_pinned_threshold_is_frozen_and_the_answer_has_its_shape(tmp_path):
     assert again.returncode == 0 and (out / "runs.jsonl").read_text() == runs  # resumed: nothing ran again
 
 
-def test_threads_bring_arena_candidates_and_an_exec_screen(tmp_path):
+def test_threads_bring_arena_candidates_and_a_screen_on_their_threads(tmp_path):
     exe = build(tmp_path, "threads", THREADS)
     a = advise.Advisor([exe], budget=60, progress=lambda line: None)
     a.run_baseline()
@@ -95,7 +95,7 @@ def test_threads_bring_arena_candidates_and_an_exec_screen(tmp_path):
     a.choose_screen()
     arenas = sorted(c.settings["arena_max"] for c in a.candidates if "arena_max" in c.settings)
     assert arenas == [1, 2, 4] and a.trace_info["threads"] == 4  # main and 3 workers
-    assert a.screen_method == "exec" and "4 threads" in a.screen_why
+    assert a.screen_method == "replay" and a.replay_threads == "recorded" and "4 threads" in a.screen_why
 
 
 def test_the_recommendation_is_better_at_95_percent_and_inside_the_constraint():

@@ -135,18 +135,20 @@ def trim_fit(res: dict | None) -> list[str]:
              f"processes; the fit pause = a + b x pages weighs each point by its relative error and leaves "
              f"{size_label(res['held_out_bytes'])} out, then predicts it.", "",
              "| arena | layout | how | a | b per 4 KiB page | fit's relative error | held out: predicted | measured "
-             "| within the spread |", "|---|---|---|---:|---:|---:|---:|---:|---|"]
+             "| error | within the spread |", "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for e in res["cases"]:
         f, h = e["fit"], e["held_out"]
         if not f:
             lines.append(f"| {e['arena']} | {e['layout']} | {e['how']} | not fitted: the memory went back before "
-                         "the timed call | | | | | |")
+                         "the timed call | | | | | | |")
             continue
         measured = (f"{human_ns(min(h['measured_ns']))}..{human_ns(max(h['measured_ns']))}" if h else "-")
+        error = f"{h['error']:+.0%}" if h else "-"
         a = human_ns(f["a"]) if f["a"] >= 0 else "-" + human_ns(-f["a"])
         lines.append(f"| {e['arena']} | {e['layout']} | {e['how']} | {a} | "
                      f"{f['b']:.0f} ns ±{f['b_stderr']:.0f} | {f['relative_error']:.0%} | "
                      f"{human_ns(h['predicted_ns']) if h else '-'} | {measured} | "
+                     f"{error} | "
                      f"{('yes' if h['within_spread'] else 'no') if h else '-'} |")
     fitted = [e for e in res["cases"] if e["fit"]]
     if fitted:
