@@ -68,6 +68,10 @@ def percentile_table(cells: list[dict]) -> list[str]:
     return lines
 
 
+def _share(n: int, of: int) -> str:
+    return "<1%" if n / of < 0.005 else f"{n / of:.0%}"
+
+
 def causes_text(rec: dict, kind: str | None = None) -> str:
     """The share of the slow calls (of one kind, or all) each cause explains."""
     slow = [c for c in rec.get("slow_calls") or [] if kind is None or c["op"] == kind]
@@ -81,11 +85,11 @@ def causes_text(rec: dict, kind: str | None = None) -> str:
         hit = [c for c in named if (c["faults"] > 0 if cause == "faults" else c["trimmed"] if cause == "trim"
                                     else c["syscalls"].get(cause, 0) > 0)]
         if hit:
-            parts.append(f"{cause} {len(hit) / len(named):.0%}")
+            parts.append(f"{cause} {_share(len(hit), len(named))}")
     bare = [c for c in named if not any(v > 0 for v in c["syscalls"].values()) and not c["faults"]
             and not c["trimmed"]]
     if bare:
-        parts.append(f"unexplained {len(bare) / len(named):.0%}")
+        parts.append(f"unexplained {_share(len(bare), len(named))}")
     return f"{len(named)} slowest: " + ", ".join(parts)
 
 

@@ -22,7 +22,7 @@
 
 #define AB_SLOW_TOP 64
 #define AB_SLOW_MAX 4096
-#define AB_ATTRIBUTE_ALL_MAX (1u << 22)
+#define AB_ATTRIBUTE_ALL_MAX (1u << 20)
 
 typedef struct ab_slow_call {
     uint32_t thread, kind;
