@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from ..series import program_name
 from ..units import MIB
 
 MEASURE_NAMES = {"wall": "wall time", "mean_rss": "mean RSS", "peak_rss": "peak RSS"}
@@ -79,7 +80,7 @@ def render(inputs, canvas) -> list[str]:
         lines.append(f"- Screening by {acc['method']} against the {acc['verified']} verified candidate(s): "
                      + ("; ".join(parts) if parts else "too few verified to say") + ".")
         lines += [""]
-        stem = os.path.basename(result["command"][-1]).replace(".", "_")
+        stem = program_name(result).replace(".", "_")  # the script, or the binary: never an option
         lines += canvas.figure(f"advice_{stem}.png", f"advise {name}",
                                lambda path, cap, result=result: draw_front(result, path, cap))
     return lines
