@@ -193,3 +193,14 @@ def test_recording_keeps_the_programs_bytes(tmp_path):
     assert (tmp_path / "c.trace.log").read_bytes() == data.read_bytes()
     shown = cli("record", "--out", out, "--input", data, "--show-output", "--", "cat", text=False)
     assert shown.returncode == 0 and shown.stdout == data.read_bytes()
+
+
+def test_the_header_names_the_command_and_the_folder_it_ran_in(tmp_path):
+    """What trace info --fidelity runs again: the argv as given and the folder, whatever allocbench's own is."""
+    exe = build(tmp_path, "mover", MOVER)
+    folder = tmp_path / "work"
+    folder.mkdir()
+    out = str(tmp_path / "m.trace")
+    traces.record(["../mover"], out, cwd=str(folder))
+    info = traces.info(out)
+    assert info["argv"] == ["../mover"] and info["cwd"] == str(folder) and exe.endswith("mover")

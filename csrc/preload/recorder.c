@@ -171,7 +171,9 @@ static void open_trace(const char *file)
         i += len + 1;
     }
     strncat(argv_j, "]", sizeof argv_j - strlen(argv_j) - 1);
-    escape(cwd_j, sizeof cwd_j, getcwd(cwd, sizeof cwd) ? cwd : "", strlen(cwd));
+    if (!getcwd(cwd, sizeof cwd))  /* before strlen(cwd): an argument list has no order of evaluation */
+        cwd[0] = 0;
+    escape(cwd_j, sizeof cwd_j, cwd, strlen(cwd));
     snprintf(map + 40, AB_TRACE_HEADER - 41,
              "{\"recorder\":{\"max_events\":%llu,\"order\":\"global, one atomic add per call\","
              "\"fork\":\"the child records into TRACE.PID\",\"syscalls\":%s},\"program\":\"%s\","
