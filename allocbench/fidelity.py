@@ -139,15 +139,14 @@ def measure(path: str, allocator: str = "glibc", settings: dict | None = None, w
     if allocator not in BACKENDS:
         raise FidelityError(f"unknown allocator {allocator!r}; known: {', '.join(BACKENDS)}")
     BACKENDS[allocator].check_settings(settings)
-    header, _ = traces.read(path)
-    given = traces.info(path)
-    argv, cwd = header.get("argv"), header.get("cwd") or None
+    given = traces.info(path)  # the header's command and folder, and what the file holds
+    argv, cwd = given["argv"], given["cwd"] or None
     if not argv:
         raise FidelityError(f"{path}: its header has no argv (recorded by an older allocbench): record it again")
     why = BACKENDS[allocator].unavailable_reason()
     if why:
         raise FidelityError(f"allocator {allocator}: {why}")
-    rec = {"kind": "fidelity", "status": "ok", "trace": os.path.abspath(path), "program": header.get("program"),
+    rec = {"kind": "fidelity", "status": "ok", "trace": os.path.abspath(path), "program": given["program"],
            "argv": argv, "cwd": cwd, "allocator": allocator, "settings": settings, "tolerance": TOLERANCE,
            "floor_bytes": FLOOR_BYTES, "hz": hz, "method": METHOD}
     try:
@@ -156,7 +155,7 @@ def measure(path: str, allocator: str = "glibc", settings: dict | None = None, w
             prog = _program_run(argv, cwd, allocator, settings, hz, timeout, stdin)
             say("recording it again, counting malloc's syscalls")
             fresh, head, launched = _fresh_recording(argv, cwd, allocator, settings, folder, timeout, stdin,
-                                                     header.get("program"))
+                                                     given["program"])
             info = traces.info(fresh)
             at_exit = head["at_exit"]
             own, anon, files = (at_exit.get(k) or {} for k in ("own_anon_mmaps", "anon_bytes",
@@ -169,30 +168,25 @@ def measure(path: str, allocator: str = "glibc", settings: dict | None = None, w
                                                  else None))
             if not launched:  # exec sampled the launched process, not the traced one
                 prog.update(peak_anon_growth_bytes=None,
-                            rss_note=f"the trace is of {header.get('program')}, a child of the launched "
+                            rss_note=f"the trace is of {given['program']}, a child of the launched "
                                      f"{argv[0]}: exec samples the launched process only")
             # no replay has the program's own mappings, nor its libraries' written pages
             mine = own.get("resident_at_exit_bytes") or 0
             grown_files = max(0, (files.get("at_exit") or 0) - max(0, files.get("at_start") or 0))
             peak, final = prog["peak_anon_growth_bytes"], prog["final_anon_growth_bytes"]
+            peak = None if peak is None else max(0, peak - mine - max(0, files.get("at_exit") or 0))
+            final = None if final is None else max(0, final - mine - grown_files)
             if peak is not None and final is not None and final > peak:
                 # the end was read in the recorded run, the peak sampled in another: a run peaks at least at its end
                 prog["peak_note"] = "the exec run peaked below the recorded run's end: the end is the peak"
-                peak = prog["peak_anon_growth_bytes"] = final
-            prog["peak_malloc_growth_bytes"] = (None if peak is None
-                                                else max(0, peak - mine - max(0, files.get("at_exit") or 0)))
-            prog["final_malloc_growth_bytes"] = None if final is None else max(0, final - mine - grown_files)
-            if prog["peak_malloc_growth_bytes"] is not None and prog["final_malloc_growth_bytes"] is not None:
-                prog["peak_malloc_growth_bytes"] = max(prog["peak_malloc_growth_bytes"],
-                                                       prog["final_malloc_growth_bytes"])
+                peak = final
+            prog["peak_malloc_growth_bytes"], prog["final_malloc_growth_bytes"] = peak, final
             modes = ["one", "recorded"] if info["threads"] > 1 else ["one"]
             replays = []
             for mode in modes:
                 say(f"replaying on {'its recorded threads' if mode == 'recorded' else 'one thread'}")
                 replays.append(_replay(fresh, mode, allocator, settings, window, timeout))
-    except ChildFailed as e:
-        raise FidelityError(str(e)) from None
-    except (ValueError, FileNotFoundError) as e:
+    except (ChildFailed, ValueError, FileNotFoundError) as e:
         raise FidelityError(str(e)) from None
     glibc = BACKENDS[allocator].glibc
     for r in replays:
@@ -226,6 +220,13 @@ def _rel(e: dict) -> str:
     return f" ({e['relative']:+.0%})"
 
 
+def syscalls_text(replay: dict) -> str:
+    """A replay's malloc syscalls against the program's: "exact", or each difference."""
+    if replay["syscalls_exact"]:
+        return "exact"
+    return ", ".join(f"{k} {v:+d}" for k, v in replay["errors"]["malloc_syscalls"].items() if v)
+
+
 def summary_lines(rec: dict) -> list[str]:
     p = rec["program_run"]
     settings = ", ".join(f"{k}={v}" for k, v in rec["settings"].items()) or "defaults"
@@ -252,8 +253,7 @@ def summary_lines(rec: dict) -> list[str]:
         e = r["errors"]
         verdict = {True: "faithful", False: "NOT faithful (" + ", ".join(r["not_faithful_because"]) + ")",
                    None: "not judged"}[r["faithful"]]
-        sys_err = "exact" if r["syscalls_exact"] else ", ".join(
-            f"{k} {v:+d}" for k, v in e["malloc_syscalls"].items() if v)
+        sys_err = syscalls_text(r)
         lines.append(f"replay on {'its recorded threads' if r['mode'] == 'recorded' else 'one thread'} "
                      f"({r['mode']}): {verdict}")
         lines.append(f"  peak {human_bytes(r['peak_anon_growth_bytes'])}{_rel(e['peak_anon_growth'])}, end "

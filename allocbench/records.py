@@ -287,9 +287,9 @@ def latency_causes(slow: list[dict]) -> dict | None:
 
 
 def _latency(lat: dict | None, notes: list) -> dict:
-    """The latency passes' fields (cell latency=1)."""
+    """The latency passes' fields (cell latency=1); without them, latency is null."""
     if lat is None:
-        return {}
+        return {"latency": None}
     if lat.get("error"):
         notes.append(f"latency: {lat['error']}")
         return {"latency": None, "latency_error": lat["error"]}
@@ -390,7 +390,6 @@ def build(spec: dict, raw: dict, env: dict) -> dict:
         "retained_after_free_bytes_by_process": retained_by_process,
         "arena_heaps": raw["arena_heaps"],
         "arena_heap_bytes": raw["arena_heap_bytes"],
-        "latency": spec.get("latency", False) or None,
         **_latency(raw.get("latency"), notes),
         "toy_stats_after": raw.get("toy_stats_after"),
         "trace_summary": raw.get("trace"),

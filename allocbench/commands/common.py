@@ -74,6 +74,14 @@ def settings_given(args) -> dict:
     return {k: getattr(args, k) for k in ALL_SETTINGS if getattr(args, k, None) is not None}
 
 
+def percentiles_text(h: dict) -> str:
+    """One call kind's latency histogram in a line: "p50 38 ns  p90 …  p99 …  p99.9 …  max …"."""
+    from ..units import human_ns
+
+    return "  ".join(f"{label} {human_ns(h[key])}" for label, key in (
+        ("p50", "p50_ns"), ("p90", "p90_ns"), ("p99", "p99_ns"), ("p99.9", "p999_ns"), ("max", "max_ns")))
+
+
 def add_program_io(parser, what: str) -> None:
     """The measured program's input and output, as hyperfine offers them."""
     parser.add_argument("--input", metavar="FILE", help=f"feed FILE to {what}'s stdin (default: /dev/null, so no "

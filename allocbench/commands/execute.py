@@ -10,6 +10,7 @@ from .common import (
     add_setting_flags,
     command_after_dashes,
     count_arg,
+    percentiles_text,
     seconds_arg,
     settings_given,
 )
@@ -82,8 +83,7 @@ def latency_lines(rec: dict, slowest: int = 5) -> list[str]:
     lines = [f"  latency of {rec['latency_program']} ({rec['latency_clock']}; a reading costs "
              f"{rec['latency_clock_overhead_ns']:.0f} ns, included):"]
     for kind, h in rec["latency"].items():
-        lines.append(f"    {kind:<12} {h['count']:>10} calls  p50 {human_ns(h['p50_ns'])}  "
-                     f"p99 {human_ns(h['p99_ns'])}  p99.9 {human_ns(h['p999_ns'])}  max {human_ns(h['max_ns'])}")
+        lines.append(f"    {kind:<12} {h['count']:>10} calls  {percentiles_text(h)}")
     for c in rec["slow_calls"][:slowest]:
         lines.append(f"    slow: {c['op']}({human_bytes(c['size'])}) {human_ns(c['ns'])}, called from "
                      + " <- ".join(frame_text(f) for f in c["backtrace"][:3]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from .common import UsageError, add_setting_flags, count_arg, seconds_arg, settings_given, size_arg
+from .common import UsageError, add_setting_flags, count_arg, percentiles_text, seconds_arg, settings_given, size_arg
 
 NAME, HELP = "run", "measure one cell in a fresh process"
 
@@ -61,9 +61,7 @@ def latency_rows(rec: dict) -> list[tuple[str, str]]:
     rows = [("latency", f"{rec['latency_clock']}; a reading costs {rec['latency_clock_overhead_ns']:.0f} ns, "
                         "included in every figure")]
     for kind, h in rec["latency"].items():
-        rows.append((f"  {kind}", f"{h['count']:>8} calls  p50 {human_ns(h['p50_ns'])}  p90 {human_ns(h['p90_ns'])}  "
-                                  f"p99 {human_ns(h['p99_ns'])}  p99.9 {human_ns(h['p999_ns'])}  "
-                                  f"max {human_ns(h['max_ns'])}"))
+        rows.append((f"  {kind}", f"{h['count']:>8} calls  {percentiles_text(h)}"))
     causes, att = rec.get("latency_causes"), rec["latency_attribution"]
     if causes:
         parts = [f"{k} {v['share']:.0%}" for k, v in causes.items() if k != "slow_calls" and v["calls"]]

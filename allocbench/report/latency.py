@@ -8,13 +8,11 @@ from __future__ import annotations
 import os
 
 from .. import stats
-from ..records import series_key
+from ..records import latency_causes, series_key
 from ..series import glibc_at, series, series_order
 from ..units import KIB, human_ns, size_label
 
 KINDS = ("malloc", "free")  # the figures' and the findings' call kinds
-CAUSE_WORDS = {"mmap": "an mmap", "munmap": "a munmap", "brk": "a brk", "madvise": "an madvise",
-               "mprotect": "an mprotect", "mremap": "an mremap", "faults": "page faults", "trim": "a trim"}
 
 
 def latency_cells(recs: list[dict]) -> list[dict]:
@@ -73,24 +71,16 @@ def _share(n: int, of: int) -> str:
 
 
 def causes_text(rec: dict, kind: str | None = None) -> str:
-    """The share of the slow calls (of one kind, or all) each cause explains."""
+    """The share of the slow calls (of one kind, or all) each cause explains (records.latency_causes)."""
     slow = [c for c in rec.get("slow_calls") or [] if kind is None or c["op"] == kind]
-    named = [c for c in slow if c["syscalls"] is not None]
     if not slow:
         return "-"
-    if not named:
+    causes = latency_causes(slow)
+    if causes is None:
         return "not named: " + ((rec.get("latency_attribution") or {}).get("why") or "no counters")
-    parts = []
-    for cause in CAUSE_WORDS:
-        hit = [c for c in named if (c["faults"] > 0 if cause == "faults" else c["trimmed"] if cause == "trim"
-                                    else c["syscalls"].get(cause, 0) > 0)]
-        if hit:
-            parts.append(f"{cause} {_share(len(hit), len(named))}")
-    bare = [c for c in named if not any(v > 0 for v in c["syscalls"].values()) and not c["faults"]
-            and not c["trimmed"]]
-    if bare:
-        parts.append(f"unexplained {_share(len(bare), len(named))}")
-    return f"{len(named)} slowest: " + ", ".join(parts)
+    parts = [f"{cause} {_share(v['calls'], causes['slow_calls'])}" for cause, v in causes.items()
+             if cause != "slow_calls" and v["calls"]]
+    return f"{causes['slow_calls']} slowest: " + ", ".join(parts)
 
 
 def findings(cells: list[dict]) -> list[str]:

@@ -15,6 +15,7 @@ import os
 from collections import defaultdict
 
 from .. import stats
+from ..fidelity import syscalls_text
 from ..records import series_key
 from ..series import glibc_at, series, series_order, syscalls_per_op
 from ..units import MIB
@@ -102,8 +103,7 @@ def fidelity_table(records: list[dict]) -> list[str]:
             def cell(prog, rep, err):
                 rel = "" if err["relative"] is None else f" ({err['relative']:+.0%})"
                 return f"{_mib(prog)}, {_mib(rep)}{rel}"
-            sys_err = "exact" if r["syscalls_exact"] else ", ".join(
-                f"{k} {v:+d}" for k, v in e["malloc_syscalls"].items() if v)
+            sys_err = syscalls_text(r)
             verdict = ("faithful" if r["faithful"] else "**not faithful** (" + ", ".join(r["not_faithful_because"])
                        + ")" if r["faithful"] is False else "not judged")
             peak = cell(p["peak_malloc_growth_bytes"], r["peak_anon_growth_bytes"], e["peak_anon_growth"])

@@ -146,8 +146,7 @@ static void after(ab_call_thread *m, mark *b, int pick, int kind, uint64_t i, ui
     ab_slow_call *slow = pick ? find_slow(my_index, i) : NULL;
     if (!slow)
         return;
-    slow->size = size;
-    (void)kind;  /* pass 1 noted it */
+    slow->size = size;  /* its kind and ticks are pass 1's */
     slow->attributed = counted;
     for (int s = 0; s < AB_NSYSCALLS; s++)
         slow->syscalls[s] = counted ? now[s] - b->syscalls[s] : -1;

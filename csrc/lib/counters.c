@@ -483,6 +483,15 @@ static int64_t kb_field(const char *buf, const char *key)
     return p ? atoll(p + strlen(key)) * 1024 : -1;
 }
 
+int64_t ab_resident_bytes(void)
+{
+    char buf[256];
+    long long size, resident;
+    if (read_small("/proc/self/statm", buf, sizeof buf) <= 0 || sscanf(buf, "%lld %lld", &size, &resident) != 2)
+        return -1;
+    return resident * sysconf(_SC_PAGESIZE);
+}
+
 int64_t ab_anon_bytes(void)
 {
     char buf[4096];

@@ -128,6 +128,8 @@ int ab_window_begin(ab_counter *c, ab_window *w);
 int ab_window_end(ab_counter *c, ab_window *w, ab_counts *out);
 
 int ab_footprint_read(ab_footprint *f);
+/* Resident memory now (statm: no malloc, no page-table walk), in bytes; -1 if unreadable. */
+int64_t ab_resident_bytes(void);
 /* Anonymous memory resident now (smaps_rollup's Anonymous), in bytes; -1 if unreadable. */
 int64_t ab_anon_bytes(void);
 /* The program break, from the kernel: sbrk(0) would make glibc note it, and its

@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -144,17 +145,8 @@ static void finish(void)
     static int done;
     if (log_fd < 0 || done++)
         return;
-    char pid[32] = "latency ";
-    {
-        char num[16];
-        int n = 0;
-        for (int v = getpid(); v; v /= 10)
-            num[n++] = (char)('0' + v % 10);
-        int o = 8;
-        while (n)
-            pid[o++] = num[--n];
-        pid[o++] = ':', pid[o++] = ' ', pid[o] = 0;
-    }
+    char pid[32];  /* every line's prefix: the process's lines apart from a child's in the same log */
+    snprintf(pid, sizeof pid, "latency %d: ", getpid());
     /* the ratio to nanoseconds, as 1e12 x ns per tick (no floating-point printing here) */
     ab_put(log_fd, pid);
     ab_put(log_fd, clk.tsc ? "clock tsc ps_per_tick " : "clock monotonic ps_per_tick ");

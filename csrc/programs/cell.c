@@ -26,21 +26,13 @@
 #include "calltime.h"
 #include "counters.h"
 #include "json.h"
+#include "opts.h"
 #include "toyalloc.h"
 #include "workloads.h"
 
-static const char *opt_str(int argc, char **argv, const char *key, const char *def)
-{
-    size_t n = strlen(key);
-    for (int i = 1; i < argc; i++)
-        if (!strncmp(argv[i], key, n) && argv[i][n] == '=')
-            return argv[i] + n + 1;
-    return def;
-}
-
 static unsigned long long opt_num(int argc, char **argv, const char *key, unsigned long long def)
 {
-    const char *s = opt_str(argc, argv, key, NULL);
+    const char *s = ab_opt_str(argc, argv, key, NULL);
     if (!s)
         return def;
     char *end;
@@ -242,7 +234,7 @@ int main(int argc, char **argv)
 {
     ab_cell_spec spec = ab_cell_defaults;
     ab_workload w = spec.w;
-    w.pattern = ab_pattern_of(opt_str(argc, argv, "pattern", ab_pattern_names[w.pattern]));
+    w.pattern = ab_pattern_of(ab_opt_str(argc, argv, "pattern", ab_pattern_names[w.pattern]));
     w.size_lo = opt_num(argc, argv, "size_lo", w.size_lo);
     w.size_hi = opt_num(argc, argv, "size_hi", w.size_lo);
     w.ops = opt_num(argc, argv, "ops", w.ops);
@@ -252,10 +244,10 @@ int main(int argc, char **argv)
     w.seed = opt_num(argc, argv, "seed", w.seed);
     w.spawn = (int)opt_num(argc, argv, "spawn", 0);
     static ab_replay replay;
-    const char *trace = opt_str(argc, argv, "trace", NULL);
+    const char *trace = ab_opt_str(argc, argv, "trace", NULL);
     if (trace) {  /* made ready before any window: the replay loop does no bookkeeping malloc */
         char err[512];
-        const char *mode_name = opt_str(argc, argv, "replay_threads", ab_replay_mode_names[AB_REPLAY_ONE]);
+        const char *mode_name = ab_opt_str(argc, argv, "replay_threads", ab_replay_mode_names[AB_REPLAY_ONE]);
         int mode = -1;
         for (int i = 0; i < AB_NREPLAY_MODES; i++)
             if (!strcmp(mode_name, ab_replay_mode_names[i]))
@@ -288,7 +280,7 @@ int main(int argc, char **argv)
     unsigned long long repeats = spec.repeats, warmup = spec.warmup;
 
     ab_allocator a = ab_libc_allocator;
-    const char *allocator = opt_str(argc, argv, "allocator", "glibc");
+    const char *allocator = ab_opt_str(argc, argv, "allocator", "glibc");
     int toy = !strcmp(allocator, "toy");
     if (!strcmp(allocator, "libc"))
         a.glibc_chunks = 0;
@@ -298,7 +290,7 @@ int main(int argc, char **argv)
         toy_get_config(&tc);
         tc.threshold = opt_num(argc, argv, "toy_threshold", tc.threshold);
         tc.cache_cap = opt_num(argc, argv, "toy_cache_cap", tc.cache_cap);
-        const char *policy = opt_str(argc, argv, "toy_policy", toy_policy_names[tc.policy]);
+        const char *policy = ab_opt_str(argc, argv, "toy_policy", toy_policy_names[tc.policy]);
         tc.policy = -1;
         for (int i = 0; i < TOY_NPOLICIES; i++)
             if (!strcmp(policy, toy_policy_names[i]))
@@ -332,7 +324,7 @@ int main(int argc, char **argv)
 
     ab_counter c;
     char note[2048];
-    const char *method = ab_counter_open_named(&c, opt_str(argc, argv, "method", "auto"), note, sizeof note);
+    const char *method = ab_counter_open_named(&c, ab_opt_str(argc, argv, "method", "auto"), note, sizeof note);
     if (!method) {
         fprintf(stderr, "allocbench-cell: counter method unavailable: %s\n", note);
         return 3;

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "counters.h"
+#include "opts.h"
 
 /* glibc-internal: bit 1 of the size word just before the block is IS_MMAPPED */
 static int is_mmapped(void *p) { return (*(volatile size_t *)((uintptr_t)p - sizeof(size_t)) & 2) != 0; }
@@ -67,26 +68,6 @@ static void print_fp(const char *name, const ab_footprint *f)
            "\"fordblks\":%llu}", name, (unsigned long long)f->heap_top, (long long)f->rss_bytes,
            (unsigned long long)f->mallinfo2[AB_MI_arena], (unsigned long long)f->mallinfo2[AB_MI_keepcost],
            (unsigned long long)f->mallinfo2[AB_MI_fordblks]);
-}
-
-static const char *opt(int argc, char **argv, const char *key, const char *def)
-{
-    size_t n = strlen(key);
-    for (int i = 2; i < argc; i++)
-        if (!strncmp(argv[i], key, n) && argv[i][n] == '=')
-            return argv[i] + n + 1;
-    return def;
-}
-
-static long long resident_bytes(void)
-{
-    long long size, resident;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (!f || fscanf(f, "%lld %lld", &size, &resident) != 2)
-        resident = -1;
-    if (f)
-        fclose(f);
-    return resident < 0 ? -1 : resident * sysconf(_SC_PAGESIZE);
 }
 
 /* trim-pause: see the top of this file.  Runs on the calling thread or a new one. */
@@ -121,7 +102,7 @@ static void *run_trim_pause(void *arg)
         free(ps[n - 1]);
     ab_window w;
     struct timespec t0, t1;
-    tp->rss_before = resident_bytes();
+    tp->rss_before = ab_resident_bytes();
     ab_window_begin(tp->c, &w);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (tp->automatic)
@@ -130,7 +111,7 @@ static void *run_trim_pause(void *arg)
         malloc_trim(0);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     ab_window_end(tp->c, &w, &tp->counts);
-    tp->rss_after = resident_bytes();
+    tp->rss_after = ab_resident_bytes();
     tp->ns = (t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec);
     tp->ok = 1;
     munmap(ps, n * sizeof *ps + 1);
@@ -280,11 +261,12 @@ int main(int argc, char **argv)
         const char *method = ab_counter_open_named(&c, getenv("ALLOCBENCH_COUNTER_METHOD"), note, sizeof note);
         if (!method)
             method = "none", ab_counter_open(&c, AB_METHOD_NONE, NULL, NULL);
-        trim_pause tp = {.bytes = args[0], .pinned = !strcmp(opt(argc, argv, "layout", "unpinned"), "pinned"),
-                         .automatic = !strcmp(opt(argc, argv, "how", "trim"), "auto"), .c = &c};
+        trim_pause tp = {.bytes = args[0], .c = &c,
+                         .pinned = !strcmp(ab_opt_str(argc, argv, "layout", "unpinned"), "pinned"),
+                         .automatic = !strcmp(ab_opt_str(argc, argv, "how", "trim"), "auto")};
         if (!tp.automatic)
             mallopt(M_TRIM_THRESHOLD, INT32_MAX);  /* no free trims before malloc_trim does */
-        if (!strcmp(opt(argc, argv, "arena", "main"), "thread")) {
+        if (!strcmp(ab_opt_str(argc, argv, "arena", "main"), "thread")) {
             pthread_t t;
             if (pthread_create(&t, NULL, run_trim_pause, &tp) || pthread_join(t, NULL))
                 tp.ok = 0;
