@@ -67,3 +67,14 @@ def test_info_reports_the_method_the_cells_use():
     from allocbench import runner
     cell = runner.run_cell(runner.make_spec(size=1024, ops=10, repeats=1))
     assert info["counter_method_default"] == cell["counter_method"]
+
+
+def test_an_out_file_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    """A long run must not be lost to its --out: the folder is tried (a file made
+    and removed) before anything runs; a folder given as the file is refused too."""
+    for args in (["run", "--pattern", "churn", "--size", "64K", "--out", "/proc/allocbench/x.jsonl"],
+                 ["calibrate", "--out", "/sys/allocbench.json"],
+                 ["probe", "boundary", "--out", tmp_path],
+                 ["trace", "info", "--fidelity", tmp_path / "none.trace", "--out", "/proc/x.jsonl"]):
+        proc = cli(*args, timeout=60)
+        assert one_line_error(proc, "argument --out"), (args, proc.stderr)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .common import UsageError, count_arg
+from .common import UsageError, count_arg, out_path
 
 NAME, HELP = "calibrate", "this host's unit costs (syscalls, faults, touches) for the cost model"
 
@@ -11,7 +11,7 @@ NAME, HELP = "calibrate", "this host's unit costs (syscalls, faults, touches) fo
 def add_arguments(p) -> None:
     p.add_argument("--runs", type=count_arg, default=5, help="fresh processes to take the median of (5)")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--out", help="also write the JSON to this file (the report reads it)")
+    p.add_argument("--out", type=out_path, help="also write the JSON to this file (the report reads it)")
 
 
 def run(args) -> int:

@@ -74,6 +74,26 @@ def settings_given(args) -> dict:
     return {k: getattr(args, k) for k in ALL_SETTINGS if getattr(args, k, None) is not None}
 
 
+def out_path(text: str) -> str:
+    """--out FILE: checked before any work, so a long measurement is never lost
+    to a folder that cannot be written (it is created when missing)."""
+    import os
+    import tempfile
+
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a folder")
+    folder = os.path.dirname(os.path.abspath(text))
+    while not os.path.exists(folder):  # the nearest existing ancestor is where the folder would be made
+        folder = os.path.dirname(folder)
+    try:  # a file made and removed: access() says yes to root even in /proc
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".allocbench-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {folder}: {e.strerror}") from None
+    return text
+
+
 def percentiles_text(h: dict) -> str:
     """One call kind's latency histogram in a line: "p50 38 ns  p90 …  p99 …  p99.9 …  max …"."""
     from ..units import human_ns

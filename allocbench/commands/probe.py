@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from .common import UsageError, size_arg
+from .common import UsageError, out_path, size_arg
 
 NAME = "probe"
 HELP = ("what glibc really does (boundary, dynamic, trim, arenas) and the mmap claims (read-vs-mmap, lazy, "
@@ -20,7 +20,7 @@ def add_arguments(p) -> None:
     p.add_argument("--allocator", choices=PROBE_ALLOCATORS, default=PROBE_ALLOCATORS[0],
                    help="boundary and dynamic also run on the toy")
     p.add_argument("--json", action="store_true", help="print JSON instead of the summary")
-    p.add_argument("--out", help="also write the JSON to this file (the report reads it)")
+    p.add_argument("--out", type=out_path, help="also write the JSON to this file (the report reads it)")
 
 
 def run(args) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import Parser, UsageError, add_setting_flags, count_arg, seconds_arg, settings_given
+from .common import Parser, UsageError, add_setting_flags, count_arg, out_path, seconds_arg, settings_given
 
 NAME, HELP = "trace", "traces: info (--fidelity: the replay against the program)"
 
@@ -26,7 +26,7 @@ def add_arguments(p) -> None:
     info.add_argument("--replay-window", type=count_arg, help="--fidelity: the recorded threads' window, in events")
     info.add_argument("--input", metavar="FILE", help="--fidelity: the program's stdin (default: /dev/null)")
     info.add_argument("--timeout", type=seconds_arg, default=600, help="--fidelity: seconds per run (600)")
-    info.add_argument("--out", help="--fidelity: also append the record to this JSON Lines file")
+    info.add_argument("--out", type=out_path, help="--fidelity: also append the record to this JSON Lines file")
 
 
 def run(args) -> int:
