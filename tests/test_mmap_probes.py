@@ -66,9 +66,15 @@ def test_shared_mappings_are_seen_and_unlocked(tmp_path):
     res = mmap_probes.shared(str(tmp_path))
     assert res["parent_sees_child_write"] and res["parent_fresh_mapping_sees"] and res["child_sees_parent_write"]
     assert res["read_sees_write_before_msync"] and res["in_file_after_msync"]
-    # the two processes met at a barrier and their timestamps show they ran at once before updates were counted
-    assert res["plain_overlap_ns"] > 0 and res["lost_updates_plain"] > 0 and res["lost_updates_atomic"] == 0
-    assert res["verdict"] == "holds"
+    # atomics lose nothing, whatever the scheduling; without them updates are lost only when the two
+    # processes run at the same instant, which a busy machine may never let happen: the verdict then
+    # says undecided, never that the claim fails
+    n = res["increments_per_process"]
+    assert res["lost_updates_atomic"] == 0 and 0 <= res["lost_updates_plain"] < 2 * n
+    if res["lost_updates_plain"] > 0:
+        assert res["verdict"] == "holds"
+    else:
+        assert res["verdict"].startswith("undecided: no update was lost")
 
 
 def test_private_mappings_copy_on_write(tmp_path):
