@@ -90,6 +90,21 @@ Fields (units in the names; null means "not measured", with the reason in
   arena_heaps                glibc's non-main arena heaps mapped after the last repeat (64 MiB
                              aligned anonymous mappings in /proc/self/maps; of the first process)
   arena_heap_bytes           their usable (read-write) part, of 64 MiB reserved each
+  latency                    with the latency passes (latency=1; null without them): for each call
+                             kind that occurred (malloc, calloc, realloc, free, aligned) its count,
+                             p50_ns, p90_ns, p99_ns, p999_ns, max_ns and histogram ([highest ns of
+                             the bucket, calls], two significant digits), from one untimed repeat
+                             that timed every call (csrc/lib/calltime.h); latency_clock and
+                             latency_clock_overhead_ns (one reading, included in every figure);
+                             latency_threshold_ns, the p99.9 of all calls
+  slow_calls                 the slowest calls (the top 64 and all at or above that p99.9), each with
+                             thread, index (its place among its thread's calls), op, size, ns, and,
+                             from a second pass making the same calls, the syscalls that ran inside
+                             it, its faults and whether the program break moved down (trimmed); null
+                             where they could not be counted (latency_attribution says why, and has
+                             every call kind's counts of calls with each syscall)
+  latency_causes             the share of the slow calls (by count and by time) each syscall, the
+                             faults and a trim explain, and the unexplained
   toy_stats_after            the toy's own books after the last repeat (toy only):
                              mapped, live and cached bytes, syscalls it issued
   trace_summary              pattern trace: what the trace holds, from the cell's preparation:
