@@ -327,6 +327,24 @@ def check_run_options(repeats: int, hz: int, stdin: str | None) -> None:
         raise ValueError(f"--input {stdin}: no such file")
 
 
+def _run_key(command: list[str], entry: dict, repeat: int, latency: bool) -> dict:
+    """What identifies a program run in a results file (records.cell_key reads it)."""
+    return {"kind": "program", "command": command, "allocator": entry["allocator"],
+            "settings": entry.get("settings", {}), "repeat": repeat, "latency": latency}
+
+
+def check_runs(command: list[str], grid: list[dict], repeats: int, hz: int, stdin: str | None,
+               out: str | None) -> None:
+    """Everything run_grid would refuse, refused before anything runs (ValueError,
+    FileNotFoundError, or ResultsError for an --out that cannot be resumed)."""
+    check_command(command)
+    check_grid(grid)
+    check_run_options(repeats, hz, stdin)
+    program("allocbench-launch")
+    if out:
+        measured_keys(out)
+
+
 def run_grid(command: list[str], grid: list[dict], repeats: int, out: str | None, hz: int = 100,
              timeout: float = 600, explain: bool = False, stdin: str | None = None,
              show_output: bool = False, progress: bool | None = None, latency: bool = False) -> list[dict]:
@@ -334,17 +352,17 @@ def run_grid(command: list[str], grid: list[dict], repeats: int, out: str | None
     returns the new records.  A line per run on stderr when it is a terminal
     (progress=None), or as `progress` says."""
     progress = sys.stderr.isatty() if progress is None else progress
-    check_command(command)
-    check_grid(grid)
-    check_run_options(repeats, hz, stdin)
+    check_runs(command, grid, repeats, hz, stdin, out)
     done = measured_keys(out) if out else set()
     env_info, loader_cache, new = machine.describe(), {}, []
     todo = [(e, r) for r in range(repeats) for e in grid]
+    skipped = sum(cell_key(_run_key(command, e, r, latency)) in done for e, r in todo)
+    if skipped:  # resuming is right, but a loop of --repeats 1 into one file would measure once, silently
+        print(f"exec: {skipped} of {len(todo)} run(s) already measured in {out}: skipped (--repeats N adds runs)",
+              file=sys.stderr)
     for i, (entry, r) in enumerate(todo, 1):
         settings = entry.get("settings", {})
-        probe = {"kind": "program", "command": command, "allocator": entry["allocator"], "settings": settings,
-                 "repeat": r, "latency": latency}
-        if cell_key(probe) in done:
+        if cell_key(_run_key(command, entry, r, latency)) in done:
             continue
         output = SHOW if show_output else log_path(out, command, entry["allocator"], settings, r)
         rec = run_program(command, entry["allocator"], settings, r, hz, timeout, explain, env_info, loader_cache,

@@ -17,6 +17,8 @@ Fields (units in the names; null means "not measured", with the reason in
                              ahead of the slowest (recorded); replay_thread_count: the threads
   replay_peak_live_bytes     recorded: the replay's own peak of live bytes (its timeline repeat),
                              beside the trace's own, live_bytes_peak
+  replay_reordered           recorded: calls a thread made after its exit marker (glibc's own thread
+                             teardown), replayed before its exit instead: the nearest order kept
   trace_threads              the trace's threads
   replay_allocs, replay_frees, replay_failed   the calls one repeat of the replay made (the
                              program's own frees; the leftovers freed after the window are not)
@@ -146,7 +148,7 @@ CELL_OUTPUT = {
     "trace": {"events": None, "allocations": None, "threads": None, "slots": None, "peak_live_bytes": None,
               "live_at_end_bytes": None, "allocations_at_or_above_boundary": None,
               "bytes_at_or_above_boundary": None, "cross_thread_frees": None, "unmatched_frees": None},
-    "replay": {"threads": None, "window": None, "thread_count": None, "peak_live_bytes": None},
+    "replay": {"threads": None, "window": None, "thread_count": None, "peak_live_bytes": None, "reordered": None},
     "latency": {
         "error": None, "clock": None, "clock_overhead_ns": None, "threshold_ns": None,
         "kinds": {k: {"count": None, "p50_ns": None, "p90_ns": None, "p99_ns": None, "p999_ns": None,
@@ -263,6 +265,7 @@ def _replay(spec: dict, raw: dict, reps: list[dict]) -> dict:
     rp, calls = raw["replay"], reps[0]["calls"]
     return {"replay_threads": rp["threads"], "replay_window": rp["window"],
             "replay_thread_count": rp["thread_count"], "replay_peak_live_bytes": rp["peak_live_bytes"],
+            "replay_reordered": rp["reordered"],
             "trace_threads": raw["trace"]["threads"], "replay_allocs": calls["allocs"],
             "replay_frees": calls["frees"], "replay_failed": calls["failed"]}
 

@@ -218,6 +218,15 @@ def summary_lines(i: dict) -> list[str]:
     return lines
 
 
+def check_record(command: list[str], stdin: str | None, cwd: str | None = None) -> None:
+    """What record() refuses before anything runs (ValueError, FileNotFoundError);
+    the --out file itself is tried by the command line (commands.common.out_path)."""
+    check_command(command, cwd)
+    library("librecord.so")
+    if stdin and not os.path.isfile(stdin):
+        raise ValueError(f"--input {stdin}: no such file")
+
+
 def record(command: list[str], out: str, timeout: float = 3600, stdin: str | None = None,
            output: str | None = None, env: dict | None = None, cwd: str | None = None) -> tuple[list[str], int]:
     """Run the command with the recorder preloaded; returns the trace files
@@ -229,15 +238,9 @@ def record(command: list[str], out: str, timeout: float = 3600, stdin: str | Non
     ChildFailed on a timeout or when the recorder wrote nothing."""
     import glob
 
-    check_command(command, cwd)
+    check_record(command, stdin, cwd)
     lib = library("librecord.so")
-    folder = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(folder):
-        raise ValueError(f"--out {out}: no such folder {folder}")
-    if not os.access(folder, os.W_OK):
-        raise ValueError(f"--out {out}: the folder {folder} is not writable")
-    if stdin and not os.path.isfile(stdin):
-        raise ValueError(f"--input {stdin}: no such file")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     children = glob.escape(out) + ".[0-9]*"  # a forked or exec'd child's trace: OUT.PID
     for old in [out] + glob.glob(children):  # a previous recording's files
         if os.path.exists(old):

@@ -1,7 +1,16 @@
 """The command line, one module per verb (NAME, HELP, add_arguments, run):
 COMMANDS lists them, so a new verb is one new module and one line here.
-Bad input is a one-line error with exit status 2.  Importing this loads
-neither numpy nor matplotlib: each verb imports what it needs when it runs."""
+Importing this loads neither numpy nor matplotlib: each verb imports what it
+needs when it runs.
+
+Exit status, the same in every verb (README, "Exit status"):
+  0  done;
+  1  what was measured failed: a cell crashed, a program exited non-zero or
+     timed out (the record says which), or writing the results failed;
+  2  bad input, one line, refused before any work and before anything is
+     written (every --out is tried first);
+  70 a bug in allocbench: its traceback and a request to report it, never
+     dressed as the user's mistake (EX_SOFTWARE in sysexits.h)."""
 from __future__ import annotations
 
 import sys
@@ -18,22 +27,32 @@ def build_parser() -> Parser:
     p.add_argument("--version", action="version", version=f"allocbench {__version__}")
     sub = p.add_subparsers(dest="command_name", required=True, parser_class=Parser)
     for command in COMMANDS:
-        verb = sub.add_parser(command.NAME, help=command.HELP, description=command.HELP)
+        verb = sub.add_parser(command.NAME, help=command.HELP.replace("%", "%%"), description=command.HELP)
         command.add_arguments(verb)
         verb.set_defaults(func=command.run)
     return p
 
 
+EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 70
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # argparse's own errors: one line, exit 2 (Parser.error)
     try:
         return args.func(args)
     except UsageError as e:
         print(f"allocbench: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # a results or plots path that cannot be written, a full disk
+        return EXIT_USAGE
+    except OSError as e:  # a full disk, a results file removed under us: the measurement's, not the input's
         print(f"allocbench: error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("allocbench: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # anything else is allocbench's own bug: say so, never blame the input
+        import traceback
+
+        traceback.print_exc()
+        print(f"allocbench {__version__}: this is a bug in allocbench, not a problem with your input; please "
+              "report it with the traceback above and the command line", file=sys.stderr)
+        return EXIT_BUG

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from .common import UsageError, count_arg, out_path
 
@@ -16,11 +17,19 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from .. import costmodel
+    from ..children import program
 
+    if args.runs < 1:
+        raise UsageError("--runs must be at least 1")
+    try:
+        program("allocbench-calibrate")
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
     try:
         cal = costmodel.calibrate(args.runs)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        raise UsageError(str(e)) from None
+    except RuntimeError as e:  # the calibration program failed: a measurement that failed
+        print(f"allocbench: calibration failed: {e}", file=sys.stderr)
+        return 1
     if args.out:
         from ..results import write_json_atomically
         write_json_atomically(args.out, cal)

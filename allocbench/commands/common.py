@@ -9,8 +9,22 @@ from ..units import GIB, KIB, MIB
 
 
 class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, help texts taken as plain prose (a "95%" is
+    not a format code), and long choice lists named once in the help rather
+    than spelled out in every usage line, so help fits 100 columns."""
+
     def error(self, message):  # one line instead of usage + error
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def add_argument(self, *args, **kwargs):
+        if isinstance(kwargs.get("help"), str):
+            kwargs["help"] = kwargs["help"].replace("%", "%%")
+        choices = kwargs.get("choices")
+        if choices is not None and "metavar" not in kwargs and len(",".join(map(str, choices))) > 30:
+            name = kwargs.get("dest") or next((a for a in args if a.startswith("--")), args[0])
+            kwargs["metavar"] = name.lstrip("-").replace("-", "_").upper()
+            kwargs["help"] = (kwargs.get("help") or "").rstrip() + " (one of: " + ", ".join(map(str, choices)) + ")"
+        return super().add_argument(*args, **kwargs)
 
 
 class UsageError(Exception):

@@ -10,6 +10,7 @@ from .common import (
     add_setting_flags,
     command_after_dashes,
     count_arg,
+    out_path,
     percentiles_text,
     seconds_arg,
     settings_given,
@@ -35,8 +36,8 @@ def add_arguments(p) -> None:
     p.add_argument("--latency", action="store_true",
                    help="time every allocation call and malloc_trim (a preload shim: histograms by call kind, the "
                         "slowest calls with their call sites); its cost is in the wall time")
-    p.add_argument("--out", help="append the records to this JSON Lines file (resumed); the programs' output "
-                                 "goes to OUT.logs/")
+    p.add_argument("--out", type=out_path, help="append the records to this JSON Lines file (resumed: a run "
+                                                 "already in it is skipped); the programs' output goes to OUT.logs/")
     p.add_argument("--json", action="store_true", help="print each record as one JSON line")
     add_program_io(p, "the program")
     p.add_argument("command", nargs="...", help="-- CMD ARGS...")
@@ -92,6 +93,7 @@ def latency_lines(rec: dict, slowest: int = 5) -> list[str]:
 
 def run(args) -> int:
     from .. import programs
+    from ..results import ResultsError
 
     command = command_after_dashes(args)
     settings = settings_given(args)
@@ -102,15 +104,17 @@ def run(args) -> int:
             grid = programs.load_grid(args.grid)
         else:
             grid = [{"allocator": args.allocator, "settings": settings}]
-        recs = programs.run_grid(command, grid, args.repeats, args.out, hz=args.hz, timeout=args.timeout,
-                                 explain=args.explain_threshold, stdin=args.input, show_output=args.show_output,
-                                 latency=args.latency)
-    except (ValueError, FileNotFoundError) as e:
+        programs.check_runs(command, grid, args.repeats, args.hz, args.input, args.out)
+    except (ValueError, FileNotFoundError, ResultsError) as e:
         raise UsageError(str(e)) from None
+    recs = programs.run_grid(command, grid, args.repeats, args.out, hz=args.hz, timeout=args.timeout,
+                             explain=args.explain_threshold, stdin=args.input, show_output=args.show_output,
+                             latency=args.latency)
     ours = sys.stderr if args.show_output else sys.stdout  # stdout carries the program's own bytes
     for rec in recs:
         print(json.dumps(rec) if args.json else "\n".join(summary(rec)), file=ours)
     timed_out = [r for r in recs if (r.get("error") or "").startswith("timeout")]
     if timed_out:
-        raise UsageError(f"{len(timed_out)} run(s) timed out after {args.timeout:g} s (raise --timeout)")
+        print(f"allocbench: {len(timed_out)} run(s) timed out after {args.timeout:g} s (raise --timeout)",
+              file=sys.stderr)
     return 0 if all(r["status"] in ("ok", "skipped") for r in recs) else 1

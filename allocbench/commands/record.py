@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import sys
 
-from .common import UsageError, add_program_io, command_after_dashes, seconds_arg
+from .common import UsageError, add_program_io, command_after_dashes, out_path, seconds_arg
 
 NAME, HELP = "record", "record a program's allocation calls into a trace (LD_PRELOAD)"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--out", required=True, help="the trace file (a forked child's goes to OUT.PID; the program's "
+    p.add_argument("--out", required=True, type=out_path, help="the trace file (a forked child's goes to OUT.PID; the program's "
                                                 "output to OUT.log)")
     p.add_argument("--timeout", type=seconds_arg, default=3600, help="seconds before the program is killed (3600)")
     add_program_io(p, "the program")
@@ -23,15 +23,21 @@ def run(args) -> int:
 
     command = command_after_dashes(args)
     try:
+        traces.check_record(command, args.input)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+    try:
         files, status = traces.record(command, args.out, timeout=args.timeout, stdin=args.input,
                                       output=SHOW if args.show_output else args.out + ".log")
-    except (ValueError, FileNotFoundError, ChildFailed) as e:
-        raise UsageError(str(e)) from None
+    except ChildFailed as e:  # a timeout, or a program that wrote no trace: the recording failed
+        print(f"allocbench: record failed: {e}", file=sys.stderr)
+        return 1
     ours = sys.stderr if args.show_output else sys.stdout
     for f in files:
         i = traces.info(f)
         print(f"{f}: {i['events']:,} events, {i['threads']} thread(s), peak live {human_bytes(i['peak_live_bytes'])}",
               file=ours)
-    if status != 0:
-        print(f"allocbench: warning: the program exited with status {status}", file=sys.stderr)
+    if status != 0:  # its trace is kept, but what was measured did not end well
+        print(f"allocbench: the program exited with status {status} (its trace is kept)", file=sys.stderr)
+        return 1
     return 0

@@ -138,9 +138,10 @@ def run(args) -> int:
             repeats=args.repeats, warmup=args.warmup, settings=settings_given(args),
             counter_method=args.counter_method, trace=args.trace, processes=args.processes,
             replay_threads=args.replay_threads, replay_window=args.replay_window, latency=args.latency)
-        rec = runner.run_cell(spec, timeout=args.timeout)
+        runner.cell_binary()  # missing: say so now, not as a failed cell
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None
+    rec = runner.run_cell(spec, timeout=args.timeout)
     if args.out:
         from ..results import append_record
         append_record(args.out, rec)

@@ -145,24 +145,46 @@ static int assign_threads(const ab_event *ev, uint64_t n, uint32_t *thread, char
     return rc ? -1 : (int)count;
 }
 
-/* Each thread's first call and exit, and who joins it (replay.h). */
+/* Each thread's first call and exit, and who joins it (replay.h).
+ *
+ * A thread's first call is its first replayed event: free(NULL) and the thread
+ * events attach no arena.  Its exit is its THREAD_EXIT marker, unless it made
+ * replayed calls after the marker (glibc's own thread teardown runs after the
+ * recorder's key destructor: a TLS destructor's free): then the exit moves to
+ * its last replayed call, the nearest order the replay can keep, and each such
+ * call is counted in `reordered`.  Only no-ops (free(NULL), thread events) may
+ * then follow a thread's exit, and a no-op never waits (workloads.c), so every
+ * wait is for an earlier event in the global order and the replay cannot
+ * deadlock: the thread holding the earliest pending event can always go on. */
 static int plan_exits(const ab_event *ev, uint64_t n, const uint32_t *thread, ab_replay *r, char *err, size_t cap)
 {
     uint32_t nt = r->nthreads;
     r->first_call = map_zero(nt * 8), r->exit_at = map_zero(nt * 8), r->joiner = map_zero(nt * 4);
-    if (!r->first_call || !r->exit_at || !r->joiner) {
+    uint64_t *last_call = map_zero(nt * 8);
+    if (!r->first_call || !r->exit_at || !r->joiner || !last_call) {
+        if (last_call)
+            munmap(last_call, nt * 8);
         snprintf(err, cap, "out of memory preparing the threads");
         return -1;
     }
     for (uint32_t t = 0; t < nt; t++)
-        r->first_call[t] = r->exit_at[t] = UINT64_MAX, r->joiner[t] = -1;
+        r->first_call[t] = r->exit_at[t] = last_call[t] = UINT64_MAX, r->joiner[t] = -1;
     for (uint64_t i = 0; i < n; i++) {
         uint32_t t = thread[i];
-        if (ev[i].op == AB_OP_THREAD_EXIT && t != 0)
+        if (ev[i].op == AB_OP_THREAD_EXIT && t != 0) {
             r->exit_at[t] = i;
-        else if (ab_trace_op_kinds[ev[i].op] != AB_OPK_THREAD && r->first_call[t] == UINT64_MAX)
-            r->first_call[t] = i;
+        } else if (r->ev[i].op) {
+            if (r->first_call[t] == UINT64_MAX)
+                r->first_call[t] = i;
+            last_call[t] = i;
+            if (r->exit_at[t] != UINT64_MAX)  /* a call after the thread's exit marker */
+                r->reordered++;
+        }
     }
+    for (uint32_t t = 1; t < nt; t++)
+        if (r->exit_at[t] != UINT64_MAX && last_call[t] != UINT64_MAX && last_call[t] > r->exit_at[t])
+            r->exit_at[t] = last_call[t];
+    munmap(last_call, nt * 8);
     for (uint32_t u = 1; u < nt; u++) {  /* u is joined by the thread that first calls after its exit */
         uint64_t best = UINT64_MAX;
         for (uint32_t t = 1; t < nt && r->exit_at[u] != UINT64_MAX; t++)

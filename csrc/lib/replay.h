@@ -51,6 +51,7 @@ typedef struct ab_replay {
     uint32_t threads;         /* the trace's threads (each creation, and the initial thread) */
     uint64_t cross_frees;     /* frees and reallocs of a block another thread allocated */
     uint64_t unmatched;       /* thread 0's frees of blocks from before the recording (skipped) */
+    uint64_t reordered;       /* recorded: calls a thread made after its exit marker (its exit moves after them) */
     /* recorded mode: */
     int mode;                 /* enum ab_replay_mode */
     uint64_t window;

@@ -571,8 +571,9 @@ static inline __attribute__((always_inline)) void replay_threads(thread_ctx *t, 
     uint32_t me = (uint32_t)t->tid;
     uint64_t lo = r->thread_start[me], hi = r->thread_start[me + 1], bound = 0;
     uint64_t failed_allocs = 0, failed_reallocs = 0;
-    for (uint32_t u = 1; me && u < r->nthreads; u++)  /* the threads that exited before my first call */
-        if (r->exit_at[u] < r->first_call[me]) {
+    /* the threads that exited before my first call (a thread that makes no call needs no arena) */
+    for (uint32_t u = 1; me && r->first_call[me] != UINT64_MAX && u < r->nthreads; u++)
+        if (u != me && r->exit_at[u] < r->first_call[me]) {
             if (r->joiner[u] == (int32_t)me) {
                 pthread_join(t->all[u].thread, NULL);
                 set_value(&rr->exited[u], 1);
@@ -582,7 +583,9 @@ static inline __attribute__((always_inline)) void replay_threads(thread_ctx *t, 
         }
     for (uint64_t k = lo; k < hi; k++) {
         uint64_t g = r->order[k];
-        while (g >= bound) {  /* pace: within the window of the slowest thread (cached: it only moves up) */
+        /* pace: within the window of the slowest thread (cached: it only moves up); a no-op (free(NULL),
+         * a failed call, a thread event) keeps no order and never waits (replay.c plan_exits) */
+        while (r->ev[g].op && g >= bound) {
             uint64_t low = slowest(rr, r->nthreads);
             bound = low == DONE ? DONE : low + r->window;
             if (g >= bound)

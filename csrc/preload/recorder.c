@@ -328,6 +328,7 @@ static void fill(ab_event *e, int op, void *ptr, uint64_t old, uint64_t size)
 static int read_thread_counts(int64_t out[AB_NSYSCALLS])
 {
     if (thread_counter_state == 0) {
+        thread_counter_state = -1;  /* first: opening can malloc (strerror), and that call must not open again */
         if (ab_counter_open_thread(&thread_counter) == 0) {
             thread_counter_state = 1;
         } else {

@@ -402,6 +402,7 @@ int main(int argc, char **argv)
         ab_json_str(&j, "threads", ab_replay_mode_names[replay.mode]);
         ab_json_uint(&j, "window", replay.window);
         ab_json_uint(&j, "thread_count", replay.nthreads);
+        ab_json_uint(&j, "reordered", replay.reordered);
         if (tl && replay.mode == AB_REPLAY_RECORDED)
             ab_json_uint(&j, "peak_live_bytes", replay_peak);
         else
