@@ -1,6 +1,7 @@
 """Declares the Cython extensions; metadata lives in pyproject.toml.
 
 ALLOCBENCH_DEBUG=1 builds with bounds checks, assertions and -O0 -g."""
+import glob
 import os
 
 from Cython.Build import cythonize
@@ -20,12 +21,14 @@ extensions = [
     Extension(
         "allocbench._native",
         ["allocbench/_native.pyx", *CSRC],
-        include_dirs=["csrc/lib"],
-        depends=[p.replace(".c", ".h") for p in CSRC],
+        include_dirs=["csrc/lib", "csrc/preload"],
+        # every header and declaration file of the folder: touching trace.h or hooks.h rebuilds the extension
+        depends=sorted(glob.glob("csrc/lib/*.h") + glob.glob("csrc/lib/*.pxd") + glob.glob("csrc/preload/*.h")
+                       + glob.glob("csrc/preload/*.pxd")),
         extra_compile_args=CFLAGS.split(),
         libraries=["pthread"],
     ),
 ]
 
 # the .pxd files sit beside the headers they declare, in csrc/lib
-setup(ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES, include_path=["csrc/lib"]))
+setup(ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES, include_path=["csrc/lib", "csrc/preload"]))

@@ -19,6 +19,7 @@ from allocbench.cmalloc cimport (
 from ccounters cimport *
 from clatency cimport *
 from ctoyalloc cimport *
+from cshimlog cimport *
 from ctrace cimport *
 from cworkloads cimport *
 
@@ -36,6 +37,14 @@ TRACE_OPS = {i: ab_trace_op_names[i].decode() for i in range(1, AB_NOPS)}  # op 
 TRACE_OP_KINDS = {i: {AB_OPK_ALLOC: "alloc", AB_OPK_FREE: "free", AB_OPK_RESIZE: "resize",
                       AB_OPK_THREAD: "thread"}[ab_trace_op_kinds[i]] for i in range(1, AB_NOPS)}
 TRACE_VERSION = AB_TRACE_VERSION
+SHIMLOG_FORMATS = {ab_shimlog_names[i].decode(): ab_shimlog_formats[i].decode() for i in range(AB_NSHIMLOG_FORMATS)}
+SHIMLOG_PREFIXES = {"explain": AB_EXPLAIN_PREFIX.decode(), "latency": AB_LATENCY_PREFIX.decode()}
+TRACE_HEADER_UNIT, TRACE_HEADER_MAX = AB_TRACE_HEADER, AB_TRACE_HEADER_MAX  # the header: a multiple of the unit
+TRACE_HEAD_FIELDS = {ab_trace_head_fields[i].name.decode(): (ab_trace_head_fields[i].offset,
+                                                            ab_trace_head_fields[i].size)
+                     for i in range(AB_TRACE_HEAD_NFIELDS)}  # name -> (offset, bytes), after the 8-byte magic
+TRACE_FLAGS = {"overflow": AB_TRACE_FLAG_OVERFLOW, "cut_at_exit": AB_TRACE_FLAG_CUT_AT_EXIT}
+TRACE_EVENT_BYTES = sizeof(ab_event)
 LATENCY_KINDS = tuple(ab_latency_kind_names[i].decode() for i in range(AB_NLATENCY_KINDS))
 GLIBC_DEFAULT_BOUNDARY = AB_GLIBC_DEFAULT_BOUNDARY
 CELL_DEFAULTS = {

@@ -9,7 +9,11 @@ Two kinds of child:
 - a user's program (exec, record): run_user() gives it the user's input and
   output, as `time` or hyperfine would: stdin from a file or /dev/null (never
   the terminal, so no run waits on it), stdout and stderr to a log file, to
-  the terminal (show), or discarded, all as bytes."""
+  the terminal (show), or discarded, all as bytes.
+
+Every child starts in a session of its own, and a timeout or Ctrl-C kills the
+whole session: a shell script's background jobs and the launcher's program
+(which the launcher puts in a process group of its own) end with it."""
 from __future__ import annotations
 
 import json
@@ -66,19 +70,50 @@ def check_command(command: list[str], cwd: str | None = None) -> None:
         raise ValueError(f"command not found: {command[0]}" + (f" (from {cwd})" if cwd else ""))
 
 
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of session `sid` (a child started with
+    start_new_session: its process groups, the launcher's program's among them)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+            # after the command's closing parenthesis: state ppid pgrp session
+            if int(stat[stat.rindex(b")") + 2:].split()[3]) == sid:
+                os.kill(int(entry), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours to kill
+
+
+def _run(argv: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    """subprocess.run in a session of its own; on a timeout or Ctrl-C the whole
+    session is killed before the exception goes on."""
+    with subprocess.Popen(argv, start_new_session=True, **kwargs) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except BaseException:  # TimeoutExpired, KeyboardInterrupt: nothing of it may outlive this call
+            kill_session(proc.pid)
+            proc.kill()
+            proc.communicate()
+            raise
+        finally:
+            if proc.returncode is not None:
+                kill_session(proc.pid)  # what it left running in its session ends with it
+        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def run_json(argv: list[str], env: dict | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> dict:
     """Run one of allocbench's own programs and parse the JSON object on its last
     line of output.  Raises ChildFailed with the reason; Ctrl-C that reached the
     child too becomes KeyboardInterrupt."""
     try:
-        proc = subprocess.run(argv, capture_output=True, timeout=timeout,
-                              env=child_env() if env is None else env)
+        proc = _run(argv, timeout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    env=child_env() if env is None else env)
     except subprocess.TimeoutExpired:
         raise ChildFailed(f"timeout: no result within {timeout:g} s") from None
     except OSError as e:
         raise ChildFailed(f"cannot run {argv[0]}: {e.strerror}") from None
-    if proc.returncode == -signal.SIGINT:
-        raise KeyboardInterrupt
     if proc.returncode < 0:
         raise ChildFailed(f"crashed: killed by {signal.Signals(-proc.returncode).name}")
     lines = proc.stdout.decode(errors="replace").strip().splitlines()
@@ -120,8 +155,8 @@ def run_user(argv: list[str], env: dict, timeout: float, stdin: str | None = Non
         else:
             sink = subprocess.DEVNULL
         try:
-            proc = subprocess.run(argv, stdin=src, stdout=sink, stderr=subprocess.STDOUT if sink is not None
-                                  else None, env=env, timeout=timeout, cwd=cwd)
+            proc = _run(argv, timeout, stdin=src, stdout=sink, stderr=subprocess.STDOUT if sink is not None
+                        else None, env=env, cwd=cwd)
         finally:
             if sink not in (None, subprocess.DEVNULL):
                 sink.close()
@@ -131,8 +166,6 @@ def run_user(argv: list[str], env: dict, timeout: float, stdin: str | None = Non
         raise ChildFailed(f"cannot run {argv[0]}: {e.strerror}") from None
     finally:
         src.close()
-    if proc.returncode == -signal.SIGINT:
-        raise KeyboardInterrupt
     return proc.returncode
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from .children import SHOW, ChildFailed, check_command, child_env, library, prog
 from .counters import hold_tracepoints
 from .records import cell_key
 from .results import append_record, measured_keys
+from .shimlog import parse_explain, parse_latency
 from .units import KIB, MIB
 
 LOADER_METHOD = ("the same binary with LD_TRACE_LOADED_OBJECTS=1: the dynamic loader maps every library "
@@ -110,73 +110,6 @@ def launch(command: list[str], env: dict, hz: int, timeout: float, stdin: str | 
         raise ChildFailed(f"launcher: {e}") from None
     finally:
         os.unlink(out)
-
-
-EXPLAIN_RISE = re.compile(r"explain: rise t_ns (\d+) old (\d+) new (\d+) trim (\d+)")
-EXPLAIN_FRAME = re.compile(r"explain: frame (\S+) (0x[0-9a-f]+)(?: (\S+)\+(0x[0-9a-f]+))?")
-EXPLAIN_SUMMARY = re.compile(r"explain: summary rises (\d+) final_threshold (\d+) moved_blocks (\d+) moved_bytes (\d+)")
-
-
-def parse_explain(text: str) -> dict:
-    """The shim's log: each rise with its backtrace (frames: object, offset,
-    function), and the moved blocks."""
-    rises, summary = [], None
-    for line in text.splitlines():
-        if m := EXPLAIN_RISE.match(line):
-            t, old, new, trim = map(int, m.groups())
-            rises.append({"t_ns": t, "old_threshold": old, "new_threshold": new, "trim_threshold": trim,
-                          "backtrace": []})
-        elif (m := EXPLAIN_FRAME.match(line)) and rises:
-            rises[-1]["backtrace"].append({"object": m[1], "offset": m[2], "function": m[3],
-                                           "function_offset": m[4]})
-        elif m := EXPLAIN_SUMMARY.match(line):
-            n, final, blocks, nbytes = map(int, m.groups())
-            summary = {"rise_count": n, "final_threshold": final, "moved_blocks": blocks, "moved_bytes": nbytes}
-    return {"rises": rises, **(summary or {"rise_count": len(rises)})}
-
-
-LATENCY_LINE = re.compile(r"latency (\d+): (\w+) ?(.*)")
-LATENCY_FRAME = re.compile(r"(\S+) (0x[0-9a-f]+)(?: (\S+)\+(0x[0-9a-f]+))?")
-SHIM_CLOCKS = {"tsc": "tsc (rdtsc; constant_tsc and nonstop_tsc), against CLOCK_MONOTONIC over the run",
-               "monotonic": "clock_gettime(CLOCK_MONOTONIC) through the vDSO"}
-QUANTILES = (("p50", "p50_ns"), ("p90", "p90_ns"), ("p99", "p99_ns"), ("p999", "p999_ns"), ("max", "max_ns"))
-
-
-def parse_latency(text: str) -> list[dict]:
-    """The latency shim's log (csrc/preload/latency_shim.c): for each process
-    that wrote one, in the order they ended, its clock, each call kind's
-    percentiles and histogram ([highest ns of the bucket, calls]), and its
-    slowest calls with their frames, all in nanoseconds."""
-    procs: dict[int, dict] = {}
-    for line in text.splitlines():
-        m = LATENCY_LINE.match(line)
-        if not m:
-            continue
-        pid, what, rest = int(m[1]), m[2], m[3].split()
-        p = procs.setdefault(pid, {"pid": pid, "program": None, "kinds": {}, "slow_calls": [], "complete": False})
-        if what == "clock":
-            p["clock"], p["ns_per_tick"] = SHIM_CLOCKS.get(rest[0], rest[0]), int(rest[2]) / 1000
-            p["clock_overhead_ns"] = int(rest[4]) * p["ns_per_tick"]
-        elif what == "program":
-            p["program"] = m[3]
-        elif what == "kind":
-            v = dict(zip(rest[1::2], rest[2::2]))
-            p["kinds"][rest[0]] = {"count": int(v["count"]), "histogram": [],
-                                  **{key: int(v[q]) * p["ns_per_tick"] for q, key in QUANTILES}}
-        elif what == "bucket":
-            p["kinds"][rest[0]]["histogram"].append([int(rest[1]) * p["ns_per_tick"], int(rest[2])])
-        elif what == "slow":
-            v = dict(zip(rest[1::2], rest[2::2]))
-            p["slow_calls"].append({"op": rest[0], "ns": int(v["ticks"]) * p["ns_per_tick"], "size": int(v["size"]),
-                                    "tid": int(v["tid"]), "backtrace": []})
-        elif what == "frame" and p["slow_calls"] and (f := LATENCY_FRAME.match(m[3])):
-            p["slow_calls"][-1]["backtrace"].append({"object": f[1], "offset": f[2], "function": f[3],
-                                                    "function_offset": f[4]})
-        elif what == "end":
-            p["complete"] = True
-    for p in procs.values():
-        p["slow_calls"].sort(key=lambda c: -c["ns"])
-    return list(procs.values())
 
 
 def latency_fields(procs: list[dict]) -> dict:

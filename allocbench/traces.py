@@ -2,12 +2,14 @@
 format in csrc/lib/trace.h), `allocbench trace info FILE` summarises it, and
 `allocbench run --pattern trace --trace FILE` replays it in a cell.
 
-The format: a 4096-byte header (magic "ABTRACE1", u32 version, u32 header size,
-u32 record size, u32 flags (1: the recorder ran out of room), u64 events (0 when
-the program ended without running destructors; readers then stop at the first
-record whose op is 0), u64 start_ns, then NUL-terminated JSON: recorder settings,
-program, command line, pid, LD_PRELOAD and GLIBC_TUNABLES), then records of
-EVENT_DTYPE, little-endian, in the calls' global order."""
+The format, defined once in trace.h (its header fields reach Python through
+_native): a header (magic "ABTRACE1", the fixed fields of ab_trace_head, then
+NUL-terminated JSON: recorder settings, program, argv, cwd, pid, LD_PRELOAD and
+GLIBC_TUNABLES, and what the recorder measured at exit) whose size is a
+multiple of 4096 bytes, as large as its JSON needs; then records of
+EVENT_DTYPE, little-endian, in the calls' global order.  The header's `events`
+is 0 when the program ended without running destructors: readers then stop at
+the first record whose op is 0."""
 from __future__ import annotations
 
 import json
@@ -17,12 +19,24 @@ import struct
 import numpy as np
 
 from ._native import GLIBC_DEFAULT_BOUNDARY as BOUNDARY  # the smallest request glibc mmaps at 128 KiB
-from ._native import TRACE_OP_KINDS, TRACE_OPS, TRACE_VERSION
+from ._native import (
+    TRACE_EVENT_BYTES,
+    TRACE_FLAGS,
+    TRACE_HEAD_FIELDS,
+    TRACE_HEADER_MAX,
+    TRACE_HEADER_UNIT,
+    TRACE_OP_KINDS,
+    TRACE_OPS,
+    TRACE_VERSION,
+)
 from .children import ChildFailed, check_command, child_env, library, run_user
 
 MAGIC = b"ABTRACE1"
 VERSIONS = tuple(range(1, TRACE_VERSION + 1))  # 2 added the thread events; 1 has none
-HEADER = 4096
+# the header's fixed fields, from trace.h's one list: a struct format in their order
+_HEAD_NAMES = sorted(TRACE_HEAD_FIELDS, key=lambda k: TRACE_HEAD_FIELDS[k][0])
+_HEAD = struct.Struct("<8s" + "".join({4: "I", 8: "Q"}[TRACE_HEAD_FIELDS[k][1]] for k in _HEAD_NAMES))
+JSON_OFFSET = _HEAD.size  # the header's JSON starts here
 # one record: csrc/lib/trace.h ab_event
 EVENT_DTYPE = np.dtype([("t_ns", "<u8"), ("ptr", "<u8"), ("old", "<u8"), ("size", "<u8"), ("tid", "<u4"),
                         ("op", "u1"), ("pad", "V3")])
@@ -33,39 +47,57 @@ RESIZING = {op for op, kind in TRACE_OP_KINDS.items() if kind == "resize"}
 THREAD_OPS = {op for op, kind in TRACE_OP_KINDS.items() if kind == "thread"}
 THREAD_START = next(op for op, name in OPS.items() if name == "thread_start")
 THREAD_EXIT = next(op for op, name in OPS.items() if name == "thread_exit")
-assert EVENT_DTYPE.itemsize == 40
+OP_CODE = {name: op for op, name in OPS.items()}
+assert EVENT_DTYPE.itemsize == TRACE_EVENT_BYTES and _HEAD.size == 40
+assert [TRACE_HEAD_FIELDS[k][0] for k in _HEAD_NAMES] == [8 + sum(TRACE_HEAD_FIELDS[j][1] for j in _HEAD_NAMES[:i])
+                                                          for i in range(len(_HEAD_NAMES))]  # packed, in order
 
 
 class TraceError(ValueError):
     pass
 
 
-def read(path: str) -> tuple[dict, np.ndarray]:
-    """(header, events).  TraceError names the offset of what is wrong."""
+def read_head(path: str) -> tuple[dict, int]:
+    """The header's fixed fields, checked, and the file's size.  TraceError names the offset."""
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
-            head = f.read(HEADER)
+            head = f.read(_HEAD.size)
     except OSError as e:
         raise TraceError(f"{path}: {e.strerror}") from None
-    if len(head) < 40 or head[:8] != MAGIC:
+    if len(head) < _HEAD.size or head[:8] != MAGIC:
         raise TraceError(f"{path}: offset 0: not an allocbench trace (no ABTRACE1 magic)")
-    version, header_size, record_size, flags, count, start_ns = struct.unpack("<IIIIQQ", head[8:40])
-    if version not in VERSIONS or header_size != HEADER or record_size != EVENT_DTYPE.itemsize:
-        raise TraceError(f"{path}: offset 8: version {version}, header {header_size}, record {record_size} "
-                         f"(this allocbench reads versions {', '.join(map(str, VERSIONS))}, {HEADER}, "
-                         f"{EVENT_DTYPE.itemsize})")
-    if size < HEADER:
-        raise TraceError(f"{path}: offset {size}: truncated inside the {HEADER}-byte header")
-    body = size - HEADER
+    h = dict(zip(["magic", *_HEAD_NAMES], _HEAD.unpack(head)))
+    hb = h["header_bytes"]
+    if h["version"] not in VERSIONS or h["record_bytes"] != EVENT_DTYPE.itemsize or hb % TRACE_HEADER_UNIT \
+            or not TRACE_HEADER_UNIT <= hb <= TRACE_HEADER_MAX:
+        raise TraceError(f"{path}: offset 8: version {h['version']}, header {hb}, record {h['record_bytes']} "
+                         f"(this allocbench reads versions {', '.join(map(str, VERSIONS))}, a header of a multiple "
+                         f"of {TRACE_HEADER_UNIT} up to {TRACE_HEADER_MAX} bytes, {EVENT_DTYPE.itemsize}-byte records)")
+    if size < hb:
+        raise TraceError(f"{path}: offset {size}: truncated inside the {hb}-byte header")
+    return h, size
+
+
+def read(path: str) -> tuple[dict, np.ndarray]:
+    """(header, events).  TraceError names the offset of what is wrong."""
+    h, size = read_head(path)
+    hb, record_size = h["header_bytes"], h["record_bytes"]
+    body = size - hb
     if body % record_size:
-        raise TraceError(f"{path}: offset {HEADER + body // record_size * record_size}: truncated record "
+        raise TraceError(f"{path}: offset {hb + body // record_size * record_size}: truncated record "
                          f"({body % record_size} of {record_size} bytes)")
+    with open(path, "rb") as f:
+        f.seek(JSON_OFFSET)
+        text = f.read(hb - JSON_OFFSET)
     try:
-        meta = json.loads(head[40:].split(b"\0", 1)[0].decode())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise TraceError(f"{path}: offset 40: the header's JSON is unreadable") from None
-    events = np.fromfile(path, dtype=EVENT_DTYPE, offset=HEADER)
+        meta = json.loads(text.split(b"\0", 1)[0].decode())
+        if not isinstance(meta, dict):
+            raise ValueError("not an object")
+    except (UnicodeDecodeError, ValueError):
+        raise TraceError(f"{path}: offset {JSON_OFFSET}: the header's JSON is unreadable") from None
+    events = np.fromfile(path, dtype=EVENT_DTYPE, offset=hb)
+    count = h["events"]
     if count:
         if count > len(events):
             raise TraceError(f"{path}: offset {size}: the header counts {count} events, the file holds {len(events)}")
@@ -75,21 +107,39 @@ def read(path: str) -> tuple[dict, np.ndarray]:
         events = events[:empty[0]] if len(empty) else events
     bad = np.flatnonzero((events["op"] == 0) | (events["op"] > max(OPS)))
     if len(bad):
-        raise TraceError(f"{path}: offset {HEADER + int(bad[0]) * record_size}: event {int(bad[0])} has "
+        raise TraceError(f"{path}: offset {hb + int(bad[0]) * record_size}: event {int(bad[0])} has "
                          f"unknown op {int(events['op'][bad[0]])}")
-    return {**meta, "events": len(events), "flags": flags, "start_ns": start_ns}, events
+    if "command" not in meta and isinstance(meta.get("argv"), list):  # the recorder keeps argv alone
+        meta["command"] = " ".join(map(str, meta["argv"]))
+    return {**meta, "events": len(events), "flags": h["flags"], "start_ns": h["start_ns"],
+            "header_bytes": hb}, events
+
+
+def header_size(json_bytes: int) -> int:
+    """The header that holds JSON of this many bytes: whole units, as the recorder sizes it."""
+    return -(-(JSON_OFFSET + json_bytes + 1) // TRACE_HEADER_UNIT) * TRACE_HEADER_UNIT
 
 
 def write(path: str, events: np.ndarray, meta: dict) -> None:
     """A trace file of `events` (EVENT_DTYPE, in global order) with `meta` as
     the header's JSON: for traces made rather than recorded (the arenas probe's)."""
     text = json.dumps(meta).encode()
-    if 40 + len(text) + 1 > HEADER:
-        raise ValueError(f"the header's JSON is {len(text)} bytes; at most {HEADER - 41} fit")
-    head = MAGIC + struct.pack("<IIIIQQ", TRACE_VERSION, HEADER, EVENT_DTYPE.itemsize, 0, len(events), 0) + text
+    hb = header_size(len(text))
+    fields = {"version": TRACE_VERSION, "header_bytes": hb, "record_bytes": EVENT_DTYPE.itemsize, "flags": 0,
+              "events": len(events), "start_ns": 0}
     with open(path, "wb") as f:
-        f.write(head.ljust(HEADER, b"\0"))
+        f.write((_HEAD.pack(MAGIC, *(fields[k] for k in _HEAD_NAMES)) + text).ljust(hb, b"\0"))
         f.write(np.ascontiguousarray(events, dtype=EVENT_DTYPE).tobytes())
+
+
+def event_offset(header: dict, index: int, field: str | None = None) -> int:
+    """Where event `index` (or its `field`) lies in the file (tests and fuzzers flip bytes there)."""
+    return header["header_bytes"] + index * EVENT_DTYPE.itemsize + (EVENT_DTYPE.fields[field][1] if field else 0)
+
+
+def head_offset(field: str) -> int:
+    """Where a header field lies in the file."""
+    return TRACE_HEAD_FIELDS[field][0]
 
 
 def finalize(path: str) -> None:
@@ -97,9 +147,9 @@ def finalize(path: str) -> None:
     length and no count: cut it after its last record."""
     header, events = read(path)
     with open(path, "r+b") as f:
-        f.seek(24)
+        f.seek(head_offset("events"))
         f.write(struct.pack("<Q", len(events)))
-        f.truncate(HEADER + len(events) * EVENT_DTYPE.itemsize)
+        f.truncate(header["header_bytes"] + len(events) * EVENT_DTYPE.itemsize)
 
 
 def thread_of(ev: np.ndarray) -> np.ndarray:
@@ -191,12 +241,15 @@ def info(path: str) -> dict:
         "bytes_at_or_above_128k_boundary": int(alloc["size"][alloc["size"] >= BOUNDARY].sum()),
         "peak_live_bytes": int(peak), "live_at_end_blocks": len(born), "live_at_end_bytes": int(live),
         "lifetime_histogram": life, "duration_ns": int(ev["t_ns"][-1]) if len(ev) else 0,
-        "recorder_overflowed": bool(header["flags"] & 1)}
+        "recorder_overflowed": bool(header["flags"] & TRACE_FLAGS["overflow"]),
+        "cut_at_exit": bool(header["flags"] & TRACE_FLAGS["cut_at_exit"])}
 
 
 def summary_lines(i: dict) -> list[str]:
     from .units import human_bytes
-    lines = [f"{i['path']}: {i['events']:,} events from {i['command'] or i['program']}, {i['threads']} thread(s), "
+    command = i["command"] or i["program"] or "?"
+    command = command if len(command) <= 100 else command[:99] + "…"  # a 100 KB argv stays in the JSON
+    lines = [f"{i['path']}: {i['events']:,} events from {command}, {i['threads']} thread(s), "
              f"{i['duration_ns'] / 1e9:.2f} s",
              "operations: " + ", ".join(f"{k} {v:,}" for k, v in i["ops"].items()),
              f"peak live {human_bytes(i['peak_live_bytes'])}; live at the end {i['live_at_end_blocks']:,} blocks, "
@@ -215,6 +268,9 @@ def summary_lines(i: dict) -> list[str]:
                          + ("" if t["exited"] or t["thread"] == 0 else " (no exit event)"))
     if i["recorder_overflowed"]:
         lines.append("the recorder ran out of room: raise ALLOCBENCH_TRACE_MAX_EVENTS")
+    if i["cut_at_exit"]:
+        lines.append(f"{(i['at_exit'] or {}).get('unfinished_calls', 'some')} call(s) still unfinished in other "
+                     "threads when the program exited are left out")
     return lines
 
 

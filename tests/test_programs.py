@@ -150,12 +150,48 @@ def test_the_programs_input_and_output_are_its_own_bytes(tmp_path):
     assert quiet.returncode == 0 and quiet.stdout == b""
 
 
-def test_a_timeout_is_one_line_and_a_failed_record(tmp_path):
+def test_a_timeout_is_exit_1_and_a_failed_record(tmp_path):
+    """A timeout is a measurement that failed (exit 1), never bad input (2)."""
     out = tmp_path / "p.jsonl"
     proc = cli("exec", "--timeout", "1", "--repeats", "1", "--out", out, "--", "sleep", "30")
-    assert one_line_error(proc, "timed out after 1 s"), proc.stderr
+    assert proc.returncode == 1 and "timed out after 1 s" in proc.stderr, proc.stderr
     rec = json.loads(out.read_text())
     assert rec["status"] == "failed" and rec["error"].startswith("timeout")
+
+
+def sleepers(tag: str) -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and tag.encode() in _cmdline(p)]
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def test_a_timeout_kills_the_whole_process_tree(tmp_path):
+    """A shell script's background child would outlive the run: the launcher kills the
+    program's process group, on a timeout and when the program ends."""
+    script = tmp_path / "bg.sh"
+    tag = f"1000.{os.getpid()}"  # sleep accepts a fraction: this names our sleeps among the machine's
+    script.write_text(f"#!/bin/sh\nsleep {tag} &\nsleep {tag}\n")
+    script.chmod(0o755)
+    proc = cli("exec", "--timeout", "1", "--repeats", "1", "--", str(script))
+    assert proc.returncode == 1 and "timed out" in proc.stderr
+    assert sleepers(tag) == []
+    script.write_text(f"#!/bin/sh\nsleep {tag} &\nexit 0\n")  # ends at once, its child does not
+    assert cli("exec", "--repeats", "1", "--", str(script)).returncode == 0
+    assert sleepers(tag) == []
+
+
+def test_a_program_that_fails_is_exit_1_and_a_failed_record(tmp_path):
+    out = tmp_path / "p.jsonl"
+    proc = cli("exec", "--repeats", "1", "--out", out, "--", "sh", "-c", "exit 3")
+    assert proc.returncode == 1
+    rec = json.loads(out.read_text())
+    assert rec["status"] == "failed" and rec["error"] == "exit status 3"
 
 
 def test_settings_reach_the_program_as_tunables_and_preloads():

@@ -152,7 +152,7 @@ def test_trace_info_names_the_threads_and_their_cross_thread_frees(handoff):
     assert i["threads"] == 3 and i["cross_thread_frees"] == 5000
     _, ev = traces.read(handoff)
     threads = traces.thread_of(ev)
-    (producer,) = set(threads[(ev["op"] == 1) & (ev["size"] == 3000)].tolist())
+    (producer,) = set(threads[(ev["op"] == traces.OP_CODE["malloc"]) & (ev["size"] == 3000)].tolist())
     consumer = next(t for t in i["per_thread"] if t["thread"] not in (producer, 0) and t["frees"])
     producer = i["per_thread"][producer]
     # the consumer frees the producer's 5000 blocks (and, exiting, glibc may free its own: free(NULL))
@@ -241,16 +241,16 @@ def test_fidelity_of_a_single_threaded_program_is_exact_in_its_syscalls(tmp_path
 
 def test_bad_threaded_traces_are_one_line_errors(tmp_path, handoff):
     data = open(handoff, "rb").read()
+    header, ev = traces.read(handoff)
     cut = tmp_path / "cut.trace"
-    cut.write_bytes(data[:4096 + 40 * 100 + 7])
+    cut.write_bytes(data[:traces.event_offset(header, 100) + 7])
     assert one_line_error(cli("run", "--pattern", "trace", "--trace", cut, "--replay-threads", "recorded",
                               timeout=60), "truncated record")
     # the consumer frees a block that was never allocated
-    _, ev = traces.read(handoff)
     threads = traces.thread_of(ev)
     i = int(np.flatnonzero((ev["op"] == traces.FREE) & (threads != 0) & (ev["ptr"] != 0))[10])
     bad = bytearray(data)
-    offset = 4096 + 40 * i + 8  # the record's ptr
+    offset = traces.event_offset(header, i, "ptr")
     bad[offset:offset + 8] = (0xDEAD0000).to_bytes(8, "little")
     forged = tmp_path / "forged.trace"
     forged.write_bytes(bytes(bad))

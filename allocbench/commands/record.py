@@ -9,8 +9,8 @@ NAME, HELP = "record", "record a program's allocation calls into a trace (LD_PRE
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--out", required=True, type=out_path, help="the trace file (a forked child's goes to OUT.PID; the program's "
-                                                "output to OUT.log)")
+    p.add_argument("--out", required=True, type=out_path,
+                   help="the trace file (a forked child's goes to OUT.PID; the program's output to OUT.log)")
     p.add_argument("--timeout", type=seconds_arg, default=3600, help="seconds before the program is killed (3600)")
     add_program_io(p, "the program")
     p.add_argument("command", nargs="...", help="-- CMD ARGS...")

@@ -42,6 +42,13 @@ static void *map_zero(size_t bytes)
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* map_zero's undoing; NULL (a mapping that failed) is nothing to unmap */
+static void unmap(void *p, size_t bytes)
+{
+    if (p)
+        munmap(p, bytes ? bytes : 1);
+}
+
 /* open addressing: pointer -> slot + 1 (0: empty); deletion by backward shift */
 typedef struct pmap {
     uint64_t *key;
@@ -107,6 +114,7 @@ static int assign_threads(const ab_event *ev, uint64_t n, uint32_t *thread, char
     tidmap *tm = map_zero(sizeof *tm);
     uint32_t *by_creation = map_zero((n + 2) * 4);  /* creation index -> replay thread + 1 */
     if (!tm || !by_creation) {
+        unmap(tm, sizeof *tm), unmap(by_creation, (n + 2) * 4);
         snprintf(err, cap, "out of memory preparing the threads");
         return -1;
     }
@@ -141,7 +149,7 @@ static int assign_threads(const ab_event *ev, uint64_t n, uint32_t *thread, char
         }
         thread[i] = *t - 1;
     }
-    munmap(tm, sizeof *tm), munmap(by_creation, (n + 2) * 4);
+    unmap(tm, sizeof *tm), unmap(by_creation, (n + 2) * 4);
     return rc ? -1 : (int)count;
 }
 
@@ -162,8 +170,7 @@ static int plan_exits(const ab_event *ev, uint64_t n, const uint32_t *thread, ab
     r->first_call = map_zero(nt * 8), r->exit_at = map_zero(nt * 8), r->joiner = map_zero(nt * 4);
     uint64_t *last_call = map_zero(nt * 8);
     if (!r->first_call || !r->exit_at || !r->joiner || !last_call) {
-        if (last_call)
-            munmap(last_call, nt * 8);
+        unmap(last_call, nt * 8);
         snprintf(err, cap, "out of memory preparing the threads");
         return -1;
     }
@@ -184,7 +191,7 @@ static int plan_exits(const ab_event *ev, uint64_t n, const uint32_t *thread, ab
     for (uint32_t t = 1; t < nt; t++)
         if (r->exit_at[t] != UINT64_MAX && last_call[t] != UINT64_MAX && last_call[t] > r->exit_at[t])
             r->exit_at[t] = last_call[t];
-    munmap(last_call, nt * 8);
+    unmap(last_call, nt * 8);
     for (uint32_t u = 1; u < nt; u++) {  /* u is joined by the thread that first calls after its exit */
         uint64_t best = UINT64_MAX;
         for (uint32_t t = 1; t < nt && r->exit_at[u] != UINT64_MAX; t++)
@@ -209,29 +216,57 @@ int ab_replay_load(const char *path, int mode, uint64_t window, ab_replay *r, ch
         return -1;
     }
     size_t len = (size_t)st.st_size;
-    if (len < AB_TRACE_HEADER || (len - AB_TRACE_HEADER) % sizeof(ab_event)) {
+    ab_trace_head h;
+    if (len < sizeof h || pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h || memcmp(h.magic, AB_TRACE_MAGIC, 8)) {
         close(fd);
-        snprintf(err, cap, "%s: not a whole trace (%zu bytes: a 4096-byte header and 40-byte records)", path, len);
+        snprintf(err, cap, "%s: offset 0: not an allocbench trace (magic)", path);
+        return -1;
+    }
+    if (h.version < 1 || h.version > AB_TRACE_VERSION || h.record_bytes != sizeof(ab_event) ||
+        h.header_bytes % AB_TRACE_HEADER || h.header_bytes < AB_TRACE_HEADER || h.header_bytes > AB_TRACE_HEADER_MAX) {
+        close(fd);
+        snprintf(err, cap, "%s: offset 8: version %u, header %u, record %u (this cell reads versions 1 to %d, a "
+                 "header of a multiple of %d bytes, %zu-byte records)", path, h.version, h.header_bytes,
+                 h.record_bytes, AB_TRACE_VERSION, AB_TRACE_HEADER, sizeof(ab_event));
+        return -1;
+    }
+    if (len < h.header_bytes || (len - h.header_bytes) % sizeof(ab_event)) {
+        close(fd);
+        snprintf(err, cap, "%s: offset %zu: not a whole trace (a %u-byte header and %zu-byte records)", path,
+                 len < h.header_bytes ? len : len - (len - h.header_bytes) % sizeof(ab_event), h.header_bytes,
+                 sizeof(ab_event));
         return -1;
     }
     const char *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (m == MAP_FAILED || memcmp(m, AB_TRACE_MAGIC, 8)) {
-        snprintf(err, cap, "%s: not an allocbench trace (magic)", path);
+    if (m == MAP_FAILED) {
+        snprintf(err, cap, "%s: cannot map it", path);
         return -1;
     }
-    uint64_t n = (len - AB_TRACE_HEADER) / sizeof(ab_event);
-    const ab_event *ev = (const ab_event *)(m + AB_TRACE_HEADER);
-    uint64_t count;
-    memcpy(&count, m + 24, 8);
-    if (count && count < n)
-        n = count;
+    uint64_t n = (len - h.header_bytes) / sizeof(ab_event);
+    const ab_event *ev = (const ab_event *)(m + h.header_bytes);
+    if (h.events > n) {
+        munmap((void *)m, len);
+        snprintf(err, cap, "%s: offset %zu: the header counts %llu events, the file holds %llu", path, len,
+                 (unsigned long long)h.events, (unsigned long long)n);
+        return -1;
+    }
+    if (h.events)
+        n = h.events;
     for (uint64_t i = 0; i < n; i++)
-        if (ev[i].op == 0 || ev[i].op >= AB_NOPS) {  /* an unfinished trace ends here */
-            n = i;
+        if (ev[i].op == 0 || ev[i].op >= AB_NOPS) {
+            if (h.events || ev[i].op) {  /* inside the count, or past the last op: not a trace this cell reads */
+                snprintf(err, cap, "%s: offset %llu: event %llu has unknown op %u", path,
+                         (unsigned long long)(h.header_bytes + i * sizeof(ab_event)), (unsigned long long)i,
+                         ev[i].op);
+                munmap((void *)m, len);
+                return -1;
+            }
+            n = i;  /* an unfinished trace ends at its first empty record */
             break;
         }
     if (n >= (1ull << 31)) {
+        munmap((void *)m, len);
         snprintf(err, cap, "%s: more than 2^31 events", path);
         return -1;
     }
@@ -247,18 +282,18 @@ int ab_replay_load(const char *path, int mode, uint64_t window, ab_replay *r, ch
     uint64_t *slot_size = map_zero(n * 8 + 8);
     uint32_t *slot_event = map_zero(n * 4 + 4), *slot_thread = map_zero(n * 4 + 4);
     r->wait_for = map_zero(n * 4 + 4);
+    int rc = 0;
     if (!pm.key || !pm.val || !r->ev || !r->in || !r->aux || !thread || !pool_next || !pool_head || !slot_size ||
         !slot_event || !slot_thread || !r->wait_for) {
         snprintf(err, cap, "out of memory preparing %llu events", (unsigned long long)n);
-        return -1;
+        rc = -1;
     }
-    int nthreads = n ? assign_threads(ev, n, thread, err, cap) : 1;
+    int nthreads = rc ? 1 : n ? assign_threads(ev, n, thread, err, cap) : 1;
     if (nthreads < 0)
-        return -1;
+        rc = -1, nthreads = 1;
     r->threads = (uint32_t)nthreads;
     int recorded = mode == AB_REPLAY_RECORDED;
     uint64_t live = 0;
-    int rc = 0;
     for (uint64_t i = 0; i < n && rc == 0; i++) {
         const ab_event *e = &ev[i];
         uint32_t in = AB_NO_SLOT, out = AB_NO_SLOT, pool = recorded ? thread[i] : 0;
@@ -343,17 +378,22 @@ int ab_replay_load(const char *path, int mode, uint64_t window, ab_replay *r, ch
         for (uint32_t t = 0; t < r->nthreads; t++)
             r->thread_start[t + 1] += r->thread_start[t];
         uint64_t *fill = map_zero((r->nthreads + 1) * 8);
-        memcpy(fill, r->thread_start, (r->nthreads + 1) * 8);
-        for (uint64_t i = 0; i < n; i++)
-            r->order[fill[recorded ? thread[i] : 0]++] = i;
-        munmap(fill, (r->nthreads + 1) * 8);
+        if (fill) {
+            memcpy(fill, r->thread_start, (r->nthreads + 1) * 8);
+            for (uint64_t i = 0; i < n; i++)
+                r->order[fill[recorded ? thread[i] : 0]++] = i;
+            unmap(fill, (r->nthreads + 1) * 8);
+        } else {
+            snprintf(err, cap, "out of memory preparing %llu events", (unsigned long long)n);
+            rc = -1;
+        }
     }
     if (rc == 0 && recorded)
         rc = plan_exits(ev, n, thread, r, err, cap);
     munmap((void *)m, len);
-    munmap(pm.key, buckets * 8), munmap(pm.val, buckets * 4), munmap(thread, n * 4 + 4);
-    munmap(pool_next, n * 4 + 4), munmap(pool_head, (AB_MAX_REPLAY_THREADS + 1) * 4);
-    munmap(slot_size, n * 8 + 8), munmap(slot_event, n * 4 + 4), munmap(slot_thread, n * 4 + 4);
+    unmap(pm.key, buckets * 8), unmap(pm.val, buckets * 4), unmap(thread, n * 4 + 4);
+    unmap(pool_next, n * 4 + 4), unmap(pool_head, (AB_MAX_REPLAY_THREADS + 1) * 4);
+    unmap(slot_size, n * 8 + 8), unmap(slot_event, n * 4 + 4), unmap(slot_thread, n * 4 + 4);
     return rc;
 }
 
@@ -364,7 +404,6 @@ void ab_replay_free(ab_replay *r)
                     r->joiner};
     size_t lens[] = {n * sizeof *r->ev, n * 4, n * 8, n * 4 + 4, n * 8 + 8, (nt + 1) * 8, nt * 8, nt * 8, nt * 4};
     for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++)
-        if (maps[i])
-            munmap(maps[i], lens[i] ? lens[i] : 1);
+        unmap(maps[i], lens[i]);
     memset(r, 0, sizeof *r);
 }

@@ -2,12 +2,14 @@
  * read by the cell's replay (replay.c) and by Python (allocbench/traces.py,
  * whose numpy dtype mirrors ab_event; the ops reach it through _native).
  *
- *   header: AB_TRACE_HEADER bytes: magic "ABTRACE1", u32 version, u32 header
- *           size, u32 record size, u32 flags, u64 events (0 when the program
- *           ended without running destructors: readers then stop at the first
- *           record whose op is 0), u64 start_ns, then NUL-terminated JSON
- *           (recorder settings, program, pid, environment, and what the
- *           recorder measured at exit) up to the header size.
+ *   header: ab_trace_head (magic "ABTRACE1", u32 version, u32 header size,
+ *           u32 record size, u32 flags, u64 events, u64 start_ns), then
+ *           NUL-terminated JSON (recorder settings, program, argv, cwd, pid,
+ *           environment, and what the recorder measured at exit) up to the
+ *           header size: a multiple of AB_TRACE_HEADER, as large as the JSON
+ *           needs (any command line fits, none is cut).  events is 0 when the
+ *           program ended without running destructors: readers then stop at
+ *           the first record whose op is 0.
  *   records: little-endian ab_event, in the global order of the calls.
  *
  * Version 2 adds the thread events, each from the thread it names:
@@ -30,7 +32,35 @@
 
 #define AB_TRACE_MAGIC "ABTRACE1"
 #define AB_TRACE_VERSION 2
-#define AB_TRACE_HEADER 4096
+#define AB_TRACE_HEADER 4096       /* the header's size is a multiple of this (4096 in traces before 2026-12) */
+#define AB_TRACE_HEADER_MAX (64u << 20)  /* readers refuse a header larger than this */
+
+/* The header's fixed fields, once: X(name, type); the JSON follows them.
+ * Python reads their offsets and sizes from ab_trace_head_fields (_native). */
+#define AB_TRACE_HEAD_FIELDS(X) \
+    X(version, uint32_t)        \
+    X(header_bytes, uint32_t)   \
+    X(record_bytes, uint32_t)   \
+    X(flags, uint32_t)          \
+    X(events, uint64_t)         \
+    X(start_ns, uint64_t)
+typedef struct ab_trace_head {
+    char magic[8];
+#define AB_THF_MEMBER(name, type) type name;
+    AB_TRACE_HEAD_FIELDS(AB_THF_MEMBER)
+#undef AB_THF_MEMBER
+} ab_trace_head;
+_Static_assert(sizeof(ab_trace_head) == 40, "the header's fixed fields are 40 bytes, the JSON starts after them");
+enum { AB_TRACE_FLAG_OVERFLOW = 1,  /* the recorder ran out of room: raise ALLOCBENCH_TRACE_MAX_EVENTS */
+       AB_TRACE_FLAG_CUT_AT_EXIT = 2 /* calls still unfinished at exit were left out (the count stops before them) */ };
+#define AB_TRACE_HEAD_NFIELDS 6
+static const struct ab_trace_head_field { const char *name; unsigned offset, size; } ab_trace_head_fields[] = {
+#define AB_THF_ROW(name, type) {#name, (unsigned)__builtin_offsetof(ab_trace_head, name), (unsigned)sizeof(type)},
+    AB_TRACE_HEAD_FIELDS(AB_THF_ROW)
+#undef AB_THF_ROW
+};
+_Static_assert(sizeof ab_trace_head_fields / sizeof ab_trace_head_fields[0] == AB_TRACE_HEAD_NFIELDS,
+               "AB_TRACE_HEAD_NFIELDS counts the header's fields");
 
 /* The operations, once: X(enum, value, name, kind); kind says what the call
  * does to the program's blocks (makes one, frees one, resizes one), or that it

@@ -133,34 +133,22 @@ AB_EXPORT int malloc_trim(size_t pad)
     return r;
 }
 
-static void put_ticks_line(const char *pid, const char *what, const char *kind)
-{
-    ab_put(log_fd, pid);
-    ab_put(log_fd, what);
-    ab_put(log_fd, kind);
-}
-
 static void finish(void)
 {
     static int done;
+    static ab_out o;  /* 8 KB: not on the stack */
     if (log_fd < 0 || done++)
         return;
     char pid[32];  /* every line's prefix: the process's lines apart from a child's in the same log */
-    snprintf(pid, sizeof pid, "latency %d: ", getpid());
+    snprintf(pid, sizeof pid, AB_LATENCY_PREFIX, getpid());
+    o.fd = log_fd, o.len = 0;
     /* the ratio to nanoseconds, as 1e12 x ns per tick (no floating-point printing here) */
-    ab_put(log_fd, pid);
-    ab_put(log_fd, clk.tsc ? "clock tsc ps_per_tick " : "clock monotonic ps_per_tick ");
-    ab_put_num(log_fd, (unsigned long long)(ab_clock_ns_per_tick(&clk) * 1000.0 + 0.5), 10);
-    ab_put(log_fd, " overhead_ticks ");
-    ab_put_num(log_fd, (unsigned long long)clk.overhead_ticks, 10);
-    ab_put(log_fd, "\n");
+    ab_line(&o, pid, ab_shimlog_formats[AB_SLF_latency_clock], clk.tsc ? "tsc" : "monotonic",
+            (unsigned long long)(ab_clock_ns_per_tick(&clk) * 1000.0 + 0.5), (unsigned long long)clk.overhead_ticks);
     char exe[1024];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     exe[n > 0 ? n : 0] = 0;
-    ab_put(log_fd, pid);
-    ab_put(log_fd, "program ");
-    ab_put(log_fd, exe);
-    ab_put(log_fd, "\n");
+    ab_line(&o, pid, ab_shimlog_formats[AB_SLF_latency_program], exe);
     static ab_hist merged;  /* 35 KB: not on the stack */
     int used = slots_used < SLOTS ? slots_used : SLOTS;
     for (int k = 0; k < AB_NLATENCY_KINDS; k++) {
@@ -169,51 +157,34 @@ static void finish(void)
             ab_hist_merge(&merged, &hists[s][k]);
         if (!merged.count)
             continue;
-        static const struct { const char *key; double q; } qs[] = {
-            {" p50 ", 0.5}, {" p90 ", 0.9}, {" p99 ", 0.99}, {" p999 ", 0.999}};
-        put_ticks_line(pid, "kind ", ab_latency_kind_names[k]);
-        ab_put(log_fd, " count ");
-        ab_put_num(log_fd, merged.count, 10);
-        for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
-            ab_put(log_fd, qs[i].key);
-            ab_put_num(log_fd, ab_hist_quantile(&merged, qs[i].q), 10);
-        }
-        ab_put(log_fd, " max ");
-        ab_put_num(log_fd, merged.max, 10);
-        ab_put(log_fd, "\n");
+        ab_line(&o, pid, ab_shimlog_formats[AB_SLF_latency_kind], ab_latency_kind_names[k],
+                (unsigned long long)merged.count, (unsigned long long)ab_hist_quantile(&merged, 0.5),
+                (unsigned long long)ab_hist_quantile(&merged, 0.9), (unsigned long long)ab_hist_quantile(&merged, 0.99),
+                (unsigned long long)ab_hist_quantile(&merged, 0.999), (unsigned long long)merged.max);
         for (unsigned b = 0; b < AB_HIST_BUCKETS; b++)
-            if (merged.b[b]) {  /* the bucket's highest tick count, and its calls */
-                put_ticks_line(pid, "bucket ", ab_latency_kind_names[k]);
-                ab_put(log_fd, " ");
-                ab_put_num(log_fd, ab_hist_upper(b), 10);
-                ab_put(log_fd, " ");
-                ab_put_num(log_fd, merged.b[b], 10);
-                ab_put(log_fd, "\n");
-            }
+            if (merged.b[b])  /* the bucket's highest tick count, and its calls */
+                ab_line(&o, pid, ab_shimlog_formats[AB_SLF_latency_bucket], ab_latency_kind_names[k],
+                        (unsigned long long)ab_hist_upper(b), (unsigned long long)merged.b[b]);
     }
     Dl_info self, f;
     dladdr((void *)note_slow, &self);
     for (int i = 0; i < nslow; i++) {
-        put_ticks_line(pid, "slow ", ab_latency_kind_names[slow[i].kind]);
-        ab_put(log_fd, " ticks ");
-        ab_put_num(log_fd, slow[i].ticks, 10);
-        ab_put(log_fd, " size ");
-        ab_put_num(log_fd, slow[i].size, 10);
-        ab_put(log_fd, " tid ");
-        ab_put_num(log_fd, (unsigned long long)slow[i].tid, 10);
-        ab_put(log_fd, "\n");
+        ab_line(&o, pid, ab_shimlog_formats[AB_SLF_latency_slow], ab_latency_kind_names[slow[i].kind],
+                (unsigned long long)slow[i].ticks, (unsigned long long)slow[i].size, (unsigned long long)slow[i].tid);
         int k = 0;
         while (k < slow[i].nframes && dladdr(slow[i].frames[k], &f) && f.dli_fbase == self.dli_fbase)
             k++;  /* this shim's own frames: the caller of the timed call comes first */
         for (; k < slow[i].nframes; k++)
-            ab_put_frame(log_fd, pid, slow[i].frames[k]);
+            ab_frame(&o, pid, slow[i].frames[k]);
     }
-    ab_put(log_fd, pid);
-    ab_put(log_fd, "end\n");
+    ab_line(&o, pid, "%s", ab_shimlog_formats[AB_SLF_latency_end]);
+    ab_flush(&o);
 }
 
 static void after_fork_child(void)
 {
+    /* the child has only the forking thread: a lock another thread held at fork is held by no one */
+    __atomic_store_n(&slow_lock, 0, __ATOMIC_RELEASE);
     memset(hists, 0, sizeof(ab_hist) * AB_NLATENCY_KINDS * (size_t)(slots_used < SLOTS ? slots_used : SLOTS));
     slots_used = 0, my_slot = -1, nslow = 0, slow_floor = 0;  /* the child's calls are its own */
 }

@@ -64,8 +64,11 @@ static int fd = -1;
 static char *map;
 static size_t map_len;
 static uint64_t cap;
+static size_t header_bytes;            /* the records start here */
 static _Atomic uint64_t next;
-static _Atomic int overflow;
+static _Atomic int64_t inflight;       /* slots handed out and not yet filled */
+static _Atomic int overflow, finished;
+#define CLOSED ((uint64_t)1 << 62)     /* `next` after finish(): every later slot is past the end */
 static struct timespec start;
 static __thread uint32_t my_tid;
 static pthread_key_t exit_key;         /* its destructor records a thread's exit */
@@ -98,149 +101,258 @@ static uint64_t since_start(void)
     return (uint64_t)((t.tv_sec - start.tv_sec) * 1000000000LL + (t.tv_nsec - start.tv_nsec));
 }
 
-/* Read a small file into buf (no stdio): for the header's program and command line. */
-static size_t slurp(const char *file, char *buf, size_t cap_bytes)
+/* Text built in mmapped memory (no malloc in the recorder): an append that
+ * does not fit stops at the end and marks the text cut, never writes past it. */
+typedef struct text {
+    char *buf;
+    size_t cap, len;
+    int cut;
+} text;
+
+static void text_printf(text *t, const char *fmt, ...)
 {
-    int f = open(file, O_RDONLY | O_CLOEXEC);
-    if (f < 0)
-        return 0;
-    ssize_t n = read(f, buf, cap_bytes - 1);
-    close(f);
-    return n > 0 ? (size_t)n : 0;
+    if (t->len + 1 >= t->cap) {
+        t->cut = 1;
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n >= t->cap - t->len)
+        t->len = t->cap - 1, t->cut = 1;
+    else
+        t->len += (size_t)n;
 }
 
-/* JSON-escape src into dst (at most cap bytes); NULs become spaces (cmdline). */
-static size_t escape(char *dst, size_t cap_bytes, const char *src, size_t n)
+/* JSON-escape n bytes of src onto t; NULs become spaces (cmdline) */
+static void text_escape(text *t, const char *src, size_t n)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 7 < cap_bytes; i++) {
+    for (size_t i = 0; i < n; i++) {
+        if (t->len + 8 >= t->cap) {  /* room for the longest escape and the NUL */
+            t->cut = 1;
+            break;
+        }
         unsigned char c = (unsigned char)src[i];
         if (c == 0)
             c = ' ';
         if (c == '"' || c == '\\')
-            dst[o++] = '\\', dst[o++] = (char)c;
+            t->buf[t->len++] = '\\', t->buf[t->len++] = (char)c;
         else if (c < 0x20)
-            o += (size_t)snprintf(dst + o, cap_bytes - o, "\\u%04x", c);
+            t->len += (size_t)snprintf(t->buf + t->len, t->cap - t->len, "\\u%04x", c);
         else
-            dst[o++] = (char)c;
+            t->buf[t->len++] = (char)c;
     }
-    dst[o] = 0;
-    return o;
+    t->buf[t->len] = 0;
+}
+
+/* ,"key":"escaped value" (without the comma first in an object) */
+static void text_string(text *t, int first, const char *key, const char *src, size_t n)
+{
+    text_printf(t, "%s\"%s\":\"", first ? "" : ",", key);
+    text_escape(t, src, n);
+    text_printf(t, "\"");
+}
+
+/* A whole file read into mmapped memory that grows as needed (/proc's files
+ * have no size); *len gets its length.  NULL when it cannot be read. */
+static char *slurp(const char *file, size_t *len, size_t *mapped)
+{
+    int f = open(file, O_RDONLY | O_CLOEXEC);
+    if (f < 0)
+        return NULL;
+    size_t cap_bytes = 1 << 16, n = 0;
+    char *buf = mmap(NULL, cap_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    while (buf != MAP_FAILED) {
+        ssize_t r = read(f, buf + n, cap_bytes - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        if (n == cap_bytes) {
+            char *more = mremap(buf, cap_bytes, 2 * cap_bytes, MREMAP_MAYMOVE);
+            if (more == MAP_FAILED)
+                break;  /* what was read is kept */
+            buf = more, cap_bytes *= 2;
+        }
+    }
+    close(f);
+    if (buf == MAP_FAILED)
+        return NULL;
+    *len = n, *mapped = cap_bytes;
+    return buf;
+}
+
+#define AT_EXIT_ROOM 4096  /* the header keeps this much after its JSON for what is measured at exit */
+
+static ab_trace_head *head(void) { return (ab_trace_head *)map; }
+
+/* The header's JSON (what ran, where, how), sized to fit: the header grows in
+ * whole AB_TRACE_HEADER units so that no command line is ever cut. */
+static size_t header_json(text *t)
+{
+    char exe[4096] = "", cwd[4096] = "";
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    size_t m = 0, cmd_mapped = 0;
+    char *cmd = slurp("/proc/self/cmdline", &m, &cmd_mapped);
+    while (cmd && m && cmd[m - 1] == 0)
+        m--;
+    if (!getcwd(cwd, sizeof cwd))
+        cwd[0] = 0;
+    const char *pre = getenv("LD_PRELOAD"), *tun = getenv("GLIBC_TUNABLES");
+    size_t pre_n = pre ? strlen(pre) : 0, tun_n = tun ? strlen(tun) : 0;
+    /* the worst case: every byte escaped to six, plus the fixed text */
+    t->cap = 6 * ((n > 0 ? (size_t)n : 0) + m + strlen(cwd) + pre_n + tun_n) + 8 * m + 4096;
+    t->buf = mmap(NULL, t->cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (t->buf == MAP_FAILED) {
+        t->buf = NULL;
+        if (cmd)
+            munmap(cmd, cmd_mapped);
+        return 0;
+    }
+    t->len = 0, t->cut = 0;
+    text_printf(t, "{\"recorder\":{\"max_events\":%llu,\"order\":\"global, one atomic add per call\","
+                "\"fork\":\"the child records into TRACE.PID\",\"syscalls\":%s}",
+                (unsigned long long)cap, count_syscalls ? "true" : "false");
+    text_string(t, 0, "program", exe, n > 0 ? (size_t)n : 0);
+    text_printf(t, ",\"argv\":[");
+    for (size_t i = 0; cmd && i < m;) {  /* cmdline: NUL-separated arguments */
+        size_t len = strnlen(cmd + i, m - i);
+        text_printf(t, "%s\"", i ? "," : "");
+        text_escape(t, cmd + i, len);
+        text_printf(t, "\"");
+        i += len + 1;
+    }
+    text_printf(t, "]");
+    text_string(t, 0, "cwd", cwd, strlen(cwd));
+    text_printf(t, ",\"pid\":%d,\"env\":{", getpid());
+    text_string(t, 1, "LD_PRELOAD", pre ? pre : "", pre_n);
+    text_string(t, 0, "GLIBC_TUNABLES", tun ? tun : "", tun_n);
+    text_printf(t, "}}");
+    if (cmd)
+        munmap(cmd, cmd_mapped);
+    return t->len;
 }
 
 static void open_trace(const char *file)
 {
+    text json = {0};
+    size_t json_len = header_json(&json);
+    if (!json.buf || json.cut) {  /* cannot happen short of memory: then record nothing rather than a cut header */
+        if (json.buf)
+            munmap(json.buf, json.cap);
+        return;
+    }
+    size_t header = (sizeof(ab_trace_head) + json_len + 1 + AT_EXIT_ROOM + AB_TRACE_HEADER - 1) /
+                    AB_TRACE_HEADER * AB_TRACE_HEADER;
     fd = open(file, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return;
-    map_len = AB_TRACE_HEADER + cap * sizeof(ab_event);
-    if (ftruncate(fd, (off_t)map_len) != 0) {
-        close(fd), fd = -1;
-        return;
-    }
-    map = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
-    if (map == MAP_FAILED) {
-        close(fd), fd = -1, map = NULL;
+    map_len = header + cap * sizeof(ab_event);
+    if (fd >= 0 && ftruncate(fd, (off_t)map_len) == 0)
+        map = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    if (fd < 0 || map == MAP_FAILED || !map) {
+        if (fd >= 0)
+            close(fd);
+        fd = -1, map = NULL;
+        munmap(json.buf, json.cap);
         return;
     }
+    header_bytes = header;
     clock_gettime(CLOCK_MONOTONIC, &start);
     atomic_store(&next, 0);
-    memcpy(map, AB_TRACE_MAGIC, 8);
-    uint32_t words[4] = {AB_TRACE_VERSION, AB_TRACE_HEADER, sizeof(ab_event), 0};
-    memcpy(map + 8, words, sizeof words);
-    uint64_t zero = 0, start_ns = (uint64_t)start.tv_sec * 1000000000ULL + (uint64_t)start.tv_nsec;
-    memcpy(map + 24, &zero, 8);
-    memcpy(map + 32, &start_ns, 8);
-    char exe[1024] = "", cmd[2048] = "", exe_j[2100], cmd_j[4200];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    escape(exe_j, sizeof exe_j, exe, n > 0 ? (size_t)n : 0);
-    size_t m = slurp("/proc/self/cmdline", cmd, sizeof cmd);
-    while (m && cmd[m - 1] == 0)
-        m--;
-    escape(cmd_j, sizeof cmd_j, cmd, m);
-    const char *pre = getenv("LD_PRELOAD"), *tun = getenv("GLIBC_TUNABLES");
-    char pre_j[1100] = "", tun_j[600] = "";
-    escape(pre_j, sizeof pre_j, pre ? pre : "", pre ? strlen(pre) : 0);
-    escape(tun_j, sizeof tun_j, tun ? tun : "", tun ? strlen(tun) : 0);
-    char argv_j[4400] = "[", cwd[1024] = "", cwd_j[2100];
-    for (size_t i = 0, o = 1; i < m && o + 8 < sizeof argv_j;) {  /* cmdline: NUL-separated arguments */
-        size_t len = strnlen(cmd + i, m - i);
-        o += (size_t)snprintf(argv_j + o, sizeof argv_j - o, "%s\"", o > 1 ? "," : "");
-        o += escape(argv_j + o, sizeof argv_j - o - 3, cmd + i, len);
-        o += (size_t)snprintf(argv_j + o, sizeof argv_j - o, "\"");
-        i += len + 1;
-    }
-    strncat(argv_j, "]", sizeof argv_j - strlen(argv_j) - 1);
-    if (!getcwd(cwd, sizeof cwd))  /* before strlen(cwd): an argument list has no order of evaluation */
-        cwd[0] = 0;
-    escape(cwd_j, sizeof cwd_j, cwd, strlen(cwd));
-    snprintf(map + 40, AB_TRACE_HEADER - 41,
-             "{\"recorder\":{\"max_events\":%llu,\"order\":\"global, one atomic add per call\","
-             "\"fork\":\"the child records into TRACE.PID\",\"syscalls\":%s},\"program\":\"%s\","
-             "\"command\":\"%s\",\"argv\":%s,\"cwd\":\"%s\","
-             "\"pid\":%d,\"env\":{\"LD_PRELOAD\":\"%s\",\"GLIBC_TUNABLES\":\"%s\"}}",
-             (unsigned long long)cap, count_syscalls ? "true" : "false", exe_j, cmd_j, argv_j, cwd_j, getpid(),
-             pre_j, tun_j);
+    atomic_store(&inflight, 0);
+    atomic_store(&finished, 0);
+    ab_trace_head *h = head();
+    memcpy(h->magic, AB_TRACE_MAGIC, 8);
+    h->version = AB_TRACE_VERSION, h->header_bytes = (uint32_t)header, h->record_bytes = sizeof(ab_event);
+    h->flags = 0, h->events = 0;
+    h->start_ns = (uint64_t)start.tv_sec * 1000000000ULL + (uint64_t)start.tv_nsec;
+    memcpy(map + sizeof *h, json.buf, json_len + 1);
+    munmap(json.buf, json.cap);
 }
 
 static int64_t own_resident(void);
 
-/* What the recorder measured, added to the header's JSON as "at_exit". */
-static void header_at_exit(void)
+/* What the recorder measured, added to the header's JSON as "at_exit" (the
+ * header kept AT_EXIT_ROOM bytes for it). */
+static void header_at_exit(uint64_t unfinished)
 {
-    char *json = map + 40, *end = strrchr(json, '}');
+    char *json = map + sizeof(ab_trace_head), *end = strrchr(json, '}');
     if (!end)
         return;
-    char extra[900];
-    int o = snprintf(extra, sizeof extra, ",\"at_exit\":{\"arena_heaps\":%d,\"threads_created\":%u", ab_arena_heaps(),
-                     (unsigned)atomic_load(&created));
-    o += snprintf(extra + o, sizeof extra - (size_t)o, ",\"own_anon_mmaps\":{\"calls\":%llu,\"peak_bytes\":%lld,"
-                  "\"at_exit_bytes\":%lld,\"resident_at_exit_bytes\":%lld,\"untracked\":%llu},"
-                  "\"anon_bytes\":{\"at_start\":%lld,\"at_exit\":%lld},"
-                  "\"file_backed_anon_bytes\":{\"at_start\":%lld,\"at_exit\":%lld}",
-                  (unsigned long long)own_calls, (long long)own_peak, (long long)own_bytes,
-                  (long long)own_resident(), (unsigned long long)own_untracked, (long long)anon_at_start,
-                  (long long)ab_anon_bytes(), (long long)file_anon_at_start, (long long)ab_file_backed_anon_bytes());
+    char room[AT_EXIT_ROOM];
+    text x = {room, sizeof room, 0, 0};
+    text_printf(&x, ",\"at_exit\":{\"arena_heaps\":%d,\"threads_created\":%u,\"unfinished_calls\":%llu",
+                ab_arena_heaps(), (unsigned)atomic_load(&created), (unsigned long long)unfinished);
+    text_printf(&x, ",\"own_anon_mmaps\":{\"calls\":%llu,\"peak_bytes\":%lld,"
+                "\"at_exit_bytes\":%lld,\"resident_at_exit_bytes\":%lld,\"untracked\":%llu},"
+                "\"anon_bytes\":{\"at_start\":%lld,\"at_exit\":%lld},"
+                "\"file_backed_anon_bytes\":{\"at_start\":%lld,\"at_exit\":%lld}",
+                (unsigned long long)own_calls, (long long)own_peak, (long long)own_bytes,
+                (long long)own_resident(), (unsigned long long)own_untracked, (long long)anon_at_start,
+                (long long)ab_anon_bytes(), (long long)file_anon_at_start, (long long)ab_file_backed_anon_bytes());
     if (count_syscalls && !syscalls_error[0]) {
-        o += snprintf(extra + o, sizeof extra - (size_t)o, ",\"malloc_syscalls\":{");
+        text_printf(&x, ",\"malloc_syscalls\":{");
         for (int i = 0; i < AB_NSYSCALLS; i++)
-            o += snprintf(extra + o, sizeof extra - (size_t)o, "%s\"%s\":%lld", i ? "," : "", ab_syscall_names[i],
-                          (long long)atomic_load(&malloc_syscalls[i]));
-        o += snprintf(extra + o, sizeof extra - (size_t)o, "}");
+            text_printf(&x, "%s\"%s\":%lld", i ? "," : "", ab_syscall_names[i],
+                        (long long)atomic_load(&malloc_syscalls[i]));
+        text_printf(&x, "}");
     } else if (count_syscalls) {
-        o += snprintf(extra + o, sizeof extra - (size_t)o, ",\"malloc_syscalls\":null,\"malloc_syscalls_error\":\"");
-        o += (int)escape(extra + o, sizeof extra - (size_t)o - 4, syscalls_error, strlen(syscalls_error));
-        o += snprintf(extra + o, sizeof extra - (size_t)o, "\"");
+        text_printf(&x, ",\"malloc_syscalls\":null");
+        text_string(&x, 0, "malloc_syscalls_error", syscalls_error, strlen(syscalls_error));
     }
-    snprintf(extra + o, sizeof extra - (size_t)o, "}}");
-    if ((size_t)(end - map) + strlen(extra) < AB_TRACE_HEADER - 1)
-        strcpy(end, extra);
+    text_printf(&x, "}}");
+    if (x.cut)  /* never a cut JSON: say so instead */
+        snprintf(room, sizeof room, ",\"at_exit\":{\"error\":\"what the recorder measured at exit did not fit\"}}");
+    if ((size_t)(end - map) + strlen(room) < header_bytes - 1)
+        strcpy(end, room);
 }
 
-/* Write the count and give the file its real length. */
+/* Slots handed out but not yet filled (a call in flight in another thread):
+ * wait for them a little, then count only the records before the first
+ * still empty one, so the count covers filled records alone. */
+static uint64_t filled_records(uint64_t used)
+{
+    for (int i = 0; i < 1000 && atomic_load(&inflight) > 0; i++) {
+        struct timespec tick = {0, 50000};  /* 50 ms in all */
+        nanosleep(&tick, NULL);
+    }
+    if (atomic_load(&inflight) <= 0)
+        return used;
+    const ab_event *ev = (const ab_event *)(map + header_bytes);
+    for (uint64_t i = 0; i < used; i++)
+        if (!__atomic_load_n(&ev[i].op, __ATOMIC_ACQUIRE))
+            return i;
+    return used;
+}
+
+/* Write the count and give the file its length.  Other threads may still be
+ * inside a call: from here on no slot is handed out (reserve), a slot already
+ * handed out stays inside the file, and the file stays mapped until the
+ * process is gone, so a late fill lands in the file, never past its end. */
 static void finish(void)
 {
-    if (!map)
+    if (!map || atomic_exchange(&finished, 1))
         return;
-    header_at_exit();
-    uint64_t used = atomic_load(&next);
+    uint64_t used = atomic_exchange(&next, CLOSED);
     if (used > cap)
         used = cap;
-    memcpy(map + 24, &used, 8);
-    uint32_t flags = atomic_load(&overflow) ? 1 : 0;
-    memcpy(map + 20, &flags, 4);
-    munmap(map, map_len);
-    map = NULL;
-    if (ftruncate(fd, (off_t)(AB_TRACE_HEADER + used * sizeof(ab_event)))) {
+    uint64_t filled = filled_records(used);
+    header_at_exit(used - filled);
+    ab_trace_head *h = head();
+    h->flags = (atomic_load(&overflow) ? AB_TRACE_FLAG_OVERFLOW : 0) | (filled < used ? AB_TRACE_FLAG_CUT_AT_EXIT : 0);
+    __atomic_store_n(&h->events, filled, __ATOMIC_RELEASE);
+    if (ftruncate(fd, (off_t)(header_bytes + used * sizeof(ab_event)))) {
         /* the count in the header still says how many records are real */
     }
-    close(fd);
 }
 
 static int child_pending;  /* a forked child opens its own file at its first event */
 
 static void after_fork_child(void)
 {
+    /* the child has only the forking thread: a lock another thread held at fork is held by no one */
+    __atomic_store_n(&own_lock, 0, __ATOMIC_RELEASE);
     if (!map)
         return;
     munmap(map, map_len);  /* the parent's file stays the parent's */
@@ -302,12 +414,15 @@ static ab_event *reserve(void)
     }
     if (!map)
         return NULL;
+    atomic_fetch_add_explicit(&inflight, 1, memory_order_relaxed);  /* before the slot: finish() waits for it */
     uint64_t i = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed);
     if (i >= cap) {
-        atomic_store_explicit(&overflow, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&inflight, 1, memory_order_relaxed);
+        if (i < CLOSED)  /* not the end of the recording: out of room */
+            atomic_store_explicit(&overflow, 1, memory_order_relaxed);
         return NULL;
     }
-    return (ab_event *)(map + AB_TRACE_HEADER) + i;
+    return (ab_event *)(map + header_bytes) + i;
 }
 
 static void fill(ab_event *e, int op, void *ptr, uint64_t old, uint64_t size)
@@ -322,6 +437,7 @@ static void fill(ab_event *e, int op, void *ptr, uint64_t old, uint64_t size)
     e->size = size;
     e->tid = my_tid;
     __atomic_store_n(&e->op, (uint8_t)op, __ATOMIC_RELEASE);  /* last: the record is whole */
+    atomic_fetch_sub_explicit(&inflight, 1, memory_order_release);
 }
 
 /* ALLOCBENCH_TRACE_SYSCALLS: this thread's counters, read just around the real call */

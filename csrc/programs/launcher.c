@@ -189,6 +189,7 @@ int main(int argc, char **argv)
         return fail(1, "pipe", strerror(errno));
     pid_t pid = fork();
     if (pid == 0) {
+        setpgid(0, 0);  /* the program and whatever it starts: one group, killed whole */
         for (int i = 0; i < nenv; i++)
             putenv(envs[i]);
         char c;
@@ -196,6 +197,8 @@ int main(int argc, char **argv)
             _exit(126);
         if (strace_log[0]) {
             char **sargv = calloc((size_t)(argc - first + 10), sizeof *sargv);
+            if (!sargv)
+                _exit(127);
             int k = 0;
             sargv[k++] = "strace", sargv[k++] = "-f", sargv[k++] = "-qq", sargv[k++] = "-e";
             sargv[k++] = (char *)ab_strace_filter, sargv[k++] = "-o", sargv[k++] = strace_log, sargv[k++] = "--";
@@ -210,6 +213,9 @@ int main(int argc, char **argv)
             _exit(127);
         _exit(127);
     }
+    if (pid < 0)
+        return fail(1, "fork", strerror(errno));
+    setpgid(pid, pid);  /* also here: the group exists before either side goes on */
     close(go[0]);
     close(err[1]);
     ab_counter c;
@@ -226,6 +232,10 @@ int main(int argc, char **argv)
 
     size_t cap = 1024, n = 0;
     sample *s = malloc(cap * sizeof *s);
+    if (!s) {
+        kill(-pid, SIGKILL);
+        return fail(1, "the samples", strerror(errno));
+    }
     char statm[64], smaps[64], buf[4096];
     snprintf(statm, sizeof statm, "/proc/%d/statm", pid);
     snprintf(smaps, sizeof smaps, "/proc/%d/smaps_rollup", pid);
@@ -245,15 +255,19 @@ int main(int argc, char **argv)
                     huge = kb_field(buf, "\nAnonHugePages:");
                     last_smaps = now;
                 }
-                if (n == cap)
-                    s = realloc(s, (cap *= 2) * sizeof *s);
-                s[n++] = (sample){now - t0, resident * page, (resident - shared) * page, huge};
+                if (n == cap) {  /* out of room and out of memory: keep the samples so far, drop this one */
+                    sample *more = realloc(s, 2 * cap * sizeof *s);
+                    if (more)
+                        s = more, cap *= 2;
+                }
+                if (n < cap)
+                    s[n++] = (sample){now - t0, resident * page, (resident - shared) * page, huge};
             }
             while (next <= now)
                 next += period;
         }
         if (timeout_s && now - t0 > (int64_t)timeout_s * 1000000000) {
-            kill(pid, SIGKILL);
+            kill(-pid, SIGKILL);  /* the whole group: a shell's children with it */
             wait4(pid, &status, 0, &ru);
             timed_out = 1;
             break;
@@ -271,6 +285,7 @@ int main(int argc, char **argv)
         }
     }
     int64_t wall = now_ns() - t0;
+    kill(-pid, SIGKILL);  /* what the program left running in its group (a shell's background job) ends with it */
     int exec_errno = 0;
     if (read(err[0], &exec_errno, sizeof exec_errno) != sizeof exec_errno)
         exec_errno = 0;
