@@ -129,14 +129,18 @@ PROGRAMS ?= results/programs.jsonl
 REPLAYS ?= results/replays.jsonl
 QUICK_RESULTS ?= results/quick.jsonl
 
+# A sweep exits 1 when a cell failed (recorded with its reason, the rest measured): the bench goes on
+# to report it; 2 (bad input) and anything else stop it.
+SWEPT = || test $$? -eq 1
+
 bench: system build ## the default sweep and the probes, then plots/ and plots/REPORT.md (resumable)
 	$(PY) -m allocbench info
-	$(PY) -m allocbench sweep --preset default --out $(RESULTS)
+	$(PY) -m allocbench sweep --preset default --out $(RESULTS) $(SWEPT)
 	$(PY) -m allocbench probe all --out results/probes.json
 	$(PY) -m allocbench calibrate --out results/calibration.json
 	@scripts/setup-system $$($(PY) scripts/bench-programs --debian)
 	$(PY) scripts/bench-programs results
-	$(PY) -m allocbench sweep --config results/traces/grid.json --out $(REPLAYS)
+	$(PY) -m allocbench sweep --config results/traces/grid.json --out $(REPLAYS) $(SWEPT)
 	$(PY) -m allocbench report $(RESULTS) --probes results/probes.json \
 	    --calibration results/calibration.json --programs $(PROGRAMS) --replays $(REPLAYS) \
 	    $$(test -f results/fidelity.jsonl && echo --fidelity results/fidelity.jsonl) \
@@ -157,14 +161,14 @@ toy-speed: build ## the toy against glibc at 1 KiB..8 MiB, an older toy (TOY_BEF
 	    cell.c counters.c workloads.c toyalloc.c $$(test -f replay.c && echo replay.c) -lpthread
 	rm -f results/toy_speed_before.jsonl results/toy_speed_after.jsonl
 	ALLOCBENCH_CELL=build/toy-before/allocbench-cell $(PY) -m allocbench sweep \
-	    --config benchmarks/toy_speed.json --out results/toy_speed_before.jsonl
-	$(PY) -m allocbench sweep --config benchmarks/toy_speed.json --out results/toy_speed_after.jsonl
+	    --config benchmarks/toy_speed.json --out results/toy_speed_before.jsonl $(SWEPT)
+	$(PY) -m allocbench sweep --config benchmarks/toy_speed.json --out results/toy_speed_after.jsonl $(SWEPT)
 	$(PY) -m allocbench report results/toy_speed_after.jsonl --out results/toy_speed/REPORT.md \
 	    --toy-speed results/toy_speed_before.jsonl results/toy_speed_after.jsonl
 	@echo "report:  results/toy_speed/REPORT.md"
 
 bench-quick: system build ## a small sweep (about a minute) into results/quick/
-	$(PY) -m allocbench sweep --preset quick --out $(QUICK_RESULTS)
+	$(PY) -m allocbench sweep --preset quick --out $(QUICK_RESULTS) $(SWEPT)
 	$(PY) -m allocbench probe boundary --out results/quick/probes.json
 	$(PY) -m allocbench calibrate --runs 3 --out results/quick/calibration.json
 	$(PY) -m allocbench report $(QUICK_RESULTS) --probes results/quick/probes.json \

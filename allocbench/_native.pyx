@@ -37,6 +37,9 @@ TRACE_OPS = {i: ab_trace_op_names[i].decode() for i in range(1, AB_NOPS)}  # op 
 TRACE_OP_KINDS = {i: {AB_OPK_ALLOC: "alloc", AB_OPK_FREE: "free", AB_OPK_RESIZE: "resize",
                       AB_OPK_THREAD: "thread"}[ab_trace_op_kinds[i]] for i in range(1, AB_NOPS)}
 TRACE_VERSION = AB_TRACE_VERSION
+TOY_STATS = tuple(toy_stats_names[i].decode() for i in range(TOY_NSTATS))
+TRACE_OWNER_WIDTH = AB_TRACE_OWNER_WIDTH
+LAUNCH_MAX_HZ = AB_LAUNCH_MAX_HZ
 SHIMLOG_FORMATS = {ab_shimlog_names[i].decode(): ab_shimlog_formats[i].decode() for i in range(AB_NSHIMLOG_FORMATS)}
 SHIMLOG_PREFIXES = {"explain": AB_EXPLAIN_PREFIX.decode(), "latency": AB_LATENCY_PREFIX.decode()}
 TRACE_HEADER_UNIT, TRACE_HEADER_MAX = AB_TRACE_HEADER, AB_TRACE_HEADER_MAX  # the header: a multiple of the unit
@@ -367,10 +370,8 @@ def toy_configure_raw(size_t threshold, size_t cache_cap, int policy):
 def toy_stats_raw():
     cdef toy_stats s
     toy_get_stats(&s)
-    return {"mapped_bytes": s.mapped_bytes, "live_bytes": s.live_bytes,
-            "cached_bytes": s.cached_bytes, "mmap_calls": s.mmap_calls,
-            "munmap_calls": s.munmap_calls, "mremap_calls": s.mremap_calls,
-            "madvise_calls": s.madvise_calls}
+    cdef uint64_t *values = <uint64_t *>&s  # toyalloc.h: uint64_t fields only, in TOY_STATS_FIELDS' order
+    return {toy_stats_names[i].decode(): values[i] for i in range(TOY_NSTATS)}
 
 
 # ---- counters ----

@@ -38,9 +38,11 @@ from . import machine, programs, runner, stats, traces
 from ._native import GLIBC_DEFAULT_BOUNDARY
 from .backends import BACKENDS, glibc_backend, others
 from .children import ChildFailed, check_command
+from .glibc_constants import DEFAULT_MMAP_THRESHOLD, request2size
+from .records import series_key
 from .results import append_record, load_records, write_json_atomically
 from .series import series_label
-from .units import KIB, MIB, human_bytes, size_label
+from .units import MIB, human_bytes, size_label
 
 OBJECTIVES = ("memory", "time")
 STOP_FACTOR = 3.0          # a run past this many times the default's wall time is stopped
@@ -71,7 +73,7 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        return series_label((self.allocator, tuple(sorted(self.settings.items()))))
+        return series_label(series_key({"allocator": self.allocator, "settings": self.settings}))
 
     @property
     def invasive(self) -> int:
@@ -221,7 +223,7 @@ class Advisor:
         sc = self.baseline.get("syscalls") or {}
         top = max((r["new_threshold"] for r in rises), default=None)
         hi = BACKENDS[self.glibc].setting("mmap_threshold").hi
-        out.append(Candidate(self.glibc, {"mmap_threshold": 128 * KIB}, (
+        out.append(Candidate(self.glibc, {"mmap_threshold": DEFAULT_MMAP_THRESHOLD}, (
             f"the threshold rose to {size_label(top)} at {site(rises[-1])}"
             + (f" ({len(rises)} rises, the first at {site(rises[0])})" if len(rises) > 1 else "")
             + "; frozen at 128 KiB, blocks above it go back to the system when freed") if rises else
@@ -234,13 +236,13 @@ class Advisor:
         moved = self._moved_size(top)
         if moved:
             size, count = moved
-            level = min(hi, chunk_size(size) + 16)
+            level = min(hi, request2size(size) + 16)
             if level not in {c.settings.get("mmap_threshold") for c in out}:
                 out.append(Candidate(self.glibc, {"mmap_threshold": level}, (
                     f"the trace reuses {size_label(size)} blocks most ({count:,} of them) among those the rise moved "
                     f"onto the heap; a threshold just above keeps them there and still maps anything larger")))
         if (sc.get("brk") or 0) >= 8:
-            base = {"mmap_threshold": min(hi, top or 128 * KIB)}
+            base = {"mmap_threshold": min(hi, top or DEFAULT_MMAP_THRESHOLD)}
             out.append(Candidate(self.glibc, {**base, "trim_threshold": 64 * MIB}, (
                 f"the heap moved {sc['brk']} times (brk): a 64 MiB trim threshold keeps the top chunk instead of "
                 "giving it back and faulting it in again")))
@@ -549,11 +551,6 @@ def site(rise: dict) -> str:
     if frames:
         return f"{frames[0]['object']}+{frames[0]['offset']}"
     return "an unknown call site"
-
-
-def chunk_size(request: int) -> int:
-    """glibc's request2size on 64-bit."""
-    return max(32, (request + 8 + 15) & ~15)
 
 
 def ratio(a, b):

@@ -13,15 +13,14 @@ import json
 from collections import defaultdict
 
 from . import stats
-from .records import KEY_FIELDS
+from .records import KEY_FIELDS, series_key
 from .series import series_label
 from .units import size_label
 
 ENV_KEYS = ("glibc", "kernel", "cpu", "cpus", "thp", "page_size")
 
 
-def _setting(r: dict) -> tuple:
-    return (r["allocator"], tuple(sorted(r["settings"].items())))
+_setting = series_key  # a row: the allocator and its settings
 
 
 def _measured(r: dict) -> str:

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from . import _native
 from ._native import Block, glibc_version, heap_top
-from .units import MIB
+from .glibc_constants import MMAP_THRESHOLD_MAX
 
 __all__ = [
     "Block", "Mallinfo2", "MALLOPT_PARAMS", "glibc_version", "heap_top", "mallinfo2",
@@ -42,7 +42,7 @@ MALLOPT_PARAMS = {p.name: p for p in (
     Param("mxfast", M_MXFAST, 0, 80 * 8 // 4, "MAX_FAST_SIZE on 64-bit"),
     Param("trim_threshold", M_TRIM_THRESHOLD, 0, INT_MAX, "bytes, an int"),
     Param("top_pad", M_TOP_PAD, 0, INT_MAX, "bytes, an int"),
-    Param("mmap_threshold", M_MMAP_THRESHOLD, 0, 32 * MIB,
+    Param("mmap_threshold", M_MMAP_THRESHOLD, 0, MMAP_THRESHOLD_MAX,
           "DEFAULT_MMAP_THRESHOLD_MAX = 4 MiB * sizeof(long) on 64-bit"),
     Param("mmap_max", M_MMAP_MAX, 0, INT_MAX, "a count, an int"),
     Param("check_action", M_CHECK_ACTION, 0, 7, "three flag bits; ignored since glibc 2.34 "

@@ -278,8 +278,12 @@ def shm(work_dir: str) -> dict:
             "verdict": _verdict(ok, []), "summary": evidence}
 
 
+RUNNERS = {"read-vs-mmap": read_vs_mmap, "lazy": lazy, "unmappable": unmappable, "shared": shared,
+           "private": private, "shm": shm}
+assert tuple(RUNNERS) == PROBES  # one runner per claim, in the claims' order
+
+
 def run(name: str, work_dir: str) -> dict:
-    result = {"read-vs-mmap": read_vs_mmap, "lazy": lazy, "unmappable": unmappable, "shared": shared,
-              "private": private, "shm": shm}[name](work_dir)
+    result = RUNNERS[name](work_dir)
     result["summary"] = result["summary"] + [f"verdict: {result['verdict']}"]
     return result

@@ -5,25 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import runner
+from . import mmap_probes, runner
 from .backends import BACKENDS
 from .children import ChildFailed, program, run_json, run_python
 from .counters import hold_tracepoints
 from .glibc import M_MMAP_MAX, M_MMAP_THRESHOLD, M_TOP_PAD, M_TRIM_THRESHOLD
+from .glibc_constants import DEFAULT_MMAP_THRESHOLD, DEFAULT_TRIM_THRESHOLD, MMAP_THRESHOLD_MAX, request2size
 from .units import KIB, MIB, size_label
 
-MMAP_THRESHOLD_MAX = 32 * MIB   # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
 DYNAMIC_STEPS = [256 * KIB, 512 * KIB, MIB, 2 * MIB, 4 * MIB, 8 * MIB, 16 * MIB, 32 * MIB - 8192,
                  40 * MIB, 64 * MIB]
-GLIBC_PROBES = ("boundary", "dynamic", "trim", "arenas", "trim-pause")
-
-
-def _mmap_probes():
-    from . import mmap_probes
-    return mmap_probes
-
-
-PROBES = GLIBC_PROBES + ("read-vs-mmap", "lazy", "unmappable", "shared", "private", "shm")
 
 
 class ProbeError(RuntimeError):
@@ -62,14 +53,11 @@ def smallest(pred, lo: int, hi: int) -> int | None:
     return lo
 
 
-def chunk_size(request: int) -> int:
-    """glibc's request2size on 64-bit: header of 8 bytes, 16-byte alignment, 32 minimum."""
-    return max(32, (request + 8 + 15) & ~15)
 
 
 def predicted_boundary(threshold: int) -> int:
     """Smallest request whose chunk reaches the threshold: sysmalloc mmaps when nb >= threshold."""
-    return smallest(lambda r: chunk_size(r) >= threshold, 0, threshold + 64)
+    return smallest(lambda r: request2size(r) >= threshold, 0, threshold + 64)
 
 
 def mmap_boundary(settings=None, history=(), exhaust=True, hi=128 * MIB) -> int | None:
@@ -83,7 +71,7 @@ def boundary(threshold: int | None = None, allocator: str = "glibc") -> dict:
     if _in_process_toy(allocator):
         return _toy_boundary(threshold)
     settings = {M_MMAP_THRESHOLD: threshold} if threshold is not None else {}
-    t = 128 * KIB if threshold is None else threshold
+    t = DEFAULT_MMAP_THRESHOLD if threshold is None else threshold
     found = mmap_boundary(settings)
     fresh = mmap_boundary(settings, exhaust=False)
     size = t + t // 2 if t else 64 * KIB
@@ -167,23 +155,23 @@ def dynamic(allocator: str = "glibc", steps=DYNAMIC_STEPS) -> dict:
     rows = []
     history = []
     start = mmap_boundary()
-    rows.append({"freed": None, "boundary": start, "threshold_inferred": chunk_size(start),
+    rows.append({"freed": None, "boundary": start, "threshold_inferred": request2size(start),
                  **trim_bracket(start)})
     for size in steps:
         history.append(size)
         b = mmap_boundary(history=history)
-        rows.append({"freed": size, "boundary": b, "threshold_inferred": chunk_size(b) if b else None,
+        rows.append({"freed": size, "boundary": b, "threshold_inferred": request2size(b) if b else None,
                      **trim_bracket(b or MIB, history=history)})
     frozen = {}
-    for name, param, value in (("M_MMAP_THRESHOLD", M_MMAP_THRESHOLD, 128 * KIB),
-                               ("M_TOP_PAD", M_TOP_PAD, 128 * KIB),
-                               ("M_TRIM_THRESHOLD", M_TRIM_THRESHOLD, 128 * KIB),
+    for name, param, value in (("M_MMAP_THRESHOLD", M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD),
+                               ("M_TOP_PAD", M_TOP_PAD, DEFAULT_MMAP_THRESHOLD),
+                               ("M_TRIM_THRESHOLD", M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD),
                                ("M_MMAP_MAX", M_MMAP_MAX, 65536)):
         b = mmap_boundary(settings={param: value}, history=[MIB])
         frozen[name] = {"value": value, "boundary_after_freeing_1MiB": b}
     after_1m = observe("mmapped", MIB, history=[MIB], exhaust=True)["mmapped"]
     after_1m_fixed = observe("mmapped", MIB, history=[MIB], exhaust=True,
-                             settings={M_MMAP_THRESHOLD: 128 * KIB})["mmapped"]
+                             settings={M_MMAP_THRESHOLD: DEFAULT_MMAP_THRESHOLD})["mmapped"]
     cap = max(r["threshold_inferred"] or 0 for r in rows)
     summary = ["after each free of an mmapped chunk: smallest mmapped request (inferred mmap threshold) | "
                "trim threshold inferred: largest top chunk kept < T <= smallest that trimmed"]
@@ -417,8 +405,8 @@ def run_probe(name: str, allocator: str = "glibc", threshold: int | None = None,
         if allocator != "glibc" or threshold is not None:
             raise ValueError(f"probe {name} is about mmap itself: it takes no allocator or threshold")
         try:
-            result = _mmap_probes().run(name, work_dir)
-        except _mmap_probes().ProbeError as e:
+            result = mmap_probes.run(name, work_dir)
+        except mmap_probes.ProbeError as e:
             raise ProbeError(str(e)) from None
         result["env"] = describe()
         return result
@@ -448,5 +436,11 @@ def _run(name, allocator, threshold):
         return boundary(threshold, allocator)
     if threshold is not None:
         raise ValueError("--mmap-threshold applies to the boundary probe only")
-    return {"dynamic": dynamic, "trim": trim, "arenas": arenas, "trim-pause": trim_pause}[name](
-        **({"allocator": allocator} if name == "dynamic" else {}))
+    return _GLIBC[name](**({"allocator": allocator} if name == "dynamic" else {}))
+
+
+# every probe, once: glibc's here (boundary takes its threshold and allocator apart, in _run), the mmap
+# claims in mmap_probes.CLAIMS
+_GLIBC = {"boundary": boundary, "dynamic": dynamic, "trim": trim, "arenas": arenas, "trim-pause": trim_pause}
+GLIBC_PROBES = tuple(_GLIBC)
+PROBES = GLIBC_PROBES + mmap_probes.PROBES

@@ -37,9 +37,11 @@ import sys
 import tempfile
 
 from . import machine
+from ._native import LAUNCH_MAX_HZ
 from .backends import BACKENDS, glibc_backend, others
 from .children import SHOW, ChildFailed, check_command, child_env, library, program, run_user, tail
 from .counters import hold_tracepoints
+from .glibc_constants import DEFAULT_MMAP_THRESHOLD
 from .records import cell_key
 from .results import append_record, measured_keys
 from .shimlog import parse_explain, parse_latency
@@ -47,13 +49,13 @@ from .units import KIB, MIB
 
 LOADER_METHOD = ("the same binary with LD_TRACE_LOADED_OBJECTS=1: the dynamic loader maps every library "
                  "(and the preloaded one), prints the list and exits before main")
-MAX_HZ = 10000
+MAX_HZ = LAUNCH_MAX_HZ  # csrc/lib/counters.h: the launcher refuses more
 
 
 def _grid_default() -> list[dict]:
     glibc = glibc_backend().name
     return ([{"allocator": glibc, "settings": s} for s in (
-        {}, {"mmap_threshold": 128 * KIB}, {"mmap_threshold": 128 * KIB, "trim_threshold": 64 * MIB},
+        {}, {"mmap_threshold": DEFAULT_MMAP_THRESHOLD}, {"mmap_threshold": 128 * KIB, "trim_threshold": 64 * MIB},
         {"arena_max": 2})] + [{"allocator": name, "settings": {}} for name in others()])
 
 
@@ -65,7 +67,7 @@ def _grid_threads() -> list[dict]:
 
 GRIDS = {
     "quick": lambda: [{"allocator": glibc_backend().name, "settings": {}},
-                      {"allocator": glibc_backend().name, "settings": {"mmap_threshold": 128 * KIB}}],
+                      {"allocator": glibc_backend().name, "settings": {"mmap_threshold": DEFAULT_MMAP_THRESHOLD}}],
     "default": _grid_default,
     "threads": _grid_threads,
 }

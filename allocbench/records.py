@@ -124,7 +124,7 @@ from __future__ import annotations
 import json
 import statistics
 
-from ._native import LATENCY_KINDS, MALLINFO2_FIELDS, TIMELINE_COLUMNS
+from ._native import LATENCY_KINDS, MALLINFO2_FIELDS, TIMELINE_COLUMNS, TOY_STATS
 from .backends import BACKENDS
 from .counters import SYSCALLS
 
@@ -143,8 +143,7 @@ CELL_OUTPUT = {
         "at_end": {"live_bytes": None, "anon_bytes": None},
         "after": _FOOTPRINT}],
     "timeline": {"kind": None, **dict.fromkeys(TIMELINE_COLUMNS)},
-    "toy_stats_after": {"mapped_bytes": None, "live_bytes": None, "cached_bytes": None, "mmap_calls": None,
-                        "munmap_calls": None, "mremap_calls": None, "madvise_calls": None},
+    "toy_stats_after": dict.fromkeys(TOY_STATS),
     "trace": {"events": None, "allocations": None, "threads": None, "slots": None, "peak_live_bytes": None,
               "live_at_end_bytes": None, "allocations_at_or_above_boundary": None,
               "bytes_at_or_above_boundary": None, "cross_thread_frees": None, "unmatched_frees": None},

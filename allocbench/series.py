@@ -9,6 +9,7 @@ from collections import defaultdict
 
 from .backends import BACKENDS, glibc_backend
 from .counters import SYSCALLS
+from .glibc_constants import DEFAULT_MMAP_THRESHOLD
 from .records import series_key
 from .units import KIB, size_label
 
@@ -19,6 +20,11 @@ FRAG_PATTERNS = ("fragment", "grow", "sawtooth", "checkerboard", "handoff")
 def glibc_at(threshold: int | None) -> tuple:
     """The series key of glibc at a fixed mmap threshold (None: the dynamic default)."""
     return (glibc_backend().name, () if threshold is None else (("mmap_threshold", threshold),))
+
+
+def glibc_fixed() -> tuple:
+    """glibc with its threshold frozen at the 128 KiB default (no dynamic rise)."""
+    return glibc_at(DEFAULT_MMAP_THRESHOLD)
 
 
 def at_defaults(allocator: str) -> tuple:

@@ -11,6 +11,7 @@ from .backends import BACKENDS, glibc_backend, others
 from .children import DEFAULT_TIMEOUT_S
 from .records import cell_key
 from .results import append_record, measured_keys
+from .series import FRAG_PATTERNS
 from .units import KIB, MIB
 
 DYNAMIC = None  # glibc's default, dynamic threshold
@@ -32,9 +33,8 @@ def fragmentation_blocks(sizes=FRAG_SIZES, thresholds=FRAG_THRESHOLDS, ops=None)
     from a quarter of the size to the size; handoff on a pair of threads."""
     common = {"allocators": ALL, "thresholds": thresholds, "live": 16, "repeats": 5,  # 5 and 5: a 95% test
               **({"ops": ops} if ops else {})}
-    return [{"pattern": p, "sizes": sizes, **common} for p in ("fragment", "sawtooth", "checkerboard")] + [
-        {"pattern": "grow", "bands": [[s // 4, s] for s in sizes], **common},
-        {"pattern": "handoff", "sizes": sizes, "threads": 2, **common}]
+    shape = {"grow": {"bands": [[s // 4, s] for s in sizes]}, "handoff": {"sizes": sizes, "threads": 2}}
+    return [{"pattern": p, **shape.get(p, {"sizes": sizes}), **common} for p in FRAG_PATTERNS]
 
 
 def ops_for(size: int, budget_bytes: int, lo: int = 20, hi: int = 20000) -> int:

@@ -27,6 +27,7 @@ from ._native import (
     TRACE_HEADER_UNIT,
     TRACE_OP_KINDS,
     TRACE_OPS,
+    TRACE_OWNER_WIDTH,
     TRACE_VERSION,
 )
 from .children import ChildFailed, check_command, child_env, library, run_user
@@ -304,7 +305,7 @@ def record(command: list[str], out: str, timeout: float = 3600, stdin: str | Non
     extra = dict(env or {})
     preload = ":".join([lib] + ([extra.pop("LD_PRELOAD")] if extra.get("LD_PRELOAD") else []))
     env = child_env(preload, {**extra, "ALLOCBENCH_TRACE": os.path.abspath(out)})
-    env["ALLOCBENCH_TRACE_OWNER"] = " " * 20  # room for the first process's pid (recorder.c OWNER_WIDTH)
+    env["ALLOCBENCH_TRACE_OWNER"] = " " * TRACE_OWNER_WIDTH  # room for the first process's pid (recorder.c)
     status = run_user(command, env, timeout, stdin=stdin, output=output, cwd=cwd)
     files = [out] + sorted(glob.glob(children))
     files = [f for f in files if os.path.exists(f)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import UsageError, command_after_dashes, seconds_arg
+from .common import UsageError, command_after_dashes, out_dir, seconds_arg
 
 NAME, HELP = "advise", "the malloc settings for this program, with the measured trade-off (screen, then verify)"
 
@@ -27,7 +27,7 @@ def add_arguments(p) -> None:
                    help="time objective: the most peak RSS allowed, as a ratio to the default's (1.25)")
     p.add_argument("--budget", type=seconds_arg, default=180,
                    help="seconds of running the program and its replays, in all (180)")
-    p.add_argument("--out", help="a folder for the runs, the trace, advice.json and advice.png; rerunning into it "
+    p.add_argument("--out", type=out_dir, help="a folder for the runs, the trace, advice.json and advice.png; rerunning into it "
                                  "resumes")
     p.add_argument("--json", action="store_true", help="print the answer as one JSON object")
     p.add_argument("command", nargs="...", help="-- CMD ARGS...")

@@ -81,6 +81,14 @@ def add_setting_flags(parser) -> None:
                 parser.add_argument(flag, type=size_arg if s.in_bytes else count_arg, help=s.help())
 
 
+def add_allocator_flag(parser, what: str = "") -> None:
+    """--allocator NAME, one of the backends' table (glibc first: the default)."""
+    from ..backends import BACKENDS
+
+    parser.add_argument("--allocator", choices=list(BACKENDS), default=next(iter(BACKENDS)),
+                        help=what + "; ".join(f"{n}: {b.about}" for n, b in BACKENDS.items()))
+
+
 def settings_given(args) -> dict:
     """The settings flags given on the command line."""
     from ..backends import ALL_SETTINGS
@@ -103,6 +111,24 @@ def out_path(text: str) -> str:
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".allocbench-")
         os.close(fd)
         os.unlink(probe)
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {folder}: {e.strerror}") from None
+    return text
+
+
+def out_dir(text: str) -> str:
+    """--out FOLDER: tried before any work, as out_path tries a file (a folder made
+    and removed where the folder would go; it is created when missing)."""
+    import os
+    import tempfile
+
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is not a folder")
+    folder = os.path.abspath(text)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=folder, prefix=".allocbench-"))
     except OSError as e:
         raise argparse.ArgumentTypeError(f"cannot write {text}: {folder}: {e.strerror}") from None
     return text

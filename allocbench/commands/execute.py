@@ -6,6 +6,7 @@ import sys
 
 from .common import (
     UsageError,
+    add_allocator_flag,
     add_program_io,
     add_setting_flags,
     command_after_dashes,
@@ -20,11 +21,9 @@ NAME, HELP = "exec", "run an unmodified program under any allocator and glibc se
 
 
 def add_arguments(p) -> None:
-    from ..backends import BACKENDS
     from ..programs import GRIDS, MAX_HZ
 
-    p.add_argument("--allocator", choices=list(BACKENDS), default=next(iter(BACKENDS)),
-                   help="; ".join(f"{n}: {b.about}" for n, b in BACKENDS.items()))
+    add_allocator_flag(p)
     add_setting_flags(p)
     p.add_argument("--grid", help=f"{', '.join(GRIDS)}, or a JSON file: [{{\"allocator\": ..., \"settings\": "
                                   "{...}}, ...]; the settings run in turns")

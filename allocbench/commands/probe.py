@@ -8,14 +8,15 @@ import sys
 from .common import UsageError, out_path, size_arg
 
 NAME = "probe"
-HELP = ("what glibc really does (boundary, dynamic, trim, arenas) and the mmap claims (read-vs-mmap, lazy, "
-        "unmappable, shared, private, shm)")
+HELP = "what glibc really does, and the mmap claims: one probe by name, or all"
 
 
 def add_arguments(p) -> None:
-    from ..probes import PROBE_ALLOCATORS, PROBES
+    from ..probes import GLIBC_PROBES, PROBE_ALLOCATORS, PROBES
 
-    p.add_argument("name", choices=PROBES + ("all",))
+    p.add_argument("name", choices=PROBES + ("all",), metavar="NAME",
+                   help=f"glibc's behaviour: {', '.join(GLIBC_PROBES)}; the mmap claims: "
+                        f"{', '.join(p for p in PROBES if p not in GLIBC_PROBES)}; or all of them")
     p.add_argument("--mmap-threshold", type=size_arg, help="boundary: fix M_MMAP_THRESHOLD first")
     p.add_argument("--allocator", choices=PROBE_ALLOCATORS, default=PROBE_ALLOCATORS[0],
                    help="boundary and dynamic also run on the toy")

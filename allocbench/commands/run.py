@@ -6,6 +6,7 @@ import os
 
 from .common import (
     UsageError,
+    add_allocator_flag,
     add_setting_flags,
     count_arg,
     out_path,
@@ -20,11 +21,9 @@ NAME, HELP = "run", "measure one cell in a fresh process"
 
 def add_arguments(p) -> None:
     from .. import _native
-    from ..backends import BACKENDS
 
     defaults = _native.CELL_DEFAULTS
-    p.add_argument("--allocator", choices=list(BACKENDS), default=next(iter(BACKENDS)),
-                   help="; ".join(f"{n}: {b.about}" for n, b in BACKENDS.items()))
+    add_allocator_flag(p)
     p.add_argument("--pattern", choices=_native.PATTERNS, default="churn",
                    help="; ".join(f"{k}: {v}" for k, v in _native.PATTERN_DOCS.items()))
     p.add_argument("--size", type=size_arg, help="block size (135168, 128K, 1MiB)")

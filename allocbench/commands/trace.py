@@ -5,13 +5,21 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import Parser, UsageError, add_setting_flags, count_arg, out_path, seconds_arg, settings_given
+from .common import (
+    Parser,
+    UsageError,
+    add_allocator_flag,
+    add_setting_flags,
+    count_arg,
+    out_path,
+    seconds_arg,
+    settings_given,
+)
 
 NAME, HELP = "trace", "traces: info (--fidelity: the replay against the program)"
 
 
 def add_arguments(p) -> None:
-    from ..backends import BACKENDS
 
     sub = p.add_subparsers(dest="trace_command", required=True, parser_class=Parser)
     info = sub.add_parser("info", help="what a trace holds: operations, sizes, peak live bytes, lifetimes, threads")
@@ -20,8 +28,7 @@ def add_arguments(p) -> None:
     info.add_argument("--fidelity", action="store_true",
                       help="run the program again (the header's argv, in its cwd) under exec and under the recorder, "
                            "replay it on one thread and on its recorded threads, and print each error")
-    info.add_argument("--allocator", choices=list(BACKENDS), default=next(iter(BACKENDS)),
-                      help="--fidelity: the allocator of the program and of the replays")
+    add_allocator_flag(info, "--fidelity: the allocator of the program and of the replays; ")
     add_setting_flags(info)
     info.add_argument("--replay-window", type=count_arg, help="--fidelity: the recorded threads' window, in events")
     info.add_argument("--input", metavar="FILE", help="--fidelity: the program's stdin (default: /dev/null)")

@@ -2,10 +2,12 @@
 against size, the size x threshold heat maps, and the allocators around 128 KiB."""
 from __future__ import annotations
 
+from ..glibc_constants import DEFAULT_MMAP_THRESHOLD
 from ..records import series_key
 from ..series import (
     by_series,
     glibc_at,
+    glibc_fixed,
     is_glibc,
     measured_best,
     series,
@@ -16,13 +18,13 @@ from ..series import (
 )
 from ..units import KIB, size_label
 
-TABLE_SIZES = (4 * KIB, 64 * KIB, 128 * KIB, 132 * KIB, 256 * KIB, 1024 * KIB, 4096 * KIB)
+TABLE_SIZES = (4 * KIB, 64 * KIB, DEFAULT_MMAP_THRESHOLD, 132 * KIB, 256 * KIB, 1024 * KIB, 4096 * KIB)
 
 
 def table_series(r: dict) -> bool:
     """glibc's default and the folklore 128 KiB line, and every other allocator at its defaults."""
     key = series_key(r)
-    return key in (glibc_at(None), glibc_at(128 * KIB)) or (not is_glibc(key) and not r["settings"])
+    return key in (glibc_at(None), glibc_fixed()) or (not is_glibc(key) and not r["settings"])
 
 
 def table(recs: list[dict]) -> list[str]:
@@ -105,11 +107,11 @@ def fig_heatmap(recs, metric, label, title):
     return draw
 
 
-def fig_allocators(recs, sizes=(64 * KIB, 128 * KIB, 132 * KIB, 256 * KIB)):
+def fig_allocators(recs, sizes=(64 * KIB, DEFAULT_MMAP_THRESHOLD, 132 * KIB, 256 * KIB)):
     def draw(path, cap):
         groups = by_series(recs, "churn")
         # every allocator at its defaults, and glibc at a fixed 128 KiB threshold too
-        wanted = [k for k in groups if not k[1] or k == glibc_at(128 * KIB)]
+        wanted = [k for k in groups if not k[1] or k == glibc_fixed()]
         if len(wanted) < 2:
             return False
         from .draw import finish, plt

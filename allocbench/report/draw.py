@@ -9,7 +9,8 @@ import matplotlib
 matplotlib.use("agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..units import KIB, size_label  # noqa: E402
+from ..glibc_constants import DEFAULT_MMAP_THRESHOLD
+from ..units import size_label  # noqa: E402
 
 DPI = 110
 SIZE_FIGURE = (10, 6)      # a metric against allocation size
@@ -38,7 +39,7 @@ def finish(fig, ax, title, xlabel, ylabel, cap, path, svg=False) -> bool:
 
 def size_axis(ax, sizes) -> None:
     ax.set_xscale("log", base=2)
-    ticks = sorted({s for s in sizes if s & (s - 1) == 0} | {128 * KIB})
+    ticks = sorted({s for s in sizes if s & (s - 1) == 0} | {DEFAULT_MMAP_THRESHOLD})
     ax.set_xticks(ticks)
     ax.set_xticklabels([size_label(t) for t in ticks], rotation=45, fontsize=8)
 

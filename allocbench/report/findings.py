@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .. import stats
 from ..records import series_key
-from ..series import find, glibc_at, other_defaults, series, syscalls_per_op
+from ..series import find, glibc_at, glibc_fixed, other_defaults, series, syscalls_per_op
 from ..units import KIB, MIB, size_label
 
 
@@ -21,7 +21,7 @@ def _mib(n) -> str:
 
 def fixed_threshold_cost(recs) -> list[str]:
     out = []
-    dyn, fixed = glibc_at(None), glibc_at(128 * KIB)
+    dyn, fixed = glibc_at(None), glibc_fixed()
     for size in (256 * KIB, 1024 * KIB):
         a, b = find(recs, "churn", fixed, size), find(recs, "churn", dyn, size)
         if a and b:
@@ -34,7 +34,7 @@ def fixed_threshold_cost(recs) -> list[str]:
 
 
 def cliff(recs) -> list[str]:
-    fixed = glibc_at(128 * KIB)
+    fixed = glibc_fixed()
     lo, hi = find(recs, "churn", fixed, 124 * KIB), find(recs, "churn", fixed, 132 * KIB)
     if not (lo and hi):
         return []
@@ -52,7 +52,7 @@ def cliff(recs) -> list[str]:
 
 def smallest_mmapped(recs) -> list[str]:
     rows = sorted((r for r in recs if r["status"] == "ok" and r["pattern"] == "churn" and r["threads"] == 1
-                   and r["size_bytes"] is not None and series_key(r) == glibc_at(128 * KIB)
+                   and r["size_bytes"] is not None and series_key(r) == glibc_fixed()
                    and r["mmapped_fraction"] is not None), key=lambda r: r["size_bytes"])
     first = next((r for r in rows if r["mmapped_fraction"] > 0.5), None)
     if not first:
@@ -66,12 +66,12 @@ def smallest_mmapped(recs) -> list[str]:
 
 def batch_retained(recs) -> list[str]:
     out = []
-    a, b = find(recs, "batch", glibc_at(None), 256 * KIB), find(recs, "batch", glibc_at(128 * KIB), 256 * KIB)
+    a, b = find(recs, "batch", glibc_at(None), 256 * KIB), find(recs, "batch", glibc_fixed(), 256 * KIB)
     if a and b and a["retained_after_free_bytes"] is not None and b["retained_after_free_bytes"] is not None:
         out.append(f"After a batch of {min(a['live'], a['ops'])} x 256 KiB is freed, the anonymous memory still "
                    f"held over the cell's start: {_mib(a['retained_after_free_bytes'])} at the dynamic default, "
                    f"{_mib(b['retained_after_free_bytes'])} at a fixed 128 KiB threshold.")
-    rows = [r for r in (find(recs, "batch", k, MIB) for k in (glibc_at(None), glibc_at(128 * KIB), *other_defaults()))
+    rows = [r for r in (find(recs, "batch", k, MIB) for k in (glibc_at(None), glibc_fixed(), *other_defaults()))
             if r and r["retained_after_free_bytes"] is not None]
     if len(rows) >= 3:
         out.append(f"After {min(rows[0]['live'], rows[0]['ops'])} x 1 MiB blocks are freed, anonymous memory "
@@ -99,7 +99,7 @@ def raised_threshold(recs) -> list[str]:
 def fastest_at(recs, size: int = 132 * KIB) -> list[str]:
     """Each allocator's churn time against the fastest median, with the test; a
     fastest is named only when it beats every other."""
-    cells = [r for r in (find(recs, "churn", k, size) for k in (glibc_at(None), glibc_at(128 * KIB),
+    cells = [r for r in (find(recs, "churn", k, size) for k in (glibc_at(None), glibc_fixed(),
                                                                   *other_defaults())) if r]
     if len(cells) < 3:
         return []

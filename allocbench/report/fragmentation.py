@@ -10,7 +10,17 @@ from __future__ import annotations
 import statistics
 
 from .. import stats
-from ..series import FRAG_PATTERNS, frag_series, glibc_at, is_glibc, nearest, series_label, size_of, tradeoff_points
+from ..series import (
+    FRAG_PATTERNS,
+    frag_series,
+    glibc_at,
+    glibc_fixed,
+    is_glibc,
+    nearest,
+    series_label,
+    size_of,
+    tradeoff_points,
+)
 from ..units import KIB, MIB, size_label
 
 AT = 132 * KIB  # the size of each pattern's extremes line
@@ -18,7 +28,7 @@ AT = 132 * KIB  # the size of each pattern's extremes line
 
 def pinning(recs) -> list[str]:
     dyn = {size_of(r): r for r in frag_series(recs, "fragment").get(glibc_at(None), [])}
-    fixed = {size_of(r): r for r in frag_series(recs, "fragment").get(glibc_at(128 * KIB), [])}
+    fixed = {size_of(r): r for r in frag_series(recs, "fragment").get(glibc_fixed(), [])}
     pinned = []
     for size in sorted(set(dyn) & set(fixed)):
         a, b = dyn[size], fixed[size]
@@ -213,7 +223,7 @@ def fig_glibc_breakdown(recs, pattern="fragment"):
     def draw(path, cap):
         groups = frag_series(recs, pattern)
         panels = [(k, [r for r in groups.get(k, []) if 64 * KIB <= size_of(r) <= 512 * KIB
-                       and r.get("glibc_breakdown_peak")]) for k in (glibc_at(None), glibc_at(128 * KIB))]
+                       and r.get("glibc_breakdown_peak")]) for k in (glibc_at(None), glibc_fixed())]
         panels = [(k, rows) for k, rows in panels if rows]
         if not panels:
             return False

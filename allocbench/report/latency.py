@@ -9,8 +9,8 @@ import os
 
 from .. import stats
 from ..records import latency_causes, series_key
-from ..series import glibc_at, series, series_order
-from ..units import KIB, human_ns, size_label
+from ..series import glibc_at, glibc_fixed, series, series_order
+from ..units import human_ns, size_label
 
 KINDS = ("malloc", "free")  # the figures' and the findings' call kinds
 
@@ -88,7 +88,7 @@ def findings(cells: list[dict]) -> list[str]:
     out = []
     for size in sorted({r["size_bytes"] for r in cells}):
         base = next((r for r in cells if r["size_bytes"] == size and series_key(r) == glibc_at(None)), None)
-        fixed = next((r for r in cells if r["size_bytes"] == size and series_key(r) == glibc_at(128 * KIB)), None)
+        fixed = next((r for r in cells if r["size_bytes"] == size and series_key(r) == glibc_fixed()), None)
         if not base or not fixed:
             continue
         for kind in KINDS:

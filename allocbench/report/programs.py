@@ -10,8 +10,8 @@ from collections import defaultdict
 from .. import stats
 from ..counters import SYSCALLS
 from ..records import series_key
-from ..series import glibc_at, is_glibc, program_name, series_label, series_order
-from ..units import KIB, MIB
+from ..series import glibc_at, glibc_fixed, is_glibc, program_name, series_label, series_order
+from ..units import MIB
 
 MEASURES = (  # (what, value of one run, kind)
     ("time", lambda r: r["wall_ns"], "time"),
@@ -75,7 +75,7 @@ def findings(groups: dict) -> list[str]:
         out.append(f"{what[0].upper() + what[1:]}: {head}Against the dynamic default, {stats.BETTER[kind]}: "
                    f"{'; '.join(better) or 'none'}; {stats.WORSE[kind]}: {'; '.join(worse) or 'none'}; "
                    f"the same: {'; '.join(same) or 'none'}.")
-    fixed = groups.get(glibc_at(128 * KIB))
+    fixed = groups.get(glibc_fixed())
     if fixed:
         mm = lambda rs: _med(rs, lambda r: (r["syscalls"] or {}).get("mmap"))
         if mm(fixed) is not None and mm(base) is not None:

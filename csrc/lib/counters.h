@@ -12,6 +12,9 @@
 #include <time.h>
 
 /* The counted syscalls, once: the names in records, tracepoints and strace's filter. */
+/* the launcher's RSS samples per second, at most (allocbench exec --hz) */
+#define AB_LAUNCH_MAX_HZ 10000
+
 #define AB_SYSCALL_LIST(X) X(brk) X(mmap) X(munmap) X(mremap) X(madvise) X(mprotect)
 enum {
 #define AB_SYS_ENUM(name) AB_SYS_##name,

@@ -15,8 +15,9 @@ cdef extern from "toyalloc.h" nogil:
         int policy
 
     ctypedef struct toy_stats:
-        uint64_t mapped_bytes, live_bytes, cached_bytes
-        uint64_t mmap_calls, munmap_calls, mremap_calls, madvise_calls
+        uint64_t cached_bytes
+    enum: TOY_NSTATS
+    const char *toy_stats_names[]
 
     void *toy_memalign(size_t align, size_t size)
     int toy_is_direct(void *p)

@@ -31,12 +31,29 @@ typedef struct toy_config {
     int policy;           /* enum toy_policy (default TOY_KEEP) */
 } toy_config;
 
+/* The toy's counters, once: X(name); the cell prints them, Python reads them by name. */
+#define TOY_STATS_FIELDS(X)                                                                       \
+    X(mapped_bytes)  /* all mappings held now: spans, live large blocks, cache */                 \
+    X(live_bytes)    /* usable bytes of live blocks (what the toy handed out) */                  \
+    X(cached_bytes)  /* freed mappings (large blocks and empty spans) kept for reuse */           \
+    X(mmap_calls) X(munmap_calls) X(mremap_calls) X(madvise_calls)
 typedef struct toy_stats {
-    uint64_t mapped_bytes;   /* all mappings held now: spans, live large blocks, cache */
-    uint64_t live_bytes;     /* usable bytes of live blocks (what the toy handed out) */
-    uint64_t cached_bytes;   /* freed mappings (large blocks and empty spans) kept for reuse */
-    uint64_t mmap_calls, munmap_calls, mremap_calls, madvise_calls;
+#define TOY_STAT_MEMBER(name) uint64_t name;
+    TOY_STATS_FIELDS(TOY_STAT_MEMBER)
+#undef TOY_STAT_MEMBER
 } toy_stats;
+enum {
+#define TOY_STAT_ENUM(name) TOY_STAT_##name,
+    TOY_STATS_FIELDS(TOY_STAT_ENUM)
+#undef TOY_STAT_ENUM
+    TOY_NSTATS
+};
+static const char *const toy_stats_names[TOY_NSTATS] = {
+#define TOY_STAT_NAME(name) #name,
+    TOY_STATS_FIELDS(TOY_STAT_NAME)
+#undef TOY_STAT_NAME
+};
+_Static_assert(sizeof(toy_stats) == TOY_NSTATS * sizeof(uint64_t), "toy_stats: uint64_t fields only, read by index");
 
 #define TOY_MAX_THRESHOLD ((size_t)1 << 20)
 /* The largest alignment the Python handle accepts; C callers may ask for any power of two. */

@@ -34,6 +34,8 @@
 #define AB_TRACE_VERSION 2
 #define AB_TRACE_HEADER 4096       /* the header's size is a multiple of this (4096 in traces before 2026-12) */
 #define AB_TRACE_HEADER_MAX (64u << 20)  /* readers refuse a header larger than this */
+/* allocbench sets ALLOCBENCH_TRACE_OWNER to this many spaces: room for the first process's pid */
+#define AB_TRACE_OWNER_WIDTH 20
 
 /* The header's fixed fields, once: X(name, type); the JSON follows them.
  * Python reads their offsets and sizes from ab_trace_head_fields (_native). */

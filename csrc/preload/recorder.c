@@ -366,7 +366,6 @@ static void thread_exit(void *index)
     fill(reserve(), AB_OP_THREAD_EXIT, NULL, 0, (uint64_t)(uintptr_t)index);
 }
 
-#define OWNER_WIDTH 20  /* allocbench sets ALLOCBENCH_TRACE_OWNER to this many spaces: room for a pid */
 
 __attribute__((constructor)) static void init(void)
 {
@@ -386,9 +385,9 @@ __attribute__((constructor)) static void init(void)
     cap = max && *max ? strtoull(max, NULL, 10) : (uint64_t)1 << 26;
     char *owner = getenv("ALLOCBENCH_TRACE_OWNER");
     char me[32];
-    snprintf(me, sizeof me, "%-*d", OWNER_WIDTH, getpid());
-    if (owner && strlen(owner) == OWNER_WIDTH && strspn(owner, " ") == OWNER_WIDTH) {
-        memcpy(owner, me, OWNER_WIDTH);  /* the first process: its children inherit the claim */
+    snprintf(me, sizeof me, "%-*d", AB_TRACE_OWNER_WIDTH, getpid());
+    if (owner && strlen(owner) == AB_TRACE_OWNER_WIDTH && strspn(owner, " ") == AB_TRACE_OWNER_WIDTH) {
+        memcpy(owner, me, AB_TRACE_OWNER_WIDTH);  /* the first process: its children inherit the claim */
     } else if (owner && *owner && strcmp(owner, me)) {
         char mine[sizeof path + 16];
         snprintf(mine, sizeof mine, "%s.%d", path, getpid());

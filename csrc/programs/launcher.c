@@ -159,7 +159,7 @@ int main(int argc, char **argv)
             usage();
         }
     }
-    if (!first || first >= argc || hz < 1 || hz > 10000)
+    if (!first || first >= argc || hz < 1 || hz > AB_LAUNCH_MAX_HZ)
         usage();
     FILE *out = stdout;
     if (out_path && !(out = fopen(out_path, "w"))) {
