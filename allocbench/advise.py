@@ -39,17 +39,17 @@ from ._native import GLIBC_DEFAULT_BOUNDARY
 from .backends import BACKENDS, glibc_backend, others
 from .children import ChildFailed, check_command
 from .glibc_constants import DEFAULT_MMAP_THRESHOLD, request2size
-from .records import series_key
+from .records import cell_key, series_key
 from .results import append_record, load_records, write_json_atomically
 from .series import series_label
 from .units import MIB, human_bytes, size_label
 
-OBJECTIVES = ("memory", "time")
 STOP_FACTOR = 3.0          # a run past this many times the default's wall time is stopped
 MAX_SURVIVORS = 3
 MAX_ROUNDS = 30
 SCREEN_SLACK = 1.5         # screening is one noisy run: keep what it puts within 1.5x the constraint
 MIN_SAMPLES = 40           # RSS samples a run should get (sets --hz for short programs)
+ROUND_MARGIN = 1.2         # a round is planned at 1.2x the default's wall time per run
 
 
 class AdviceError(ValueError):
@@ -58,6 +58,42 @@ class AdviceError(ValueError):
 
 class FailedBaseline(RuntimeError):
     """The program fails under glibc's default: nothing to advise."""
+
+
+# ---- the objective: what is minimised, what must stay within a limit, and how to say it ----
+
+@dataclass(frozen=True)
+class Objective:
+    name: str        # "memory" or "time"
+    measure: str     # what it minimises: mean_rss or wall
+    constraint: str  # what must stay within `limit` of the default: wall or peak_rss
+    kind: str        # stats' kind of the measure: "memory" or "time"
+    max_slowdown: float = 1.10
+    max_growth: float = 1.25
+
+    @property
+    def limit(self) -> float:
+        return self.max_slowdown if self.name == "memory" else self.max_growth
+
+    @property
+    def better(self) -> str:
+        return stats.BETTER[self.kind]
+
+    def constraint_words(self) -> str:
+        if self.name == "memory":
+            return f"in mean RSS within {self.limit:g}x the default's wall time"
+        return f"in wall time within {self.limit:g}x the default's peak RSS"
+
+
+def objective(name: str, max_slowdown: float = 1.10, max_growth: float = 1.25) -> Objective:
+    if name == "memory":
+        return Objective("memory", "mean_rss", "wall", "memory", max_slowdown, max_growth)
+    if name == "time":
+        return Objective("time", "wall", "peak_rss", "time", max_slowdown, max_growth)
+    raise AdviceError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {name!r}")
+
+
+OBJECTIVES = ("memory", "time")
 
 
 @dataclass
@@ -91,9 +127,87 @@ MEASURES = (("wall", lambda r: r["wall_ns"], "time"), ("cpu", lambda r: r["cpu_n
             ("mean_rss", lambda r: r["mean_rss_bytes"], "memory"),
             ("final_rss", lambda r: r["final_rss_bytes"], "memory"),
             ("faults", lambda r: r["minor_faults"] + r["major_faults"], "count"))
-OBJECTIVE_MEASURE = {"memory": "mean_rss", "time": "wall"}
-CONSTRAINT_MEASURE = {"memory": "wall", "time": "peak_rss"}
+VALUE = {name: f for name, f, _ in MEASURES}
 
+
+# ---- 2. candidates, from the program itself (pure) ----
+
+def propose(baseline: dict, trace_info: dict | None, moved: tuple[int, int] | None, env_info: dict,
+            obj: Objective) -> list[Candidate]:
+    """The candidates for this program, each with why it is in the list: the
+    threshold frozen (at the default, at each level it rose to, just above the
+    size the trace reuses most among those a rise moved), the trim threshold
+    and top pad where the heap moved, arenas and the thread cache where it runs
+    threads, huge pages where they are on request, and every other allocator
+    that is installed.  `moved`: moved_size()'s answer."""
+    glibc = glibc_backend().name
+    explain = baseline.get("explain") or {}
+    rises = explain.get("rises", [])
+    threads = (trace_info or {}).get("threads", 1)
+    sc = baseline.get("syscalls") or {}
+    top = max((r["new_threshold"] for r in rises), default=None)
+    hi = BACKENDS[glibc].setting("mmap_threshold").hi
+    out = [Candidate(glibc, {"mmap_threshold": DEFAULT_MMAP_THRESHOLD}, (
+        f"the threshold rose to {size_label(top)} at {site(rises[-1])}"
+        + (f" ({len(rises)} rises, the first at {site(rises[0])})" if len(rises) > 1 else "")
+        + "; frozen at 128 KiB, blocks above it go back to the system when freed") if rises else
+        "the 128 KiB default, frozen: the threshold can no longer rise")]
+    for level in sorted({r["new_threshold"] for r in rises}):
+        if level <= hi:
+            where = next(r for r in rises if r["new_threshold"] == level)
+            out.append(Candidate(glibc, {"mmap_threshold": level},
+                                 f"the level the threshold rose to at {site(where)}, frozen there"))
+    if moved:
+        size, count = moved
+        level = min(hi, request2size(size) + 16)
+        if level not in {c.settings.get("mmap_threshold") for c in out}:
+            out.append(Candidate(glibc, {"mmap_threshold": level}, (
+                f"the trace reuses {size_label(size)} blocks most ({count:,} of them) among those the rise moved "
+                f"onto the heap; a threshold just above keeps them there and still maps anything larger")))
+    if (sc.get("brk") or 0) >= 8:
+        base = {"mmap_threshold": min(hi, top or DEFAULT_MMAP_THRESHOLD)}
+        out.append(Candidate(glibc, {**base, "trim_threshold": 64 * MIB}, (
+            f"the heap moved {sc['brk']} times (brk): a 64 MiB trim threshold keeps the top chunk instead of "
+            "giving it back and faulting it in again")))
+        out.append(Candidate(glibc, {**base, "top_pad": 16 * MIB}, (
+            f"the heap moved {sc['brk']} times (brk): a 16 MiB top pad grows it in fewer, larger steps")))
+    if threads > 1:
+        for n in (1, 2, 4):
+            out.append(Candidate(glibc, {"arena_max": n}, (
+                f"the program runs {threads} threads, each of which can get an arena that keeps its own peak; "
+                f"arena_max={n} makes them share {n}")))
+        if obj.name == "memory":
+            out.append(Candidate(glibc, {"tcache_count": 0}, (
+                f"each of the {threads} threads caches up to 7 chunks of every small size; tcache_count=0 "
+                "keeps none")))
+    if obj.name == "time" and env_info.get("thp") == "madvise" and baseline["peak_rss_bytes"] >= 64 * MIB:
+        out.append(Candidate(glibc, {"hugetlb": 1}, (
+            f"transparent huge pages are on request here (THP madvise) and the program peaks at "
+            f"{human_bytes(baseline['peak_rss_bytes'])}: hugetlb=1 asks for them for the heap")))
+    for name in others():
+        if not BACKENDS[name].unavailable_reason():
+            out.append(Candidate(name, {}, f"{BACKENDS[name].about}, instead of glibc's malloc"))
+    return out
+
+
+def moved_size(trace: str | None, top: int | None) -> tuple[int, int] | None:
+    """The size the trace allocates most often among those the rise moved (from the glibc boundary up
+    to the risen threshold), and how many; None when none is allocated more than once."""
+    if not top or not trace:
+        return None
+    import numpy as np
+
+    _, ev = traces.read(trace)
+    sizes = ev["size"][np.isin(ev["op"], list(traces.ALLOCATING)) & (ev["ptr"] != 0)]
+    moved = sizes[(sizes >= GLIBC_DEFAULT_BOUNDARY) & (sizes < top)]
+    if not len(moved):
+        return None
+    values, counts = np.unique(moved, return_counts=True)
+    i = int(np.argmax(counts))
+    return (int(values[i]), int(counts[i])) if counts[i] > 1 else None  # reused: allocated more than once
+
+
+# ---- the runs: kept in --out for resume, all within the budget ----
 
 class Budget:
     def __init__(self, seconds: float):
@@ -110,12 +224,304 @@ class Budget:
             self.spent += time.monotonic() - start
 
 
+class RunStore:
+    """Every run advise makes, each bounded by what the budget has left: exec runs
+    (runs.jsonl) and replays (replays.jsonl) in --out, every record kept, failed and
+    stopped ones too, so a rerun into the same folder runs nothing twice."""
+
+    def __init__(self, command: list[str], budget: Budget, out_dir: str | None, env_info: dict):
+        self.command, self.budget, self.out_dir, self.env_info = command, budget, out_dir, env_info
+        self.hz = 100
+        self.runs = self._load("runs.jsonl", lambda r: r.get("command") == command and "advise_stage" in r,
+                               self._run_key_of)
+        self.replays = self._load("replays.jsonl", lambda r: True, cell_key)
+
+    def path(self, name: str) -> str | None:
+        return os.path.join(self.out_dir, name) if self.out_dir else None
+
+    def _load(self, name: str, mine, key) -> dict:
+        path = self.path(name)
+        if not path or not os.path.exists(path):
+            return {}
+        return {key(r): r for r in load_records(path) if mine(r)}
+
+    @staticmethod
+    def _run_key(stage: str, allocator: str, settings: dict, repeat: int) -> tuple:
+        return stage, allocator, json.dumps(settings, sort_keys=True), repeat
+
+    @classmethod
+    def _run_key_of(cls, r: dict) -> tuple:
+        return cls._run_key(r["advise_stage"], r["allocator"], r["settings"], r["repeat"])
+
+    def run(self, stage: str, allocator: str, settings: dict, repeat: int, explain: bool = False,
+            timeout: float | None = None) -> dict:
+        """One exec run, or its record from an earlier call into the same --out.
+        Its timeout: `timeout`, and never past the budget (then the record says so)."""
+        key = self._run_key(stage, allocator, settings, repeat)
+        if key in self.runs:
+            return self.runs[key]
+        left = max(1.0, self.budget.left())
+        limit = min(timeout or left, left)
+        log = self.out_dir and programs.log_path(self.path("runs.jsonl"), self.command, allocator, settings, repeat)
+        rec = self.budget.run(programs.run_program, self.command, allocator, settings, repeat, hz=self.hz,
+                              timeout=limit, explain=explain, env_info=self.env_info, output=log)
+        rec["advise_stage"] = stage
+        if rec["status"] != "ok" and (rec.get("error") or "").startswith("timeout") and limit < (timeout or math.inf):
+            rec["error"] = f"timeout: the budget ran out ({limit:.1f} s were left)"
+        self.runs[key] = rec
+        if self.out_dir:
+            append_record(self.path("runs.jsonl"), rec)
+        return rec
+
+    def replay(self, spec: dict, timeout: float) -> dict | None:
+        """One replay cell, or its record from before; None when the budget has run out."""
+        key = cell_key(spec)
+        if key in self.replays:
+            return self.replays[key]
+        if self.budget.left() < 1:
+            return None
+        (rec,) = self.budget.run(runner.run_cells, [spec], timeout=min(timeout, self.budget.left()),
+                                 env_info=self.env_info)
+        self.replays[key] = rec
+        if self.out_dir:
+            append_record(self.path("replays.jsonl"), rec)
+        return rec
+
+
+# ---- 3. screen: each candidate once, cheaply ----
+
+def choose_screen(trace: str | None, trace_info: dict | None) -> tuple[str, str, str]:
+    """(method, why, replay_threads): replay where a trace was recorded, else one exec run each."""
+    threads = (trace_info or {}).get("threads", 0)
+    if trace and threads == 1:
+        return "replay", ("the program's calls come from one thread, so a replay makes the same calls in the same "
+                          "order on the allocator under test, in a fraction of the program's time"), "one"
+    if trace and threads > 1:
+        return "replay", (f"the program's calls come from {threads} threads: a replay on its recorded threads "
+                          "makes each thread's calls on a thread of its own, so glibc gives them arenas as in the "
+                          "program, in a fraction of the program's time"), "recorded"
+    return "exec", "no trace could be recorded: one short run of the program each", "one"
+
+
+def screen_by_replay(store: RunStore, candidates: list[Candidate], baseline: dict, trace: str,
+                     replay_threads: str) -> None:
+    glibc = glibc_backend().name
+    spec = lambda a, s: runner.make_spec(allocator=a, pattern="trace", trace=trace, size=0, repeats=1,
+                                         settings=s, replay_threads=replay_threads)
+    # a replay makes the program's calls without its work: past 10x the program's time (10 s at least) it
+    # is stopped, so one replay cannot spend the budget the others and the verification need
+    limit = max(10.0, 10 * baseline["wall_ns"] / 1e9)
+    default = store.replay(spec(glibc, {}), limit)
+    if default is None or default["status"] != "ok":
+        raise FailedBaseline("the trace's replay fails under glibc's default: "
+                             + (default["error"] if default else "the budget ran out"))
+    t_ns = traces.read(trace)[1]["t_ns"]
+    base = replay_measures(default, t_ns)
+    program = {"wall": baseline["wall_ns"], "mean_rss": baseline["mean_rss_bytes"],
+               "peak_rss": baseline["peak_rss_bytes"]}
+    for c in candidates:
+        rec = store.replay(spec(c.allocator, c.settings), limit)
+        if rec is None:
+            c.stopped = "the budget ran out before it was screened"
+            continue
+        if rec["status"] != "ok":
+            c.stage, c.stopped = "stopped", f"its replay failed: {rec['error']}"
+            continue
+        c.stage = "screened"
+        # what the replay changes, added to the program's own measure: the program is more than its mallocs
+        got = replay_measures(rec, t_ns)
+        c.screen = {"method": "replay", **{k: ratio(program[k] + got[k] - base[k], program[k]) for k in got
+                                            if got[k] is not None and base[k] is not None}}
+
+
+def screen_by_exec(store: RunStore, candidates: list[Candidate], baseline: dict) -> None:
+    for c in candidates:
+        if store.budget.left() <= 0:
+            c.stopped = "the budget ran out before it was screened"
+            continue
+        rec = store.run("screen", c.allocator, c.settings, 0, timeout=STOP_FACTOR * baseline["wall_ns"] / 1e9)
+        if rec["status"] != "ok":
+            c.stage = "stopped"
+            c.stopped = (f"slower than {STOP_FACTOR:g}x the default (stopped)"
+                         if rec["error"].startswith("timeout") and "budget" not in rec["error"]
+                         else f"its run failed: {rec['error']}")
+            continue
+        c.stage = "screened"
+        c.screen = {"method": "exec", **{name: ratio(f(rec), f(baseline)) for name, f, _ in MEASURES}}
+
+
+# ---- 4. verify: the best few against the default, in turns, a fixed number of rounds ----
+
+def survivors(candidates: list[Candidate], obj: Objective, rounds_room: int) -> list[Candidate]:
+    """The screened candidates inside the constraint (with slack: a screen is one noisy run) and better
+    than the default by the screen, best first, as many as `rounds_room` rounds of MIN_PAIRS can verify;
+    each one left out says why."""
+    limit = obj.limit * SCREEN_SLACK
+    fit = []
+    for c in candidates:
+        if c.stage != "screened":
+            continue
+        con, got = c.screen.get(obj.constraint, math.inf), c.screen.get(obj.measure, math.inf)
+        if con > limit:
+            c.stopped = f"screen: outside the constraint ({con:.2f}x {obj.constraint.replace('_', ' ')})"
+        elif not got < 1:
+            c.stopped = f"screen: not {obj.better} ({got:.2f}x {obj.measure.replace('_', ' ')})"
+        else:
+            fit.append(c)
+    fit.sort(key=lambda c: (c.screen[obj.measure], c.invasive))
+    keep = fit[:max(1, min(MAX_SURVIVORS, rounds_room))] if fit else []
+    for rank, c in enumerate(fit[len(keep):], len(keep) + 1):
+        c.stopped = f"ranked {rank}th by the screen; the budget verified the best {len(keep)}"
+    return keep
+
+
+def plan_rounds(left_s: float, wall_s: float, n: int) -> int:
+    """Rounds of the default and n candidates the budget affords, at most MAX_ROUNDS: fixed before the
+    first run, so the 95% of each interval is not spent on looking again and again."""
+    return min(MAX_ROUNDS, int(left_s / ((n + 1) * wall_s * ROUND_MARGIN)))
+
+
+def verify(store: RunStore, chosen: list[Candidate], baseline: dict) -> list[dict]:
+    """Runs the default and the chosen candidates in turns for as many rounds as the budget affords
+    (at least MIN_PAIRS); returns the default's runs.  A candidate past STOP_FACTOR times the default's
+    wall time is stopped."""
+    glibc = glibc_backend().name
+    wall = baseline["wall_ns"] / 1e9
+    rounds = max(stats.MIN_PAIRS, plan_rounds(store.budget.left(), wall, len(chosen)))
+    default_runs = []
+    for rnd in range(rounds):
+        live = [c for c in chosen if c.stage != "stopped"]
+        if not live or store.budget.left() <= 0:
+            break
+        default = store.run("verify", glibc, {}, rnd)
+        if default["status"] != "ok":
+            raise FailedBaseline(f"the default failed in verification: {default['error']}")
+        default_runs.append(default)
+        stop_at = STOP_FACTOR * statistics.median(r["wall_ns"] for r in default_runs) / 1e9
+        for c in live:
+            if store.budget.left() <= 0:  # the round is cut short: its pairs are the ones with both runs
+                break
+            rec = store.run("verify", c.allocator, c.settings, rnd, timeout=stop_at)
+            if rec["status"] != "ok":
+                c.stage = "stopped"
+                c.stopped = (f"slower than {STOP_FACTOR:g}x the default (stopped at {stop_at:.1f} s)"
+                             if rec["error"].startswith("timeout") and "budget" not in rec["error"]
+                             else f"a run failed: {rec['error']}")
+                continue
+            c.runs.append(rec)
+            c.stage = "verified"
+    for c in chosen:
+        measure(c, default_runs, baseline.get("syscalls") or {})
+    return default_runs
+
+
+def measure(c: Candidate, default_runs: list[dict], syscalls: dict) -> None:
+    if c.stage != "verified":
+        return
+    for name, f, kind in MEASURES:
+        c.measures[name] = stats.runs(default_runs, c.runs, f, kind)
+    c.measures["syscalls"] = {k: stats.runs(default_runs, c.runs, lambda r, k=k: (r["syscalls"] or {}).get(k),
+                                            "count") for k in syscalls}
+
+
+# ---- 5. answer (pure) ----
+
+def eligible(c: Candidate, obj: Objective) -> bool:
+    """Better at 95% in the objective's measure, and inside the constraint at 95%."""
+    if c.stage != "verified" or not c.measures:
+        return False
+    got, con = c.measures[obj.measure], c.measures[obj.constraint]
+    return got.verdict == obj.better and con.high is not None and con.high <= obj.limit
+
+
+def recommend(candidates: list[Candidate], obj: Objective, default_runs: list[dict]) -> tuple[Candidate | None, str]:
+    """The best eligible candidate, or the least invasive of those the runs cannot tell from it;
+    else why the default stays."""
+    ok = [c for c in candidates if eligible(c, obj)]
+    if not ok:
+        verified = [c for c in candidates if c.stage == "verified" and c.measures]
+        seen = [c.measures[obj.measure].detectable for c in verified
+                if c.measures[obj.measure].detectable is not None]
+        could = f"; these runs could have seen a difference of {min(seen):.0%}" if seen else ""
+        return None, f"keep the default: no candidate was {obj.better} at 95% {obj.constraint_words()}{could}"
+    ok.sort(key=lambda c: c.measures[obj.measure].estimate)
+    best = ok[0]
+    for c in ok[1:]:  # the least invasive among those the runs cannot tell from the best
+        if c.invasive < best.invasive and not stats.runs(best.runs, c.runs, VALUE[obj.measure], obj.kind).significant:
+            return c, reason(c, default_runs) + f" (as good as {best.label} by the test, and a smaller change)"
+    return best, reason(best, default_runs)
+
+
+def reason(c: Candidate, default_runs: list[dict]) -> str:
+    m = c.measures
+    mean_b = statistics.median(r["mean_rss_bytes"] for r in default_runs)
+    mean_c = statistics.median(r["mean_rss_bytes"] for r in c.runs)
+    change = (f"returns {human_bytes(mean_b - mean_c)} of RSS on average" if mean_c < mean_b else
+              f"holds {human_bytes(mean_c - mean_b)} more RSS on average")
+    return (f"{c.why}: it {change} (mean RSS {human_bytes(mean_b)} -> {human_bytes(mean_c)}, "
+            f"{m['mean_rss'].words()}), peak RSS {m['peak_rss'].words()}, {m['wall'].words()} the wall time")
+
+
+def screening_accuracy(candidates: list[Candidate], method: str | None) -> dict:
+    """How well the screen ranked the verified candidates (Spearman's rho over the candidates
+    themselves: the default is not a point of its own) and its error per measure (median
+    |screened / verified - 1|)."""
+    verified = [c for c in candidates if c.stage == "verified" and c.screen and c.measures]
+    out = {"method": method, "verified": len(verified)}
+    for name in ("wall", "mean_rss", "peak_rss"):
+        pairs = [(c.screen.get(name), c.measures[name].estimate) for c in verified
+                 if c.screen.get(name) is not None and c.measures[name].estimate is not None]
+        out[name] = {"rank_correlation": spearman(pairs) if len(pairs) >= 3 else None,
+                     "median_error": statistics.median(abs(s / v - 1) for s, v in pairs) if pairs else None}
+    return out
+
+
+def verdict_words(c: Candidate) -> str:
+    if c.stage == "verified":
+        return "; ".join(f"{name.replace('_', ' ')} {c.measures[name].words()}"
+                         for name in ("wall", "mean_rss", "peak_rss"))
+    return c.stopped or f"screened ({(c.screen or {}).get('method')}), not verified"
+
+
+def answer(command: list[str], obj: Objective, budget: Budget, screen: dict, baseline: dict,
+           default_runs: list[dict], trace_info: dict | None, candidates: list[Candidate], env_info: dict) -> dict:
+    best, why = recommend(candidates, obj, default_runs)
+    ranked = sorted(candidates, key=lambda c: (
+        0 if eligible(c, obj) else 1 if c.stage == "verified" else 2 if c.stage == "screened" else 3,
+        c.measures[obj.measure].estimate if c.measures else (c.screen or {}).get(obj.measure, math.inf)))
+    cmp_dict = lambda x: None if x is None else {"estimate": x.estimate, "low": x.low, "high": x.high}
+    base_runs = default_runs or [baseline]
+    median = lambda name: statistics.median(r[name] for r in base_runs)
+    glibc = glibc_backend().name
+    return {
+        "objective": obj.name, "command": command,
+        "max_slowdown": obj.max_slowdown, "max_growth": obj.max_growth,
+        "budget_s": budget.seconds, "spent_s": round(budget.spent, 1), "screen": screen,
+        "baseline": {"allocator": glibc, "settings": {}, "runs": len(default_runs) or 1,
+                     "wall_s": median("wall_ns") / 1e9, "mean_rss_bytes": median("mean_rss_bytes"),
+                     "peak_rss_bytes": median("peak_rss_bytes"),
+                     "threshold_rises": (baseline.get("explain") or {}).get("rises", []),
+                     "trace": trace_info and {k: trace_info[k] for k in ("events", "threads", "peak_live_bytes")}},
+        "candidates": [{
+            "allocator": c.allocator, "settings": c.settings, "label": c.label, "env": c.env(), "why": c.why,
+            "stage": c.stage, "runs": len(c.runs), "screen": c.screen, "stopped": c.stopped,
+            **{f"{name}_ratio": cmp_dict(c.measures.get(name)) for name, _, _ in MEASURES},
+            "syscalls_ratio": {k: cmp_dict(v) for k, v in c.measures.get("syscalls", {}).items()},
+            "verdict": verdict_words(c), "eligible": eligible(c, obj)} for c in ranked],
+        "recommendation": None if best is None else {
+            "allocator": best.allocator, "settings": best.settings, "env": best.env(), "why": why,
+            "line": paste_line(best.env())},
+        "keep_default_why": why if best is None else None,
+        "screening_accuracy": screening_accuracy(candidates, screen["method"]),
+        "env": env_info}
+
+
+# ---- the whole ----
+
 class Advisor:
-    def __init__(self, command: list[str], objective: str = "memory", max_slowdown: float = 1.10,
+    def __init__(self, command: list[str], objective_name: str = "memory", max_slowdown: float = 1.10,
                  max_growth: float = 1.25, budget: float = 180, out_dir: str | None = None, progress=None):
         check_command(command)
-        if objective not in OBJECTIVES:
-            raise AdviceError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
         if not max_slowdown >= 1:
             raise AdviceError(f"--max-slowdown must be at least 1 (the default's own time), got {max_slowdown:g}")
         if not max_growth >= 1:
@@ -124,420 +530,79 @@ class Advisor:
             raise AdviceError(f"--budget must be more than 0 seconds, got {budget:g}")
         if out_dir and os.path.exists(out_dir) and not os.path.isdir(out_dir):
             raise AdviceError(f"--out {out_dir}: not a folder")
-        self.command, self.objective = command, objective
-        self.max_slowdown, self.max_growth = max_slowdown, max_growth
-        self.budget = Budget(budget)
-        self.out_dir = out_dir
+        self.command, self.objective = command, objective(objective_name, max_slowdown, max_growth)
+        self.budget, self.out_dir = Budget(budget), out_dir
         # progress on stderr when it is a terminal (stage, candidate, runs, time left)
         self.progress = progress or ((lambda line: print(line, file=sys.stderr, flush=True)) if sys.stderr.isatty()
                                      else (lambda line: None))
         self.env_info = machine.describe()
-        self.glibc = glibc_backend().name
-        self.done = self._resume()
-        self.hz = 100
-        self.baseline: dict | None = None
-        self.trace: str | None = None
-        self.trace_info: dict | None = None
-        self.screen_method = self.screen_why = None
-        self.replay_threads = "one"
-        self.candidates: list[Candidate] = []
-        self.default_runs: list[dict] = []
-
-    # ---- records kept in --out, resumed ----
-
-    def _path(self, name: str) -> str | None:
-        return os.path.join(self.out_dir, name) if self.out_dir else None
-
-    def _resume(self) -> dict:
-        path = self._path("runs.jsonl")
-        if not path or not os.path.exists(path):
-            return {}
-        done = {}
-        for r in load_records(path):
-            if r.get("status") == "ok" and r.get("command") == self.command:
-                done[(r["advise_stage"], r["allocator"], json.dumps(r["settings"], sort_keys=True), r["repeat"])] = r
-        return done
+        self.store = RunStore(command, self.budget, out_dir, self.env_info)
 
     def say(self, stage: str, what: str) -> None:
         self.progress(f"[advise {self.budget.spent:5.1f} s of {self.budget.seconds:g}] {stage}: {what}")
 
-    def run(self, stage: str, allocator: str, settings: dict, repeat: int, explain: bool = False,
-            timeout: float | None = None) -> dict:
-        """One exec run, or its record from an earlier call into the same --out."""
-        key = (stage, allocator, json.dumps(settings, sort_keys=True), repeat)
-        if key in self.done:
-            return self.done[key]
-        timeout = max(1.0, min(timeout or self.budget.left(), self.budget.left()))
-        log = None if not self.out_dir else programs.log_path(self._path("runs.jsonl"), self.command, allocator,
-                                                               settings, repeat)
-        rec = self.budget.run(programs.run_program, self.command, allocator, settings, repeat, hz=self.hz,
-                              timeout=timeout, explain=explain, env_info=self.env_info, output=log)
-        rec["advise_stage"] = stage
-        if self.out_dir:
-            append_record(self._path("runs.jsonl"), rec)
-        if rec["status"] == "ok":
-            self.done[key] = rec
-        return rec
-
-    # ---- 1. baseline ----
-
-    def run_baseline(self) -> None:
+    def run_baseline(self) -> dict:
+        """1. glibc's dynamic default, with the threshold explainer; sets the sampling rate for what follows."""
         self.say("baseline", f"{' '.join(self.command)} under glibc's dynamic default, with the threshold explainer")
-        rec = self.run("baseline", self.glibc, {}, 0, explain=True)
+        rec = self.store.run("baseline", glibc_backend().name, {}, 0, explain=True)
         if rec["status"] != "ok":
+            tail = rec.get("output_tail") or []
             raise FailedBaseline(f"the program fails under glibc's default: {rec['error']}"
-                                 + (f" ({' | '.join(rec.get('output_tail', [])[-2:])})" if rec.get("output_tail")
-                                    else ""))
-        self.baseline = rec
+                                 + (f" ({' | '.join(tail[-2:])})" if tail else ""))
         wall = rec["wall_ns"] / 1e9
-        self.hz = int(min(programs.MAX_HZ // 10, max(100, math.ceil(MIN_SAMPLES / max(wall, 1e-3)))))
+        self.store.hz = int(min(programs.MAX_HZ // 10, max(100, math.ceil(MIN_SAMPLES / max(wall, 1e-3)))))
         need = (2 * stats.MIN_PAIRS + 1) * wall  # the recording, and 6 pairs of the default and one candidate
         if self.budget.left() < need:
             raise AdviceError(f"a budget of {self.budget.seconds:g} s cannot verify anything: one run takes "
                               f"{wall:.2f} s, and verifying one setting against the default takes {stats.MIN_PAIRS} "
                               f"pairs of runs and a recording, about {need + self.budget.spent:.0f} s; raise --budget")
+        return rec
 
-    def record_trace(self) -> None:
-        path = self._path("program.trace") or os.path.join(tempfile.gettempdir(), f"advise-{os.getpid()}.trace")
+    def record_trace(self) -> tuple[str | None, dict | None]:
+        """The allocation trace (in --out, kept for a rerun), and what it holds; (None, None) without one."""
+        path = self.store.path("program.trace") or os.path.join(tempfile.gettempdir(), f"advise-{os.getpid()}.trace")
         if not (os.path.exists(path) and self.out_dir):
             self.say("record", f"the allocation trace -> {path}")
             try:
                 self.budget.run(traces.record, self.command, path, timeout=max(1.0, self.budget.left()),
-                                output=self._path("record.log"))
+                                output=self.store.path("record.log"))
             except (ChildFailed, ValueError) as e:
                 self.say("record", f"no trace ({e}); screening runs the program instead")
-                return
+                return None, None
         try:
-            self.trace_info = traces.info(path)
-            self.trace = path
+            return path, traces.info(path)
         except traces.TraceError as e:
             self.say("record", f"the trace is unreadable ({e}); screening runs the program instead")
-
-    # ---- 2. candidates ----
-
-    def make_candidates(self) -> None:
-        out = []
-        explain = self.baseline.get("explain") or {}
-        rises = explain.get("rises", [])
-        threads = (self.trace_info or {}).get("threads", 1)
-        sc = self.baseline.get("syscalls") or {}
-        top = max((r["new_threshold"] for r in rises), default=None)
-        hi = BACKENDS[self.glibc].setting("mmap_threshold").hi
-        out.append(Candidate(self.glibc, {"mmap_threshold": DEFAULT_MMAP_THRESHOLD}, (
-            f"the threshold rose to {size_label(top)} at {site(rises[-1])}"
-            + (f" ({len(rises)} rises, the first at {site(rises[0])})" if len(rises) > 1 else "")
-            + "; frozen at 128 KiB, blocks above it go back to the system when freed") if rises else
-            "the 128 KiB default, frozen: the threshold can no longer rise"))
-        for level in sorted({r["new_threshold"] for r in rises}):
-            if level <= hi:
-                where = next(r for r in rises if r["new_threshold"] == level)
-                out.append(Candidate(self.glibc, {"mmap_threshold": level},
-                                     f"the level the threshold rose to at {site(where)}, frozen there"))
-        moved = self._moved_size(top)
-        if moved:
-            size, count = moved
-            level = min(hi, request2size(size) + 16)
-            if level not in {c.settings.get("mmap_threshold") for c in out}:
-                out.append(Candidate(self.glibc, {"mmap_threshold": level}, (
-                    f"the trace reuses {size_label(size)} blocks most ({count:,} of them) among those the rise moved "
-                    f"onto the heap; a threshold just above keeps them there and still maps anything larger")))
-        if (sc.get("brk") or 0) >= 8:
-            base = {"mmap_threshold": min(hi, top or DEFAULT_MMAP_THRESHOLD)}
-            out.append(Candidate(self.glibc, {**base, "trim_threshold": 64 * MIB}, (
-                f"the heap moved {sc['brk']} times (brk): a 64 MiB trim threshold keeps the top chunk instead of "
-                "giving it back and faulting it in again")))
-            out.append(Candidate(self.glibc, {**base, "top_pad": 16 * MIB}, (
-                f"the heap moved {sc['brk']} times (brk): a 16 MiB top pad grows it in fewer, larger steps")))
-        if threads > 1:
-            for n in (1, 2, 4):
-                out.append(Candidate(self.glibc, {"arena_max": n}, (
-                    f"the program runs {threads} threads, each of which can get an arena that keeps its own peak; "
-                    f"arena_max={n} makes them share {n}")))
-            if self.objective == "memory":
-                out.append(Candidate(self.glibc, {"tcache_count": 0}, (
-                    f"each of the {threads} threads caches up to 7 chunks of every small size; tcache_count=0 "
-                    "keeps none")))
-        if (self.objective == "time" and self.env_info.get("thp") == "madvise"
-                and self.baseline["peak_rss_bytes"] >= 64 * MIB):
-            out.append(Candidate(self.glibc, {"hugetlb": 1}, (
-                f"transparent huge pages are on request here (THP madvise) and the program peaks at "
-                f"{human_bytes(self.baseline['peak_rss_bytes'])}: hugetlb=1 asks for them for the heap")))
-        for name in others():
-            why = BACKENDS[name].unavailable_reason()
-            if why:
-                self.say("candidates", f"{name} left out: {why}")
-                continue
-            out.append(Candidate(name, {}, f"{BACKENDS[name].about}, instead of glibc's malloc"))
-        self.candidates = out
-        for c in out:
-            self.say("candidates", f"{c.label}: {c.why}")
-
-    def _moved_size(self, top: int | None) -> tuple[int, int] | None:
-        """The size the trace allocates most often among those the rise moved (from the glibc boundary up
-        to the risen threshold), and how many."""
-        if not top or not self.trace:
-            return None
-        import numpy as np
-
-        _, ev = traces.read(self.trace)
-        sizes = ev["size"][np.isin(ev["op"], list(traces.ALLOCATING)) & (ev["ptr"] != 0)]
-        moved = sizes[(sizes >= GLIBC_DEFAULT_BOUNDARY) & (sizes < top)]
-        if not len(moved):
-            return None
-        values, counts = np.unique(moved, return_counts=True)
-        i = int(np.argmax(counts))
-        return (int(values[i]), int(counts[i])) if counts[i] > 1 else None  # reused: allocated more than once
-
-    # ---- 3. screen ----
-
-    def choose_screen(self) -> None:
-        threads = (self.trace_info or {}).get("threads", 0)
-        self.replay_threads = "one" if threads == 1 else "recorded"
-        if self.trace and threads == 1:
-            self.screen_method = "replay"
-            self.screen_why = ("the program's calls come from one thread, so a replay makes the same calls in "
-                               "the same order on the allocator under test, in a fraction of the program's time")
-        elif self.trace and threads > 1:
-            self.screen_method = "replay"
-            self.screen_why = (f"the program's calls come from {threads} threads: a replay on its recorded threads "
-                               "makes each thread's calls on a thread of its own, so glibc gives them arenas as "
-                               "in the program, in a fraction of the program's time")
-        else:
-            self.screen_method = "exec"
-            self.screen_why = "no trace could be recorded: one short run of the program each"
-
-    def screen(self) -> None:
-        self.choose_screen()
-        self.say("screen", f"by {self.screen_method}: {self.screen_why}")
-        if self.screen_method == "replay":
-            self._screen_by_replay()
-        else:
-            self._screen_by_exec()
-
-    def _screen_by_replay(self) -> None:
-        chosen = [(self.glibc, {})] + [(c.allocator, c.settings) for c in self.candidates]
-        specs = [runner.make_spec(allocator=a, pattern="trace", trace=self.trace, size=0, repeats=1, settings=s,
-                                  replay_threads=self.replay_threads) for a, s in chosen]
-        path = self._path("replays.jsonl")
-        done = {records_key(r): r for r in load_records(path)} if path and os.path.exists(path) else {}
-        todo = [s for s in specs if records_key(s) not in done]
-        if todo:
-            self.say("screen", f"replaying the trace under {len(todo)} setting(s)")
-            for rec in self.budget.run(runner.run_cells, todo, env_info=self.env_info):
-                done[records_key(rec)] = rec
-                if path:
-                    append_record(path, rec)
-        _, events = traces.read(self.trace)
-        t_ns = events["t_ns"]
-        default = done[records_key(specs[0])]
-        if default["status"] != "ok":
-            raise FailedBaseline(f"the trace's replay fails under glibc's default: {default['error']}")
-        base = replay_measures(default, t_ns)
-        program = {"wall": self.baseline["wall_ns"], "mean_rss": self.baseline["mean_rss_bytes"],
-                   "peak_rss": self.baseline["peak_rss_bytes"]}
-        for c, spec in zip(self.candidates, specs[1:]):
-            rec = done[records_key(spec)]
-            if rec["status"] != "ok":
-                c.stage, c.stopped = "stopped", f"its replay failed: {rec['error']}"
-                continue
-            c.stage = "screened"
-            # what the replay changes, added to the program's own measure: the program is more than its mallocs
-            got = replay_measures(rec, t_ns)
-            c.screen = {"method": "replay", **{k: ratio(program[k] + got[k] - base[k], program[k]) for k in got
-                                                if got[k] is not None and base[k] is not None}}
-
-    def _screen_by_exec(self) -> None:
-        base = self.baseline
-        for c in self.candidates:
-            if self.budget.left() <= 0:
-                c.stopped = "the budget ran out before it was screened"
-                continue
-            self.say("screen", f"{c.label}: one run")
-            rec = self.run("screen", c.allocator, c.settings, 0, timeout=STOP_FACTOR * base["wall_ns"] / 1e9)
-            if rec["status"] != "ok":
-                c.stage = "stopped"
-                c.stopped = (f"slower than {STOP_FACTOR:g}x the default (stopped)" if rec["error"].startswith("timeout")
-                             else f"its run failed: {rec['error']}")
-                continue
-            c.stage = "screened"
-            c.screen = {"method": "exec", **{name: ratio(f(rec), f(base)) for name, f, _ in MEASURES}}
-
-    # ---- 4. verify ----
-
-    def survivors(self) -> list[Candidate]:
-        """The screened candidates inside the constraint (with slack: a screen is one noisy run), best first
-        by the objective, as many as the budget can verify."""
-        obj, con = OBJECTIVE_MEASURE[self.objective], CONSTRAINT_MEASURE[self.objective]
-        limit = (self.max_slowdown if self.objective == "memory" else self.max_growth) * SCREEN_SLACK
-        fit = [c for c in self.candidates if c.stage == "screened" and c.screen.get(con, math.inf) <= limit
-               and c.screen.get(obj, math.inf) < 1]
-        fit.sort(key=lambda c: (c.screen[obj], c.invasive))
-        wall = self.baseline["wall_ns"] / 1e9
-        room = int(self.budget.left() / (stats.MIN_PAIRS * wall * 1.2)) - 1  # rounds of 6, default included
-        keep = fit[:max(1, min(MAX_SURVIVORS, room))]
-        for c in fit[len(keep):]:
-            c.stopped = "not verified: the budget verifies the best few"
-        return keep
-
-    def verify(self) -> None:
-        chosen = self.survivors()
-        if not chosen:
-            self.say("verify", "no candidate screened better than the default inside the constraint")
-            return
-        self.say("verify", f"{', '.join(c.label for c in chosen)} against the default, in turns")
-        wall = self.baseline["wall_ns"] / 1e9
-        for rnd in range(MAX_ROUNDS):
-            live = [c for c in chosen if c.stage != "stopped" and not (rnd >= stats.MIN_PAIRS and self.decided(c))]
-            if not live or self.budget.left() < (len(live) + 1) * wall * 1.2:
-                break
-            default = self.run("verify", self.glibc, {}, rnd)
-            if default["status"] != "ok":
-                raise FailedBaseline(f"the default failed in verification: {default['error']}")
-            self.default_runs.append(default)
-            stop_at = STOP_FACTOR * statistics.median(r["wall_ns"] for r in self.default_runs) / 1e9
-            for c in live:
-                self.say("verify", f"{c.label}: run {rnd + 1}, {self.budget.left():.0f} s left")
-                rec = self.run("verify", c.allocator, c.settings, rnd, timeout=stop_at)
-                if rec["status"] != "ok":
-                    c.stage = "stopped"
-                    c.stopped = (f"slower than {STOP_FACTOR:g}x the default (stopped at {stop_at:.1f} s)"
-                                 if rec["error"].startswith("timeout") else f"a run failed: {rec['error']}")
-                    continue
-                c.runs.append(rec)
-                c.stage = "verified"
-            for c in chosen:
-                self.measure(c)
-        for c in chosen:
-            self.measure(c)
-
-    def measure(self, c: Candidate) -> None:
-        if c.stage != "verified":
-            return
-        for name, f, kind in MEASURES:
-            c.measures[name] = stats.runs(self.default_runs, c.runs, f, kind)
-        c.measures["syscalls"] = {
-            k: stats.runs(self.default_runs, c.runs, lambda r, k=k: (r["syscalls"] or {}).get(k), "count")
-            for k in (self.baseline.get("syscalls") or {})}
-
-    def decided(self, c: Candidate) -> bool:
-        """Both the objective and the constraint are settled at 95%."""
-        if c.stage != "verified" or not c.measures:
-            return False
-        obj = c.measures[OBJECTIVE_MEASURE[self.objective]]
-        con = c.measures[CONSTRAINT_MEASURE[self.objective]]
-        limit = self.max_slowdown if self.objective == "memory" else self.max_growth
-        return obj.verdict != "untested" and obj.significant and con.low is not None and (
-            con.high <= limit or con.low > limit)
-
-    # ---- 5. answer ----
-
-    def eligible(self, c: Candidate) -> bool:
-        if c.stage != "verified" or not c.measures:
-            return False
-        obj = c.measures[OBJECTIVE_MEASURE[self.objective]]
-        con = c.measures[CONSTRAINT_MEASURE[self.objective]]
-        limit = self.max_slowdown if self.objective == "memory" else self.max_growth
-        return obj.verdict == stats.BETTER[obj_kind(self.objective)] and con.high is not None and con.high <= limit
-
-    def recommend(self) -> tuple[Candidate | None, str]:
-        obj = OBJECTIVE_MEASURE[self.objective]
-        ok = [c for c in self.candidates if self.eligible(c)]
-        if not ok:
-            verified = [c for c in self.candidates if c.stage == "verified" and c.measures]
-            seen = [c.measures[obj].detectable for c in verified if c.measures[obj].detectable is not None]
-            could = (f"; these runs could have seen a difference of {min(seen):.0%}" if seen else "")
-            return None, (f"keep the default: no candidate was {stats.BETTER[obj_kind(self.objective)]} at 95% "
-                          f"{self._constraint_words()}{could}")
-        ok.sort(key=lambda c: c.measures[obj].estimate)
-        best = ok[0]
-        for c in ok[1:]:  # the least invasive among those the runs cannot tell from the best
-            if c.invasive < best.invasive and not stats.runs(best.runs, c.runs, dict(
-                    (n, f) for n, f, _ in MEASURES)[obj], obj_kind(self.objective)).significant:
-                return c, self.reason(c) + f" (as good as {best.label} by the test, and a smaller change)"
-        return best, self.reason(best)
-
-    def _constraint_words(self) -> str:
-        if self.objective == "memory":
-            return f"in mean RSS within {self.max_slowdown:g}x the default's wall time"
-        return f"in wall time within {self.max_growth:g}x the default's peak RSS"
-
-    def reason(self, c: Candidate) -> str:
-        m = c.measures
-        mean_b = statistics.median(r["mean_rss_bytes"] for r in self.default_runs)
-        mean_c = statistics.median(r["mean_rss_bytes"] for r in c.runs)
-        change = (f"returns {human_bytes(mean_b - mean_c)} of RSS on average" if mean_c < mean_b else
-                  f"holds {human_bytes(mean_c - mean_b)} more RSS on average")
-        return (f"{c.why}: it {change} (mean RSS {human_bytes(mean_b)} -> {human_bytes(mean_c)}, "
-                f"{m['mean_rss'].words()}), peak RSS {m['peak_rss'].words()}, {m['wall'].words()} the wall time")
-
-    def screening_accuracy(self) -> dict:
-        """How well the screen ranked the verified candidates (Spearman's rho, the default included at 1)
-        and its error per measure (median |screened / verified - 1|)."""
-        verified = [c for c in self.candidates if c.stage == "verified" and c.screen and c.measures]
-        out = {"method": self.screen_method, "verified": len(verified)}
-        for name in ("wall", "mean_rss", "peak_rss"):
-            pairs = [(c.screen.get(name), c.measures[name].estimate) for c in verified
-                     if c.screen.get(name) is not None and c.measures[name].estimate is not None]
-            pairs.append((1.0, 1.0))
-            out[name] = {"rank_correlation": spearman(pairs) if len(pairs) >= 3 else None,
-                         "median_error": statistics.median(abs(s / v - 1) for s, v in pairs[:-1]) if len(pairs) > 1
-                         else None}
-        return out
-
-    def answer(self) -> dict:
-        best, why = self.recommend()
-        obj = OBJECTIVE_MEASURE[self.objective]
-        ranked = sorted(self.candidates, key=lambda c: (
-            0 if self.eligible(c) else 1 if c.stage == "verified" else 2 if c.stage == "screened" else 3,
-            c.measures[obj].estimate if c.measures else (c.screen or {}).get(obj, math.inf)))
-        cmp_dict = lambda x: None if x is None else {"estimate": x.estimate, "low": x.low, "high": x.high}
-        base_runs = self.default_runs or [self.baseline]
-        median = lambda field: statistics.median(r[field] for r in base_runs)
-        return {
-            "objective": self.objective, "command": self.command, "max_slowdown": self.max_slowdown,
-            "max_growth": self.max_growth, "budget_s": self.budget.seconds, "spent_s": round(self.budget.spent, 1),
-            "screen": {"method": self.screen_method, "why": self.screen_why, "replay_threads": self.replay_threads},
-            "baseline": {"allocator": self.glibc, "settings": {}, "runs": len(self.default_runs) or 1,
-                         "wall_s": median("wall_ns") / 1e9, "mean_rss_bytes": median("mean_rss_bytes"),
-                         "peak_rss_bytes": median("peak_rss_bytes"),
-                         "threshold_rises": (self.baseline.get("explain") or {}).get("rises", []),
-                         "trace": self.trace_info and {k: self.trace_info[k] for k in
-                                                       ("events", "threads", "peak_live_bytes")}},
-            "candidates": [{
-                "allocator": c.allocator, "settings": c.settings, "label": c.label, "env": c.env(), "why": c.why,
-                "stage": c.stage, "runs": len(c.runs), "screen": c.screen, "stopped": c.stopped,
-                "wall_ratio": cmp_dict(c.measures.get("wall")), "cpu_ratio": cmp_dict(c.measures.get("cpu")),
-                "peak_rss_ratio": cmp_dict(c.measures.get("peak_rss")),
-                "mean_rss_ratio": cmp_dict(c.measures.get("mean_rss")),
-                "final_rss_ratio": cmp_dict(c.measures.get("final_rss")),
-                "faults_ratio": cmp_dict(c.measures.get("faults")),
-                "syscalls_ratio": {k: cmp_dict(v) for k, v in c.measures.get("syscalls", {}).items()},
-                "verdict": verdict_words(c, self.objective),
-                "eligible": self.eligible(c)} for c in ranked],
-            "recommendation": None if best is None else {
-                "allocator": best.allocator, "settings": best.settings, "env": best.env(), "why": why,
-                "line": paste_line(best.env())},
-            "keep_default_why": why if best is None else None,
-            "screening_accuracy": self.screening_accuracy(),
-            "env": self.env_info}
+            return None, None
 
     def advise(self) -> dict:
-        self.run_baseline()
-        self.record_trace()
-        self.make_candidates()
-        self.screen()
-        self.verify()
-        result = self.answer()
+        baseline = self.run_baseline()
+        trace, trace_info = self.record_trace()
+        top = max((r["new_threshold"] for r in (baseline.get("explain") or {}).get("rises", [])), default=None)
+        candidates = propose(baseline, trace_info, moved_size(trace, top), self.env_info, self.objective)
+        for c in candidates:
+            self.say("candidates", f"{c.label}: {c.why}")
+        method, why, replay_threads = choose_screen(trace, trace_info)
+        self.say("screen", f"by {method}: {why}")
+        if method == "replay":
+            screen_by_replay(self.store, candidates, baseline, trace, replay_threads)
+        else:
+            screen_by_exec(self.store, candidates, baseline)
+        wall = baseline["wall_ns"] / 1e9
+        room = plan_rounds(self.budget.left(), wall, 1) // stats.MIN_PAIRS - 1  # candidates verifiable at 6 rounds
+        chosen = survivors(candidates, self.objective, room)
+        if chosen:
+            self.say("verify", f"{', '.join(c.label for c in chosen)} against the default, in turns")
+        default_runs = verify(self.store, chosen, baseline) if chosen else []
+        result = answer(self.command, self.objective, self.budget,
+                        {"method": method, "why": why, "replay_threads": replay_threads}, baseline, default_runs,
+                        trace_info, candidates, self.env_info)
         if self.out_dir:
-            write_json_atomically(self._path("advice.json"), result)
+            write_json_atomically(self.store.path("advice.json"), result)
         return result
 
 
 # ---- helpers ----
-
-def obj_kind(objective: str) -> str:
-    return "memory" if objective == "memory" else "time"
-
 
 def site(rise: dict) -> str:
     """Where a threshold rise happened, as a person can find it: the first frame
@@ -573,11 +638,6 @@ def replay_measures(rec: dict, t_ns) -> dict:
             "peak_rss": max(anon) if anon else None}
 
 
-def records_key(rec: dict) -> str:
-    from .records import cell_key
-    return cell_key(rec)
-
-
 def spearman(pairs: list[tuple[float, float]]) -> float | None:
     """Spearman's rank correlation (average ranks for ties)."""
     def ranks(xs):
@@ -597,15 +657,6 @@ def spearman(pairs: list[tuple[float, float]]) -> float | None:
     num = sum((x - ma) * (y - mb) for x, y in zip(a, b))
     den = math.sqrt(sum((x - ma) ** 2 for x in a) * sum((y - mb) ** 2 for y in b))
     return num / den if den else None
-
-
-def verdict_words(c: Candidate, objective: str) -> str:
-    if c.stage == "stopped":
-        return c.stopped or "stopped"
-    if c.stage != "verified":
-        return c.stopped or f"screened ({(c.screen or {}).get('method')}), not verified"
-    return "; ".join(f"{name.replace('_', ' ')} {c.measures[name].words()}"
-                     for name in ("wall", "mean_rss", "peak_rss"))
 
 
 def paste_line(env: dict) -> str:

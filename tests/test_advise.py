@@ -89,13 +89,41 @@ def test_a_pinned_threshold_is_frozen_and_the_answer_has_its_shape(tmp_path):
 def test_threads_bring_arena_candidates_and_a_screen_on_their_threads(tmp_path):
     exe = build(tmp_path, "threads", THREADS)
     a = advise.Advisor([exe], budget=60, progress=lambda line: None)
-    a.run_baseline()
-    a.record_trace()
-    a.make_candidates()
-    a.choose_screen()
-    arenas = sorted(c.settings["arena_max"] for c in a.candidates if "arena_max" in c.settings)
-    assert arenas == [1, 2, 4] and a.trace_info["threads"] == 4  # main and 3 workers
-    assert a.screen_method == "replay" and a.replay_threads == "recorded" and "4 threads" in a.screen_why
+    baseline = a.run_baseline()
+    trace, info = a.record_trace()
+    candidates = advise.propose(baseline, info, None, a.env_info, advise.objective("memory"))
+    arenas = sorted(c.settings["arena_max"] for c in candidates if "arena_max" in c.settings)
+    assert arenas == [1, 2, 4] and info["threads"] == 4  # main and 3 workers
+    method, why, replay_threads = advise.choose_screen(trace, info)
+    assert method == "replay" and replay_threads == "recorded" and "4 threads" in why
+
+
+def test_propose_takes_its_candidates_from_the_program():
+    """Pure: a baseline whose threshold rose twice, a heap that moved, one thread."""
+    rises = [{"new_threshold": 200704, "old_threshold": 131072, "backtrace": []},
+             {"new_threshold": 1052672, "old_threshold": 200704, "backtrace": []}]
+    baseline = {"explain": {"rises": rises}, "syscalls": {"brk": 9}, "peak_rss_bytes": MIB}
+    got = advise.propose(baseline, {"threads": 1}, (300000, 5), {"thp": "never"}, advise.objective("memory"))
+    glibc = [c.settings for c in got if c.allocator == "glibc"]
+    moved = max(32, (300000 + 8 + 15) & ~15) + 16  # just above the chunk of the most reused moved size
+    assert glibc[:4] == [{"mmap_threshold": 128 * KIB}, {"mmap_threshold": 200704}, {"mmap_threshold": 1052672},
+                         {"mmap_threshold": moved}]
+    assert {"mmap_threshold": 1052672, "trim_threshold": 64 * MIB} in glibc  # 9 brk calls: the heap moved
+    assert not any("arena_max" in s or "tcache_count" in s for s in glibc)  # one thread
+    assert all(c.why for c in got)
+
+
+def test_survivors_say_why_each_other_candidate_was_not_verified():
+    obj = advise.objective("memory", max_slowdown=1.10)
+    cands = [advise.Candidate("glibc", {"arena_max": n}, "w", stage="screened",
+                              screen={"mean_rss": m, "wall": w}) for n, m, w in
+             ((1, 0.5, 1.0), (2, 0.6, 1.0), (4, 0.7, 1.0), (8, 0.8, 1.0), (16, 1.02, 1.0), (32, 0.5, 1.9))]
+    keep = advise.survivors(cands, obj, rounds_room=2)
+    assert [c.settings["arena_max"] for c in keep] == [1, 2]
+    assert cands[2].stopped == "ranked 3th by the screen; the budget verified the best 2"
+    assert cands[4].stopped.startswith("screen: not leaner (1.02x")
+    assert cands[5].stopped.startswith("screen: outside the constraint (1.90x")
+    assert advise.plan_rounds(60, 1.0, 2) == 16 and advise.plan_rounds(1000, 1.0, 2) == advise.MAX_ROUNDS
 
 
 def test_the_recommendation_is_better_at_95_percent_and_inside_the_constraint():
@@ -105,21 +133,19 @@ def test_the_recommendation_is_better_at_95_percent_and_inside_the_constraint():
         return [{"repeat": i, "wall_ns": wall * (1 + 0.01 * (i % 3)), "cpu_ns": wall, "peak_rss_bytes": mean,
                  "mean_rss_bytes": mean * (1 + 0.01 * (i % 2)), "final_rss_bytes": mean, "minor_faults": 1,
                  "major_faults": 0, "syscalls": {}} for i in range(8)]
-    a = advise.Advisor(["true"], progress=lambda line: None)
-    a.baseline = runs(100, 1000)[0]
-    a.default_runs = runs(100, 1000)
+    default_runs = runs(100, 1000)
     b = advise.Candidate("glibc", {"mmap_threshold": 131072}, "why b", stage="verified", runs=runs(50, 1000))
     c = advise.Candidate("glibc", {"arena_max": 1}, "why c", stage="verified", runs=runs(20, 1500))
-    a.candidates = [b, c]
     for x in (b, c):
-        a.measure(x)
-    assert not a.eligible(c) and a.eligible(b)
-    best, why = a.recommend()
+        advise.measure(x, default_runs, {})
+    obj = advise.objective("memory", max_slowdown=1.10)
+    assert not advise.eligible(c, obj) and advise.eligible(b, obj)
+    best, why = advise.recommend([b, c], obj, default_runs)
     assert best is b and "why b" in why
-    a.max_slowdown = 2.0
-    assert a.recommend()[0] is c
-    a.candidates = []
-    assert a.recommend()[0] is None
+    assert advise.recommend([b, c], advise.objective("memory", max_slowdown=2.0), default_runs)[0] is c
+    assert advise.recommend([], obj, default_runs)[0] is None
+    acc = advise.screening_accuracy([b, c], "replay")  # neither was screened: nothing to rank
+    assert acc["verified"] == 0 and acc["mean_rss"]["rank_correlation"] is None
 
 
 @pytest.mark.parametrize("args,message", [

@@ -27,23 +27,44 @@ def add_arguments(p) -> None:
                    help="time objective: the most peak RSS allowed, as a ratio to the default's (1.25)")
     p.add_argument("--budget", type=seconds_arg, default=180,
                    help="seconds of running the program and its replays, in all (180)")
-    p.add_argument("--out", type=out_dir, help="a folder for the runs, the trace, advice.json and advice.png; rerunning into it "
-                                 "resumes")
+    p.add_argument("--out", type=out_dir,
+                   help="a folder for the runs, the trace, advice.json and advice.png; rerunning into it resumes")
     p.add_argument("--json", action="store_true", help="print the answer as one JSON object")
     p.add_argument("command", nargs="...", help="-- CMD ARGS...")
 
 
+def screen_text(screen: dict | None) -> str:
+    """A candidate's screen estimates as ratios to the default: "replay: wall 1.00x, mean RSS 0.82x, peak 0.90x"."""
+    if not screen:
+        return "not screened"
+    names = (("wall", "wall"), ("mean_rss", "mean RSS"), ("peak_rss", "peak"))
+    return f"{screen['method']}: " + ", ".join(f"{label} {screen[k]:.2f}x" for k, label in names
+                                                if screen.get(k) is not None)
+
+
 def table(result: dict) -> list[str]:
-    out = [f"{'candidate':<44} {'stage':<9} {'runs':>4}  verdict (each a ratio to glibc's dynamic default)"]
+    out = [f"{'candidate':<36} {'stage':<9} {'runs':>4}  screen estimate; verdict (ratios to glibc's dynamic default)"]
     for c in result["candidates"]:
         mark = "*" if c["eligible"] else " "
-        out.append(f"{mark}{c['label'][:43]:<43} {c['stage']:<9} {c['runs']:>4}  {c['verdict']}")
+        label = c["label"] if len(c["label"]) <= 35 else c["label"][:34] + "…"
+        out.append(f"{mark}{label:<35} {c['stage']:<9} {c['runs']:>4}  {screen_text(c['screen'])}")
+        out.append(f"{'':<52}{c['verdict']}")
     return out
 
 
-def render(result: dict) -> list[str]:
+def accuracy_text(acc: dict) -> str:
+    """The screen against verification, in a line that always says something."""
     from ..report.advice import MEASURE_NAMES
 
+    head = f"screening ({acc['method']}) against verification, {acc['verified']} verified: "
+    parts = [f"{MEASURE_NAMES[k]} rank correlation {v['rank_correlation']:.2f}" for k, v in acc.items()
+             if isinstance(v, dict) and v["rank_correlation"] is not None]
+    if parts:
+        return head + ", ".join(parts)
+    return head + ("too few to rank (a rank correlation needs 3)" if acc["verified"] else "nothing to compare")
+
+
+def render(result: dict) -> list[str]:
     b = result["baseline"]
     lines = [f"advise ({result['objective']}): {' '.join(result['command'])}",
              f"default: {b['wall_s']:.3f} s, mean RSS {b['mean_rss_bytes'] / 2**20:.1f} MiB, peak RSS "
@@ -55,23 +76,22 @@ def render(result: dict) -> list[str]:
         lines += ["recommendation:", f"    {rec['line']}", f"because {rec['why']}."]
     else:
         lines += [f"recommendation: {result['keep_default_why']}."]
-    acc = result["screening_accuracy"]
-    lines.append(f"screening ({acc['method']}) against verification, {acc['verified']} verified: "
-                 + ", ".join(f"{MEASURE_NAMES[k]} rank correlation {v['rank_correlation']:.2f}" for k, v in acc.items()
-                             if isinstance(v, dict) and v["rank_correlation"] is not None) or "-")
+    lines.append(accuracy_text(result["screening_accuracy"]))
     lines.append(f"spent {result['spent_s']:.0f} s of a {result['budget_s']:g} s budget")
     return lines
 
 
 def run(args) -> int:
     from .. import advise
-    from ..children import ChildFailed
 
     command = command_after_dashes(args)
     try:
         advisor = advise.Advisor(command, args.objective, args.max_slowdown, args.max_growth, args.budget, args.out)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+    try:
         result = advisor.advise()
-    except (ValueError, FileNotFoundError, ChildFailed) as e:
+    except advise.AdviceError as e:  # a budget too small for the program: found by its first run
         raise UsageError(str(e)) from None
     except advise.FailedBaseline as e:
         print(f"allocbench: failed baseline: {e}", file=sys.stderr)

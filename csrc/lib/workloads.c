@@ -569,8 +569,13 @@ static inline __attribute__((always_inline)) void replay_threads(thread_ctx *t, 
     const ab_replay *r = t->w->replay;
     replay_run *rr = t->rr;
     uint32_t me = (uint32_t)t->tid;
-    uint64_t lo = r->thread_start[me], hi = r->thread_start[me + 1], bound = 0;
+    uint64_t k = r->thread_start[me], hi = r->thread_start[me + 1], bound = 0;
     uint64_t failed_allocs = 0, failed_reallocs = 0;
+    /* the no-ops before my first call (my start, free(NULL)) wait for nothing: past them first, so that
+     * while I wait for the threads that exited before my first call, my position is that call */
+    while (k < hi && !r->ev[r->order[k]].op)
+        k++;
+    __atomic_store_n((uint64_t *)&rr->next[me].v, k < hi ? r->order[k] : DONE, __ATOMIC_RELEASE);
     /* the threads that exited before my first call (a thread that makes no call needs no arena) */
     for (uint32_t u = 1; me && r->first_call[me] != UINT64_MAX && u < r->nthreads; u++)
         if (u != me && r->exit_at[u] < r->first_call[me]) {
@@ -581,7 +586,7 @@ static inline __attribute__((always_inline)) void replay_threads(thread_ctx *t, 
                 wait_for_value(&rr->exited[u], 1);
             }
         }
-    for (uint64_t k = lo; k < hi; k++) {
+    for (; k < hi; k++) {
         uint64_t g = r->order[k];
         /* pace: within the window of the slowest thread (cached: it only moves up); a no-op (free(NULL),
          * a failed call, a thread event) keeps no order and never waits (replay.c plan_exits) */
