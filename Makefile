@@ -167,7 +167,7 @@ toy-speed: build ## the toy against glibc at 1 KiB..8 MiB, an older toy (TOY_BEF
 	    --toy-speed results/toy_speed_before.jsonl results/toy_speed_after.jsonl
 	@echo "report:  results/toy_speed/REPORT.md"
 
-bench-quick: system build ## a small sweep (about a minute) into results/quick/
+bench-quick: system build ## a small sweep (about a minute): results/quick.jsonl, report in results/quick/
 	$(PY) -m allocbench sweep --preset quick --out $(QUICK_RESULTS) $(SWEPT)
 	$(PY) -m allocbench probe boundary --out results/quick/probes.json
 	$(PY) -m allocbench calibrate --runs 3 --out results/quick/calibration.json

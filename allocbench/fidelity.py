@@ -68,7 +68,11 @@ METHOD = {
 
 
 class FidelityError(ValueError):
-    """What stops a fidelity measurement, in one line."""
+    """Input a fidelity measurement refuses before it runs anything, in one line."""
+
+
+class FidelityFailed(RuntimeError):
+    """A run the measurement needs failed (the program, its recording, a replay), in one line."""
 
 
 def _within(replay: int | None, program: int | None) -> bool | None:
@@ -86,10 +90,10 @@ def _error(replay: int | None, program: int | None) -> dict:
 def _program_run(argv, cwd, allocator, settings, hz, timeout, stdin) -> dict:
     rec = programs.run_program(argv, allocator, settings, 0, hz=hz, timeout=timeout, stdin=stdin, cwd=cwd)
     if rec["status"] != "ok":
-        raise FidelityError(f"the program under exec: {rec['error']}")
+        raise FidelityFailed(f"the program under exec: {rec['error']}")
     anon = rec["timeline"]["anon_bytes"]
     if len(anon) < 2:
-        raise FidelityError(f"the program ran {rec['wall_ns'] / 1e6:.1f} ms: too short for {hz} samples a second "
+        raise FidelityFailed(f"the program ran {rec['wall_ns'] / 1e6:.1f} ms: too short for {hz} samples a second "
                             "to see its memory")
     base = min(anon)
     return {"peak_anon_growth_bytes": max(anon) - base, "wall_ns": rec["wall_ns"], "samples": len(anon),
@@ -107,7 +111,7 @@ def _fresh_recording(argv, cwd, allocator, settings, folder, timeout, stdin, pro
     at_exit = head.get("at_exit") or {}
     if at_exit.get("malloc_syscalls") is None:
         why = at_exit.get("malloc_syscalls_error") or "the program ended without running the recorder's destructor"
-        raise FidelityError(f"the recorder could not count malloc's syscalls: {why}")
+        raise FidelityFailed(f"the recorder could not count malloc's syscalls: {why}")
     return path, head, path == files[0]
 
 
@@ -118,7 +122,7 @@ def _replay(trace, mode, allocator, settings, window, timeout) -> dict:
                                    timeout=timeout)
     for rec in (cold, first):
         if rec["status"] != "ok":
-            raise FidelityError(f"the replay ({mode}): {rec['error']}")
+            raise FidelityFailed(f"the replay ({mode}): {rec['error']}")
     anon = [a for a in (first.get("timeline") or {}).get("anon_bytes") or [] if a is not None]
     final = cold["rss_at_end_bytes"]
     # the peak is at least the end (they come from two processes, a few pages apart)
@@ -133,12 +137,16 @@ def _replay(trace, mode, allocator, settings, window, timeout) -> dict:
 def measure(path: str, allocator: str = "glibc", settings: dict | None = None, window: int | None = None,
             hz: int = HZ, timeout: float = 600, stdin: str | None = None, say=None) -> dict:
     """The fidelity record of the trace at `path` under an allocator and its
-    settings.  FidelityError (one line) for what stops it; say(line) reports progress."""
+    settings.  FidelityError (one line) for input it refuses before any run, FidelityFailed for a run
+    that failed; say(line) reports progress."""
     say = say or (lambda line: None)
     settings = dict(settings or {})
     if allocator not in BACKENDS:
         raise FidelityError(f"unknown allocator {allocator!r}; known: {', '.join(BACKENDS)}")
-    BACKENDS[allocator].check_settings(settings)
+    try:
+        BACKENDS[allocator].check_settings(settings)
+    except ValueError as e:
+        raise FidelityError(str(e)) from None
     given = traces.info(path)  # the header's command and folder, and what the file holds
     argv, cwd = given["argv"], given["cwd"] or None
     if not argv:
@@ -186,8 +194,8 @@ def measure(path: str, allocator: str = "glibc", settings: dict | None = None, w
             for mode in modes:
                 say(f"replaying on {'its recorded threads' if mode == 'recorded' else 'one thread'}")
                 replays.append(_replay(fresh, mode, allocator, settings, window, timeout))
-    except (ChildFailed, ValueError, FileNotFoundError) as e:
-        raise FidelityError(str(e)) from None
+    except ChildFailed as e:
+        raise FidelityFailed(str(e)) from None
     glibc = BACKENDS[allocator].glibc
     for r in replays:
         r["errors"] = {

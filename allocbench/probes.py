@@ -401,9 +401,8 @@ def run_probe(name: str, allocator: str = "glibc", threshold: int | None = None,
     probes make their files in a temporary folder under work_dir."""
     from .machine import describe
 
+    check_probe(name, allocator, threshold)
     if name not in GLIBC_PROBES:
-        if allocator != "glibc" or threshold is not None:
-            raise ValueError(f"probe {name} is about mmap itself: it takes no allocator or threshold")
         try:
             result = mmap_probes.run(name, work_dir)
         except mmap_probes.ProbeError as e:
@@ -423,7 +422,15 @@ def _in_process_toy(allocator: str) -> bool:
     return BACKENDS[allocator].cell == "toy"
 
 
-def _run(name, allocator, threshold):
+def check_probe(name: str, allocator: str = "glibc", threshold: int | None = None) -> None:
+    """What run_probe refuses, refused before anything runs (ValueError, FileNotFoundError)."""
+    if name not in PROBES:
+        raise ValueError(f"unknown probe {name!r}; known: {', '.join(PROBES)}")
+    if name not in GLIBC_PROBES:
+        if allocator != "glibc" or threshold is not None:
+            raise ValueError(f"probe {name} is about mmap itself: it takes no allocator or threshold")
+        program("allocbench-mmap-probe")
+        return
     if allocator not in PROBE_ALLOCATORS:
         raise ValueError(f"probes watch {' or '.join(PROBE_ALLOCATORS)} in their own process, not {allocator}")
     toy = _in_process_toy(allocator)
@@ -433,9 +440,14 @@ def _run(name, allocator, threshold):
         hi = BACKENDS[allocator].setting("toy_threshold" if toy else "mmap_threshold").hi
         if threshold is not None and not 0 <= threshold <= hi:
             raise ValueError(f"{allocator} threshold must be in [0, {hi}], got {threshold}")
-        return boundary(threshold, allocator)
-    if threshold is not None:
+    elif threshold is not None:
         raise ValueError("--mmap-threshold applies to the boundary probe only")
+    probe_binary()
+
+
+def _run(name, allocator, threshold):
+    if name == "boundary":
+        return boundary(threshold, allocator)
     return _GLIBC[name](**({"allocator": allocator} if name == "dynamic" else {}))
 
 

@@ -43,7 +43,7 @@ from .children import SHOW, ChildFailed, check_command, child_env, library, prog
 from .counters import hold_tracepoints
 from .glibc_constants import DEFAULT_MMAP_THRESHOLD
 from .records import cell_key
-from .results import append_record, measured_keys
+from .results import append_record, check_resumable, measured_keys
 from .shimlog import parse_explain, parse_latency
 from .units import KIB, MIB
 
@@ -277,7 +277,7 @@ def check_runs(command: list[str], grid: list[dict], repeats: int, hz: int, stdi
     check_run_options(repeats, hz, stdin)
     program("allocbench-launch")
     if out:
-        measured_keys(out)
+        check_resumable(out)
 
 
 def run_grid(command: list[str], grid: list[dict], repeats: int, out: str | None, hz: int = 100,

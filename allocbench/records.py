@@ -131,7 +131,7 @@ from .counters import SYSCALLS
 _FOOTPRINT = {"rss_bytes": None, "anon_bytes": None, "peak_rss_bytes": None, "heap_top": None,
               "mallinfo2": dict.fromkeys(MALLINFO2_FIELDS)}
 # What allocbench-cell prints (csrc/programs/cell.c), key by key: build() reads every key
-# (tests/test_records.py holds the cell's output against it).  A list holds one entry's keys.
+# (tests/test_house.py holds the cell's output against it).  A list holds one entry's keys.
 CELL_OUTPUT = {
     "counter_method": None, "counter_note": None, "arena_heaps": None, "arena_heap_bytes": None,
     "baseline": {"rss_bytes": None, "anon_bytes": None, "heap_top": None},

@@ -84,6 +84,25 @@ def set_aside_partial_tail(path: str) -> str | None:
             f"moved to {path}.partial, its cell will be measured again")
 
 
+def check_resumable(path: str) -> None:
+    """What measured_keys would refuse (a bad line before the last), refused
+    without touching the file: for checking --out before any work.  A last line
+    cut short is set aside later, when the run appends its first record."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return
+    with open(path, "rb") as f:
+        data = f.read()
+    for n, line in enumerate(data[:data.rfind(b"\n") + 1].splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ResultsError(f"{path}:{n}: not JSON") from None
+        if not isinstance(rec, dict) or "allocator" not in rec or "status" not in rec:
+            raise ResultsError(f"{path}:{n}: not an allocbench record")
+
+
 def measured_keys(path: str) -> set:
     """For a resumed run: the keys of the records already measured (status ok)
     in `path`; a cut-short last line is set aside first, with a warning."""

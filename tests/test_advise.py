@@ -11,6 +11,7 @@ import pytest
 from conftest import cli, one_line_error
 
 from allocbench import advise, stats
+from allocbench.glibc_constants import request2size
 
 pytestmark = pytest.mark.skipif(not shutil.which("gcc"), reason="gcc builds the test programs")
 KIB, MIB, PAGE = 1024, 1 << 20, 4096
@@ -48,7 +49,7 @@ def build(tmp_path, name, source):
 
 
 def mmapped_chunk(request: int) -> int:
-    nb = max(32, (request + 8 + 15) & ~15)
+    nb = request2size(request)
     return -(-(nb + 8) // PAGE) * PAGE
 
 
@@ -64,7 +65,7 @@ def test_a_pinned_threshold_is_frozen_and_the_answer_has_its_shape(tmp_path):
     assert result["baseline"]["threshold_rises"][0]["new_threshold"] == rise
     assert json.dumps({"mmap_threshold": rise}) in labels            # each level it rose to
     assert json.dumps({"mmap_threshold": 128 * KIB}) in labels       # the default, frozen
-    moved = max(32, (MIB + 8 + 15) & ~15) + 16                       # just above the most reused moved size
+    moved = request2size(MIB) + 16                                   # just above the most reused moved size
     assert json.dumps({"mmap_threshold": moved}) in labels
     assert not any("arena_max" in c["settings"] for c in result["candidates"])  # one thread
     for c in result["candidates"]:
@@ -105,7 +106,7 @@ def test_propose_takes_its_candidates_from_the_program():
     baseline = {"explain": {"rises": rises}, "syscalls": {"brk": 9}, "peak_rss_bytes": MIB}
     got = advise.propose(baseline, {"threads": 1}, (300000, 5), {"thp": "never"}, advise.objective("memory"))
     glibc = [c.settings for c in got if c.allocator == "glibc"]
-    moved = max(32, (300000 + 8 + 15) & ~15) + 16  # just above the chunk of the most reused moved size
+    moved = request2size(300000) + 16  # just above the chunk of the most reused moved size
     assert glibc[:4] == [{"mmap_threshold": 128 * KIB}, {"mmap_threshold": 200704}, {"mmap_threshold": 1052672},
                          {"mmap_threshold": moved}]
     assert {"mmap_threshold": 1052672, "trim_threshold": 64 * MIB} in glibc  # 9 brk calls: the heap moved

@@ -335,12 +335,12 @@ def _verb_flags():
 
 VERB_FLAGS = _verb_flags()
 # positionals that keep a verb from doing real work: a file that is not there, a command that ends at once
-POSITIONALS = {"probe": ["nosuch"], "compare": ["/no/a", "/no/b"], "report": ["/no/such.jsonl"],
-               "plot": ["/no/such.jsonl"], "trace": ["info", "/no/such.trace"], "exec": ["--", "true"],
+POSITIONALS = {"probe": ["nosuch"], "calibrate": ["--runs", "nan"], "compare": ["/no/a", "/no/b"],
+               "report": ["/no/such.jsonl"], "plot": ["/no/such.jsonl"], "trace": ["info", "/no/such.trace"], "exec": ["--", "true"],
                "record": ["--", "true"], "advise": ["--", "/no/such/program"]}
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_the_cli_answers_malformed_flags_with_one_line_never_a_traceback(tmp_path, data):
     verb = data.draw(st.sampled_from(sorted(VERB_FLAGS)))
@@ -351,12 +351,29 @@ def test_the_cli_answers_malformed_flags_with_one_line_never_a_traceback(tmp_pat
         argv += [flag, data.draw(st.sampled_from(BAD_VALUES))]
     if "--out" not in chosen and verb in ("sweep", "record"):
         argv += ["--out", str(tmp_path / "o")]
+    if verb == "sweep" and "--config" not in chosen:  # a valid sweep measures one small cell, not a preset
+        grid = tmp_path / "grid.json"
+        grid.write_text(json.dumps({"blocks": [{"pattern": "churn", "allocators": ["glibc"], "sizes": [4096],
+                                                "ops": 50, "repeats": 1}]}))
+        argv += ["--config", str(grid)]
     argv += POSITIONALS.get(verb, [])
-    proc = cli(*argv, timeout=120)
+    proc = cli(*argv, timeout=120, cwd=tmp_path)  # a relative --out lands in the test's folder
     assert proc.returncode in (0, 1, 2), (argv, proc.returncode, proc.stderr[-2000:])
     assert "Traceback" not in proc.stderr, (argv, proc.stderr[-2000:])
     if proc.returncode == 2:
         assert len(proc.stderr.strip().splitlines()) == 1, (argv, proc.stderr[-2000:])
+
+
+# ---- glibc's constants, from first principles ----
+
+def test_glibc_sizes_from_first_principles_and_the_c_boundary_agrees():
+    from allocbench.glibc_constants import DEFAULT_MMAP_THRESHOLD, request2size, smallest_mmapped_request
+
+    # an 8-byte size field, 16-byte alignment, 32 bytes at least
+    assert [request2size(n) for n in (0, 24, 25, 40, 41, 131048, 131049)] == [32, 32, 48, 48, 64, 131056, 131072]
+    b = smallest_mmapped_request(DEFAULT_MMAP_THRESHOLD)
+    assert request2size(b) == DEFAULT_MMAP_THRESHOLD > request2size(b - 1)
+    assert b == _native.GLIBC_DEFAULT_BOUNDARY  # trace.h's copy, used by the cell and the shims
 
 
 # ---- the build ----

@@ -9,14 +9,15 @@ from cells import cell_json
 
 from allocbench import _native, runner
 from allocbench.backends import BACKENDS, GLIBC_KNOBS, Backend
+from allocbench.glibc_constants import request2size
 
 PAGE = 4096
 KIB = 1024
 
 
 def glibc_chunk(request: int) -> int:
-    """glibc's request2size on 64-bit: 8 bytes of header, 16-byte alignment, 32 minimum."""
-    return max(32, (request + 8 + 15) & ~15)
+    """glibc's request2size on 64-bit (glibc_constants: the one home of glibc's sizes)."""
+    return request2size(request)
 
 
 def record(allocator="glibc", **kw):

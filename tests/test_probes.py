@@ -5,6 +5,7 @@ import pytest
 from conftest import cli, one_line_error
 
 from allocbench import probes
+from allocbench.glibc_constants import request2size
 
 KIB, MIB = 1024, 1 << 20
 
@@ -21,7 +22,7 @@ def test_dynamic_threshold_rises_to_its_cap_and_settings_freeze_it(dynamic_probe
     res = dynamic_probe
     page = 4096
     for row in res["steps"][1:]:
-        mmapped_chunk = (probes.chunk_size(row["freed"]) + 8 + page - 1) // page * page
+        mmapped_chunk = (request2size(row["freed"]) + 8 + page - 1) // page * page
         if mmapped_chunk <= probes.MMAP_THRESHOLD_MAX:
             assert row["threshold_inferred"] == mmapped_chunk, row
         # glibc: trim threshold = 2 x mmap threshold, inside the bracket the search found

@@ -240,7 +240,7 @@ def test_randomised_misuse_never_crashes():
         import random
         from allocbench import toy
         rng = random.Random(7)
-        raised = expected = 0
+        wrong = []  # (action, must raise, did raise) where the handle and the model disagree
         for _ in range(1000):
             b = toy.Block(rng.choice([0, 16, 5000, 200_000, 3_000_000]))
             views = []
@@ -249,7 +249,7 @@ def test_randomised_misuse_never_crashes():
                 action = rng.choice(["free", "fill", "view", "realloc", "release", "align"])
                 must_raise = (action in ("free", "fill", "view", "realloc") and freed) or \\
                              (action in ("free", "realloc") and bool(views)) or action == "align"
-                expected += must_raise
+                did_raise = False
                 try:
                     if action == "free": b.free(); freed = True
                     elif action == "fill": b.fill(rng.randint(0, 255))
@@ -258,13 +258,14 @@ def test_randomised_misuse_never_crashes():
                     elif action == "release" and views: views.pop().release()
                     elif action == "align": toy.Block.aligned(rng.choice([3, 24, 100, 0]), 10)
                 except (ValueError, BufferError):
-                    raised += 1
+                    did_raise = True
+                if did_raise != must_raise:
+                    wrong.append((action, must_raise, did_raise))
             for v in views: v.release()
-        print(f"survived {raised} {expected}")
+        print("survived", len(wrong), wrong[:5])
     """)
     assert proc.returncode == 0 and proc.stdout.startswith("survived")
-    raised, expected = map(int, proc.stdout.split()[1:])
-    assert raised == expected
+    assert proc.stdout.split()[1] == "0", proc.stdout  # each action, not a total that errors could cancel
 
 
 @preload

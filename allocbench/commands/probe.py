@@ -30,6 +30,11 @@ def run(args) -> int:
     names = probes.PROBES if args.name == "all" else (args.name,)
     if args.name == "all" and (args.allocator != probes.PROBE_ALLOCATORS[0] or args.mmap_threshold is not None):
         raise UsageError("probe all runs the glibc probes with their defaults; name one probe for options")
+    try:
+        for name in names:
+            probes.check_probe(name, args.allocator, args.mmap_threshold)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
     results = {}
     try:
         for name in names:
@@ -38,8 +43,6 @@ def run(args) -> int:
             if not args.json:
                 print("\n".join(([f"== probe {name}"] if len(names) > 1 else []) + results[name]["summary"]),
                       flush=True)
-    except (ValueError, FileNotFoundError) as e:
-        raise UsageError(str(e)) from None
     except probes.ProbeError as e:
         print(f"allocbench: probe failed: {e}", file=sys.stderr)
         return 1

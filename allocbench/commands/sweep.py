@@ -24,13 +24,13 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from .. import sweep
     from ..children import program
-    from ..results import ResultsError, measured_keys
+    from ..results import ResultsError, check_resumable
 
     try:
         grid = sweep.load_grid(args.preset, args.config)
         specs = sweep.expand(grid, allocators=args.allocators, patterns=args.patterns)
         program("allocbench-cell", "ALLOCBENCH_CELL")  # fail now, not after the first cell
-        measured_keys(args.out)  # a results file that cannot be resumed is refused before any cell runs
+        check_resumable(args.out)  # a results file that cannot be resumed is refused before any cell runs
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None
     except ResultsError as e:

@@ -60,6 +60,9 @@ def run(args) -> int:
                                timeout=args.timeout, say=say)
     except (fidelity.FidelityError, traces.TraceError) as e:
         raise UsageError(str(e)) from None
+    except fidelity.FidelityFailed as e:
+        print(f"allocbench: fidelity failed: {e}", file=sys.stderr)
+        return 1
     if args.out:
         append_record(args.out, rec)
     print(json.dumps(rec) if args.json else "\n".join(fidelity.summary_lines(rec)))

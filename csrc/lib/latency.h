@@ -5,7 +5,7 @@
  * the ratio of ticks to CLOCK_MONOTONIC measured over the whole run.
  *
  * Nothing here allocates: the preload shim times calls inside other
- * programs' malloc (csrc/preload/latency.c), the cell its own (workloads.c). */
+ * programs' malloc (csrc/preload/latency_shim.c), the cell its own (calltime.c). */
 #ifndef ALLOCBENCH_LATENCY_H
 #define ALLOCBENCH_LATENCY_H
 

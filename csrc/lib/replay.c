@@ -201,40 +201,45 @@ static int plan_exits(const ab_event *ev, uint64_t n, const uint32_t *thread, ab
     return 0;
 }
 
-int ab_replay_load(const char *path, int mode, uint64_t window, ab_replay *r, char *err, size_t cap)
+/* The trace file, mapped read-only and checked as traces.py checks it: its
+ * events, and how many (an unfinished trace ends at its first empty record). */
+typedef struct mapped_trace {
+    const char *m;
+    size_t len;
+    const ab_event *ev;
+    uint64_t n;
+} mapped_trace;
+
+static int map_trace(const char *path, mapped_trace *t, char *err, size_t cap)
 {
-    memset(r, 0, sizeof *r);
-    r->mode = mode, r->window = window;
-    if (mode < 0 || mode >= AB_NREPLAY_MODES || window < 1) {
-        snprintf(err, cap, "replay mode must be one or recorded, and the window at least 1 event");
-        return -1;
-    }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st)) {
+        if (fd >= 0)
+            close(fd);
         snprintf(err, cap, "cannot open trace %s", path);
         return -1;
     }
     size_t len = (size_t)st.st_size;
     ab_trace_head h;
-    if (len < sizeof h || pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h || memcmp(h.magic, AB_TRACE_MAGIC, 8)) {
+    const char *why = NULL;
+    size_t at = 0;
+    if (len < sizeof h || pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h || memcmp(h.magic, AB_TRACE_MAGIC, 8))
+        why = "not an allocbench trace (magic)";
+    else if (h.version < 1 || h.version > AB_TRACE_VERSION || h.record_bytes != sizeof(ab_event) ||
+             h.header_bytes % AB_TRACE_HEADER || h.header_bytes < AB_TRACE_HEADER || h.header_bytes > AB_TRACE_HEADER_MAX)
+        why = "version, header or record size not one this cell reads", at = 8;
+    else if (len < h.header_bytes || (len - h.header_bytes) % sizeof(ab_event))
+        why = "not a whole trace (a header and 40-byte records)",
+        at = len < h.header_bytes ? len : len - (len - h.header_bytes) % sizeof(ab_event);
+    if (why) {
         close(fd);
-        snprintf(err, cap, "%s: offset 0: not an allocbench trace (magic)", path);
-        return -1;
-    }
-    if (h.version < 1 || h.version > AB_TRACE_VERSION || h.record_bytes != sizeof(ab_event) ||
-        h.header_bytes % AB_TRACE_HEADER || h.header_bytes < AB_TRACE_HEADER || h.header_bytes > AB_TRACE_HEADER_MAX) {
-        close(fd);
-        snprintf(err, cap, "%s: offset 8: version %u, header %u, record %u (this cell reads versions 1 to %d, a "
-                 "header of a multiple of %d bytes, %zu-byte records)", path, h.version, h.header_bytes,
-                 h.record_bytes, AB_TRACE_VERSION, AB_TRACE_HEADER, sizeof(ab_event));
-        return -1;
-    }
-    if (len < h.header_bytes || (len - h.header_bytes) % sizeof(ab_event)) {
-        close(fd);
-        snprintf(err, cap, "%s: offset %zu: not a whole trace (a %u-byte header and %zu-byte records)", path,
-                 len < h.header_bytes ? len : len - (len - h.header_bytes) % sizeof(ab_event), h.header_bytes,
-                 sizeof(ab_event));
+        if (at == 8)
+            snprintf(err, cap, "%s: offset 8: version %u, header %u, record %u (this cell reads versions 1 to %d, a "
+                     "header of a multiple of %d bytes, %zu-byte records)", path, h.version, h.header_bytes,
+                     h.record_bytes, AB_TRACE_VERSION, AB_TRACE_HEADER, sizeof(ab_event));
+        else
+            snprintf(err, cap, "%s: offset %zu: %s", path, at, why);
         return -1;
     }
     const char *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -243,157 +248,200 @@ int ab_replay_load(const char *path, int mode, uint64_t window, ab_replay *r, ch
         snprintf(err, cap, "%s: cannot map it", path);
         return -1;
     }
-    uint64_t n = (len - h.header_bytes) / sizeof(ab_event);
-    const ab_event *ev = (const ab_event *)(m + h.header_bytes);
-    if (h.events > n) {
-        munmap((void *)m, len);
+    *t = (mapped_trace){m, len, (const ab_event *)(m + h.header_bytes), (len - h.header_bytes) / sizeof(ab_event)};
+    if (h.events > t->n) {
         snprintf(err, cap, "%s: offset %zu: the header counts %llu events, the file holds %llu", path, len,
-                 (unsigned long long)h.events, (unsigned long long)n);
+                 (unsigned long long)h.events, (unsigned long long)t->n);
+        munmap((void *)m, len);
         return -1;
     }
     if (h.events)
-        n = h.events;
-    for (uint64_t i = 0; i < n; i++)
-        if (ev[i].op == 0 || ev[i].op >= AB_NOPS) {
-            if (h.events || ev[i].op) {  /* inside the count, or past the last op: not a trace this cell reads */
+        t->n = h.events;
+    for (uint64_t i = 0; i < t->n; i++)
+        if (t->ev[i].op == 0 || t->ev[i].op >= AB_NOPS) {
+            if (h.events || t->ev[i].op) {  /* inside the count, or past the last op: not a trace this cell reads */
                 snprintf(err, cap, "%s: offset %llu: event %llu has unknown op %u", path,
                          (unsigned long long)(h.header_bytes + i * sizeof(ab_event)), (unsigned long long)i,
-                         ev[i].op);
+                         t->ev[i].op);
                 munmap((void *)m, len);
                 return -1;
             }
-            n = i;  /* an unfinished trace ends at its first empty record */
+            t->n = i;  /* an unfinished trace ends at its first empty record */
             break;
         }
-    if (n >= (1ull << 31)) {
-        munmap((void *)m, len);
+    if (t->n >= (1ull << 31)) {
         snprintf(err, cap, "%s: more than 2^31 events", path);
+        munmap((void *)m, len);
         return -1;
     }
-    uint64_t buckets = 1024;
-    while (buckets < 2 * n + 2)
-        buckets <<= 1;
-    pmap pm = {map_zero(buckets * 8), map_zero(buckets * 4), buckets - 1};
+    return 0;
+}
+
+/* What turning pointers into slots needs while it runs, unmapped after. */
+typedef struct slot_books {
+    pmap pm;            /* live pointer -> slot + 1 */
+    uint64_t buckets, n;
+    uint32_t *pool_next;  /* a free slot's next in its pool */
+    uint32_t *pool_head;  /* slot + 1 (0: empty), per thread */
+    uint64_t *slot_size;
+    uint32_t *slot_event, *slot_thread;  /* the event that filled a slot, and its thread */
+    uint64_t live;        /* bytes live at the event being turned */
+} slot_books;
+
+static int books_map(slot_books *b, uint64_t n)
+{
+    memset(b, 0, sizeof *b);
+    b->n = n, b->buckets = 1024;
+    while (b->buckets < 2 * n + 2)
+        b->buckets <<= 1;
+    b->pm = (pmap){map_zero(b->buckets * 8), map_zero(b->buckets * 4), b->buckets - 1};
+    b->pool_next = map_zero(n * 4 + 4), b->pool_head = map_zero((AB_MAX_REPLAY_THREADS + 1) * 4);
+    b->slot_size = map_zero(n * 8 + 8), b->slot_event = map_zero(n * 4 + 4), b->slot_thread = map_zero(n * 4 + 4);
+    return b->pm.key && b->pm.val && b->pool_next && b->pool_head && b->slot_size && b->slot_event &&
+           b->slot_thread ? 0 : -1;
+}
+
+static void books_unmap(slot_books *b)
+{
+    uint64_t n = b->n;
+    unmap(b->pm.key, b->buckets * 8), unmap(b->pm.val, b->buckets * 4);
+    unmap(b->pool_next, n * 4 + 4), unmap(b->pool_head, (AB_MAX_REPLAY_THREADS + 1) * 4);
+    unmap(b->slot_size, n * 8 + 8), unmap(b->slot_event, n * 4 + 4), unmap(b->slot_thread, n * 4 + 4);
+}
+
+/* Event i as the replay loop reads it: its slot (a freed slot goes back to the
+ * pool of the thread that freed it), and, recorded, what it must wait for. */
+static int make_slot(const char *path, const ab_event *ev, uint64_t i, const uint32_t *thread, int recorded,
+                     slot_books *b, ab_replay *r, char *err, size_t cap)
+{
+    const ab_event *e = &ev[i];
+    uint32_t in = AB_NO_SLOT, out = AB_NO_SLOT, pool = recorded ? thread[i] : 0;
+    uint64_t in_size = 0;
+    int op = ab_trace_op_kinds[e->op] == AB_OPK_THREAD ? 0 : e->op;  /* a thread's life: its list says it */
+    if (op == AB_OP_FREE || op == AB_OP_REALLOC || op == AB_OP_REALLOCARRAY) {
+        uint64_t old = op == AB_OP_FREE ? e->ptr : e->old;
+        uint32_t *v = old ? find(&b->pm, old, 0) : NULL;
+        int failed = op != AB_OP_FREE && !e->ptr && e->size;  /* a failed realloc keeps the block */
+        if (old && !v && thread[i] != 0) {
+            snprintf(err, cap, "%s: event %llu: thread %u %s block 0x%llx, which the trace never allocated",
+                     path, (unsigned long long)i, thread[i], op == AB_OP_FREE ? "frees" : "reallocs",
+                     (unsigned long long)old);
+            return -1;
+        }
+        if (old && !v)
+            r->unmatched++;  /* thread 0's block from before the recording (a forked child's) */
+        if (v && !failed) {
+            in = *v - 1;
+            erase(&b->pm, old);
+            in_size = b->slot_size[in];
+            b->live -= in_size;
+            if (b->slot_thread[in] != thread[i]) {
+                r->cross_frees++;
+                if (recorded) {  /* wait until the allocating thread has made this block */
+                    r->wait_for[i] = b->slot_event[in] + 1;
+                    r->ev[b->slot_event[in]].flags |= AB_REPLAY_PUBLISH;  /* and it says when it has */
+                }
+            }
+            b->pool_next[in] = b->pool_head[pool];  /* back to the pool of the thread that freed it */
+            b->pool_head[pool] = in + 1;
+        }
+        if (op == AB_OP_FREE && !v)
+            op = 0;  /* free(NULL), or a block from before the recording: nothing to replay */
+    }
+    if (op != AB_OP_FREE && op && e->ptr) {
+        if (b->pool_head[pool]) {
+            out = b->pool_head[pool] - 1;
+            b->pool_head[pool] = b->pool_next[out];
+        } else {
+            out = r->nslots++;
+        }
+        *find(&b->pm, e->ptr, 1) = out + 1;
+        b->slot_size[out] = e->size;
+        b->slot_event[out] = (uint32_t)i, b->slot_thread[out] = thread[i];
+        b->live += e->size;
+        if (e->size >= AB_GLIBC_DEFAULT_BOUNDARY)
+            r->big_allocs++, r->big_bytes += e->size;
+        if (b->live > r->peak_live_bytes)
+            r->peak_live_bytes = b->live;
+    } else if (op != AB_OP_FREE && !(op == AB_OP_REALLOC || op == AB_OP_REALLOCARRAY)) {
+        op = 0;  /* a failed allocation: nothing to replay */
+    } else if (op != AB_OP_FREE && in == AB_NO_SLOT) {
+        op = 0;  /* realloc of an unknown block, or a failed one */
+    }
+    ab_replay_event *x = &r->ev[i];
+    x->op = (uint8_t)op;
+    x->flags = 0;
+    x->slot = op == AB_OP_FREE ? in : out;
+    x->size = op == AB_OP_FREE ? in_size : e->size;
+    r->frees += op == AB_OP_FREE;
+    r->allocs += op && op != AB_OP_FREE && op != AB_OP_REALLOC && op != AB_OP_REALLOCARRAY;
+    if (op == AB_OP_REALLOC || op == AB_OP_REALLOCARRAY)
+        r->reallocs++, r->in[i] = in, r->aux[i] = in_size;
+    else if (op >= AB_OP_MEMALIGN)
+        r->aux[i] = e->old;  /* the recorded alignment */
+    return 0;
+}
+
+/* Each replay thread's events, in global order: a counting sort by thread. */
+static int order_by_thread(ab_replay *r, const uint32_t *thread, int recorded, char *err, size_t cap)
+{
+    uint64_t n = r->n;
+    r->thread_start = map_zero((r->nthreads + 1) * 8);
+    r->order = map_zero(n * 8 + 8);
+    uint64_t *fill = map_zero((r->nthreads + 1) * 8);
+    if (!r->thread_start || !r->order || !fill) {
+        unmap(fill, (r->nthreads + 1) * 8);
+        snprintf(err, cap, "out of memory preparing %llu events", (unsigned long long)n);
+        return -1;
+    }
+    for (uint64_t i = 0; i < n; i++)
+        r->thread_start[(recorded ? thread[i] : 0) + 1]++;
+    for (uint32_t t = 0; t < r->nthreads; t++)
+        r->thread_start[t + 1] += r->thread_start[t];
+    memcpy(fill, r->thread_start, (r->nthreads + 1) * 8);
+    for (uint64_t i = 0; i < n; i++)
+        r->order[fill[recorded ? thread[i] : 0]++] = i;
+    unmap(fill, (r->nthreads + 1) * 8);
+    return 0;
+}
+
+int ab_replay_load(const char *path, int mode, uint64_t window, ab_replay *r, char *err, size_t cap)
+{
+    memset(r, 0, sizeof *r);
+    r->mode = mode, r->window = window;
+    if (mode < 0 || mode >= AB_NREPLAY_MODES || window < 1) {
+        snprintf(err, cap, "replay mode must be one or recorded, and the window at least 1 event");
+        return -1;
+    }
+    mapped_trace t;
+    if (map_trace(path, &t, err, cap))
+        return -1;
+    uint64_t n = t.n;
+    int recorded = mode == AB_REPLAY_RECORDED, rc = 0;
+    slot_books b;
     r->mapped_n = n;
     r->ev = map_zero(n * sizeof *r->ev), r->in = map_zero(n * 4), r->aux = map_zero(n * 8);
-    uint32_t *thread = map_zero(n * 4 + 4);
-    uint32_t *pool_next = map_zero(n * 4 + 4);  /* a free slot's next in its pool */
-    uint32_t *pool_head = map_zero((AB_MAX_REPLAY_THREADS + 1) * 4);  /* slot + 1 (0: empty), per thread */
-    uint64_t *slot_size = map_zero(n * 8 + 8);
-    uint32_t *slot_event = map_zero(n * 4 + 4), *slot_thread = map_zero(n * 4 + 4);
     r->wait_for = map_zero(n * 4 + 4);
-    int rc = 0;
-    if (!pm.key || !pm.val || !r->ev || !r->in || !r->aux || !thread || !pool_next || !pool_head || !slot_size ||
-        !slot_event || !slot_thread || !r->wait_for) {
+    uint32_t *thread = map_zero(n * 4 + 4);
+    if (books_map(&b, n) || !r->ev || !r->in || !r->aux || !r->wait_for || !thread) {
         snprintf(err, cap, "out of memory preparing %llu events", (unsigned long long)n);
         rc = -1;
     }
-    int nthreads = rc ? 1 : n ? assign_threads(ev, n, thread, err, cap) : 1;
+    int nthreads = rc ? 1 : n ? assign_threads(t.ev, n, thread, err, cap) : 1;
     if (nthreads < 0)
         rc = -1, nthreads = 1;
     r->threads = (uint32_t)nthreads;
-    int recorded = mode == AB_REPLAY_RECORDED;
-    uint64_t live = 0;
-    for (uint64_t i = 0; i < n && rc == 0; i++) {
-        const ab_event *e = &ev[i];
-        uint32_t in = AB_NO_SLOT, out = AB_NO_SLOT, pool = recorded ? thread[i] : 0;
-        uint64_t in_size = 0;
-        int op = ab_trace_op_kinds[e->op] == AB_OPK_THREAD ? 0 : e->op;  /* a thread's life: its list says it */
-        if (op == AB_OP_FREE || op == AB_OP_REALLOC || op == AB_OP_REALLOCARRAY) {
-            uint64_t old = op == AB_OP_FREE ? e->ptr : e->old;
-            uint32_t *v = old ? find(&pm, old, 0) : NULL;
-            int failed = op != AB_OP_FREE && !e->ptr && e->size;  /* a failed realloc keeps the block */
-            if (old && !v && thread[i] != 0) {
-                snprintf(err, cap, "%s: event %llu: thread %u %s block 0x%llx, which the trace never allocated",
-                         path, (unsigned long long)i, thread[i], op == AB_OP_FREE ? "frees" : "reallocs",
-                         (unsigned long long)old);
-                rc = -1;
-                break;
-            }
-            if (old && !v)
-                r->unmatched++;  /* thread 0's block from before the recording (a forked child's) */
-            if (v && !failed) {
-                in = *v - 1;
-                erase(&pm, old);
-                in_size = slot_size[in];
-                live -= in_size;
-                if (slot_thread[in] != thread[i]) {
-                    r->cross_frees++;
-                    if (recorded) {  /* wait until the allocating thread has made this block */
-                        r->wait_for[i] = slot_event[in] + 1;
-                        r->ev[slot_event[in]].flags |= AB_REPLAY_PUBLISH;  /* and it says when it has */
-                    }
-                }
-                pool_next[in] = pool_head[pool];  /* back to the pool of the thread that freed it */
-                pool_head[pool] = in + 1;
-            }
-            if (op == AB_OP_FREE && !v)
-                op = 0;  /* free(NULL), or a block from before the recording: nothing to replay */
-        }
-        if (op != AB_OP_FREE && op && e->ptr) {
-            if (pool_head[pool]) {
-                out = pool_head[pool] - 1;
-                pool_head[pool] = pool_next[out];
-            } else {
-                out = r->nslots++;
-            }
-            *find(&pm, e->ptr, 1) = out + 1;
-            slot_size[out] = e->size;
-            slot_event[out] = (uint32_t)i, slot_thread[out] = thread[i];
-            live += e->size;
-            if (e->size >= AB_GLIBC_DEFAULT_BOUNDARY)
-                r->big_allocs++, r->big_bytes += e->size;
-            if (live > r->peak_live_bytes)
-                r->peak_live_bytes = live;
-        } else if (op != AB_OP_FREE && !(op == AB_OP_REALLOC || op == AB_OP_REALLOCARRAY)) {
-            op = 0;  /* a failed allocation: nothing to replay */
-        } else if (op != AB_OP_FREE && in == AB_NO_SLOT) {
-            op = 0;  /* realloc of an unknown block, or a failed one */
-        }
-        ab_replay_event *x = &r->ev[i];
-        x->op = (uint8_t)op;
-        x->flags = 0;
-        x->slot = op == AB_OP_FREE ? in : out;
-        x->size = op == AB_OP_FREE ? in_size : e->size;
-        r->frees += op == AB_OP_FREE;
-        r->allocs += op && op != AB_OP_FREE && op != AB_OP_REALLOC && op != AB_OP_REALLOCARRAY;
-        if (op == AB_OP_REALLOC || op == AB_OP_REALLOCARRAY)
-            r->reallocs++, r->in[i] = in, r->aux[i] = in_size;
-        else if (op >= AB_OP_MEMALIGN)
-            r->aux[i] = e->old;  /* the recorded alignment */
-    }
+    for (uint64_t i = 0; i < n && rc == 0; i++)
+        rc = make_slot(path, t.ev, i, thread, recorded, &b, r, err, cap);
     r->n = n;
-    r->live_at_end_bytes = live;
+    r->live_at_end_bytes = b.live;
     r->nthreads = recorded ? r->threads : 1;
-    /* each replay thread's events, in global order: a counting sort by thread */
-    r->thread_start = map_zero((r->nthreads + 1) * 8);
-    r->order = map_zero(n * 8 + 8);
-    if (rc == 0 && (!r->thread_start || !r->order)) {
-        snprintf(err, cap, "out of memory preparing %llu events", (unsigned long long)n);
-        rc = -1;
-    }
-    if (rc == 0) {
-        for (uint64_t i = 0; i < n; i++)
-            r->thread_start[(recorded ? thread[i] : 0) + 1]++;
-        for (uint32_t t = 0; t < r->nthreads; t++)
-            r->thread_start[t + 1] += r->thread_start[t];
-        uint64_t *fill = map_zero((r->nthreads + 1) * 8);
-        if (fill) {
-            memcpy(fill, r->thread_start, (r->nthreads + 1) * 8);
-            for (uint64_t i = 0; i < n; i++)
-                r->order[fill[recorded ? thread[i] : 0]++] = i;
-            unmap(fill, (r->nthreads + 1) * 8);
-        } else {
-            snprintf(err, cap, "out of memory preparing %llu events", (unsigned long long)n);
-            rc = -1;
-        }
-    }
+    if (rc == 0)
+        rc = order_by_thread(r, thread, recorded, err, cap);
     if (rc == 0 && recorded)
-        rc = plan_exits(ev, n, thread, r, err, cap);
-    munmap((void *)m, len);
-    unmap(pm.key, buckets * 8), unmap(pm.val, buckets * 4), unmap(thread, n * 4 + 4);
-    unmap(pool_next, n * 4 + 4), unmap(pool_head, (AB_MAX_REPLAY_THREADS + 1) * 4);
-    unmap(slot_size, n * 8 + 8), unmap(slot_event, n * 4 + 4), unmap(slot_thread, n * 4 + 4);
+        rc = plan_exits(t.ev, n, thread, r, err, cap);
+    munmap((void *)t.m, t.len);
+    books_unmap(&b), unmap(thread, n * 4 + 4);
     return rc;
 }
 

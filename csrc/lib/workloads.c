@@ -888,6 +888,169 @@ static void unmap_zeroed(void *p, size_t bytes)
         munmap((char *)p - HARNESS_COLOUR, bytes + HARNESS_COLOUR);
 }
 
+/* Each thread's context: its slots (the recorded threads share thread 0's:
+ * each slot has one owner at a time), pins, and where a replay thread starts. */
+static int make_contexts(const ab_allocator *a, const ab_workload *w, thread_ctx *ts, int n, replay_run *rr)
+{
+    const ab_replay *r = w->pattern == AB_TRACE ? w->replay : NULL;
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        thread_ctx *t = &ts[i];
+        t->a = a, t->w = w, t->tid = i;
+        t->tl = w->timeline, t->all = ts, t->nthreads = n;
+        t->rng = w->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)i + 1;
+        size_t nslot = r ? r->nslots + 1 : w->live;
+        t->nslot = nslot;
+        t->rr = rr;
+        if (rr)
+            rr->next[i].v = r->thread_start[i] < r->thread_start[i + 1] ? r->order[r->thread_start[i]] : DONE;
+        if (rr && i) {
+            t->slots = ts[0].slots, t->sizes = ts[0].sizes, t->nslot = 0;
+            continue;
+        }
+        t->slots = map_zeroed(sizeof(void *) * nslot);
+        t->sizes = map_zeroed(sizeof(size_t) * nslot);
+        if (w->pattern == AB_HANDOFF)  /* the pair shares the producer's live count */
+            t->live_owner = &ts[i - i % 2];
+        int pins = w->pattern == AB_FRAGMENT || w->pattern == AB_GROW || w->pattern == AB_SAWTOOTH;
+        t->pinned_cap = pins ? w->ops : 0;
+        t->pinned = t->pinned_cap ? map_zeroed(sizeof(void *) * t->pinned_cap) : NULL;
+        if (!t->slots || !t->sizes || (t->pinned_cap && !t->pinned))
+            rc = -1;
+    }
+    return rc;
+}
+
+/* The timeline's start: the loop's own arrays faulted in now, so RSS growth is
+ * the allocator's, and a first sample at live 0 (the baseline's own growth:
+ * the measure's noise). */
+static void start_timeline(const ab_workload *w, thread_ctx *ts, int n, size_t ctx_bytes)
+{
+    ab_timeline *tl = w->timeline;
+    uint64_t every = w->ops / AB_TIMELINE_PERIODIC;
+    tl->every = every ? every : 1;
+    tl->n = 0;
+    size_t pg = (size_t)tl->page, own = harness_pages(ctx_bytes, pg);
+    for (int i = 0; i < n; i++) {
+        size_t sz[3] = {sizeof(void *) * ts[i].nslot, sizeof(size_t) * ts[i].nslot,
+                        sizeof(void *) * ts[i].pinned_cap};
+        void *m[3] = {ts[i].slots, ts[i].sizes, ts[i].pinned};
+        for (int k = 0; k < 3; k++)
+            if (m[k] && sz[k]) {
+                memset(m[k], 0, sz[k]);
+                own += harness_pages(sz[k], pg);
+            }
+    }
+    tl->harness_bytes = (int64_t)own;
+    sample(tl, ts, n, 0, AB_TK_start);
+}
+
+/* Recorded threads start before the window (their stacks are not the
+ * allocator's doing) and wait for it to open; each gets its arena at its first
+ * call, inside it, as in the program.  Their stacks are ours: a thread glibc
+ * gave a stack madvises it away when it exits and glibc unmaps stacks beyond
+ * its cache, syscalls inside the window that are not the allocator's.
+ * Returns 0, or -1 with the started ones told to return and joined. */
+static int prestart(thread_ctx *ts, int n, replay_run *rr, char *stacks, char *error, size_t cap)
+{
+    int started = 0;
+    for (int i = 1; i < n && stacks != MAP_FAILED; i++, started++) {
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setstack(&attr, stacks + (size_t)(i - 1) * REPLAY_STACK, REPLAY_STACK);
+        int e = pthread_create(&ts[i].thread, &attr, run_thread, &ts[i]);
+        pthread_attr_destroy(&attr);
+        if (e)
+            break;
+    }
+    if (started == n - 1)
+        return 0;
+    rr->abandon = 1;  /* the started ones return without replaying */
+    set_value(&rr->go, 1);
+    for (int i = 1; i <= started; i++)
+        pthread_join(ts[i].thread, NULL);
+    snprintf(error, cap, "could start only %d of %d replay threads", started + 1, n);
+    return -1;
+}
+
+/* Inside the window: the recorded threads let go (thread 0 replays on this
+ * thread), or the workload's threads started and joined. */
+static int run_in_window(const ab_workload *w, thread_ctx *ts, int n, replay_run *rr, char *error, size_t cap)
+{
+    if (rr) {
+        set_value(&rr->go, 1);
+        run_thread(&ts[0]);
+        for (int i = 1; i < n; i++)
+            if (w->replay->joiner[i] < 0)  /* the others were joined by the thread that started after them */
+                pthread_join(ts[i].thread, NULL);
+        return 0;
+    }
+    if (n == 1 && !w->spawn) {
+        run_thread(&ts[0]);
+        return 0;
+    }
+    int started = 0;
+    for (; started < n; started++)
+        if (pthread_create(&ts[started].thread, NULL, run_thread, &ts[started]))
+            break;
+    for (int i = 0; i < started; i++)
+        pthread_join(ts[i].thread, NULL);
+    if (started < n) {
+        snprintf(error, cap, "could start only %d of %d threads", started, n);
+        return -1;
+    }
+    return 0;
+}
+
+/* A replay ends as a cell ends: what the program still held, then everything
+ * freed, after the window. */
+static void end_replay(const ab_workload *w, thread_ctx *ts, int n, replay_run *rr, uint64_t last_op,
+                       ab_run_stats *stats)
+{
+    uint64_t live = 0;
+    for (int i = 0; i < n; i++)
+        live += ts[i].st.live_at_end_bytes;
+    stats->live_at_end_bytes = !w->timeline && !w->touch ? w->replay->live_at_end_bytes : live;
+    if (rr && w->timeline)
+        stats->replay_peak_live_bytes = rr->peak;
+    ab_footprint_read(&stats->at_end);
+    free_leftovers(&ts[0]);
+    if (w->timeline)
+        sample(w->timeline, ts, n, last_op, AB_TK_freed);
+}
+
+/* The threads' calls, added up. */
+static void total_stats(const ab_workload *w, thread_ctx *ts, int n, int recorded, ab_run_stats *stats)
+{
+    for (int i = 0; i < n; i++) {
+        ab_run_stats *s = &ts[i].st;
+        stats->allocs += s->allocs, stats->frees += s->frees;
+        stats->reallocs += s->reallocs, stats->failed += s->failed;
+        /* per-thread peaks summed: an upper bound when threads peak apart */
+        stats->live_bytes_peak += s->live_bytes_peak;
+        stats->mmapped_blocks += s->mmapped_blocks, stats->checked_blocks += s->checked_blocks;
+        if (recorded && i && !w->timeline && !w->touch)  /* thread 0 counted the trace's allocations */
+            stats->allocs -= ts[i].failed_allocs;
+    }
+    if (recorded)  /* a replay's peak is the trace's own (its replay_peak_live_bytes, the replay's) */
+        stats->live_bytes_peak = w->replay->peak_live_bytes;
+}
+
+/* The pins freed and the contexts' memory unmapped (the recorded threads' slots are thread 0's). */
+static void release_contexts(const ab_allocator *a, thread_ctx *ts, int n, int shared_slots)
+{
+    for (int i = 0; i < n; i++) {
+        thread_ctx *t = &ts[i];
+        for (uint64_t j = 0; j < t->npinned; j++)
+            a->free(t->pinned[j]);
+        if (shared_slots && i)
+            continue;
+        unmap_zeroed(t->slots, sizeof(void *) * t->nslot);
+        unmap_zeroed(t->sizes, sizeof(size_t) * t->nslot);
+        unmap_zeroed(t->pinned, sizeof(void *) * t->pinned_cap);
+    }
+}
+
 int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
            ab_run_stats *stats, ab_footprint *before, ab_footprint *after)
 {
@@ -914,86 +1077,20 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
     int recorded = r && r->mode == AB_REPLAY_RECORDED;
     size_t rr_bytes = recorded ? sizeof(replay_run) + sizeof(uint32_t) * (r->nslots + 1) : 0;
     replay_run *rr = recorded ? map_zeroed(rr_bytes) : NULL;
-    size_t stacks_bytes = 0;  /* the recorded threads' stacks (mapped below) */
+    size_t stacks_bytes = recorded ? (size_t)(n - 1) * REPLAY_STACK : 0;
     char *stacks = MAP_FAILED;
-    int rc = recorded && !rr ? -1 : 0;
-    for (int i = 0; i < n; i++) {
-        thread_ctx *t = &ts[i];
-        t->a = a, t->w = w, t->tid = i;
-        t->tl = w->timeline, t->all = ts, t->nthreads = n;
-        t->rng = w->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)i + 1;
-        size_t nslot = r ? r->nslots + 1 : w->live;
-        t->nslot = nslot;
-        t->rr = rr;
-        if (rr && i) {  /* the recorded threads share thread 0's slots (each slot has one owner at a time) */
-            t->slots = ts[0].slots, t->sizes = ts[0].sizes, t->nslot = 0;
-            rr->next[i].v = r->thread_start[i] < r->thread_start[i + 1] ? r->order[r->thread_start[i]] : DONE;
-            continue;
-        }
-        if (rr)
-            rr->next[0].v = r->thread_start[0] < r->thread_start[1] ? r->order[r->thread_start[0]] : DONE;
-        t->slots = map_zeroed(sizeof(void *) * nslot);
-        t->sizes = map_zeroed(sizeof(size_t) * nslot);
-        if (w->pattern == AB_HANDOFF)  /* the pair shares the producer's live count */
-            t->live_owner = &ts[i - i % 2];
-        int pins = w->pattern == AB_FRAGMENT || w->pattern == AB_GROW || w->pattern == AB_SAWTOOTH;
-        t->pinned_cap = pins ? w->ops : 0;
-        t->pinned = t->pinned_cap ? map_zeroed(sizeof(void *) * t->pinned_cap) : NULL;
-        if (!t->slots || !t->sizes || (t->pinned_cap && !t->pinned))
-            rc = -1;
-    }
+    int rc = (recorded && !rr) || make_contexts(a, w, ts, n, rr) ? -1 : 0;
     if (rc) {
         snprintf(stats->error, sizeof stats->error, "mmap of workload slots failed");
         goto out;
     }
-
-    if (w->timeline) {
-        ab_timeline *tl = w->timeline;
-        uint64_t every = w->ops / AB_TIMELINE_PERIODIC;
-        tl->every = every ? every : 1;
-        tl->n = 0;
-        /* fault the loop's own arrays in now, so RSS growth is the allocator's */
-        size_t pg = (size_t)tl->page, own = harness_pages(ctx_bytes, pg);
-        for (int i = 0; i < n; i++) {
-            size_t sz[3] = {sizeof(void *) * ts[i].nslot, sizeof(size_t) * ts[i].nslot,
-                            sizeof(void *) * ts[i].pinned_cap};
-            void *m[3] = {ts[i].slots, ts[i].sizes, ts[i].pinned};
-            for (int k = 0; k < 3; k++)
-                if (m[k] && sz[k]) {
-                    memset(m[k], 0, sz[k]);
-                    own += harness_pages(sz[k], pg);
-                }
-        }
-        tl->harness_bytes = (int64_t)own;
-    }
-    if (w->timeline)  /* live 0: what the baseline grew by before any allocation (the measure's noise) */
-        sample(w->timeline, ts, n, 0, AB_TK_start);
-    /* recorded threads start before the window (their stacks are not the allocator's doing) and
-     * wait for it to open; each gets its arena at its first call, inside it, as in the program */
-    /* their stacks are ours, mapped here: a thread glibc gave a stack madvises it away when it
-     * exits and glibc unmaps stacks beyond its cache, syscalls inside the window that are not
-     * the allocator's (the program's own thread exits are not inside its allocation calls) */
-    stacks_bytes = recorded ? (size_t)(n - 1) * REPLAY_STACK : 0;
-    stacks = stacks_bytes ? mmap(NULL, stacks_bytes, PROT_READ | PROT_WRITE,
-                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0) : NULL;
-    int prestarted = 0;
-    for (int i = 1; recorded && i < n && stacks != MAP_FAILED; i++, prestarted++) {
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setstack(&attr, stacks + (size_t)(i - 1) * REPLAY_STACK, REPLAY_STACK);
-        int e = pthread_create(&ts[i].thread, &attr, run_thread, &ts[i]);
-        pthread_attr_destroy(&attr);
-        if (e)
-            break;
-    }
-    if (recorded && prestarted < n - 1) {  /* the started ones return without replaying */
-        rr->abandon = 1;
-        set_value(&rr->go, 1);
-        for (int i = 1; i <= prestarted; i++)
-            pthread_join(ts[i].thread, NULL);
-        snprintf(stats->error, sizeof stats->error, "could start only %d of %d replay threads", prestarted + 1, n);
-        rc = -1;
-        goto out;
+    if (w->timeline)
+        start_timeline(w, ts, n, ctx_bytes);
+    if (recorded) {
+        stacks = stacks_bytes ? mmap(NULL, stacks_bytes, PROT_READ | PROT_WRITE,
+                                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0) : NULL;
+        if ((rc = prestart(ts, n, rr, stacks, stats->error, sizeof stats->error)))
+            goto out;
     }
     ab_reset_peak_rss();
     ab_footprint_read(before);
@@ -1009,26 +1106,7 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
         rc = -1;
         goto out;
     }
-    if (recorded) {
-        set_value(&rr->go, 1);
-        run_thread(&ts[0]);
-        for (int i = 1; i < n; i++)
-            if (r->joiner[i] < 0)  /* the others were joined by the thread that started after them */
-                pthread_join(ts[i].thread, NULL);
-    } else if (n == 1 && !w->spawn) {
-        run_thread(&ts[0]);
-    } else {
-        int started = 0;
-        for (; started < n; started++)
-            if (pthread_create(&ts[started].thread, NULL, run_thread, &ts[started]))
-                break;
-        for (int i = 0; i < started; i++)
-            pthread_join(ts[i].thread, NULL);
-        if (started < n) {
-            snprintf(stats->error, sizeof stats->error, "could start only %d of %d threads", started, n);
-            rc = -1;
-        }
-    }
+    rc = run_in_window(w, ts, n, rr, stats->error, sizeof stats->error);
     /* the last samples' op: a trace counts events (frees too), the other patterns thread 0's allocations */
     uint64_t last_op = w->pattern == AB_TRACE ? w->replay->n : ts[0].st.allocs + ts[0].st.reallocs;
     if (w->timeline)  /* after the last free (survivors and fragment's pins still live) */
@@ -1037,46 +1115,15 @@ int ab_run(const ab_allocator *a, const ab_workload *w, ab_counter *c,
         snprintf(stats->error, sizeof stats->error, "counter window: %s", c->error);
         rc = -1;
     }
-    if (r) {  /* a replay ends as a cell ends: everything freed, after the window */
-        uint64_t live = 0;
-        for (int i = 0; i < n; i++)
-            live += ts[i].st.live_at_end_bytes;
-        stats->live_at_end_bytes = !w->timeline && !w->touch ? r->live_at_end_bytes : live;
-        if (rr && w->timeline)
-            stats->replay_peak_live_bytes = rr->peak;
-        ab_footprint_read(&stats->at_end);
-        free_leftovers(&ts[0]);
-        if (w->timeline)
-            sample(w->timeline, ts, n, last_op, AB_TK_freed);
-    }
+    if (r)
+        end_replay(w, ts, n, rr, last_op, stats);
     ab_footprint_read(after);
-
-    for (int i = 0; i < n; i++) {
-        ab_run_stats *s = &ts[i].st;
-        stats->allocs += s->allocs, stats->frees += s->frees;
-        stats->reallocs += s->reallocs, stats->failed += s->failed;
-        /* per-thread peaks summed: an upper bound when threads peak apart */
-        stats->live_bytes_peak += s->live_bytes_peak;
-        stats->mmapped_blocks += s->mmapped_blocks, stats->checked_blocks += s->checked_blocks;
-        if (recorded && i && !w->timeline && !w->touch)  /* thread 0 counted the trace's allocations */
-            stats->allocs -= ts[i].failed_allocs;
-    }
-    if (recorded)  /* a replay's peak is the trace's own (its replay_peak_live_bytes, the replay's) */
-        stats->live_bytes_peak = r->peak_live_bytes;
+    total_stats(w, ts, n, recorded, stats);
 out:
-    for (int i = 0; i < n; i++) {
-        thread_ctx *t = &ts[i];
-        for (uint64_t j = 0; j < t->npinned; j++)
-            a->free(t->pinned[j]);
-        if (rr && i)
-            continue;  /* thread 0's slots, shared */
-        unmap_zeroed(t->slots, sizeof(void *) * t->nslot);
-        unmap_zeroed(t->sizes, sizeof(size_t) * t->nslot);
-        unmap_zeroed(t->pinned, sizeof(void *) * t->pinned_cap);
-    }
+    release_contexts(a, ts, n, rr != NULL);
     if (rr)
         unmap_zeroed(rr, rr_bytes);
-    if (stacks_bytes && stacks != MAP_FAILED)
+    if (stacks_bytes && stacks != MAP_FAILED && stacks)
         munmap(stacks, stacks_bytes);
     unmap_zeroed(ts, ctx_bytes);
     return rc;

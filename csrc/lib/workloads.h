@@ -37,7 +37,7 @@ typedef struct ab_allocator {
     X(AB_CHECKERBOARD, "checkerboard", 0, "`live` blocks, free every other one, then the rest; repeat") \
     X(AB_HANDOFF, "handoff", 0, "pairs of threads: one allocates into a ring of `live` blocks, the other " \
       "frees from it once it is full, so `live` blocks are always in flight (threads even)")     \
-    X(AB_TRACE, "trace", 0, "a recorded program's calls, replayed in their global order on one thread (trace=FILE)")
+    X(AB_TRACE, "trace", 0, "a recorded program's calls, replayed in their global order on one thread, or each recorded thread's on a thread of its own (trace=FILE, replay_threads=recorded)")
 
 enum ab_pattern {
 #define AB_PATTERN_ENUM(e, name, band, doc) e,
@@ -133,7 +133,7 @@ typedef struct ab_run_stats {
 
 /* glibc's malloc (or whatever a preload put in its place). */
 extern const ab_allocator ab_libc_allocator;
-/* The toy allocator (csrc/toyalloc.c) inside this process. */
+/* The toy allocator (csrc/lib/toyalloc.c) inside this process. */
 extern const ab_allocator ab_toy_allocator;
 
 /* A measured cell: the workload and how many times it runs in one process. */

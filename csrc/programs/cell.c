@@ -230,10 +230,12 @@ static void latency_passes(ab_json *j, const ab_allocator *a, const ab_workload 
     ab_calltime_free(ct);
 }
 
-int main(int argc, char **argv)
+/* The workload from the command line, and a trace made ready before any
+ * window (the replay loop does no bookkeeping malloc); 0, or 2 with the reason
+ * on stderr. */
+static int read_workload(int argc, char **argv, ab_cell_spec *spec, ab_replay *replay, const char **trace)
 {
-    ab_cell_spec spec = ab_cell_defaults;
-    ab_workload w = spec.w;
+    ab_workload w = spec->w;
     w.pattern = ab_pattern_of(ab_opt_str(argc, argv, "pattern", ab_pattern_names[w.pattern]));
     w.size_lo = opt_num(argc, argv, "size_lo", w.size_lo);
     w.size_hi = opt_num(argc, argv, "size_hi", w.size_lo);
@@ -243,9 +245,8 @@ int main(int argc, char **argv)
     w.touch = (int)opt_num(argc, argv, "touch", (unsigned long long)w.touch);
     w.seed = opt_num(argc, argv, "seed", w.seed);
     w.spawn = (int)opt_num(argc, argv, "spawn", 0);
-    static ab_replay replay;
-    const char *trace = ab_opt_str(argc, argv, "trace", NULL);
-    if (trace) {  /* made ready before any window: the replay loop does no bookkeeping malloc */
+    *trace = ab_opt_str(argc, argv, "trace", NULL);
+    if (*trace) {
         char err[512];
         const char *mode_name = ab_opt_str(argc, argv, "replay_threads", ab_replay_mode_names[AB_REPLAY_ONE]);
         int mode = -1;
@@ -257,35 +258,40 @@ int main(int argc, char **argv)
             fprintf(stderr, "allocbench-cell: replay_threads must be one or recorded, replay_window at least 1\n");
             return 2;
         }
-        if (ab_replay_load(trace, mode, window, &replay, err, sizeof err)) {
+        if (ab_replay_load(*trace, mode, window, replay, err, sizeof err)) {
             fprintf(stderr, "allocbench-cell: %s\n", err);
             return 2;
         }
-        if (!replay.n) {
-            fprintf(stderr, "allocbench-cell: %s: an empty trace\n", trace);
+        if (!replay->n) {
+            fprintf(stderr, "allocbench-cell: %s: an empty trace\n", *trace);
             return 2;
         }
-        w.replay = &replay;
-        w.ops = replay.n;
-        w.threads = (int)replay.nthreads;
+        w.replay = replay;
+        w.ops = replay->n;
+        w.threads = (int)replay->nthreads;
     }
-    spec.w = w;
-    spec.repeats = opt_num(argc, argv, "repeats", spec.repeats);
-    spec.warmup = opt_num(argc, argv, "warmup", spec.warmup);
-    const char *bad = ab_cell_check(&spec);
+    spec->w = w;
+    spec->repeats = opt_num(argc, argv, "repeats", spec->repeats);
+    spec->warmup = opt_num(argc, argv, "warmup", spec->warmup);
+    const char *bad = ab_cell_check(spec);
     if (bad) {
         fprintf(stderr, "allocbench-cell: %s\n", bad);
         return 2;
     }
-    unsigned long long repeats = spec.repeats, warmup = spec.warmup;
+    return 0;
+}
 
-    ab_allocator a = ab_libc_allocator;
+/* The allocator under test (glibc, libc for a preloaded one, or the toy with
+ * its settings) and glibc's mallopt settings; 0, or 2 with the reason. */
+static int choose_allocator(int argc, char **argv, ab_allocator *a, int *toy)
+{
+    *a = ab_libc_allocator;
     const char *allocator = ab_opt_str(argc, argv, "allocator", "glibc");
-    int toy = !strcmp(allocator, "toy");
+    *toy = !strcmp(allocator, "toy");
     if (!strcmp(allocator, "libc"))
-        a.glibc_chunks = 0;
-    else if (toy) {
-        a = ab_toy_allocator;
+        a->glibc_chunks = 0;
+    else if (*toy) {
+        *a = ab_toy_allocator;
         toy_config tc;
         toy_get_config(&tc);
         tc.threshold = opt_num(argc, argv, "toy_threshold", tc.threshold);
@@ -307,7 +313,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "allocbench-cell: unknown allocator %s\n", allocator);
         return 2;
     }
-
     for (int i = 1; i < argc; i++) {
         int param, value;
         if (strncmp(argv[i], "mallopt=", 8))
@@ -321,6 +326,23 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    ab_cell_spec spec = ab_cell_defaults;
+    static ab_replay replay;
+    const char *trace;
+    int bad = read_workload(argc, argv, &spec, &replay, &trace);
+    if (bad)
+        return bad;
+    ab_workload w = spec.w;
+    unsigned long long repeats = spec.repeats, warmup = spec.warmup;
+    ab_allocator a;
+    int toy;
+    if ((bad = choose_allocator(argc, argv, &a, &toy)))
+        return bad;
 
     ab_counter c;
     char note[2048];
