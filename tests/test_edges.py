@@ -336,8 +336,8 @@ def _verb_flags():
 VERB_FLAGS = _verb_flags()
 # positionals that keep a verb from doing real work: a file that is not there, a command that ends at once
 POSITIONALS = {"probe": ["nosuch"], "calibrate": ["--runs", "nan"], "compare": ["/no/a", "/no/b"],
-               "report": ["/no/such.jsonl"], "plot": ["/no/such.jsonl"], "trace": ["info", "/no/such.trace"], "exec": ["--", "true"],
-               "record": ["--", "true"], "advise": ["--", "/no/such/program"]}
+               "report": ["/no/such.jsonl"], "plot": ["/no/such.jsonl"], "trace": ["info", "/no/such.trace"],
+               "exec": ["--", "true"], "record": ["--", "true"], "advise": ["--", "/no/such/program"]}
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
