@@ -371,7 +371,7 @@ def survivors(candidates: list[Candidate], obj: Objective, rounds_room: int) -> 
     fit.sort(key=lambda c: (c.screen[obj.measure], c.invasive))
     keep = fit[:max(1, min(MAX_SURVIVORS, rounds_room))] if fit else []
     for rank, c in enumerate(fit[len(keep):], len(keep) + 1):
-        c.stopped = f"ranked {rank}th by the screen; the budget verified the best {len(keep)}"
+        c.stopped = f"ranked {ordinal(rank)} by the screen; the budget verified the best {len(keep)}"
     return keep
 
 
@@ -589,7 +589,8 @@ class Advisor:
         else:
             screen_by_exec(self.store, candidates, baseline)
         wall = baseline["wall_ns"] / 1e9
-        room = plan_rounds(self.budget.left(), wall, 1) // stats.MIN_PAIRS - 1  # candidates verifiable at 6 rounds
+        # candidates verifiable in MIN_PAIRS rounds of the default and each of them
+        room = int(self.budget.left() / (stats.MIN_PAIRS * wall * ROUND_MARGIN)) - 1
         chosen = survivors(candidates, self.objective, room)
         if chosen:
             self.say("verify", f"{', '.join(c.label for c in chosen)} against the default, in turns")
@@ -616,6 +617,10 @@ def site(rise: dict) -> str:
     if frames:
         return f"{frames[0]['object']}+{frames[0]['offset']}"
     return "an unknown call site"
+
+
+def ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def ratio(a, b):

@@ -121,7 +121,7 @@ def test_survivors_say_why_each_other_candidate_was_not_verified():
              ((1, 0.5, 1.0), (2, 0.6, 1.0), (4, 0.7, 1.0), (8, 0.8, 1.0), (16, 1.02, 1.0), (32, 0.5, 1.9))]
     keep = advise.survivors(cands, obj, rounds_room=2)
     assert [c.settings["arena_max"] for c in keep] == [1, 2]
-    assert cands[2].stopped == "ranked 3th by the screen; the budget verified the best 2"
+    assert cands[2].stopped == "ranked 3rd by the screen; the budget verified the best 2"
     assert cands[4].stopped.startswith("screen: not leaner (1.02x")
     assert cands[5].stopped.startswith("screen: outside the constraint (1.90x")
     assert advise.plan_rounds(60, 1.0, 2) == 16 and advise.plan_rounds(1000, 1.0, 2) == advise.MAX_ROUNDS
