@@ -16,10 +16,10 @@ from __future__ import annotations
 import sys
 
 from .. import __version__
-from . import advise, calibrate, compare, execute, info, plot, probe, record, report, run, sweep, trace
+from . import advise, calibrate, compare, execute, info, inspect, plot, probe, record, report, run, sweep, trace
 from .common import Parser, UsageError
 
-COMMANDS = (info, run, sweep, probe, calibrate, plot, execute, record, trace, compare, report, advise)
+COMMANDS = (info, run, sweep, probe, calibrate, plot, execute, record, trace, compare, report, advise, inspect)
 
 
 def build_parser() -> Parser:

@@ -1,0 +1,334 @@
+"""A running process's glibc heap, read from outside (allocbench inspect PID):
+mp_, every arena of the ring with its bins and heaps, mallinfo2 as the
+process would compute it about itself (glibc 2.36 malloc.c int_mallinfo),
+what a malloc_trim(0) would return now (mtrim and systrim, page by page from
+pagemap), the RSS split by who holds it, and findings in the program's terms.
+
+tcache chunks count as in use, as mallinfo2 counts them.  Nothing here writes
+to the target."""
+from __future__ import annotations
+
+import struct
+
+from . import glibc_layout
+from .glibc_constants import DEFAULT_MMAP_THRESHOLD, HEAP_MAX_SIZE, MINSIZE
+from .remote import PAGE, Process, Stopped, TargetError
+from .units import human_bytes
+
+NBINS, NFASTBINS = 128, 10
+MIN_LARGE_SIZE = 64 * 16          # smallbins hold chunks below this (64-bit)
+CHUNK_HEADER = 48                 # sizeof(struct malloc_chunk): what mtrim leaves before the pages it returns
+PREV_INUSE, IS_MMAPPED, NON_MAIN_ARENA = 1, 2, 4
+MAX_ARENAS = 4096
+MALLINFO2_FIELDS = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                    "keepcost")
+INT_FIELDS = {"mutex", "flags", "have_fastchunks", "hp_flags", "n_mmaps", "n_mmaps_max", "max_n_mmaps",
+              "no_dyn_threshold"}
+
+
+class HeapError(TargetError):
+    """What was read does not hold together: the layout does not fit this process."""
+
+
+def _fields(process: Process, base: int, layout: dict, names) -> dict:
+    out = {}
+    for name in names:
+        off = layout[name]
+        out[name.rstrip("_")] = struct.unpack("<i" if name in INT_FIELDS else "<Q", process.read(
+            base + off, 4 if name in INT_FIELDS else 8))[0]
+    return out
+
+
+def chunksize(word: int) -> int:
+    return word & ~(PREV_INUSE | IS_MMAPPED | NON_MAIN_ARENA)
+
+
+class Walker:
+    """One snapshot's reads of glibc's structures, bounded: every list is capped by what the
+    arena could hold, and a list that loops or leaves the arena is an error, never a hang."""
+
+    def __init__(self, process: Process, where: dict):
+        self.p, self.where = process, where
+        self.ms = where["layouts"]["malloc_state"]
+        self.mp_layout = where["layouts"]["malloc_par"]
+        self.hi = where["layouts"]["_heap_info"]
+        self.flag_bits = 0  # the current arena's: malloc_info's "rest" sizes count them (chunksize_nomask)
+
+    def mp(self) -> dict:
+        return _fields(self.p, self.where["mp_"], self.mp_layout, glibc_layout.STRUCTS["malloc_par"])
+
+    def arena_addresses(self) -> list[int]:
+        main, seen, a = self.where["main_arena"], [], self.where["main_arena"]
+        while True:
+            seen.append(a)
+            a = self.p.word(a + self.ms["next"])
+            if a == main:
+                return seen
+            if a in seen or len(seen) >= MAX_ARENAS or a == 0:
+                raise HeapError(f"the arena ring does not return to main_arena (at {len(seen)} arenas)")
+
+    def fastbin(self, arena: int, i: int, cap: int) -> list[tuple[int, int]]:
+        """(chunk, size) of fastbin i; its links are safe-linked (glibc 2.32+: PROTECT_PTR)."""
+        out, p = [], self.p.word(arena + self.ms["fastbinsY"] + 8 * i)
+        while p:
+            size = chunksize(self.p.word(p + 8))
+            out.append((p, size))
+            if len(out) > cap:
+                raise HeapError(f"fastbin {i} of arena {arena:#x} is longer than the arena could hold (a loop)")
+            p = ((p + 16) >> 12) ^ self.p.word(p + 16)
+        return out
+
+    def bin(self, arena: int, i: int, cap: int) -> list[tuple[int, int]]:
+        """(chunk, size) of regular bin i (1 unsorted, 2..63 small, 64..126 large), walked by bk as mallinfo does."""
+        b = arena + self.ms["bins"] + (i - 1) * 16 - 16  # bin_at: the fd/bk pair, seen as a chunk
+        out, p = [], self.p.word(b + 24)
+        while p != b:
+            word = self.p.word(p + 8)
+            out.append((p, chunksize(word)))
+            self.flag_bits += word - chunksize(word)  # malloc_info sums bins' size words with their flags
+            if len(out) > cap or p == 0:
+                raise HeapError(f"bin {i} of arena {arena:#x} does not return to its head (a loop or a torn list)")
+            p = self.p.word(p + 24)
+        return out
+
+    def heaps(self, top: int, arena: int) -> list[dict]:
+        """A thread arena's heaps, newest first (heap_info chain from the top chunk's heap)."""
+        out, h = [], top & ~(HEAP_MAX_SIZE - 1)
+        while h:
+            info = _fields(self.p, h, self.hi, ("ar_ptr", "prev", "size_", "mprotect_size"))
+            if info["ar_ptr"] != arena:
+                raise HeapError(f"heap {h:#x} names arena {info['ar_ptr']:#x}, not {arena:#x}")
+            out.append({"address": h, "size": info["size"], "mprotect_size": info["mprotect_size"]})
+            if len(out) > MAX_ARENAS:
+                raise HeapError(f"the heaps of arena {arena:#x} form a loop")
+            h = info["prev"]
+        return out
+
+    def arena(self, index: int, address: int, main: bool) -> dict:
+        st = _fields(self.p, address, self.ms, ("top", "attached_threads", "system_mem", "max_system_mem"))
+        cap = st["system_mem"] // MINSIZE + 2
+        top_size = chunksize(self.p.word(st["top"] + 8)) if st["top"] else 0
+        fast = [c for i in range(NFASTBINS) for c in self.fastbin(address, i, cap)]
+        self.flag_bits = 0
+        kinds = {"unsorted": [], "small": [], "large": []}
+        for i in range(1, NBINS):
+            for c in self.bin(address, i, cap):
+                kinds["unsorted" if i == 1 else "small" if c[1] < MIN_LARGE_SIZE else "large"].append(c)
+        regular = kinds["unsorted"] + kinds["small"] + kinds["large"]
+        free = fast + regular
+        return {"index": index, "address": address, "main": main, "attached_threads": st["attached_threads"],
+                "system_bytes": st["system_mem"], "max_system_bytes": st["max_system_mem"], "top": st["top"],
+                "top_bytes": top_size, "fast": fast, "regular": regular,
+                "free_bytes": {"fast": sum(s for _, s in fast), **{k: sum(s for _, s in v) for k, v in kinds.items()},
+                               "top": top_size},
+                "free_chunks": len(free), "largest_free_bytes": max((s for _, s in free), default=0),
+                "bin_flag_bits": self.flag_bits,
+                "heaps": [] if main else self.heaps(st["top"], address)}
+
+
+def mallinfo2(arenas: list[dict], mp: dict) -> dict:
+    """What mallinfo2() returns inside the process (int_mallinfo, arena by arena)."""
+    m = dict.fromkeys(MALLINFO2_FIELDS, 0)
+    for a in arenas:
+        fastavail = a["free_bytes"]["fast"]
+        avail = a["top_bytes"] + fastavail + sum(s for _, s in a["regular"])
+        m["smblks"] += len(a["fast"])
+        m["ordblks"] += 1 + len(a["regular"])  # the top always counts
+        m["fordblks"] += avail
+        m["uordblks"] += a["system_bytes"] - avail
+        m["arena"] += a["system_bytes"]
+        m["fsmblks"] += fastavail
+        if a["main"]:
+            m["hblks"], m["hblkhd"], m["keepcost"] = mp["n_mmaps"], mp["mmapped_mem"], a["top_bytes"]
+    return m
+
+
+def trimmable(p: Process, a: dict) -> tuple[int, int]:
+    """(resident bytes malloc_trim(0) would give back from this arena, resident bytes of its free
+    chunks past their bookkeeping).  mtrim consolidates the fastbins first (their chunks merge with
+    free neighbours and the top), then madvises the whole pages of every binned chunk past its
+    header; systrim then shrinks the main arena's top to a page above MINSIZE."""
+    spans = sorted((c, c + s) for c, s in a["fast"] + a["regular"])
+    top_lo = a["top"]
+    merged: list[list[int]] = []
+    for lo, hi in spans:
+        if merged and merged[-1][1] == lo:
+            merged[-1][1] = hi
+        else:
+            merged.append([lo, hi])
+    top_hi = top_lo + a["top_bytes"]
+    if merged and merged[-1][1] == top_lo:  # consolidation gives the top its free neighbour
+        top_lo = merged.pop()[0]
+    back = held = 0
+    for lo, hi in merged:
+        r = p.resident(lo + CHUNK_HEADER, hi)
+        back += r
+        held += r
+    if a["top"]:
+        held += p.resident(top_lo + CHUNK_HEADER, top_hi)
+        if a["main"]:
+            top_size = top_hi - top_lo
+            extra = (top_size - MINSIZE - 1) // PAGE * PAGE if top_size > MINSIZE + 1 else 0
+            back += p.resident(top_hi - extra, top_hi)
+    return back, held
+
+
+def rss_split(p: Process, arenas: list[dict]) -> dict:
+    """The process's RSS by who holds it, adding up to smaps' total: the brk heap, thread-arena
+    heaps, mmapped chunks (anonymous mappings that are chains of chunks with IS_MMAPPED set),
+    other anonymous memory (thread stacks, a runtime's own mappings) and file pages."""
+    heaps = [(h["address"], h["address"] + HEAP_MAX_SIZE) for a in arenas for h in a["heaps"]]
+    out = dict.fromkeys(("brk_heap_bytes", "arena_heap_bytes", "mmapped_chunk_bytes", "other_anon_bytes",
+                         "file_bytes"), 0)
+    total = 0
+    for m, c in p.smaps():
+        rss = c.get("Rss", 0)
+        total += rss
+        if m.path == "[heap]":
+            out["brk_heap_bytes"] += rss
+        elif any(lo <= m.start < hi for lo, hi in heaps):
+            out["arena_heap_bytes"] += rss
+        elif not m.path:  # an unnamed anonymous mapping: mmapped chunks, or someone else's
+            chunks = _mmapped_chunks(p, m) if m.perms.startswith("rw") else 0
+            out["mmapped_chunk_bytes"] += chunks
+            out["other_anon_bytes"] += rss - chunks
+        else:  # files (their written private pages are anonymous), the stack, the vdso
+            anon = min(rss, c.get("Anonymous", 0))
+            out["file_bytes"] += rss - anon
+            out["other_anon_bytes"] += anon
+    out["total_bytes"] = total
+    return out
+
+
+def _mmapped_chunks(p: Process, m) -> int:
+    """Resident bytes of the mmapped chunks that tile mapping m from its start (glibc gives each
+    its own mapping; adjacent ones merge into one VMA): prev_size 0, IS_MMAPPED, whole pages."""
+    at, resident = m.start, 0
+    while at + 16 <= m.end:
+        try:
+            prev, size_word = struct.unpack("<QQ", p.read(at, 16))
+        except TargetError:
+            break
+        size = chunksize(size_word)
+        if prev or not size_word & IS_MMAPPED or size < PAGE or size % PAGE or at + size > m.end:
+            break
+        resident += p.resident(at, at + size)
+        at += size
+    return resident
+
+
+def snapshot(pid: int, stop: bool = True) -> dict:
+    """The process's glibc heap now (see the module's doc).  --no-stop reads it twice while it
+    runs and keeps only what both reads agree on."""
+    p = Process(pid)
+    where = glibc_layout.locate(p)
+    if stop:
+        with Stopped(p) as held:
+            snap = _read(p, where)
+        snap["stopped_ns"] = held.ns
+    else:
+        first = _read(p, where)
+        p.forget()
+        snap = _agree(first, _read(p, where))
+        snap["stopped_ns"] = None
+    snap.update({"pid": pid, "comm": p.comm, "symbols": where["symbols"], "glibc": where["version"],
+                 "build_id": where["build_id"], "libc": where["libc"], "stopped": stop,
+                 "tcache": "chunks in the thread caches count as in use, as mallinfo2 counts them",
+                 "reads": p.reads})
+    snap["findings"] = findings(snap)
+    return snap
+
+
+def _check(p: Process, where: dict, mp: dict, arenas: list[dict]) -> None:
+    """The layout holds for this process: the main arena's top inside [heap] and mp_.sbrk_base at
+    its start, and every arena in a read-write mapping."""
+    maps = p.maps()
+    heap = next((m for m in maps if m.path == "[heap]"), None)
+    main = arenas[0]
+    if heap and main["top"] and not heap.start <= main["top"] < heap.end:
+        raise HeapError(f"main_arena's top {main['top']:#x} lies outside [heap] {heap.start:#x}-{heap.end:#x}")
+    if heap and mp["sbrk_base"] and mp["sbrk_base"] != heap.start:
+        raise HeapError(f"mp_.sbrk_base {mp['sbrk_base']:#x} is not the start of [heap] {heap.start:#x}")
+    for a in arenas:
+        if not any(m.start <= a["address"] < m.end and m.perms.startswith("rw") for m in maps):
+            raise HeapError(f"arena {a['address']:#x} lies in no read-write mapping")
+
+
+def _read(p: Process, where: dict) -> dict:
+    w = Walker(p, where)
+    mp = w.mp()
+    arenas = [w.arena(i, a, i == 0) for i, a in enumerate(w.arena_addresses())]
+    _check(p, where, mp, arenas)
+    info = mallinfo2(arenas, mp)
+    out_arenas = []
+    for a in arenas:
+        back, held = trimmable(p, a)
+        out_arenas.append({
+            **{k: a[k] for k in ("index", "address", "main", "attached_threads", "system_bytes", "top_bytes",
+                                 "free_bytes", "free_chunks", "largest_free_bytes", "heaps")},
+            "in_use_bytes": a["system_bytes"] - sum(a["free_bytes"].values()),
+            "free_resident_bytes": held, "trimmable_bytes": back,
+            "malloc_info": {"fast": {"count": len(a["fast"]), "size": a["free_bytes"]["fast"]},
+                            "rest": {"count": 1 + len(a["regular"]),
+                                     "size": a["top_bytes"] + sum(s for _, s in a["regular"]) + a["bin_flag_bits"]},
+                            "system_current": a["system_bytes"], "system_max": a["max_system_bytes"],
+                            "aspace_total": a["system_bytes"] if a["main"] else sum(h["size"] for h in a["heaps"]),
+                            "aspace_mprotect": a["system_bytes"] if a["main"] else
+                            sum(h["mprotect_size"] for h in a["heaps"])}})
+    totals = {k: sum(a[k] for a in out_arenas) for k in ("system_bytes", "in_use_bytes", "free_resident_bytes",
+                                                          "trimmable_bytes")}
+    totals["free_bytes"] = sum(sum(a["free_bytes"].values()) for a in out_arenas)
+    totals["mmapped_bytes"] = mp["mmapped_mem"]
+    mp_out = {k: mp[k] for k in ("mmap_threshold", "trim_threshold", "top_pad", "n_mmaps", "n_mmaps_max",
+                                 "mmapped_mem", "max_mmapped_mem", "arena_max", "arena_test", "sbrk_base")}
+    mp_out["no_dyn_threshold"] = bool(mp["no_dyn_threshold"])
+    mp_out["threshold_risen"] = mp["mmap_threshold"] > DEFAULT_MMAP_THRESHOLD and not mp["no_dyn_threshold"]
+    return {"mp": mp_out, "mallinfo2": info, "arenas": out_arenas, "totals": totals, "rss": rss_split(p, arenas)}
+
+
+def _agree(a: dict, b: dict) -> dict:
+    """Two reads of a running process: the figures both agree on; the rest null, named in `unsettled`."""
+    out, unsettled = dict(a), []
+    for key in ("mallinfo2", "totals", "mp"):
+        out[key] = {k: (v if b[key].get(k) == v else None) for k, v in a[key].items()}
+        unsettled += [f"{key}.{k}" for k, v in out[key].items() if v is None and a[key][k] is not None]
+    if [x["address"] for x in a["arenas"]] != [x["address"] for x in b["arenas"]]:
+        unsettled.append("arenas")
+        out["arenas"] = []
+    else:
+        for x, y in zip(out["arenas"], b["arenas"]):
+            for k in ("system_bytes", "in_use_bytes", "free_chunks", "largest_free_bytes", "top_bytes",
+                      "free_resident_bytes", "trimmable_bytes"):
+                if x[k] != y[k]:
+                    x[k] = None
+                    unsettled.append(f"arenas[{x['index']}].{k}")
+    out["unsettled"] = unsettled
+    return out
+
+
+def findings(s: dict) -> list[str]:
+    """Sentences in the program's terms, each only where the numbers show it."""
+    out = []
+    mp, t = s["mp"], s["totals"]
+    threads = [a for a in s["arenas"] if not a["main"] and a["system_bytes"]]
+    if threads and all(a["system_bytes"] is not None and a["in_use_bytes"] is not None for a in threads):
+        system = sum(a["system_bytes"] for a in threads)
+        free = system - sum(a["in_use_bytes"] for a in threads)
+        back = sum(a["trimmable_bytes"] or 0 for a in threads)
+        if free > max(MINSIZE, system // 2) and free >= 1 << 20:
+            out.append(f"{len(threads)} thread arena(s) hold {human_bytes(free)} free ({free / system:.0%} of their "
+                       f"{human_bytes(system)}); malloc_trim(0) would return {human_bytes(back)} of it now; "
+                       f"GLIBC_TUNABLES=glibc.malloc.arena_max=1 bounds this at the next start")
+    if mp.get("threshold_risen"):
+        out.append(f"the mmap threshold has risen to {human_bytes(mp['mmap_threshold'])} (trim threshold "
+                   f"{human_bytes(mp['trim_threshold'])}): blocks up to that size now stay on the heap after free; "
+                   f"GLIBC_TUNABLES=glibc.malloc.mmap_threshold={DEFAULT_MMAP_THRESHOLD} keeps the default")
+    main = next((a for a in s["arenas"] if a["main"]), None)
+    if main and main["trimmable_bytes"] and main["trimmable_bytes"] >= 1 << 20:
+        out.append(f"the main arena holds {human_bytes(main['free_resident_bytes'])} of free pages in RAM; "
+                   f"malloc_trim(0) would return {human_bytes(main['trimmable_bytes'])} now")
+    rss = s["rss"]["total_bytes"]
+    if t["free_resident_bytes"] and rss and t["free_resident_bytes"] >= rss // 4:
+        out.append(f"{t['free_resident_bytes'] / rss:.0%} of the process's RSS ({human_bytes(t['free_resident_bytes'])}"
+                   f" of {human_bytes(rss)}) is memory malloc holds free")
+    return out

@@ -1,0 +1,236 @@
+"""allocbench inspect PID: a process with a known heap, started here as a
+user's service would be, read from outside.  Every expected value is the
+process's own word about itself (its mallinfo2(), its malloc_info(), the RSS
+its own malloc_trim(0) gives back) or glibc's chunk arithmetic."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+from conftest import ENV, cli, one_line_error
+
+from allocbench import glibc_heap, glibc_layout
+from allocbench.glibc_constants import request2size
+
+pytestmark = pytest.mark.skipif(not shutil.which("gcc"), reason="gcc builds the program that is inspected")
+PAGE = 4096
+BIG = 3_000_000  # freed first: glibc raises the threshold to its mmapped chunk
+
+KNOWN_HEAP = r"""
+/* holes in the main arena, a risen threshold, three thread arenas mostly freed, a live mmapped block; each
+ * line on stdin: "i" prints mallinfo2() and malloc_info(), "t" its RSS around malloc_trim(0), then waits */
+#include <malloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static pthread_barrier_t b;
+static char rollup[4096];
+static long rss_kb(void) {  /* smaps_rollup walks the page tables */
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    size_t n = fread(rollup, 1, sizeof rollup - 1, f);
+    fclose(f);
+    rollup[n] = 0;
+    char *r = strstr(rollup, "\nRss:");
+    return r ? atol(r + 5) : -1;
+}
+static void *worker(void *a) {
+    void *p[400];
+    for (int i = 0; i < 400; i++) { p[i] = malloc(20000); memset(p[i], 1, 20000); }
+    for (int i = 0; i < 400; i++) if (i % 50) free(p[i]);
+    pthread_barrier_wait(&b);
+    pthread_barrier_wait(&b);
+    return a;
+}
+int main(void) {
+    printf("start\n"); fflush(stdout);
+    void *big = malloc(BIG); memset(big, 1, BIG); free(big);
+    void *live = malloc(40 << 20); memset(live, 2, 40 << 20);
+    void *h[2000];
+    for (int i = 0; i < 2000; i++) { h[i] = malloc(1000 + (i % 7) * 3000); memset(h[i], 3, 1000 + (i % 7) * 3000); }
+    for (int i = 0; i < 2000; i += 3) free(h[i]);
+    void *f[20]; for (int i = 0; i < 20; i++) f[i] = malloc(48); for (int i = 0; i < 20; i++) free(f[i]);
+    pthread_t t[3];
+    pthread_barrier_init(&b, 0, 4);
+    for (int i = 0; i < 3; i++) pthread_create(&t[i], 0, worker, 0);
+    pthread_barrier_wait(&b);
+    long before = rss_kb(); (void)before;  /* the stdio buffers and rss_kb's FILE exist before any reading */
+    printf("ready\n"); fflush(stdout);  /* the heap is as it will stay */
+    char line[64];
+    while (fgets(line, sizeof line, stdin)) {
+        if (line[0] == 't') {
+            long before = rss_kb();
+            malloc_trim(0);
+            printf("trim %ld\ndone\n", (before - rss_kb()) * 1024);
+        } else {
+            struct mallinfo2 m = mallinfo2();
+            printf("mallinfo2 %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu\n", m.arena, m.ordblks, m.smblks, m.hblks,
+                   m.hblkhd, m.usmblks, m.fsmblks, m.uordblks, m.fordblks, m.keepcost);
+            malloc_info(0, stdout);
+            printf("done\n");
+        }
+        fflush(stdout);
+    }
+    (void)live; (void)h;
+    return 0;
+}
+""".replace("BIG", str(BIG))
+
+
+class Target:
+    """The program, started and asked about itself over its stdin."""
+
+    def __init__(self, exe: str):
+        self.proc = subprocess.Popen([exe], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "start"
+        assert self.proc.stdout.readline().strip() == "ready"
+        self.pid = self.proc.pid
+
+    def ask(self, what: str) -> list[str]:
+        self.proc.stdin.write(what + "\n")
+        self.proc.stdin.flush()
+        out = []
+        while (line := self.proc.stdout.readline()).strip() != "done":
+            assert line, "the program ended"
+            out.append(line)
+        return out
+
+    def own_word(self) -> tuple[dict, list[tuple]]:
+        lines = self.ask("i")
+        mallinfo2 = dict(zip(glibc_heap.MALLINFO2_FIELDS, map(int, lines[0].split()[1:])))
+        heaps = re.findall(r'<heap nr="(\d+)">.*?<total type="fast" count="(\d+)" size="(\d+)"/>\s*'
+                           r'<total type="rest" count="(\d+)" size="(\d+)"/>\s*<system type="current" size="(\d+)"/>'
+                           r'\s*<system type="max" size="(\d+)"/>\s*<aspace type="total" size="(\d+)"/>\s*'
+                           r'<aspace type="mprotect" size="(\d+)"/>', "".join(lines[1:]), re.S)
+        return mallinfo2, [tuple(map(int, h)) for h in heaps]
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def exe(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("inspect")
+    (folder / "known.c").write_text(KNOWN_HEAP)
+    out = str(folder / "known")
+    subprocess.run(["gcc", "-O1", "-fno-builtin", "-pthread", "-o", out, str(folder / "known.c")], check=True)
+    return out
+
+
+@pytest.fixture
+def target(exe):
+    t = Target(exe)
+    yield t
+    t.close()
+
+
+def as_malloc_info(a: dict) -> tuple:
+    m = a["malloc_info"]
+    return (a["index"], m["fast"]["count"], m["fast"]["size"], m["rest"]["count"], m["rest"]["size"],
+            m["system_current"], m["system_max"], m["aspace_total"], m["aspace_mprotect"])
+
+
+def has_debug_file(pid: int) -> bool:
+    from allocbench.remote import Process
+
+    p = Process(pid)
+    _, path = glibc_layout.find_libc(p)
+    return glibc_layout.debug_file(p, glibc_layout.build_id(path)) is not None
+
+
+@pytest.mark.parametrize("symbols", ["debuginfo", "scan"])
+def test_mallinfo2_and_the_arenas_are_the_processs_own(target, symbols, monkeypatch):
+    if symbols == "debuginfo" and not has_debug_file(target.pid):
+        pytest.skip("no debug file for this libc (make test installs libc6-dbg)")
+    monkeypatch.setenv("ALLOCBENCH_SYMBOLS", symbols)
+    own, heaps = target.own_word()
+    s = glibc_heap.snapshot(target.pid)
+    assert s["symbols"] == symbols
+    assert s["mallinfo2"] == own  # field by field
+    assert [as_malloc_info(a) for a in s["arenas"]] == heaps and len(heaps) == 4  # main and three threads
+    # the threshold is the mmapped chunk the first free gave back: request2size + its size field, in pages
+    chunk = -(-(request2size(BIG) + 8) // PAGE) * PAGE
+    assert s["mp"]["mmap_threshold"] == chunk and s["mp"]["trim_threshold"] == 2 * chunk
+    assert s["mp"]["threshold_risen"] and not s["mp"]["no_dyn_threshold"]
+    assert s["mp"]["n_mmaps"] == 1 and s["mp"]["mmapped_mem"] == -(-((40 << 20) + 16) // PAGE) * PAGE
+    assert 0 < s["stopped_ns"] < 10**9
+    r = s["rss"]
+    assert sum(v for k, v in r.items() if k != "total_bytes") == r["total_bytes"]
+    assert r["mmapped_chunk_bytes"] == s["mp"]["mmapped_mem"]  # the live 40 MiB, every page written
+    assert any("thread arena" in f for f in s["findings"]) and any("risen" in f for f in s["findings"])
+    assert target.own_word() == (own, heaps)  # it answers, and nothing was changed
+
+
+def test_the_two_paths_agree_and_no_stop_reads_the_same(target, monkeypatch):
+    got = {}
+    for symbols in ("debuginfo", "scan"):
+        if symbols == "debuginfo" and not has_debug_file(target.pid):
+            continue
+        monkeypatch.setenv("ALLOCBENCH_SYMBOLS", symbols)
+        s = glibc_heap.snapshot(target.pid)
+        got[symbols] = (s["mallinfo2"], s["mp"], [as_malloc_info(a) for a in s["arenas"]])
+    assert len(set(json.dumps(v) for v in got.values())) == 1
+    monkeypatch.delenv("ALLOCBENCH_SYMBOLS")
+    quiet = glibc_heap.snapshot(target.pid, stop=False)  # it waits on its stdin: both reads agree
+    assert quiet["stopped_ns"] is None and quiet["unsettled"] == []
+    assert quiet["mallinfo2"] == next(iter(got.values()))[0]
+
+
+def test_the_trim_prediction_is_what_the_processs_own_trim_returns(target):
+    s = glibc_heap.snapshot(target.pid)
+    (line,) = target.ask("t")
+    returned = int(line.split()[1])
+    predicted = s["totals"]["trimmable_bytes"]
+    assert returned > 16 << 20  # the thread arenas' freed 20 KB blocks, most of 3 x 7.5 MiB
+    assert abs(predicted - returned) <= max(0.03 * returned, 512 << 10), (predicted, returned)
+
+
+def test_the_command_line_text_json_and_openmetrics(target, tmp_path):
+    text = cli("inspect", target.pid, timeout=120)
+    assert text.returncode == 0 and "arena" in text.stdout and "malloc_trim(0) would return" in text.stdout
+    assert all(len(line) <= 200 for line in text.stdout.splitlines())
+    js = cli("inspect", target.pid, "--json", timeout=120)
+    rec = json.loads(js.stdout)
+    assert set(rec) >= {"mp", "mallinfo2", "arenas", "totals", "rss", "stopped_ns", "symbols", "findings"}
+    om = cli("inspect", target.pid, "--format", "openmetrics", timeout=120).stdout.splitlines()
+    assert om[-1] == "# EOF" and any(line.startswith("# TYPE allocbench_malloc_trimmable_bytes gauge") for line in om)
+    value = next(line for line in om if line.startswith("allocbench_malloc_system_bytes{"))
+    assert f'pid="{target.pid}"' in value and int(value.split()[-1]) == rec["mallinfo2"]["arena"]
+    out = tmp_path / "w.jsonl"
+    watch = cli("inspect", target.pid, "--no-stop", "--watch", "0.1", "--count", "2", "--out", out, timeout=120)
+    assert watch.returncode == 0 and len(out.read_text().splitlines()) == 2
+    everyone = cli("inspect", "--all", "--json", timeout=300)
+    listed = json.loads(everyone.stdout)
+    assert any(p["pid"] == target.pid for p in listed["processes"])
+
+
+def test_bad_targets_are_one_line_and_exit_2(tmp_path, exe):
+    assert one_line_error(cli("inspect", "999999999"), "no such process")
+    assert one_line_error(cli("inspect", "abc"), "is not a process id")
+    assert one_line_error(cli("inspect", "2"), "kernel thread")  # kthreadd
+    zombie = subprocess.Popen(["true"])
+    while not os.path.exists(f"/proc/{zombie.pid}") or open(f"/proc/{zombie.pid}/stat").read().split()[2] != "Z":
+        pass  # exited, not yet reaped: a process that is gone while it is read
+    assert one_line_error(cli("inspect", zombie.pid), "exited")
+    zombie.wait()
+    jemalloc = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+    if os.path.exists(jemalloc):
+        t = Target.__new__(Target)
+        t.proc = subprocess.Popen([exe], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  env={**ENV, "LD_PRELOAD": jemalloc})
+        assert t.proc.stdout.readline().strip() == "start"
+        assert one_line_error(cli("inspect", t.proc.pid), "jemalloc")
+        t.close()
+    static = tmp_path / "static"
+    built = subprocess.run(["gcc", "-static", "-o", str(static), "-x", "c", "-"], input=(
+        "#include <stdio.h>\nint main(void){ getchar(); return 0; }\n"), text=True, capture_output=True)
+    if built.returncode == 0:
+        s = subprocess.Popen([str(static)], stdin=subprocess.PIPE)
+        assert one_line_error(cli("inspect", s.pid), "statically linked")
+        s.stdin.close()
+        s.wait()
