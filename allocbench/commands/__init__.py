@@ -25,7 +25,7 @@ COMMANDS = (info, run, sweep, probe, calibrate, plot, execute, record, trace, co
 def build_parser() -> Parser:
     p = Parser(prog="allocbench", description="Measure glibc malloc's brk and mmap paths.")
     p.add_argument("--version", action="version", version=f"allocbench {__version__}")
-    sub = p.add_subparsers(dest="command_name", required=True, parser_class=Parser)
+    sub = p.add_subparsers(dest="command_name", required=True, parser_class=Parser, metavar="VERB")
     for command in COMMANDS:
         verb = sub.add_parser(command.NAME, help=command.HELP.replace("%", "%%"), description=command.HELP)
         command.add_arguments(verb)
