@@ -25,7 +25,7 @@ CFLAGS ?= -O2 -Wall -Wextra
 # and the toy's policies (csrc/lib/toyalloc.h), asked of allocbench itself
 ASK = $(PY) -m allocbench info --field
 
-.PHONY: help system build lint debug asan glibc-tests mimalloc-stress counter-overhead trace-overhead latency-overhead exec-overhead toy-speed test test-fast bench bench-quick clean
+.PHONY: help system build lint debug asan glibc-tests mimalloc-stress counter-overhead trace-overhead latency-overhead exec-overhead inspect-overhead toy-speed test test-fast bench bench-quick clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
@@ -98,6 +98,9 @@ latency-overhead: build ## what exec --latency's shim adds to each allocation ca
 
 exec-overhead: build ## what allocbench exec adds to a program's wall time, paired against a plain timer
 	$(PY) scripts/exec-overhead
+
+inspect-overhead: build ## what allocbench inspect costs on 1 GiB of heap, 64 arenas, 105,000 free chunks
+	$(PY) scripts/inspect-overhead
 
 asan: build ## build and run the toy's C stress and contract tests under ASan + UBSan, every policy
 	@mkdir -p csrc/build
