@@ -15,7 +15,7 @@ DIRECTIVES = {
 }["debug" if DEBUG else "release"]
 
 CSRC = ["csrc/lib/counters.c", "csrc/lib/workloads.c", "csrc/lib/replay.c", "csrc/lib/toyalloc.c",
-        "csrc/lib/calltime.c", "csrc/lib/latency.c"]
+        "csrc/lib/calltime.c", "csrc/lib/latency.c", "csrc/lib/remote_heap.c"]
 
 extensions = [
     Extension(

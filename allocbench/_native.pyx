@@ -19,6 +19,7 @@ from allocbench.cmalloc cimport (
 from ccounters cimport *
 from clatency cimport *
 from ctoyalloc cimport *
+from cremote_heap cimport *
 from cshimlog cimport *
 from ctrace cimport *
 from cworkloads cimport *
@@ -459,3 +460,26 @@ cdef class Counter:
 
     def __dealloc__(self):
         ab_counter_close(&self.c)
+
+
+# ---- another process's free lists (allocbench inspect) ----
+
+def walk_arena(int pid, uint64_t arena, uint32_t fastbins_off, uint32_t bins_off, int nfast, int nbins,
+               uint64_t max_chunks):
+    """Every free chunk of a glibc arena in process `pid` (csrc/lib/remote_heap.c):
+    (list of (bin, chunk address, size word), page reads made).  bin < nfast is a
+    fastbin, nfast + i regular bin i.  ValueError names a read that failed or a list
+    that loops."""
+    cdef ab_free_chunk *out = NULL
+    cdef uint64_t n = 0, reads = 0, i
+    cdef char err[512]
+    cdef int rc
+    with nogil:
+        rc = ab_walk_arena(pid, arena, fastbins_off, bins_off, nfast, nbins, max_chunks, &out, &n, &reads, err,
+                           sizeof(err))
+    if rc:
+        raise ValueError(err.decode(errors="replace"))
+    try:
+        return [(out[i].bin, out[i].addr, out[i].size_word) for i in range(n)], reads
+    finally:
+        free(out)

@@ -45,14 +45,14 @@ def chunksize(word: int) -> int:
 
 class Walker:
     """One snapshot's reads of glibc's structures, bounded: every list is capped by what the
-    arena could hold, and a list that loops or leaves the arena is an error, never a hang."""
+    arena could hold, and a list that loops or is torn is an error, never a hang (the bins are
+    walked in C: csrc/lib/remote_heap.c)."""
 
     def __init__(self, process: Process, where: dict):
         self.p, self.where = process, where
         self.ms = where["layouts"]["malloc_state"]
         self.mp_layout = where["layouts"]["malloc_par"]
         self.hi = where["layouts"]["_heap_info"]
-        self.flag_bits = 0  # the current arena's: malloc_info's "rest" sizes count them (chunksize_nomask)
 
     def mp(self) -> dict:
         return _fields(self.p, self.where["mp_"], self.mp_layout, glibc_layout.STRUCTS["malloc_par"])
@@ -66,30 +66,6 @@ class Walker:
                 return seen
             if a in seen or len(seen) >= MAX_ARENAS or a == 0:
                 raise HeapError(f"the arena ring does not return to main_arena (at {len(seen)} arenas)")
-
-    def fastbin(self, arena: int, i: int, cap: int) -> list[tuple[int, int]]:
-        """(chunk, size) of fastbin i; its links are safe-linked (glibc 2.32+: PROTECT_PTR)."""
-        out, p = [], self.p.word(arena + self.ms["fastbinsY"] + 8 * i)
-        while p:
-            size = chunksize(self.p.word(p + 8))
-            out.append((p, size))
-            if len(out) > cap:
-                raise HeapError(f"fastbin {i} of arena {arena:#x} is longer than the arena could hold (a loop)")
-            p = ((p + 16) >> 12) ^ self.p.word(p + 16)
-        return out
-
-    def bin(self, arena: int, i: int, cap: int) -> list[tuple[int, int]]:
-        """(chunk, size) of regular bin i (1 unsorted, 2..63 small, 64..126 large), walked by bk as mallinfo does."""
-        b = arena + self.ms["bins"] + (i - 1) * 16 - 16  # bin_at: the fd/bk pair, seen as a chunk
-        out, p = [], self.p.word(b + 24)
-        while p != b:
-            word = self.p.word(p + 8)
-            out.append((p, chunksize(word)))
-            self.flag_bits += word - chunksize(word)  # malloc_info sums bins' size words with their flags
-            if len(out) > cap or p == 0:
-                raise HeapError(f"bin {i} of arena {arena:#x} does not return to its head (a loop or a torn list)")
-            p = self.p.word(p + 24)
-        return out
 
     def heaps(self, top: int, arena: int) -> list[dict]:
         """A thread arena's heaps, newest first (heap_info chain from the top chunk's heap)."""
@@ -105,25 +81,42 @@ class Walker:
         return out
 
     def arena(self, index: int, address: int, main: bool) -> dict:
+        from ._native import walk_arena
+
         st = _fields(self.p, address, self.ms, ("top", "attached_threads", "system_mem", "max_system_mem"))
-        cap = st["system_mem"] // MINSIZE + 2
         top_size = chunksize(self.p.word(st["top"] + 8)) if st["top"] else 0
-        fast = [c for i in range(NFASTBINS) for c in self.fastbin(address, i, cap)]
-        self.flag_bits = 0
-        kinds = {"unsorted": [], "small": [], "large": []}
-        for i in range(1, NBINS):
-            for c in self.bin(address, i, cap):
-                kinds["unsorted" if i == 1 else "small" if c[1] < MIN_LARGE_SIZE else "large"].append(c)
-        regular = kinds["unsorted"] + kinds["small"] + kinds["large"]
-        free = fast + regular
-        return {"index": index, "address": address, "main": main, "attached_threads": st["attached_threads"],
-                "system_bytes": st["system_mem"], "max_system_bytes": st["max_system_mem"], "top": st["top"],
-                "top_bytes": top_size, "fast": fast, "regular": regular,
-                "free_bytes": {"fast": sum(s for _, s in fast), **{k: sum(s for _, s in v) for k, v in kinds.items()},
-                               "top": top_size},
-                "free_chunks": len(free), "largest_free_bytes": max((s for _, s in free), default=0),
-                "bin_flag_bits": self.flag_bits,
+        try:  # the lists, in C: one read per page of chunk headers while the process is stopped
+            chunks, reads = walk_arena(self.p.pid, address, self.ms["fastbinsY"], self.ms["bins"], NFASTBINS, NBINS,
+                                       st["system_mem"] // MINSIZE + 2)
+        except ValueError as e:
+            raise HeapError(str(e)) from None
+        self.p.reads += reads
+        return {"index": index, "address": address, "main": main, "st": st, "top_size": top_size, "chunks": chunks,
                 "heaps": [] if main else self.heaps(st["top"], address)}
+
+
+def classify(raw: dict) -> dict:
+    """An arena's free chunks by kind (after the stop: nothing here reads the process)."""
+    st, top_size, chunks = raw["st"], raw["top_size"], raw["chunks"]
+    fast = [(c, chunksize(w)) for b, c, w in chunks if b < NFASTBINS]
+    kinds = {"unsorted": [], "small": [], "large": []}
+    flag_bits = 0
+    for b, c, w in chunks:
+        if b >= NFASTBINS:
+            size = chunksize(w)
+            flag_bits += w - size  # malloc_info sums the bins' size words with their flags (chunksize_nomask)
+            kinds["unsorted" if b == NFASTBINS + 1 else "small" if size < MIN_LARGE_SIZE else "large"].append(
+                (c, size))
+    regular = kinds["unsorted"] + kinds["small"] + kinds["large"]
+    free = fast + regular
+    return {"index": raw["index"], "address": raw["address"], "main": raw["main"],
+            "attached_threads": st["attached_threads"], "system_bytes": st["system_mem"],
+            "max_system_bytes": st["max_system_mem"], "top": st["top"], "top_bytes": top_size,
+            "fast": fast, "regular": regular,
+            "free_bytes": {"fast": sum(s for _, s in fast), **{k: sum(s for _, s in v) for k, v in kinds.items()},
+                           "top": top_size},
+            "free_chunks": len(free), "largest_free_bytes": max((s for _, s in free), default=0),
+            "bin_flag_bits": flag_bits, "heaps": raw["heaps"]}
 
 
 def mallinfo2(arenas: list[dict], mp: dict) -> dict:
@@ -222,14 +215,15 @@ def snapshot(pid: int, stop: bool = True) -> dict:
     runs and keeps only what both reads agree on."""
     p = Process(pid)
     where = glibc_layout.locate(p)
-    if stop:
+    if stop:  # the stop covers glibc's structures only; the pages' residency and smaps are read after it
         with Stopped(p) as held:
-            snap = _read(p, where)
+            walked = _walk(p, where)
+        snap = _figures(p, where, *walked)
         snap["stopped_ns"] = held.ns
     else:
-        first = _read(p, where)
+        first = _figures(p, where, *_walk(p, where))
         p.forget()
-        snap = _agree(first, _read(p, where))
+        snap = _agree(first, _figures(p, where, *_walk(p, where)))
         snap["stopped_ns"] = None
     snap.update({"pid": pid, "comm": p.comm, "symbols": where["symbols"], "glibc": where["version"],
                  "build_id": where["build_id"], "libc": where["libc"], "stopped": stop,
@@ -254,10 +248,14 @@ def _check(p: Process, where: dict, mp: dict, arenas: list[dict]) -> None:
             raise HeapError(f"arena {a['address']:#x} lies in no read-write mapping")
 
 
-def _read(p: Process, where: dict) -> dict:
+def _walk(p: Process, where: dict) -> tuple[dict, list[dict]]:
+    """mp_ and every arena with its free chunks: what must be read while nothing changes."""
     w = Walker(p, where)
-    mp = w.mp()
-    arenas = [w.arena(i, a, i == 0) for i, a in enumerate(w.arena_addresses())]
+    return w.mp(), [w.arena(i, a, i == 0) for i, a in enumerate(w.arena_addresses())]
+
+
+def _figures(p: Process, where: dict, mp: dict, raw: list[dict]) -> dict:
+    arenas = [classify(a) for a in raw]
     _check(p, where, mp, arenas)
     info = mallinfo2(arenas, mp)
     out_arenas = []

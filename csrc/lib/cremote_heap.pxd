@@ -1,0 +1,11 @@
+# Extern declarations for remote_heap.h (cimported by allocbench/_native.pyx).
+from libc.stdint cimport uint32_t, uint64_t
+
+cdef extern from "remote_heap.h" nogil:
+    ctypedef struct ab_free_chunk:
+        uint64_t addr
+        uint64_t size_word
+        uint32_t bin
+    int ab_walk_arena(int pid, uint64_t arena, uint32_t fastbins_off, uint32_t bins_off, int nfast, int nbins,
+                      uint64_t max_chunks, ab_free_chunk **out, uint64_t *count, uint64_t *reads, char *err,
+                      size_t errcap)
