@@ -12,7 +12,7 @@ import struct
 
 from . import glibc_layout
 from .glibc_constants import DEFAULT_MMAP_THRESHOLD, HEAP_MAX_SIZE, MINSIZE
-from .remote import PAGE, Process, Stopped, TargetError
+from .remote import PAGE, Process, Stopped, TargetError, call, get_regs
 from .units import human_bytes
 
 NBINS, NFASTBINS = 128, 10
@@ -229,6 +229,61 @@ def snapshot(pid: int, stop: bool = True) -> dict:
                  "build_id": where["build_id"], "libc": where["libc"], "stopped": stop,
                  "tcache": "chunks in the thread caches count as in use, as mallinfo2 counts them",
                  "reads": p.reads})
+    snap["findings"] = findings(snap)
+    return snap
+
+
+class TrimRefused(TargetError):
+    """--trim would not be safe now (a malloc lock held, a thread inside malloc): nothing was changed."""
+
+
+class TrimFailed(TargetError):
+    """The call into the process did not return as it should (it was put back as it was)."""
+
+
+def rss_now(p: Process) -> int:
+    with open(f"/proc/{p.pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Rss:"):
+                return int(line.split()[1]) * 1024
+    raise TargetError(f"process {p.pid}: no Rss in its smaps_rollup")
+
+
+def trim(pid: int, timeout_s: float = 10.0) -> dict:
+    """malloc_trim(0) inside the process, with every thread stopped, called on the main thread the
+    way a debugger makes an inferior call; refused (TrimRefused, nothing changed) while any arena's
+    mutex is held or any thread stands inside malloc's code.  Returns the snapshot taken just
+    before, with "trim": the RSS it returned (smaps_rollup before and after), the call's pause,
+    malloc_trim's own answer and the prediction beside them."""
+    p = Process(pid)
+    where = glibc_layout.locate(p)
+    if not where.get("malloc_text") or not where.get("malloc_trim"):
+        raise TrimRefused("--trim needs to know where malloc's code is, to call it only from outside it: that "
+                          "comes from the debug file (apt-get install libc6-dbg); the scan path cannot tell")
+    lo, hi = where["malloc_text"]
+    with Stopped(p) as held:
+        mp, raw = _walk(p, where)
+        for a in raw:
+            if struct.unpack("<i", p.read(a["address"] + where["layouts"]["malloc_state"]["mutex"], 4))[0]:
+                raise TrimRefused(f"arena {a['index']} ({a['address']:#x}) is locked: a thread is inside malloc")
+        for tid in held.seized:
+            rip = get_regs(tid).rip
+            if lo <= rip < hi:
+                raise TrimRefused(f"thread {tid} stands inside malloc's code ({rip:#x}): try again")
+        snap = _figures(p, where, mp, raw)  # the prediction, before anything changes
+        tid = pid if pid in held.seized else held.seized[0]
+        before = rss_now(p)
+        try:
+            answer, pause_ns = call(tid, where["malloc_trim"], 0, timeout_s)
+        except TargetError as e:
+            raise TrimFailed(f"malloc_trim(0) in process {pid}: {e}") from None
+        after = rss_now(p)
+    snap.update({"pid": pid, "comm": p.comm, "symbols": where["symbols"], "glibc": where["version"],
+                 "build_id": where["build_id"], "libc": where["libc"], "stopped": True, "stopped_ns": held.ns,
+                 "tcache": "chunks in the thread caches count as in use, as mallinfo2 counts them", "reads": p.reads,
+                 "trim": {"returned_bytes": before - after, "rss_before_bytes": before, "rss_after_bytes": after,
+                          "pause_ns": pause_ns, "malloc_trim_returned": int(answer & 0xFFFFFFFF),
+                          "predicted_bytes": snap["totals"]["trimmable_bytes"], "thread": tid}})
     snap["findings"] = findings(snap)
     return snap
 

@@ -20,7 +20,7 @@ import os
 import re
 import struct
 
-from .remote import Mapping, Process, TargetError
+from .remote import Mapping, Process, TargetError, TargetGone
 
 # the allocators people swap in, by the library that brings them: a process that maps one mallocs with it
 OTHER_MALLOCS = {"libjemalloc": "jemalloc", "libtcmalloc": "tcmalloc", "libmimalloc": "mimalloc",
@@ -110,7 +110,7 @@ def from_debuginfo(path: str, bid: str) -> dict:
     try:
         with open(cache) as f:
             got = json.load(f)
-        if got.get("build_id") == bid:
+        if got.get("build_id") == bid and got.get("format") == CACHE_FORMAT:
             return got
     except (OSError, ValueError):
         pass
@@ -120,14 +120,17 @@ def from_debuginfo(path: str, bid: str) -> dict:
         elf = ELFFile(f)
         symtab = elf.get_section_by_name(".symtab")
         symbols = {s.name: s["st_value"] for s in symtab.iter_symbols() if s.name in SYMBOLS} if symtab else {}
+        text = malloc_text(symtab) if symtab else None
         if set(symbols) != set(SYMBOLS):
             raise LayoutError(f"{path}: the debug file names no {', '.join(set(SYMBOLS) - set(symbols))}")
         layouts = {}
-        for cu in elf.get_dwarf_info().iter_CUs():
+        dwarf = elf.get_dwarf_info()
+        for cu in dwarf.iter_CUs():
             top = cu.get_top_DIE()
             name = top.attributes.get("DW_AT_name")
             if not name or not name.value.endswith((b"malloc.c", b"arena.c")):
                 continue
+            text = cu_text(dwarf, cu, top) or text
             for die in top.iter_children():
                 sname = die.attributes.get("DW_AT_name")
                 if die.tag != "DW_TAG_structure_type" or not sname or sname.value.decode() not in STRUCTS:
@@ -143,7 +146,7 @@ def from_debuginfo(path: str, bid: str) -> dict:
     missing = [s for s in STRUCTS if s not in layouts or not set(STRUCTS[s]) <= set(layouts[s])]
     if missing:
         raise LayoutError(f"{path}: its DWARF lacks the layout of {', '.join(missing)}")
-    got = {"build_id": bid, "symbols": symbols, "layouts": layouts}
+    got = {"build_id": bid, "format": CACHE_FORMAT, "symbols": symbols, "layouts": layouts, "malloc_text": text}
     try:
         os.makedirs(os.path.dirname(cache), exist_ok=True)
         with open(cache + ".tmp", "w") as f:
@@ -152,6 +155,47 @@ def from_debuginfo(path: str, bid: str) -> dict:
     except OSError:
         pass  # no cache: the next read takes seconds again
     return got
+
+
+CACHE_FORMAT = 3  # bumped whenever what is cached changes
+
+
+def cu_text(dwarf, cu, top) -> list[int] | None:
+    """[lo, hi): the code of a compilation unit (malloc.c, with arena.c and hooks.c compiled into it)."""
+    attrs = top.attributes
+    if "DW_AT_low_pc" in attrs and "DW_AT_high_pc" in attrs:
+        lo, hi = attrs["DW_AT_low_pc"].value, attrs["DW_AT_high_pc"]
+        return [lo, hi.value if hi.form == "DW_FORM_addr" else lo + hi.value]
+    if "DW_AT_ranges" in attrs:
+        spans = [(r.begin_offset, r.end_offset) for r in dwarf.range_lists().get_range_list_at_offset(
+            attrs["DW_AT_ranges"].value, cu=cu) if hasattr(r, "begin_offset") and getattr(r, "is_absolute", True)]
+        if spans:
+            return [min(a for a, _ in spans), max(b for _, b in spans)]
+    return None
+
+
+def malloc_text(symtab) -> list[int] | None:
+    """[lo, hi): the span of malloc.c's code (its functions follow its STT_FILE symbol in the
+    symbol table; arena.c and hooks.c are compiled into it), for telling whether a thread stands
+    inside malloc before --trim calls into it."""
+    current, lo, hi = None, None, None
+    for s in symtab.iter_symbols():
+        kind = s["st_info"]["type"]
+        if kind == "STT_FILE":
+            current = s.name
+        elif current == "malloc.c" and kind == "STT_FUNC" and s["st_size"]:
+            lo = s["st_value"] if lo is None else min(lo, s["st_value"])
+            hi = s["st_value"] + s["st_size"] if hi is None else max(hi, s["st_value"] + s["st_size"])
+    return None if lo is None else [lo, hi]
+
+
+def dynamic_symbol(path: str, name: str) -> int | None:
+    """A function libc exports (malloc_trim), as an offset from its load address."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as f:
+        dynsym = ELFFile(f).get_section_by_name(".dynsym")
+        return next((s["st_value"] for s in dynsym.iter_symbols() if s.name == name and s["st_value"]), None)
 
 
 def from_scan(path: str, version: str | None) -> dict:
@@ -193,6 +237,9 @@ def locate(process: Process) -> dict:
     try:
         bid = build_id(path)
         version = glibc_version(path)
+        trim = dynamic_symbol(path, "malloc_trim")
+    except ProcessLookupError:
+        raise TargetGone(f"process {process.pid} exited while it was read") from None
     except OSError as e:
         raise LayoutError(f"process {process.pid}: cannot read its libc {libc.path}: {e.strerror}") from None
     forced = os.environ.get("ALLOCBENCH_SYMBOLS", "")
@@ -211,6 +258,8 @@ def locate(process: Process) -> dict:
             raise LayoutError(f"glibc {version} (build-id {bid}): neither path recognises it: no debug file "
                               f"(apt-get install libc6-dbg) and {e}") from None
     base = libc.start
+    text = found.get("malloc_text")
     return {"symbols": how, "build_id": bid, "version": version, "libc": libc.path,
             "main_arena": base + found["symbols"]["main_arena"], "mp_": base + found["symbols"]["mp_"],
-            "layouts": found["layouts"]}
+            "layouts": found["layouts"], "malloc_text": text and [base + text[0], base + text[1]],
+            "malloc_trim": trim and base + trim}

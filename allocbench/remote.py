@@ -30,7 +30,9 @@ _libc.process_vm_readv.argtypes = [ctypes.c_int, ctypes.POINTER(_iovec), ctypes.
                                    ctypes.c_ulong, ctypes.c_ulong]
 _libc.process_vm_readv.restype = ctypes.c_ssize_t
 
+PTRACE_POKEDATA, PTRACE_CONT, PTRACE_GETREGS, PTRACE_SETREGS = 5, 7, 12, 13
 PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
+RED_ZONE = 128  # the x86-64 ABI's: below rsp, a leaf function's own
 _WORD = struct.Struct("<Q")
 WALL = 0x40000000  # __WALL: wait for threads that are not our children
 
@@ -234,6 +236,63 @@ def zero_page_pfn() -> int | None:
         del _
         m.close()
     return _ZERO[0]
+
+
+class Regs(ctypes.Structure):
+    """struct user_regs_struct (x86-64)."""
+    _fields_ = [(n, ctypes.c_ulonglong) for n in (
+        "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi", "rdi",
+        "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs", "gs")]
+
+
+def get_regs(tid: int) -> Regs:
+    regs = Regs()
+    if _libc.ptrace(PTRACE_GETREGS, tid, None, ctypes.byref(regs)) != 0:
+        raise TargetError(f"thread {tid}: PTRACE_GETREGS: {os.strerror(ctypes.get_errno())}")
+    return regs
+
+
+def set_regs(tid: int, regs: Regs) -> None:
+    if _libc.ptrace(PTRACE_SETREGS, tid, None, ctypes.byref(regs)) != 0:
+        raise TargetError(f"thread {tid}: PTRACE_SETREGS: {os.strerror(ctypes.get_errno())}")
+
+
+def call(tid: int, function: int, arg: int, timeout_s: float) -> tuple[int, int]:
+    """Call function(arg) on stopped thread tid the way a debugger makes an inferior call: its
+    registers saved, the call made on its stack below the red zone with a return address of 0,
+    so the return traps (SIGSEGV at 0), and its registers restored whatever happens.  Returns
+    (the function's return value, ns it ran).  TargetError when it does not return in time
+    (the registers are restored all the same) or stops for another reason."""
+    saved = get_regs(tid)
+    regs = Regs.from_buffer_copy(saved)
+    sp = (saved.rsp - RED_ZONE - 256) & ~0xF
+    sp -= 8  # the return address: at a call's entry rsp + 8 is 16-aligned
+    regs.rsp, regs.rip, regs.rdi, regs.rax = sp, function, arg, 0
+    regs.orig_rax = (1 << 64) - 1  # -1: no syscall to restart on the way out of this stop
+    try:
+        if _libc.ptrace(PTRACE_POKEDATA, tid, ctypes.c_void_p(sp), None) != 0:
+            raise TargetError(f"thread {tid}: cannot write the return address: {os.strerror(ctypes.get_errno())}")
+        set_regs(tid, regs)
+        t0 = time.monotonic_ns()
+        if _libc.ptrace(PTRACE_CONT, tid, None, None) != 0:
+            raise TargetError(f"thread {tid}: PTRACE_CONT: {os.strerror(ctypes.get_errno())}")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            got, status = os.waitpid(tid, WALL | os.WNOHANG)
+            if got:
+                break
+            if time.monotonic() > deadline:
+                _libc.ptrace(PTRACE_INTERRUPT, tid, None, None)
+                os.waitpid(tid, WALL)
+                raise TargetError(f"the call did not return within {timeout_s:g} s: stopped and put back")
+            time.sleep(0.0005)
+        ns = time.monotonic_ns() - t0
+        done = get_regs(tid)
+        if not (os.WIFSTOPPED(status) and os.WSTOPSIG(status) == 11 and done.rip == 0):
+            raise TargetError(f"the call stopped at {done.rip:#x} (status {status:#x}), not on its return")
+        return done.rax, ns
+    finally:
+        set_regs(tid, saved)  # as it was, down to the syscall it was in (restarted on the way out)
 
 
 class Stopped:

@@ -66,6 +66,12 @@ int main(void) {
             long before = rss_kb();
             malloc_trim(0);
             printf("trim %ld\ndone\n", (before - rss_kb()) * 1024);
+        } else if (line[0] == 'c') {  /* its own heap check: glibc aborts on a heap it finds damaged */
+            void *q[1000];
+            for (int i = 0; i < 1000; i++) { q[i] = malloc(16 + (i * 7919) % 70000); memset(q[i], 5, 16); }
+            for (int i = 0; i < 1000; i++) free(q[i]);
+            struct mallinfo2 m = mallinfo2();
+            printf("%s\ndone\n", m.uordblks + m.fordblks == m.arena ? "ok" : "inconsistent");
         } else {
             struct mallinfo2 m = mallinfo2();
             printf("mallinfo2 %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu\n", m.arena, m.ordblks, m.smblks, m.hblks,
@@ -188,6 +194,33 @@ def test_the_trim_prediction_is_what_the_processs_own_trim_returns(target):
     predicted = s["totals"]["trimmable_bytes"]
     assert returned > 16 << 20  # the thread arenas' freed 20 KB blocks, most of 3 x 7.5 MiB
     assert abs(predicted - returned) <= max(0.03 * returned, 512 << 10), (predicted, returned)
+
+
+def test_trim_inside_the_process_returns_what_its_own_trim_would(exe, target):
+    if not has_debug_file(target.pid):
+        pytest.skip("--trim needs the debug file (make test installs libc6-dbg)")
+    proc = cli("inspect", target.pid, "--trim", "--json", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    t = json.loads(proc.stdout)["trim"]
+    assert t["malloc_trim_returned"] == 1 and t["pause_ns"] > 0
+    assert abs(t["predicted_bytes"] - t["returned_bytes"]) <= max(0.03 * t["returned_bytes"], 512 << 10), t
+    assert target.ask("c") == ["ok\n"]  # it carries on: allocates, frees, and its books add up
+    again = glibc_heap.snapshot(target.pid)
+    assert again["totals"]["trimmable_bytes"] <= 512 << 10  # little left to give back
+    twin = Target(exe)  # the same program, trimmed by itself
+    try:
+        (line,) = twin.ask("t")
+        own = int(line.split()[1])
+        assert abs(own - t["returned_bytes"]) <= max(0.03 * own, 512 << 10), (own, t["returned_bytes"])
+    finally:
+        twin.close()
+
+
+def test_trim_is_refused_without_knowing_where_mallocs_code_is(target, monkeypatch):
+    own, heaps = target.own_word()
+    proc = cli("inspect", target.pid, "--trim", env={**ENV, "ALLOCBENCH_SYMBOLS": "scan"}, timeout=120)
+    assert one_line_error(proc, "libc6-dbg")
+    assert target.own_word() == (own, heaps)  # nothing changed
 
 
 def test_the_command_line_text_json_and_openmetrics(target, tmp_path):

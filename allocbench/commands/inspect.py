@@ -34,6 +34,10 @@ def add_arguments(p) -> None:
     p.add_argument("--watch", type=seconds_arg, metavar="SECONDS", help="a snapshot every SECONDS, one JSON line "
                                                                         "each to --out")
     p.add_argument("--count", type=count_arg, help="--watch: this many snapshots (default: until interrupted)")
+    p.add_argument("--trim", action="store_true",
+                   help="call malloc_trim(0) inside the process (every thread stopped, as a debugger's inferior "
+                        "call; refused while a malloc lock is held or a thread is inside malloc) and report the RSS "
+                        "it returned beside the prediction; the only option that changes the process")
     p.add_argument("--out", type=out_path, help="also append the snapshot (JSON Lines) to this file")
 
 
@@ -135,6 +139,32 @@ def _comm(pid: str) -> str | None:
         return None
 
 
+def run_trim(args, fmt: str) -> int:
+    from ..glibc_heap import TrimFailed, trim
+    from ..remote import TargetError
+    from ..results import append_record
+    from ..units import human_bytes as hb
+
+    try:
+        snap = trim(args.pid)
+    except TrimFailed as e:
+        print(f"allocbench: inspect --trim failed: {e}", file=sys.stderr)
+        return 1
+    except TargetError as e:  # refused, or a bad target: nothing was changed
+        raise UsageError(str(e)) from None
+    if args.out:
+        append_record(args.out, {"kind": "inspect", "allocator": "glibc", "status": "ok", **snap})
+    t = snap["trim"]
+    if fmt == "json":
+        print(json.dumps(snap))
+        return 0
+    print(f"pid {snap['pid']} ({snap['comm']}): malloc_trim(0) returned {hb(t['returned_bytes'])} of RSS "
+          f"({hb(t['rss_before_bytes'])} -> {hb(t['rss_after_bytes'])}) in {t['pause_ns'] / 1e6:.1f} ms on thread "
+          f"{t['thread']}; predicted {hb(t['predicted_bytes'])}; the process was stopped "
+          f"{snap['stopped_ns'] / 1e6:.1f} ms in all")
+    return 0
+
+
 def run(args) -> int:
     from ..glibc_heap import snapshot
     from ..remote import TargetError
@@ -147,6 +177,10 @@ def run(args) -> int:
         raise UsageError("--count goes with --watch")
     if args.watch and (args.all or not args.out):
         raise UsageError("--watch inspects one PID and appends each snapshot to --out")
+    if args.trim and (args.all or args.watch or args.no_stop):
+        raise UsageError("--trim goes with one PID, stopped, once")
+    if args.trim:
+        return run_trim(args, fmt)
     if args.all:
         from ..units import human_bytes as hb
 
