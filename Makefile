@@ -148,6 +148,7 @@ bench: system build ## the default sweep and the probes, then plots/ and plots/R
 	$(PY) -m allocbench report $(RESULTS) --probes results/probes.json \
 	    --calibration results/calibration.json --programs $(PROGRAMS) --replays $(REPLAYS) \
 	    $$(test -f results/fidelity.jsonl && echo --fidelity results/fidelity.jsonl) \
+	    $$(test -f results/inspect.jsonl && echo --inspect results/inspect.jsonl) \
 	    $$(ls results/advice/*/advice.json >/dev/null 2>&1 && echo --advice results/advice/*/advice.json) \
 	    $$(test -f results/toy_speed_before.jsonl -a -f results/toy_speed_after.jsonl && echo --toy-speed results/toy_speed_before.jsonl results/toy_speed_after.jsonl) \
 	    --out plots/REPORT.md

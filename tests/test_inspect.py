@@ -237,6 +237,10 @@ def test_the_command_line_text_json_and_openmetrics(target, tmp_path):
     out = tmp_path / "w.jsonl"
     watch = cli("inspect", target.pid, "--no-stop", "--watch", "0.1", "--count", "2", "--out", out, timeout=120)
     assert watch.returncode == 0 and len(out.read_text().splitlines()) == 2
+    report = cli("report", out, "--out", tmp_path / "R.md", timeout=120)
+    text = (tmp_path / "R.md").read_text()
+    assert report.returncode == 0 and "## Inside a running process" in text and "| 3 | 1 |" in text
+    assert (tmp_path / "inspect_known.png").read_bytes()[:4] == b"\x89PNG"  # two snapshots: arenas over time
     everyone = cli("inspect", "--all", "--json", timeout=300)
     listed = json.loads(everyone.stdout)
     assert any(p["pid"] == target.pid for p in listed["processes"])

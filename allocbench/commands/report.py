@@ -21,6 +21,8 @@ def add_inputs(p) -> None:
     p.add_argument("--replays", help="JSON Lines of trace cells (sweep of pattern trace), for the replayed programs")
     p.add_argument("--fidelity", help="JSON Lines from `allocbench trace info --fidelity --out FILE`: how far each "
                                       "replay is from its program, in the replayed programs' section")
+    p.add_argument("--inspect", help="JSON Lines from `allocbench inspect --out FILE` (make bench: "
+                                     "results/inspect.jsonl), for the section on running processes")
     p.add_argument("--advice", nargs="+", metavar="ADVICE_JSON",
                    help="advice.json files from `allocbench advise --out DIR`, for the advice section")
     p.add_argument("--toy-speed", nargs=2, metavar=("BEFORE", "AFTER"),
@@ -31,10 +33,16 @@ def add_inputs(p) -> None:
 def inputs(args):
     """Everything the report reads, each with the file it came from."""
     from ..report import Inputs
+    from ..results import ResultsError, load_records
 
     probes, calibration = load_probes_and_calibration(args)
-    got = Inputs(cells=load_results(args.results), results_path=args.results, probes=probes,
-                 calibration=calibration)
+    try:  # a file of inspect snapshots (--watch) is read as they are: they are not cells
+        first = load_records(args.results)
+    except ResultsError as e:
+        raise UsageError(str(e)) from None
+    snapshots = all(r.get("kind") == "inspect" for r in first)
+    got = Inputs(cells=[] if snapshots else load_results(args.results), results_path=args.results, probes=probes,
+                 calibration=calibration, inspect=first if snapshots else None)
     sources = [("probes", args.probes), ("calibration", args.calibration)]
     if getattr(args, "programs", None):
         got.programs = load_results(args.programs)
@@ -48,6 +56,12 @@ def inputs(args):
     if getattr(args, "toy_speed", None):
         got.toy_speed = tuple(load_results(f) for f in args.toy_speed)
         sources += [("toy speed before", args.toy_speed[0]), ("toy speed after", args.toy_speed[1])]
+    if getattr(args, "inspect", None):
+        try:
+            got.inspect = load_records(args.inspect)
+        except ResultsError as e:
+            raise UsageError(str(e)) from None
+        sources.append(("inspect", args.inspect))
     if getattr(args, "advice", None):
         got.advice = [load_json(f, "advice") for f in args.advice]
         sources += [("advice", f) for f in args.advice]

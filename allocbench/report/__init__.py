@@ -18,6 +18,7 @@ from . import (
     findings,
     fragmentation,
     glibc_probes,
+    inspect,
     latency,
     mmap_claims,
     programs,
@@ -25,8 +26,8 @@ from . import (
     toy_speed,
 )
 
-SECTIONS = (findings, churn, batch, toy_speed, fragmentation, programs, replays, latency, advice, cost_model,
-            mmap_claims, glibc_probes)
+SECTIONS = (findings, churn, batch, toy_speed, fragmentation, programs, replays, latency, advice, inspect,
+            cost_model, mmap_claims, glibc_probes)
 
 
 @dataclass
@@ -41,9 +42,12 @@ class Inputs:
     fidelity: list[dict] | None = None  # allocbench trace info --fidelity records
     toy_speed: tuple[list[dict], list[dict]] | None = None
     advice: list[dict] | None = None  # allocbench advise's answers (advice.json)
+    inspect: list[dict] | None = None  # allocbench inspect's snapshots (--out, or make bench's mid-run ones)
     sources: list[tuple[str, str]] = field(default_factory=list)  # (what, path), every file read
 
     def caption(self) -> str:
+        if not self.cells:  # a file of inspect snapshots alone
+            return f"{len(self.inspect or [])} snapshot(s) of running processes (allocbench inspect)"
         return caption(self.cells)
 
 
