@@ -267,7 +267,7 @@ class RunStore:
                               timeout=limit, explain=explain, env_info=self.env_info, output=log)
         rec["advise_stage"] = stage
         if rec["status"] != "ok" and (rec.get("error") or "").startswith("timeout") and limit < (timeout or math.inf):
-            rec["error"] = f"timeout: the budget ran out ({limit:.1f} s were left)"
+            rec["error"] = f"{BUDGET_TIMEOUT} ({limit:.1f} s were left)"
         self.runs[key] = rec
         if self.out_dir:
             append_record(self.path("runs.jsonl"), rec)
@@ -286,6 +286,17 @@ class RunStore:
         if self.out_dir:
             append_record(self.path("replays.jsonl"), rec)
         return rec
+
+
+BUDGET_TIMEOUT = "timeout: the budget ran out"  # a run cut by the budget: not a verdict on the candidate
+
+
+def stopped_because(rec: dict, limit: str, failed: str) -> str:
+    """Why a run stopped its candidate: past STOP_FACTOR times the default's wall time, or a failure
+    (a run the budget cut short is one: it says nothing of the candidate's speed)."""
+    if rec["error"].startswith("timeout") and not rec["error"].startswith(BUDGET_TIMEOUT):
+        return f"slower than {STOP_FACTOR:g}x the default ({limit})"
+    return f"{failed}: {rec['error']}"
 
 
 # ---- 3. screen: each candidate once, cheaply ----
@@ -341,10 +352,7 @@ def screen_by_exec(store: RunStore, candidates: list[Candidate], baseline: dict)
             continue
         rec = store.run("screen", c.allocator, c.settings, 0, timeout=STOP_FACTOR * baseline["wall_ns"] / 1e9)
         if rec["status"] != "ok":
-            c.stage = "stopped"
-            c.stopped = (f"slower than {STOP_FACTOR:g}x the default (stopped)"
-                         if rec["error"].startswith("timeout") and "budget" not in rec["error"]
-                         else f"its run failed: {rec['error']}")
+            c.stage, c.stopped = "stopped", stopped_because(rec, "stopped", "its run failed")
             continue
         c.stage = "screened"
         c.screen = {"method": "exec", **{name: ratio(f(rec), f(baseline)) for name, f, _ in MEASURES}}
@@ -403,10 +411,7 @@ def verify(store: RunStore, chosen: list[Candidate], baseline: dict) -> list[dic
                 break
             rec = store.run("verify", c.allocator, c.settings, rnd, timeout=stop_at)
             if rec["status"] != "ok":
-                c.stage = "stopped"
-                c.stopped = (f"slower than {STOP_FACTOR:g}x the default (stopped at {stop_at:.1f} s)"
-                             if rec["error"].startswith("timeout") and "budget" not in rec["error"]
-                             else f"a run failed: {rec['error']}")
+                c.stage, c.stopped = "stopped", stopped_because(rec, f"stopped at {stop_at:.1f} s", "a run failed")
                 continue
             c.runs.append(rec)
             c.stage = "verified"
