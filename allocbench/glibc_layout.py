@@ -20,6 +20,7 @@ import os
 import re
 import struct
 
+from .glibc_constants import DEFAULT_MMAP_THRESHOLD, DEFAULT_TRIM_THRESHOLD
 from .remote import Mapping, Process, TargetError, TargetGone
 
 # the allocators people swap in, by the library that brings them: a process that maps one mallocs with it
@@ -221,8 +222,10 @@ def from_scan(path: str, version: str | None) -> dict:
         if j < len(words) and words[j] == at and i + ms["attached_threads"] // 8 < len(words) \
                 and words[i + ms["attached_threads"] // 8] == 1 and words[i + ms["top"] // 8] == 0:
             arenas.append(at)
-        if i + mp["n_mmaps_max"] // 8 < len(words) and words[i + mp["trim_threshold"] // 8] == 128 * 1024 \
-                and words[i + mp["mmap_threshold"] // 8] == 128 * 1024 and words[i + mp["arena_test"] // 8] == 8:
+        if i + mp["n_mmaps_max"] // 8 < len(words) \
+                and words[i + mp["trim_threshold"] // 8] == DEFAULT_TRIM_THRESHOLD \
+                and words[i + mp["mmap_threshold"] // 8] == DEFAULT_MMAP_THRESHOLD \
+                and words[i + mp["arena_test"] // 8] == 8:
             pars.append(at)
     if len(arenas) != 1 or len(pars) != 1:
         raise LayoutError(f"{path}: the scan of .data found {len(arenas)} main_arena and {len(pars)} mp_ "

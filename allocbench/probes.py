@@ -198,7 +198,7 @@ def dynamic(allocator: str = "glibc", steps=DYNAMIC_STEPS) -> dict:
 def trim(blocks: int = 64, size: int = 64 * KIB) -> dict:
     pinned = observe("pinned", blocks, size)
     effect = {}
-    for label, value in (("128 KiB", 128 * KIB), ("64 MiB", 64 * MIB)):
+    for label, value in (("128 KiB", DEFAULT_TRIM_THRESHOLD), ("64 MiB", 64 * MIB)):
         effect[label] = observe("trims", 4 * MIB, 64 * KIB + 64, settings={M_TRIM_THRESHOLD: value},
                                 exhaust=True)
     a, f, t = pinned["allocated"], pinned["freed"], pinned["trimmed"]

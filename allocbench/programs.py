@@ -45,7 +45,7 @@ from .glibc_constants import DEFAULT_MMAP_THRESHOLD
 from .records import cell_key
 from .results import append_record, check_resumable, measured_keys
 from .shimlog import parse_explain, parse_latency
-from .units import KIB, MIB
+from .units import MIB
 
 LOADER_METHOD = ("the same binary with LD_TRACE_LOADED_OBJECTS=1: the dynamic loader maps every library "
                  "(and the preloaded one), prints the list and exits before main")
@@ -55,7 +55,8 @@ MAX_HZ = LAUNCH_MAX_HZ  # csrc/lib/counters.h: the launcher refuses more
 def _grid_default() -> list[dict]:
     glibc = glibc_backend().name
     return ([{"allocator": glibc, "settings": s} for s in (
-        {}, {"mmap_threshold": DEFAULT_MMAP_THRESHOLD}, {"mmap_threshold": 128 * KIB, "trim_threshold": 64 * MIB},
+        {}, {"mmap_threshold": DEFAULT_MMAP_THRESHOLD},
+        {"mmap_threshold": DEFAULT_MMAP_THRESHOLD, "trim_threshold": 64 * MIB},
         {"arena_max": 2})] + [{"allocator": name, "settings": {}} for name in others()])
 
 

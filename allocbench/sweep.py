@@ -9,20 +9,22 @@ import time
 from . import machine, runner
 from .backends import BACKENDS, glibc_backend, others
 from .children import DEFAULT_TIMEOUT_S
+from .glibc_constants import DEFAULT_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX
 from .records import cell_key
 from .results import append_record, measured_keys
 from .series import FRAG_PATTERNS
 from .units import KIB, MIB
 
 DYNAMIC = None  # glibc's default, dynamic threshold
+FROZEN = DEFAULT_MMAP_THRESHOLD  # the same 128 KiB, set: it no longer rises
 
 LOG_SIZES = [KIB << i for i in range(0, 14, 2)] + [8 * MIB]          # 1K 4K ... 4M 8M
 DENSE_SIZES = list(range(96 * KIB, 160 * KIB + 1, 4 * KIB))           # around 128 KiB
-THRESHOLDS = [DYNAMIC, 32 * KIB, 64 * KIB, 128 * KIB, 256 * KIB, 512 * KIB, MIB, 4 * MIB, 32 * MIB]
+THRESHOLDS = [DYNAMIC, 32 * KIB, 64 * KIB, FROZEN, 256 * KIB, 512 * KIB, MIB, 4 * MIB, MMAP_THRESHOLD_MAX]
 # fragmentation: 32 KiB to 1 MiB, dense from 112 to 160 KiB
 FRAG_SIZES = [32 * KIB, 64 * KIB, 112 * KIB, 120 * KIB, 128 * KIB, 132 * KIB, 136 * KIB, 144 * KIB,
               160 * KIB, 256 * KIB, 512 * KIB, MIB]
-FRAG_THRESHOLDS = [DYNAMIC, 64 * KIB, 128 * KIB, 256 * KIB, MIB, 32 * MIB]
+FRAG_THRESHOLDS = [DYNAMIC, 64 * KIB, FROZEN, 256 * KIB, MIB, MMAP_THRESHOLD_MAX]
 ALL = list(BACKENDS)  # every allocator, in the table's order
 GLIBC = [glibc_backend().name]
 OTHERS = others()
@@ -55,10 +57,10 @@ PRESETS = {
     "quick": {
         "repeats": 3, "budget_bytes": 32 * MIB,
         "blocks": [
-            {"pattern": "churn", "allocators": GLIBC, "thresholds": [DYNAMIC, 128 * KIB],
+            {"pattern": "churn", "allocators": GLIBC, "thresholds": [DYNAMIC, FROZEN],
              "sizes": [4 * KIB, 64 * KIB, 124 * KIB, 132 * KIB, 256 * KIB, MIB]},
             {"pattern": "churn", "allocators": OTHERS, "sizes": [64 * KIB, 132 * KIB, 256 * KIB]},
-            {"pattern": "batch", "allocators": GLIBC, "thresholds": [DYNAMIC, 128 * KIB],
+            {"pattern": "batch", "allocators": GLIBC, "thresholds": [DYNAMIC, FROZEN],
              "sizes": [64 * KIB, 256 * KIB], "live": 64},
         ],
     },
@@ -68,23 +70,23 @@ PRESETS = {
             {"pattern": "churn", "allocators": GLIBC, "thresholds": THRESHOLDS,
              "sizes": sorted(set(LOG_SIZES + threshold_neighbours(THRESHOLDS)))},
             {"pattern": "churn", "allocators": GLIBC,
-             "thresholds": [DYNAMIC, 64 * KIB, 128 * KIB, 256 * KIB], "sizes": DENSE_SIZES},
+             "thresholds": [DYNAMIC, 64 * KIB, FROZEN, 256 * KIB], "sizes": DENSE_SIZES},
             {"pattern": "churn", "allocators": OTHERS,
              "sizes": sorted(set(LOG_SIZES + [128 * KIB, 132 * KIB, 256 * KIB]))},
             {"pattern": "batch", "allocators": GLIBC, "live": 64,
-             "thresholds": [DYNAMIC, 64 * KIB, 128 * KIB, 256 * KIB, MIB],
+             "thresholds": [DYNAMIC, 64 * KIB, FROZEN, 256 * KIB, MIB],
              "sizes": LOG_SIZES[:-1] + [128 * KIB, 132 * KIB]},
             {"pattern": "batch", "allocators": OTHERS, "live": 64,
              "sizes": [64 * KIB, 132 * KIB, 256 * KIB, MIB]},
             {"pattern": "band", "allocators": ALL,
-             "thresholds": [DYNAMIC, 128 * KIB], "bands": [[96 * KIB, 160 * KIB]], "live": 16},
+             "thresholds": [DYNAMIC, FROZEN], "bands": [[96 * KIB, 160 * KIB]], "live": 16},
             {"pattern": "churn", "allocators": ALL,
-             "thresholds": [DYNAMIC, 128 * KIB], "sizes": [64 * KIB, 256 * KIB], "threads": 2},
+             "thresholds": [DYNAMIC, FROZEN], "sizes": [64 * KIB, 256 * KIB], "threads": 2},
             *fragmentation_blocks(ops=128),
-            {"pattern": "churn", "allocators": ALL, "thresholds": [DYNAMIC, 128 * KIB, 32 * MIB],
+            {"pattern": "churn", "allocators": ALL, "thresholds": [DYNAMIC, FROZEN, MMAP_THRESHOLD_MAX],
              "sizes": [124 * KIB, 132 * KIB, 256 * KIB, MIB], "processes": 6, "repeats": 3,
              "_why": "the report's findings compare these cells: 6 fresh processes each, taken in turns, paired"},
-            {"pattern": "churn", "allocators": ALL, "thresholds": [DYNAMIC, 128 * KIB], "latency": True,
+            {"pattern": "churn", "allocators": ALL, "thresholds": [DYNAMIC, FROZEN], "latency": True,
              "sizes": [96 * KIB, 132 * KIB, 256 * KIB], "ops": 5000, "repeats": 1,
              "_why": "the report's latency section: every call timed (5000 of each kind: enough calls for a p99's "
                      "interval), the slowest named"},
