@@ -19,6 +19,7 @@ NBINS, NFASTBINS = 128, 10
 MIN_LARGE_SIZE = 64 * 16          # smallbins hold chunks below this (64-bit)
 CHUNK_HEADER = 48                 # sizeof(struct malloc_chunk): what mtrim leaves before the pages it returns
 PREV_INUSE, IS_MMAPPED, NON_MAIN_ARENA = 1, 2, 4
+NONCONTIGUOUS = 2  # malloc_state.flags: the main arena grew by mmap once brk could not (its top may lie anywhere)
 MAX_ARENAS = 4096
 MALLINFO2_FIELDS = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
                     "keepcost")
@@ -83,7 +84,7 @@ class Walker:
     def arena(self, index: int, address: int, main: bool) -> dict:
         from ._native import walk_arena
 
-        st = _fields(self.p, address, self.ms, ("top", "attached_threads", "system_mem", "max_system_mem"))
+        st = _fields(self.p, address, self.ms, ("flags", "top", "attached_threads", "system_mem", "max_system_mem"))
         top_size = chunksize(self.p.word(st["top"] + 8)) if st["top"] else 0
         try:  # the lists, in C: one read per page of chunk headers while the process is stopped
             chunks, reads = walk_arena(self.p.pid, address, self.ms["fastbinsY"], self.ms["bins"], NFASTBINS, NBINS,
@@ -112,6 +113,7 @@ def classify(raw: dict) -> dict:
     return {"index": raw["index"], "address": raw["address"], "main": raw["main"],
             "attached_threads": st["attached_threads"], "system_bytes": st["system_mem"],
             "max_system_bytes": st["max_system_mem"], "top": st["top"], "top_bytes": top_size,
+            "noncontiguous": bool(st["flags"] & NONCONTIGUOUS),
             "fast": fast, "regular": regular,
             "free_bytes": {"fast": sum(s for _, s in fast), **{k: sum(s for _, s in v) for k, v in kinds.items()},
                            "top": top_size},
@@ -289,17 +291,21 @@ def trim(pid: int, timeout_s: float = 10.0) -> dict:
 
 
 def _check(p: Process, where: dict, mp: dict, arenas: list[dict]) -> None:
-    """The layout holds for this process: the main arena's top inside [heap] and mp_.sbrk_base at
-    its start, and every arena in a read-write mapping."""
+    """The layout holds for this process: the main arena's top inside [heap] (or, where brk could not
+    grow it and glibc went on with mmap, in a read-write mapping), mp_.sbrk_base at the heap's start,
+    and every arena in a read-write mapping."""
     maps = p.maps()
-    heap = next((m for m in maps if m.path == "[heap]"), None)
+    parts = [m for m in maps if m.path == "[heap]"]  # the brk heap can be several mappings (split by madvise)
+    heap = parts and type(parts[0])(parts[0].start, parts[-1].end, parts[0].perms, 0, "[heap]")
     main = arenas[0]
-    if heap and main["top"] and not heap.start <= main["top"] < heap.end:
+    writable = lambda addr: any(m.start <= addr < m.end and m.perms.startswith("rw") for m in maps)
+    if heap and main["top"] and not heap.start <= main["top"] < heap.end and not (
+            main["noncontiguous"] and writable(main["top"])):
         raise HeapError(f"main_arena's top {main['top']:#x} lies outside [heap] {heap.start:#x}-{heap.end:#x}")
     if heap and mp["sbrk_base"] and mp["sbrk_base"] != heap.start:
         raise HeapError(f"mp_.sbrk_base {mp['sbrk_base']:#x} is not the start of [heap] {heap.start:#x}")
     for a in arenas:
-        if not any(m.start <= a["address"] < m.end and m.perms.startswith("rw") for m in maps):
+        if not writable(a["address"]):
             raise HeapError(f"arena {a['address']:#x} lies in no read-write mapping")
 
 
