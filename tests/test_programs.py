@@ -164,7 +164,17 @@ def test_a_timeout_is_exit_1_and_a_failed_record(tmp_path):
 
 
 def sleepers(tag: str) -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit() and tag.encode() in _cmdline(p)]
+    """The processes whose command line holds tag, once the SIGKILLed ones are gone: a kill is
+    sent before its target dies, so the test waits up to 10 s; a process never killed (a
+    `sleep 1000`) is still there then, and the test fails."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        left = [int(p) for p in os.listdir("/proc") if p.isdigit() and tag.encode() in _cmdline(p)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
 
 
 def _cmdline(pid: str) -> bytes:
