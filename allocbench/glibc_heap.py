@@ -12,7 +12,7 @@ import struct
 
 from . import glibc_layout
 from .glibc_constants import DEFAULT_MMAP_THRESHOLD, HEAP_MAX_SIZE, MINSIZE
-from .remote import PAGE, Process, Stopped, TargetError, call, get_regs
+from .remote import PAGE, Process, Stopped, TargetError, TargetGone, call, get_regs
 from .units import human_bytes
 
 NBINS, NFASTBINS = 128, 10
@@ -215,6 +215,13 @@ def _mmapped_chunks(p: Process, m) -> int:
 def snapshot(pid: int, stop: bool = True) -> dict:
     """The process's glibc heap now (see the module's doc).  --no-stop reads it twice while it
     runs and keeps only what both reads agree on."""
+    try:
+        return _snapshot(pid, stop)
+    except (FileNotFoundError, ProcessLookupError):  # one of its /proc files, gone with it
+        raise TargetGone(f"process {pid} exited while it was read") from None
+
+
+def _snapshot(pid: int, stop: bool) -> dict:
     p = Process(pid)
     where = glibc_layout.locate(p)
     if stop:  # the stop covers glibc's structures only; the pages' residency and smaps are read after it

@@ -114,6 +114,8 @@ def inspect_all() -> tuple[list[dict], list[tuple[int, str, str]]]:
     """Every process whose malloc is glibc's, read without stopping; and those that could not be read."""
     import os
 
+    from elftools.common.exceptions import ELFError
+
     from ..glibc_heap import snapshot
     from ..remote import TargetError
 
@@ -123,10 +125,11 @@ def inspect_all() -> tuple[list[dict], list[tuple[int, str, str]]]:
             continue
         try:
             snaps.append(snapshot(int(entry), stop=False))
-        except TargetError as e:
+        except (TargetError, OSError, ELFError) as e:  # each process that cannot be read is listed, with why
             comm = _comm(entry)
             if comm is not None:
-                skipped.append((int(entry), comm, str(e).split(": ", 1)[-1]))
+                why = str(e).replace(f"process {entry} ({comm}) ", "").replace(f"process {entry}: ", "")
+                skipped.append((int(entry), comm, why))
     snaps.sort(key=lambda s: -(s["totals"]["free_resident_bytes"] or 0))
     return snaps, skipped
 
@@ -201,8 +204,12 @@ def run(args) -> int:
                       f"{hb(free_ram) if free_ram is not None else '?':>10} "
                       f"{hb(t['trimmable_bytes']) if t['trimmable_bytes'] is not None else '?':>10} "
                       f"{len(s['arenas']):>6} {s['mp']['mmap_threshold']}")
+            kernel = [s for s in skipped if "kernel thread" in s[2]]
             for pid, comm, why in skipped:
-                print(f"{pid:>8} {comm[:16]:<16} not read: {why}")
+                if "kernel thread" not in why:
+                    print(f"{pid:>8} {comm[:16]:<16} not read: {why}")
+            if kernel:
+                print(f"({len(kernel)} kernel threads: no malloc to read)")
         return 0
     count = 0
     while True:
