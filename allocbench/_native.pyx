@@ -7,7 +7,7 @@ from cpython.buffer cimport PyBuffer_FillInfo
 from libc.errno cimport errno
 from libc.stdint cimport uint64_t, uintptr_t, SIZE_MAX
 from libc.stdio cimport fclose
-from libc.stdlib cimport free
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset, strerror
 
 from allocbench.cmalloc cimport (
@@ -464,22 +464,28 @@ cdef class Counter:
 
 # ---- another process's free lists (allocbench inspect) ----
 
-def walk_arena(int pid, uint64_t arena, uint32_t fastbins_off, uint32_t bins_off, int nfast, int nbins,
-               uint64_t max_chunks):
-    """Every free chunk of a glibc arena in process `pid` (csrc/lib/remote_heap.c):
-    (list of (bin, chunk address, size word), page reads made).  bin < nfast is a
-    fastbin, nfast + i regular bin i.  ValueError names a read that failed or a list
-    that loops."""
+def walk_arenas(int pid, arenas, uint32_t fastbins_off, uint32_t bins_off, int nfast, int nbins,
+                uint64_t max_chunks):
+    """Every free chunk of glibc's arenas (their addresses) in process `pid`
+    (csrc/lib/remote_heap.c, every list in lockstep): (list of (arena index, bin,
+    chunk address, size word), reads made).  bin < nfast is a fastbin, nfast + i
+    regular bin i.  ValueError names a read that failed or a list that loops."""
     cdef ab_free_chunk *out = NULL
     cdef uint64_t n = 0, reads = 0, i
     cdef char err[512]
-    cdef int rc
+    cdef int rc, k, narenas = len(arenas)
+    cdef uint64_t *where = <uint64_t *>malloc(sizeof(uint64_t) * max(narenas, 1))
+    if where == NULL:
+        raise MemoryError()
+    for k in range(narenas):
+        where[k] = arenas[k]
     with nogil:
-        rc = ab_walk_arena(pid, arena, fastbins_off, bins_off, nfast, nbins, max_chunks, &out, &n, &reads, err,
-                           sizeof(err))
+        rc = ab_walk_arenas(pid, where, narenas, fastbins_off, bins_off, nfast, nbins, max_chunks, &out, &n, &reads,
+                            err, sizeof(err))
+    free(where)
     if rc:
         raise ValueError(err.decode(errors="replace"))
     try:
-        return [(out[i].bin, out[i].addr, out[i].size_word) for i in range(n)], reads
+        return [(out[i].arena, out[i].bin, out[i].addr, out[i].size_word) for i in range(n)], reads
     finally:
         free(out)

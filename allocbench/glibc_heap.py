@@ -81,19 +81,29 @@ class Walker:
             h = info["prev"]
         return out
 
-    def arena(self, index: int, address: int, main: bool) -> dict:
-        from ._native import walk_arena
+    def arenas(self) -> list[dict]:
+        """Every arena of the ring with its free chunks: the lists of all of them walked in C, in
+        lockstep (csrc/lib/remote_heap.c), while the process is stopped."""
+        from ._native import walk_arenas
 
-        st = _fields(self.p, address, self.ms, ("flags", "top", "attached_threads", "system_mem", "max_system_mem"))
-        top_size = chunksize(self.p.word(st["top"] + 8)) if st["top"] else 0
-        try:  # the lists, in C: one read per page of chunk headers while the process is stopped
-            chunks, reads = walk_arena(self.p.pid, address, self.ms["fastbinsY"], self.ms["bins"], NFASTBINS, NBINS,
-                                       st["system_mem"] // MINSIZE + 2)
+        addresses = self.arena_addresses()
+        raw = []
+        for index, address in enumerate(addresses):
+            st = _fields(self.p, address, self.ms, ("flags", "top", "attached_threads", "system_mem",
+                                                     "max_system_mem"))
+            raw.append({"index": index, "address": address, "main": index == 0, "st": st, "chunks": [],
+                        "top_size": chunksize(self.p.word(st["top"] + 8)) if st["top"] else 0,
+                        "heaps": [] if index == 0 else self.heaps(st["top"], address)})
+        cap = sum(a["st"]["system_mem"] for a in raw) // MINSIZE + 2 * len(raw)
+        try:
+            chunks, reads = walk_arenas(self.p.pid, addresses, self.ms["fastbinsY"], self.ms["bins"], NFASTBINS,
+                                        NBINS, cap)
         except ValueError as e:
             raise HeapError(str(e)) from None
         self.p.reads += reads
-        return {"index": index, "address": address, "main": main, "st": st, "top_size": top_size, "chunks": chunks,
-                "heaps": [] if main else self.heaps(st["top"], address)}
+        for a, b, c, w in chunks:
+            raw[a]["chunks"].append((b, c, w))
+        return raw
 
 
 def classify(raw: dict) -> dict:
@@ -319,7 +329,7 @@ def _check(p: Process, where: dict, mp: dict, arenas: list[dict]) -> None:
 def _walk(p: Process, where: dict) -> tuple[dict, list[dict]]:
     """mp_ and every arena with its free chunks: what must be read while nothing changes."""
     w = Walker(p, where)
-    return w.mp(), [w.arena(i, a, i == 0) for i, a in enumerate(w.arena_addresses())]
+    return w.mp(), w.arenas()
 
 
 def _figures(p: Process, where: dict, mp: dict, raw: list[dict]) -> dict:

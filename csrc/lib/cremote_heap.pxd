@@ -6,6 +6,7 @@ cdef extern from "remote_heap.h" nogil:
         uint64_t addr
         uint64_t size_word
         uint32_t bin
-    int ab_walk_arena(int pid, uint64_t arena, uint32_t fastbins_off, uint32_t bins_off, int nfast, int nbins,
-                      uint64_t max_chunks, ab_free_chunk **out, uint64_t *count, uint64_t *reads, char *err,
-                      size_t errcap)
+        uint32_t arena
+    int ab_walk_arenas(int pid, const uint64_t *arenas, int narenas, uint32_t fastbins_off, uint32_t bins_off,
+                       int nfast, int nbins, uint64_t max_chunks, ab_free_chunk **out, uint64_t *count,
+                       uint64_t *reads, char *err, size_t errcap)

@@ -8,35 +8,18 @@
 #include <string.h>
 #include <sys/uio.h>
 
-/* a read brings BLOCK bytes: a header and its neighbours, not a whole page (copying 4 KiB per chunk of a
- * sparse list cost five times more); SLOTS of them are cached, direct-mapped: 4 MiB */
-#define BLOCK 512u
-#define SLOTS 8192u
+#define HEADS 32u    /* what a step reads of a chunk: prev_size, size, fd, bk */
+#define BATCH 1024u  /* IOV_MAX: the chunks of that many lists read in one process_vm_readv */
 
-typedef struct page_cache {
-    int pid;
-    uint64_t reads;
-    uint64_t tag[SLOTS];  /* page address + 1 (0: empty) */
-    unsigned char (*data)[BLOCK];
-} page_cache;
+/* One free list being walked: a fastbin (by fd, safe-linked) or a regular bin (by bk, back to its head). */
+typedef struct walk {
+    uint64_t next;  /* the chunk to read next; 0 (a fastbin's end) or the bin's head: done */
+    uint64_t head;  /* a regular bin's head (bin_at): the walk ends back there; 0 for a fastbin */
+    uint32_t bin, arena;
+} walk;
 
-/* The 8-byte word at addr (never across a block: chunk fields are 8-aligned); -1 on a failed read. */
-static int word(page_cache *c, uint64_t addr, uint64_t *out)
-{
-    uint64_t block = addr & ~(uint64_t)(BLOCK - 1);
-    unsigned slot = (unsigned)(block / BLOCK) % SLOTS;
-    if (c->tag[slot] != block + 1) {
-        struct iovec local = {c->data[slot], BLOCK}, remote = {(void *)(uintptr_t)block, BLOCK};
-        c->reads++;
-        if (process_vm_readv(c->pid, &local, 1, &remote, 1, 0) != (ssize_t)BLOCK)
-            return -1;
-        c->tag[slot] = block + 1;
-    }
-    memcpy(out, c->data[slot] + (addr - block), 8);
-    return 0;
-}
-
-static int push(ab_free_chunk **v, uint64_t *n, uint64_t *cap, uint64_t addr, uint64_t size_word, uint32_t bin)
+static int push(ab_free_chunk **v, uint64_t *n, uint64_t *cap, uint64_t addr, uint64_t size_word, uint32_t bin,
+                uint32_t arena)
 {
     if (*n == *cap) {
         uint64_t more = *cap ? 2 * *cap : 4096;
@@ -45,68 +28,93 @@ static int push(ab_free_chunk **v, uint64_t *n, uint64_t *cap, uint64_t addr, ui
             return -1;
         *v = grown, *cap = more;
     }
-    (*v)[(*n)++] = (ab_free_chunk){addr, size_word, bin};
+    (*v)[(*n)++] = (ab_free_chunk){addr, size_word, bin, arena};
     return 0;
 }
 
-int ab_walk_arena(int pid, uint64_t arena, uint32_t fastbins_off, uint32_t bins_off, int nfast, int nbins,
-                  uint64_t max_chunks, ab_free_chunk **out, uint64_t *count, uint64_t *reads, char *err,
-                  size_t errcap)
+static int read_words(int pid, uint64_t addr, void *out, size_t n, uint64_t *reads)
 {
-    page_cache *c = calloc(1, sizeof *c);
+    struct iovec local = {out, n}, remote = {(void *)(uintptr_t)addr, n};
+    (*reads)++;
+    return process_vm_readv(pid, &local, 1, &remote, 1, 0) == (ssize_t)n ? 0 : -1;
+}
+
+/* Every list of every arena walked in lockstep: each step reads the next chunk of every list still
+ * going in one process_vm_readv (up to BATCH iovecs), so a snapshot costs a syscall per step of the
+ * longest list rather than one per chunk. */
+int ab_walk_arenas(int pid, const uint64_t *arenas, int narenas, uint32_t fastbins_off, uint32_t bins_off, int nfast,
+                   int nbins, uint64_t max_chunks, ab_free_chunk **out, uint64_t *count, uint64_t *reads, char *err,
+                   size_t errcap)
+{
+    int per = nfast + nbins - 1, nlists = per * narenas;
+    walk *w = calloc((size_t)nlists, sizeof *w);
+    uint64_t *heads = calloc((size_t)(nfast + 2 * nbins), 8);
+    struct iovec *local = calloc(BATCH, sizeof *local), *remote = calloc(BATCH, sizeof *remote);
+    uint64_t (*got)[HEADS / 8] = calloc(BATCH, HEADS);
+    int *which = calloc(BATCH, sizeof *which);
     ab_free_chunk *v = NULL;
     uint64_t n = 0, cap = 0;
     int rc = 0;
-    if (!c || !(c->data = malloc((size_t)SLOTS * BLOCK))) {
+    *reads = 0;
+    if (!w || !heads || !local || !remote || !got || !which) {
         snprintf(err, errcap, "out of memory");
-        free(c);
-        return -1;
+        rc = -1;
     }
-    c->pid = pid;
-    for (int i = 0; i < nfast && rc == 0; i++) {
-        uint64_t p, w, size;
-        if (word(c, arena + fastbins_off + 8u * (uint64_t)i, &p)) {
-            snprintf(err, errcap, "cannot read fastbin %d of arena %#llx: %s", i, (unsigned long long)arena,
+    for (int a = 0; rc == 0 && a < narenas; a++) {
+        uint64_t arena = arenas[a];
+        /* the list heads: fastbinsY[] and the bins' fd/bk pairs, two reads */
+        if (read_words(pid, arena + fastbins_off, heads, 8u * (size_t)nfast, reads) ||
+            read_words(pid, arena + bins_off, heads + nfast, 16u * (size_t)(nbins - 1), reads)) {
+            snprintf(err, errcap, "cannot read the bins of arena %#llx: %s", (unsigned long long)arena,
                      strerror(errno));
             rc = -1;
+            break;
         }
-        while (rc == 0 && p) {
-            if (word(c, p + 8, &size) || word(c, p + 16, &w)) {
-                snprintf(err, errcap, "cannot read chunk %#llx of fastbin %d", (unsigned long long)p, i);
-                rc = -1;
-            } else if (n >= max_chunks || push(&v, &n, &cap, p, size, (uint32_t)i)) {
-                snprintf(err, errcap, "fastbin %d of arena %#llx runs past what the arena could hold (a loop)", i,
-                         (unsigned long long)arena);
-                rc = -1;
-            } else {
-                p = ((p + 16) >> 12) ^ w;  /* REVEAL_PTR: safe-linking */
-            }
+        walk *aw = w + (size_t)a * (size_t)per;
+        for (int i = 0; i < nfast; i++)
+            aw[i] = (walk){heads[i], 0, (uint32_t)i, (uint32_t)a};
+        for (int i = 1; i < nbins; i++) {
+            uint64_t bin = arena + bins_off + 16u * (uint64_t)(i - 1) - 16u;  /* bin_at: seen as a chunk */
+            aw[nfast + i - 1] = (walk){heads[nfast + 2 * (i - 1) + 1], bin, (uint32_t)(nfast + i),
+                                       (uint32_t)a};  /* last(b) = b->bk */
         }
     }
-    for (int i = 1; i < nbins && rc == 0; i++) {
-        uint64_t bin = arena + bins_off + 16u * (uint64_t)(i - 1) - 16u, p, size;  /* bin_at: a chunk's fd/bk */
-        if (word(c, bin + 24, &p)) {
-            snprintf(err, errcap, "cannot read bin %d of arena %#llx", i, (unsigned long long)arena);
+    for (int start = 0; rc == 0;) {
+        int k = 0;
+        for (int j = 0; j < nlists && k < (int)BATCH; j++) {
+            int l = (start + j) % nlists;  /* round robin: a full batch never starves a list */
+            if (w[l].next && w[l].next != w[l].head) {
+                local[k] = (struct iovec){got[k], HEADS};
+                remote[k] = (struct iovec){(void *)(uintptr_t)w[l].next, HEADS};
+                which[k++] = l;
+            }
+        }
+        if (!k)
+            break;
+        start = (which[k - 1] + 1) % nlists;
+        (*reads)++;
+        if (process_vm_readv(pid, local, (unsigned long)k, remote, (unsigned long)k, 0) != (ssize_t)(k * HEADS)) {
+            snprintf(err, errcap, "a chunk of the free lists cannot be read (a torn list)");
             rc = -1;
+            break;
         }
-        while (rc == 0 && p != bin) {
-            if (!p || word(c, p + 8, &size)) {
-                snprintf(err, errcap, "bin %d of arena %#llx: cannot read chunk %#llx (a torn list)", i,
-                         (unsigned long long)arena, (unsigned long long)p);
+        for (int j = 0; j < k && rc == 0; j++) {
+            walk *l = &w[which[j]];
+            uint64_t p = l->next, size = got[j][1], fd = got[j][2], bk = got[j][3];
+            if (n >= max_chunks || push(&v, &n, &cap, p, size, l->bin, l->arena)) {
+                snprintf(err, errcap, "arena %#llx: list %u runs past what the arenas could hold (a loop)",
+                         (unsigned long long)arenas[l->arena], l->bin);
                 rc = -1;
-            } else if (n >= max_chunks || push(&v, &n, &cap, p, size, (uint32_t)(nfast + i))) {
-                snprintf(err, errcap, "bin %d of arena %#llx does not return to its head (a loop)", i,
-                         (unsigned long long)arena);
-                rc = -1;
-            } else if (word(c, p + 24, &p)) {
-                snprintf(err, errcap, "bin %d of arena %#llx: cannot read a link", i, (unsigned long long)arena);
+            }
+            l->next = l->head ? bk : ((p + 16) >> 12) ^ fd;  /* a fastbin's fd is safe-linked (REVEAL_PTR) */
+            if (l->head && !l->next) {
+                snprintf(err, errcap, "arena %#llx: bin %u has a null link (a torn list)",
+                         (unsigned long long)arenas[l->arena], l->bin);
                 rc = -1;
             }
         }
     }
-    *reads = c->reads;
-    free(c->data);
-    free(c);
+    free(w), free(heads), free(local), free(remote), free(got), free(which);
     if (rc) {
         free(v);
         return -1;

@@ -1,7 +1,8 @@
 /* glibc's free lists in another process, walked in C for allocbench inspect
  * (allocbench/glibc_heap.py): the snapshot is taken while the target is
- * stopped, so its lists are walked at C speed, one process_vm_readv per 512
- * bytes of chunk headers through a small cache.  Read-only. */
+ * stopped, so its lists are walked at C speed, all of them in lockstep: one
+ * process_vm_readv reads the next chunk header of every list still going.
+ * Read-only. */
 #ifndef ALLOCBENCH_REMOTE_HEAP_H
 #define ALLOCBENCH_REMOTE_HEAP_H
 
@@ -12,15 +13,16 @@ typedef struct ab_free_chunk {
     uint64_t addr;       /* the chunk */
     uint64_t size_word;  /* its size field, flags included (malloc_info sums them so) */
     uint32_t bin;        /* 0..nfast-1: fastbin; nfast + i: regular bin i (1 unsorted, 2.. small, large) */
+    uint32_t arena;      /* its arena's index in the arenas given */
 } ab_free_chunk;
 
-/* Every free chunk of the arena at `arena`: its fastbins (safe-linked, glibc
+/* Every free chunk of the arenas at `arenas`: their fastbins (safe-linked, glibc
  * 2.32+) and regular bins 1..nbins-1 walked by bk as mallinfo does.  On
  * success *out (malloc'd, the caller frees it) holds *count chunks and 0 is
- * returned; -1 with err on a read that fails, or a list that loops or runs
- * past max_chunks. */
-int ab_walk_arena(int pid, uint64_t arena, uint32_t fastbins_off, uint32_t bins_off, int nfast, int nbins,
-                  uint64_t max_chunks, ab_free_chunk **out, uint64_t *count, uint64_t *reads, char *err,
-                  size_t errcap);
+ * returned; -1 with err on a read that fails, or lists that loop or run past
+ * max_chunks in all. */
+int ab_walk_arenas(int pid, const uint64_t *arenas, int narenas, uint32_t fastbins_off, uint32_t bins_off, int nfast,
+                   int nbins, uint64_t max_chunks, ab_free_chunk **out, uint64_t *count, uint64_t *reads, char *err,
+                   size_t errcap);
 
 #endif
