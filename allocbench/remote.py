@@ -33,6 +33,7 @@ _libc.process_vm_readv.restype = ctypes.c_ssize_t
 PTRACE_POKEDATA, PTRACE_CONT, PTRACE_GETREGS, PTRACE_SETREGS = 5, 7, 12, 13
 PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
 RED_ZONE = 128  # the x86-64 ABI's: below rsp, a leaf function's own
+STOP_WAIT_S = 2.0  # how long a thread may take to stop for the snapshot
 _WORD = struct.Struct("<Q")
 WALL = 0x40000000  # __WALL: wait for threads that are not our children
 
@@ -329,11 +330,19 @@ class Stopped:
                                   "or it is traced already: --no-stop reads it without stopping)")
             raise TargetError(f"process {self.process.pid}: PTRACE_SEIZE: {os.strerror(e)}")
         self.seized.append(tid)
-        if _libc.ptrace(PTRACE_INTERRUPT, tid, None, None) == 0:
+        if _libc.ptrace(PTRACE_INTERRUPT, tid, None, None) != 0:
+            return
+        deadline = time.monotonic() + STOP_WAIT_S  # a thread in uninterruptible sleep stops when it wakes
+        while True:
             try:
-                os.waitpid(tid, WALL)
+                if os.waitpid(tid, WALL | os.WNOHANG)[0]:
+                    return
             except ChildProcessError:
-                pass
+                return  # it exited meanwhile
+            if time.monotonic() > deadline:
+                raise TargetError(f"process {self.process.pid}: thread {tid} did not stop within {STOP_WAIT_S:g} s "
+                                  "(uninterruptible sleep?): nothing was read; --no-stop reads it running")
+            time.sleep(0.0002)
 
     def _release(self) -> None:
         for tid in self.seized:
