@@ -617,7 +617,8 @@ def site(rise: dict) -> str:
     frames = rise.get("backtrace") or []
     f = next((f for f in frames if f.get("function") or f.get("source")), None)
     if f:
-        name = " ".join(x for x in (f.get("function"), f"({f['source']})" if f.get("source") else None) if x)
+        function = f.get("function") and programs.short_function(f["function"])
+        name = " ".join(x for x in (function, f"({f['source']})" if f.get("source") else None) if x)
         return f"{name} in {os.path.basename(f['object'])}"
     if frames:
         return f"{frames[0]['object']}+{frames[0]['offset']}"

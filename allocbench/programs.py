@@ -154,6 +154,46 @@ def symbolize(frames: list[dict]) -> None:
                 f["source"] = line  # file:line, or the file alone where the line is unknown
             if not f.get("function") and function and function != "??":
                 f["function"] = function
+    demangle(frames)
+
+
+def demangle(frames: list[dict]) -> None:
+    """C++ names as a person reads them, by binutils' c++filt (one call for all): "function"
+    demangled in full, the symbol as it was in "function_mangled"."""
+    tool = shutil.which("c++filt")
+    mangled = [f for f in frames if (f.get("function") or "").startswith("_Z")]
+    if not tool or not mangled:
+        return
+    try:
+        out = subprocess.run([tool], input="\n".join(f["function"] for f in mangled), capture_output=True, text=True,
+                             timeout=30).stdout.splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    for f, name in zip(mangled, out):
+        f["function_mangled"], f["function"] = f["function"], name
+
+
+def short_function(name: str, width: int = 60) -> str:
+    """A function's name for a line of text: its argument list and template arguments left out
+    ("rocksdb::BuildTable(...)" for a 1,000-character signature), at most `width` characters."""
+    out, depth = [], 0
+    for ch in name:
+        if ch in "<(":
+            if depth == 0 and ch == "<":
+                out.append("<…>")
+            depth += 1
+        elif ch in ">)" and depth:
+            depth -= 1
+        elif depth == 0:
+            out.append(ch)
+    text = "".join(out).strip()
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def frame_text(frame: dict) -> str:
+    """A frame in a line: its function, shortened, and where: file:line, else object+offset."""
+    where = frame.get("source") or f"{os.path.basename(frame['object'])}+{frame['offset']}"
+    return f"{short_function(frame['function'])} ({where})" if frame.get("function") else where
 
 
 def mean_rss(timeline: dict) -> float | None:

@@ -274,3 +274,19 @@ def test_a_threshold_tunable_freezes_the_dynamic_threshold_as_mallopt_does(tmp_p
     tun = programs.run_program([exe], "glibc", setting, 0, explain=True)
     assert tun["syscalls"]["mmap"] - dyn["syscalls"]["mmap"] == 100
     assert tun["explain"]["rises"] == []  # the shim agrees: no rise under the tunable
+
+
+@pytest.mark.skipif(not shutil.which("c++filt"), reason="binutils' c++filt demangles")
+def test_call_sites_are_demangled_in_full_and_shortened_for_a_line():
+    frames = [{"function": "_ZN7rocksdb10BuildTableERKNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE",
+               "object": "/usr/lib/librocksdb.so.7", "offset": "0x10"}, {"function": "array_dealloc", "object": "x",
+                                                                         "offset": "0x20", "source": "a.c:3"}]
+    programs.demangle(frames)
+    assert frames[0]["function"].startswith("rocksdb::BuildTable(std::__cxx11::basic_string<char")
+    assert frames[0]["function_mangled"].startswith("_ZN7rocksdb10BuildTable")
+    assert "function_mangled" not in frames[1]  # a C name stays as it is
+    assert programs.frame_text(frames[0]) == "rocksdb::BuildTable (librocksdb.so.7+0x10)"
+    assert programs.frame_text(frames[1]) == "array_dealloc (a.c:3)"
+    assert programs.short_function("std::vector<int, std::allocator<int> >::push_back(int const&)") == \
+        "std::vector<…>::push_back"
+    assert len(programs.short_function("f" * 500)) == 60

@@ -42,13 +42,9 @@ def add_arguments(p) -> None:
     p.add_argument("command", nargs="...", help="-- CMD ARGS...")
 
 
-def frame_text(frame: dict) -> str:
-    """object+offset (function), or file:line where it was resolved."""
-    where = frame.get("source") or f"{frame['object']}+{frame['offset']}"
-    return f"{frame['function']} ({where})" if frame.get("function") else where
-
 
 def summary(rec: dict) -> list[str]:
+    from ..programs import frame_text
     from ..units import human_bytes
 
     settings = ", ".join(f"{k}={v}" for k, v in rec["settings"].items()) or "defaults"
@@ -74,6 +70,7 @@ def summary(rec: dict) -> list[str]:
 
 def latency_lines(rec: dict, slowest: int = 5) -> list[str]:
     """--latency: each call kind's percentiles, and the slowest calls with where they were called from."""
+    from ..programs import frame_text
     from ..units import human_bytes, human_ns
 
     if rec.get("latency_error"):
