@@ -93,20 +93,19 @@ def _run(argv: list[str], timeout: float, **kwargs) -> subprocess.CompletedProce
         try:
             out, err = proc.communicate(timeout=timeout)
         except BaseException:  # TimeoutExpired, KeyboardInterrupt: nothing of it may outlive this call
-            kill_session(proc.pid)
             proc.kill()
             proc.communicate()
             raise
         finally:
-            if proc.returncode is not None:
-                kill_session(proc.pid)  # what it left running in its session ends with it
+            kill_session(proc.pid)  # the rest of its session: what it started, and what it left running
         return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def run_json(argv: list[str], env: dict | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> dict:
     """Run one of allocbench's own programs and parse the JSON object on its last
-    line of output.  Raises ChildFailed with the reason; Ctrl-C that reached the
-    child too becomes KeyboardInterrupt."""
+    line of output.  Raises ChildFailed with the reason; Ctrl-C (which reaches
+    allocbench alone: the child has a session of its own) kills it and goes on as
+    KeyboardInterrupt."""
     try:
         proc = _run(argv, timeout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                     env=child_env() if env is None else env)

@@ -164,11 +164,7 @@ def trimmable(p: Process, a: dict) -> tuple[int, int]:
     top_hi = top_lo + a["top_bytes"]
     if merged and merged[-1][1] == top_lo:  # consolidation gives the top its free neighbour
         top_lo = merged.pop()[0]
-    back = held = 0
-    for lo, hi in merged:
-        r = p.resident(lo + CHUNK_HEADER, hi)
-        back += r
-        held += r
+    back = held = sum(p.resident(lo + CHUNK_HEADER, hi) for lo, hi in merged)
     if a["top"]:
         held += p.resident(top_lo + CHUNK_HEADER, top_hi)
         if a["main"]:
@@ -244,8 +240,18 @@ def _snapshot(pid: int, stop: bool) -> dict:
         p.forget()
         snap = _agree(first, _figures(p, where, *_walk(p, where)))
         snap["stopped_ns"] = None
-    snap.update({"pid": pid, "comm": p.comm, "symbols": where["symbols"], "glibc": where["version"],
-                 "build_id": where["build_id"], "libc": where["libc"], "stopped": stop,
+    return _finish(snap, p, where, stop)
+
+
+def as_record(snap: dict, **extra) -> dict:
+    """A snapshot as a line of a results file (--out, --watch, make bench's results/inspect.jsonl)."""
+    return {"kind": "inspect", "allocator": "glibc", "status": "ok", **extra, **snap}
+
+
+def _finish(snap: dict, p: Process, where: dict, stopped: bool) -> dict:
+    """A snapshot's who and how (the process, the libc, the path to its layout), and its findings."""
+    snap.update({"pid": p.pid, "comm": p.comm, "symbols": where["symbols"], "glibc": where["version"],
+                 "build_id": where["build_id"], "libc": where["libc"], "stopped": stopped,
                  "tcache": "chunks in the thread caches count as in use, as mallinfo2 counts them",
                  "reads": p.reads})
     snap["findings"] = findings(snap)
@@ -297,14 +303,11 @@ def trim(pid: int, timeout_s: float = 10.0) -> dict:
         except TargetError as e:
             raise TrimFailed(f"malloc_trim(0) in process {pid}: {e}") from None
         after = rss_now(p)
-    snap.update({"pid": pid, "comm": p.comm, "symbols": where["symbols"], "glibc": where["version"],
-                 "build_id": where["build_id"], "libc": where["libc"], "stopped": True, "stopped_ns": held.ns,
-                 "tcache": "chunks in the thread caches count as in use, as mallinfo2 counts them", "reads": p.reads,
-                 "trim": {"returned_bytes": before - after, "rss_before_bytes": before, "rss_after_bytes": after,
-                          "pause_ns": pause_ns, "malloc_trim_returned": int(answer & 0xFFFFFFFF),
-                          "predicted_bytes": snap["totals"]["trimmable_bytes"], "thread": tid}})
-    snap["findings"] = findings(snap)
-    return snap
+    snap["stopped_ns"] = held.ns
+    snap["trim"] = {"returned_bytes": before - after, "rss_before_bytes": before, "rss_after_bytes": after,
+                    "pause_ns": pause_ns, "malloc_trim_returned": int(answer & 0xFFFFFFFF),
+                    "predicted_bytes": snap["totals"]["trimmable_bytes"], "thread": tid}
+    return _finish(snap, p, where, True)
 
 
 def _check(p: Process, where: dict, mp: dict, arenas: list[dict]) -> None:

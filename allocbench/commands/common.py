@@ -96,41 +96,40 @@ def settings_given(args) -> dict:
     return {k: getattr(args, k) for k in ALL_SETTINGS if getattr(args, k, None) is not None}
 
 
-def out_path(text: str) -> str:
-    """--out FILE: checked before any work, so a long measurement is never lost
-    to a folder that cannot be written (it is created when missing)."""
+def _writable(text: str, where: str) -> None:
+    """ArgumentTypeError unless something can be made where `where` (a folder, perhaps not there
+    yet) would be: the nearest existing ancestor gets a folder made and removed (access() says
+    yes to root even in /proc)."""
     import os
     import tempfile
 
-    if os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"{text} is a folder")
-    folder = os.path.dirname(os.path.abspath(text))
-    while not os.path.exists(folder):  # the nearest existing ancestor is where the folder would be made
-        folder = os.path.dirname(folder)
-    try:  # a file made and removed: access() says yes to root even in /proc
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".allocbench-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise argparse.ArgumentTypeError(f"cannot write {text}: {folder}: {e.strerror}") from None
-    return text
-
-
-def out_dir(text: str) -> str:
-    """--out FOLDER: tried before any work, as out_path tries a file (a folder made
-    and removed where the folder would go; it is created when missing)."""
-    import os
-    import tempfile
-
-    if os.path.exists(text) and not os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"{text} is not a folder")
-    folder = os.path.abspath(text)
+    folder = os.path.abspath(where)
     while not os.path.exists(folder):
         folder = os.path.dirname(folder)
     try:
         os.rmdir(tempfile.mkdtemp(dir=folder, prefix=".allocbench-"))
     except OSError as e:
         raise argparse.ArgumentTypeError(f"cannot write {text}: {folder}: {e.strerror}") from None
+
+
+def out_path(text: str) -> str:
+    """--out FILE: checked before any work, so a long measurement is never lost
+    to a folder that cannot be written (it is created when missing)."""
+    import os
+
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a folder")
+    _writable(text, os.path.dirname(os.path.abspath(text)))
+    return text
+
+
+def out_dir(text: str) -> str:
+    """--out FOLDER: tried before any work, as out_path tries a file (it is created when missing)."""
+    import os
+
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is not a folder")
+    _writable(text, text)
     return text
 
 

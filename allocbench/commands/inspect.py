@@ -143,7 +143,7 @@ def _comm(pid: str) -> str | None:
 
 
 def run_trim(args, fmt: str) -> int:
-    from ..glibc_heap import TrimFailed, trim
+    from ..glibc_heap import TrimFailed, as_record, trim
     from ..remote import TargetError
     from ..results import append_record
     from ..units import human_bytes as hb
@@ -156,7 +156,7 @@ def run_trim(args, fmt: str) -> int:
     except TargetError as e:  # refused, or a bad target: nothing was changed
         raise UsageError(str(e)) from None
     if args.out:
-        append_record(args.out, {"kind": "inspect", "allocator": "glibc", "status": "ok", **snap})
+        append_record(args.out, as_record(snap))
     t = snap["trim"]
     if fmt == "json":
         print(json.dumps(snap))
@@ -169,7 +169,7 @@ def run_trim(args, fmt: str) -> int:
 
 
 def run(args) -> int:
-    from ..glibc_heap import snapshot
+    from ..glibc_heap import as_record, snapshot
     from ..remote import TargetError
     from ..results import append_record
 
@@ -223,7 +223,7 @@ def run(args) -> int:
         snap["t"] = time.time()
         count += 1
         if args.out:
-            append_record(args.out, {"kind": "inspect", "allocator": "glibc", "status": "ok", **snap})
+            append_record(args.out, as_record(snap))
         if not args.watch:
             break
         if args.count and count >= args.count:
