@@ -465,27 +465,35 @@ cdef class Counter:
 # ---- another process's free lists (allocbench inspect) ----
 
 def walk_arenas(int pid, arenas, uint32_t fastbins_off, uint32_t bins_off, int nfast, int nbins,
-                uint64_t max_chunks):
+                uint64_t max_chunks, const unsigned char[::1] prior=None):
     """Every free chunk of glibc's arenas (their addresses) in process `pid`
-    (csrc/lib/remote_heap.c, every list in lockstep): (list of (arena index, bin,
-    chunk address, size word), reads made).  bin < nfast is a fastbin, nfast + i
-    regular bin i.  ValueError names a read that failed or a list that loops."""
+    (csrc/lib/remote_heap.c, every list in lockstep): (the walk as bytes, reads
+    made).  The bytes are ab_free_chunk records (address, size word, bin, arena
+    index), unpacked after the stop; bin < nfast is a fastbin, nfast + i regular
+    bin i.  `prior`, the bytes of an earlier walk of
+    the same arenas, is checked rather than walked again (same result, fewer
+    round trips).  ValueError names a read that failed or a list that loops."""
     cdef ab_free_chunk *out = NULL
-    cdef uint64_t n = 0, reads = 0, i
+    cdef const ab_free_chunk *before = NULL
+    cdef uint64_t n = 0, reads = 0, nprior = 0
     cdef char err[512]
     cdef int rc, k, narenas = len(arenas)
+    if prior is not None and prior.shape[0]:
+        if prior.shape[0] % sizeof(ab_free_chunk):
+            raise ValueError("prior is not a whole number of chunks")
+        before, nprior = <const ab_free_chunk *>&prior[0], prior.shape[0] // sizeof(ab_free_chunk)
     cdef uint64_t *where = <uint64_t *>malloc(sizeof(uint64_t) * max(narenas, 1))
     if where == NULL:
         raise MemoryError()
     for k in range(narenas):
         where[k] = arenas[k]
     with nogil:
-        rc = ab_walk_arenas(pid, where, narenas, fastbins_off, bins_off, nfast, nbins, max_chunks, &out, &n, &reads,
-                            err, sizeof(err))
+        rc = ab_walk_arenas(pid, where, narenas, fastbins_off, bins_off, nfast, nbins, before, nprior, max_chunks,
+                            &out, &n, &reads, err, sizeof(err))
     free(where)
     if rc:
         raise ValueError(err.decode(errors="replace"))
     try:
-        return [(out[i].arena, out[i].bin, out[i].addr, out[i].size_word) for i in range(n)], reads
+        return (<char *>out)[:n * sizeof(ab_free_chunk)] if n else b"", reads
     finally:
         free(out)

@@ -23,6 +23,7 @@ NONCONTIGUOUS = 2  # malloc_state.flags: the main arena grew by mmap once brk co
 MAX_ARENAS = 4096
 MALLINFO2_FIELDS = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
                     "keepcost")
+CHUNK_RECORD = struct.Struct("<QQII")  # csrc/lib/remote_heap.h ab_free_chunk: addr, size_word, bin, arena
 INT_FIELDS = {"mutex", "flags", "have_fastchunks", "hp_flags", "n_mmaps", "n_mmaps_max", "max_n_mmaps",
               "no_dyn_threshold"}
 
@@ -81,9 +82,10 @@ class Walker:
             h = info["prev"]
         return out
 
-    def arenas(self) -> list[dict]:
+    def arenas(self, prior: tuple[list[int], bytes] | None = None) -> list[dict]:
         """Every arena of the ring with its free chunks: the lists of all of them walked in C, in
-        lockstep (csrc/lib/remote_heap.c), while the process is stopped."""
+        lockstep (csrc/lib/remote_heap.c), while the process is stopped.  `prior` (a walk of the
+        same arenas made while it ran: self.walked) is checked rather than walked again."""
         from ._native import walk_arenas
 
         addresses = self.arena_addresses()
@@ -96,14 +98,19 @@ class Walker:
                         "heaps": [] if index == 0 else self.heaps(st["top"], address)})
         cap = sum(a["st"]["system_mem"] for a in raw) // MINSIZE + 2 * len(raw)
         try:
-            chunks, reads = walk_arenas(self.p.pid, addresses, self.ms["fastbinsY"], self.ms["bins"], NFASTBINS,
-                                        NBINS, cap)
+            walked, reads = walk_arenas(self.p.pid, addresses, self.ms["fastbinsY"], self.ms["bins"], NFASTBINS,
+                                        NBINS, cap, prior[1] if prior and prior[0] == addresses else None)
         except ValueError as e:
             raise HeapError(str(e)) from None
         self.p.reads += reads
-        for a, b, c, w in chunks:
-            raw[a]["chunks"].append((b, c, w))
+        self.walked = (addresses, walked)
         return raw
+
+
+def add_chunks(raw: list[dict], walked: bytes) -> None:
+    """The walk's free chunks (ab_free_chunk records) put in their arenas: done after the stop."""
+    for address, size_word, b, a in CHUNK_RECORD.iter_unpack(walked):
+        raw[a]["chunks"].append((b, address, size_word))
 
 
 def classify(raw: dict) -> dict:
@@ -164,7 +171,7 @@ def trimmable(p: Process, a: dict) -> tuple[int, int]:
     top_hi = top_lo + a["top_bytes"]
     if merged and merged[-1][1] == top_lo:  # consolidation gives the top its free neighbour
         top_lo = merged.pop()[0]
-    back = held = sum(p.resident(lo + CHUNK_HEADER, hi) for lo, hi in merged)
+    back = held = p.resident_spans((lo + CHUNK_HEADER, hi) for lo, hi in merged)
     if a["top"]:
         held += p.resident(top_lo + CHUNK_HEADER, top_hi)
         if a["main"]:
@@ -231,8 +238,9 @@ def _snapshot(pid: int, stop: bool) -> dict:
     p = Process(pid)
     where = glibc_layout.locate(p)
     if stop:  # the stop covers glibc's structures only; the pages' residency and smaps are read after it
+        prior = _walk_running(p, where)
         with Stopped(p) as held:
-            walked = _walk(p, where)
+            walked = _walk(p, where, prior)
         snap = _figures(p, where, *walked)
         snap["stopped_ns"] = held.ns
     else:
@@ -286,8 +294,9 @@ def trim(pid: int, timeout_s: float = 10.0) -> dict:
         raise TrimRefused("--trim needs to know where malloc's code is, to call it only from outside it: that "
                           "comes from the debug file (apt-get install libc6-dbg); the scan path cannot tell")
     lo, hi = where["malloc_text"]
+    prior = _walk_running(p, where)
     with Stopped(p) as held:
-        mp, raw = _walk(p, where)
+        mp, raw, walked = _walk(p, where, prior)
         for a in raw:
             if struct.unpack("<i", p.read(a["address"] + where["layouts"]["malloc_state"]["mutex"], 4))[0]:
                 raise TrimRefused(f"arena {a['index']} ({a['address']:#x}) is locked: a thread is inside malloc")
@@ -295,7 +304,7 @@ def trim(pid: int, timeout_s: float = 10.0) -> dict:
             rip = get_regs(tid).rip
             if lo <= rip < hi:
                 raise TrimRefused(f"thread {tid} stands inside malloc's code ({rip:#x}): try again")
-        snap = _figures(p, where, mp, raw)  # the prediction, before anything changes
+        snap = _figures(p, where, mp, raw, walked)  # the prediction, before anything changes
         tid = pid if pid in held.seized else held.seized[0]
         before = rss_now(p)
         try:
@@ -329,13 +338,31 @@ def _check(p: Process, where: dict, mp: dict, arenas: list[dict]) -> None:
             raise HeapError(f"arena {a['address']:#x} lies in no read-write mapping")
 
 
-def _walk(p: Process, where: dict) -> tuple[dict, list[dict]]:
-    """mp_ and every arena with its free chunks: what must be read while nothing changes."""
+def _walk(p: Process, where: dict, prior=None) -> tuple[dict, list[dict], bytes]:
+    """mp_, every arena and their free chunks: what must be read while nothing changes."""
     w = Walker(p, where)
-    return w.mp(), w.arenas()
+    mp, raw = w.mp(), w.arenas(prior)
+    return mp, raw, w.walked[1]
 
 
-def _figures(p: Process, where: dict, mp: dict, raw: list[dict]) -> dict:
+def _walk_running(p: Process, where: dict):
+    """The free lists walked once before the stop, so that the stopped walk only checks them (the
+    pages read again in parallel batches, not one round trip per step of the longest list).  A
+    heap that moves under this walk just leaves less to check: None if it could not be read."""
+    w = Walker(p, where)
+    try:
+        w.arenas()
+    except TargetGone:
+        raise
+    except TargetError:
+        return None
+    finally:
+        p.forget()  # what the stopped walk reads must be read again, not come from this walk's page cache
+    return w.walked
+
+
+def _figures(p: Process, where: dict, mp: dict, raw: list[dict], walked: bytes) -> dict:
+    add_chunks(raw, walked)
     arenas = [classify(a) for a in raw]
     _check(p, where, mp, arenas)
     info = mallinfo2(arenas, mp)

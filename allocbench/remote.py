@@ -64,7 +64,7 @@ def ptrace_hint() -> str:
         with open("/proc/sys/kernel/yama/ptrace_scope") as f:
             scope = f.read().strip()
     except OSError:
-        scope = "?"
+        scope = "not set (no Yama on this kernel)"
     return (f"kernel.yama.ptrace_scope is {scope}; reading another user's process needs CAP_SYS_PTRACE "
             "(run as root, or sudo setcap cap_sys_ptrace+ep on the interpreter)")
 
@@ -197,16 +197,23 @@ class Process:
         """Bytes of whole pages in [lo, hi) that are resident (pagemap's present bit), the
         shared zero page apart (a page only ever read holds no memory of its own: reading
         the target's memory maps it into pages the program never wrote)."""
-        first, last = -(-lo // PAGE), hi // PAGE
+        return self.resident_spans([(lo, hi)])
+
+    def resident_spans(self, spans) -> int:
+        """resident() summed over spans [lo, hi), with one pagemap read per window they touch."""
         zero, count = zero_page_pfn(), 0
         per = PAGEMAP_WINDOW // 8
-        for page in range(first, last):
-            window = page - page % per
-            entries = self._pagemap.get(window)
-            if entries is None:
-                entries = self._pagemap[window] = self._read_pagemap(window, per)
-            e = int.from_bytes(entries[(page - window) * 8:(page - window) * 8 + 8], "little")
-            count += bool(e >> 63 and (zero is None or e & PFN_MASK != zero))
+        for lo, hi in spans:
+            page, last = -(-lo // PAGE), hi // PAGE
+            while page < last:
+                window = page - page % per
+                entries = self._pagemap.get(window)
+                if entries is None:
+                    entries = self._pagemap[window] = memoryview(self._read_pagemap(window, per)).cast("Q")
+                stop = min(last, window + per)
+                for e in entries[page - window:stop - window]:
+                    count += e >> 63 and (zero is None or e & PFN_MASK != zero)
+                page = stop
         return count * PAGE
 
     def _read_pagemap(self, first: int, pages: int) -> bytes:

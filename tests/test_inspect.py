@@ -9,6 +9,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 
 import pytest
 from conftest import ENV, cli, one_line_error
@@ -22,13 +24,18 @@ BIG = 3_000_000  # freed first: glibc raises the threshold to its mmapped chunk
 
 KNOWN_HEAP = r"""
 /* holes in the main arena, a risen threshold, three thread arenas mostly freed, a live mmapped block; each
- * line on stdin: "i" prints mallinfo2() and malloc_info(), "t" its RSS around malloc_trim(0), then waits */
+ * line on stdin: "i" prints mallinfo2() and malloc_info(), "t" its RSS around malloc_trim(0), "l" leaves a thread
+ * holding the main arena's lock (malloc_stats writing to a full pipe), "u" lets it go; then waits */
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 static pthread_barrier_t b;
+static void *stats(void *a) { malloc_stats(); return a; }  /* holds each arena's lock while it writes to stderr */
 static char rollup[4096];
 static long rss_kb(void) {  /* smaps_rollup walks the page tables */
     FILE *f = fopen("/proc/self/smaps_rollup", "r");
@@ -61,8 +68,27 @@ int main(void) {
     long before = rss_kb(); (void)before;  /* the stdio buffers and rss_kb's FILE exist before any reading */
     printf("ready\n"); fflush(stdout);  /* the heap is as it will stay */
     char line[64];
+    int full = -1;
+    pthread_t locker;
     while (fgets(line, sizeof line, stdin)) {
-        if (line[0] == 't') {
+        if (line[0] == 'l') {
+            int fds[2];
+            if (pipe(fds)) return 1;
+            fcntl(fds[1], F_SETFL, O_NONBLOCK);
+            char page[4096] = {0};
+            while (write(fds[1], page, sizeof page) > 0) {}
+            while (write(fds[1], page, 1) > 0) {}  /* to the last byte: any write now blocks */
+            fcntl(fds[1], F_SETFL, 0);
+            dup2(fds[1], 2);
+            full = fds[0];
+            signal(SIGPIPE, SIG_IGN);
+            pthread_create(&locker, 0, stats, 0);
+            printf("done\n");
+        } else if (line[0] == 'u') {
+            close(full);  /* its write fails (EPIPE), malloc_stats goes on and lets the lock go */
+            pthread_join(locker, 0);
+            printf("done\n");
+        } else if (line[0] == 't') {
             long before = rss_kb();
             malloc_trim(0);
             printf("trim %ld\ndone\n", (before - rss_kb()) * 1024);
@@ -216,6 +242,34 @@ def test_trim_inside_the_process_returns_what_its_own_trim_would(exe, target):
         twin.close()
 
 
+def test_trim_is_refused_while_a_thread_holds_an_arena_lock(target):
+    if not has_debug_file(target.pid):
+        pytest.skip("--trim needs the debug file (make test installs libc6-dbg)")
+    target.ask("l")
+    tasks = f"/proc/{target.pid}/task"
+    blocked = lambda: any(open(f"{tasks}/{t}/syscall").read().startswith("1 0x2 ") for t in os.listdir(tasks))
+    deadline = time.monotonic() + 60
+    while not blocked():  # the thread stays there, the main arena's lock held, until "u"
+        assert time.monotonic() < deadline, "malloc_stats never blocked on its full pipe"
+        time.sleep(0.01)
+    before = glibc_heap.snapshot(target.pid)  # reading takes no lock: it works while one is held
+    assert one_line_error(cli("inspect", target.pid, "--trim", timeout=120), "locked")
+    assert glibc_heap.snapshot(target.pid)["mallinfo2"] == before["mallinfo2"]  # nothing changed
+    target.ask("u")
+    assert target.ask("c") == ["ok\n"]
+
+
+def test_a_glibc_that_neither_path_recognises_is_named_by_its_build_id(target, monkeypatch):
+    from allocbench.remote import Process
+
+    monkeypatch.setattr(glibc_layout, "debug_file", lambda process, bid: None)  # no libc6-dbg
+    monkeypatch.setattr(glibc_layout, "VERSION_LAYOUTS", {})  # a glibc newer than the scan's table
+    _, path = glibc_layout.find_libc(Process(target.pid))
+    with pytest.raises(glibc_layout.LayoutError) as e:
+        glibc_layout.locate(Process(target.pid))
+    assert glibc_layout.build_id(path) in str(e.value) and "libc6-dbg" in str(e.value)
+
+
 def test_trim_is_refused_without_knowing_where_mallocs_code_is(target, monkeypatch):
     own, heaps = target.own_word()
     proc = cli("inspect", target.pid, "--trim", env={**ENV, "ALLOCBENCH_SYMBOLS": "scan"}, timeout=120)
@@ -263,6 +317,20 @@ def test_bad_targets_are_one_line_and_exit_2(tmp_path, exe):
         assert t.proc.stdout.readline().strip() == "start"
         assert one_line_error(cli("inspect", t.proc.pid), "jemalloc")
         t.close()
+    nobody = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "600"]) \
+        if shutil.which("setpriv") and os.geteuid() == 0 else None
+    if nobody:  # another user's process, read by root without CAP_SYS_PTRACE
+        try:
+            while open(f"/proc/{nobody.pid}/status").read().find("Uid:\t65534") < 0:
+                time.sleep(0.01)  # setpriv has not yet changed user (or exec'd sleep)
+            denied = subprocess.run(["setpriv", "--bounding-set", "-sys_ptrace", "--inh-caps", "-sys_ptrace",
+                                     sys.executable, "-m", "allocbench", "inspect", str(nobody.pid)],
+                                    capture_output=True, text=True, env=ENV, timeout=120)
+            assert one_line_error(denied, "permission denied") and "CAP_SYS_PTRACE" in denied.stderr
+            assert "ptrace_scope" in denied.stderr
+        finally:
+            nobody.kill()
+            nobody.wait()
     static = tmp_path / "static"
     built = subprocess.run(["gcc", "-static", "-o", str(static), "-x", "c", "-"], input=(
         "#include <stdio.h>\nint main(void){ getchar(); return 0; }\n"), text=True, capture_output=True)

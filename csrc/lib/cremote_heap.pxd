@@ -8,5 +8,6 @@ cdef extern from "remote_heap.h" nogil:
         uint32_t bin
         uint32_t arena
     int ab_walk_arenas(int pid, const uint64_t *arenas, int narenas, uint32_t fastbins_off, uint32_t bins_off,
-                       int nfast, int nbins, uint64_t max_chunks, ab_free_chunk **out, uint64_t *count,
+                       int nfast, int nbins, const ab_free_chunk *prior, uint64_t nprior, uint64_t max_chunks,
+                       ab_free_chunk **out, uint64_t *count,
                        uint64_t *reads, char *err, size_t errcap)
