@@ -198,6 +198,32 @@ def test_mallinfo2_and_the_arenas_are_the_processs_own(target, symbols, monkeypa
     assert target.own_word() == (own, heaps)  # it answers, and nothing was changed
 
 
+def test_a_prior_walk_never_changes_the_answer(target):
+    """The stopped walk checks the walk made while the process ran: whatever that prior walk holds
+    (the heap as it was before it changed, chunks in another order, addresses that are not chunks),
+    the lists come out as a walk without it reads them."""
+    from allocbench._native import walk_arenas
+
+    from allocbench.remote import Process
+
+    p = Process(target.pid)
+    w = glibc_heap.Walker(p, glibc_layout.locate(p))
+    ms, arenas = w.ms, w.arena_addresses()
+    walk = lambda prior=None: walk_arenas(target.pid, arenas, ms["fastbinsY"], ms["bins"], glibc_heap.NFASTBINS,
+                                          glibc_heap.NBINS, 1 << 24, prior)[0]
+    before = walk()
+    assert target.ask("c") == ["ok\n"]  # its free lists change
+    now = walk()
+    assert sorted(glibc_heap.CHUNK_RECORD.iter_unpack(now)) != sorted(glibc_heap.CHUNK_RECORD.iter_unpack(before))
+    records = list(glibc_heap.CHUNK_RECORD.iter_unpack(before))
+    pack = lambda rs: b"".join(glibc_heap.CHUNK_RECORD.pack(*r) for r in rs)
+    bogus = [(a + 16, s, b, ar) for a, s, b, ar in records[::2]] + [(0x1000, 0, 12, 0), (1 << 47, 0, 3, 0),
+                                                                    (0x1000, 0, 5, 99), (0x1000, 0, 10_000, 0)]
+    for prior in (before, now, pack(reversed(records)), pack(bogus)):
+        assert sorted(glibc_heap.CHUNK_RECORD.iter_unpack(walk(prior))) == \
+            sorted(glibc_heap.CHUNK_RECORD.iter_unpack(now))
+
+
 def test_the_two_paths_agree_and_no_stop_reads_the_same(target, monkeypatch):
     got = {}
     for symbols in ("debuginfo", "scan"):
