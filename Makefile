@@ -6,14 +6,6 @@ DEPS := $(VENV)/.deps-installed
 # csrc/: lib/ (libraries and headers), programs/ (one main each), preload/ (shims), tests/ (C tests)
 LIB := csrc/lib
 HEADERS := $(wildcard $(LIB)/*.h)
-CELL := allocbench/allocbench-cell
-PROBE := allocbench/allocbench-probe
-CALIBRATE := allocbench/allocbench-calibrate
-MMAP_PROBE := allocbench/allocbench-mmap-probe
-LAUNCH := allocbench/allocbench-launch
-RECORD := allocbench/librecord.so
-EXPLAIN := allocbench/libexplain.so
-LATENCY := allocbench/liblatency.so
 TOYLIB := allocbench/libtoyalloc.so
 TOY_TESTS := csrc/build/toy_stress csrc/build/toy_contract
 # plain malloc API: run against glibc and against any preloaded allocator
@@ -40,40 +32,10 @@ $(DEPS): pyproject.toml
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
 	touch $@
 
-build: $(DEPS) $(CELL) $(PROBE) $(MMAP_PROBE) $(LAUNCH) $(EXPLAIN) $(LATENCY) $(RECORD) $(CALIBRATE) $(TOYLIB) $(TOY_TESTS) $(MALLOC_TESTS) $(OVERHEAD) ## build the extension, the C programs, the preload shims, C tests
+# the extension, the C programs, the preload shims and the toy library have one recipe, setup.py's
+# (pip install and a wheel build them the same way); the C tests below are built only here
+build: $(DEPS) $(TOY_TESTS) $(MALLOC_TESTS) $(OVERHEAD) ## build the extension, the C programs, the preload shims, C tests
 	$(PY) setup.py -q build_ext --inplace
-
-# -fno-builtin-malloc: GCC must not pair up and delete the workload's malloc/free
-$(CELL): csrc/programs/cell.c $(LIB)/counters.c $(LIB)/workloads.c $(LIB)/replay.c $(LIB)/toyalloc.c \
-	    $(LIB)/calltime.c $(LIB)/latency.c $(HEADERS)
-	$(CC) $(CFLAGS) -fno-builtin-malloc -I$(LIB) -o $@ $(filter %.c,$^) -lpthread
-
-$(PROBE): csrc/programs/probe.c $(LIB)/counters.c $(HEADERS)
-	$(CC) $(CFLAGS) -fno-builtin-malloc -I$(LIB) -o $@ $(filter %.c,$^) -lpthread
-
-$(MMAP_PROBE): csrc/programs/mmap_probe.c $(LIB)/counters.c $(HEADERS)
-	$(CC) $(CFLAGS) -I$(LIB) -o $@ $(filter %.c,$^) -lpthread
-
-$(LAUNCH): csrc/programs/launcher.c $(LIB)/counters.c $(HEADERS)
-	$(CC) $(CFLAGS) -I$(LIB) -o $@ $(filter %.c,$^) -lpthread
-
-$(CALIBRATE): csrc/programs/calibrate.c $(HEADERS)
-	$(CC) $(CFLAGS) -fno-builtin-malloc -I$(LIB) -o $@ $(filter %.c,$^)
-
-# the shims live inside someone else's process (hooks.h: the one list of hooked functions)
-$(EXPLAIN): csrc/preload/explain.c csrc/preload/shimlog.h $(HEADERS)
-	$(CC) $(CFLAGS) -fPIC -shared -I$(LIB) -o $@ $(filter %.c,$^) -ldl
-
-$(LATENCY): csrc/preload/latency_shim.c $(LIB)/latency.c csrc/preload/shimlog.h $(HEADERS)
-	$(CC) $(CFLAGS) -fPIC -shared -I$(LIB) -o $@ $(filter %.c,$^) -ldl -lpthread
-
-$(RECORD): csrc/preload/recorder.c $(LIB)/counters.c $(HEADERS)
-	$(CC) $(CFLAGS) -Wno-format-truncation -fPIC -shared -I$(LIB) -o $@ $(filter %.c,$^) -ldl -lpthread
-
-# TOY_PRELOAD: initial-exec TLS for the thread caches (the library is preloaded, never dlopened);
-# -fno-semantic-interposition: malloc() calls toy_malloc() directly, not through the PLT
-$(TOYLIB): csrc/preload/toy_preload.c $(LIB)/toyalloc.c $(HEADERS)
-	$(CC) $(CFLAGS) -DTOY_PRELOAD -fPIC -fno-semantic-interposition -shared -I$(LIB) -o $@ $(filter %.c,$^) -lpthread
 
 csrc/build/%: csrc/tests/%.c $(LIB)/toyalloc.c $(LIB)/toyalloc.h
 	@mkdir -p csrc/build
@@ -181,4 +143,4 @@ bench-quick: system build ## a small sweep (about a minute): results/quick.jsonl
 	@echo "results: $(QUICK_RESULTS)"; echo "report:  results/quick/REPORT.md (figures beside it)"
 
 clean: ## remove build products (keeps .venv and results/)
-	rm -rf build csrc/build *.egg-info allocbench/*.c allocbench/*.so allocbench/*.html $(CELL) $(PROBE) $(MMAP_PROBE) $(LAUNCH) $(CALIBRATE)
+	rm -rf build csrc/build *.egg-info allocbench/*.c allocbench/*.so allocbench/*.html allocbench/allocbench-*

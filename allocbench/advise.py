@@ -232,6 +232,12 @@ class RunStore:
     def __init__(self, command: list[str], budget: Budget, out_dir: str | None, env_info: dict):
         self.command, self.budget, self.out_dir, self.env_info = command, budget, out_dir, env_info
         self.hz = 100
+        other = next((r["command"] for r in self._load("runs.jsonl", lambda r: "advise_stage" in r,
+                                                       self._run_key_of).values() if r.get("command") != command),
+                     None)
+        if other:  # its trace and replays are that program's: resuming them would answer for the wrong one
+            raise ValueError(f"--out {out_dir} holds the advice runs of another command ({' '.join(other)[:80]}): "
+                             "give a new folder (rerunning that command there resumes it)")
         self.runs = self._load("runs.jsonl", lambda r: r.get("command") == command and "advise_stage" in r,
                                self._run_key_of)
         self.replays = self._load("replays.jsonl", lambda r: True, cell_key)

@@ -129,7 +129,7 @@ class Backend:
     def unavailable_reason(self) -> str | None:
         if self.library and not self.library_path():
             where = "" if os.path.isabs(self.library) else f" in {', '.join([HERE] if self.built else LIB_DIRS)}"
-            fix = ("`make build` builds it" if self.built else
+            fix = ("`make build` in a clone builds it, as pip install does" if self.built else
                    f"Debian package {self.debian}; `make system` installs it as root" if self.debian else
                    "install it")
             return f"{self.library} not found{where} ({fix})"

@@ -31,12 +31,15 @@ class ChildFailed(RuntimeError):
     """A child that crashed, hung, exited non-zero or printed no JSON; the message says which, in one line."""
 
 
+REBUILD = "run `make build` in a clone, or reinstall the package (pip install builds it)"
+
+
 def program(name: str, override: str | None = None) -> str:
-    """One of allocbench's C programs, built beside this package by `make build`;
+    """One of allocbench's C programs, built beside this package (helpers.HELPERS);
     the environment variable `override` may point elsewhere (e.g. a debug build)."""
     path = (override and os.environ.get(override)) or os.path.join(HERE, name)
     if not os.access(path, os.X_OK):
-        raise FileNotFoundError(f"{path} is missing or not executable: run `make build`")
+        raise FileNotFoundError(f"{path} is missing or not executable: {REBUILD}")
     return path
 
 
@@ -44,8 +47,21 @@ def library(name: str) -> str:
     """A preload library built beside this package (librecord.so, libexplain.so, ...)."""
     path = os.path.join(HERE, name)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} is missing: run `make build`")
+        raise FileNotFoundError(f"{path} is missing: {REBUILD}")
     return path
+
+
+def helpers() -> dict[str, str]:
+    """Every native helper of helpers.HELPERS: its path, or why it cannot be used."""
+    from .helpers import HELPERS
+
+    out = {}
+    for name in HELPERS:
+        try:
+            out[name] = library(name) if name.endswith(".so") else program(name)
+        except FileNotFoundError as e:
+            out[name] = f"missing: {e}"
+    return out
 
 
 def child_env(preload: str | None = None, extra: dict | None = None) -> dict:

@@ -167,3 +167,12 @@ def test_a_program_that_fails_is_a_failed_baseline_and_its_run_is_kept(tmp_path)
     assert proc.returncode == 1 and "failed baseline" in proc.stderr and "exit status 3" in proc.stderr
     rec = json.loads((out / "runs.jsonl").read_text())
     assert rec["status"] == "failed" and rec["advise_stage"] == "baseline"
+
+
+def test_a_folder_of_another_commands_runs_is_refused_before_any_run(tmp_path):
+    out = tmp_path / "adv"
+    cli("advise", "--out", out, "--", "sh", "-c", "exit 3")  # a failed baseline: its run is kept in out
+    kept = (out / "runs.jsonl").read_text()
+    proc = cli("advise", "--out", out, "--", "sh", "-c", "exit 4")
+    assert one_line_error(proc, "another command (sh -c exit 3)"), proc.stderr
+    assert (out / "runs.jsonl").read_text() == kept  # nothing ran

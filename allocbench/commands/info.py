@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 NAME, HELP = "info", "machine, glibc, counter methods and allocbench's tables (allocators, toy policies)"
 
@@ -21,7 +22,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from .. import __version__, counters, machine, toy
+    from .. import __version__, children, counters, machine, toy
 
     if args.field:
         print(" ".join(fields()[args.field]))
@@ -35,11 +36,13 @@ def run(args) -> int:
     info["counter_method_default"] = counters.chosen_method()[0]  # what the cells will use
     info["fault_counter"] = "getrusage(RUSAGE_SELF) deltas"
     info["toy_library"] = toy.library_path()
+    info["package"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    info["helpers"] = children.helpers()
     info.update(fields())
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    width = max(map(len, info))
+    width = max([*map(len, info), *(len(k) + 2 for v in info.values() if isinstance(v, dict) for k in v)])
     for key, value in info.items():
         if isinstance(value, dict):
             print(f"{key:<{width}}")
