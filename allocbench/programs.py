@@ -14,7 +14,10 @@ The program's input and output are the user's: stdin from --input (else
 Record fields use the cell record's names where they mean the same thing
 (allocator, settings, syscalls, minor_faults, major_faults, peak_rss_bytes,
 status, error, env, counter_method); besides them: kind ("program"), command,
-program, repeat, wall_ns, user_ns, sys_ns, cpu_ns (user + sys), exit_status,
+program, repeat, wall_ns (the program: from releasing it to exec to its exit,
+as a plain fork/exec/wait4 timer sees it), launcher_ns (the launcher's whole
+life, its setup and wrap-up around that span: what the tool costs, kept apart
+from the program's time), user_ns, sys_ns, cpu_ns (user + sys), exit_status,
 signal, final_rss_bytes, mean_rss_bytes (the RSS-seconds integral over the
 wall time, from the samples), timeline (t_ns, rss_bytes, anon_bytes, anon_huge_bytes of the
 launched process; anon_huge_bytes only where smaps_rollup was read, at most
@@ -35,6 +38,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 from . import machine
 from ._native import LAUNCH_MAX_HZ
@@ -102,10 +106,13 @@ def launch(command: list[str], env: dict, hz: int, timeout: float, stdin: str | 
     argv = [program("allocbench-launch"), f"hz={hz}", f"out={out}", f"timeout={max(1, int(timeout))}"]
     argv += [f"env={k}={v}" for k, v in env.items()] + ["--", *command]
     try:
+        start = time.monotonic_ns()
         status = run_user(argv, child_env(), timeout + 30, stdin=stdin, output=output, cwd=cwd)
+        launcher_ns = time.monotonic_ns() - start
         with open(out) as f:
             text = f.read()
         raw = json.loads(text) if text.strip() else {}
+        raw["launcher_ns"] = launcher_ns
         if status != 0 or "error" in raw:
             raise ChildFailed(f"launcher exit {status}: {raw.get('error') or 'no result'}")
         return raw
@@ -252,7 +259,8 @@ def run_program(command: list[str], allocator: str, settings: dict, repeat: int,
     rec.update({
         "syscalls": raw["syscalls"], "minor_faults": raw["minor_faults"], "major_faults": raw["major_faults"],
         "peak_rss_bytes": raw["max_rss_bytes"], "final_rss_bytes": rss[-1] if rss else None,
-        "wall_ns": raw["wall_ns"], "user_ns": raw["user_ns"], "sys_ns": raw["sys_ns"],
+        "wall_ns": raw["wall_ns"], "launcher_ns": raw["launcher_ns"], "user_ns": raw["user_ns"],
+        "sys_ns": raw["sys_ns"],
         "cpu_ns": raw["user_ns"] + raw["sys_ns"], "mean_rss_bytes": mean_rss(raw["timeline"]),
         "exit_status": raw["exit_status"], "signal": raw["signal"], "timeline": raw["timeline"],
         "counter_method": raw["counter_method"], "counter_note": raw["counter_note"],
