@@ -24,7 +24,7 @@ LIB = "csrc/lib"
 HEADERS = sorted(glob.glob(f"{LIB}/*.h") + glob.glob("csrc/preload/*.h"))
 
 CSRC = [f"{LIB}/{name}.c" for name in ("counters", "workloads", "replay", "toyalloc", "calltime", "latency",
-                                        "remote_heap")]
+                                        "offcpu", "remote_heap")]
 
 # the helpers beside the package: the one table, shared with allocbench itself (read, not imported:
 # the package is not built yet)

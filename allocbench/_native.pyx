@@ -50,6 +50,7 @@ TRACE_HEAD_FIELDS = {ab_trace_head_fields[i].name.decode(): (ab_trace_head_field
 TRACE_FLAGS = {"overflow": AB_TRACE_FLAG_OVERFLOW, "cut_at_exit": AB_TRACE_FLAG_CUT_AT_EXIT}
 TRACE_EVENT_BYTES = sizeof(ab_event)
 LATENCY_KINDS = tuple(ab_latency_kind_names[i].decode() for i in range(AB_NLATENCY_KINDS))
+LATENCY_MARK_MIN_NS = AB_MARK_MIN_NS  # a call shorter than this was not switched out (calltime.h)
 GLIBC_DEFAULT_BOUNDARY = AB_GLIBC_DEFAULT_BOUNDARY
 CELL_DEFAULTS = {
     "ops": ab_cell_defaults.w.ops, "threads": ab_cell_defaults.w.threads,

@@ -51,18 +51,6 @@ def library(name: str) -> str:
     return path
 
 
-def helpers() -> dict[str, str]:
-    """Every native helper of helpers.HELPERS: its path, or why it cannot be used."""
-    from .helpers import HELPERS
-
-    out = {}
-    for name in HELPERS:
-        try:
-            out[name] = library(name) if name.endswith(".so") else program(name)
-        except FileNotFoundError as e:
-            out[name] = f"missing: {e}"
-    return out
-
 
 def child_env(preload: str | None = None, extra: dict | None = None) -> dict:
     """The environment of a child: this one, except that its malloc is the one

@@ -1,6 +1,6 @@
 """The native helpers installed beside this package, with how each is built: the one list,
 read by setup.py (which builds them, for make build, pip install and a wheel alike) and by
-children.py (which finds them) and `allocbench info` (which shows where they are).  No imports:
+children.py (which finds them) and `allocbench info` (commands/info.py: where they are).  No imports:
 setup.py reads this file before the package exists."""
 
 LIB = "csrc/lib"
@@ -10,7 +10,8 @@ LIB = "csrc/lib"
 SHIM = ["-fPIC", "-shared"]
 HELPERS = {
     "allocbench-cell": (["csrc/programs/cell.c", *(f"{LIB}/{n}.c" for n in ("counters", "workloads", "replay",
-                                                                                "toyalloc", "calltime", "latency"))],
+                                                                                "toyalloc", "calltime", "latency",
+                                                                                "offcpu"))],
                         ["-fno-builtin-malloc"], ["pthread"]),
     "allocbench-probe": (["csrc/programs/probe.c", f"{LIB}/counters.c"], ["-fno-builtin-malloc"], ["pthread"]),
     "allocbench-mmap-probe": (["csrc/programs/mmap_probe.c", f"{LIB}/counters.c"], [], ["pthread"]),

@@ -29,6 +29,12 @@ def cpu_model() -> str | None:
     return platform.machine() or None
 
 
+def hardware_counters() -> bool:
+    """Whether the CPU's performance counters are exposed (a `cpu` perf event source, or a hybrid
+    CPU's cpu_core): without them there are no cycles, cache or TLB misses to name a slow call by."""
+    return any(os.path.isdir(f"/sys/bus/event_source/devices/{d}") for d in ("cpu", "cpu_core", "cpu_atom"))
+
+
 def describe() -> dict:
     return {
         "glibc": glibc_version(),
@@ -37,5 +43,6 @@ def describe() -> dict:
         "cpus": os.cpu_count(),
         "page_size": os.sysconf("SC_PAGE_SIZE"),
         "thp": thp_mode(),
+        "hardware_counters": hardware_counters(),
         "python": platform.python_version(),
     }

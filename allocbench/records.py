@@ -100,13 +100,23 @@ Fields (units in the names; null means "not measured", with the reason in
                              latency_clock_overhead_ns (one reading, included in every figure);
                              latency_threshold_ns, the p99.9 of all calls
   slow_calls                 the slowest calls (the top 64 and all at or above that p99.9), each with
-                             thread, index (its place among its thread's calls), op, size, ns, and,
+                             thread, index (its place among its thread's calls), op, size, ns,
+                             off_cpu_ns and preempted (the timed pass's context switches inside it,
+                             from the kernel's switch records; null for a call under 2 us or where
+                             they were not read: latency_attribution.off_cpu says why), again_ns
+                             (the same call timed again in the second pass), and,
                              from a second pass making the same calls, the syscalls that ran inside
                              it, its faults and whether the program break moved down (trimmed); null
                              where they could not be counted (latency_attribution says why, and has
                              every call kind's counts of calls with each syscall)
-  latency_causes             the share of the slow calls (by count and by time) each syscall, the
-                             faults and a trim explain, and the unexplained
+  latency_causes             the share of the slow calls (by count and by time) slowed from outside
+                             the allocator (preempted: switched out by preemption for at least half
+                             the call, in the timed pass; interference: nothing ran inside and the
+                             same call repeated was not slow), apart; of the rest, each syscall, the
+                             faults, a trim and blocked (off the CPU waiting in the kernel) that ran
+                             inside (a call can have several), and the unexplained
+  latency_without_outside    by call kind: p99_ns, p999_ns and max_ns with the calls slowed from
+                             outside taken out of the histogram (removed: how many)
   toy_stats_after            the toy's own books after the last repeat (toy only):
                              mapped, live and cached bytes, syscalls it issued
   trace_summary              pattern trace: what the trace holds, from the cell's preparation:
@@ -124,7 +134,7 @@ from __future__ import annotations
 import json
 import statistics
 
-from ._native import LATENCY_KINDS, MALLINFO2_FIELDS, TIMELINE_COLUMNS, TOY_STATS
+from ._native import LATENCY_KINDS, LATENCY_MARK_MIN_NS, MALLINFO2_FIELDS, TIMELINE_COLUMNS, TOY_STATS
 from .backends import BACKENDS
 from .counters import SYSCALLS
 
@@ -153,10 +163,12 @@ CELL_OUTPUT = {
         "kinds": {k: {"count": None, "p50_ns": None, "p90_ns": None, "p99_ns": None, "p999_ns": None,
                       "max_ns": None, "histogram": [None]} for k in LATENCY_KINDS},
         "attribution": {"available": None, "why": None, "all_calls": None,
+                        "off_cpu": {"switches": None, "preemptions": None, "available": None, "why": None},
                         "totals": {k: {"calls": None, "calls_with": dict.fromkeys(SYSCALLS),
                                        "syscalls": dict.fromkeys(SYSCALLS)} for k in LATENCY_KINDS}},
-        "slow_calls": [{"thread": None, "index": None, "op": None, "size": None, "ns": None,
-                        "syscalls": dict.fromkeys(SYSCALLS), "faults": None, "trimmed": None}]},
+        "slow_calls": [{"thread": None, "index": None, "op": None, "size": None, "ns": None, "off_cpu_ns": None,
+                        "preempted": None, "again_ns": None, "syscalls": dict.fromkeys(SYSCALLS), "faults": None,
+                        "trimmed": None}]},
 }
 # timeline=0, another allocator, another pattern (at_end: in each repeat of a trace; the blocks
 # checked for glibc's IS_MMAPPED bit: glibc's blocks only)
@@ -278,29 +290,92 @@ def _at_end(rep: dict, base: dict) -> dict:
     return {"live_at_end_bytes": end["live_bytes"], "rss_at_end_bytes": grown}
 
 
-CAUSES = (*SYSCALLS, "faults", "trim")
+CAUSES = (*SYSCALLS, "faults", "trim", "blocked")
+OUTSIDE = ("preempted", "interference")  # slow for reasons outside the allocator: counted apart from its tail
+INTERFERENCE_MIN_NS = LATENCY_MARK_MIN_NS  # the least time a thread loses to being taken off its CPU
 
 
-def latency_causes(slow: list[dict]) -> dict | None:
-    """The share of the slow calls each cause explains, by calls and by their
-    time: a call is explained by each syscall that ran inside it, by the page
-    faults it took, and by a trim (the program break moved down); a call with
-    none of them is unexplained.  None when no call was named."""
+def own_causes(c: dict) -> set[str]:
+    """What ran inside a named slow call (pass 2's syscalls, faults and trim; pass 1's time off
+    the CPU waiting in the kernel, a lock or I/O): the allocator's own doing."""
+    out = {k for k, v in c["syscalls"].items() if v > 0}
+    out |= {"faults"} if c["faults"] > 0 else set()
+    out |= {"trim"} if c["trimmed"] else set()
+    off = c.get("off_cpu_ns")
+    return out | ({"blocked"} if off is not None and not c.get("preempted") and 2 * off >= c["ns"] else set())
+
+
+def outside_cause(c: dict, threshold_ns: float | None) -> str | None:
+    """Why a named slow call was slow from outside the allocator, if it was: "preempted" (in the
+    timed pass its thread was switched out, by preemption, for at least half its time) or
+    "interference" (it took at least INTERFERENCE_MIN_NS, nothing ran inside it, and when the
+    second pass made the same call it was not slow: something else on the machine, an interrupt
+    or the hypervisor taking the CPU, slowed the first).  Shorter calls are left alone: a few
+    hundred ns either way is as likely a cache or TLB miss of the allocator's own."""
+    off = c.get("off_cpu_ns")
+    if off is not None and c.get("preempted") and 2 * off >= c["ns"]:
+        return "preempted"
+    if own_causes(c) or c.get("again_ns") is None or threshold_ns is None or c["ns"] < INTERFERENCE_MIN_NS:
+        return None
+    return "interference" if c["again_ns"] < threshold_ns else None
+
+
+def latency_causes(slow: list[dict], threshold_ns: float | None = None) -> dict | None:
+    """The share of the named slow calls (by count and by time) each cause explains.  "preempted"
+    and "interference" are outside the allocator and exclusive (outside_cause); the others are the
+    allocator's own and a call can have several (own_causes); "unexplained" is a call with none.
+    None when no call was named."""
     named = [c for c in slow if c["syscalls"] is not None]
     if not named:
         return None
     total_ns = sum(c["ns"] for c in named) or 1
+    outside = {id(c): outside_cause(c, threshold_ns) for c in named}
 
-    def causes(c):
-        out = {k for k, v in c["syscalls"].items() if v > 0}
-        out |= {"faults"} if c["faults"] > 0 else set()
-        return out | ({"trim"} if c["trimmed"] else set())
+    def share(hit):
+        return {"calls": len(hit), "share": len(hit) / len(named), "ns_share": sum(c["ns"] for c in hit) / total_ns}
+    out = {cause: share([c for c in named if outside[id(c)] == cause]) for cause in OUTSIDE}
+    own = [c for c in named if outside[id(c)] is None]
+    for cause in CAUSES:
+        out[cause] = share([c for c in own if cause in own_causes(c)])
+    out["unexplained"] = share([c for c in own if not own_causes(c)])
+    return {"slow_calls": len(named), "outside_calls": len(named) - len(own), **out}
+
+
+def hist_quantile(histogram: list[list[float]], q: float) -> float | None:
+    """The q-quantile of a histogram of [upper ns, calls], as csrc/lib/latency.c reads it: the upper
+    edge of the bucket where the count reaches ceil(q n)."""
+    n = sum(k for _, k in histogram)
+    if not n:
+        return None
+    want, seen = max(1, int(q * n + 0.999999)), 0
+    for upper, k in histogram:
+        seen += k
+        if seen >= want:
+            return upper
+    return histogram[-1][0]
+
+
+def without_outside(kinds: dict, slow: list[dict], threshold_ns: float | None) -> dict:
+    """Each call kind's tail once the calls slowed from outside the allocator are taken out of its
+    histogram: the allocator's own p99, p99.9 and max, beside the machine's."""
+    gone: dict[str, list[float]] = {}
+    for c in slow:
+        if c["syscalls"] is not None and outside_cause(c, threshold_ns):
+            gone.setdefault(c["op"], []).append(c["ns"])
     out = {}
-    for cause in (*CAUSES, "unexplained"):
-        hit = [c for c in named if (cause in causes(c) if cause != "unexplained" else not causes(c))]
-        out[cause] = {"calls": len(hit), "share": len(hit) / len(named),
-                      "ns_share": sum(c["ns"] for c in hit) / total_ns}
-    return {"slow_calls": len(named), **out}
+    for kind, h in kinds.items():
+        hist = [[u, k] for u, k in h["histogram"]]
+        for ns in gone.get(kind, []):
+            b = next((b for b in hist if b[0] >= ns * (1 - 1e-9) and b[1]), None)
+            if b:
+                b[1] -= 1
+        hist = [b for b in hist if b[1]]
+        top = hist[-1][0] if hist else None  # the highest bucket left: its edge, or the max if it still holds it
+        top = min(top, h["max_ns"]) if top is not None and top >= h["max_ns"] else top
+        p99, p999 = hist_quantile(hist, 0.99), hist_quantile(hist, 0.999)
+        out[kind] = {"removed": len(gone.get(kind, [])), "p99_ns": p99 if p99 is None else min(p99, top),
+                     "p999_ns": p999 if p999 is None else min(p999, top), "max_ns": top}
+    return out
 
 
 def _latency(lat: dict | None, notes: list) -> dict:
@@ -316,7 +391,8 @@ def _latency(lat: dict | None, notes: list) -> dict:
     return {"latency": lat["kinds"], "latency_clock": lat["clock"],
             "latency_clock_overhead_ns": lat["clock_overhead_ns"], "latency_threshold_ns": lat["threshold_ns"],
             "latency_attribution": att, "slow_calls": lat["slow_calls"],
-            "latency_causes": latency_causes(lat["slow_calls"])}
+            "latency_causes": latency_causes(lat["slow_calls"], lat["threshold_ns"]),
+            "latency_without_outside": without_outside(lat["kinds"], lat["slow_calls"], lat["threshold_ns"])}
 
 
 def build(spec: dict, raw: dict, env: dict) -> dict:

@@ -176,3 +176,74 @@ def test_the_cell_latency_output_is_the_schema():
 
     from allocbench import records
     assert schema_mismatches(raw, records.CELL_OUTPUT) == []
+
+
+OFFCPU_SLEEPER = r"""
+#include <stdio.h>
+#include <unistd.h>
+#include "offcpu.h"
+int main(void) {  /* a 20 ms sleep: the kernel must switch the thread out, and it blocked (no preemption) */
+    ab_offcpu o; ab_offcpu_span *s; uint32_t n; size_t m; uint64_t lost;
+    if (ab_offcpu_open(&o)) { printf("error %s\n", o.error); return 1; }
+    usleep(20000);
+    if (ab_offcpu_close(&o, &s, &n, &m, &lost)) { printf("error %s\n", o.error); return 1; }
+    for (uint32_t i = 0; i < n; i++)
+        printf("%llu %d\n", (unsigned long long)(s[i].in_ns - s[i].out_ns), s[i].preempted);
+    printf("lost %llu\n", (unsigned long long)lost);
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(not shutil.which("gcc"), reason="gcc builds the test program")
+def test_the_kernels_switch_records_show_a_sleep_as_time_off_the_cpu(tmp_path):
+    from conftest import ROOT
+    (tmp_path / "sleeper.c").write_text(OFFCPU_SLEEPER)
+    exe = tmp_path / "sleeper"
+    subprocess.run(["gcc", "-O1", f"-I{ROOT}/csrc/lib", "-o", str(exe), str(tmp_path / "sleeper.c"),
+                    f"{ROOT}/csrc/lib/offcpu.c"], check=True)
+    out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60).stdout.split("\n")
+    if out[0].startswith("error"):
+        pytest.skip(f"no switch records here: {out[0]}")
+    spans = [tuple(map(int, line.split())) for line in out if line and not line.startswith("lost")]
+    assert out[-2] == "lost 0"
+    # the sleep is one span of at least 20 ms off the CPU, and the thread was not preempted: it blocked
+    assert any(ns >= 20_000_000 and not preempted for ns, preempted in spans), spans
+
+
+def slow_call(ns, again=None, off=None, preempted=None, **syscalls):
+    return {"op": "malloc", "ns": ns, "again_ns": again, "off_cpu_ns": off, "preempted": preempted, "faults": 0,
+            "trimmed": False, "syscalls": {**dict.fromkeys(SYSCALLS, 0), **syscalls}}
+
+
+def test_a_slow_call_is_outside_the_allocator_only_where_its_own_records_say_so():
+    from allocbench.records import INTERFERENCE_MIN_NS, latency_causes, outside_cause
+    t = 500.0  # the slow threshold (p99.9)
+    long = 4 * INTERFERENCE_MIN_NS
+    assert outside_cause(slow_call(long, again=100, off=int(0.6 * long), preempted=True), t) == "preempted"
+    assert outside_cause(slow_call(long, again=100, off=int(0.4 * long), preempted=True), t) == "interference"
+    assert outside_cause(slow_call(long, again=100, off=int(0.6 * long), preempted=False), t) is None  # blocked
+    assert outside_cause(slow_call(long, again=100), t) == "interference"
+    assert outside_cause(slow_call(long, again=t), t) is None  # slow again: the allocator's own
+    assert outside_cause(slow_call(long, again=100, munmap=1), t) is None  # a syscall ran inside: its own
+    assert outside_cause(slow_call(INTERFERENCE_MIN_NS - 1, again=100), t) is None  # too short to tell
+    calls = [slow_call(long, again=100, off=long, preempted=True), slow_call(long, again=100),
+             slow_call(long, again=t, munmap=1), slow_call(long, again=t, munmap=1, mmap=1),
+             slow_call(long, again=100, off=long, preempted=False), slow_call(long, again=t)]
+    c = latency_causes(calls, t)
+    assert c["slow_calls"] == 6 and c["outside_calls"] == 2
+    assert (c["preempted"]["calls"], c["interference"]["calls"]) == (1, 1)
+    assert (c["munmap"]["calls"], c["mmap"]["calls"], c["blocked"]["calls"], c["unexplained"]["calls"]) == (2, 1, 1, 1)
+
+
+def test_the_tail_without_the_calls_slowed_from_outside_is_read_from_the_histogram():
+    from allocbench.records import hist_quantile, without_outside
+    # 1000 calls: 990 at 100 ns, 9 at 1 us, one of 5 ms that was preempted
+    hist = [[100.0, 990], [1000.0, 9], [5_000_000.0, 1]]
+    assert hist_quantile(hist, 0.99) == 100.0 and hist_quantile(hist, 0.999) == 1000.0
+    assert hist_quantile(hist, 1.0) == 5_000_000.0
+    kinds = {"malloc": {"histogram": hist, "max_ns": 4_900_000.0}}
+    gone = slow_call(4_900_000.0, again=100, off=4_800_000, preempted=True)
+    w = without_outside(kinds, [gone, slow_call(1000.0, again=1000.0)], 500.0)["malloc"]
+    # 999 calls left: p99 is the 990th (100 ns), p99.9 the 998th (1 us), the max 1 us
+    assert w == {"removed": 1, "p99_ns": 100.0, "p999_ns": 1000.0, "max_ns": 1000.0}

@@ -15,6 +15,20 @@ def fields() -> dict:
     return {"allocators": list(BACKENDS), "debian_packages": debian_packages(), "toy_policies": list(POLICIES)}
 
 
+def helpers() -> dict[str, str]:
+    """Every native helper of helpers.HELPERS: its path, or why it cannot be used."""
+    from ..children import library, program
+    from ..helpers import HELPERS
+
+    out = {}
+    for name in HELPERS:
+        try:
+            out[name] = library(name) if name.endswith(".so") else program(name)
+        except FileNotFoundError as e:
+            out[name] = f"missing: {e}"
+    return out
+
+
 def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--field", choices=("allocators", "debian_packages", "toy_policies"),
@@ -22,7 +36,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from .. import __version__, children, counters, machine, toy
+    from .. import __version__, counters, machine, toy
 
     if args.field:
         print(" ".join(fields()[args.field]))
@@ -37,7 +51,7 @@ def run(args) -> int:
     info["fault_counter"] = "getrusage(RUSAGE_SELF) deltas"
     info["toy_library"] = toy.library_path()
     info["package"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    info["helpers"] = children.helpers()
+    info["helpers"] = helpers()
     info.update(fields())
     if args.json:
         print(json.dumps(info, indent=2))

@@ -60,6 +60,7 @@ def add_arguments(p) -> None:
 
 def latency_rows(rec: dict) -> list[tuple[str, str]]:
     """--latency: each call kind's percentiles, and what the slow calls' tail is made of."""
+    from ..report.latency import causes_words
     from ..units import human_ns
 
     if rec.get("latency_error"):
@@ -72,11 +73,18 @@ def latency_rows(rec: dict) -> list[tuple[str, str]]:
         rows.append((f"  {kind}", f"{h['count']:>8} calls  {percentiles_text(h)}"))
     causes, att = rec.get("latency_causes"), rec["latency_attribution"]
     if causes:
-        parts = [f"{k} {v['share']:.0%}" for k, v in causes.items() if k != "slow_calls" and v["calls"]]
-        rows.append(("slow calls", f"the {causes['slow_calls']} slowest (top 64 and all at or above p99.9, "
-                                   f"{human_ns(rec['latency_threshold_ns'])}): " + ", ".join(parts)))
+        rows.append(("slow calls", f"top 64 and all at or above p99.9 ({human_ns(rec['latency_threshold_ns'])}); "
+                     + causes_words(causes, rec["env"].get("hardware_counters"))))
+        if causes["outside_calls"]:
+            for kind, w in (rec.get("latency_without_outside") or {}).items():
+                if w["removed"]:
+                    rows.append((f"  {kind} own", f"without the {w['removed']} slowed from outside: p99 "
+                                                  f"{human_ns(w['p99_ns'])}, p99.9 {human_ns(w['p999_ns'])}, "
+                                                  f"max {human_ns(w['max_ns'])}"))
     else:
         rows.append(("slow calls", f"not named: {att['why']}"))
+    if (att.get("off_cpu") or {}).get("why"):
+        rows.append(("", f"preemption not seen: {att['off_cpu']['why']}"))
     return rows
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from .. import stats
-from ..records import latency_causes, series_key
+from ..records import CAUSES, OUTSIDE, latency_causes, series_key
 from ..series import glibc_at, glibc_fixed, series, series_order
 from ..units import human_ns, size_label
 
@@ -55,14 +55,37 @@ def fig_ccdf(cells: list[dict], size: int):
     return draw
 
 
+def machine_limits(recs: list[dict]) -> str:
+    """What this machine lets the slow calls be named by, said once for the section."""
+    env = next((r.get("env") for r in recs if r.get("env")), {}) or {}
+    off = next(((r.get("latency_attribution") or {}).get("off_cpu") for r in recs
+                if (r.get("latency_attribution") or {}).get("off_cpu")), None)
+    parts = ["This machine has " + ("hardware performance counters" if env.get("hardware_counters") else
+                                    "no hardware performance counters (no `cpu` perf event source): no cycles, cache "
+                                    "or TLB misses, so a short slow call with nothing inside it is \"not "
+                                    "attributable on this machine\"")]
+    if off and off.get("why"):
+        parts.append(f"its context switches were not read ({off['why']})")
+    return "; ".join(parts) + "."
+
+
+def own_tail(rec: dict, kind: str) -> str:
+    """A kind's p99.9 and max without the calls slowed from outside the allocator ("=" if none were)."""
+    w = (rec.get("latency_without_outside") or {}).get(kind)
+    if not w or not w["removed"]:
+        return "="
+    return f"{human_ns(w['p999_ns'])}, {human_ns(w['max_ns'])}"
+
+
 def percentile_table(cells: list[dict]) -> list[str]:
-    lines = ["| size | setting | call | calls | p50 | p90 | p99 | p99.9 | max | slow calls: what ran inside |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| size | setting | call | calls | p50 | p90 | p99 | p99.9 | max | p99.9, max without outside "
+             "| slow calls: what made them slow |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in sorted(cells, key=lambda r: (r["size_bytes"] or 0, series_order(series_key(r)))):
         for kind, h in r["latency"].items():
             lines.append(f"| {size_label(r['size_bytes'])} | {series(r)} | {kind} | {h['count']:,} | "
                          f"{human_ns(h['p50_ns'])} | {human_ns(h['p90_ns'])} | {human_ns(h['p99_ns'])} | "
-                         f"{human_ns(h['p999_ns'])} | {human_ns(h['max_ns'])} | {causes_text(r, kind)} |")
+                         f"{human_ns(h['p999_ns'])} | {human_ns(h['max_ns'])} | {own_tail(r, kind)} | "
+                         f"{causes_text(r, kind)} |")
     return lines
 
 
@@ -70,17 +93,36 @@ def _share(n: int, of: int) -> str:
     return "<1%" if n / of < 0.005 else f"{n / of:.0%}"
 
 
+def causes_words(causes: dict, hardware_counters: bool | None) -> str:
+    """records.latency_causes in words, as counts of calls: those slowed from outside the allocator
+    first, then what ran inside the others (a call can have several), then those with nothing."""
+    n, outside = causes["slow_calls"], causes["outside_calls"]
+    parts = []
+    if outside:
+        parts.append(f"{outside} slowed from outside the allocator (" + ", ".join(
+            f"{causes[k]['calls']} {k}" for k in OUTSIDE if causes[k]["calls"]) + ")")
+    own = [f"{causes[k]['calls']} {k if k in ('blocked', 'faults', 'trim') else 'with ' + k}" for k in CAUSES
+           if causes[k]["calls"]]
+    if own:
+        several = sum(causes[k]["calls"] for k in CAUSES) > n - outside - causes["unexplained"]["calls"]
+        parts.append(f"of the {n - outside} others: " + ", ".join(own) + (" (a call can have several)" if several
+                                                                             else ""))
+    if causes["unexplained"]["calls"]:
+        parts.append(f"{causes['unexplained']['calls']} " + (
+            "unexplained" if hardware_counters else "not attributable on this machine (no hardware counters: "
+                                                    "no cache or TLB misses to read)"))
+    return f"{n} slowest: " + "; ".join(parts)
+
+
 def causes_text(rec: dict, kind: str | None = None) -> str:
-    """The share of the slow calls (of one kind, or all) each cause explains (records.latency_causes)."""
+    """What made the slow calls (of one kind, or all) slow (records.latency_causes)."""
     slow = [c for c in rec.get("slow_calls") or [] if kind is None or c["op"] == kind]
     if not slow:
         return "-"
-    causes = latency_causes(slow)
+    causes = latency_causes(slow, rec.get("latency_threshold_ns"))
     if causes is None:
         return "not named: " + ((rec.get("latency_attribution") or {}).get("why") or "no counters")
-    parts = [f"{cause} {_share(v['calls'], causes['slow_calls'])}" for cause, v in causes.items()
-             if cause != "slow_calls" and v["calls"]]
-    return f"{causes['slow_calls']} slowest: " + ", ".join(parts)
+    return causes_words(causes, (rec.get("env") or {}).get("hardware_counters"))
 
 
 def findings(cells: list[dict]) -> list[str]:
@@ -165,7 +207,12 @@ def render(inputs, canvas) -> list[str]:
              "allocation call (the clock's own reading, stated below, is in every figure), the second makes the "
              "same calls and reads the memory-syscall counters, the page faults and the program break around the "
              "slowest (the top 64 and every call at or above the p99.9 of all calls), so each is named with what ran "
-             "inside it.", ""]
+             "inside it. During the first, the kernel records each time a thread is switched off its CPU: a slow "
+             "call whose thread was preempted for at least half of it is named `preempted`, and one of 2 µs or "
+             "more with nothing inside it that was not slow when the second repeat made it again is named "
+             "`interference`. Both are the machine's, not the allocator's: they are counted apart, and the "
+             "tables give each call kind's p99.9 and max without them as well.", "", machine_limits(cells + [
+                 r for r in inputs.replays or [] if r.get("latency")]), ""]
     if cells:
         clock = cells[0]
         lines += [f"Clock: {clock['latency_clock']}; one reading costs {clock['latency_clock_overhead_ns']:.0f} ns.",

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "calltime.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -32,7 +33,8 @@ ab_calltime *ab_calltime_new(int nthreads, uint64_t cap)
         ab_call_thread *t = &c->threads[i];
         t->cap = cap;  /* the ticks and the chosen bits are touched only as far as calls go */
         t->ticks = map_bytes(cap * 4, 1), t->kinds = map_bytes(cap, 1), t->chosen = map_bytes(cap / 8 + 1, 1);
-        if (!t->ticks || !t->kinds || !t->chosen) {
+        t->marks_cap = AB_MARKS_MAX, t->marks = map_bytes(AB_MARKS_MAX * sizeof *t->marks, 1);
+        if (!t->ticks || !t->kinds || !t->chosen || !t->marks) {
             ab_calltime_free(c);
             return NULL;
         }
@@ -42,6 +44,7 @@ ab_calltime *ab_calltime_new(int nthreads, uint64_t cap)
         return NULL;
     }
     ab_clock_init(&c->clock);
+    c->mark_ticks = (uint64_t)(AB_MARK_MIN_NS / ab_clock_ns_per_tick(&c->clock));
     return c;
 }
 
@@ -55,6 +58,13 @@ void ab_calltime_free(ab_calltime *c)
             munmap(t->chosen, t->cap / 8 + 1);
         if (t->kinds)
             munmap(t->kinds, t->cap);
+        if (t->marks)
+            munmap(t->marks, AB_MARKS_MAX * sizeof *t->marks);
+        if (t->off_state == 1) {  /* a pass that ended early: stop recording */
+            ab_offcpu_close(&t->off, &t->spans, &t->nspans, &t->spans_mapped, &t->lost);
+        }
+        if (t->spans)
+            munmap(t->spans, t->spans_mapped);
         if (t->counter_state == 1)
             ab_counter_close(&t->counter);
     }
@@ -68,9 +78,23 @@ void ab_calltime_thread_begin(ab_calltime *c, int tid)
     me = &c->threads[tid];
     my_index = (uint32_t)tid;
     me->calls = 0;
+    if (c->pass == 1 && me->off_state == 0) {  /* the kernel records this thread's switches from here */
+        me->off_state = ab_offcpu_open(&me->off) == 0 ? 1 : -1;
+        if (me->off_state == -1 && !c->off_why[0])
+            snprintf(c->off_why, sizeof c->off_why, "%s", me->off.error);
+    }
 }
 
-void ab_calltime_thread_end(void) { me = NULL; }
+void ab_calltime_thread_end(void)
+{
+    if (me && run->pass == 1 && me->off_state == 1) {
+        me->off_state = ab_offcpu_close(&me->off, &me->spans, &me->nspans, &me->spans_mapped, &me->lost) == 0 ? 2
+                                                                                                                : -1;
+        if (me->off_state == -1 && !run->off_why[0])
+            snprintf(run->off_why, sizeof run->off_why, "%s", me->off.error);
+    }
+    me = NULL;
+}
 
 /* ---- pass 1: time ---- */
 
@@ -79,6 +103,8 @@ static inline void timed(int kind, uint64_t t0, uint64_t t1)
     ab_call_thread *m = me;
     uint64_t d = t1 - t0;
     ab_hist_add(&m->h[kind], d);
+    if (d >= run->mark_ticks && m->nmarks < m->marks_cap)
+        m->marks[m->nmarks++] = (ab_call_mark){m->calls, t0};
     if (m->calls < m->cap)
         m->ticks[m->calls] = d > UINT32_MAX ? UINT32_MAX : (uint32_t)d, m->kinds[m->calls] = (uint8_t)kind;
     m->calls++;
@@ -131,7 +157,7 @@ static ab_slow_call *find_slow(uint32_t thread, uint64_t index)
     return lo < run->nslow && run->slow[lo].thread == thread && run->slow[lo].index == index ? &run->slow[lo] : NULL;
 }
 
-static void after(ab_call_thread *m, mark *b, int pick, int kind, uint64_t i, uint64_t size)
+static void after(ab_call_thread *m, mark *b, int pick, int kind, uint64_t i, uint64_t size, uint64_t ticks)
 {
     int64_t now[AB_NSYSCALLS];
     int counted = b->counted && ab_counter_read_totals(&m->counter, now) == 0;
@@ -147,6 +173,7 @@ static void after(ab_call_thread *m, mark *b, int pick, int kind, uint64_t i, ui
     if (!slow)
         return;
     slow->size = size;  /* its kind and ticks are pass 1's */
+    slow->again_ticks = ticks;
     slow->attributed = counted;
     for (int s = 0; s < AB_NSYSCALLS; s++)
         slow->syscalls[s] = counted ? now[s] - b->syscalls[s] : -1;
@@ -170,9 +197,11 @@ static void after(ab_call_thread *m, mark *b, int pick, int kind, uint64_t i, ui
             mark b;                                                                                \
             if (look)                                                                              \
                 before(m, &b, pick);                                                               \
+            uint64_t t0 = pick ? ab_ticks(&run->clock) : 0; /* after the counters' reads */          \
             call;                                                                                  \
+            uint64_t t1 = pick ? ab_ticks(&run->clock) : 0;                                        \
             if (look)                                                                              \
-                after(m, &b, pick, kind, i, size);                                                 \
+                after(m, &b, pick, kind, i, size, t1 - t0);                                        \
         }                                                                                          \
     } while (0)
 
@@ -251,6 +280,51 @@ static int by_place(const void *a, const void *b)
     return (x->index > y->index) - (x->index < y->index);
 }
 
+/* Each chosen call's time off its CPU: its span in pass 1 (where it began, from its mark, and its
+ * ticks) against its thread's switch spans, both on CLOCK_MONOTONIC.  Unknown (-1) where the call
+ * has no mark or its thread's switches were not all recorded. */
+static void off_cpu(ab_calltime *c)
+{
+    double npt = ab_clock_ns_per_tick(&c->clock);
+    for (uint32_t k = 0; k < c->nslow; k++) {
+        ab_slow_call *s = &c->slow[k];
+        const ab_call_thread *m = &c->threads[s->thread];
+        s->off_cpu_ns = -1, s->preempted = 0;
+        if (m->off_state != 2 || m->lost)
+            continue;
+        uint64_t lo = 0, hi = m->nmarks;  /* marks are in call order */
+        while (lo < hi) {
+            uint64_t mid = (lo + hi) / 2;
+            if (m->marks[mid].index < s->index)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo == m->nmarks || m->marks[lo].index != s->index)
+            continue;
+        double from = (double)c->clock.mono0_ns + (double)(m->marks[lo].t0 - c->clock.ticks0) * npt;
+        double to = from + (double)s->ticks * npt;
+        double off = 0;
+        uint32_t first = 0, last = m->nspans;  /* spans are in time order: the first that ends after `from` */
+        while (first < last) {
+            uint32_t mid = (first + last) / 2;
+            if ((double)m->spans[mid].in_ns <= from)
+                first = mid + 1;
+            else
+                last = mid;
+        }
+        for (uint32_t i = first; i < m->nspans && (double)m->spans[i].out_ns < to; i++) {
+            double a = (double)m->spans[i].out_ns > from ? (double)m->spans[i].out_ns : from;
+            double b = (double)m->spans[i].in_ns < to ? (double)m->spans[i].in_ns : to;
+            if (b > a) {
+                off += b - a;
+                s->preempted |= m->spans[i].preempted;
+            }
+        }
+        s->off_cpu_ns = (int64_t)off;
+    }
+}
+
 void ab_calltime_choose(ab_calltime *c)
 {
     ab_hist all;
@@ -297,6 +371,7 @@ void ab_calltime_choose(ab_calltime *c)
         ab_call_thread *m = &c->threads[c->slow[k].thread];
         m->chosen[c->slow[k].index / 8] |= (uint8_t)(1u << (c->slow[k].index % 8));
     }
+    off_cpu(c);
     uint64_t total = 0;
     for (int t = 0; t < c->nthreads; t++)
         total += c->threads[t].calls;

@@ -11,7 +11,11 @@
  * its page faults (getrusage(RUSAGE_THREAD)) and the program break, so each
  * slow call is named with what ran inside it.  Pass 2 reads the counters
  * around every call when there are at most AB_ATTRIBUTE_ALL_MAX calls, so
- * the totals by call kind cover them all. */
+ * the totals by call kind cover them all.  Pass 2 also times each chosen call
+ * again.  In pass 1 the kernel records every switch of each thread off its
+ * CPU (offcpu.h), and each call long enough to have been switched out keeps
+ * where it began, so a slow call is also named by how long its thread was off
+ * the CPU inside it, and whether that was a preemption. */
 #ifndef ALLOCBENCH_CALLTIME_H
 #define ALLOCBENCH_CALLTIME_H
 
@@ -19,10 +23,13 @@
 
 #include "counters.h"
 #include "latency.h"
+#include "offcpu.h"
 
 #define AB_SLOW_TOP 64
 #define AB_SLOW_MAX 4096
 #define AB_ATTRIBUTE_ALL_MAX (1u << 20)
+#define AB_MARK_MIN_NS 2000      /* a call shorter than a context switch's round trip was not switched out */
+#define AB_MARKS_MAX (1u << 16)  /* long calls marked per thread (1 MiB) */
 
 typedef struct ab_slow_call {
     uint32_t thread, kind;
@@ -32,7 +39,14 @@ typedef struct ab_slow_call {
     int attributed;              /* pass 2 reached it with its counters open */
     int64_t syscalls[AB_NSYSCALLS], faults;
     int trimmed;                 /* the program break moved down inside it */
+    uint64_t again_ticks;        /* pass 2: the same call, timed again */
+    int64_t off_cpu_ns;          /* pass 1: how long the thread was off its CPU inside it; -1 unknown */
+    int preempted;               /* pass 1: one of those switches was a preemption */
 } ab_slow_call;
+
+typedef struct ab_call_mark {
+    uint64_t index, t0;          /* a pass-1 call long enough to have been switched out: where it began */
+} ab_call_mark;
 
 typedef struct ab_call_thread {
     ab_hist h[AB_NLATENCY_KINDS];
@@ -45,6 +59,15 @@ typedef struct ab_call_thread {
     /* pass 2 totals, by kind: calls looked at, calls with each syscall, and the syscalls */
     uint64_t looked[AB_NLATENCY_KINDS], with[AB_NLATENCY_KINDS][AB_NSYSCALLS];
     uint64_t made[AB_NLATENCY_KINDS][AB_NSYSCALLS];
+    /* pass 1: where its long calls began, and when the thread was off its CPU (offcpu.h) */
+    ab_call_mark *marks;
+    uint64_t nmarks, marks_cap;
+    ab_offcpu off;
+    int off_state;               /* 0 not opened, 1 recording, 2 read, -1 failed */
+    ab_offcpu_span *spans;
+    uint32_t nspans;
+    size_t spans_mapped;
+    uint64_t lost;
 } ab_call_thread;
 
 typedef struct ab_calltime {
@@ -54,6 +77,8 @@ typedef struct ab_calltime {
     ab_clock clock;
     ab_call_thread *threads;     /* nthreads of them, mapped */
     uint64_t threshold_ticks;    /* pass 1's p99.9 of all calls */
+    uint64_t mark_ticks;         /* AB_MARK_MIN_NS in ticks */
+    char off_why[200];           /* why pass 1's switches could not be read (empty: they were) */
     uint32_t nslow;
     ab_slow_call slow[AB_SLOW_MAX];  /* chosen after pass 1, sorted by (thread, index) */
     char why[1024];              /* pass 2 could not count (the counter method, perf) */

@@ -3,3 +3,6 @@
 cdef extern from "latency.h" nogil:
     enum: AB_NLATENCY_KINDS
     const char *ab_latency_kind_names[]
+
+cdef extern from "calltime.h" nogil:
+    enum: AB_MARK_MIN_NS

@@ -173,6 +173,19 @@ static void latency_passes(ab_json *j, const ab_allocator *a, const ab_workload 
     ab_json_bool(j, "available", !ct->why[0]);
     ab_json_str(j, "why", ct->why[0] ? ct->why : NULL);
     ab_json_bool(j, "all_calls", ct->attribute_all);
+    uint64_t lost = 0, switches = 0, preemptions = 0;
+    for (int t = 0; t < ct->nthreads; t++) {
+        lost += ct->threads[t].lost, switches += ct->threads[t].nspans;
+        for (uint32_t i = 0; i < ct->threads[t].nspans; i++)
+            preemptions += ct->threads[t].spans[i].preempted;
+    }
+    ab_json_object(j, "off_cpu");  /* the timed pass's context switches (offcpu.h) */
+    ab_json_uint(j, "switches", switches);
+    ab_json_uint(j, "preemptions", preemptions);
+    ab_json_bool(j, "available", !ct->off_why[0] && !lost);
+    ab_json_str(j, "why", ct->off_why[0] ? ct->off_why : lost ? "the kernel's switch records overflowed their ring"
+                                                                : NULL);
+    ab_json_end_object(j);
     ab_json_object(j, "totals");  /* by kind: calls counted around, and those with each syscall */
     for (int k = 0; !ct->why[0] && k < AB_NLATENCY_KINDS; k++) {
         uint64_t looked = 0, with[AB_NSYSCALLS] = {0}, made[AB_NSYSCALLS] = {0};
@@ -211,6 +224,17 @@ static void latency_passes(ab_json *j, const ab_allocator *a, const ab_workload 
         else
             ab_json_null(j, "size");  /* read in the naming pass */
         ab_json_double(j, "ns", (double)s->ticks * npt);
+        if (s->off_cpu_ns >= 0) {
+            ab_json_int(j, "off_cpu_ns", s->off_cpu_ns);
+            ab_json_bool(j, "preempted", s->preempted);
+        } else {
+            ab_json_null(j, "off_cpu_ns");
+            ab_json_null(j, "preempted");
+        }
+        if (named)
+            ab_json_double(j, "again_ns", (double)s->again_ticks * npt);
+        else
+            ab_json_null(j, "again_ns");
         if (named) {
             ab_json_object(j, "syscalls");
             for (int k = 0; k < AB_NSYSCALLS; k++)
