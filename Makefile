@@ -113,8 +113,8 @@ bench: system build ## the default sweep and the probes, then plots/ and plots/R
 	    $$(test -f results/inspect.jsonl && echo --inspect results/inspect.jsonl) \
 	    $$(ls results/advice/*/advice.json >/dev/null 2>&1 && echo --advice results/advice/*/advice.json) \
 	    $$(test -f results/toy_speed_before.jsonl -a -f results/toy_speed_after.jsonl && echo --toy-speed results/toy_speed_before.jsonl results/toy_speed_after.jsonl) \
-	    --out plots/REPORT.md
-	@echo "results: $(RESULTS)"; echo "plots:   plots/*.png"; echo "report:  plots/REPORT.md"
+	    --out plots/REPORT.md --html
+	@echo "results: $(RESULTS)"; echo "plots:   plots/*.png"; echo "report:  plots/REPORT.md (and plots/REPORT.html: one page, figures inline)"
 
 # The toy's speed against glibc, before (the cell and toy of git revision
 # TOY_BEFORE, built from git) and after (this tree), run back to back.

@@ -500,7 +500,7 @@ def answer(command: list[str], obj: Objective, budget: Budget, screen: dict, bas
     ranked = sorted(candidates, key=lambda c: (
         0 if eligible(c, obj) else 1 if c.stage == "verified" else 2 if c.stage == "screened" else 3,
         c.measures[obj.measure].estimate if c.measures else (c.screen or {}).get(obj.measure, math.inf)))
-    cmp_dict = lambda x: None if x is None else {"estimate": x.estimate, "low": x.low, "high": x.high}
+    cmp_dict = lambda x: None if x is None else x.to_dict()  # estimate, low, high, verdict, n, ...
     base_runs = default_runs or [baseline]
     median = lambda name: statistics.median(r[name] for r in base_runs)
     glibc = glibc_backend().name

@@ -23,3 +23,9 @@ def request2size(request: int) -> int:
 def smallest_mmapped_request(threshold: int) -> int:
     """The smallest request whose chunk reaches `threshold` (glibc mmaps a chunk of at least it)."""
     return max(0, threshold - SIZE_SZ - MALLOC_ALIGNMENT + 1)
+
+
+def mmapped_chunk_bytes(request: int, page: int = 4096) -> int:
+    """The mapping glibc makes for a request it serves by mmap (sysmalloc: the chunk and its size
+    field, rounded up to whole pages)."""
+    return -(-(request2size(request) + SIZE_SZ) // page) * page

@@ -3,6 +3,8 @@
 searching observations, never computed; predictions are shown beside them."""
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 
 from . import mmap_probes, runner
@@ -279,7 +281,7 @@ def trim_pause(sizes=TRIM_PAUSE_SIZES, repeats: int = 4, cases=TRIM_PAUSE_CASES,
             if test:
                 pages = sum(test["released_bytes"]) / len(test["released_bytes"]) / page
                 pred = entry["fit"]["a"] + entry["fit"]["b"] * pages
-                median = sorted(test["ns"])[len(test["ns"]) // 2]
+                median = statistics.median(test["ns"])
                 entry["held_out"] = {"bytes": held_out, "pages": pages, "predicted_ns": pred,
                                      "measured_ns": test["ns"], "error": pred / median - 1,
                                      "within_spread": min(test["ns"]) <= pred <= max(test["ns"]),

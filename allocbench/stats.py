@@ -51,9 +51,15 @@ class Comparison:
         return self.verdict not in ("same", "untested")
 
     def _digits(self) -> int:
-        """3 decimals where the whole interval lies within 10% of 1 (an overhead), else 2."""
+        """3 decimals where the whole interval lies within 10% of 1 (an overhead), else 2; and, beside a
+        verdict, as many more as it takes for the bound nearest 1 to show its side of 1 (a "slower"
+        whose interval would print [1.000, 1.020] prints [1.0004, 1.020])."""
         near = [v for v in (self.low, self.high, self.estimate) if v is not None]
-        return 3 if near and all(0.9 <= v <= 1.1 for v in near) else 2
+        d = 3 if near and all(0.9 <= v <= 1.1 for v in near) else 2
+        bound = self.low if self.verdict in WORSE.values() else self.high if self.verdict in BETTER.values() else None
+        while bound is not None and math.isfinite(bound) and d < 9 and round(bound, d) == 1:
+            d += 1
+        return d
 
     def interval(self) -> str:
         d = self._digits()

@@ -247,3 +247,15 @@ def test_the_tail_without_the_calls_slowed_from_outside_is_read_from_the_histogr
     w = without_outside(kinds, [gone, slow_call(1000.0, again=1000.0)], 500.0)["malloc"]
     # 999 calls left: p99 is the 990th (100 ns), p99.9 the 998th (1 us), the max 1 us
     assert w == {"removed": 1, "p99_ns": 100.0, "p999_ns": 1000.0, "max_ns": 1000.0}
+
+
+def test_a_verdicts_interval_prints_its_bound_on_its_side_of_one():
+    """An interval beside "slower" or "faster" never reads as touching 1: digits are added until the
+    bound nearest 1 shows its side of it."""
+    for low, high, verdict in ((1.0003, 1.02, "slower"), (1.00004, 1.5, "heavier"), (0.98, 0.99996, "faster"),
+                               (0.5, 0.9999, "leaner")):
+        words = stats.Comparison((low + high) / 2, low, high, 0.95, 10, "paired sign test", verdict).words()
+        low_text, high_text = words[words.index("[") + 1:words.index("]")].split(", ")
+        assert float(low_text) > 1 if verdict in ("slower", "heavier") else float(high_text) < 1, words
+    plain = stats.Comparison(1.5, 1.2, 1.8, 0.95, 10, "paired sign test", "slower")
+    assert plain.words() == "1.50x slower [1.20, 1.80]"

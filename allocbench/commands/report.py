@@ -11,6 +11,9 @@ NAME, HELP = "report", "REPORT.md with findings and figures from a results file 
 def add_arguments(p) -> None:
     p.add_argument("results", help="a JSON Lines results file (cells)")
     p.add_argument("--out", default="plots/REPORT.md", help="report path; figures go beside it")
+    p.add_argument("--html", action="store_true",
+                   help="also write the report as one self-contained HTML page beside it (REPORT.html: figures "
+                        "inline, sections collapsible)")
     add_inputs(p)
 
 
@@ -74,6 +77,12 @@ def run(args) -> int:
 
     write_report(inputs(args), args.out)
     print(args.out)
+    if args.html:
+        from ..report.html import write_html
+
+        page = os.path.splitext(args.out)[0] + ".html"
+        write_html(args.out, page)
+        print(page)
     return 0
 
 

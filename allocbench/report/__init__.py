@@ -23,10 +23,11 @@ from . import (
     mmap_claims,
     programs,
     replays,
+    summary,
     toy_speed,
 )
 
-SECTIONS = (findings, churn, batch, toy_speed, fragmentation, programs, replays, latency, advice, inspect,
+SECTIONS = (summary, findings, churn, batch, toy_speed, fragmentation, programs, replays, latency, advice, inspect,
             cost_model, mmap_claims, glibc_probes)
 
 

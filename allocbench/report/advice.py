@@ -38,12 +38,25 @@ def draw_front(result: dict, path: str, cap: str | None = None) -> bool:
     return save(fig, cap or f"allocbench advise, objective {result['objective']}, {result['spent_s']:.0f} s", path)
 
 
-def _ratio(r: dict | None) -> str:
+def _ratio(r: dict | None, runs: int = 0) -> str:
+    """A verified ratio with its 95% interval; without one (too few runs), the estimate says untested."""
     if not r:
         return "-"
     if r["low"] is None:
-        return f"{r['estimate']:.2f}x"
-    return f"{r['estimate']:.2f}x [{r['low']:.2f}, {r['high']:.2f}]"
+        return f"{r['estimate']:.2f}x, untested ({runs} runs: too few for a 95% interval)"
+    if not r.get("verdict"):  # written before advice.json kept the verdict
+        return f"{r['estimate']:.2f}x [{r['low']:.2f}, {r['high']:.2f}]"
+    from ..stats import Comparison
+    return Comparison(r["estimate"], r["low"], r["high"], r.get("coverage"), r.get("n") or runs, r.get("method", ""),
+                      r["verdict"], r.get("detectable")).words()
+
+
+def _screen(c: dict) -> str:
+    sc = c.get("screen")
+    if not sc:
+        return "not screened"
+    names = (("wall", "wall"), ("mean_rss", "mean RSS"), ("peak_rss", "peak"))
+    return f"{sc['method']}: " + ", ".join(f"{label} {sc[k]:.2f}x" for k, label in names if sc.get(k) is not None)
 
 
 def render(inputs, canvas) -> list[str]:
@@ -57,20 +70,23 @@ def render(inputs, canvas) -> list[str]:
              "turns. Each ratio is to glibc's dynamic default with its 95% interval; a recommendation must be "
              "better at 95% and inside the constraint at 95%.", ""]
     for result in advice:
-        name = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(result["command"]))[:60]
+        command = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(result["command"]))
         b = result["baseline"]
-        lines += [f"### {name}", "",
-                  f"Objective {result['objective']}; the default runs {b['wall_s']:.2f} s with a mean RSS of "
-                  f"{b['mean_rss_bytes'] / MIB:.1f} MiB; screened by {result['screen']['method']} "
+        rec = result["recommendation"]
+        lines += [f"### {program_name(result)}", "",
+                  ("**Answer**: `" + rec["line"] + "`." if rec else f"**Answer**: {result['keep_default_why']}."),
+                  "", f"`{command}`: objective {result['objective']}; the default runs {b['wall_s']:.2f} s with a "
+                  f"mean RSS of {b['mean_rss_bytes'] / MIB:.1f} MiB; screened by {result['screen']['method']} "
                   f"({result['screen']['why']}); {result['spent_s']:.0f} s of a {result['budget_s']:g} s budget.", "",
-                  "| candidate | why | stage | runs | wall | mean RSS | peak RSS |",
-                  "|---|---|---|---:|---:|---:|---:|"]
+                  "| candidate | stage | runs | wall | mean RSS | peak RSS |", "|---|---|---:|---|---|---|"]
         for c in result["candidates"]:
             stage = c["stage"] + (f": {c['stopped']}" if c["stopped"] else "")
             lines.append(f"| {'**' if c['eligible'] else ''}{c['label']}{'**' if c['eligible'] else ''} | "
-                         f"{c['why']} | {stage} | {c['runs']} | {_ratio(c['wall_ratio'])} | "
-                         f"{_ratio(c['mean_rss_ratio'])} | {_ratio(c['peak_rss_ratio'])} |")
-        rec = result["recommendation"]
+                         f"{stage} | {c['runs']} | {_ratio(c['wall_ratio'], c['runs'])} | "
+                         f"{_ratio(c['mean_rss_ratio'], c['runs'])} | {_ratio(c['peak_rss_ratio'], c['runs'])} |")
+        lines += ["", "| candidate | why it was tried | screen estimate | verdict |", "|---|---|---|---|"]
+        for c in result["candidates"]:
+            lines.append(f"| {c['label']} | {c['why']} | {_screen(c)} | {c['verdict']} |")
         lines += ["", f"- Recommendation: `{rec['line']}`, because {rec['why']}." if rec else
                   f"- Recommendation: {result['keep_default_why']}."]
         acc = result["screening_accuracy"]
@@ -81,6 +97,6 @@ def render(inputs, canvas) -> list[str]:
                      + ("; ".join(parts) if parts else "too few verified to say") + ".")
         lines += [""]
         stem = program_name(result).replace(".", "_")  # the script, or the binary: never an option
-        lines += canvas.figure(f"advice_{stem}.png", f"advise {name}",
+        lines += canvas.figure(f"advice_{stem}.png", f"advise {program_name(result)}",
                                lambda path, cap, result=result: draw_front(result, path, cap))
     return lines

@@ -6,6 +6,7 @@ is left out."""
 from __future__ import annotations
 
 from .. import stats
+from ..glibc_constants import mmapped_chunk_bytes
 from ..records import series_key
 from ..series import find, glibc_at, glibc_fixed, other_defaults, series, syscalls_per_op
 from ..units import KIB, MIB, size_label
@@ -39,7 +40,7 @@ def cliff(recs) -> list[str]:
     if not (lo and hi):
         return []
     c = stats.cells(lo, hi)
-    pages = -(-132 * KIB // 4096)
+    pages = mmapped_chunk_bytes(132 * KIB) // 4096  # the block, its header and size field, in whole pages
     seen = (f"{hi['mmapped_fraction']:.0%} of its blocks mmapped, {syscalls_per_op(hi):.2f} syscalls and "
             f"{hi['faults_per_op']:.1f} faults per op")
     fresh = (hi["mmapped_fraction"] is not None and hi["mmapped_fraction"] >= 0.99 and syscalls_per_op(hi) >= 1.9
@@ -58,10 +59,20 @@ def smallest_mmapped(recs) -> list[str]:
     if not first:
         return []
     below = [r for r in rows if r["size_bytes"] < first["size_bytes"]]
-    return [f"With M_MMAP_THRESHOLD=128 KiB the smallest measured size glibc serves by mmap is "
-            f"{size_label(first['size_bytes'])} ({first['mmapped_fraction']:.0%} of its blocks)"
+    line = (f"With M_MMAP_THRESHOLD=128 KiB, in churn (one block at a time), the smallest measured size glibc "
+            f"serves by mmap is {size_label(first['size_bytes'])} ({first['mmapped_fraction']:.0%} of its blocks)"
             + (f"; the next smaller measured, {size_label(below[-1]['size_bytes'])}, stays on the heap "
-               f"({below[-1]['mmapped_fraction']:.0%})." if below else ".")]
+               f"({below[-1]['mmapped_fraction']:.0%})" if below else ""))
+    if below:  # the same size in the other patterns: whether it stays on the heap depends on what else is live
+        size = below[-1]["size_bytes"]
+        others = sorted((r["pattern"], r["mmapped_fraction"]) for r in recs
+                        if r["status"] == "ok" and r["pattern"] not in ("churn", "trace") and r["threads"] == 1
+                        and r["size_bytes"] == size and series_key(r) == glibc_fixed()
+                        and r["mmapped_fraction"] is not None)
+        if others:
+            line += (f". In the other patterns {size_label(size)} is not always on the heap: mmapped "
+                     + ", ".join(f"{f:.1%} in {p}" for p, f in others))
+    return [line + "."]
 
 
 def batch_retained(recs) -> list[str]:

@@ -1,0 +1,70 @@
+"""The report's first screen and its HTML page.  Each line of "At a glance" is recomputed here
+from the records it reads, by arithmetic of our own (glibc's chunk rounding for the pages, the
+cells' medians for the times), and the HTML page is checked with an HTML parser (no browser engine
+is installable on this machine: Playwright's Chromium comes from a CDN, not from PyPI)."""
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from allocbench import runner
+from allocbench.report import Inputs, write_report
+from allocbench.report.html import write_html
+from allocbench.report.summary import anchor, cliff
+
+KIB = 1024
+
+
+@pytest.fixture(scope="module")
+def cliff_cells():
+    """Churn on either side of a fixed 128 KiB threshold: 124 KiB stays on the heap, 132 KiB is mmapped."""
+    out = []
+    for size in (124 * KIB, 132 * KIB):
+        rec = runner.run_cell(runner.make_spec(pattern="churn", size=size, ops=2000, repeats=3,
+                                               settings={"mmap_threshold": 128 * KIB}))
+        assert rec["status"] == "ok", rec.get("error")
+        out.append(rec)
+    return out
+
+
+def test_the_cliff_line_says_what_its_cells_hold(cliff_cells):
+    lo, hi = cliff_cells
+    line = cliff(Inputs(cells=cliff_cells, results_path="r.jsonl"))
+    # the 132 KiB block, its 8-byte size field and the mmapped chunk's own: (135168 + 16 + 8) rounded to pages
+    pages = -(-(132 * KIB + 16 + 8) // 4096)
+    assert pages == 34 and f"{pages} pages each" in line
+    assert f"({hi['ns_per_op']['median']:,.0f} vs {lo['ns_per_op']['median']:,.0f} ns/op)" in line
+    assert f"{hi['mmapped_fraction']:.0%} of the 132 KiB blocks are mmapped" in line and hi["mmapped_fraction"] == 1
+    assert f"{hi['faults_per_op']:.1f} faults per op" in line
+    assert "](#churn-malloc-touch-free-by-size)" in line
+
+
+class Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids, self.links, self.images, self.details, self.h2 = set(), [], [], 0, 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag == "a" and a.get("href", "").startswith("#"):
+            self.links.append(a["href"][1:])
+        self.images += [a["src"]] if tag == "img" else []
+        self.details += tag == "details"
+        self.h2 += tag == "h2"
+
+
+def test_the_html_page_stands_alone_and_its_links_land(cliff_cells, tmp_path):
+    md = tmp_path / "REPORT.md"
+    write_report(Inputs(cells=cliff_cells, results_path="r.jsonl"), str(md))
+    write_html(str(md), str(tmp_path / "REPORT.html"))
+    page = Page()
+    page.feed((tmp_path / "REPORT.html").read_text())
+    sections = len(re.findall(r"^## ", md.read_text(), re.M))
+    assert page.h2 == page.details == sections >= 2  # every section collapsible
+    assert page.images and all(src.startswith("data:image/png;base64,") for src in page.images)  # inline
+    assert page.links and set(page.links) <= page.ids  # the first screen's links land on their sections
+    assert anchor("Churn (malloc, touch, free) by size")[1:] in page.ids
