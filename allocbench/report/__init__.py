@@ -82,8 +82,13 @@ def write_report(inputs: Inputs, out_path: str) -> list[tuple[str, str]]:
     """Write the report; returns the figures drawn, (file name, title)."""
     canvas = Canvas(os.path.dirname(os.path.abspath(out_path)), inputs.caption())
     lines = header(inputs)
+    openings = summary.section_openings(inputs)  # each section opens with its answer from the first screen
     for section in SECTIONS:
-        lines += section.render(inputs, canvas)
+        for line in section.render(inputs, canvas):
+            lines.append(line)
+            said = openings.pop(summary.anchor(line.lstrip("#").strip()), None) if line.startswith("#") else None
+            if said and section is not summary:
+                lines += ["", *(f"**In short**: {x}" for x in said)]
     with open(out_path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return canvas.made

@@ -130,10 +130,25 @@ def inside(inputs) -> str | None:
             + f". [Inside a running process]({anchor('Inside a running process')})")
 
 
+def answers(inputs) -> list[str]:
+    return [x for x in (cliff(inputs), threshold(inputs), *advice(inputs), fidelity(inputs), trim(inputs),
+                        toy(inputs), inside(inputs)) if x]
+
+
 def render(inputs, canvas) -> list[str]:
-    lines = [x for x in (cliff(inputs), threshold(inputs), *advice(inputs), fidelity(inputs), trim(inputs),
-                         toy(inputs), inside(inputs)) if x]
+    lines = answers(inputs)
     if not lines:
         return []
     return ["## At a glance", "", *[f"- {x}" for x in lines], ""]
+
+
+def section_openings(inputs) -> dict[str, list[str]]:
+    """Each section's own answer, to open it: the first-screen lines that link to it (their links to
+    it dropped), by the section's heading."""
+    out: dict[str, list[str]] = {}
+    for line in answers(inputs):
+        for target in re.findall(r"\]\((#[^)]+)\)", line):
+            text = re.sub(r" ?\(?\[[^\]]+\]\(" + re.escape(target) + r"\)\)?", "", line).rstrip()
+            out.setdefault(target, []).append(text)
+    return out
 
