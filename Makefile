@@ -112,26 +112,15 @@ bench: system build ## the default sweep and the probes, then plots/ and plots/R
 	    $$(test -f results/fidelity.jsonl && echo --fidelity results/fidelity.jsonl) \
 	    $$(test -f results/inspect.jsonl && echo --inspect results/inspect.jsonl) \
 	    $$(ls results/advice/*/advice.json >/dev/null 2>&1 && echo --advice results/advice/*/advice.json) \
-	    $$(test -f results/toy_speed_before.jsonl -a -f results/toy_speed_after.jsonl && echo --toy-speed results/toy_speed_before.jsonl results/toy_speed_after.jsonl) \
+	    $$(test -f results/toy_peers.jsonl && echo --peers results/toy_peers.jsonl) \
 	    --out plots/REPORT.md --html
 	@echo "results: $(RESULTS)"; echo "plots:   plots/*.png"; echo "report:  plots/REPORT.md (and plots/REPORT.html: one page, figures inline)"
 
-# The toy's speed against glibc, before (the cell and toy of git revision
-# TOY_BEFORE, built from git) and after (this tree), run back to back.
-TOY_BEFORE ?= 13be4cc
-toy-speed: build ## the toy against glibc at 1 KiB..8 MiB, an older toy (TOY_BEFORE) then this one (~10 min)
-	@git rev-parse --verify -q $(TOY_BEFORE)^{commit} >/dev/null || \
-	    { echo "toy-speed: needs this repository's git history (revision $(TOY_BEFORE))"; exit 2; }
-	rm -rf build/toy-before && mkdir -p build/toy-before results/toy_speed
-	git archive $(TOY_BEFORE) csrc | tar -x -C build/toy-before
-	cd build/toy-before/csrc && $(CC) $(CFLAGS) -fno-builtin-malloc -o ../allocbench-cell \
-	    cell.c counters.c workloads.c toyalloc.c $$(test -f replay.c && echo replay.c) -lpthread
-	rm -f results/toy_speed_before.jsonl results/toy_speed_after.jsonl
-	ALLOCBENCH_CELL=build/toy-before/allocbench-cell $(PY) -m allocbench sweep \
-	    --config benchmarks/toy_speed.json --out results/toy_speed_before.jsonl $(SWEPT)
-	$(PY) -m allocbench sweep --config benchmarks/toy_speed.json --out results/toy_speed_after.jsonl $(SWEPT)
-	$(PY) -m allocbench report results/toy_speed_after.jsonl --out results/toy_speed/REPORT.md \
-	    --toy-speed results/toy_speed_before.jsonl results/toy_speed_after.jsonl
+# The toy against glibc, jemalloc, tcmalloc and mimalloc on benchmarks/peers' programs (the shapes of the
+# public allocator suites), every allocator in turns; then a report of the peer table alone.
+toy-speed: system build ## the toy against the other allocators, program by program (benchmarks/peers, ~10 min)
+	$(PY) scripts/toy-peers results/toy_peers.jsonl || test $$? -eq 1
+	$(PY) -m allocbench report results/toy_peers.jsonl --out results/toy_speed/REPORT.md
 	@echo "report:  results/toy_speed/REPORT.md"
 
 bench-quick: system build ## a small sweep (about a minute): results/quick.jsonl, report in results/quick/

@@ -68,3 +68,21 @@ def test_the_html_page_stands_alone_and_its_links_land(cliff_cells, tmp_path):
     assert page.images and all(src.startswith("data:image/png;base64,") for src in page.images)  # inline
     assert page.links and set(page.links) <= page.ids  # the first screen's links land on their sections
     assert anchor("Churn (malloc, touch, free) by size")[1:] in page.ids
+
+
+def test_the_peer_table_pairs_each_toy_run_with_the_others_of_its_round():
+    """Synthetic runs with known ratios: the toy takes 1.5x glibc's time and 0.5x mimalloc's in every
+    round, so best (the faster of glibc and mimalloc) is glibc and toy / best is 1.50 in every pair."""
+    from allocbench.report.toy_peers import geomeans, runs_by_program, table
+
+    recs = []
+    for rnd in range(6):
+        wobble = 1 + rnd / 100  # the machine's mood in that round moves every allocator alike
+        for alloc, wall in (("glibc", 1.0), ("toy", 1.5), ("mimalloc", 3.0), ("jemalloc", 1.5), ("tcmalloc", 0.75)):
+            recs.append({"kind": "program", "peer": "p", "allocator": alloc, "settings": {}, "repeat": rnd,
+                         "status": "ok", "wall_ns": wall * wobble * 1e9, "peak_rss_bytes": 100 << 20})
+    rows, ratios = table(runs_by_program(recs, lambda r: r["peer"]))
+    assert "1.50x slower" in rows[2] and "(glibc)" in rows[2]  # toy / best, best named
+    assert "same 1.000x" in rows[2] and "2.00x slower" in rows[2]  # toy / jemalloc; toy / tcmalloc
+    assert ratios == {"best": [1.5], "glibc": [1.5], "rss": [1.0]}
+    assert "toy / best 1.50" in geomeans(ratios) and "the worst here is 1.50" in geomeans(ratios)

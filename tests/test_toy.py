@@ -319,3 +319,52 @@ def test_toy_backend_batch_returns_all_but_its_cache():
                    "--repeats", "1", "--toy-cache-cap", "32M")
     assert rec["toy_stats_after"]["cached_bytes"] <= 32 << 20
     assert rec["retained_after_free_bytes"] <= (32 << 20) + (1 << 20)
+
+
+def test_freed_large_blocks_are_kept_up_to_the_peak_and_no_further():
+    """With a decay (the default, 1 s), freed large mappings are kept beyond the cap up to what was live at
+    the peak, so a block asked for again is not mapped (nor faulted) again; the mappings, live and cached,
+    never exceed that peak plus the cap; and once every large block is freed the cache is back within its cap.
+    In a fresh interpreter: nothing else has used the toy there."""
+    fresh_python("""
+        import random
+        from allocbench import toy
+        MIB, CAP = 1 << 20, 1 << 20
+        toy.configure(cache_cap=CAP, policy="keep")
+        rng, live, peak = random.Random(7), [], 0
+        s0 = toy.stats()
+        def check():  # the large mappings, live and cached (the toy's own books apart), within the peak + cap
+            s = toy.stats()
+            assert s["live_bytes"] + s["cached_bytes"] - s0["live_bytes"] - s0["cached_bytes"] <= peak + CAP, (s, peak)
+        for _ in range(10):
+            live.append(toy.Block(rng.randrange(2, 12) * MIB))
+            peak = max(peak, sum(b.size for b in live))
+            check()
+        for _ in range(100):
+            live.pop(rng.randrange(len(live))).free()
+            live.append(toy.Block(rng.randrange(2, 12) * MIB))
+            peak = max(peak, sum(b.size for b in live))
+            check()
+        # a block freed and asked for again, smaller: split from the cached mapping, no new one
+        big = max(live, key=lambda b: b.size)
+        live.remove(big)
+        size = big.size
+        before = toy.stats()
+        big.free()
+        live.append(toy.Block(size - MIB))
+        after = toy.stats()
+        assert after["mmap_calls"] == before["mmap_calls"] and after["mremap_calls"] == before["mremap_calls"]
+        for b in live:
+            b.free()
+        assert toy.stats()["cached_bytes"] <= CAP  # every large block freed: back within the cap at once
+        # larger than anything cached but at least half of it cached: grown by mremap, not mapped anew
+        two, three = toy.Block(3 * MIB), toy.Block(5 * MIB)
+        two.free()  # 5 MiB live of an 8 MiB peak: room for the 3 MiB mapping
+        s = toy.stats()
+        four = toy.Block(5 * MIB)
+        t = toy.stats()
+        assert t["mmap_calls"] == s["mmap_calls"] and t["mremap_calls"] == s["mremap_calls"] + 1
+        three.free()
+        four.free()
+        assert toy.stats()["cached_bytes"] <= CAP
+    """)

@@ -28,9 +28,8 @@ def add_inputs(p) -> None:
                                      "results/inspect.jsonl), for the section on running processes")
     p.add_argument("--advice", nargs="+", metavar="ADVICE_JSON",
                    help="advice.json files from `allocbench advise --out DIR`, for the advice section")
-    p.add_argument("--toy-speed", nargs=2, metavar=("BEFORE", "AFTER"),
-                   help="two runs of benchmarks/toy_speed.json (make toy-speed): the toy against glibc, before "
-                        "and after")
+    p.add_argument("--peers", help="JSON Lines from scripts/toy-peers (make toy-speed): the toy against the "
+                                   "other allocators on benchmarks/peers' programs")
 
 
 def inputs(args):
@@ -44,8 +43,10 @@ def inputs(args):
     except ResultsError as e:
         raise UsageError(str(e)) from None
     snapshots = all(r.get("kind") == "inspect" for r in first)
-    got = Inputs(cells=[] if snapshots else load_results(args.results), results_path=args.results, probes=probes,
-                 calibration=calibration, inspect=first if snapshots else None)
+    peers = bool(first) and all(r.get("peer") for r in first)  # scripts/toy-peers' runs (make toy-speed)
+    got = Inputs(cells=[] if snapshots or peers else load_results(args.results), results_path=args.results,
+                 probes=probes, calibration=calibration, inspect=first if snapshots else None,
+                 peers=first if peers else None)
     sources = [("probes", args.probes), ("calibration", args.calibration)]
     if getattr(args, "programs", None):
         got.programs = load_results(args.programs)
@@ -56,9 +57,9 @@ def inputs(args):
     if getattr(args, "fidelity", None):
         got.fidelity = load_results(args.fidelity)
         sources.append(("fidelity", args.fidelity))
-    if getattr(args, "toy_speed", None):
-        got.toy_speed = tuple(load_results(f) for f in args.toy_speed)
-        sources += [("toy speed before", args.toy_speed[0]), ("toy speed after", args.toy_speed[1])]
+    if getattr(args, "peers", None):
+        got.peers = load_results(args.peers)
+        sources.append(("peers", args.peers))
     if getattr(args, "inspect", None):
         try:
             got.inspect = load_records(args.inspect)

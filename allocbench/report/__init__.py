@@ -24,10 +24,10 @@ from . import (
     programs,
     replays,
     summary,
-    toy_speed,
+    toy_peers,
 )
 
-SECTIONS = (summary, findings, churn, batch, toy_speed, fragmentation, programs, replays, latency, advice, inspect,
+SECTIONS = (summary, findings, churn, batch, toy_peers, fragmentation, programs, replays, latency, advice, inspect,
             cost_model, mmap_claims, glibc_probes)
 
 
@@ -41,12 +41,14 @@ class Inputs:
     programs: list[dict] | None = None
     replays: list[dict] | None = None
     fidelity: list[dict] | None = None  # allocbench trace info --fidelity records
-    toy_speed: tuple[list[dict], list[dict]] | None = None
+    peers: list[dict] | None = None  # make toy-speed's runs of benchmarks/peers under every allocator
     advice: list[dict] | None = None  # allocbench advise's answers (advice.json)
     inspect: list[dict] | None = None  # allocbench inspect's snapshots (--out, or make bench's mid-run ones)
     sources: list[tuple[str, str]] = field(default_factory=list)  # (what, path), every file read
 
     def caption(self) -> str:
+        if not self.cells and self.peers:  # make toy-speed's runs alone
+            return f"{len(self.peers)} runs of benchmarks/peers' programs under every allocator, in turns"
         if not self.cells:  # a file of inspect snapshots alone
             return f"{len(self.inspect or [])} snapshot(s) of running processes (allocbench inspect)"
         return caption(self.cells)

@@ -144,5 +144,7 @@ def findings(recs: list[dict]) -> list[str]:
 
 
 def render(inputs, canvas) -> list[str]:
+    if not inputs.cells:  # a report of snapshots or of the peer table alone: no sweep to find things in
+        return []
     found = findings(inputs.cells)
     return ["## Findings", "", *([f"- {f}" for f in found] or ["- (not enough cells for the standard findings)"]), ""]

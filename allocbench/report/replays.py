@@ -17,7 +17,7 @@ from collections import defaultdict
 from .. import stats
 from ..fidelity import syscalls_text
 from ..records import series_key
-from ..series import glibc_at, series, series_order, syscalls_per_op
+from ..series import glibc_at, program_name, series, series_order, syscalls_per_op
 from ..units import MIB
 
 MEASURES = (("time", "ns_per_op_by_process", "time"),
@@ -116,7 +116,7 @@ def fidelity_table(records: list[dict]) -> list[str]:
             peak = cell(p["peak_malloc_growth_bytes"], r["peak_anon_growth_bytes"], e["peak_anon_growth"])
             end = cell(p["final_malloc_growth_bytes"], r["final_anon_growth_bytes"], e["final_anon_growth"])
             # the replay is of the fresh recording fidelity makes, not of the stored trace: name the program
-            lines.append(f"| {os.path.basename(rec['argv'][0])} (stored: {os.path.basename(rec['trace'])}) | "
+            lines.append(f"| {program_name({'command': rec['argv']})} (stored: {os.path.basename(rec['trace'])}) | "
                          f"{rec['allocator']} {setting} | "
                          f"{MODE_WORDS.get(r['mode'], r['mode'])} | {peak} | {end} | "
                          f"{p['arena_heaps']}, {r['arena_heaps']} | {sys_err} | {verdict} |")

@@ -3,7 +3,6 @@ records with a link to the section that holds the evidence.  A line whose record
 is left out; nothing here is a number the sections below do not also print."""
 from __future__ import annotations
 
-import os
 import re
 
 from .. import stats
@@ -11,6 +10,7 @@ from ..glibc_constants import DEFAULT_MMAP_THRESHOLD, mmapped_chunk_bytes
 from ..records import series_key
 from ..series import find, glibc_at, glibc_fixed, program_name
 from ..units import KIB, human_bytes, human_ns, size_label
+from .replays import MODE_WORDS
 
 
 def anchor(heading: str) -> str:
@@ -72,7 +72,7 @@ def fidelity(inputs) -> str | None:
         for r in rec["replays"]:
             err = r["errors"]["peak_anon_growth"]["relative"]
             verdict = "faithful" if r["faithful"] else "not faithful" if r["faithful"] is False else "not judged"
-            rows.append(f"{os.path.basename(rec['argv'][0])} {r['mode'].replace('_', ' ')} {verdict}"
+            rows.append(f"{program_name({'command': rec['argv']})} {MODE_WORDS.get(r['mode'], r['mode'])} {verdict}"
                         + (f" (peak {err:+.0%})" if err is not None else ""))
     if not rows:
         return None

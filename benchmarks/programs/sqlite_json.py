@@ -7,7 +7,7 @@ import sqlite3
 rng = random.Random(1)
 db = sqlite3.connect(":memory:")
 db.execute("create table docs (id integer primary key, kind text, body text)")
-for i in range(40000):
+for i in range(15000):
     doc = {"id": i, "kind": rng.choice("abcde"), "tags": [rng.randrange(100) for _ in range(rng.randrange(20))],
            "text": "x" * rng.randrange(2000)}
     db.execute("insert into docs values (?, ?, ?)", (i, doc["kind"], json.dumps(doc)))

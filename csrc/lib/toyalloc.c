@@ -32,8 +32,13 @@
  *   large blocks then takes no shared lock and adds no entry.  A freed
  *   mapping, or a released span, is purged first by the
  *   policy (madvise), then published to a cache of at most 64 entries and
- *   cache_cap bytes (oldest evicted with munmap); each entry remembers whether
- *   its pages are known to be zero, decided when it was cached.
+ *   cache_cap bytes (oldest evicted with munmap), or, with a decay (decay_ms,
+ *   1 s by default), up to what the program had live in large blocks at its
+ *   peak and has not now (cache_room): a block freed is kept while the program
+ *   may ask for it again, and what waits past the decay beyond the fixed cap
+ *   goes back at the next cached free; when the program has freed every large
+ *   block, at once.  Each entry remembers whether its pages
+ *   are known to be zero, decided when it was cached.
  * - realloc of a large block is mremap: the kernel moves page tables, no copy.
  * - fork: the prepare handler takes stdio's list lock before the toy's lock,
  *   the order glibc's fork itself uses (list, then malloc), so a thread that
@@ -55,6 +60,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/single_threaded.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef TOY_PRELOAD
@@ -127,6 +133,7 @@ typedef struct cached_map {
     char *base;
     size_t len;
     int zeroed;  /* every page known to read as zero (fresh, or dropped by MADV_DONTNEED) */
+    uint64_t freed_ms;  /* when it was cached (CLOCK_MONOTONIC_COARSE): past the decay it goes back */
 } cached_map;
 
 typedef struct cached_slot {  /* a free slot in a thread's cache */
@@ -166,6 +173,9 @@ static heap *heaps;
 static pthread_key_t heap_key;
 static TOY_TLS heap th;
 static _Atomic size_t cfg_threshold = 128 << 10, cfg_cache_cap = 32 << 20;
+static _Atomic size_t cfg_decay_ms = 1000;  /* TOYALLOC_DECAY_MS: see cache_room (0: the fixed cap alone) */
+/* bytes of live large blocks, and their peak: what the program has shown it asks for */
+static _Atomic uint64_t large_live, large_peak;
 static atomic_int cfg_policy = TOY_KEEP;
 static _Atomic int64_t live_elsewhere;  /* exited threads, and calls made without a heap */
 static _Atomic uint64_t span_epoch;  /* +1 whenever a span is released: threads' hot spans go stale */
@@ -286,22 +296,106 @@ static char *cache_take(size_t len, size_t align, size_t *got, int *zeroed)
     return b;
 }
 
-/* Publish a purged mapping, evicting the oldest to stay within the cap (lock
- * held); the evicted, to be unmapped outside the lock, go to `evicted`, and so
- * does this one when the threads' stashes leave no room for it. */
+static uint64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &t);  /* the vDSO, a few ns: a decay of a second needs no better */
+    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+static void large_live_add(int64_t d)
+{
+    uint64_t now = atomic_fetch_add_explicit(&large_live, (uint64_t)d, RELAXED) + (uint64_t)d;
+    if (now == 0)  /* every large block freed: no demand left, the cache goes back to its cap */
+        atomic_store_explicit(&large_peak, 0, RELAXED);
+    else if (now > atomic_load_explicit(&large_peak, RELAXED))
+        atomic_store_explicit(&large_peak, now, RELAXED);  /* a race loses a peak to a near one: a heuristic */
+}
+
+/* The bytes of freed mappings the cache may hold now.  The fixed cap (TOYALLOC_CACHE_CAP), and with a
+ * decay (TOYALLOC_DECAY_MS) as much again as the program had live in large blocks at its peak and has
+ * not now: the blocks it freed and, by its own history, may ask for again.  So the large mappings, live
+ * and cached, never exceed that peak plus the cap, and what is not asked for again within the decay
+ * goes back (cache_put). */
+static size_t cache_room(void)
+{
+    size_t cap = atomic_load_explicit(&cfg_cache_cap, RELAXED);
+    if (!atomic_load_explicit(&cfg_decay_ms, RELAXED))
+        return cap;
+    uint64_t peak = atomic_load_explicit(&large_peak, RELAXED), live = atomic_load_explicit(&large_live, RELAXED);
+    return cap + (size_t)(peak > live ? peak - live : 0);
+}
+
+/* After new memory was mapped for a large block: the cache shrunk to its room, so the large mappings,
+ * live and cached, stay within the peak plus the cap (the cached ones that could not serve it go first,
+ * oldest first). */
+static void cache_trim(void)
+{
+    cached_map evicted[CACHE_SLOTS];
+    int n = 0;
+    size_t room = cache_room();
+    lock();
+    while (ncached > 0 && st_cached > room) {
+        evicted[n++] = cache[0];
+        SUB(st_cached, cache[0].len);
+        memmove(cache, cache + 1, sizeof cache[0] * (size_t)--ncached);
+    }
+    unlock();
+    for (int i = 0; i < n; i++)
+        unmap_mapping(evicted[i].base, evicted[i].len);
+}
+
+/* A large block's mapping from the cache (lock held), as little new memory faulted in as can be: the
+ * smallest cached mapping that holds len, split so that its tail stays cached (no syscall: a page
+ * range of a mapping is a mapping); else the largest that holds at least half of len, whole, for
+ * the caller to grow with mremap (its pages stay, only the new tail faults in).  *got < len says
+ * it must be grown.  NULL: nothing cached is worth it. */
+static char *cache_take_large(size_t len, size_t *got, int *zeroed)
+{
+    int fit = -1, part = -1;
+    for (int i = 0; i < ncached; i++) {
+        if (cache[i].len >= len && (fit < 0 || cache[i].len < cache[fit].len))
+            fit = i;
+        if (cache[i].len < len && cache[i].len >= len / 2 && (part < 0 || cache[i].len > cache[part].len))
+            part = i;
+    }
+    int i = fit >= 0 ? fit : part;
+    if (i < 0)
+        return NULL;
+    char *b = cache[i].base;
+    *zeroed = cache[i].zeroed;
+    if (fit >= 0 && cache[i].len > len) {  /* the tail stays cached, as it was */
+        cache[i].base += len, cache[i].len -= len;
+        SUB(st_cached, len);
+        *got = len;
+        return b;
+    }
+    *got = cache[i].len;
+    SUB(st_cached, *got);
+    memmove(cache + i, cache + i + 1, sizeof cache[0] * (size_t)(--ncached - i));
+    return b;
+}
+
+/* Publish a purged mapping, evicting the oldest to stay within the room (lock
+ * held), and, beyond the fixed cap, what has waited past the decay; the
+ * evicted, to be unmapped outside the lock, go to `evicted`, and so does this
+ * one when the threads' stashes leave no room for it. */
 static int cache_put(char *base, size_t len, int zeroed, size_t cap, cached_map *evicted)
 {
     int nevicted = 0;
-    while (ncached > 0 && (ncached == CACHE_SLOTS || st_cached + len > cap)) {
+    uint64_t now = now_ms(), decay = atomic_load_explicit(&cfg_decay_ms, RELAXED);
+    size_t fixed = atomic_load_explicit(&cfg_cache_cap, RELAXED);
+    while (ncached > 0 && (ncached == CACHE_SLOTS || st_cached + len > cap ||
+                           (decay && st_cached > fixed && cache[0].freed_ms + decay <= now))) {
         evicted[nevicted++] = cache[0];
         SUB(st_cached, cache[0].len);
         memmove(cache, cache + 1, sizeof cache[0] * (size_t)--ncached);
     }
     if (st_cached + len > cap) {
-        evicted[nevicted++] = (cached_map){base, len, zeroed};
+        evicted[nevicted++] = (cached_map){base, len, zeroed, 0};
         return nevicted;
     }
-    cache[ncached++] = (cached_map){base, len, zeroed};
+    cache[ncached++] = (cached_map){base, len, zeroed, now};
     ADD(st_cached, len);
     return nevicted;
 }
@@ -311,10 +405,12 @@ static int cache_put(char *base, size_t len, int zeroed, size_t cap, cached_map 
 static void retire_mapping(char *base, size_t len)
 {
     int policy = atomic_load_explicit(&cfg_policy, RELAXED);
-    size_t cap = atomic_load_explicit(&cfg_cache_cap, RELAXED);
+    size_t cap = cache_room();
     retry_retired();
     if (policy == TOY_UNMAP || len > cap) {
         unmap_mapping(base, len);
+        if (ncached)
+            cache_trim();  /* the room may have shrunk (every large block freed): what is cached follows */
         return;
     }
     int zeroed = 0;
@@ -604,6 +700,7 @@ static void init_slow(void)
         if (t <= TOY_MAX_THRESHOLD)
             cfg_threshold = t;
         cfg_cache_cap = env_size("TOYALLOC_CACHE_CAP", cfg_cache_cap);
+        cfg_decay_ms = env_size("TOYALLOC_DECAY_MS", cfg_decay_ms);
         const char *pol = getenv("TOYALLOC_POLICY");
         for (int i = 0; pol && i < TOY_NPOLICIES; i++)
             if (!strcmp(pol, toy_policy_names[i]))
@@ -969,7 +1066,7 @@ static void stash_put(heap *h, char *base, size_t len)
         h->nstash--;
         stash_drop(old);
     }
-    h->stash[h->nstash++] = (cached_map){base, len, 0};
+    h->stash[h->nstash++] = (cached_map){base, len, 0, 0};
     ADD(st_cached, len);
 }
 
@@ -984,19 +1081,34 @@ static void *large_alloc(size_t size, size_t align, int *zeroed)
     *zeroed = 0;
     if (!b) {
         lock();
-        b = cache_take(len, align, &got, zeroed);
+        b = align == page ? cache_take_large(len, &got, zeroed) : cache_take(len, align, &got, zeroed);
         unlock();
+    }
+    int grew = 0;
+    if (b && got < len) {  /* a cached mapping short of len: grown in place or moved, its pages kept */
+        char *nb = mremap(b, got, len, MREMAP_MAYMOVE);
+        ADD(st_mremap, 1);
+        if (nb == MAP_FAILED) {
+            retire_mapping(b, got);
+            b = NULL;
+        } else {
+            ADD(st_mapped, len - got);
+            b = nb, got = len, grew = 1;  /* the new tail reads as zero; the rest as it was cached */
+        }
     }
     if (!b) {
         if (!(b = map_aligned(len, align)))
             return NULL;
-        got = len, *zeroed = 1;
+        got = len, *zeroed = 1, grew = 1;
     }
     if (!from_stash && ltab_add((uintptr_t)b, got, align > page)) {
         unmap_mapping(b, got);
         return NULL;
     }
     live_add(h, (int64_t)got);
+    large_live_add((int64_t)got);
+    if (grew && ncached)
+        cache_trim();
     return b;
 }
 
@@ -1013,6 +1125,7 @@ static int large_free(void *p, int must)
         return 0;
     }
     live_add(h, -(int64_t)len);
+    large_live_add(-(int64_t)len);
     if (stashed)
         stash_put(h, p, len);
     else
@@ -1221,6 +1334,7 @@ static void *large_resize(void *p, size_t old, size_t size)
     }
     ADD(st_mapped, len - old);
     live_add(my_heap(), (int64_t)len - (int64_t)old);
+    large_live_add((int64_t)len - (int64_t)old);
     return nb;
 }
 

@@ -1,0 +1,125 @@
+"""The toy against the best, program by program: `make toy-speed`'s peer programs (benchmarks/peers/,
+the shapes of the public allocator suites) and make bench's real programs, each run under every
+allocator in fresh processes taken in turns.  Every toy run has a partner of each other allocator from
+the same round, so each ratio is stats.paired over those rounds; "best" is, per program, the faster of
+glibc and mimalloc by median wall time, as the suites' own tables pick it."""
+from __future__ import annotations
+
+import statistics
+
+from .. import stats
+from ..series import program_name
+from ..units import MIB
+
+TOY, BEST_OF = "toy", ("glibc", "mimalloc")
+PEERS = ("glibc", "jemalloc", "tcmalloc", "mimalloc")
+
+
+def runs_by_program(recs: list[dict], key) -> dict:
+    """{program: {allocator: {round: record}}} of the ok runs with default settings."""
+    out: dict = {}
+    for r in recs:
+        if r.get("status") == "ok" and not r.get("settings") and r.get("kind", "program") == "program":
+            out.setdefault(key(r), {}).setdefault(r["allocator"], {})[r["repeat"]] = r
+    return out
+
+
+def paired(runs: dict, a: str, b: str, field: str, kind: str) -> stats.Comparison | None:
+    """b against a over the rounds both ran."""
+    rounds = sorted(set(runs.get(a, {})) & set(runs.get(b, {})))
+    if not rounds:
+        return None
+    return stats.paired([runs[a][k][field] for k in rounds], [runs[b][k][field] for k in rounds], kind)
+
+
+def median_of(runs: dict, alloc: str, field: str) -> float | None:
+    vals = [r[field] for r in runs.get(alloc, {}).values() if r.get(field) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def table(by_program: dict) -> tuple[list[str], dict]:
+    """The table's rows, and the ratios for the geomeans: {"best": [...], "glibc": [...], "rss": [...]}."""
+    lines = ["| program | toy s | toy / best (of glibc, mimalloc) | toy / glibc | toy / jemalloc | toy / tcmalloc "
+             "| toy peak RSS / glibc's |", "|---|---:|---|---|---|---|---|"]
+    ratios: dict = {"best": [], "glibc": [], "rss": []}
+    for name in sorted(by_program):
+        runs = by_program[name]
+        if TOY not in runs:
+            continue
+        best = min((a for a in BEST_OF if a in runs), key=lambda a: median_of(runs, a, "wall_ns"), default=None)
+        words = {a: paired(runs, a, TOY, "wall_ns", "time") for a in PEERS}
+        vs_best = paired(runs, best, TOY, "wall_ns", "time") if best else None
+        rss = paired(runs, "glibc", TOY, "peak_rss_bytes", "memory")
+        for k, c in (("best", vs_best), ("glibc", words["glibc"]), ("rss", rss)):
+            if c and c.estimate:
+                ratios[k].append(c.estimate)
+        cell = lambda c: c.words() if c else "-"
+        lines.append(f"| {name} | {median_of(runs, TOY, 'wall_ns') / 1e9:.3f} | "
+                     f"{cell(vs_best)}{f' ({best})' if best else ''} | {cell(words['glibc'])} | "
+                     f"{cell(words['jemalloc'])} | {cell(words['tcmalloc'])} | {cell(rss)} |")
+    return lines, ratios
+
+
+def geomeans(ratios: dict) -> str:
+    g = {k: stats.geometric_mean(v) for k, v in ratios.items() if v}
+    worst = max(ratios["best"], default=None)
+    if not g:
+        return ""
+    return (f"Geometric means over {len(ratios['best'])} programs: toy / best {g.get('best', 0):.2f} (the goal: "
+            f"at most 1.0, and no program above 1.1: the worst here is {worst:.2f}), toy / glibc "
+            f"{g.get('glibc', 0):.2f}, peak RSS toy / glibc {g.get('rss', 0):.2f} (the goal: at most 1.0). The "
+            f"geomeans are of the paired medians; each row's interval is its own test.")
+
+
+def draw(by_program: dict):
+    def fig(path, cap):
+        names = sorted(n for n in by_program if TOY in by_program[n])
+        if not names:
+            return False
+        from .draw import plt, save
+        fig, ax = plt.subplots(figsize=(10, 4.5))
+        width = 0.8 / len(PEERS)
+        for i, a in enumerate(PEERS):
+            cs = [paired(by_program[n], a, TOY, "wall_ns", "time") for n in names]
+            est = [c.estimate if c else float("nan") for c in cs]
+            err = [[c.estimate - c.low if c and c.low else 0 for c in cs],
+                   [c.high - c.estimate if c and c.high else 0 for c in cs]]
+            ax.bar([k + i * width for k in range(len(names))], est, width, yerr=err, capsize=2, label=f"toy / {a}")
+        ax.axhline(1, color="k", lw=0.8)
+        ax.set_xticks([k + 0.4 - width / 2 for k in range(len(names))], names, rotation=20, fontsize=8)
+        ax.set_ylabel("toy's wall time / the other's (95% interval)")
+        ax.legend(fontsize=7)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.set_title("the mmap-only toy against the others, program by program (below 1: the toy is faster)")
+        return save(fig, cap, path)
+    return fig
+
+
+def render(inputs, canvas) -> list[str]:
+    peers = runs_by_program(inputs.peers or [], lambda r: r.get("peer"))
+    real = {k: v for k, v in runs_by_program(inputs.programs or [], program_name).items() if TOY in v}
+    if not peers and not real:
+        return []
+    lines = ["## The toy against the best", "",
+             "Each program ran under every allocator (preloaded, in a fresh process) in turns, so each ratio is "
+             "paired over the rounds, with its 95% interval (allocbench/stats.py). \"best\" is the faster of glibc "
+             "and mimalloc for that program, by median wall time.", ""]
+    if peers:
+        rows, ratios = table(peers)
+        lines += ["### Our programs with the public suites' shapes (`make toy-speed`)", "",
+                  "benchmarks/peers/*.c: large blocks (malloc-large), a larson-like server, producer/consumer "
+                  "(xmalloc), a cross-thread ring (rptest), cache-scratch, alloc-test on 1 and 2 threads, and "
+                  "glibc-thread's per-thread churn; each file's header names the program it follows.", "",
+                  *rows, "", geomeans(ratios), ""]
+        lines += canvas.figure("toy_peers.png", "the toy against the others, program by program", draw(peers))
+    if real:
+        rows, ratios = table(real)
+        lines += ["### make bench's real programs", "", *rows, "", geomeans(ratios), ""]
+    big = (inputs.peers and next((r for r in inputs.peers if r.get("peer") == "large" and r["allocator"] == TOY
+                                  and r.get("status") == "ok"), None))
+    if big and big.get("syscalls"):
+        lines += [f"In `large`, a toy run made {big['syscalls'].get('mmap', 0):,} mmap and "
+                  f"{big['syscalls'].get('munmap', 0):,} munmap calls and {big['minor_faults']:,} minor faults "
+                  f"(peak RSS {big['peak_rss_bytes'] / MIB:.0f} MiB): each large block it maps again is faulted in "
+                  "again, page by page.", ""]
+    return lines
