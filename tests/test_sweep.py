@@ -188,32 +188,3 @@ def test_grid_settings_lists_apply_to_the_backends_that_own_them():
     bad = {"blocks": [{"pattern": "churn", "allocators": ["toy"], "sizes": [1], "settings": [{"toy_policy": "x"}]}]}
     with pytest.raises(ValueError, match="toy_policy must be one of"):
         sweep.expand({**bad, "blocks": [{**bad["blocks"][0]}]})
-
-
-def test_toy_speed_section_gives_each_cells_ratio_and_names_the_slower():
-    """Synthetic records with known per-process medians: toy/glibc is the median
-    of the per-process quotients, with the sign test's interval (6 pairs: from
-    the smallest to the largest quotient, 1 - 2/64 = 96.9% coverage) and its
-    verdict.  Fewer than 6 pairs fall back to the processes unpaired (Mann-Whitney):
-    3 against 3 cannot give a 95% interval (1 - 2/20 = 90%): untested."""
-    from allocbench.report.toy_speed import rows
-
-    def rec(allocator, size, per, threads=1, ops=100, touch=True):
-        return {"status": "ok", "settings": {}, "pattern": "churn", "size_bytes": size, "threads": threads,
-                "ops": ops, "allocator": allocator, "touch": touch, "ns_per_op": {"median": sorted(per)[len(per) // 2]},
-                "ns_per_op_by_process": per, "ns_per_op_repeats": per, "syscalls": {"mmap": 0, "munmap": 0}}
-
-    glibc = [10.0] * 6
-    after = [rec("toy", 4096, [11, 12, 13, 14, 15, 16]), rec("glibc", 4096, glibc),      # all above 1: slower
-             rec("toy", 8192, [9, 11, 10.5, 9.5, 12, 10]), rec("glibc", 8192, glibc),     # 1 inside: same
-             rec("toy", 1024, [5, 6, 7, 8, 9, 9.5]), rec("glibc", 1024, glibc),           # all below 1: faster
-             rec("toy", 2048, [11, 12, 13]), rec("glibc", 2048, [10.0] * 3)]  # 3 and 3: untested
-    before = [rec("toy", 4096, [20.0] * 6), rec("glibc", 4096, glibc)]
-    table, slower, same_above, untested = rows(before, after)
-    text = "\n".join(table)
-    assert "| churn | 4 KiB | 1 | 100 | 2.00 | 10.0 | 14.0 | **1.35** | [1.10, 1.60] | slower | 0.0000 |" in text
-    assert "| churn | 8 KiB | 1 | 100 | - | 10.0 | 10.5 | **1.02** | [0.90, 1.20] | same | 0.0000 |" in text
-    assert "| churn | 1 KiB | 1 | 100 | - | 10.0 | 8.0 | **0.75** | [0.50, 0.95] | faster | 0.0000 |" in text
-    assert "| churn | 2 KiB | 1 | 100 | - | 10.0 | 12.0 | **1.20** | - | untested | 0.0000 |" in text
-    assert slower == ["churn 4 KiB (1.35)"] and same_above == ["churn 8 KiB (1.02)"]
-    assert untested == ["churn 2 KiB (1.20)"]
