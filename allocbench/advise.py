@@ -45,7 +45,8 @@ from .series import series_label
 from .units import MIB, human_bytes, size_label
 
 STOP_FACTOR = 3.0          # a run past this many times the default's wall time is stopped
-MAX_SURVIVORS = 3
+MAX_SURVIVORS = 6          # verified at most: the budget (rounds_room) usually decides first
+SCREEN_CLOSE = 1.02        # a screen within 2% of the default cannot tell it from better: verified if affordable
 MAX_ROUNDS = 30
 SCREEN_SLACK = 1.5         # screening is one noisy run: keep what it puts within 1.5x the constraint
 MIN_SAMPLES = 40           # RSS samples a run should get (sets --hz for short programs)
@@ -368,8 +369,9 @@ def screen_by_exec(store: RunStore, candidates: list[Candidate], baseline: dict)
 
 def survivors(candidates: list[Candidate], obj: Objective, rounds_room: int) -> list[Candidate]:
     """The screened candidates inside the constraint (with slack: a screen is one noisy run) and better
-    than the default by the screen, best first, as many as `rounds_room` rounds of MIN_PAIRS can verify;
-    each one left out says why."""
+    than the default by the screen or close to it (SCREEN_CLOSE: a screen cannot tell 1% apart), best
+    first, as many as `rounds_room` rounds of MIN_PAIRS can verify: a budget left over verifies the close
+    ones rather than stopping early.  Each one left out says why."""
     limit = obj.limit * SCREEN_SLACK
     fit = []
     for c in candidates:
@@ -378,9 +380,9 @@ def survivors(candidates: list[Candidate], obj: Objective, rounds_room: int) -> 
         con, got = c.screen.get(obj.constraint, math.inf), c.screen.get(obj.measure, math.inf)
         if con > limit:
             c.stopped = f"screen: outside the constraint ({con:.2f}x {obj.constraint.replace('_', ' ')})"
-        elif not got < 1:
+        elif not got < SCREEN_CLOSE:
             c.stopped = f"screen: not {obj.better} ({got:.2f}x {obj.measure.replace('_', ' ')})"
-        else:
+        else:  # better by the screen, or within its noise of the default: verification tells
             fit.append(c)
     fit.sort(key=lambda c: (c.screen[obj.measure], c.invasive))
     keep = fit[:max(1, min(MAX_SURVIVORS, rounds_room))] if fit else []

@@ -125,6 +125,12 @@ def test_survivors_say_why_each_other_candidate_was_not_verified():
     assert cands[4].stopped.startswith("screen: not leaner (1.02x")
     assert cands[5].stopped.startswith("screen: outside the constraint (1.90x")
     assert advise.plan_rounds(60, 1.0, 2) == 16 and advise.plan_rounds(1000, 1.0, 2) == advise.MAX_ROUNDS
+    # with room, the ones the screen cannot tell from the default (within 2%) are verified too, best first
+    close = advise.Candidate("glibc", {"arena_max": 64}, "w", stage="screened", screen={"mean_rss": 1.01, "wall": 1.0})
+    for c in cands:
+        c.stopped = None
+    keep = advise.survivors(cands + [close], obj, rounds_room=10)
+    assert [c.settings["arena_max"] for c in keep] == [1, 2, 4, 8, 64]
 
 
 def test_the_recommendation_is_better_at_95_percent_and_inside_the_constraint():
