@@ -60,14 +60,15 @@ def _grid_default() -> list[dict]:
     glibc = glibc_backend().name
     return ([{"allocator": glibc, "settings": s} for s in (
         {}, {"mmap_threshold": DEFAULT_MMAP_THRESHOLD},
-        {"mmap_threshold": DEFAULT_MMAP_THRESHOLD, "trim_threshold": 64 * MIB},
-        {"arena_max": 2})] + [{"allocator": name, "settings": {}} for name in others()])
+        {"mmap_threshold": DEFAULT_MMAP_THRESHOLD, "trim_threshold": 64 * MIB})]
+            + [{"allocator": name, "settings": {}} for name in others()])
 
 
 def _grid_threads() -> list[dict]:
-    """The default grid and the arena counts a threaded program is tuned with (MALLOC_ARENA_MAX 1, 2, 4)."""
+    """The default grid and the arena counts a threaded program is tuned with (MALLOC_ARENA_MAX 1, 2, 4):
+    arena_max only changes a program with threads, so only this grid has it."""
     glibc = glibc_backend().name
-    return _grid_default() + [{"allocator": glibc, "settings": {"arena_max": n}} for n in (1, 4)]
+    return _grid_default() + [{"allocator": glibc, "settings": {"arena_max": n}} for n in (1, 2, 4)]
 
 
 GRIDS = {

@@ -3,7 +3,7 @@
 # 64..4 KiB (their bytes live in malloc'd buffers), keeps one string of each
 # batch and drops the rest; Ruby's GC frees them on whichever thread it runs.
 THREADS = 4
-ROUNDS = 60
+ROUNDS = 40
 threads = THREADS.times.map do
   Thread.new do
     kept = []
