@@ -29,7 +29,7 @@ system: build ## install missing Debian packages (strace, libc6-dbg, the allocat
 $(DEPS): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip "setuptools>=64" "Cython>=3.1"
-	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
+	ALLOCBENCH_LINK_ONLY=1 $(PY) -m pip install -q --no-build-isolation -e '.[dev]'
 	touch $@
 
 # the extension, the C programs, the preload shims and the toy library have one recipe, setup.py's

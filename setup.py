@@ -3,7 +3,8 @@
 Cython extension, the C programs, the preload shims and the toy library.  Metadata lives in
 pyproject.toml.
 
-ALLOCBENCH_DEBUG=1 builds with bounds checks, assertions and -O0 -g."""
+ALLOCBENCH_DEBUG=1 builds with bounds checks, assertions and -O0 -g.  ALLOCBENCH_LINK_ONLY=1 builds
+nothing (the Makefile's editable install, which `make build` follows: the extension is compiled once)."""
 import glob
 import os
 import runpy
@@ -36,6 +37,8 @@ class build_native(build_ext):
     with --inplace, the build tree otherwise, from which a wheel or an install takes them)."""
 
     def run(self):
+        if os.environ.get("ALLOCBENCH_LINK_ONLY") == "1":
+            return  # make's `pip install -e`: it only links the package; `make build` builds in place right after
         super().run()
         folder = "allocbench" if self.inplace else os.path.join(self.build_lib, "allocbench")
         os.makedirs(folder, exist_ok=True)
