@@ -28,7 +28,7 @@ system: build ## install missing Debian packages (strace, libc6-dbg, the allocat
 
 $(DEPS): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip "setuptools>=64" "Cython>=3.1"
+	$(PY) -m pip install -q "setuptools>=64" "Cython>=3.1"
 	ALLOCBENCH_LINK_ONLY=1 $(PY) -m pip install -q --no-build-isolation -e '.[dev]'
 	touch $@
 
@@ -103,7 +103,7 @@ bench: system build ## the default sweep and the probes, then plots/ and plots/R
 	$(PY) -m allocbench info
 	$(PY) -m allocbench sweep --preset default --out $(RESULTS) $(SWEPT)
 	$(PY) -m allocbench probe all --out results/probes.json
-	$(PY) -m allocbench calibrate --out results/calibration.json
+	$(PY) -m allocbench calibrate --runs 3 --out results/calibration.json
 	@scripts/setup-system $$($(PY) scripts/bench-programs --debian)
 	$(PY) scripts/bench-programs results
 	$(PY) -m allocbench sweep --config results/traces/grid.json --out $(REPLAYS) $(SWEPT)

@@ -29,7 +29,7 @@
 #define AB_SLOW_MAX 4096
 #define AB_ATTRIBUTE_ALL_MAX (1u << 20)
 #define AB_MARK_MIN_NS 2000      /* a call shorter than a context switch's round trip was not switched out */
-#define AB_MARKS_MAX (1u << 16)  /* long calls marked per thread (1 MiB) */
+#define AB_MARKS_MAX (1u << 20)  /* long calls marked per thread (16 MiB reserved, touched as used) */
 
 typedef struct ab_slow_call {
     uint32_t thread, kind;
