@@ -28,7 +28,7 @@ system: build ## install missing Debian packages (strace, libc6-dbg, the allocat
 
 $(DEPS): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q "setuptools>=64" "Cython>=3.1"
+	$(PY) -m pip install -q --upgrade pip "setuptools>=64" "Cython>=3.1"
 	ALLOCBENCH_LINK_ONLY=1 $(PY) -m pip install -q --no-build-isolation -e '.[dev]'
 	touch $@
 
