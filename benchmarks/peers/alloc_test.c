@@ -2,7 +2,6 @@
  * a random one 3,000,000 times with a block of 16 to 1,024 bytes (mostly small), writing its first
  * bytes.  The shape of mimalloc-bench's alloc-test (from the OLTP-style allocation test of Lever):
  * the allocator's fast paths, size classes and locality, one thread or several. */
-#include <pthread.h>
 #include <string.h>
 #include "peers.h"
 
@@ -27,11 +26,6 @@ static void *churn(void *arg)
 
 int main(int argc, char **argv)
 {
-    int t = threads_arg(argc, argv, 1);
-    pthread_t th[256];
-    for (int i = 0; i < t; i++)
-        pthread_create(&th[i], NULL, churn, (void *)(uintptr_t)i);
-    for (int i = 0; i < t; i++)
-        pthread_join(th[i], NULL);
+    run_threads(threads_arg(argc, argv, 1), churn);
     return 0;
 }

@@ -2,7 +2,6 @@
  * slots and replaces a random one 4,000,000 times with a block from a size mix like the one glibc's
  * benchtests/bench-malloc-thread draws (most under 1 KiB, a tail up to 32 KiB).  The shape of
  * mimalloc-bench's glibc-thread: no sharing between threads, so each allocator's per-thread fast path. */
-#include <pthread.h>
 #include "peers.h"
 
 enum { SLOTS = 1024, REPLACE = 4000000 };
@@ -30,11 +29,6 @@ static void *churn(void *arg)
 
 int main(int argc, char **argv)
 {
-    int t = threads_arg(argc, argv, 2);
-    pthread_t th[256];
-    for (int i = 0; i < t; i++)
-        pthread_create(&th[i], NULL, churn, (void *)(uintptr_t)i);
-    for (int i = 0; i < t; i++)
-        pthread_join(th[i], NULL);
+    run_threads(threads_arg(argc, argv, 2), churn);
     return 0;
 }

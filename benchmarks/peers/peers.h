@@ -1,7 +1,8 @@
 /* What the peer programs share: a seeded generator (xorshift64*, the same stream on every run, so every
- * allocator is given the same calls) and the thread count from argv[1]. */
+ * allocator is given the same calls), the thread count from argv[1], and threads started and joined. */
 #ifndef PEERS_H
 #define PEERS_H
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -22,5 +23,14 @@ static inline int threads_arg(int argc, char **argv, int dflt)
 {
     int t = argc > 1 ? atoi(argv[1]) : dflt;
     return t > 0 && t <= 256 ? t : dflt;
+}
+/* t threads (at most 256) each running fn with its index, all joined */
+static inline void run_threads(int t, void *(*fn)(void *))
+{
+    pthread_t th[256];
+    for (int i = 0; i < t; i++)
+        pthread_create(&th[i], NULL, fn, (void *)(uintptr_t)i);
+    for (int i = 0; i < t; i++)
+        pthread_join(th[i], NULL);
 }
 #endif

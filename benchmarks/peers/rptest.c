@@ -2,7 +2,6 @@
  * bytes, keeps some, and sends every fourth to the next thread's inbox; it frees what it receives and,
  * now and then, what it kept.  The shape of mimalloc-bench's rptest (rpmalloc's test): cross-thread
  * frees mixed with local ones, sizes up to a few pages. */
-#include <pthread.h>
 #include <stdatomic.h>
 #include "peers.h"
 
@@ -61,12 +60,8 @@ int main(int argc, char **argv)
 {
     nthreads = threads_arg(argc, argv, 2);
     boxes = calloc((size_t)nthreads, sizeof *boxes);
-    pthread_t th[256];
     atomic_store(&running, nthreads);
-    for (int i = 0; i < nthreads; i++)
-        pthread_create(&th[i], NULL, ring, (void *)(uintptr_t)i);
-    for (int i = 0; i < nthreads; i++)
-        pthread_join(th[i], NULL);
+    run_threads(nthreads, ring);
     free(boxes);
     return 0;
 }
