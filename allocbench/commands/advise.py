@@ -33,16 +33,9 @@ def add_arguments(p) -> None:
     p.add_argument("command", nargs="...", help="-- CMD ARGS...")
 
 
-def screen_text(screen: dict | None) -> str:
-    """A candidate's screen estimates as ratios to the default: "replay: wall 1.00x, mean RSS 0.82x, peak 0.90x"."""
-    if not screen:
-        return "not screened"
-    names = (("wall", "wall"), ("mean_rss", "mean RSS"), ("peak_rss", "peak"))
-    return f"{screen['method']}: " + ", ".join(f"{label} {screen[k]:.2f}x" for k, label in names
-                                                if screen.get(k) is not None)
-
-
 def table(result: dict) -> list[str]:
+    from ..report.advice import screen_text
+
     out = [f"{'candidate':<36} {'stage':<9} {'runs':>4}  screen estimate; verdict (ratios to glibc's dynamic default)"]
     for c in result["candidates"]:
         mark = "*" if c["eligible"] else " "

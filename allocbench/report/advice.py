@@ -51,12 +51,14 @@ def _ratio(r: dict | None, runs: int = 0) -> str:
                       r["verdict"], r.get("detectable")).words()
 
 
-def _screen(c: dict) -> str:
-    sc = c.get("screen")
-    if not sc:
+def screen_text(screen: dict | None) -> str:
+    """A candidate's screen estimates as ratios to the default: "replay: wall 1.00x, mean RSS 0.82x, peak 0.90x"
+    (advise's terminal table and this section's)."""
+    if not screen:
         return "not screened"
     names = (("wall", "wall"), ("mean_rss", "mean RSS"), ("peak_rss", "peak"))
-    return f"{sc['method']}: " + ", ".join(f"{label} {sc[k]:.2f}x" for k, label in names if sc.get(k) is not None)
+    return f"{screen['method']}: " + ", ".join(f"{label} {screen[k]:.2f}x" for k, label in names
+                                                if screen.get(k) is not None)
 
 
 def render(inputs, canvas) -> list[str]:
@@ -86,7 +88,7 @@ def render(inputs, canvas) -> list[str]:
                          f"{_ratio(c['mean_rss_ratio'], c['runs'])} | {_ratio(c['peak_rss_ratio'], c['runs'])} |")
         lines += ["", "| candidate | why it was tried | screen estimate | verdict |", "|---|---|---|---|"]
         for c in result["candidates"]:
-            lines.append(f"| {c['label']} | {c['why']} | {_screen(c)} | {c['verdict']} |")
+            lines.append(f"| {c['label']} | {c['why']} | {screen_text(c.get('screen'))} | {c['verdict']} |")
         lines += ["", f"- Recommendation: `{rec['line']}`, because {rec['why']}." if rec else
                   f"- Recommendation: {result['keep_default_why']}."]
         acc = result["screening_accuracy"]
