@@ -8,8 +8,9 @@ import re
 from .. import stats
 from ..glibc_constants import DEFAULT_MMAP_THRESHOLD, mmapped_chunk_bytes
 from ..records import series_key
-from ..series import find, glibc_at, glibc_fixed, program_name
+from ..series import glibc_at, program_name
 from ..units import KIB, human_bytes, human_ns, size_label
+from .findings import cliff_cells
 from .replays import MODE_WORDS
 
 
@@ -19,11 +20,10 @@ def anchor(heading: str) -> str:
 
 
 def cliff(inputs) -> str | None:
-    fixed = glibc_fixed()
-    lo, hi = find(inputs.cells, "churn", fixed, 124 * KIB), find(inputs.cells, "churn", fixed, 132 * KIB)
-    if not (lo and hi):
+    found = cliff_cells(inputs.cells)
+    if not found:
         return None
-    c = stats.cells(lo, hi)
+    lo, hi, c = found
     return (f"**The cliff**: at a fixed 128 KiB threshold, 132 KiB churn against 124 KiB is {c.words()} "
             f"({hi['ns_per_op']['median']:,.0f} vs {lo['ns_per_op']['median']:,.0f} ns/op): "
             f"{hi['mmapped_fraction']:.0%} of the 132 KiB blocks are mmapped, "
