@@ -326,6 +326,15 @@ static size_t cache_room(void)
     return cap + (size_t)(peak > live ? peak - live : 0);
 }
 
+/* The oldest cached mapping, out of the cache (lock held, ncached > 0): the caller unmaps it. */
+static cached_map evict_oldest(void)
+{
+    cached_map m = cache[0];
+    SUB(st_cached, m.len);
+    memmove(cache, cache + 1, sizeof cache[0] * (size_t)--ncached);
+    return m;
+}
+
 /* After new memory was mapped for a large block: the cache shrunk to its room, so the large mappings,
  * live and cached, stay within the peak plus the cap (the cached ones that could not serve it go first,
  * oldest first). */
@@ -335,11 +344,8 @@ static void cache_trim(void)
     int n = 0;
     size_t room = cache_room();
     lock();
-    while (ncached > 0 && st_cached > room) {
-        evicted[n++] = cache[0];
-        SUB(st_cached, cache[0].len);
-        memmove(cache, cache + 1, sizeof cache[0] * (size_t)--ncached);
-    }
+    while (ncached > 0 && st_cached > room)
+        evicted[n++] = evict_oldest();
     unlock();
     for (int i = 0; i < n; i++)
         unmap_mapping(evicted[i].base, evicted[i].len);
@@ -386,11 +392,8 @@ static int cache_put(char *base, size_t len, int zeroed, size_t cap, cached_map 
     uint64_t now = now_ms(), decay = atomic_load_explicit(&cfg_decay_ms, RELAXED);
     size_t fixed = atomic_load_explicit(&cfg_cache_cap, RELAXED);
     while (ncached > 0 && (ncached == CACHE_SLOTS || st_cached + len > cap ||
-                           (decay && st_cached > fixed && cache[0].freed_ms + decay <= now))) {
-        evicted[nevicted++] = cache[0];
-        SUB(st_cached, cache[0].len);
-        memmove(cache, cache + 1, sizeof cache[0] * (size_t)--ncached);
-    }
+                           (decay && st_cached > fixed && cache[0].freed_ms + decay <= now)))
+        evicted[nevicted++] = evict_oldest();
     if (st_cached + len > cap) {
         evicted[nevicted++] = (cached_map){base, len, zeroed, 0};
         return nevicted;
