@@ -409,6 +409,16 @@ def hold_tracepoints():
     return None
 
 
+def arena_heaps():
+    """(heaps, their read-write bytes): thread-arena heaps in this process's maps, as the cell
+    and the recorder count them (counters.c count_heap)."""
+    cdef int64_t nbytes = 0
+    cdef int n = ab_arena_heaps_sized(&nbytes)
+    if n < 0:
+        raise OSError("cannot read /proc/self/maps")
+    return n, nbytes
+
+
 def footprint():
     cdef ab_footprint f
     ab_footprint_read(&f)

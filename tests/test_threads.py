@@ -260,3 +260,42 @@ def test_bad_threaded_traces_are_one_line_errors(tmp_path, handoff):
                               "--replay-window", "0", timeout=60), "replay_window")
     assert one_line_error(cli("trace", "info", handoff, "--fidelity", "--replay-window", "0", timeout=60),
                           "--replay-window")
+
+
+def test_a_heap_is_counted_only_with_its_reserve_up_to_the_next_64_mib_boundary():
+    """glibc maps a thread heap as 64 MiB aligned to itself: a read-write part and PROT_NONE up
+    to the next boundary. A read-write mapping that merely starts on a boundary (the kernel puts
+    1 in 32 of its 2 MiB-aligned mappings there) is not a heap; two full heaps merged into one
+    mapping are two."""
+    import ctypes
+    import mmap
+
+    from allocbench import _native
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype, libc.mmap.argtypes = ctypes.c_void_p, [
+        ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    heap, rw, none = 64 * MIB, mmap.PROT_READ | mmap.PROT_WRITE, 0  # 0: PROT_NONE
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+    fixed = flags | 0x100000  # MAP_FIXED_NOREPLACE
+
+    def place(addr, size, prot):
+        got = libc.mmap(addr, size, prot, fixed if addr else flags, -1, 0)
+        assert got not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+        return got
+
+    room = place(None, 4 * heap, none)  # an aligned 128 MiB inside, then given back
+    base = (room + heap - 1) & ~(heap - 1)
+    libc.munmap(room, 4 * heap)
+    before, _ = _native.arena_heaps()
+    try:
+        place(base, 8 * MIB, rw)  # a stray mapping on the boundary
+        assert _native.arena_heaps()[0] == before
+        place(base + 8 * MIB, heap - 8 * MIB, none)  # glibc's reserve after it: now a heap
+        count, nbytes = _native.arena_heaps()
+        assert count == before + 1 and nbytes >= 8 * MIB
+        libc.munmap(base, heap)
+        place(base, 2 * heap, rw)  # two full heaps, merged by the kernel into one mapping
+        assert _native.arena_heaps()[0] == before + 2
+    finally:
+        libc.munmap(base, 2 * heap)

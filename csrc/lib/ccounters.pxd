@@ -36,3 +36,4 @@ cdef extern from "counters.h" nogil:
     const char *ab_counter_open_named(ab_counter *c, const char *name, char *note, size_t cap)
     int ab_footprint_read(ab_footprint *f)
     void ab_mallinfo2_read(uint64_t *out)
+    int ab_arena_heaps_sized(int64_t *bytes)

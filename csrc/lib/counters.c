@@ -545,24 +545,50 @@ static int each_line(const char *path, void (*fn)(char *line, void *ctx), void *
     return 0;
 }
 
-struct heaps { int count; int64_t bytes; };
+/* A thread arena's heap is HEAP_MAX_SIZE (64 MiB) aligned to itself: a read-write part at the
+ * boundary and, unless it has grown to the whole 64 MiB, glibc's PROT_NONE reserve up to the next
+ * boundary. Both parts must be seen: the kernel aligns any anonymous mapping of 2 MiB or more to
+ * 2 MiB, so a stray one starts on a 64 MiB boundary one time in 32. */
+#define AB_HEAP_MAX ((uint64_t)64 << 20)
+
+struct heaps {
+    int count;
+    int64_t bytes;
+    uint64_t lo, hi;  /* a read-write part at a boundary, waiting for the line after it */
+};
+
+static int anonymous(const char *perms) { return !strchr(perms, '/') && !strchr(perms, '['); }
+
+/* The heap(s) whose read-write part is [h->lo, h->hi), reserved up to `end`: full heaps merged
+ * into one mapping count one each. */
+static void settle_heap(struct heaps *h, uint64_t end)
+{
+    if (h->hi && end >= h->lo + AB_HEAP_MAX) {
+        h->count += (int)((end - h->lo) / AB_HEAP_MAX);
+        h->bytes += (int64_t)(h->hi - h->lo);
+    }
+    h->lo = h->hi = 0;
+}
 
 static void count_heap(char *line, void *ctx)
 {
     struct heaps *h = ctx;
     char *end;
-    unsigned long lo = strtoul(line, &end, 16), hi = strtoul(end + 1, NULL, 16);
+    uint64_t lo = strtoull(line, &end, 16), hi = strtoull(end + 1, NULL, 16);
     char *perms = strchr(line, ' ');
-    /* an anonymous rw mapping at a 64 MiB boundary, with no file or [name]: a heap's usable part */
-    if (perms && !strncmp(perms + 1, "rw-p", 4) && lo % (64UL << 20) == 0 && !strchr(perms, '/') &&
-        !strchr(perms, '['))
-        h->count++, h->bytes += (int64_t)(hi - lo);
+    if (!perms)
+        return;
+    int reserve = !strncmp(perms + 1, "---p", 4) && anonymous(perms) && lo == h->hi;
+    settle_heap(h, reserve ? hi : h->hi);
+    if (!strncmp(perms + 1, "rw-p", 4) && lo % AB_HEAP_MAX == 0 && anonymous(perms))
+        h->lo = lo, h->hi = hi;
 }
 
 int ab_arena_heaps_sized(int64_t *bytes)
 {
-    struct heaps h = {0, 0};
+    struct heaps h = {0, 0, 0, 0};
     int rc = each_line("/proc/self/maps", count_heap, &h);
+    settle_heap(&h, h.hi);
     if (bytes)
         *bytes = rc ? -1 : h.bytes;
     return rc ? -1 : h.count;
