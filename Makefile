@@ -7,7 +7,7 @@ DEPS := $(VENV)/.deps-installed
 LIB := csrc/lib
 HEADERS := $(wildcard $(LIB)/*.h)
 TOYLIB := allocbench/libtoyalloc.so
-TOY_TESTS := csrc/build/toy_stress csrc/build/toy_contract
+TOY_TESTS := csrc/build/toy_stress csrc/build/toy_contract csrc/build/toy_remote
 # plain malloc API: run against glibc and against any preloaded allocator
 MALLOC_TESTS := csrc/build/malloc_promises csrc/build/malloc_footprint csrc/build/malloc_loop
 OVERHEAD := csrc/build/counter_overhead
@@ -70,7 +70,10 @@ asan: build ## build and run the toy's C stress and contract tests under ASan + 
 	    -o csrc/build/toy_stress_asan csrc/tests/toy_stress.c $(LIB)/toyalloc.c -lpthread
 	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -I$(LIB) \
 	    -o csrc/build/toy_contract_asan csrc/tests/toy_contract.c $(LIB)/toyalloc.c -lpthread
-	for p in $$($(ASK) toy_policies); do csrc/build/toy_contract_asan $$p && csrc/build/toy_stress_asan 4 500000 $$p || exit 1; done
+	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -I$(LIB) \
+	    -o csrc/build/toy_remote_asan csrc/tests/toy_remote.c $(LIB)/toyalloc.c -lpthread
+	for p in $$($(ASK) toy_policies); do csrc/build/toy_contract_asan $$p && csrc/build/toy_stress_asan 4 500000 $$p \
+	    && csrc/build/toy_remote_asan 8 100000 $$p || exit 1; done
 
 glibc-tests: build ## glibc 2.36's own malloc tests (Debian's glibc-source) on glibc and the preloaded toy
 	scripts/glibc-malloc-tests $(TOYLIB)

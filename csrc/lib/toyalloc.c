@@ -16,12 +16,18 @@
  *   every other page the allocator reads costs a TLB miss (256 KiB churn:
  *   5 ns of 300).
  * - Each thread keeps a cache of free slots per class (at most 64 slots or
- *   64 KiB), refilled and flushed in batches under the global lock; a cached
- *   slot holds the link and a pointer to its state byte.  The fast path is
- *   lock-free: it only flips the slot's state byte, so a double free is caught
- *   the same way under every policy and from any thread.  A thread carves its
- *   refills from a span it owns, so two threads never write state bytes that
- *   share a cache line (except when one frees the other's blocks).
+ *   64 KiB), refilled and flushed in batches; a cached slot holds the link
+ *   and a pointer to its state byte.  The fast path only flips the slot's
+ *   state byte, so a double free is caught the same way under every policy
+ *   and from any thread.  A thread carves its refills from a span it owns, so
+ *   two threads never write state bytes that share a cache line (except when
+ *   one frees the other's blocks).
+ * - No lock while a thread works on its own spans: only the owner touches an
+ *   owned span's books.  Another thread's flush hands a slot to the owner by
+ *   one compare-and-swap onto the span's remote list (mimalloc's idea of a
+ *   thread-free list); the owner takes the whole list back with one exchange
+ *   when the span runs out.  The global lock is left for spans nobody owns:
+ *   adopting one, giving up a full one, a thread's exit, the no-heap path.
  * - A span whose slots are all back (none in use, none cached by a thread) is
  *   released, except one spare per class: RSS after a phase change is live
  *   bytes plus one span per class plus the thread caches plus the cache below.
@@ -99,7 +105,10 @@ typedef struct span {
     uint32_t shift, listed;
     void *free;                /* slots returned to the span, linked through their first word */
     struct span *prev, *next;  /* the class's spans that have a slot to give */
-    struct heap *owner;        /* the thread that carves from it, or NULL (listed or full) */
+    _Atomic(struct heap *) owner;  /* the thread that carves from it, or NULL (listed or full) */
+    /* slots other threads freed while it is owned, linked through their first word, with
+     * REMOTE_OWNED in the low bit while owned (see remote_push) */
+    _Atomic uintptr_t remote;
     _Atomic uint8_t state[];   /* SLOT_FREE or SLOT_USED, one byte per slot */
 } span;
 
@@ -849,6 +858,55 @@ static void *span_take(span *s)
 
 static int has_slot(const span *s) { return s->free || s->bump < s->nslots; }
 
+static inline heap *owner_of(span *s) { return atomic_load_explicit(&s->owner, RELAXED); }
+
+/* The low bit of a span's remote list: set while the span is owned.  It is set and cleared
+ * only under the lock, and taken with the list in one atomic step, so a push can never land on
+ * a span that has no owner left to collect it. */
+#define REMOTE_OWNED ((uintptr_t)1)
+
+/* A slot of s, freed by a thread that does not own s, onto s's remote list; 0 when s is not
+ * owned (the caller gives it back under the lock).  After the push the slot is the owner's:
+ * s is not touched again, for its owner may already have taken the slot. */
+static int remote_push(span *s, void *p)
+{
+    uintptr_t old = atomic_load_explicit(&s->remote, RELAXED);
+    do {
+        if (!(old & REMOTE_OWNED))
+            return 0;
+        *(uintptr_t *)p = old & ~REMOTE_OWNED;
+    } while (!atomic_compare_exchange_weak_explicit(&s->remote, &old, (uintptr_t)p | REMOTE_OWNED,
+                                                    memory_order_release, RELAXED));
+    return 1;
+}
+
+/* The slots on s's remote list back on its own list (its owner, or under the lock), leaving
+ * `flag` as the remote list's new head: REMOTE_OWNED to stay the owner, 0 to give s up. */
+static void remote_collect(span *s, uintptr_t flag)
+{
+    uintptr_t list = atomic_exchange_explicit(&s->remote, flag, memory_order_acquire) & ~REMOTE_OWNED;
+    while (list) {
+        void *p = (void *)list;
+        list = *(uintptr_t *)p;
+        *(void **)p = s->free;
+        s->free = p;
+        s->out--;
+    }
+}
+
+/* The owner's last word on its span when it has no slot left (lock held): give it up, unless
+ * another thread's slots arrived meanwhile; then they are collected and it stays owned. */
+static int give_up_full(span *s)
+{
+    uintptr_t owned = REMOTE_OWNED;
+    if (!atomic_compare_exchange_strong_explicit(&s->remote, &owned, 0, memory_order_acquire, RELAXED)) {
+        remote_collect(s, REMOTE_OWNED);
+        return 0;
+    }
+    atomic_store_explicit(&s->owner, NULL, RELAXED);  /* full: nothing to list until a slot comes back */
+    return 1;
+}
+
 /* A listed span, or a new one, for a thread to own and carve from (lock held). */
 static span *adopt(int c, heap *h)
 {
@@ -859,7 +917,8 @@ static span *adopt(int c, heap *h)
     list_remove(k, s);
     if (s->out == 0)
         k->nempty--;
-    s->owner = h;
+    atomic_store_explicit(&s->owner, h, RELAXED);
+    atomic_store_explicit(&s->remote, REMOTE_OWNED, RELAXED);  /* published by the lock's release */
     return s;
 }
 
@@ -878,10 +937,12 @@ static span *settle_empty(span *s)
     return s;
 }
 
-/* Give up ownership (thread exit): list it if it has slots; maybe release it. */
+/* Give up ownership (thread exit, lock held): collect what other threads freed into it, list it
+ * if it has slots; maybe release it. */
 static span *disown(span *s)
 {
-    s->owner = NULL;
+    remote_collect(s, 0);
+    atomic_store_explicit(&s->owner, NULL, RELAXED);
     if (has_slot(s))
         list_push(&classes[s->cls], s);
     return s->out == 0 ? settle_empty(s) : NULL;
@@ -894,7 +955,7 @@ static span *span_give(span *s, void *p)
     *(void **)p = s->free;
     s->free = p;
     s->out--;
-    if (s->owner)
+    if (owner_of(s))
         return NULL;  /* its owner carves from it again */
     if (!s->listed)
         list_push(&classes[s->cls], s);
@@ -909,14 +970,14 @@ static void release_spans(span **spans, unsigned n)  /* no lock */
 
 static inline _Atomic uint8_t *state_of(span *s, void *p) { return &s->state[slot_index(s, p)]; }
 
-/* Slots for an empty thread cache: from the span this thread owns (a new one
- * when it has none left).  Without a heap: one slot from any listed span. */
+/* Slots for an empty thread cache: from the span this thread owns, without a lock; the lock
+ * only to give up a full span and adopt another.  Without a heap: one slot from any listed span. */
 static void *refill(int c, heap *h)
 {
     size_class *k = &classes[c];
     void *first = NULL;
-    lock();
     if (!h) {
+        lock();
         span *s = k->partial;
         if (s || (s = span_new(c)))
             first = span_take(s);
@@ -924,10 +985,13 @@ static void *refill(int c, heap *h)
         return first;
     }
     span *s = h->own[c];
+    if (s && !has_slot(s) && atomic_load_explicit(&s->remote, RELAXED) != REMOTE_OWNED)
+        remote_collect(s, REMOTE_OWNED);
     if (!s || !has_slot(s)) {
-        if (s)
-            s->owner = NULL;  /* full: nothing to list until a slot comes back */
-        s = h->own[c] = adopt(c, h);
+        lock();
+        if (!s || give_up_full(s))
+            s = h->own[c] = adopt(c, h);
+        unlock();
     }
     if (s) {
         first = span_take(s);
@@ -939,20 +1003,33 @@ static void *refill(int c, heap *h)
             h->count[c]++;
         }
     }
-    unlock();
     return first;
 }
 
+/* n slots of this thread's cache of class c back: to its own spans directly, to spans other
+ * threads own by their remote lists, and only the rest (spans nobody owns) under the lock. */
 static void flush(int c, heap *h, unsigned n)
 {
-    span *released[TCACHE_MAX];
-    unsigned nreleased = 0;
-    lock();
+    void *rest[TCACHE_MAX];
+    span *rest_span[TCACHE_MAX], *released[TCACHE_MAX];
+    unsigned nrest = 0, nreleased = 0;
     for (unsigned i = 0; i < n && h->head[c]; i++) {
         cached_slot *p = h->head[c];
         h->head[c] = p->next;
         h->count[c]--;
-        span *r = span_give(span_of(p), p);
+        span *s = span_of(p);
+        if (owner_of(s) == h)
+            span_give(s, p);
+        else if (!remote_push(s, p))
+            rest[nrest] = p, rest_span[nrest++] = s;
+    }
+    if (!nrest)
+        return;
+    lock();
+    for (unsigned i = 0; i < nrest; i++) {
+        if (remote_push(rest_span[i], rest[i]))
+            continue;  /* adopted since: its new owner collects it */
+        span *r = span_give(rest_span[i], rest[i]);
         if (r)
             released[nreleased++] = r;
     }
@@ -1006,8 +1083,10 @@ static void small_free(span *s, void *p)
         cache_push(h, c, p, state);
         return;
     }
+    if (remote_push(s, p))
+        return;
     lock();
-    span *r = span_give(s, p);
+    span *r = remote_push(s, p) ? NULL : span_give(s, p);
     unlock();
     if (r) {
         int saved = errno;
