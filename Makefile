@@ -17,7 +17,7 @@ CFLAGS ?= -O2 -Wall -Wextra
 # and the toy's policies (csrc/lib/toyalloc.h), asked of allocbench itself
 ASK = $(PY) -m allocbench info --field
 
-.PHONY: help system build lint debug asan glibc-tests mimalloc-stress counter-overhead trace-overhead latency-overhead exec-overhead inspect-overhead toy-speed test test-fast bench bench-quick clean
+.PHONY: help system build lint debug asan glibc-tests mimalloc-stress counter-overhead trace-overhead latency-overhead exec-overhead inspect-overhead toy-churn toy-speed test test-fast bench bench-quick clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
@@ -121,6 +121,9 @@ bench: system build ## the default sweep and the probes, then plots/ and plots/R
 
 # The toy against glibc, jemalloc, tcmalloc and mimalloc on benchmarks/peers' programs (the shapes of the
 # public allocator suites), every allocator in turns; then a report of the peer table alone.
+toy-churn: build ## the toy against glibc's dynamic threshold on 4 MiB churn, 20 pairs in turns, sign test
+	$(PY) scripts/toy-churn
+
 toy-speed: system build ## the toy against the other allocators, program by program (benchmarks/peers, ~10 min)
 	$(PY) scripts/toy-peers results/toy_peers.jsonl || test $$? -eq 1
 	$(PY) -m allocbench report results/toy_peers.jsonl --out results/toy_speed/REPORT.md

@@ -10,11 +10,8 @@
  * - A granule map (address >> 16 -> span) finds a pointer's span without
  *   touching the block; a pointer in no span must be a live large block.
  *   free first tries the thread's two hot spans (those of its last frees),
- *   which stay valid until any span is released (span_epoch moves); then,
- *   for a page-aligned pointer, the large-block table; then the map.  Each
- *   step spares a page of books: after a large block's pages are written,
- *   every other page the allocator reads costs a TLB miss (256 KiB churn:
- *   5 ns of 300).
+ *   which stay valid until any span is released (span_epoch moves); then the
+ *   map; then the large-block table (see free_slow for the order).
  * - Each thread keeps a cache of free slots per class (at most 64 slots or
  *   64 KiB), refilled and flushed in batches; a cached slot holds the link
  *   and a pointer to its state byte.  The fast path only flips the slot's
