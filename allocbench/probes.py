@@ -249,6 +249,17 @@ def fit_line(xs: list[float], ys: list[float]) -> dict:
             "relative_error": s2 ** 0.5, "points": n}
 
 
+def held_out_check(fit: dict, test: dict, page: int = 4096) -> dict:
+    """The fit asked for the held-out size: its prediction at the mean pages returned, and its error
+    against the median of the measured pauses (not any one of them)."""
+    pages = sum(test["released_bytes"]) / len(test["released_bytes"]) / page
+    pred = fit["a"] + fit["b"] * pages
+    median = statistics.median(test["ns"])
+    return {"bytes": test["bytes"], "pages": pages, "predicted_ns": pred, "measured_ns": test["ns"],
+            "error": pred / median - 1, "within_spread": min(test["ns"]) <= pred <= max(test["ns"]),
+            "within_fit_error": abs(pred / median - 1) <= fit["relative_error"]}
+
+
 def trim_pause(sizes=TRIM_PAUSE_SIZES, repeats: int = 4, cases=TRIM_PAUSE_CASES,
                held_out: int = TRIM_PAUSE_HELD_OUT) -> dict:
     """malloc_trim(0) and free()'s own trim against the memory they return:
@@ -279,13 +290,7 @@ def trim_pause(sizes=TRIM_PAUSE_SIZES, repeats: int = 4, cases=TRIM_PAUSE_CASES,
             entry["fit"] = fit_line([x for x, _ in train], [y for _, y in train])
             test = next((r for r in rows if r["bytes"] == held_out), None)
             if test:
-                pages = sum(test["released_bytes"]) / len(test["released_bytes"]) / page
-                pred = entry["fit"]["a"] + entry["fit"]["b"] * pages
-                median = statistics.median(test["ns"])
-                entry["held_out"] = {"bytes": held_out, "pages": pages, "predicted_ns": pred,
-                                     "measured_ns": test["ns"], "error": pred / median - 1,
-                                     "within_spread": min(test["ns"]) <= pred <= max(test["ns"]),
-                                     "within_fit_error": abs(pred / median - 1) <= entry["fit"]["relative_error"]}
+                entry["held_out"] = held_out_check(entry["fit"], test, page)
         out.append(entry)
     summary = [f"pause of free()'s own trim (auto) and malloc_trim(0) (trim) against the memory returned; "
                f"{repeats} fresh processes per point, fit without {size_label(held_out)}, then asked for it",
