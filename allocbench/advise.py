@@ -285,10 +285,12 @@ class RunStore:
         key = cell_key(spec)
         if key in self.replays:
             return self.replays[key]
-        if self.budget.left() < 1:
+        left = self.budget.left()
+        if left < 1:
             return None
-        (rec,) = self.budget.run(runner.run_cells, [spec], timeout=min(timeout, self.budget.left()),
-                                 env_info=self.env_info)
+        (rec,) = self.budget.run(runner.run_cells, [spec], timeout=min(timeout, left), env_info=self.env_info)
+        if rec["status"] != "ok" and (rec.get("error") or "").startswith("timeout") and left < timeout:
+            rec["error"] = f"{BUDGET_TIMEOUT} ({left:.1f} s were left)"
         self.replays[key] = rec
         if self.out_dir:
             append_record(self.path("replays.jsonl"), rec)
@@ -343,7 +345,7 @@ def screen_by_replay(store: RunStore, candidates: list[Candidate], baseline: dic
             c.stopped = "the budget ran out before it was screened"
             continue
         if rec["status"] != "ok":
-            c.stage, c.stopped = "stopped", f"its replay failed: {rec['error']}"
+            c.stage, c.stopped = "stopped", stopped_because(rec, "replay", "its replay failed")
             continue
         c.stage = "screened"
         # what the replay changes, added to the program's own measure: the program is more than its mallocs
@@ -451,6 +453,10 @@ def recommend(candidates: list[Candidate], obj: Objective, default_runs: list[di
     """The best eligible candidate, or the least invasive of those the runs cannot tell from it;
     else why the default stays."""
     ok = [c for c in candidates if eligible(c, obj)]
+    cut = [c for c in candidates if c.stage != "verified" and c.stopped and "budget ran out" in c.stopped]
+    if not ok and cut and not any(c.stage == "verified" for c in candidates):
+        return None, (f"no answer within the budget: it ran out before {len(cut)} of {len(candidates)} "
+                      "candidates were screened or verified, and none was verified; give a larger --budget")
     if not ok:
         verified = [c for c in candidates if c.stage == "verified" and c.measures]
         seen = [c.measures[obj.measure].detectable for c in verified

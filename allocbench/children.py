@@ -114,7 +114,7 @@ def run_json(argv: list[str], env: dict | None = None, timeout: float = DEFAULT_
         proc = _run(argv, timeout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                     env=child_env() if env is None else env)
     except subprocess.TimeoutExpired:
-        raise ChildFailed(f"timeout: no result within {timeout:g} s") from None
+        raise ChildFailed(f"timeout: no result within {timeout:.1f} s") from None
     except OSError as e:
         raise ChildFailed(f"cannot run {argv[0]}: {e.strerror}") from None
     if proc.returncode < 0:

@@ -151,6 +151,13 @@ def test_the_recommendation_is_better_at_95_percent_and_inside_the_constraint():
     assert best is b and "why b" in why
     assert advise.recommend([b, c], advise.objective("memory", max_slowdown=2.0), default_runs)[0] is c
     assert advise.recommend([], obj, default_runs)[0] is None
+    # a budget that ran out before anything was verified gives no answer, not "keep the default"
+    cut = [advise.Candidate("glibc", {"arena_max": 1}, "w", stopped="the budget ran out before it was screened"),
+           advise.Candidate("glibc", {"arena_max": 2}, "w", stage="screened", screen={"mean_rss": 1.3})]
+    best, why = advise.recommend(cut, obj, default_runs)
+    assert best is None and why.startswith("no answer within the budget: it ran out before 1 of 2 candidates")
+    cut[0].stopped = "screen: not leaner (1.02x mean rss)"  # every candidate seen and none better: keep
+    assert advise.recommend(cut, obj, default_runs)[1].startswith("keep the default")
     acc = advise.screening_accuracy([b, c], "replay")  # neither was screened: nothing to rank
     assert acc["verified"] == 0 and acc["mean_rss"]["rank_correlation"] is None
 

@@ -79,7 +79,7 @@ def render(inputs, canvas) -> list[str]:
                   ("**Answer**: `" + rec["line"] + "`." if rec else f"**Answer**: {result['keep_default_why']}."),
                   "", f"`{command}`: objective {result['objective']}; the default runs {b['wall_s']:.2f} s with a "
                   f"mean RSS of {b['mean_rss_bytes'] / MIB:.1f} MiB; screened by {result['screen']['method']} "
-                  f"({result['screen']['why']}); {result['spent_s']:.0f} s of a {result['budget_s']:g} s budget.", "",
+                  f"({result['screen']['why']}); {result['spent_s']:.0f} s of a {result['budget_s']:.0f} s budget.", "",
                   "| candidate | stage | runs | wall | mean RSS | peak RSS |", "|---|---|---:|---|---|---|"]
         for c in result["candidates"]:
             stage = c["stage"] + (f": {c['stopped']}" if c["stopped"] else "")

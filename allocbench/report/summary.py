@@ -56,7 +56,9 @@ def advice(inputs) -> list[str]:
     for result in inputs.advice or []:
         rec = result.get("recommendation")
         verified = sum(1 for c in result["candidates"] if c["stage"] == "verified")
-        answer = f"`{rec['line']}`" if rec else "keep the default"
+        why = result.get("keep_default_why") or ""
+        answer = (f"`{rec['line']}`" if rec else "no answer within the budget" if why.startswith("no answer")
+                  else "keep the default")
         out.append(f"{program_name(result)}: {answer} ({verified} verified, {result['spent_s']:.0f} s)")
     if not out:
         return []
