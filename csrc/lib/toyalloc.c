@@ -1318,13 +1318,26 @@ static __attribute__((noinline)) void free_slow(void *p)
     errno = saved;
 }
 
-/* free's fast path: a valid, used slot of one of this thread's hot spans, with
- * room in the thread's cache.  Anything else, including every misuse to
- * diagnose, goes to free_slow, whose small_free makes the same checks. */
+/* free's fast path: a valid, used slot, found in this thread's hot spans or
+ * else in the granule map (inline: a free at random over many spans, as in
+ * alloc-test, would otherwise pay a call and the hot check twice), with room in
+ * the thread's cache.  Anything else, including every misuse to diagnose,
+ * goes to free_slow, whose small_free makes the same checks. */
 void toy_free(void *p)
 {
     heap *h = &th;
-    span *s = h->state == HEAP_READY ? hot_span(h, p, atomic_load_explicit(&span_epoch, RELAXED)) : NULL;
+    span *s = NULL;
+    if (LIKELY(h->state == HEAP_READY)) {
+        uint64_t epoch = atomic_load_explicit(&span_epoch, RELAXED);
+        s = hot_span(h, p, epoch);
+        if (!s && (s = span_of(p)) != NULL) {  /* the newest hot span, as span_of_freed makes it */
+            if (h->hot_epoch != epoch)
+                h->hot[1].len = 0, h->hot_epoch = epoch;
+            else
+                h->hot[1] = h->hot[0];
+            h->hot[0] = (struct hot_span){s, (uintptr_t)s->base, s->len};
+        }
+    }
     if (LIKELY(s != NULL)) {
         uint32_t i = slot_index(s, p);
         int c = (int)s->cls;
