@@ -251,3 +251,27 @@ def test_report_draws_the_fragmentation_figures_and_findings(tmp_path):
     text = (tmp_path / "REPORT.md").read_text()
     assert "## Fragmentation over time" in text
     assert "The dynamic threshold pins memory" in text and "132 KiB" in text
+
+
+def test_the_frontier_calls_dominated_only_what_another_series_never_loses_to_by_10_percent():
+    """The audit's case: a series 3-5x heavier at 8 of 12 sizes passed a sign test across sizes as
+    "not heavier" and was said to dominate. Synthetic cells (only the fields the frontier reads):
+    A is 0.8x B's time at every size and the same memory, so A dominates B; C is 0.5x A's time but
+    4x A's memory at 8 of 12 sizes, so neither dominates the other, and C is on the frontier."""
+    from allocbench.report.fragmentation import dominance
+
+    sizes = [(64 + 16 * i) * 1024 for i in range(12)]
+
+    def cells(mmap_threshold, ns, mem):
+        return [{"status": "ok", "pattern": "fragment", "timeline": {"op": [0]}, "allocator": "glibc",
+                 "settings": {"mmap_threshold": mmap_threshold}, "size_bytes": s, "size_hi": s,
+                 "ns_per_op": {"median": ns(i)}, "overhead_mean": mem(i)} for i, s in enumerate(sizes)]
+
+    a = cells(1, lambda i: 80.0, lambda i: 1.35)
+    b = cells(2, lambda i: 100.0, lambda i: 1.35)
+    c = cells(3, lambda i: 40.0, lambda i: 1.35 * (4 if i < 8 else 1))
+    front, beaten = dominance(a + b + c, "fragment")
+    key = lambda t: ("glibc", (("mmap_threshold", t),))
+    assert beaten[key(2)] == [key(1)]  # A: faster at every size, never heavier
+    assert beaten[key(1)] == [] and beaten[key(3)] == []  # C is 4x heavier at 8 sizes: it beats nobody
+    assert [k for k, _, _ in front] == [key(3), key(1)]  # by median time: C 40 ns, A 80 ns
