@@ -132,3 +132,25 @@ def test_the_trim_pause_error_is_against_the_median_of_the_held_out_pauses():
                                                   "rows": rows, "fit": fit, "held_out": h}]}
     row = next(line for line in trim_fit(res) if line.startswith("| main"))
     assert "| +16% |" in row and "| yes |" in row
+
+
+def test_the_program_table_is_the_answer_then_the_kernel_and_its_ratios_are_the_runs():
+    """8 runs in turns: the toy's peak RSS is 1.5x the default's and its wall time the same in every
+    pair (a wobble moves both alike), so the row reads "1.50x heavier [1.50, 1.50]" and "same 1.000x";
+    the syscall medians sit in a second table, and no table is wider than 9 columns."""
+    from allocbench.counters import SYSCALLS
+    from allocbench.report.programs import table
+
+    def runs(allocator, peak, brk):
+        return [{"allocator": allocator, "settings": {}, "repeat": i, "wall_ns": 1e9 * (1 + i / 100),
+                 "peak_rss_bytes": peak * (1 + i / 100), "final_rss_bytes": peak / 2,
+                 "syscalls": dict.fromkeys(SYSCALLS, 0) | {"brk": brk}, "minor_faults": 1000 + i,
+                 "loader": {"syscalls": {"mmap": 17}}} for i in range(8)]
+    glibc, toy = ("glibc", ()), ("toy", ())
+    lines = table({glibc: runs("glibc", 100 * 1024 * 1024, 12), toy: runs("toy", 150 * 1024 * 1024, 1)})
+    answer, kernel = "\n".join(lines).split("\n\n")
+    toy_row = next(line for line in answer.splitlines() if line.startswith("| toy |"))
+    assert "| 1.50x heavier [1.50, 1.50] |" in toy_row and "| same 1.000x [1.000, 1.000]" in toy_row
+    assert f"| {150 * 1.035:.1f} |" in toy_row  # the median of 8 runs: (1.03 + 1.04) / 2 of 150 MiB
+    assert next(line for line in kernel.splitlines() if line.startswith("| toy |")).startswith("| toy | 1 |")
+    assert max(line.count("|") - 1 for line in lines if line) <= len(SYSCALLS) + 3

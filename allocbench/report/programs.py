@@ -35,20 +35,27 @@ def _med(rs, f):
 
 
 def table(groups: dict) -> list[str]:
+    """Two tables a screen wide: the answer (time and memory against the default, each with its test),
+    then what the kernel saw (median syscalls and faults of the same runs)."""
     base = groups.get(glibc_at(None))
-    lines = ["| setting | runs | wall s | time vs default | peak RSS MiB | vs default | final RSS MiB | vs default | "
-             + " | ".join(SYSCALLS) + " | minor faults | loader mmaps |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(SYSCALLS) + "---:|---:|"]
-    for key in sorted(groups, key=series_order):
+    keys = sorted(groups, key=series_order)
+    lines = ["| setting | runs | wall s | time vs default | peak RSS MiB | vs default | final RSS MiB | vs default |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for key in keys:
         rs = groups[key]
         cmp = [("-" if base is None or key == glibc_at(None) else stats.runs(base, rs, f, kind).words())
                for _, f, kind in MEASURES]
-        counts = {k: _med(rs, lambda r, k=k: (r["syscalls"] or {}).get(k)) for k in SYSCALLS}
-        loader = (rs[0]["loader"]["syscalls"] or {}).get("mmap", "-")
-        fmt = lambda v: "-" if v is None else f"{v:,.0f}"
         lines.append(f"| {series_label(key)} | {len(rs)} | {_med(rs, MEASURES[0][1]) / 1e9:.3f} | {cmp[0]} | "
                      f"{_med(rs, MEASURES[1][1]) / MIB:.1f} | {cmp[1]} | {(_med(rs, MEASURES[2][1]) or 0) / MIB:.1f} | "
-                     f"{cmp[2]} | " + " | ".join(fmt(counts[k]) for k in SYSCALLS)
+                     f"{cmp[2]} |")
+    lines += ["", "| setting | " + " | ".join(SYSCALLS) + " | minor faults | loader mmaps |",
+              "|---|" + "---:|" * len(SYSCALLS) + "---:|---:|"]
+    fmt = lambda v: "-" if v is None else f"{v:,.0f}"
+    for key in keys:
+        rs = groups[key]
+        counts = {k: _med(rs, lambda r, k=k: (r["syscalls"] or {}).get(k)) for k in SYSCALLS}
+        loader = (rs[0]["loader"]["syscalls"] or {}).get("mmap", "-")
+        lines.append(f"| {series_label(key)} | " + " | ".join(fmt(counts[k]) for k in SYSCALLS)
                      + f" | {_med(rs, lambda r: r['minor_faults']):,.0f} | {loader} |")
     return lines
 
