@@ -189,3 +189,26 @@ def test_a_folder_of_another_commands_runs_is_refused_before_any_run(tmp_path):
     proc = cli("advise", "--out", out, "--", "sh", "-c", "exit 4")
     assert one_line_error(proc, "another command (sh -c exit 3)"), proc.stderr
     assert (out / "runs.jsonl").read_text() == kept  # nothing ran
+
+
+def test_screening_accuracy_ranks_the_verified_candidates_alone():
+    """The audit found the default added as a fixed point (1, 1), which inflates the correlation.
+    Screened mean RSS 0.5, 0.7, 0.9 against verified 0.6, 0.5, 0.95: ranks (1, 2, 3) against
+    (2, 1, 3), so Spearman's rho = 1 - 6 x 2 / (3 x 8) = 0.5 (with the default it would be 0.8);
+    the median error is the middle of |0.5/0.6 - 1|, |0.7/0.5 - 1|, |0.9/0.95 - 1|."""
+    def runs(mean):
+        return [{"repeat": i, "wall_ns": 1000.0, "cpu_ns": 1000.0, "peak_rss_bytes": mean, "mean_rss_bytes": mean,
+                 "final_rss_bytes": mean, "minor_faults": 1, "major_faults": 0, "syscalls": {}} for i in range(6)]
+    default_runs = runs(100.0)
+    cands = []
+    for screened, verified in ((0.5, 60.0), (0.7, 50.0), (0.9, 95.0)):
+        c = advise.Candidate("glibc", {"arena_max": len(cands) + 1}, "w", stage="verified",
+                             screen={"mean_rss": screened}, runs=runs(verified))
+        advise.measure(c, default_runs, {})
+        cands.append(c)
+    acc = advise.screening_accuracy(cands, "replay")
+    assert acc["verified"] == 3 and acc["mean_rss"]["rank_correlation"] == pytest.approx(0.5)
+    assert acc["mean_rss"]["median_error"] == pytest.approx(abs(0.5 / 0.6 - 1))  # 0.167 of 0.167, 0.4, 0.053
+    two = advise.Candidate("glibc", {"arena_max": 9}, "w", stage="verified", runs=runs(50.0)[:2])
+    advise.measure(two, default_runs[:2], {})  # 2 runs: a ratio with no interval would mislead
+    assert advise.verdict_words(two).count("untested") == 3 and "0.50x" not in advise.verdict_words(two)
