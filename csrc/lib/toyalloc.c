@@ -173,7 +173,7 @@ static size_class classes[NCLASSES];
 static _Atomic(gentry *) gmap[(size_t)1 << TOP_BITS];
 static ltable ltabs[1 << LSTRIPE_BITS];
 static cached_map cache[CACHE_SLOTS];
-static int ncached;
+static _Atomic int ncached;  /* written under the lock; read without it as a hint */
 static retired *retired_list;
 static heap *heaps;
 static pthread_key_t heap_key;
@@ -282,6 +282,14 @@ static void retry_retired(void)
         unmap_mapping((char *)r, r->len);
 }
 
+/* ncached moved by d (lock held): a plain load and store, no locked instruction. */
+static int ncached_add(int d)
+{
+    int n = atomic_load_explicit(&ncached, RELAXED) + d;
+    atomic_store_explicit(&ncached, n, RELAXED);
+    return n;
+}
+
 /* Take the best-fitting cached mapping (lock held): it wastes at most half, and
  * a span (align >= GRANULE) takes only whole granules, so no granule is shared. */
 static char *cache_take(size_t len, size_t align, size_t *got, int *zeroed)
@@ -298,7 +306,7 @@ static char *cache_take(size_t len, size_t align, size_t *got, int *zeroed)
     char *b = cache[best].base;
     *got = cache[best].len, *zeroed = cache[best].zeroed;
     SUB(st_cached, *got);
-    memmove(cache + best, cache + best + 1, sizeof cache[0] * (size_t)(--ncached - best));
+    memmove(cache + best, cache + best + 1, sizeof cache[0] * (size_t)(ncached_add(-1) - best));
     return b;
 }
 
@@ -337,7 +345,7 @@ static cached_map evict_oldest(void)
 {
     cached_map m = cache[0];
     SUB(st_cached, m.len);
-    memmove(cache, cache + 1, sizeof cache[0] * (size_t)--ncached);
+    memmove(cache, cache + 1, sizeof cache[0] * (size_t)ncached_add(-1));
     return m;
 }
 
@@ -384,7 +392,7 @@ static char *cache_take_large(size_t len, size_t *got, int *zeroed)
     }
     *got = cache[i].len;
     SUB(st_cached, *got);
-    memmove(cache + i, cache + i + 1, sizeof cache[0] * (size_t)(--ncached - i));
+    memmove(cache + i, cache + i + 1, sizeof cache[0] * (size_t)(ncached_add(-1) - i));
     return b;
 }
 
@@ -404,7 +412,7 @@ static int cache_put(char *base, size_t len, int zeroed, size_t cap, cached_map 
         evicted[nevicted++] = (cached_map){base, len, zeroed, 0};
         return nevicted;
     }
-    cache[ncached++] = (cached_map){base, len, zeroed, now};
+    cache[ncached_add(1) - 1] = (cached_map){base, len, zeroed, now};
     ADD(st_cached, len);
     return nevicted;
 }
