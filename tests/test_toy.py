@@ -60,7 +60,7 @@ def test_remote_frees_never_hand_out_memory_twice(threads, policy):
     """Threads free and realloc each other's blocks through one shared table, and exit while
     others still free their blocks: no block handed out overlaps a live one (a tree of the live
     ranges), none loses a write, and 0 live bytes remain."""
-    proc = run([os.path.join(BUILD, "toy_remote"), str(threads), str(400000 // threads), policy])
+    proc = run([os.path.join(BUILD, "toy_remote"), str(threads), str(400000 // threads), policy], timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 overlaps, 0 corruptions, live 0 bytes" in proc.stdout
 

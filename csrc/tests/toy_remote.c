@@ -1,6 +1,7 @@
 /* Remote frees for the toy allocator: T threads share one table of blocks, so most frees and
  * reallocs are of another thread's block (the toy's remote lists), and threads exit while others
- * still free their blocks (a span given up with slots on its remote list).
+ * still free their blocks (a span given up with slots on its remote list); each thread ends by
+ * emptying spans of its own before it exits.
  *   toy_remote [threads=8] [ops per thread=200000] [policy=keep|dontneed|free|unmap]
  * Two checks, each exact:
  *   - no overlap: every block handed out is entered, by address range, in a tree of the live
@@ -148,6 +149,17 @@ static void *worker(void *arg)
                 give(e, p, s, &tag);
         }
         atomic_store_explicit(&e->busy, 0, memory_order_release);
+    }
+    /* Then spans of few slots (20 KiB blocks: 8 to a span) filled, emptied and released while this
+     * thread is their home, their mappings taken again for new spans, and the thread exits: every
+     * span it was home to must be let go, released ones included. */
+    for (int wave = 0; wave < 4; wave++) {
+        void *many[64];
+        for (int k = 0; k < 64; k++)
+            if (!(many[k] = toy_malloc(20 << 10)))
+                atomic_fetch_add(&corruptions, 1);
+        for (int k = 0; k < 64; k++)
+            toy_free(many[k]);
     }
     return NULL;
 }
