@@ -889,7 +889,13 @@ static int remote_push(span *s, void *p)
  * `flag` as the remote list's new head: REMOTE_OWNED to stay the owner, 0 to give s up. */
 static void remote_collect(span *s, uintptr_t flag)
 {
-    uintptr_t list = atomic_exchange_explicit(&s->remote, flag, memory_order_acquire) & ~REMOTE_OWNED;
+    uintptr_t list;
+    if (ONE_THREAD()) {  /* no other thread to push: a plain load and store, no locked instruction */
+        list = atomic_load_explicit(&s->remote, RELAXED) & ~REMOTE_OWNED;
+        atomic_store_explicit(&s->remote, flag, RELAXED);
+    } else {
+        list = atomic_exchange_explicit(&s->remote, flag, memory_order_acquire) & ~REMOTE_OWNED;
+    }
     while (list) {
         void *p = (void *)list;
         list = *(uintptr_t *)p;
@@ -904,10 +910,13 @@ static void remote_collect(span *s, uintptr_t flag)
 static int give_up_full(span *s)
 {
     uintptr_t owned = REMOTE_OWNED;
-    if (!atomic_compare_exchange_strong_explicit(&s->remote, &owned, 0, memory_order_acquire, RELAXED)) {
+    if (ONE_THREAD() ? atomic_load_explicit(&s->remote, RELAXED) != REMOTE_OWNED
+                     : !atomic_compare_exchange_strong_explicit(&s->remote, &owned, 0, memory_order_acquire,
+                                                                RELAXED)) {
         remote_collect(s, REMOTE_OWNED);
         return 0;
     }
+    atomic_store_explicit(&s->remote, 0, RELAXED);  /* (the compare-and-swap has already cleared it) */
     atomic_store_explicit(&s->owner, NULL, RELAXED);  /* full: nothing to list until a slot comes back */
     return 1;
 }
