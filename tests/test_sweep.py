@@ -188,3 +188,28 @@ def test_grid_settings_lists_apply_to_the_backends_that_own_them():
     bad = {"blocks": [{"pattern": "churn", "allocators": ["toy"], "sizes": [1], "settings": [{"toy_policy": "x"}]}]}
     with pytest.raises(ValueError, match="toy_policy must be one of"):
         sweep.expand({**bad, "blocks": [{**bad["blocks"][0]}]})
+
+
+def test_the_cost_model_prices_a_cell_from_its_counts_by_hand():
+    """132 KiB churn, 100 ops, each an mmap, a munmap and 34 faults (the block, its header and size
+    field in whole pages), every page touched. Units: mapping cycles of 1, 64 and 256 pages at
+    12,000, 76,000 and 268,000 ns, a pair 10,000 ns, touching 2 ns, malloc+free 50 ns. Per op:
+    2 x 5,000 (half a pair each) + 34 x the slope between the cycles around 34 pages, (76,000 -
+    12,000) / 63 ns a page + no resident page touched (33 pages, all faulted) + 50."""
+    from allocbench.costmodel import evaluate, predict_ns_per_op
+
+    units = {"map_cycle": {"1": 12000.0, "64": 76000.0, "256": 268000.0}, "mmap_munmap_pair": 10000.0,
+             "brk_call": 300.0, "madvise_call": 700.0, "mprotect_call": 400.0,
+             "touch_page": {"65536": 2.0, "1048576": 2.0}, "malloc_free": {"4096": 50.0, "1048576": 50.0}}
+    ops = 100
+    rec = {"status": "ok", "threads": 1, "ops": ops, "pattern": "churn", "live": 1, "allocator": "glibc",
+           "size_bytes": 132 * 1024, "size_lo": 132 * 1024, "size_hi": 132 * 1024, "touch": "all",
+           "syscalls": {"mmap": ops, "munmap": ops, "mremap": 0, "brk": 0, "madvise": 0, "mprotect": 0},
+           "minor_faults": 34 * ops, "major_faults": 0,
+           "ns_per_op": {"median": 44000.0, "min": 43000.0, "max": 46000.0}, "ns_per_op_repeats": [44000.0]}
+    slope = (76000 - 12000) / 63
+    want = 2 * 5000 + 34 * slope + 50
+    assert predict_ns_per_op(rec, units) == pytest.approx(want)
+    [row] = evaluate([rec], units)
+    assert row["error"] == pytest.approx(want / 44000 - 1)
+    assert row["all_repeats_within"] == (abs(want / 44000 - 1) <= 0.15)
