@@ -154,3 +154,24 @@ def test_the_program_table_is_the_answer_then_the_kernel_and_its_ratios_are_the_
     assert f"| {150 * 1.035:.1f} |" in toy_row  # the median of 8 runs: (1.03 + 1.04) / 2 of 150 MiB
     assert next(line for line in kernel.splitlines() if line.startswith("| toy |")).startswith("| toy | 1 |")
     assert max(line.count("|") - 1 for line in lines if line) <= len(SYSCALLS) + 3
+
+
+def test_a_replay_best_is_named_only_when_it_beats_every_other_setting():
+    """Three settings over 8 processes in turns. Time: the toy takes 0.5x glibc's default and 0.8x
+    the fixed threshold in every process, so it is the best at 95% (the sign test over 8 pairs has a
+    95% interval). Peak RSS: the default and the toy are equal in every pair, so there is no best,
+    and the sentence names the lowest median and which cannot be told from it."""
+    from allocbench.report.replays import findings
+
+    def row(allocator, settings, ns, peak):
+        return {"allocator": allocator, "settings": settings,
+                "ns_per_op_by_process": [ns * (1 + i / 50) for i in range(8)],
+                "peak_rss_bytes_by_process": [peak * (1 + i / 50) for i in range(8)],
+                "retained_after_free_bytes_by_process": None}
+    rows = [row("glibc", {}, 100.0, 50.0), row("glibc", {"mmap_threshold": 131072}, 62.5, 80.0),
+            row("toy", {}, 50.0, 50.0)]
+    time_line, peak_line = findings(rows)
+    assert time_line == "Best time: toy, faster than every other setting at 95%."
+    # equal medians: the first in table order is named; the fixed threshold, 1.6x heavier, is not "the same"
+    assert peak_line == ("Best peak RSS: none by the test; glibc dynamic has the lowest median and toy cannot be "
+                         "told from it.")
