@@ -297,7 +297,8 @@ class RunStore:
         return rec
 
 
-BUDGET_TIMEOUT = "timeout: the budget ran out"  # a run cut by the budget: not a verdict on the candidate
+BUDGET_RAN_OUT = "the budget ran out"  # in every reason a candidate was left unseen for want of budget
+BUDGET_TIMEOUT = f"timeout: {BUDGET_RAN_OUT}"  # a run cut by the budget: not a verdict on the candidate
 
 
 def stopped_because(rec: dict, limit: str, failed: str) -> str:
@@ -334,7 +335,7 @@ def screen_by_replay(store: RunStore, candidates: list[Candidate], baseline: dic
     default = store.replay(spec(glibc, {}), limit)
     if default is None or default["status"] != "ok":
         raise FailedBaseline("the trace's replay fails under glibc's default: "
-                             + (default["error"] if default else "the budget ran out"))
+                             + (default["error"] if default else BUDGET_RAN_OUT))
     t_ns = traces.read(trace)[1]["t_ns"]
     base = replay_measures(default, t_ns)
     program = {"wall": baseline["wall_ns"], "mean_rss": baseline["mean_rss_bytes"],
@@ -342,7 +343,7 @@ def screen_by_replay(store: RunStore, candidates: list[Candidate], baseline: dic
     for c in candidates:
         rec = store.replay(spec(c.allocator, c.settings), limit)
         if rec is None:
-            c.stopped = "the budget ran out before it was screened"
+            c.stopped = f"{BUDGET_RAN_OUT} before it was screened"
             continue
         if rec["status"] != "ok":
             c.stage, c.stopped = "stopped", stopped_because(rec, "replay", "its replay failed")
@@ -357,7 +358,7 @@ def screen_by_replay(store: RunStore, candidates: list[Candidate], baseline: dic
 def screen_by_exec(store: RunStore, candidates: list[Candidate], baseline: dict) -> None:
     for c in candidates:
         if store.budget.left() <= 0:
-            c.stopped = "the budget ran out before it was screened"
+            c.stopped = f"{BUDGET_RAN_OUT} before it was screened"
             continue
         rec = store.run("screen", c.allocator, c.settings, 0, timeout=STOP_FACTOR * baseline["wall_ns"] / 1e9)
         if rec["status"] != "ok":
@@ -453,7 +454,7 @@ def recommend(candidates: list[Candidate], obj: Objective, default_runs: list[di
     """The best eligible candidate, or the least invasive of those the runs cannot tell from it;
     else why the default stays."""
     ok = [c for c in candidates if eligible(c, obj)]
-    cut = [c for c in candidates if c.stage != "verified" and c.stopped and "budget ran out" in c.stopped]
+    cut = [c for c in candidates if c.stage != "verified" and c.stopped and BUDGET_RAN_OUT in c.stopped]
     if not ok and cut and not any(c.stage == "verified" for c in candidates):
         return None, (f"no answer within the budget: it ran out before {len(cut)} of {len(candidates)} "
                       "candidates were screened or verified, and none was verified; give a larger --budget")
