@@ -288,7 +288,9 @@ class RunStore:
         left = self.budget.left()
         if left < 1:
             return None
+        started = time.monotonic()
         (rec,) = self.budget.run(runner.run_cells, [spec], timeout=min(timeout, left), env_info=self.env_info)
+        rec["advise_elapsed_s"] = round(time.monotonic() - started, 3)  # what screening by it costs
         if rec["status"] != "ok" and (rec.get("error") or "").startswith("timeout") and left < timeout:
             rec["error"] = f"{BUDGET_TIMEOUT} ({left:.1f} s were left)"
         self.replays[key] = rec
@@ -325,7 +327,9 @@ def choose_screen(trace: str | None, trace_info: dict | None) -> tuple[str, str,
 
 
 def screen_by_replay(store: RunStore, candidates: list[Candidate], baseline: dict, trace: str,
-                     replay_threads: str) -> None:
+                     replay_threads: str) -> str | None:
+    """Each candidate screened by a replay; or, when the default's replay took longer than the program
+    itself (a replay is meant to be the cheap screen), nothing screened and why, for screen_by_exec."""
     glibc = glibc_backend().name
     spec = lambda a, s: runner.make_spec(allocator=a, pattern="trace", trace=trace, size=0, repeats=1,
                                          settings=s, replay_threads=replay_threads)
@@ -336,6 +340,10 @@ def screen_by_replay(store: RunStore, candidates: list[Candidate], baseline: dic
     if default is None or default["status"] != "ok":
         raise FailedBaseline("the trace's replay fails under glibc's default: "
                              + (default["error"] if default else BUDGET_RAN_OUT))
+    took, wall = default.get("advise_elapsed_s", 0.0), baseline["wall_ns"] / 1e9
+    if took > wall:
+        return (f"a replay took {took:.1f} s, longer than the program's own {wall:.2f} s: "
+                "one short run of the program each")
     t_ns = traces.read(trace)[1]["t_ns"]
     base = replay_measures(default, t_ns)
     program = {"wall": baseline["wall_ns"], "mean_rss": baseline["mean_rss_bytes"],
@@ -605,8 +613,11 @@ class Advisor:
         method, why, replay_threads = choose_screen(trace, trace_info)
         self.say("screen", f"by {method}: {why}")
         if method == "replay":
-            screen_by_replay(self.store, candidates, baseline, trace, replay_threads)
-        else:
+            slow = screen_by_replay(self.store, candidates, baseline, trace, replay_threads)
+            if slow:
+                method, why = "exec", slow
+                self.say("screen", f"by exec instead: {why}")
+        if method == "exec":
             screen_by_exec(self.store, candidates, baseline)
         wall = baseline["wall_ns"] / 1e9
         # candidates verifiable in MIN_PAIRS rounds of the default and each of them

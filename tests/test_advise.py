@@ -212,3 +212,22 @@ def test_screening_accuracy_ranks_the_verified_candidates_alone():
     two = advise.Candidate("glibc", {"arena_max": 9}, "w", stage="verified", runs=runs(50.0)[:2])
     advise.measure(two, default_runs[:2], {})  # 2 runs: a ratio with no interval would mislead
     assert advise.verdict_words(two).count("untested") == 3 and "0.50x" not in advise.verdict_words(two)
+
+
+def test_a_replay_slower_than_the_program_hands_the_screen_to_exec():
+    """numpy's 2-thread replays took longer than the program (0.5 s): the screen ran out of budget
+    before it verified anything. When the default's replay took longer than the program, nothing
+    more is replayed and the reason says both times."""
+    class Store:
+        def __init__(self, elapsed):
+            self.elapsed, self.replayed = elapsed, 0
+
+        def replay(self, spec, timeout):
+            self.replayed += 1
+            return {"status": "ok", "advise_elapsed_s": self.elapsed}
+
+    cands = [advise.Candidate("glibc", {"arena_max": 1}, "w")]
+    slow = Store(1.5)
+    why = advise.screen_by_replay(slow, cands, {"wall_ns": 0.5e9}, "unused.trace", "recorded")
+    assert why == "a replay took 1.5 s, longer than the program's own 0.50 s: one short run of the program each"
+    assert slow.replayed == 1 and cands[0].stage == "candidate"  # only the default's replay was made
