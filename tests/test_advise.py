@@ -4,6 +4,7 @@ what is asserted comes from their own calls (glibc's chunk rounding, thread
 counts), never from timings: a recommendation is asserted only where the
 constraint cannot bind (a slowdown allowed of 100x)."""
 import json
+import os
 import shutil
 import subprocess
 
@@ -228,6 +229,7 @@ def test_a_replay_slower_than_the_program_hands_the_screen_to_exec():
 
     cands = [advise.Candidate("glibc", {"arena_max": 1}, "w")]
     slow = Store(1.5)
-    why = advise.screen_by_replay(slow, cands, {"wall_ns": 0.5e9}, "unused.trace", "recorded")
+    trace = os.path.join(os.path.dirname(__file__), "data", "zstd-T2.trace")
+    why = advise.screen_by_replay(slow, cands, {"wall_ns": 0.5e9}, trace, "recorded")
     assert why == "a replay took 1.5 s, longer than the program's own 0.50 s: one short run of the program each"
     assert slow.replayed == 1 and cands[0].stage == "candidate"  # only the default's replay was made
