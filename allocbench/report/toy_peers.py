@@ -37,6 +37,12 @@ def median_of(runs: dict, alloc: str, field: str) -> float | None:
     return statistics.median(vals) if vals else None
 
 
+def vs_best(runs: dict) -> tuple[str | None, stats.Comparison | None]:
+    """The faster of glibc and mimalloc for one program (by median wall time), and the toy against it."""
+    best = min((a for a in BEST_OF if a in runs), key=lambda a: median_of(runs, a, "wall_ns"), default=None)
+    return best, (paired(runs, best, TOY, "wall_ns", "time") if best else None)
+
+
 def table(by_program: dict) -> tuple[list[str], dict]:
     """The table's rows, and the ratios for the geomeans: {"best": [...], "glibc": [...], "rss": [...]}."""
     lines = ["| program | toy s | toy / best (of glibc, mimalloc) | toy / glibc | toy / jemalloc | toy / tcmalloc "
@@ -46,16 +52,15 @@ def table(by_program: dict) -> tuple[list[str], dict]:
         runs = by_program[name]
         if TOY not in runs:
             continue
-        best = min((a for a in BEST_OF if a in runs), key=lambda a: median_of(runs, a, "wall_ns"), default=None)
+        best, against = vs_best(runs)
         words = {a: paired(runs, a, TOY, "wall_ns", "time") for a in PEERS}
-        vs_best = paired(runs, best, TOY, "wall_ns", "time") if best else None
         rss = paired(runs, "glibc", TOY, "peak_rss_bytes", "memory")
-        for k, c in (("best", vs_best), ("glibc", words["glibc"]), ("rss", rss)):
+        for k, c in (("best", against), ("glibc", words["glibc"]), ("rss", rss)):
             if c and c.estimate:
                 ratios[k].append(c.estimate)
         cell = lambda c: c.words() if c else "-"
         lines.append(f"| {name} | {median_of(runs, TOY, 'wall_ns') / 1e9:.3f} | "
-                     f"{cell(vs_best)}{f' ({best})' if best else ''} | {cell(words['glibc'])} | "
+                     f"{cell(against)}{f' ({best})' if best else ''} | {cell(words['glibc'])} | "
                      f"{cell(words['jemalloc'])} | {cell(words['tcmalloc'])} | {cell(rss)} |")
     return lines, ratios
 
