@@ -12,7 +12,7 @@ import pytest
 from allocbench import runner
 from allocbench.report import Inputs, write_report
 from allocbench.report.html import write_html
-from allocbench.report.summary import anchor, cliff, peers_clause
+from allocbench.report.summary import anchor, cliff, peers_line
 
 KIB = 1024
 
@@ -91,8 +91,9 @@ def test_the_peer_table_pairs_each_toy_run_with_the_others_of_its_round():
         for alloc, wall in (("glibc", 2.0), ("toy", 3.0), ("mimalloc", 1.0)):
             recs.append({"kind": "program", "peer": "q", "allocator": alloc, "settings": {}, "repeat": rnd,
                          "status": "ok", "wall_ns": wall * 1e9, "peak_rss_bytes": 100 << 20})
-    clause = peers_clause(Inputs(cells=[], results_path="r.jsonl", peers=recs))
+    clause = peers_line(Inputs(cells=[], results_path="r.jsonl", peers=recs))
     assert f"geometric mean of {(1.5 * 3.0) ** 0.5:.2f}, worst q 3.00x slower [3.00, 3.00]" in clause
+    assert clause.startswith("**The toy against the best**: on 2 programs")
 
 
 def test_the_smallest_mmapped_size_is_named_for_churn_and_the_other_patterns_said_apart(cliff_cells):

@@ -112,10 +112,10 @@ def toy(inputs) -> str | None:
     return (f"**The mmap-only toy**: over {len(sizes)} churn sizes, its ns/op against glibc's default "
             f"{c.words()}, against the fastest other series at each size {b.words()} (median ratio); worst at "
             f"{size_label(worst)}, {toy[worst] / best[worst]:.2f}x. "
-            f"[Churn]({anchor('Churn (malloc, touch, free) by size')})" + peers_clause(inputs))
+            f"[Churn]({anchor('Churn (malloc, touch, free) by size')})")
 
 
-def peers_clause(inputs) -> str:
+def peers_line(inputs) -> str | None:
     """The toy against the best on make toy-speed's programs, when the report has them."""
     from .toy_peers import TOY, runs_by_program, vs_best
 
@@ -123,12 +123,12 @@ def peers_clause(inputs) -> str:
     ratios = {name: c for name, runs in sorted(by_program.items()) if TOY in runs
               for c in [vs_best(runs)[1]] if c and c.estimate}
     if not ratios:
-        return ""
+        return None
     worst = max(ratios, key=lambda n: ratios[n].estimate)
-    return (f" On {len(ratios)} programs with the public suites' shapes, its wall time against the best of glibc "
-            f"and mimalloc has a geometric mean of {stats.geometric_mean([c.estimate for c in ratios.values()]):.2f}, "
-            f"worst {worst} {ratios[worst].words()}. [The toy against the best]"
-            f"({anchor('The toy against the best')})")
+    mean = stats.geometric_mean([c.estimate for c in ratios.values()])
+    return (f"**The toy against the best**: on {len(ratios)} programs with the public suites' shapes, its wall "
+            f"time against the faster of glibc and mimalloc has a geometric mean of {mean:.2f}, worst {worst} "
+            f"{ratios[worst].words()}. [The toy against the best]({anchor('The toy against the best')})")
 
 
 def inside(inputs) -> str | None:
@@ -150,7 +150,7 @@ def inside(inputs) -> str | None:
 
 def answers(inputs) -> list[str]:
     return [x for x in (cliff(inputs), threshold(inputs), *advice(inputs), fidelity(inputs), trim(inputs),
-                        toy(inputs), inside(inputs)) if x]
+                        toy(inputs), peers_line(inputs), inside(inputs)) if x]
 
 
 def render(inputs, canvas) -> list[str]:
