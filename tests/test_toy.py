@@ -49,7 +49,7 @@ def test_misuse_aborts_with_a_message_under_every_policy(policy, misuse):
 @pytest.mark.slow
 @pytest.mark.parametrize("policy", POLICIES)
 def test_stress_4_threads_under_every_policy(policy):
-    proc = run([os.path.join(BUILD, "toy_stress"), "4", "1000000", policy])
+    proc = run([os.path.join(BUILD, "toy_stress"), "4", "500000", policy])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 corruptions, fork child ok, live 0 bytes" in proc.stdout
 
@@ -77,7 +77,7 @@ def test_stress_and_contract_under_asan_and_ubsan(tmp_path):
                      os.path.join(ROOT, "csrc", "lib", "toyalloc.c"), "-lpthread"])
         assert build.returncode == 0, build.stderr
     for policy in POLICIES:
-        for cmd in ([exes["toy_stress"], "4", "300000", policy], [exes["toy_contract"], policy],
+        for cmd in ([exes["toy_stress"], "4", "150000", policy], [exes["toy_contract"], policy],
                     [exes["toy_remote"], "8", "20000", policy]):
             proc = run(cmd)
             assert proc.returncode == 0, (policy, proc.stdout + proc.stderr[-2000:])
