@@ -681,6 +681,14 @@ const char *const toy_policy_names[TOY_NPOLICIES] = {
 #undef TOY_NAME
 };
 
+int toy_policy_by_name(const char *name)
+{
+    for (int i = 0; name && i < TOY_NPOLICIES; i++)
+        if (!strcmp(name, toy_policy_names[i]))
+            return i;
+    return -1;
+}
+
 static void init_classes(void)
 {
     for (int c = 0; c < NCLASSES; c++) {
@@ -718,10 +726,9 @@ static void init_slow(void)
             cfg_threshold = t;
         cfg_cache_cap = env_size("TOYALLOC_CACHE_CAP", cfg_cache_cap);
         cfg_decay_ms = env_size("TOYALLOC_DECAY_MS", cfg_decay_ms);
-        const char *pol = getenv("TOYALLOC_POLICY");
-        for (int i = 0; pol && i < TOY_NPOLICIES; i++)
-            if (!strcmp(pol, toy_policy_names[i]))
-                cfg_policy = i;
+        int pol = toy_policy_by_name(getenv("TOYALLOC_POLICY"));
+        if (pol >= 0)
+            cfg_policy = pol;
         for (int i = 0; i < 1 << LSTRIPE_BITS; i++)
             pthread_mutex_init(&ltabs[i].lock, NULL);
         pthread_key_create(&heap_key, heap_exit);

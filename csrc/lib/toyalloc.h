@@ -24,6 +24,7 @@ enum toy_policy {
 };
 
 extern const char *const toy_policy_names[TOY_NPOLICIES];  /* indexed by enum toy_policy */
+int toy_policy_by_name(const char *name);  /* enum toy_policy, or -1 for no such name (or NULL) */
 
 typedef struct toy_config {
     size_t threshold;     /* requests above this get their own mapping (default 128 KiB) */

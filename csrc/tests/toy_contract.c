@@ -25,10 +25,9 @@ static int all_bytes(const unsigned char *p, size_t n, unsigned char v)
 
 static int policy_of(const char *name)
 {
-    for (int i = 0; i < TOY_NPOLICIES; i++)
-        if (!strcmp(name, toy_policy_names[i])) return i;
-    fprintf(stderr, "toy_contract: unknown policy %s\n", name);
-    exit(2);
+    int p = toy_policy_by_name(name);
+    if (p < 0) { fprintf(stderr, "toy_contract: unknown policy %s\n", name); exit(2); }
+    return p;
 }
 
 /* Misuse that must abort with a message, whatever the policy. */

@@ -171,9 +171,7 @@ int main(int argc, char **argv)
     if (argc > 3) {
         toy_config c;
         toy_get_config(&c);
-        c.policy = -1;
-        for (int i = 0; i < TOY_NPOLICIES; i++)
-            if (!strcmp(argv[3], toy_policy_names[i])) c.policy = i;
+        c.policy = toy_policy_by_name(argv[3]);
         if (toy_configure(&c)) { fprintf(stderr, "toy_remote: unknown policy %s\n", argv[3]); return 2; }
     }
     if (threads < 1 || threads > 256 || ops_per_thread < 1) return 2;
