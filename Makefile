@@ -37,7 +37,7 @@ $(DEPS): pyproject.toml
 build: $(DEPS) $(TOY_TESTS) $(MALLOC_TESTS) $(OVERHEAD) ## build the extension, the C programs, the preload shims, C tests
 	$(PY) setup.py -q build_ext --inplace
 
-csrc/build/%: csrc/tests/%.c $(LIB)/toyalloc.c $(LIB)/toyalloc.h
+csrc/build/%: csrc/tests/%.c csrc/tests/tagged.h $(LIB)/toyalloc.c $(LIB)/toyalloc.h
 	@mkdir -p csrc/build
 	$(CC) $(CFLAGS) -I$(LIB) -o $@ $< $(LIB)/toyalloc.c -lpthread
 

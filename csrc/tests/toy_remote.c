@@ -20,11 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tagged.h"
 #include "toyalloc.h"
 
 #define SHARED 4096
 
-typedef struct shared_block { atomic_int busy; unsigned char *p; size_t size; unsigned char tag; } shared_block;
+typedef struct shared_block { atomic_int busy; block b; } shared_block;
 typedef struct range { uintptr_t lo, hi; } range;
 
 static shared_block table[SHARED];
@@ -32,8 +33,6 @@ static atomic_long overlaps, corruptions;
 static long ops_per_thread = 200000;
 static void *live;  /* tsearch tree of ranges; ranges that overlap compare equal */
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static uint64_t rnd(uint64_t *s) { *s ^= *s << 13; *s ^= *s >> 7; *s ^= *s << 17; return *s; }
 
 static int by_range(const void *a, const void *b)
 {
@@ -77,28 +76,16 @@ static void leave(unsigned char *p)
     free(r);
 }
 
-/* The tag at every byte of a small block; at each 4 KiB and the last byte of a larger one. */
-static void fill(shared_block *e)
+static void verify(const block *b, size_t upto)
 {
-    if (e->size <= 4096) { memset(e->p, e->tag, e->size); return; }
-    for (size_t off = 0; off < e->size; off += 4096) e->p[off] = e->tag;
-    e->p[e->size - 1] = e->tag;
+    if (!tag_intact(b, upto)) atomic_fetch_add(&corruptions, 1);
 }
 
-static void verify(const shared_block *e, size_t upto)
+static void give(block *b, unsigned char *p, size_t size, unsigned char *tag)
 {
-    size_t n = upto < e->size ? upto : e->size;
-    size_t step = e->size <= 4096 ? 1 : 4096;
-    for (size_t off = 0; off < n; off += step)
-        if (e->p[off] != e->tag) { atomic_fetch_add(&corruptions, 1); return; }
-    if (n == e->size && e->p[n - 1] != e->tag) atomic_fetch_add(&corruptions, 1);
-}
-
-static void give(shared_block *e, unsigned char *p, size_t size, unsigned char *tag)
-{
-    e->p = p, e->size = size, e->tag = ++*tag ? *tag : ++*tag;
+    b->p = p, b->size = size, b->tag = ++*tag ? *tag : ++*tag;
     enter(p);
-    fill(e);
+    fill(b);
 }
 
 static void *worker(void *arg)
@@ -111,26 +98,27 @@ static void *worker(void *arg)
         if (!atomic_compare_exchange_strong_explicit(&e->busy, &idle, 1, memory_order_acquire,
                                                      memory_order_relaxed))
             continue;  /* another thread has it: pick again */
+        block *b = &e->b;
         uint64_t op = rnd(&seed) % 10;
-        if (e->p && op < 5) {                 /* free, most often another thread's block */
-            verify(e, e->size);
-            leave(e->p);
-            toy_free(e->p);
-            e->p = NULL;
-        } else if (e->p && op < 7) {          /* realloc keeps the common prefix */
+        if (b->p && op < 5) {                 /* free, most often another thread's block */
+            verify(b, b->size);
+            leave(b->p);
+            toy_free(b->p);
+            b->p = NULL;
+        } else if (b->p && op < 7) {          /* realloc keeps the common prefix */
             size_t ns = pick_size(&seed);
-            verify(e, e->size);
-            leave(e->p);
-            unsigned char *q = toy_realloc(e->p, ns);
+            verify(b, b->size);
+            leave(b->p);
+            unsigned char *q = toy_realloc(b->p, ns);
             if (!q) {
                 atomic_fetch_add(&corruptions, 1);
-                enter(e->p);  /* realloc failed: the old block is still live */
+                enter(b->p);  /* realloc failed: the old block is still live */
             } else {
-                shared_block moved = {0, q, e->size, e->tag};
+                block moved = {q, b->size, b->tag};
                 verify(&moved, ns);
-                give(e, q, ns, &tag);
+                give(b, q, ns, &tag);
             }
-        } else if (!e->p) {                   /* malloc, calloc or aligned */
+        } else if (!b->p) {                   /* malloc, calloc or aligned */
             size_t s = pick_size(&seed);
             unsigned char *p;
             if (op == 7) {
@@ -146,13 +134,13 @@ static void *worker(void *arg)
             if (!p)
                 atomic_fetch_add(&corruptions, 1);
             else
-                give(e, p, s, &tag);
+                give(b, p, s, &tag);
         }
         atomic_store_explicit(&e->busy, 0, memory_order_release);
     }
-    /* Then spans of few slots (20 KiB blocks: 8 to a span) filled, emptied and released while this
-     * thread is their home, their mappings taken again for new spans, and the thread exits: every
-     * span it was home to must be let go, released ones included. */
+    /* Then spans of few slots (20 KiB blocks: 8 to a span) carved by this thread, emptied and
+     * released, their mappings taken again for new spans, and the thread exits: every span it
+     * carved must be let go, released ones included. */
     for (int wave = 0; wave < 4; wave++) {
         void *many[64];
         for (int k = 0; k < 64; k++)
@@ -182,10 +170,10 @@ int main(int argc, char **argv)
         pthread_join(t[i], NULL);
     long left = 0;
     for (int i = 0; i < SHARED; i++)
-        if (table[i].p) {
-            verify(&table[i], table[i].size);
-            leave(table[i].p);
-            toy_free(table[i].p);
+        if (table[i].b.p) {
+            verify(&table[i].b, table[i].b.size);
+            leave(table[i].b.p);
+            toy_free(table[i].b.p);
             left++;
         }
     toy_stats s;

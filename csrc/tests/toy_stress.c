@@ -14,16 +14,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tagged.h"
 #include "toyalloc.h"
 
 #define SLOTS 512
 
-typedef struct block { unsigned char *p; size_t size; unsigned char tag; } block;
-
 static atomic_long corruptions;
 static long ops_per_thread = 2000000;
-
-static uint64_t rnd(uint64_t *s) { *s ^= *s << 13; *s ^= *s >> 7; *s ^= *s << 17; return *s; }
 
 static size_t pick_size(uint64_t *s)
 {
@@ -33,26 +30,9 @@ static size_t pick_size(uint64_t *s)
     return 1 + rnd(s) % (8 << 20);                      /* large, up to 8 MiB */
 }
 
-/* Write the tag at the ends and every 4 KiB, whole block when small. */
-static void fill(block *b)
-{
-    if (b->size <= 4096) { memset(b->p, b->tag, b->size); return; }
-    for (size_t off = 0; off < b->size; off += 4096) b->p[off] = b->tag;
-    b->p[b->size - 1] = b->tag;
-}
-
-/* Check what fill() wrote within the first `upto` bytes. */
 static void verify(const block *b, size_t upto)
 {
-    size_t n = upto < b->size ? upto : b->size;
-    if (b->size <= 4096) {
-        for (size_t i = 0; i < n; i++)
-            if (b->p[i] != b->tag) { atomic_fetch_add(&corruptions, 1); return; }
-        return;
-    }
-    for (size_t off = 0; off < n; off += 4096)
-        if (b->p[off] != b->tag) { atomic_fetch_add(&corruptions, 1); return; }
-    if (n == b->size && b->p[n - 1] != b->tag) atomic_fetch_add(&corruptions, 1);
+    if (!tag_intact(b, upto)) atomic_fetch_add(&corruptions, 1);
 }
 
 static void *worker(void *arg)
