@@ -983,6 +983,13 @@ static span *span_give(span *s, void *p)
     return s->out ? NULL : settle_empty(s);
 }
 
+/* A slot of s back from a thread that does not own s (lock held): onto s's remote list if s has
+ * been adopted meanwhile, else to s itself.  Returns the span when it must be released. */
+static span *span_return(span *s, void *p)
+{
+    return remote_push(s, p) ? NULL : span_give(s, p);
+}
+
 static void release_spans(span **spans, unsigned n)  /* no lock */
 {
     for (unsigned i = 0; i < n; i++)
@@ -1048,9 +1055,7 @@ static void flush(int c, heap *h, unsigned n)
         return;
     lock();
     for (unsigned i = 0; i < nrest; i++) {
-        if (remote_push(rest_span[i], rest[i]))
-            continue;  /* adopted since: its new owner collects it */
-        span *r = span_give(rest_span[i], rest[i]);
+        span *r = span_return(rest_span[i], rest[i]);
         if (r)
             released[nreleased++] = r;
     }
@@ -1107,7 +1112,7 @@ static void small_free(span *s, void *p)
     if (remote_push(s, p))
         return;
     lock();
-    span *r = remote_push(s, p) ? NULL : span_give(s, p);
+    span *r = span_return(s, p);
     unlock();
     if (r) {
         int saved = errno;
@@ -1350,18 +1355,7 @@ static __attribute__((noinline)) void free_slow(void *p)
 void toy_free(void *p)
 {
     heap *h = &th;
-    span *s = NULL;
-    if (LIKELY(h->state == HEAP_READY)) {
-        uint64_t epoch = atomic_load_explicit(&span_epoch, RELAXED);
-        s = hot_span(h, p, epoch);
-        if (!s && (s = span_of(p)) != NULL) {  /* the newest hot span, as span_of_freed makes it */
-            if (h->hot_epoch != epoch)
-                h->hot[1].len = 0, h->hot_epoch = epoch;
-            else
-                h->hot[1] = h->hot[0];
-            h->hot[0] = (struct hot_span){s, (uintptr_t)s->base, s->len};
-        }
-    }
+    span *s = LIKELY(h->state == HEAP_READY) ? span_of_freed(p) : NULL;
     if (LIKELY(s != NULL)) {
         uint32_t i = slot_index(s, p);
         int c = (int)s->cls;
