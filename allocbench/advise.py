@@ -273,8 +273,7 @@ class RunStore:
         rec = self.budget.run(programs.run_program, self.command, allocator, settings, repeat, hz=self.hz,
                               timeout=limit, explain=explain, env_info=self.env_info, output=log)
         rec["advise_stage"] = stage
-        if rec["status"] != "ok" and (rec.get("error") or "").startswith("timeout") and limit < (timeout or math.inf):
-            rec["error"] = f"{BUDGET_TIMEOUT} ({limit:.1f} s were left)"
+        budget_cut(rec, limit, timeout or math.inf)
         self.runs[key] = rec
         if self.out_dir:
             append_record(self.path("runs.jsonl"), rec)
@@ -291,8 +290,7 @@ class RunStore:
         started = time.monotonic()
         (rec,) = self.budget.run(runner.run_cells, [spec], timeout=min(timeout, left), env_info=self.env_info)
         rec["advise_elapsed_s"] = round(time.monotonic() - started, 3)  # what screening by it costs
-        if rec["status"] != "ok" and (rec.get("error") or "").startswith("timeout") and left < timeout:
-            rec["error"] = f"{BUDGET_TIMEOUT} ({left:.1f} s were left)"
+        budget_cut(rec, min(timeout, left), timeout)
         self.replays[key] = rec
         if self.out_dir:
             append_record(self.path("replays.jsonl"), rec)
@@ -301,6 +299,13 @@ class RunStore:
 
 BUDGET_RAN_OUT = "the budget ran out"  # in every reason a candidate was left unseen for want of budget
 BUDGET_TIMEOUT = f"timeout: {BUDGET_RAN_OUT}"  # a run cut by the budget: not a verdict on the candidate
+
+
+def budget_cut(rec: dict, limit: float, asked: float) -> None:
+    """A run that timed out at a limit the budget set (below the one asked for) says so: its timeout is
+    no verdict on the candidate."""
+    if rec["status"] != "ok" and (rec.get("error") or "").startswith("timeout") and limit < asked:
+        rec["error"] = f"{BUDGET_TIMEOUT} ({limit:.1f} s were left)"
 
 
 def stopped_because(rec: dict, limit: str, failed: str) -> str:
