@@ -103,12 +103,18 @@ int main(void) {
     rss = rec["timeline"]["rss_bytes"]
     top = max(rss)
     # the program's own baseline is the least sample before the peak: the first sample can be the
-    # launcher's, before its exec (1.17 MB against the program's 1.0 MB once failed a test here)
+    # launcher's, before its exec
     base = min(rss[:rss.index(top) + 1])
+    # Linux (6.2 on) keeps a process's RSS in per-CPU counters and reads them without summing:
+    # each of its file and anon counts can be off by the batch (max(32, 2 x CPUs) pages) on every
+    # CPU, both in /proc and in the high-water mark wait4 reports. Two CI runs here read the rise
+    # 39 and 23 pages short of 64 MiB.
+    cpus = os.cpu_count() or 1
+    slack = 2 * max(32, 2 * cpus) * cpus * 4096
     # the peak is the kernel's own high-water mark (wait4's rusage), whatever the sampling caught
-    assert rec["peak_rss_bytes"] - base >= 64 * MIB
+    assert rec["peak_rss_bytes"] - base >= 64 * MIB - slack
     # each phase lasts 1.5 s, 150 sampling periods: the launcher needs one of them on a CPU to see it
-    assert top - base >= 64 * MIB and rec["final_rss_bytes"] <= top - 60 * MIB
+    assert top - base >= 64 * MIB - slack and rec["final_rss_bytes"] <= top - 60 * MIB
     assert rss.index(top) < len(rss) - 5  # it fell while the program was still running
 
 
