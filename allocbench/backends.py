@@ -88,7 +88,8 @@ GLIBC_KNOBS = (
 TOY_KNOBS = (
     Setting("toy_threshold", "toy: a request above it gets a mapping of its own", 0,
             _native.TOY_MAX_THRESHOLD_BYTES, env="TOYALLOC_THRESHOLD"),
-    Setting("toy_cache_cap", "toy: bytes of freed mappings kept for reuse (0: none)", env="TOYALLOC_CACHE_CAP"),
+    Setting("toy_cache_cap", "toy: bytes of freed mappings kept for reuse whatever the demand (4 MiB; 0: only "
+            "what the decay keeps)", env="TOYALLOC_CACHE_CAP"),
     Setting("toy_decay_ms", "toy: beyond the cap, freed large blocks are kept up to what the program had live at "
                             "its peak, and go back after this many ms unused (0: the cap alone)", 0, 3_600_000,
             env="TOYALLOC_DECAY_MS", in_bytes=False),

@@ -3,7 +3,7 @@
 In this process through owning handles (the same contract as glibc.Block):
 
     from allocbench import toy
-    toy.configure(threshold=128 * 1024, cache_cap=32 << 20, policy="keep")
+    toy.configure(threshold=128 * 1024, cache_cap=4 << 20, policy="keep")
     with toy.Block(200_000) as b:
         b.fill(1)
     toy.stats()

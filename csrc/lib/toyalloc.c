@@ -35,12 +35,16 @@
  *   large blocks then takes no shared lock and adds no entry.  A freed
  *   mapping, or a released span, is purged first by the
  *   policy (madvise), then published to a cache of at most 64 entries and
- *   cache_cap bytes (oldest evicted with munmap), or, with a decay (decay_ms,
- *   1 s by default), up to what the program had live in large blocks at its
- *   peak and has not now (cache_room): a block freed is kept while the program
- *   may ask for it again, and what waits past the decay beyond the fixed cap
- *   goes back at the next cached free; when the program has freed every large
- *   block, at once.  Each entry remembers whether its pages
+ *   cache_cap bytes (4 MiB by default; oldest evicted with munmap), or, with a
+ *   decay (decay_ms, 1 s by default), up to what the program had live in large
+ *   blocks at its peak and has not now (cache_room): a block freed is kept
+ *   while the program may ask for it again, and what waits past the decay
+ *   beyond the fixed cap goes back at the next large call or cached free;
+ *   when the program has freed every large block, all but the last at once
+ *   (a churn of one block asks for it again), and that one after the decay.
+ *   So the fixed cap is a floor for spans and odd sizes, not what keeps
+ *   large blocks: a 32 MiB cap held db_bench's peak RSS at 1.55x glibc's.
+ *   Each entry remembers whether its pages
  *   are known to be zero, decided when it was cached.
  * - realloc of a large block is mremap: the kernel moves page tables, no copy.
  * - fork: the prepare handler takes stdio's list lock before the toy's lock,
@@ -178,10 +182,11 @@ static retired *retired_list;
 static heap *heaps;
 static pthread_key_t heap_key;
 static TOY_TLS heap th;
-static _Atomic size_t cfg_threshold = 128 << 10, cfg_cache_cap = 32 << 20;
+static _Atomic size_t cfg_threshold = 128 << 10, cfg_cache_cap = 4 << 20;
 static _Atomic size_t cfg_decay_ms = 1000;  /* TOYALLOC_DECAY_MS: see cache_room (0: the fixed cap alone) */
-/* bytes of live large blocks, and their peak: what the program has shown it asks for */
-static _Atomic uint64_t large_live, large_peak;
+/* bytes of live large blocks, and their peak: what the program has shown it asks for; and when its
+ * last large block was freed (0: some are live): the peak is forgotten once that is past the decay */
+static _Atomic uint64_t large_live, large_peak, large_idle_ms;
 static atomic_int cfg_policy = TOY_KEEP;
 static _Atomic int64_t live_elsewhere;  /* exited threads, and calls made without a heap */
 static _Atomic uint64_t span_epoch;  /* +1 whenever a span is released: threads' hot spans go stale */
@@ -320,22 +325,36 @@ static uint64_t now_ms(void)
 static void large_live_add(int64_t d)
 {
     uint64_t now = atomic_fetch_add_explicit(&large_live, (uint64_t)d, RELAXED) + (uint64_t)d;
-    if (now == 0)  /* every large block freed: no demand left, the cache goes back to its cap */
-        atomic_store_explicit(&large_peak, 0, RELAXED);
-    else if (now > atomic_load_explicit(&large_peak, RELAXED))
+    if (now == 0) {  /* every large block freed: of the demand, the last block's is kept for the decay (a
+                      * churn asks for it again); the rest goes back at once */
+        atomic_store_explicit(&large_peak, (uint64_t)-d, RELAXED);
+        atomic_store_explicit(&large_idle_ms, now_ms(), RELAXED);
+        return;
+    }
+    uint64_t idle = atomic_load_explicit(&large_idle_ms, RELAXED);
+    if (d > 0 && idle) {  /* the first block after an idle spell: one past the decay starts afresh */
+        atomic_store_explicit(&large_idle_ms, 0, RELAXED);
+        if (now_ms() - idle >= atomic_load_explicit(&cfg_decay_ms, RELAXED))
+            atomic_store_explicit(&large_peak, 0, RELAXED);
+    }
+    if (now > atomic_load_explicit(&large_peak, RELAXED))
         atomic_store_explicit(&large_peak, now, RELAXED);  /* a race loses a peak to a near one: a heuristic */
 }
 
 /* The bytes of freed mappings the cache may hold now.  The fixed cap (TOYALLOC_CACHE_CAP), and with a
  * decay (TOYALLOC_DECAY_MS) as much again as the program had live in large blocks at its peak and has
- * not now: the blocks it freed and, by its own history, may ask for again.  So the large mappings, live
- * and cached, never exceed that peak plus the cap, and what is not asked for again within the decay
- * goes back (cache_put). */
+ * not now: the blocks it freed and, by its own history, may ask for again (when it has freed them all,
+ * the last one only, until the decay has passed).  So the large mappings, live and cached, never exceed
+ * that peak plus the cap, and what is not asked for again within the decay goes back (over_room). */
 static size_t cache_room(void)
 {
     size_t cap = atomic_load_explicit(&cfg_cache_cap, RELAXED);
-    if (!atomic_load_explicit(&cfg_decay_ms, RELAXED))
+    uint64_t decay = atomic_load_explicit(&cfg_decay_ms, RELAXED);
+    if (!decay)
         return cap;
+    uint64_t idle = atomic_load_explicit(&large_idle_ms, RELAXED);
+    if (idle && now_ms() - idle >= decay)
+        return cap;  /* nothing live for the decay: no demand left */
     uint64_t peak = atomic_load_explicit(&large_peak, RELAXED), live = atomic_load_explicit(&large_live, RELAXED);
     return cap + (size_t)(peak > live ? peak - live : 0);
 }
@@ -349,20 +368,40 @@ static cached_map evict_oldest(void)
     return m;
 }
 
-/* After new memory was mapped for a large block: the cache shrunk to its room, so the large mappings,
- * live and cached, stay within the peak plus the cap (the cached ones that could not serve it go first,
- * oldest first). */
+/* Whether the cache must give up its oldest entry to take `len` more bytes (lock held): a new entry
+ * and no slot, over the room, or, beyond the fixed cap, an entry that has waited past the decay. */
+static int over_room(size_t len, size_t room, uint64_t now)
+{
+    uint64_t decay = atomic_load_explicit(&cfg_decay_ms, RELAXED);
+    size_t fixed = atomic_load_explicit(&cfg_cache_cap, RELAXED);
+    return ncached > 0 && ((len && ncached == CACHE_SLOTS) || st_cached + len > room ||
+                           (decay && st_cached > fixed && cache[0].freed_ms + decay <= now));
+}
+
+/* The cache back within its room (after new memory was mapped for a large block, or on a large call
+ * while it holds more than the fixed cap), so the large mappings, live and cached, stay within the
+ * peak plus the cap and what waited past the decay goes back (oldest first). */
 static void cache_trim(void)
 {
     cached_map evicted[CACHE_SLOTS];
     int n = 0;
     size_t room = cache_room();
+    uint64_t now = now_ms();
     lock();
-    while (ncached > 0 && st_cached > room)
+    while (over_room(0, room, now))
         evicted[n++] = evict_oldest();
     unlock();
     for (int i = 0; i < n; i++)
         unmap_mapping(evicted[i].base, evicted[i].len);
+}
+
+/* On a large block's call: the cache trimmed if it may hold what waited past the decay (a hint read
+ * without the lock: no lock on the usual call). */
+static void cache_decay(void)
+{
+    if (atomic_load_explicit(&ncached, RELAXED) && atomic_load_explicit(&cfg_decay_ms, RELAXED) &&
+        atomic_load_explicit(&st_cached, RELAXED) > atomic_load_explicit(&cfg_cache_cap, RELAXED))
+        cache_trim();
 }
 
 /* A large block's mapping from the cache (lock held), as little new memory faulted in as can be: the
@@ -403,10 +442,8 @@ static char *cache_take_large(size_t len, size_t *got, int *zeroed)
 static int cache_put(char *base, size_t len, int zeroed, size_t cap, cached_map *evicted)
 {
     int nevicted = 0;
-    uint64_t now = now_ms(), decay = atomic_load_explicit(&cfg_decay_ms, RELAXED);
-    size_t fixed = atomic_load_explicit(&cfg_cache_cap, RELAXED);
-    while (ncached > 0 && (ncached == CACHE_SLOTS || st_cached + len > cap ||
-                           (decay && st_cached > fixed && cache[0].freed_ms + decay <= now)))
+    uint64_t now = now_ms();
+    while (over_room(len, cap, now))
         evicted[nevicted++] = evict_oldest();
     if (st_cached + len > cap) {
         evicted[nevicted++] = (cached_map){base, len, zeroed, 0};
@@ -427,7 +464,7 @@ static void retire_mapping(char *base, size_t len)
     if (policy == TOY_UNMAP || len > cap) {
         unmap_mapping(base, len);
         if (ncached)
-            cache_trim();  /* the room may have shrunk (every large block freed): what is cached follows */
+            cache_trim();  /* the room may have shrunk (no demand left past the decay): what is cached follows */
         return;
     }
     int zeroed = 0;
@@ -1217,6 +1254,8 @@ static void *large_alloc(size_t size, size_t align, int *zeroed)
     large_live_add((int64_t)got);
     if (grew && ncached)
         cache_trim();
+    else
+        cache_decay();
     return b;
 }
 
@@ -1234,10 +1273,12 @@ static int large_free(void *p, int must)
     }
     live_add(h, -(int64_t)len);
     large_live_add(-(int64_t)len);
-    if (stashed)
+    if (stashed) {
         stash_put(h, p, len);
-    else
+        cache_decay();
+    } else {
         retire_mapping(p, len);
+    }
     return 1;
 }
 

@@ -28,7 +28,7 @@ int toy_policy_by_name(const char *name);  /* enum toy_policy, or -1 for no such
 
 typedef struct toy_config {
     size_t threshold;     /* requests above this get their own mapping (default 128 KiB) */
-    size_t cache_cap;     /* bytes of freed mappings kept for reuse (default 32 MiB) */
+    size_t cache_cap;     /* bytes of freed mappings kept for reuse (default 4 MiB; see cache_room) */
     int policy;           /* enum toy_policy (default TOY_KEEP) */
 } toy_config;
 
