@@ -68,7 +68,7 @@ def test_every_pattern_and_allocator_stays_in_bounds(pattern, allocator, small_t
 def test_checkerboard_of_64_byte_blocks_keeps_its_rss():
     """65,536 blocks of 64 B, then every other one freed: RSS stays, live halves.
     glibc: 80-byte chunks, so 1 - 64/80 = 0.2 at the peak and 1 - 32/80 = 0.6
-    after; the toy: 64-byte slots plus one state byte each, so about 0.5 after."""
+    after; the toy: 64-byte slots and a descriptor per span, so about 0.5 after."""
     k = 65536
     g = record("glibc", pattern="checkerboard", size=64, ops=k, live=k, repeats=1)
     chunk = glibc_chunk(64)
@@ -83,11 +83,11 @@ def test_checkerboard_of_64_byte_blocks_keeps_its_rss():
     t = record("toy", pattern="checkerboard", size=64, ops=k, live=k, repeats=1)
     s = sample(t, "half")
     # the toy's 64 KiB spans hold their books at the end (a descriptor of at most
-    # 192 bytes, one state byte per slot): (65536 - 192) / 65 slots each
-    # (RSS counts touched pages: at least a slot and a state byte per block, at most
-    # every span whole plus the allocator's own maps: granule leaf, large table, heap)
-    spans = -(-k // ((65536 - 192) // 65))
-    least, most = k * 65, spans * 65536 + 64 * PAGE
+    # 192 bytes): (65536 - 192) / 64 slots each
+    # (RSS counts touched pages: at least a slot per block, at most every span whole
+    # plus the allocator's own maps: granule leaf, large table, heap)
+    spans = -(-k // ((65536 - 192) // 64))
+    least, most = k * 64, spans * 65536 + 64 * PAGE
     assert least <= s["anon_bytes"] <= most
     assert 1 - s["live_bytes"] / least <= 1 - s["live_bytes"] / s["anon_bytes"] <= 1 - s["live_bytes"] / most
 

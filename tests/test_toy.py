@@ -38,11 +38,14 @@ def test_contract(policy):
 
 
 @pytest.mark.parametrize("policy", POLICIES)
-@pytest.mark.parametrize("misuse", [("double-free", "small"), ("double-free", "large"), ("bad-free",)])
-def test_misuse_aborts_with_a_message_under_every_policy(policy, misuse):
+@pytest.mark.parametrize("misuse, want", [
+    (("double-free", "small"), "double free"), (("double-free", "large"), "double free"),
+    (("double-free-remote",), "double free"), (("double-free-span",), "double free"),
+    (("realloc-freed",), "double free or use after free"), (("unused-slot",), "never returned"),
+    (("bad-free",), "never returned")])
+def test_misuse_aborts_with_a_message_under_every_policy(policy, misuse, want):
     proc = run([os.path.join(BUILD, "toy_contract"), policy, *misuse])
     assert proc.returncode == -signal.SIGABRT, (proc.returncode, proc.stdout)
-    want = "double free" if misuse[0] == "double-free" else "never returned"
     assert want in proc.stderr, proc.stderr
 
 

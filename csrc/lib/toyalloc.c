@@ -3,8 +3,8 @@
  * - Small blocks (size and alignment <= threshold): 60 size classes (16-byte
  *   steps to 128 B, then four per power of two up to 1 MiB).  A class carves
  *   slots from spans: granule-aligned mappings (64 KiB, or 8 slots for classes
- *   above 8 KiB) whose own books sit at their end: a descriptor and one state
- *   byte per slot (free or used).  A slot of size S = odd << k starts at
+ *   above 8 KiB) whose own books sit at their end: a descriptor, and no byte
+ *   per slot (see below).  A slot of size S = odd << k starts at
  *   base + i*S, so it is aligned to 2^k: an aligned request takes the smallest
  *   class whose size is a multiple of its alignment, never a mapping of its own.
  * - A granule map (address >> 16 -> span) finds a pointer's span without
@@ -13,12 +13,17 @@
  *   which stay valid until any span is released (span_epoch moves); then the
  *   map; then the large-block table (see free_slow for the order).
  * - Each thread keeps a cache of free slots per class (at most 64 slots or
- *   64 KiB), refilled and flushed in batches; a cached slot holds the link
- *   and a pointer to its state byte.  The fast path only flips the slot's
- *   state byte, so a double free is caught the same way under every policy
- *   and from any thread.  A thread carves its refills from a span it owns, so
- *   two threads never write state bytes that share a cache line (except when
- *   one frees the other's blocks).
+ *   64 KiB), refilled and flushed in batches, and carves its refills from a
+ *   span it owns.  A free slot, wherever it waits (a thread's cache, its
+ *   span's list, a remote list), holds the link and its key, its address
+ *   xored with a random odd secret (slot_key); malloc clears the key.  So
+ *   free reads and writes only the block's own first line and its span's
+ *   descriptor: a block that holds its key is a double free, caught under
+ *   every policy and from any thread, and a slot at or above its span's bump
+ *   was never handed out.  (A byte of state per slot in the books did the
+ *   same at the cost of a second cache line on every malloc and free.)  What
+ *   it gives up: a use after free that overwrote the key, then a double free,
+ *   goes unseen, as in glibc's tcache.
  * - No lock while a thread works on its own spans: only the owner touches an
  *   owned span's books.  Another thread's flush hands a slot to the owner by
  *   one compare-and-swap onto the span's remote list (mimalloc's idea of a
@@ -66,6 +71,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/single_threaded.h>
 #include <time.h>
 #include <unistd.h>
@@ -89,8 +95,6 @@
 #define LSTRIPE_BITS 4
 #define STASH 2                  /* freed large mappings a thread keeps under keep */
 #define MID_PAGE 2048             /* where a span's books start in their page, room permitting */
-#define SLOT_FREE 0
-#define SLOT_USED 1
 
 /* glibc's stdio list lock (exported since 2.2.5); weak so a libc without it still links. */
 extern void _IO_list_lock(void) __attribute__((weak));
@@ -100,7 +104,9 @@ typedef struct span {
     char *base;                /* slots from here; these books at the mapping's end */
     size_t len, slot;          /* mapping length, slot size */
     uint32_t cls, nslots;
-    uint32_t bump;             /* slots below this index have been handed out at least once */
+    /* slots below this index have been handed out at least once; written by the one thread that
+     * carves from the span, read by any free (a slot at or above it was never returned) */
+    _Atomic uint32_t bump;
     uint32_t out;              /* slots in use or in a thread's cache */
     uint64_t magic;            /* slot index = (((p - base) >> shift) * magic) >> 32 */
     uint32_t shift, listed;
@@ -110,7 +116,6 @@ typedef struct span {
     /* slots other threads freed while it is owned, linked through their first word, with
      * REMOTE_OWNED in the low bit while owned (see remote_push) */
     _Atomic uintptr_t remote;
-    _Atomic uint8_t state[];   /* SLOT_FREE or SLOT_USED, one byte per slot */
 } span;
 
 typedef struct size_class {
@@ -146,9 +151,9 @@ typedef struct cached_map {
     uint64_t freed_ms;  /* when it was cached (CLOCK_MONOTONIC_COARSE): past the decay it goes back */
 } cached_map;
 
-typedef struct cached_slot {  /* a free slot in a thread's cache */
+typedef struct cached_slot {  /* a free slot: in a thread's cache, its span's list or a remote list */
     struct cached_slot *next;
-    _Atomic uint8_t *state;
+    uintptr_t key;  /* slot_key(slot) while free; malloc clears it */
 } cached_slot;
 
 typedef struct heap {      /* one per thread */
@@ -190,6 +195,8 @@ static _Atomic uint64_t large_live, large_peak, large_idle_ms;
 static atomic_int cfg_policy = TOY_KEEP;
 static _Atomic int64_t live_elsewhere;  /* exited threads, and calls made without a heap */
 static _Atomic uint64_t span_epoch;  /* +1 whenever a span is released: threads' hot spans go stale */
+/* a free slot's second word is its address xored with this: see slot_key */
+static uintptr_t key_secret;
 static _Atomic uint64_t st_mapped, st_cached, st_mmap, st_munmap, st_mremap, st_madvise;
 
 #define RELAXED memory_order_relaxed
@@ -743,8 +750,7 @@ static void init_classes(void)
         k->span_len = k->size <= 8192 ? GRANULE : round_up(8 * k->size + books + k->size / 64, GRANULE);
         size_t low = k->size & -k->size;
         k->span_align = low < GRANULE ? GRANULE : low > TOY_MAX_THRESHOLD ? TOY_MAX_THRESHOLD : low;
-        /* nslots: slots plus one state byte each, plus the descriptor, fit the span */
-        k->nslots = (uint32_t)((k->span_len - books) / (k->size + 1));
+        k->nslots = (uint32_t)((k->span_len - books) / k->size);  /* the slots and the descriptor fit the span */
         size_t tc = TCACHE_BYTES / k->size;
         k->tcache_max = tc < 1 ? 1 : tc > TCACHE_MAX ? TCACHE_MAX : (uint32_t)tc;
         k->batch = k->tcache_max / 2 ? k->tcache_max / 2 : 1;
@@ -757,6 +763,11 @@ static void init_slow(void)
     if (!initialised) {
         page = (size_t)sysconf(_SC_PAGESIZE);
         init_classes();
+        /* Odd, so a key is never an aligned pointer; random, so a program cannot write one by chance.
+         * Without entropy yet (GRND_NONBLOCK), an address and the clock will do. */
+        if (getrandom(&key_secret, sizeof key_secret, GRND_NONBLOCK) != (ssize_t)sizeof key_secret)
+            key_secret = (uintptr_t)&key_secret * 0x9E3779B97F4A7C15u ^ now_ms();
+        key_secret |= 1;
         /* Environment overrides, ignored when out of range. */
         size_t t = env_size("TOYALLOC_THRESHOLD", cfg_threshold);
         if (t <= TOY_MAX_THRESHOLD)
@@ -829,13 +840,30 @@ static inline uint32_t slot_index(const span *s, const void *p)
     return (uint32_t)(((((uintptr_t)p - (uintptr_t)s->base) >> s->shift) * s->magic) >> 32);
 }
 
-/* The slot index of p, which must be the start of a slot of s; aborts otherwise. */
-static inline uint32_t checked_slot(const span *s, const void *p)
+/* What a free slot holds in its second word, and a block handed out never does: malloc clears
+ * it, and a program cannot know it without reading freed memory.  Not the address itself (a
+ * list head that points to itself holds that), and not shared between slots: a copy of one
+ * slot's key, left behind in a mapping reused for other blocks, is nobody else's key. */
+static inline uintptr_t slot_key(const void *p) { return (uintptr_t)p ^ key_secret; }
+
+/* Whether p is a block of s in use now: the start of a slot, handed out once at least (below
+ * the bump; read relaxed, and the block reached this thread after it was handed out), and
+ * without a free slot's key.  So a free of a block already free, wherever it waits (a thread's
+ * cache, its span, a remote list), or of a pointer the toy never returned, is caught. */
+static inline int slot_in_use(const span *s, const void *p, uint32_t i)
+{
+    return i < atomic_load_explicit(&s->bump, RELAXED) && s->base + (size_t)i * s->slot == (const char *)p &&
+           ((const cached_slot *)p)->key != slot_key(p);
+}
+
+/* p must be a block of s in use; aborts with the reason otherwise. */
+static void check_in_use(const span *s, const void *p)
 {
     uint32_t i = slot_index(s, p);
-    if (UNLIKELY(i >= s->nslots || s->base + (size_t)i * s->slot != (const char *)p))
+    if (UNLIKELY(i >= atomic_load_explicit(&s->bump, RELAXED) || s->base + (size_t)i * s->slot != (const char *)p))
         die("toyalloc: free/realloc of a pointer it never returned\n");
-    return i;
+    if (UNLIKELY(((const cached_slot *)p)->key == slot_key(p)))
+        die("toyalloc: double free or use after free\n");
 }
 
 static void list_push(size_class *k, span *s)
@@ -865,16 +893,16 @@ static span *span_new(int c)  /* lock held */
     char *m = cache_take(k->span_len, k->span_align, &got, &zeroed);
     if (!m && !(m = map_aligned(k->span_len, k->span_align)))
         return NULL;
-    uint32_t nslots = (uint32_t)((got - sizeof(span) - 64) / (k->size + 1));
+    uint32_t nslots = (uint32_t)((got - sizeof(span) - 64) / k->size);
     span *s = (span *)round_up((uintptr_t)m + (size_t)nslots * k->size, 64);
     /* Mid-page when there is room: a block's first bytes sit at a page's start,
      * and books there share an L1 set with every page a workload touches
      * (churn of 64 KiB blocks ran 15% slower with its books at offset 0). */
-    size_t room = (size_t)(m + got - (char *)s) - sizeof *s - nslots;
+    size_t room = (size_t)(m + got - (char *)s) - sizeof *s;
     size_t to_mid = (MID_PAGE - ((uintptr_t)s & (page - 1))) & (page - 1);
     if (to_mid <= room)
         s = (span *)((char *)s + to_mid);
-    memset(s, 0, sizeof *s + nslots);
+    memset(s, 0, sizeof *s);
     s->base = m, s->len = got, s->slot = k->size, s->cls = (uint32_t)c, s->nslots = nslots;
     s->shift = k->shift, s->magic = k->magic;
     if (gmap_set(m, got, s) != 0) {
@@ -887,7 +915,9 @@ static span *span_new(int c)  /* lock held */
     return s;
 }
 
-/* One slot of s (lock held); s has one to give. */
+static int has_slot(const span *s) { return s->free || atomic_load_explicit(&s->bump, RELAXED) < s->nslots; }
+
+/* One slot of s (its owner, or under the lock); s has one to give. */
 static void *span_take(span *s)
 {
     size_class *k = &classes[s->cls];
@@ -896,16 +926,17 @@ static void *span_take(span *s)
         p = s->free;
         s->free = *(void **)p;
     } else {
-        p = s->base + (size_t)s->bump++ * s->slot;
+        uint32_t b = atomic_load_explicit(&s->bump, RELAXED);
+        atomic_store_explicit(&s->bump, b + 1, RELAXED);  /* one writer: a plain store, no locked add */
+        p = s->base + (size_t)b * s->slot;
     }
     if (s->out++ == 0 && s->listed)
         k->nempty--;  /* the spare is in use again (owned spans are not counted) */
-    if (s->listed && !s->free && s->bump == s->nslots)
+    if (s->listed && !has_slot(s))
         list_remove(k, s);
     return p;
 }
 
-static int has_slot(const span *s) { return s->free || s->bump < s->nslots; }
 
 static inline heap *owner_of(span *s) { return atomic_load_explicit(&s->owner, RELAXED); }
 
@@ -1033,7 +1064,6 @@ static void release_spans(span **spans, unsigned n)  /* no lock */
         retire_mapping(spans[i]->base, spans[i]->len);
 }
 
-static inline _Atomic uint8_t *state_of(span *s, void *p) { return &s->state[slot_index(s, p)]; }
 
 /* Slots for an empty thread cache: from the span this thread owns, without a lock; the lock
  * only to give up a full span and adopt another.  Without a heap: one slot from any listed span. */
@@ -1062,7 +1092,7 @@ static void *refill(int c, heap *h)
         first = span_take(s);
         for (unsigned i = 1; i < k->batch && has_slot(s); i++) {
             cached_slot *p = span_take(s);
-            p->state = state_of(s, p);
+            p->key = slot_key(p);
             p->next = h->head[c];
             h->head[c] = p;
             h->count[c]++;
@@ -1104,36 +1134,29 @@ static inline void *small_alloc(int c)
 {
     heap *h = my_heap();
     cached_slot *p;
-    _Atomic uint8_t *state;
     if (LIKELY(h && (p = h->head[c]) != NULL)) {
         h->head[c] = p->next;
         h->count[c]--;
-        state = p->state;
-    } else if ((p = refill(c, h)) != NULL) {
-        state = state_of(span_of(p), p);
-    } else {
+    } else if ((p = refill(c, h)) == NULL) {
         return NULL;
     }
-    atomic_store_explicit(state, SLOT_USED, RELAXED);
+    p->key = 0;  /* in use: no free slot's key (see slot_key) */
     live_add(h, (int64_t)classes[c].size);
     return p;
 }
 
 /* A freed slot onto the front of this thread's cache of class c. */
-static inline void cache_push(heap *h, int c, void *p, _Atomic uint8_t *state)
+static inline void cache_push(heap *h, int c, void *p)
 {
     cached_slot *slot = p;
-    slot->next = h->head[c], slot->state = state;
+    slot->next = h->head[c], slot->key = slot_key(p);
     h->head[c] = slot;
     h->count[c]++;
 }
 
 static void small_free(span *s, void *p)
 {
-    _Atomic uint8_t *state = &s->state[checked_slot(s, p)];
-    if (UNLIKELY(atomic_load_explicit(state, RELAXED) != SLOT_USED))
-        die("toyalloc: double free or use after free\n");
-    atomic_store_explicit(state, SLOT_FREE, RELAXED);
+    check_in_use(s, p);
     int c = (int)s->cls;
     heap *h = my_heap();
     live_add(h, -(int64_t)s->slot);
@@ -1143,9 +1166,10 @@ static void small_free(span *s, void *p)
             flush(c, h, (classes[c].tcache_max + 1) / 2);
             errno = saved;
         }
-        cache_push(h, c, p, state);
+        cache_push(h, c, p);
         return;
     }
+    ((cached_slot *)p)->key = slot_key(p);  /* free from here on, wherever it goes */
     if (remote_push(s, p))
         return;
     lock();
@@ -1325,7 +1349,7 @@ void *toy_malloc(size_t size)
         if (LIKELY(p != NULL)) {
             h->head[c] = p->next;
             h->count[c]--;
-            atomic_store_explicit(p->state, SLOT_USED, RELAXED);
+            p->key = 0;
             live_add(h, (int64_t)classes[c].size);
             return p;
         }
@@ -1398,15 +1422,10 @@ void toy_free(void *p)
     heap *h = &th;
     span *s = LIKELY(h->state == HEAP_READY) ? span_of_freed(p) : NULL;
     if (LIKELY(s != NULL)) {
-        uint32_t i = slot_index(s, p);
         int c = (int)s->cls;
-        _Atomic uint8_t *state = &s->state[i];
-        if (LIKELY(i < s->nslots && s->base + (size_t)i * s->slot == (char *)p &&
-                   h->count[c] < classes[c].tcache_max &&
-                   atomic_load_explicit(state, RELAXED) == SLOT_USED)) {
-            atomic_store_explicit(state, SLOT_FREE, RELAXED);
+        if (LIKELY(slot_in_use(s, p, slot_index(s, p)) && h->count[c] < classes[c].tcache_max)) {
             live_add(h, -(int64_t)s->slot);
-            cache_push(h, c, p, state);
+            cache_push(h, c, p);
             return;
         }
     }
@@ -1433,8 +1452,7 @@ static size_t usable(void *p, int *over_aligned)
     span *s = span_of(p);
     *over_aligned = 0;
     if (s) {
-        if (atomic_load_explicit(&s->state[checked_slot(s, p)], RELAXED) != SLOT_USED)
-            die("toyalloc: use of a freed block\n");
+        check_in_use(s, p);
         return s->slot;
     }
     ltable *t = ltab_of((uintptr_t)p);

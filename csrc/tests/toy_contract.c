@@ -2,9 +2,12 @@
  *   toy_contract [keep|dontneed|free|unmap]      every check; prints each failure
  *   toy_contract POLICY double-free small|large  frees a block twice: must abort
  *   toy_contract POLICY bad-free                 frees a pointer into a block: must abort
+ *   toy_contract POLICY double-free-remote|double-free-span|realloc-freed|unused-slot
+ *                                                see misuse(): must abort
  * Exits 1 if any check failed. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +37,16 @@ static int policy_of(const char *name)
     return p;
 }
 
-/* Misuse that must abort with a message, whatever the policy. */
+static void *free_it(void *p)
+{
+    toy_free(p);
+    return NULL;
+}
+
+/* Misuse that must abort with a message, whatever the policy.  A freed small block is caught
+ * wherever it waits: this thread's cache (double-free small), another thread's (double-free
+ * remote: this thread frees it again), its span's list (double-free span: 200 frees of its class
+ * flush the cache first), and a realloc of it; so is a slot never handed out (unused-slot). */
 static int misuse(const char *what, const char *size)
 {
     size_t n = size && !strcmp(size, "large") ? (1 << 20) : 100;
@@ -43,6 +55,24 @@ static int misuse(const char *what, const char *size)
     if (!strcmp(what, "double-free")) {
         toy_free(p);
         toy_free(p);
+    } else if (!strcmp(what, "double-free-remote")) {
+        pthread_t t;
+        pthread_create(&t, NULL, free_it, p);
+        pthread_join(t, NULL);
+        toy_free(p);
+    } else if (!strcmp(what, "double-free-span")) {
+        void *more[200];
+        for (int i = 0; i < 200; i++)
+            more[i] = toy_malloc(n);
+        toy_free(p);
+        for (int i = 0; i < 200; i++)
+            toy_free(more[i]);
+        toy_free(p);
+    } else if (!strcmp(what, "realloc-freed")) {
+        toy_free(p);
+        p = toy_realloc(p, 2 * n);
+    } else if (!strcmp(what, "unused-slot")) {
+        toy_free(p + 40 * toy_usable_size(p));  /* a slot of p's span that no malloc has returned yet */
     } else if (!strcmp(what, "bad-free")) {
         toy_free(p + 16);
     }
