@@ -28,7 +28,7 @@
  *   owned span's books.  Another thread's flush hands a slot to the owner by
  *   one compare-and-swap onto the span's remote list (mimalloc's idea of a
  *   thread-free list); the owner takes the whole list back with one exchange
- *   when the span runs out.  The global lock is left for spans nobody owns:
+ *   when the span runs out, and the head's count spares it a walk.  The global lock is left for spans nobody owns:
  *   adopting one, giving up a full one, a thread's exit, the no-heap path.
  * - A span whose slots are all back (none in use, none cached by a thread) is
  *   released, except one spare per class: RSS after a phase change is live
@@ -944,6 +944,12 @@ static inline heap *owner_of(span *s) { return atomic_load_explicit(&s->owner, R
  * only under the lock, and taken with the list in one atomic step, so a push can never land on
  * a span that has no owner left to collect it. */
 #define REMOTE_OWNED ((uintptr_t)1)
+/* Above a user address's 47 bits the remote list's head also counts its slots (a span holds at most
+ * 64 KiB / 16 B = 4,096), so the owner takes the whole list without walking it: each slot's line,
+ * written by another core, is then read once (when handed out), not twice. */
+#define REMOTE_COUNT_SHIFT 48
+#define REMOTE_PTR(v) ((v) & ((((uintptr_t)1 << REMOTE_COUNT_SHIFT) - 1) & ~REMOTE_OWNED))
+#define REMOTE_COUNT(v) ((uint32_t)((v) >> REMOTE_COUNT_SHIFT))
 
 /* A slot of s, freed by a thread that does not own s, onto s's remote list; 0 when s is not
  * owned (the caller gives it back under the lock).  After the push the slot is the owner's:
@@ -954,9 +960,10 @@ static int remote_push(span *s, void *p)
     do {
         if (!(old & REMOTE_OWNED))
             return 0;
-        *(uintptr_t *)p = old & ~REMOTE_OWNED;
-    } while (!atomic_compare_exchange_weak_explicit(&s->remote, &old, (uintptr_t)p | REMOTE_OWNED,
-                                                    memory_order_release, RELAXED));
+        *(uintptr_t *)p = REMOTE_PTR(old);
+    } while (!atomic_compare_exchange_weak_explicit(
+        &s->remote, &old, (uintptr_t)p | REMOTE_OWNED | ((uintptr_t)(REMOTE_COUNT(old) + 1) << REMOTE_COUNT_SHIFT),
+        memory_order_release, RELAXED));
     return 1;
 }
 
@@ -964,20 +971,24 @@ static int remote_push(span *s, void *p)
  * `flag` as the remote list's new head: REMOTE_OWNED to stay the owner, 0 to give s up. */
 static void remote_collect(span *s, uintptr_t flag)
 {
-    uintptr_t list;
+    uintptr_t head;
     if (ONE_THREAD()) {  /* no other thread to push: a plain load and store, no locked instruction */
-        list = atomic_load_explicit(&s->remote, RELAXED) & ~REMOTE_OWNED;
+        head = atomic_load_explicit(&s->remote, RELAXED);
         atomic_store_explicit(&s->remote, flag, RELAXED);
     } else {
-        list = atomic_exchange_explicit(&s->remote, flag, memory_order_acquire) & ~REMOTE_OWNED;
+        head = atomic_exchange_explicit(&s->remote, flag, memory_order_acquire);
     }
-    while (list) {
-        void *p = (void *)list;
-        list = *(uintptr_t *)p;
-        *(void **)p = s->free;
-        s->free = p;
-        s->out--;
+    void *list = (void *)REMOTE_PTR(head);
+    if (!list)
+        return;
+    s->out -= REMOTE_COUNT(head);
+    if (s->free) {  /* slots of its own too (rare: an owner collects when it has none): the list's tail to them */
+        void *tail = list;
+        while (*(void **)tail)
+            tail = *(void **)tail;
+        *(void **)tail = s->free;
     }
+    s->free = list;
 }
 
 /* The owner's last word on its span when it has no slot left (lock held): give it up, unless
