@@ -28,8 +28,9 @@
  *   owned span's books.  Another thread's flush hands a slot to the owner by
  *   one compare-and-swap onto the span's remote list (mimalloc's idea of a
  *   thread-free list); the owner takes the whole list back with one exchange
- *   when the span runs out, and the head's count spares it a walk.  The global lock is left for spans nobody owns:
- *   adopting one, giving up a full one, a thread's exit, the no-heap path.
+ *   when the span runs out, and the head's count spares it a walk.  The
+ *   global lock is left for spans nobody owns: adopting one, giving up a full
+ *   one, a thread's exit, the no-heap path.
  * - A span whose slots are all back (none in use, none cached by a thread) is
  *   released, except one spare per class: RSS after a phase change is live
  *   bytes plus one span per class plus the thread caches plus the cache below.
@@ -937,7 +938,6 @@ static void *span_take(span *s)
     return p;
 }
 
-
 static inline heap *owner_of(span *s) { return atomic_load_explicit(&s->owner, RELAXED); }
 
 /* The low bit of a span's remote list: set while the span is owned.  It is set and cleared
@@ -1074,7 +1074,6 @@ static void release_spans(span **spans, unsigned n)  /* no lock */
     for (unsigned i = 0; i < n; i++)
         retire_mapping(spans[i]->base, spans[i]->len);
 }
-
 
 /* Slots for an empty thread cache: from the span this thread owns, without a lock; the lock
  * only to give up a full span and adopt another.  Without a heap: one slot from any listed span. */
