@@ -1075,6 +1075,15 @@ static void release_spans(span **spans, unsigned n)  /* no lock */
         retire_mapping(spans[i]->base, spans[i]->len);
 }
 
+/* A free slot onto the front of this thread's cache of class c. */
+static inline void cache_push(heap *h, int c, void *p)
+{
+    cached_slot *slot = p;
+    slot->next = h->head[c], slot->key = slot_key(p);
+    h->head[c] = slot;
+    h->count[c]++;
+}
+
 /* Slots for an empty thread cache: from the span this thread owns, without a lock; the lock
  * only to give up a full span and adopt another.  Without a heap: one slot from any listed span. */
 static void *refill(int c, heap *h)
@@ -1100,13 +1109,8 @@ static void *refill(int c, heap *h)
     }
     if (s) {
         first = span_take(s);
-        for (unsigned i = 1; i < k->batch && has_slot(s); i++) {
-            cached_slot *p = span_take(s);
-            p->key = slot_key(p);
-            p->next = h->head[c];
-            h->head[c] = p;
-            h->count[c]++;
-        }
+        for (unsigned i = 1; i < k->batch && has_slot(s); i++)
+            cache_push(h, c, span_take(s));
     }
     return first;
 }
@@ -1153,15 +1157,6 @@ static inline void *small_alloc(int c)
     p->key = 0;  /* in use: no free slot's key (see slot_key) */
     live_add(h, (int64_t)classes[c].size);
     return p;
-}
-
-/* A freed slot onto the front of this thread's cache of class c. */
-static inline void cache_push(heap *h, int c, void *p)
-{
-    cached_slot *slot = p;
-    slot->next = h->head[c], slot->key = slot_key(p);
-    h->head[c] = slot;
-    h->count[c]++;
 }
 
 static void small_free(span *s, void *p)
