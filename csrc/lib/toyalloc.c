@@ -847,23 +847,29 @@ static inline uint32_t slot_index(const span *s, const void *p)
  * slot's key, left behind in a mapping reused for other blocks, is nobody else's key. */
 static inline uintptr_t slot_key(const void *p) { return (uintptr_t)p ^ key_secret; }
 
-/* Whether p is a block of s in use now: the start of a slot, handed out once at least (below
- * the bump; read relaxed, and the block reached this thread after it was handed out), and
- * without a free slot's key.  So a free of a block already free, wherever it waits (a thread's
- * cache, its span, a remote list), or of a pointer the toy never returned, is caught. */
+/* Whether p starts a slot of s that has been handed out once at least (below the bump; read relaxed,
+ * and the block reached this thread after it was handed out): a slot at or above it never was. */
+static inline int handed_out(const span *s, const void *p, uint32_t i)
+{
+    return i < atomic_load_explicit(&s->bump, RELAXED) && s->base + (size_t)i * s->slot == (const char *)p;
+}
+
+static inline int holds_key(const void *p) { return ((const cached_slot *)p)->key == slot_key(p); }
+
+/* Whether p is a block of s in use now: handed out, and without a free slot's key.  So a free of a
+ * block already free, wherever it waits (a thread's cache, its span, a remote list), or of a pointer
+ * the toy never returned, is caught. */
 static inline int slot_in_use(const span *s, const void *p, uint32_t i)
 {
-    return i < atomic_load_explicit(&s->bump, RELAXED) && s->base + (size_t)i * s->slot == (const char *)p &&
-           ((const cached_slot *)p)->key != slot_key(p);
+    return handed_out(s, p, i) && !holds_key(p);
 }
 
 /* p must be a block of s in use; aborts with the reason otherwise. */
 static void check_in_use(const span *s, const void *p)
 {
-    uint32_t i = slot_index(s, p);
-    if (UNLIKELY(i >= atomic_load_explicit(&s->bump, RELAXED) || s->base + (size_t)i * s->slot != (const char *)p))
+    if (UNLIKELY(!handed_out(s, p, slot_index(s, p))))
         die("toyalloc: free/realloc of a pointer it never returned\n");
-    if (UNLIKELY(((const cached_slot *)p)->key == slot_key(p)))
+    if (UNLIKELY(holds_key(p)))
         die("toyalloc: double free or use after free\n");
 }
 
