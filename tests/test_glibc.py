@@ -118,6 +118,10 @@ def test_malloc_info_heap_top_and_version():
             heap = [line for line in f if line.rstrip().endswith("[heap]")]
         if glibc.heap_top() == top:
             break
-    start, end = (int(x, 16) for x in heap[0].split()[0].split("-"))
+    # the brk area may be more than one mapping (a brk that cannot extend the last one adds another,
+    # and every mapping it overlaps is named [heap]): they stand end to end, the last ends at the break
+    spans = [tuple(int(x, 16) for x in line.split()[0].split("-")) for line in heap]
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    start, end = spans[0][0], spans[-1][1]
     assert start < top <= end and end == -(-top // page) * page
     assert glibc.glibc_version() == os.confstr("CS_GNU_LIBC_VERSION").split()[1]
