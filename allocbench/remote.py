@@ -234,8 +234,10 @@ def zero_page_pfn() -> int | None:
     if not _ZERO:
         import mmap
 
-        m = mmap.mmap(-1, PAGE)
-        _ = m[0]  # a read fault maps the zero page
+        # private: a read fault maps the zero page there; a shared anonymous mapping (mmap's default) is
+        # shmem, whose read fault takes a page of its own, freed at close and then anyone's, a target's too
+        m = mmap.mmap(-1, PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        _ = m[0]
         addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
         with open("/proc/self/pagemap", "rb") as f:
             f.seek(addr // PAGE * 8)

@@ -175,6 +175,19 @@ def has_debug_file(pid: int) -> bool:
     return glibc_layout.debug_file(p, glibc_layout.build_id(path)) is not None
 
 
+def test_the_zero_page_is_the_one_every_process_shares():
+    """Residency leaves out the shared zero page by its frame: there is one, so every process reads the
+    same frame (a page of a shared mapping, freed and reused, would drop a target's page from its RSS)."""
+    from allocbench.remote import zero_page_pfn
+
+    here = zero_page_pfn()
+    if here is None:
+        pytest.skip("pagemap shows frames to root only")
+    ask = "from allocbench.remote import zero_page_pfn; print(zero_page_pfn())"
+    there = subprocess.run([sys.executable, "-c", ask], capture_output=True, text=True, env=ENV, check=True).stdout
+    assert int(there) == here
+
+
 @pytest.mark.parametrize("symbols", ["debuginfo", "scan"])
 def test_mallinfo2_and_the_arenas_are_the_processs_own(target, symbols, monkeypatch):
     if symbols == "debuginfo" and not has_debug_file(target.pid):
