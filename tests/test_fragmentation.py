@@ -82,11 +82,10 @@ def test_checkerboard_of_64_byte_blocks_keeps_its_rss():
     assert sample(g, "half")["anon_bytes"] == sample(g, "peak")["anon_bytes"]
     t = record("toy", pattern="checkerboard", size=64, ops=k, live=k, repeats=1)
     s = sample(t, "half")
-    # the toy's 64 KiB spans hold their books at the end (a descriptor of at most
-    # 192 bytes): (65536 - 192) / 64 slots each
+    # the toy's 64 KiB spans are all slots (their books are kept apart): 65536 / 64 slots each
     # (RSS counts touched pages: at least a slot per block, at most every span whole
-    # plus the allocator's own maps: granule leaf, large table, heap)
-    spans = -(-k // ((65536 - 192) // 64))
+    # plus the allocator's own maps: granule leaf, books, large table, heap)
+    spans = -(-k // (65536 // 64))
     least, most = k * 64, spans * 65536 + 64 * PAGE
     assert least <= s["anon_bytes"] <= most
     assert 1 - s["live_bytes"] / least <= 1 - s["live_bytes"] / s["anon_bytes"] <= 1 - s["live_bytes"] / most
