@@ -980,7 +980,7 @@ static inline heap *owner_of(span *s) { return atomic_load_explicit(&s->owner, R
  * a span that has no owner left to collect it. */
 #define REMOTE_OWNED ((uintptr_t)1)
 /* Above a user address's 47 bits the remote list's head also counts its slots (a span holds at most
- * 64 KiB / 16 B = 4,096), so the owner takes the whole list without walking it: each slot's line,
+ * 8,192: 16 B slots over a cached mapping of up to twice its 64 KiB, see cache_take), so the owner takes the whole list without walking it: each slot's line,
  * written by another core, is then read once (when handed out), not twice. */
 #define REMOTE_COUNT_SHIFT 48
 #define REMOTE_PTR(v) ((v) & ((((uintptr_t)1 << REMOTE_COUNT_SHIFT) - 1) & ~REMOTE_OWNED))
