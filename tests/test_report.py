@@ -86,6 +86,15 @@ def test_the_peer_table_pairs_each_toy_run_with_the_others_of_its_round():
     assert "same 1.000x" in rows[2] and "2.00x slower" in rows[2]  # toy / jemalloc; toy / tcmalloc
     assert ratios == {"best": [1.5], "glibc": [1.5], "rss": [1.0]}
     assert "toy / best 1.50" in geomeans(ratios) and "the worst here is 1.50" in geomeans(ratios)
+    # the toy without free's check, at 1.2x glibc's time: 0.80x the toy's, 1.20x the best's (glibc)
+    from allocbench.report.toy_peers import check_cost
+
+    nocheck = [{**r, "allocator": "toy-nocheck", "wall_ns": 1.2 * r["wall_ns"] / 1.5} for r in recs
+               if r["allocator"] == "toy"]
+    cost = check_cost(runs_by_program(recs + nocheck, lambda r: r["peer"]))
+    assert "| p | 0.80x faster" in cost[2] and "1.20x slower" in cost[2] and "(glibc)" in cost[2]
+    assert "without the check / toy 0.80, without the check / best 1.20" in cost[-1]
+    assert check_cost(runs_by_program(recs, lambda r: r["peer"])) == []  # no such runs: no section
     # the first screen's clause: a second program where the toy is 3x mimalloc's time, mimalloc the best
     for rnd in range(6):
         for alloc, wall in (("glibc", 2.0), ("toy", 3.0), ("mimalloc", 1.0)):
