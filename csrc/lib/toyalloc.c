@@ -895,7 +895,7 @@ static void list_remove(size_class *k, span *s)
 /* ---- span books: packed together, apart from the slots (as mimalloc keeps its pages'
  * descriptors at its segment's start).  A free at random over many spans reads its span's books:
  * packed, they stay in the cache and a few TLB entries, where books at each span's end cost a
- * page of their own each (alloc-test: 0.92x the CPU).  The first chunk is static, so a program
+ * page of their own each (alloc-test: 0.91x the CPU).  The first chunk is static, so a program
  * with few spans maps nothing more; released books are reused, never unmapped. ---- */
 
 static span books_first[BOOKS_CHUNK / sizeof(span)];
@@ -980,8 +980,9 @@ static inline heap *owner_of(span *s) { return atomic_load_explicit(&s->owner, R
  * a span that has no owner left to collect it. */
 #define REMOTE_OWNED ((uintptr_t)1)
 /* Above a user address's 47 bits the remote list's head also counts its slots (a span holds at most
- * 8,192: 16 B slots over a cached mapping of up to twice its 64 KiB, see cache_take), so the owner takes the whole list without walking it: each slot's line,
- * written by another core, is then read once (when handed out), not twice. */
+ * 8,192: 16 B slots over a cached mapping of up to twice its 64 KiB, see cache_take), so the owner
+ * takes the whole list without walking it: each slot's line, written by another core, is then read
+ * once (when handed out), not twice. */
 #define REMOTE_COUNT_SHIFT 48
 #define REMOTE_PTR(v) ((v) & ((((uintptr_t)1 << REMOTE_COUNT_SHIFT) - 1) & ~REMOTE_OWNED))
 #define REMOTE_COUNT(v) ((uint32_t)((v) >> REMOTE_COUNT_SHIFT))
