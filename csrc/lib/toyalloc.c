@@ -3,10 +3,11 @@
  * - Small blocks (size and alignment <= threshold): 60 size classes (16-byte
  *   steps to 128 B, then four per power of two up to 1 MiB).  A class carves
  *   slots from spans: granule-aligned mappings (64 KiB, or 8 slots for classes
- *   above 8 KiB) whose own books sit at their end: a descriptor, and no byte
- *   per slot (see below).  A slot of size S = odd << k starts at
- *   base + i*S, so it is aligned to 2^k: an aligned request takes the smallest
- *   class whose size is a multiple of its alignment, never a mapping of its own.
+ *   above 8 KiB), all slots; their books, a descriptor each and no byte per
+ *   slot (see below), are packed apart (books_new).  A slot of size
+ *   S = odd << k starts at base + i*S, so it is aligned to 2^k: an aligned
+ *   request takes the smallest class whose size is a multiple of its
+ *   alignment, never a mapping of its own.
  * - A granule map (address >> 16 -> span) finds a pointer's span without
  *   touching the block; a pointer in no span must be a live large block.
  *   free first tries the thread's two hot spans (those of its last frees),
@@ -122,7 +123,7 @@ typedef struct span {
 
 typedef struct size_class {
     size_t size, span_len, span_align;
-    uint32_t shift, nslots, tcache_max, batch;
+    uint32_t shift, tcache_max, batch;
     uint64_t magic;
     span *partial;   /* spans with a slot to give */
     int nempty;      /* spans of this class with no slot out */
@@ -751,7 +752,6 @@ static void init_classes(void)
         k->span_len = k->size <= 8192 ? GRANULE : round_up(8 * k->size + k->size / 64, GRANULE);
         size_t low = k->size & -k->size;
         k->span_align = low < GRANULE ? GRANULE : low > TOY_MAX_THRESHOLD ? TOY_MAX_THRESHOLD : low;
-        k->nslots = (uint32_t)(k->span_len / k->size);
         size_t tc = TCACHE_BYTES / k->size;
         k->tcache_max = tc < 1 ? 1 : tc > TCACHE_MAX ? TCACHE_MAX : (uint32_t)tc;
         k->batch = k->tcache_max / 2 ? k->tcache_max / 2 : 1;
@@ -1460,11 +1460,6 @@ static __attribute__((noinline)) void free_slow(void *p)
     errno = saved;
 }
 
-/* free's fast path: a valid, used slot, found in this thread's hot spans or
- * else in the granule map (inline: a free at random over many spans, as in
- * alloc-test, would otherwise pay a call and the hot check twice), with room in
- * the thread's cache.  Anything else, including every misuse to diagnose,
- * goes to free_slow, whose small_free makes the same checks. */
 /* TOY_NO_FREE_CHECK: a build for measurement only (make toy-speed's toy-nocheck), never installed: the
  * fast path skips the key, so a double free there goes unseen.  What catching it costs, measured. */
 #ifdef TOY_NO_FREE_CHECK
@@ -1473,6 +1468,11 @@ static __attribute__((noinline)) void free_slow(void *p)
 #define FAST_FREE_OK(s, p, i) slot_in_use(s, p, i)
 #endif
 
+/* free's fast path: a valid, used slot, found in this thread's hot spans or
+ * else in the granule map (inline: a free at random over many spans, as in
+ * alloc-test, would otherwise pay a call and the hot check twice), with room in
+ * the thread's cache.  Anything else, including every misuse to diagnose,
+ * goes to free_slow, whose small_free makes the same checks. */
 void toy_free(void *p)
 {
     heap *h = &th;

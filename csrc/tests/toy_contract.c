@@ -72,7 +72,7 @@ static int misuse(const char *what, const char *size)
         toy_free(p);
         p = toy_realloc(p, 2 * n);
     } else if (!strcmp(what, "unused-slot")) {
-        /* 40 slots on: past the 32 the span's first refill handed out, within its 583 */
+        /* 40 slots on: past the 32 the span's first refill handed out, within its 585 (65536 / 112) */
         toy_free(p + 40 * toy_usable_size(p));
     } else if (!strcmp(what, "bad-free")) {
         toy_free(p + 16);
