@@ -29,7 +29,8 @@ CSRC = [f"{LIB}/{name}.c" for name in ("counters", "workloads", "replay", "toyal
 
 # the helpers beside the package: the one table, shared with allocbench itself (read, not imported:
 # the package is not built yet)
-HELPERS = runpy.run_path("allocbench/helpers.py")["HELPERS"]
+_helpers = runpy.run_path("allocbench/helpers.py")
+HELPERS, HELPER_CFLAGS, compile_command = _helpers["HELPERS"], _helpers["CFLAGS"], _helpers["compile_command"]
 
 
 class build_native(build_ext):
@@ -43,13 +44,13 @@ class build_native(build_ext):
         folder = "allocbench" if self.inplace else os.path.join(self.build_lib, "allocbench")
         os.makedirs(folder, exist_ok=True)
         cc = shlex.split(os.environ.get("CC", "gcc"))
-        flags = shlex.split(os.environ.get("CFLAGS", "-O2 -Wall -Wextra"))
-        for name, (sources, extra, libs) in HELPERS.items():
+        flags = shlex.split(os.environ["CFLAGS"]) if "CFLAGS" in os.environ else HELPER_CFLAGS
+        for name, (sources, _, _) in HELPERS.items():
             out = os.path.join(folder, name)
             inputs = sources + HEADERS
             if not self.force and os.path.exists(out) and os.path.getmtime(out) >= max(map(os.path.getmtime, inputs)):
                 continue
-            cmd = [*cc, *flags, *extra, f"-I{LIB}", "-Icsrc/preload", "-o", out, *sources, *(f"-l{x}" for x in libs)]
+            cmd = compile_command(name, out, cc, flags)
             print(" ".join(cmd))
             subprocess.run(cmd, check=True)
 

@@ -8,6 +8,7 @@ LIB = "csrc/lib"
 # delete a workload's malloc/free.  A name ending in .so is a shared library preloaded into someone
 # else's process.
 SHIM = ["-fPIC", "-shared"]
+CFLAGS = ["-O2", "-Wall", "-Wextra"]  # unless $CFLAGS says otherwise
 HELPERS = {
     "allocbench-cell": (["csrc/programs/cell.c", *(f"{LIB}/{n}.c" for n in ("counters", "workloads", "replay",
                                                                                 "toyalloc", "calltime", "latency",
@@ -26,3 +27,11 @@ HELPERS = {
     "libtoyalloc.so": (["csrc/preload/toy_preload.c", f"{LIB}/toyalloc.c"],
                        [*SHIM, "-DTOY_PRELOAD", "-fno-semantic-interposition"], ["pthread"]),
 }
+
+
+def compile_command(name: str, out: str, cc: list, flags: list, extra_flags: tuple = ()) -> list:
+    """The compiler's command line for helper `name` into `out` (setup.py's, and a script's build of a
+    variant of one with extra_flags, such as make toy-speed's toy-nocheck)."""
+    sources, extra, libs = HELPERS[name]
+    return [*cc, *flags, *extra, *extra_flags, f"-I{LIB}", "-Icsrc/preload", "-o", out, *sources,
+            *(f"-l{x}" for x in libs)]
