@@ -94,6 +94,11 @@ def test_the_peer_table_pairs_each_toy_run_with_the_others_of_its_round():
     cost = check_cost(runs_by_program(recs + nocheck, lambda r: r["peer"]))
     assert "| p | 0.80x faster" in cost[2] and "1.20x slower" in cost[2] and "(glibc)" in cost[2]
     assert "without the check / toy 0.80, without the check / best 1.20" in cost[-1]
+    assert not any("whole gap" in line for line in cost)  # 1.2x the best without it: more than the check
+    # at glibc's own time without the check (0.67x the toy's, level with the best), the check is the gap
+    level = [{**r, "wall_ns": r["wall_ns"] / 1.2} for r in nocheck]
+    cost = check_cost(runs_by_program(recs + level, lambda r: r["peer"]))
+    assert "0.67x faster" in cost[2] and cost[-1].endswith("in: p.")
     assert check_cost(runs_by_program(recs, lambda r: r["peer"])) == []  # no such runs: no section
     # the first screen's clause: a second program where the toy is 3x mimalloc's time, mimalloc the best
     for rnd in range(6):
