@@ -157,7 +157,7 @@ def render(inputs, canvas) -> list[str]:
             lines += ["### What catching every double free costs", "",
                       "The toy's `free` reads the freed block's second word (its key) to catch a double free at "
                       "once, under every policy; mimalloc, jemalloc and tcmalloc only store to the block (a load that "
-                      "misses the caches holds the core up, a store that misses does not). "
+                      "misses the caches holds the core up; a store that misses waits in the store buffer). "
                       "`toy-nocheck` is the toy built without that read on free's fast path (for this "
                       "measurement only: it misses a double free there), run in the same rounds.", "", *cost, ""]
     if real:
