@@ -10,9 +10,7 @@
  *   alignment, never a mapping of its own.
  * - A granule map (address >> 16 -> span) finds a pointer's span without
  *   touching the block; a pointer in no span must be a live large block.
- *   free first tries the thread's two hot spans (those of its last frees),
- *   which stay valid until any span is released (span_epoch moves); then the
- *   map; then the large-block table (see free_slow for the order).
+ *   free tries the map, then the large-block table (see free_slow).
  * - Each thread keeps a cache of free slots per class (at most 64 slots or
  *   64 KiB), refilled and flushed in batches, and carves its refills from a
  *   span it owns.  A free slot, wherever it waits (a thread's cache, its
@@ -165,10 +163,6 @@ typedef struct heap {      /* one per thread */
     uint16_t count[NCLASSES];
     _Atomic int64_t live;  /* usable bytes handed out minus freed by this thread */
     cached_map stash[STASH];  /* freed large mappings, oldest first (policy keep only) */
-    /* the spans of this thread's last small frees, newest first, valid while
-     * span_epoch is hot_epoch (two: a window of blocks often spans two) */
-    struct hot_span { struct span *s; uintptr_t base, len; } hot[2];
-    uint64_t hot_epoch;
     int nstash;
     int state;
     struct heap *prev, *next;
@@ -197,7 +191,6 @@ static _Atomic size_t cfg_decay_ms = 1000;  /* TOYALLOC_DECAY_MS: see cache_room
 static _Atomic uint64_t large_live, large_peak, large_idle_ms;
 static atomic_int cfg_policy = TOY_KEEP;
 static _Atomic int64_t live_elsewhere;  /* exited threads, and calls made without a heap */
-static _Atomic uint64_t span_epoch;  /* +1 whenever a span is released: threads' hot spans go stale */
 /* a free slot's second word is its address xored with this: see slot_key */
 static uintptr_t key_secret;
 static _Atomic uint64_t st_mapped, st_cached, st_mmap, st_munmap, st_mremap, st_madvise;
@@ -1069,7 +1062,6 @@ static span *settle_empty(span *s)
     }
     list_remove(k, s);
     gmap_set(s->base, s->len, NULL);  /* no pointer resolves to it any more */
-    ADD(span_epoch, 1);  /* before the mapping can be reused: see span_of_freed */
     return s;
 }
 
@@ -1406,42 +1398,8 @@ void *toy_malloc(size_t size)
     return alloc(size, 16, &zeroed);
 }
 
-/* The hot span holding p, or NULL.  A range check against a hot span is
- * safe while no span has been released since it was cached: a released
- * span's range can be reused (a large block, another class) only after the
- * epoch moved, and the program's free of such a block happens after that. */
-static inline span *hot_span(const heap *h, const void *p, uint64_t epoch)
-{
-    if (h->hot_epoch != epoch)
-        return NULL;
-    if ((uintptr_t)p - h->hot[0].base < h->hot[0].len)
-        return h->hot[0].s;
-    if ((uintptr_t)p - h->hot[1].base < h->hot[1].len)
-        return h->hot[1].s;
-    return NULL;
-}
-
-/* span_of for free: the thread's hot spans first; a span found in the map
- * becomes the newest hot one. */
-static inline span *span_of_freed(const void *p)
-{
-    heap *h = &th;
-    uint64_t epoch = atomic_load_explicit(&span_epoch, RELAXED);
-    span *s = hot_span(h, p, epoch);
-    if (s)
-        return s;
-    if (h->hot_epoch != epoch)
-        h->hot[0].len = h->hot[1].len = 0, h->hot_epoch = epoch;
-    s = span_of(p);
-    if (s) {
-        h->hot[1] = h->hot[0];
-        h->hot[0] = (struct hot_span){s, (uintptr_t)s->base, s->len};
-    }
-    return s;
-}
-
 /* free without the fast path's assumptions: NULL, a large block, no heap,
- * a span other than the hot ones, a full cache, or a bad pointer to diagnose.
+ * a full cache, or a bad pointer to diagnose.
  * The granule map first even for a page-aligned pointer: a small slot is often
  * page-aligned too, and the large table would cost it a stripe's mutex
  * (glibc-thread's mix: 5% of its time), where the map costs a large block a
@@ -1450,7 +1408,7 @@ static __attribute__((noinline)) void free_slow(void *p)
 {
     if (!p)
         return;
-    span *s = span_of_freed(p);
+    span *s = span_of(p);
     if (LIKELY(s != NULL)) {
         small_free(s, p);
         return;
@@ -1468,15 +1426,18 @@ static __attribute__((noinline)) void free_slow(void *p)
 #define FAST_FREE_OK(s, p, i) slot_in_use(s, p, i)
 #endif
 
-/* free's fast path: a valid, used slot, found in this thread's hot spans or
- * else in the granule map (inline: a free at random over many spans, as in
- * alloc-test, would otherwise pay a call and the hot check twice), with room in
- * the thread's cache.  Anything else, including every misuse to diagnose,
- * goes to free_slow, whose small_free makes the same checks. */
+/* free's fast path: a valid, used slot, found in the granule map (inline: a
+ * free at random over many spans, as in alloc-test, would otherwise pay a
+ * call), with room in the thread's cache.  No per-thread memo of the last
+ * spans in front of the map: with the books packed, its checks and updates
+ * cost more than the map's two loads they spared (glibc-thread 0.91x the
+ * time without it, alloc-test 0.95x, none slower).  Anything else, including
+ * every misuse to diagnose, goes to free_slow, whose small_free makes the
+ * same checks. */
 void toy_free(void *p)
 {
     heap *h = &th;
-    span *s = LIKELY(h->state == HEAP_READY) ? span_of_freed(p) : NULL;
+    span *s = LIKELY(h->state == HEAP_READY) ? span_of(p) : NULL;
     if (LIKELY(s != NULL)) {
         int c = (int)s->cls;
         if (LIKELY(FAST_FREE_OK(s, p, slot_index(s, p)) && h->count[c] < classes[c].tcache_max)) {

@@ -197,8 +197,8 @@ int main(int argc, char **argv)
     toy_configure(&c0);
 
     /* a released span's range, reused for a large block, frees as a large
-     * block and its bytes leave the live count (free's hot spans must not
-     * claim it: they go stale when any span is released) */
+     * block and its bytes leave the live count (nothing free consults may
+     * still claim it for the span: its granules left the map at release) */
     toy_config low = c0;
     low.threshold = 32 << 10, low.policy = TOY_KEEP;
     toy_configure(&low);
