@@ -13,7 +13,7 @@ from ..units import MIB
 
 TOY, BEST_OF = "toy", ("glibc", "mimalloc")
 PEERS = ("glibc", "jemalloc", "tcmalloc", "mimalloc")
-NOCHECK = "toy-nocheck"  # the toy without free's double-free check, built by make toy-speed for this measurement only
+NOCHECK = "toy-nocheck"  # the toy without free's key check, built by make toy-speed for this measurement only
 
 
 def runs_by_program(recs: list[dict], key) -> dict:
@@ -78,7 +78,7 @@ def geomeans(ratios: dict) -> str:
 
 
 def check_cost(by_program: dict) -> list[str]:
-    """What catching every double free costs the toy: its build without free's double-free check against the toy
+    """What catching every double free costs the toy: its build without free's key check against the toy
     and against the best, program by program, from the same rounds."""
     names = sorted(n for n, runs in by_program.items() if TOY in runs and NOCHECK in runs)
     if not names:
@@ -155,12 +155,11 @@ def render(inputs, canvas) -> list[str]:
         cost = check_cost(peers)
         if cost:
             lines += ["### What catching every double free costs", "",
-                      "The toy's `free` reads the slot's byte of state, in an array apart from the blocks, to catch a "
-                      "double free at once, under every policy, and only stores to the block, as mimalloc, jemalloc "
-                      "and tcmalloc do (a load that misses the caches holds the core up; a store that misses waits in "
-                      "the store buffer); malloc sets the byte. `toy-nocheck` is the toy built without that read on "
-                      "free's fast path (for this measurement only: it misses a double free there), run in the same "
-                      "rounds.", "", *cost, ""]
+                      "The toy's `free` reads the freed block's second word (its key) to catch a double free at "
+                      "once, under every policy; mimalloc, jemalloc and tcmalloc only store to the block (a load that "
+                      "misses the caches holds the core up; a store that misses waits in the store buffer). "
+                      "`toy-nocheck` is the toy built without that read on free's fast path (for this "
+                      "measurement only: it misses a double free there), run in the same rounds.", "", *cost, ""]
     if real:
         rows, ratios = table(real)
         lines += ["### make bench's real programs", "", *rows, "", geomeans(ratios), ""]

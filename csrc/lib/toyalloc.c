@@ -3,8 +3,8 @@
  * - Small blocks (size and alignment <= threshold): 60 size classes (16-byte
  *   steps to 128 B, then four per power of two up to 1 MiB).  A class carves
  *   slots from spans: granule-aligned mappings (64 KiB, or 8 slots for classes
- *   above 8 KiB), all slots; their books, a descriptor each and a byte of
- *   state per slot (see below), are packed apart (books_new, state_new).  A slot of size
+ *   above 8 KiB), all slots; their books, a descriptor each and no byte per
+ *   slot (see below), are packed apart (books_new).  A slot of size
  *   S = odd << k starts at base + i*S, so it is aligned to 2^k: an aligned
  *   request takes the smallest class whose size is a multiple of its
  *   alignment, never a mapping of its own.
@@ -13,18 +13,16 @@
  *   free tries the map, then the large-block table (see free_slow).
  * - Each thread keeps a cache of free slots per class (at most 64 slots or
  *   64 KiB), refilled and flushed in batches, and carves its refills from a
- *   span it owns.  Each slot has a byte of state, 1 while the program holds
- *   it: free reads and clears it, and malloc sets it, found through the free
- *   slot's second word (the byte's address xored with a random odd secret),
- *   so free only stores to the block.  A free of a slot whose byte is 0 is a
- *   double free, caught under every policy and from any thread, wherever
- *   the slot waits (a thread's cache, its span's list, a remote list).  The
- *   key this replaced, a word in the free block that free had to read,
- *   stalled free on a cache miss once the working set outgrew the caches
- *   (alloc-test over 50,000 blocks: the state byte takes 0.61x its time).
- * - The spans a thread gave up stay with it, on its own full and partial
- *   lists, and only it adopts them again; its exit hands them to all.  So
- *   two threads' slots, and their state bytes, do not share lines.
+ *   span it owns.  A free slot, wherever it waits (a thread's cache, its
+ *   span's list, a remote list), holds the link and its key, its address
+ *   xored with a random odd secret (slot_key); malloc clears the key.  So
+ *   free reads and writes only the block's own first line and its span's
+ *   descriptor: a block that holds its key is a double free, caught under
+ *   every policy and from any thread, and a slot at or above its span's bump
+ *   was never handed out.  (A byte of state per slot in the books did the
+ *   same at the cost of a second cache line on every malloc and free.)  What
+ *   it gives up: a use after free that overwrote the key, then a double free,
+ *   goes unseen, as in glibc's tcache.
  * - No lock while a thread works on its own spans: only the owner touches an
  *   owned span's books.  Another thread's flush hands a slot to the owner by
  *   one compare-and-swap onto the span's remote list (mimalloc's idea of a
@@ -104,23 +102,18 @@ extern void _IO_list_unlock(void) __attribute__((weak));
 
 /* A span's books, kept apart from its slots: all of them packed in a few pages (see books_new). */
 typedef struct span {
-    /* the first line: what free's fast path reads */
     char *base;                /* its mapping, all slots */
-    uint8_t *state;            /* a byte per slot: 1 while the program holds it (see state_new) */
     size_t len, slot;          /* mapping length, slot size */
-    uint64_t magic;            /* slot index = (((p - base) >> shift) * magic) >> 32 */
-    uint32_t cls, nslots, shift;
+    uint32_t cls, nslots;
     /* slots below this index have been handed out at least once; written by the one thread that
-     * carves from the span, read by a bad free's diagnosis (a slot at or above it was never returned) */
+     * carves from the span, read by any free (a slot at or above it was never returned) */
     _Atomic uint32_t bump;
     uint32_t out;              /* slots in use or in a thread's cache */
+    uint64_t magic;            /* slot index = (((p - base) >> shift) * magic) >> 32 */
+    uint32_t shift, listed;
     void *free;                /* slots returned to the span, linked through their first word */
-    struct span *prev, *next;  /* on the list *list, or on none (owned; or full, without a home) */
-    struct span **list;
+    struct span *prev, *next;  /* the class's spans that have a slot to give */
     _Atomic(struct heap *) owner;  /* the thread that carves from it, or NULL (listed or full) */
-    /* the thread that owned it last, while it lives, or NULL: an unowned span with a home is on its
-     * home's list (partial or full), and only its home adopts it again (see adopt) */
-    struct heap *home;
     /* slots other threads freed while it is owned, linked through their first word, with
      * REMOTE_OWNED in the low bit while owned (see remote_push) */
     _Atomic uintptr_t remote;
@@ -130,8 +123,8 @@ typedef struct size_class {
     size_t size, span_len, span_align;
     uint32_t shift, tcache_max, batch;
     uint64_t magic;
-    span *partial;   /* spans without a home with a slot to give */
-    int nempty;      /* listed spans of this class with no slot out */
+    span *partial;   /* spans with a slot to give */
+    int nempty;      /* spans of this class with no slot out */
 } size_class;
 
 typedef struct large {
@@ -161,7 +154,7 @@ typedef struct cached_map {
 
 typedef struct cached_slot {  /* a free slot: in a thread's cache, its span's list or a remote list */
     struct cached_slot *next;
-    uintptr_t key;  /* its state byte's address xored with key_secret while free; malloc clears it */
+    uintptr_t key;  /* slot_key(slot) while free; malloc clears it */
 } cached_slot;
 
 typedef struct heap {      /* one per thread */
@@ -173,8 +166,6 @@ typedef struct heap {      /* one per thread */
     int nstash;
     int state;
     struct heap *prev, *next;
-    /* spans it gave up (full) and those of them that have a slot again: adopted by it alone */
-    struct span *full[NCLASSES], *partial[NCLASSES];
 } heap;
 enum { HEAP_NEW, HEAP_SETUP, HEAP_READY, HEAP_GONE };
 
@@ -200,7 +191,7 @@ static _Atomic size_t cfg_decay_ms = 1000;  /* TOYALLOC_DECAY_MS: see cache_room
 static _Atomic uint64_t large_live, large_peak, large_idle_ms;
 static atomic_int cfg_policy = TOY_KEEP;
 static _Atomic int64_t live_elsewhere;  /* exited threads, and calls made without a heap */
-/* a free slot's second word is its state byte's address xored with this: see slot_free */
+/* a free slot's second word is its address xored with this: see slot_key */
 static uintptr_t key_secret;
 static _Atomic uint64_t st_mapped, st_cached, st_mmap, st_munmap, st_mremap, st_madvise;
 
@@ -649,7 +640,6 @@ static int ltab_add(uintptr_t p, size_t len, int over_aligned)
 
 static void flush(int c, heap *h, unsigned n);
 static struct span *disown(struct span *s);
-static void orphan(heap *h, int c);
 static void release_spans(struct span **spans, unsigned n);
 static void stash_drop(cached_map m);
 
@@ -669,8 +659,6 @@ static void heap_exit(void *arg)
                 released[nreleased++] = r;
             h->own[c] = NULL;
         }
-    for (int c = 0; c < NCLASSES; c++)
-        orphan(h, c);
     if (h->prev)
         h->prev->next = h->next;
     else
@@ -846,6 +834,12 @@ static inline uint32_t slot_index(const span *s, const void *p)
     return (uint32_t)(((((uintptr_t)p - (uintptr_t)s->base) >> s->shift) * s->magic) >> 32);
 }
 
+/* What a free slot holds in its second word, and a block handed out never does: malloc clears
+ * it, and a program cannot know it without reading freed memory.  Not the address itself (a
+ * list head that points to itself holds that), and not shared between slots: a copy of one
+ * slot's key, left behind in a mapping reused for other blocks, is nobody else's key. */
+static inline uintptr_t slot_key(const void *p) { return (uintptr_t)p ^ key_secret; }
+
 /* Whether p starts a slot of s that has been handed out once at least (below the bump; read relaxed,
  * and the block reached this thread after it was handed out): a slot at or above it never was. */
 static inline int handed_out(const span *s, const void *p, uint32_t i)
@@ -853,57 +847,42 @@ static inline int handed_out(const span *s, const void *p, uint32_t i)
     return i < atomic_load_explicit(&s->bump, RELAXED) && s->base + (size_t)i * s->slot == (const char *)p;
 }
 
-/* Whether p is a block of s in use now: it starts a slot whose state byte says the program holds
- * it.  So a free of a block already free, wherever it waits (a thread's cache, its span, a remote
- * list), or of a pointer the toy never returned, is caught; and free reads no byte of the block. */
+static inline int holds_key(const void *p) { return ((const cached_slot *)p)->key == slot_key(p); }
+
+/* Whether p is a block of s in use now: handed out, and without a free slot's key.  So a free of a
+ * block already free, wherever it waits (a thread's cache, its span, a remote list), or of a pointer
+ * the toy never returned, is caught. */
 static inline int slot_in_use(const span *s, const void *p, uint32_t i)
 {
-    return i < s->nslots && s->base + (size_t)i * s->slot == (const char *)p && s->state[i];
+    return handed_out(s, p, i) && !holds_key(p);
 }
 
 /* p must be a block of s in use; aborts with the reason otherwise. */
 static void check_in_use(const span *s, const void *p)
 {
-    uint32_t i = slot_index(s, p);
-    if (UNLIKELY(!handed_out(s, p, i)))
+    if (UNLIKELY(!handed_out(s, p, slot_index(s, p))))
         die("toyalloc: free/realloc of a pointer it never returned\n");
-    if (UNLIKELY(!s->state[i]))
+    if (UNLIKELY(holds_key(p)))
         die("toyalloc: double free or use after free\n");
 }
 
-/* Slot i of s is free from now on: its state byte says so, and its second word, which the
- * malloc that hands it out again follows to set that byte, holds the byte's address (xored with
- * the secret: a stray write of a small number is not an address there). */
-static inline void slot_free(const span *s, void *p, uint32_t i)
+static void list_push(size_class *k, span *s)
 {
-    s->state[i] = 0;
-    ((cached_slot *)p)->key = (uintptr_t)&s->state[i] ^ key_secret;
+    s->prev = NULL, s->next = k->partial, s->listed = 1;
+    if (k->partial)
+        k->partial->prev = s;
+    k->partial = s;
 }
 
-/* A free slot handed out to the program: its state byte set, its second word cleared. */
-static inline void slot_give_out(cached_slot *p)
-{
-    *(uint8_t *)(p->key ^ key_secret) = 1;
-    p->key = 0;
-}
-
-static void list_push(span **list, span *s)
-{
-    s->prev = NULL, s->next = *list, s->list = list;
-    if (*list)
-        (*list)->prev = s;
-    *list = s;
-}
-
-static void list_remove(span *s)
+static void list_remove(size_class *k, span *s)
 {
     if (s->prev)
         s->prev->next = s->next;
     else
-        *s->list = s->next;
+        k->partial = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    s->list = NULL;
+    s->listed = 0;
 }
 
 /* ---- span books: packed together, apart from the slots (as mimalloc keeps its pages'
@@ -938,54 +917,6 @@ static void books_release(span *s)  /* lock held */
     books_free = s;
 }
 
-/* ---- slot states: a byte per slot, 1 while the program holds the block, in arrays packed apart
- * from the slots like the books (a power of two from 64 bytes each, so no two spans share a
- * line).  free reads its block's byte there, not a key in the block: the block's line, last
- * touched thousands of calls ago in a large working set, is then only stored to, which does not
- * hold the core up as a load that misses does (alloc-test over 50,000 blocks: 0.61x the time).
- * Released arrays are reused, never unmapped. ---- */
-
-#define STATE_BINS 8  /* 64 B to 8 KiB: a span's slots, at most 8,192 (see REMOTE_COUNT_SHIFT) */
-static uint8_t state_first[BOOKS_CHUNK] __attribute__((aligned(64)));
-static uint8_t *state_next = state_first, *state_end = state_first + BOOKS_CHUNK;
-static uint8_t *state_free[STATE_BINS];  /* released arrays by size (64 << bin), linked through their first word */
-
-static unsigned state_bin(uint32_t nslots)
-{
-    unsigned b = 0;
-    while (((uint32_t)64 << b) < nslots)
-        b++;
-    return b;
-}
-
-static uint8_t *state_new(uint32_t nslots)  /* lock held; all zero */
-{
-    unsigned b = state_bin(nslots);
-    size_t len = (size_t)64 << b;
-    uint8_t *a = state_free[b];
-    if (a) {
-        state_free[b] = *(uint8_t **)a;
-        memset(a, 0, len);
-        return a;
-    }
-    if ((size_t)(state_end - state_next) < len) {  /* the rest of the chunk stays untouched, so not resident */
-        uint8_t *m = (uint8_t *)map_aligned(BOOKS_CHUNK, page);
-        if (!m)
-            return NULL;
-        state_next = m, state_end = m + BOOKS_CHUNK;
-    }
-    a = state_next;
-    state_next += len;
-    return a;
-}
-
-static void state_release(span *s)  /* lock held */
-{
-    unsigned b = state_bin(s->nslots);
-    *(uint8_t **)s->state = state_free[b];
-    state_free[b] = s->state;
-}
-
 static span *span_new(int c)  /* lock held */
 {
     size_class *k = &classes[c];
@@ -1002,16 +933,13 @@ static span *span_new(int c)  /* lock held */
     memset(s, 0, sizeof *s);
     s->base = m, s->len = got, s->slot = k->size, s->cls = (uint32_t)c, s->nslots = (uint32_t)(got / k->size);
     s->shift = k->shift, s->magic = k->magic;
-    s->state = state_new(s->nslots);
-    if (!s->state || gmap_set(m, got, s) != 0) {
+    if (gmap_set(m, got, s) != 0) {
         gmap_set(m, got, NULL);
         unmap_mapping(m, got);
-        if (s->state)
-            state_release(s);
         books_release(s);
         return NULL;
     }
-    list_push(&k->partial, s);
+    list_push(k, s);
     k->nempty++;
     return s;
 }
@@ -1030,12 +958,11 @@ static void *span_take(span *s)
         uint32_t b = atomic_load_explicit(&s->bump, RELAXED);
         atomic_store_explicit(&s->bump, b + 1, RELAXED);  /* one writer: a plain store, no locked add */
         p = s->base + (size_t)b * s->slot;
-        ((cached_slot *)p)->key = (uintptr_t)&s->state[b] ^ key_secret;  /* free (see slot_free) */
     }
-    if (s->out++ == 0 && s->list)
+    if (s->out++ == 0 && s->listed)
         k->nempty--;  /* the spare is in use again (owned spans are not counted) */
-    if (s->list && !has_slot(s))
-        list_remove(s);
+    if (s->listed && !has_slot(s))
+        list_remove(k, s);
     return p;
 }
 
@@ -1094,11 +1021,8 @@ static void remote_collect(span *s, uintptr_t flag)
 }
 
 /* The owner's last word on its span when it has no slot left (lock held): give it up, unless
- * another thread's slots arrived meanwhile; then they are collected and it stays owned.  Given
- * up, it waits on its owner's list of full spans, its home: when slots come back it moves to the
- * home's partial list, which only that thread adopts from.  So threads do not carve from each
- * other's spans, and a span's state bytes and slots stay on one core's lines. */
-static int give_up_full(span *s, heap *h)
+ * another thread's slots arrived meanwhile; then they are collected and it stays owned. */
+static int give_up_full(span *s)
 {
     uintptr_t owned = REMOTE_OWNED;
     if (ONE_THREAD() ? atomic_load_explicit(&s->remote, RELAXED) != REMOTE_OWNED
@@ -1108,24 +1032,20 @@ static int give_up_full(span *s, heap *h)
         return 0;
     }
     atomic_store_explicit(&s->remote, 0, RELAXED);  /* (the compare-and-swap has already cleared it) */
-    atomic_store_explicit(&s->owner, NULL, RELAXED);
-    s->home = h;
-    list_push(&h->full[s->cls], s);
+    atomic_store_explicit(&s->owner, NULL, RELAXED);  /* full: nothing to list until a slot comes back */
     return 1;
 }
 
-/* A span for a thread to own and carve from (lock held): one it gave up that has slots again, or
- * one without a home, or a new one. */
+/* A listed span, or a new one, for a thread to own and carve from (lock held). */
 static span *adopt(int c, heap *h)
 {
     size_class *k = &classes[c];
-    span *s = h->partial[c] ? h->partial[c] : k->partial;
+    span *s = k->partial;
     if (!s && !(s = span_new(c)))
         return NULL;
-    list_remove(s);
+    list_remove(k, s);
     if (s->out == 0)
         k->nempty--;
-    s->home = NULL;
     atomic_store_explicit(&s->owner, h, RELAXED);
     atomic_store_explicit(&s->remote, REMOTE_OWNED, RELAXED);  /* published by the lock's release */
     return s;
@@ -1140,7 +1060,7 @@ static span *settle_empty(span *s)
         k->nempty = 1;
         return NULL;
     }
-    list_remove(s);
+    list_remove(k, s);
     gmap_set(s->base, s->len, NULL);  /* no pointer resolves to it any more */
     return s;
 }
@@ -1152,17 +1072,8 @@ static span *disown(span *s)
     remote_collect(s, 0);
     atomic_store_explicit(&s->owner, NULL, RELAXED);
     if (has_slot(s))
-        list_push(&classes[s->cls].partial, s);
+        list_push(&classes[s->cls], s);
     return s->out == 0 ? settle_empty(s) : NULL;
-}
-
-/* A thread's exit (lock held): the spans it gave up lose their home, for any thread to adopt. */
-static void orphan(heap *h, int c)
-{
-    for (span *s; (s = h->full[c]) != NULL;)
-        list_remove(s), s->home = NULL;  /* full: listed when a slot comes back (span_give) */
-    for (span *s; (s = h->partial[c]) != NULL;)
-        list_remove(s), s->home = NULL, list_push(&classes[c].partial, s);
 }
 
 /* A slot back to its span (lock held).  Returns the span when it must be
@@ -1174,12 +1085,8 @@ static span *span_give(span *s, void *p)
     s->out--;
     if (owner_of(s))
         return NULL;  /* its owner carves from it again */
-    span **partial = s->home ? &s->home->partial[s->cls] : &classes[s->cls].partial;
-    if (s->list != partial) {
-        if (s->list)
-            list_remove(s);  /* off its home's full list */
-        list_push(partial, s);
-    }
+    if (!s->listed)
+        list_push(&classes[s->cls], s);
     return s->out ? NULL : settle_empty(s);
 }
 
@@ -1198,7 +1105,7 @@ static void release_spans(span **spans, unsigned n)  /* no lock */
         retire_mapping(spans[i]->base, spans[i]->len);
     lock();
     for (unsigned i = 0; i < n; i++)
-        state_release(spans[i]), books_release(spans[i]);
+        books_release(spans[i]);
     unlock();
 }
 
@@ -1206,7 +1113,7 @@ static void release_spans(span **spans, unsigned n)  /* no lock */
 static inline void cache_push(heap *h, int c, void *p)
 {
     cached_slot *slot = p;
-    slot->next = h->head[c];  /* its second word already says where its state byte is (slot_free) */
+    slot->next = h->head[c], slot->key = slot_key(p);
     h->head[c] = slot;
     h->count[c]++;
 }
@@ -1230,7 +1137,7 @@ static void *refill(int c, heap *h)
         remote_collect(s, REMOTE_OWNED);
     if (!s || !has_slot(s)) {
         lock();
-        if (!s || give_up_full(s, h))
+        if (!s || give_up_full(s))
             s = h->own[c] = adopt(c, h);
         unlock();
     }
@@ -1281,7 +1188,7 @@ static inline void *small_alloc(int c)
     } else if ((p = refill(c, h)) == NULL) {
         return NULL;
     }
-    slot_give_out(p);
+    p->key = 0;  /* in use: no free slot's key (see slot_key) */
     live_add(h, (int64_t)classes[c].size);
     return p;
 }
@@ -1289,7 +1196,6 @@ static inline void *small_alloc(int c)
 static void small_free(span *s, void *p)
 {
     check_in_use(s, p);
-    slot_free(s, p, slot_index(s, p));  /* from here on, wherever it goes */
     int c = (int)s->cls;
     heap *h = my_heap();
     live_add(h, -(int64_t)s->slot);
@@ -1302,6 +1208,7 @@ static void small_free(span *s, void *p)
         cache_push(h, c, p);
         return;
     }
+    ((cached_slot *)p)->key = slot_key(p);  /* free from here on, wherever it goes */
     if (remote_push(s, p))
         return;
     lock();
@@ -1482,7 +1389,7 @@ void *toy_malloc(size_t size)
             h->head[c] = p->next;
             __builtin_prefetch(p->next, 1);  /* the next malloc of this class reads its link: start the miss now */
             h->count[c]--;
-            slot_give_out(p);
+            p->key = 0;
             live_add(h, (int64_t)classes[c].size);
             return p;
         }
@@ -1512,9 +1419,9 @@ static __attribute__((noinline)) void free_slow(void *p)
 }
 
 /* TOY_NO_FREE_CHECK: a build for measurement only (make toy-speed's toy-nocheck), never installed: the
- * fast path skips the state byte, so a double free there goes unseen.  What catching it costs, measured. */
+ * fast path skips the key, so a double free there goes unseen.  What catching it costs, measured. */
 #ifdef TOY_NO_FREE_CHECK
-#define FAST_FREE_OK(s, p, i) ((i) < (s)->nslots && (s)->base + (size_t)(i) * (s)->slot == (const char *)(p))
+#define FAST_FREE_OK(s, p, i) handed_out(s, p, i)
 #else
 #define FAST_FREE_OK(s, p, i) slot_in_use(s, p, i)
 #endif
@@ -1533,10 +1440,8 @@ void toy_free(void *p)
     span *s = LIKELY(h->state == HEAP_READY) ? span_of(p) : NULL;
     if (LIKELY(s != NULL)) {
         int c = (int)s->cls;
-        uint32_t i = slot_index(s, p);
-        if (LIKELY(FAST_FREE_OK(s, p, i) && h->count[c] < classes[c].tcache_max)) {
+        if (LIKELY(FAST_FREE_OK(s, p, slot_index(s, p)) && h->count[c] < classes[c].tcache_max)) {
             live_add(h, -(int64_t)s->slot);
-            slot_free(s, p, i);
             cache_push(h, c, p);
             return;
         }
