@@ -30,8 +30,9 @@ static void *churn(void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc > 2 && atoi(argv[2]) > 0)
-        nslots = atoi(argv[2]);
+    int asked = argc > 2 ? atoi(argv[2]) : 0;
+    if (asked > 0)
+        nslots = asked;
     run_threads(threads_arg(argc, argv, 1), churn);
     return 0;
 }
