@@ -178,6 +178,10 @@ static size_t page;
 static size_class classes[NCLASSES];
 static _Atomic(gentry *) gmap[(size_t)1 << TOP_BITS];
 static ltable ltabs[1 << LSTRIPE_BITS];
+/* each stripe's first table, static: a program's first large blocks map nothing for the toy's own
+ * books, so a large block's mmap count is its own (which stripe a block lands in follows its address) */
+#define LTAB_FIRST 64
+static large ltab_first[1 << LSTRIPE_BITS][LTAB_FIRST];
 static cached_map cache[CACHE_SLOTS];
 static _Atomic int ncached;  /* written under the lock; read without it as a hint */
 static retired *retired_list;
@@ -529,8 +533,11 @@ static size_t ltab_slot(uintptr_t key, size_t cap)
 
 static int ltab_put(ltable *t, uintptr_t key, size_t len, int over_aligned)  /* t locked */
 {
+    large *first = ltab_first[t - ltabs];
+    if (!t->cap)
+        t->tab = first, t->cap = LTAB_FIRST;
     if ((t->n + 1) * 2 > t->cap) {
-        size_t ncap = t->cap ? t->cap * 2 : 64;
+        size_t ncap = t->cap * 2;
         large *n = (large *)map_aligned(round_up(ncap * sizeof(large), page), page);
         if (!n)
             return -1;
@@ -541,7 +548,7 @@ static int ltab_put(ltable *t, uintptr_t key, size_t len, int over_aligned)  /* 
                     j = (j + 1) & (ncap - 1);
                 n[j] = t->tab[i];
             }
-        if (t->tab)
+        if (t->tab != first)
             unmap_mapping((char *)t->tab, round_up(t->cap * sizeof(large), page));
         t->tab = n, t->cap = ncap;
     }
