@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -254,6 +255,34 @@ def test_an_unwritable_out_is_refused_before_any_work(tmp_path):
         proc = cli(*argv, timeout=60)
         assert one_line_error(proc, "/proc/no/such"), (argv, proc.stderr)
         assert not marker.exists()
+
+
+TOY_AB = os.path.join(ROOT, "scripts", "toy-ab")
+
+
+def toy_ab(*argv) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, TOY_AB, *argv], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["glibc", "no/such-ref"], "neither an allocator"),
+    (["glibc", "HEAD:-lm"], "only -D, -U and -O flags"),
+    (["glibc", "glibc"], "each side once"),
+    (["glibc", "HEAD", "--pairs", "0"], "at least 1"),
+    (["glibc", "HEAD", "--program", "espresso"], "invalid choice")])
+def test_the_toy_ab_script_refuses_bad_input_with_2_before_any_run(argv, says):
+    proc = toy_ab(*argv)
+    assert proc.returncode == 2 and says in proc.stderr.splitlines()[-1], proc.stderr
+    assert proc.stdout == "" and "pair 1/" not in proc.stderr
+
+
+def test_the_toy_ab_script_builds_a_ref_and_compares_it_pair_by_pair():
+    proc = toy_ab("glibc", "HEAD:-DTOY_NO_FREE_CHECK", "--program", "rptest", "--pairs", "1")
+    assert proc.returncode == 0, proc.stderr
+    # one pair is too few for an interval: the verdict says so, and the sign count is of that one pair
+    assert re.fullmatch(r"rptest: HEAD:-DTOY_NO_FREE_CHECK / glibc: untested \(paired sign test, 1 runs: too few "
+                        r"for a 95% interval\), faster in [01] of 1\n", proc.stdout), proc.stdout
 
 
 def test_a_cut_or_flipped_trace_is_one_line_and_exit_2_everywhere(tmp_path):
