@@ -171,6 +171,17 @@ def test_toy_block_specifics():
             toy.Block.aligned(bad, 10)
 
 
+def test_every_small_request_gets_its_class_size():
+    """The classes from their definition: 16-byte steps to 128 B, then four per power of two (5/4,
+    6/4, 7/4 and 8/4 of it).  Every size to 2 KiB, across the table that serves those to 1 KiB and
+    the computed classes beyond, is handed the smallest class that holds it."""
+    sizes = [16 * k for k in range(1, 9)] + [(128 << e) * q // 4 for e in range(4) for q in (5, 6, 7, 8)]
+    for n in range(0, 2049):
+        want = min(s for s in sizes if s >= max(n, 1))
+        with toy.Block(n) as b:
+            assert b.usable_size == want, n
+
+
 def test_configure_and_stats():
     before = toy.config()
     try:
