@@ -10,6 +10,7 @@ from .children import HERE
 
 ROOT = os.path.dirname(HERE)
 SOURCES = os.path.join(ROOT, "benchmarks", "peers")
+BUILD = os.path.join(ROOT, "build", "peers")  # the programs, and builds of the toy measured beside them
 # (name, source, arguments): two threads where the program is about threads (this machine has 2 cores);
 # alloc-test also over 50,000 blocks, a working set far beyond the caches (see its header)
 PROGRAMS = [("large", "large", ()), ("larson", "larson", ("2",)), ("xmalloc", "xmalloc", ("2",)),
@@ -19,7 +20,12 @@ PROGRAMS = [("large", "large", ()), ("larson", "larson", ("2",)), ("xmalloc", "x
 NAMES = [name for name, _, _ in PROGRAMS]
 
 
-def build(out_dir: str) -> dict:
+def in_turns(sides: list, n: int) -> list:
+    """The order of round n: the sides rotated by n, so no side always runs first."""
+    return sides[n % len(sides):] + sides[:n % len(sides)]
+
+
+def build(out_dir: str = BUILD) -> dict:
     """Compile each peer program into out_dir: {name: its command}."""
     os.makedirs(out_dir, exist_ok=True)
     exes: dict = {}
