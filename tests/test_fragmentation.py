@@ -161,12 +161,15 @@ def test_handoff_needs_thread_pairs():
 def test_handoff_holds_its_ring_and_its_two_live_counts_agree(pairs, live, size):
     """The freeing thread waits for the ring to fill, so each pair holds exactly
     `live` blocks at its peak whatever the scheduling: live_bytes_peak is that
-    by construction (pairs summed), and the timeline's highest sample is within
-    a block of it per pair."""
+    by construction (pairs summed). The timeline is sampled by thread 0, whose
+    own ring is full or one block short once filled; what the other pairs hold
+    at that moment follows the scheduling (they may not have started, or be
+    done), so the highest sample lies between thread 0's ring less a block and
+    every ring summed."""
     rec = record(pattern="handoff", size=size, ops=2000, live=live, threads=2 * pairs, repeats=2)
     assert rec["live_bytes_peak"] == pairs * live * size
     highest = max(rec["timeline"]["live_bytes"])
-    assert rec["live_bytes_peak"] - pairs * size <= highest <= rec["live_bytes_peak"]
+    assert (live - 1) * size <= highest <= rec["live_bytes_peak"]
 
 
 def test_fragmentation_at_the_peak_is_the_worst_of_each():
