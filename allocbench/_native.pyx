@@ -419,6 +419,17 @@ def arena_heaps():
     return n, nbytes
 
 
+def strace_log_counts(str path, bint bounded=True):
+    """The counted syscalls' entries in a `strace -f -o` log, read by the cells' own parser
+    (counters.c): bounded, only between the window's begin and end markers; a log without
+    them, or with an end and no begin (strace began tracing late), raises ValueError."""
+    cdef int64_t out[AB_NSYSCALLS]
+    cdef char err[512]
+    if ab_strace_count_log(path.encode(), bounded, out, err, sizeof(err)) != 0:
+        raise ValueError(err.decode(errors="replace"))
+    return {SYSCALLS[i]: out[i] for i in range(AB_NSYSCALLS)}
+
+
 def footprint():
     cdef ab_footprint f
     ab_footprint_read(&f)

@@ -7,6 +7,7 @@ from allocbench.counters import SYSCALLS
 from allocbench.runner import cell_binary
 
 MARK_BEGIN, MARK_END = "/.allocbench-window-begin", "/.allocbench-window-end"
+MARK_ATTACHED = "/.allocbench-strace-attached"  # the strace method's handshake, before the begin
 STRACE_SET = "trace=" + ",".join(SYSCALLS) + ",faccessat"
 
 

@@ -1,10 +1,10 @@
 """Exact counts: the counters against known workloads and against strace."""
 
 import pytest
-from cells import STRACE_SET, cell_json, run_cell_raw, strace_windows
+from cells import MARK_ATTACHED, MARK_BEGIN, MARK_END, STRACE_SET, cell_json, run_cell_raw, strace_windows
 from conftest import fresh_json, needs_perf, needs_strace
 
-from allocbench import counters
+from allocbench import _native, counters
 from allocbench.units import KIB
 
 N = 2000
@@ -112,6 +112,34 @@ def test_python_measure_one_mmapped_block(tmp_path):
     assert out["syscalls"]["mmap"] >= 1 and out["syscalls"]["munmap"] >= 1
     assert out["minor_faults"] >= 256
     assert out["before"]["rss_bytes"] > 0 and out["wall_ns"] > 0
+
+
+def strace_log(tmp_path, *marks_and_calls):
+    """A `strace -f -o` log of pid 7: marker paths become faccessat lines, the rest are copied."""
+    log = tmp_path / "strace.log"
+    log.write_text("".join(f'7 faccessat(AT_FDCWD, "{x}", F_OK) = -1 ENOENT (No such file or directory)\n'
+                           if x.startswith("/.allocbench") else f"7 {x}\n" for x in marks_and_calls))
+    return str(log)
+
+
+def test_strace_counts_only_between_the_window_markers(tmp_path):
+    """One call of each kind before the window, two brk and one mmap inside (one brk split by
+    strace into a first line and its resumption, counted once), one munmap after."""
+    log = strace_log(tmp_path, "brk(NULL) = 0x1000", MARK_ATTACHED, MARK_BEGIN, "brk(NULL) = 0x1000",
+                     "brk(0x22000 <unfinished ...>", "mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, 3, 0) = 0x7f0",
+                     "<... brk resumed>) = 0x22000", MARK_END, "munmap(0x7f0, 4096) = 0")
+    assert _native.strace_log_counts(log) == {**dict.fromkeys(counters.SYSCALLS, 0), "brk": 2, "mmap": 1}
+    assert _native.strace_log_counts(log, bounded=False)["munmap"] == 1  # a whole program's log: every line
+
+
+@pytest.mark.parametrize("lines,message", [
+    ((MARK_END,), "began tracing late"),  # strace traced the end but had not begun at the begin
+    (("brk(NULL) = 0x1000",), "lacks the window markers"),
+    ((MARK_BEGIN, "brk(NULL) = 0x1000"), "lacks the window markers"),  # detached before the end
+])
+def test_a_strace_window_without_both_markers_is_an_error_not_zero(tmp_path, lines, message):
+    with pytest.raises(ValueError, match=message):
+        _native.strace_log_counts(strace_log(tmp_path, *lines))
 
 
 def test_unavailable_perf_is_reported_not_zero(tmp_path):

@@ -34,6 +34,7 @@ cdef extern from "counters.h" nogil:
     int ab_window_begin(ab_counter *c, ab_window *w)
     int ab_window_end(ab_counter *c, ab_window *w, ab_counts *out)
     const char *ab_counter_open_named(ab_counter *c, const char *name, char *note, size_t cap)
+    int ab_strace_count_log(const char *log, int bounded, int64_t *out, char *err, size_t err_cap)
     int ab_footprint_read(ab_footprint *f)
     void ab_mallinfo2_read(uint64_t *out)
     int ab_arena_heaps_sized(int64_t *bytes)

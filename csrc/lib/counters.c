@@ -208,6 +208,29 @@ static int all_threads_traced(pid_t tracer)
     return ok;
 }
 
+/* Does strace's log hold `needle` yet?  Read without malloc, in overlapping pieces. */
+static int log_has(const char *log, const char *needle)
+{
+    int fd = open(log, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    size_t keep = strlen(needle) - 1, have = 0;
+    char buf[4096 + 1];
+    ssize_t r;
+    int found = 0;
+    while (!found && (r = read(fd, buf + have, sizeof buf - 1 - have)) > 0) {
+        have += (size_t)r;
+        buf[have] = '\0';
+        found = strstr(buf, needle) != NULL;
+        if (have > keep) {  /* the tail that could begin the needle, read on */
+            memmove(buf, buf + have - keep, keep);
+            have = keep;
+        }
+    }
+    close(fd);
+    return found;
+}
+
 static int strace_begin(ab_counter *c)
 {
     snprintf(c->strace_log, sizeof c->strace_log, "/tmp/allocbench-strace-%d-XXXXXX", getpid());
@@ -235,8 +258,13 @@ static int strace_begin(ab_counter *c)
             set_error(c, "strace exited before attaching (status %d): ptrace not permitted?", status);
             return -1;
         }
-        if (all_threads_traced(c->strace_pid))
-            return 0;
+        /* TracerPid shows from strace's PTRACE_SEIZE, before it stops the threads and starts
+         * tracing their syscalls: only a marker seen in its log says the window's begin will be. */
+        if (all_threads_traced(c->strace_pid)) {
+            mark(AB_MARK_ATTACHED);
+            if (log_has(c->strace_log, AB_MARK_ATTACHED))
+                return 0;
+        }
         struct timespec ms = {0, 1000000};
         nanosleep(&ms, NULL);
     }
@@ -247,11 +275,12 @@ static int strace_begin(ab_counter *c)
 }
 
 /* One line of strace's log: updates state (0 before the begin marker, 1 inside,
- * 2 after the end marker) and counts traced syscall entries inside. */
+ * 2 after the end marker, 3 at an end marker with no begin) and counts traced
+ * syscall entries inside. */
 static void strace_line(char *line, int *state, int64_t out[AB_NSYSCALLS])
 {
     if (strstr(line, AB_MARK_BEGIN)) { *state = 1; return; }
-    if (strstr(line, AB_MARK_END)) { *state = 2; return; }
+    if (strstr(line, AB_MARK_END)) { *state = *state == 1 ? 2 : 3; return; }
     if (*state != 1)
         return;
     char *p = line;
@@ -294,6 +323,10 @@ int ab_strace_count_log(const char *log, int bounded, int64_t out[AB_NSYSCALLS],
             have = 0;  /* an absurdly long line: its head is all that matters */
     }
     close(fd);
+    if (bounded && state == 3) {
+        snprintf(err, err_cap, "strace log has the window's end but not its begin (strace began tracing late)");
+        return -1;
+    }
     if (bounded && state != 2) {
         snprintf(err, err_cap, "strace log lacks the window markers (strace detached early?)");
         return -1;

@@ -53,6 +53,7 @@ extern const char *const ab_mallinfo2_names[AB_NMALLINFO2];
  * `strace -f` can count exactly what lies between them. */
 #define AB_MARK_BEGIN "/.allocbench-window-begin"
 #define AB_MARK_END "/.allocbench-window-end"
+#define AB_MARK_ATTACHED "/.allocbench-strace-attached"  /* strace_begin: its log shows strace tracing */
 
 typedef struct ab_counter {
     int method;
