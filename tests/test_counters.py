@@ -72,17 +72,24 @@ def test_strace_method_matches_perf(workload):
 @needs_strace
 def test_python_measure_counts_a_thread_started_inside_the_window(tmp_path):
     """measure() from Python, a worker thread started in the window: its arena
-    mapping is counted, and every count equals what strace saw between the markers."""
+    mapping is counted, and every count equals what strace saw between the markers.
+    Python's join returns once the thread's Python part is done, before glibc
+    madvises its stack away and the thread exits: the window waits for the
+    thread to leave /proc, or that madvise would fall on either side of its end."""
     log = tmp_path / "strace.log"
     out = fresh_json("""
-        import json, threading
+        import json, os, threading, time
         from allocbench import glibc, measure
+        tids = []
         def work():
+            tids.append(threading.get_native_id())
             glibc.Block(1000).free()
         with measure("perf") as m:
             t = threading.Thread(target=work)
             t.start()
             t.join()
+            while os.path.exists(f"/proc/self/task/{tids[0]}"):
+                time.sleep(0.001)
         print(json.dumps(m.syscalls))
     """, prefix=["strace", "-f", "-qq", "-e", STRACE_SET, "-o", str(log)])
     windows = strace_windows(log)

@@ -179,9 +179,9 @@ static int strace_open(ab_counter *c, const char *strace_path)
     return ab_strace_binary(strace_path, c->strace_path, sizeof c->strace_path, c->error, sizeof c->error);
 }
 
-/* Has strace attached every thread of this process yet?  Raw getdents64, not
- * opendir: a malloc here would change the heap the next window measures. */
-static int all_threads_traced(pid_t tracer)
+/* Does pred(text of /proc/self/task/TID/<file>, arg) hold for every thread of this process?
+ * Raw getdents64, not opendir: a malloc here would change the heap the next window measures. */
+static int every_thread(const char *file, int (*pred)(const char *text, long arg), long arg)
 {
     int dfd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
@@ -197,15 +197,49 @@ static int all_threads_traced(pid_t tracer)
             if (e->name[0] == '.')
                 continue;
             char path[300], buf[4096];
-            snprintf(path, sizeof path, "/proc/self/task/%s/status", e->name);
+            snprintf(path, sizeof path, "/proc/self/task/%s/%s", e->name, file);
             if (read_small(path, buf, sizeof buf) <= 0)
                 continue;  /* the thread just exited */
-            char *p = strstr(buf, "TracerPid:");
-            ok = p && atoi(p + 10) == tracer;
+            ok = pred(buf, arg);
         }
     }
     close(dfd);
     return ok;
+}
+
+static int traced_by(const char *status, long tracer)
+{
+    const char *p = strstr(status, "TracerPid:");
+    return p && atoi(p + 10) == tracer;
+}
+
+/* Has strace attached every thread of this process yet? */
+static int all_threads_traced(pid_t tracer)
+{
+    return every_thread("status", traced_by, tracer);
+}
+
+static int not_exiting(const char *stat, long unused)
+{
+    (void)unused;
+    const char *p = strrchr(stat, ')');  /* after the command name, which may hold anything */
+    unsigned long flags = 0;
+    /* ") state ppid pgrp session tty_nr tpgid flags": PF_EXITING is 0x4 */
+    return !p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1 || !(flags & 0x4);
+}
+
+/* A thread joined inside the window woke its joiner from exit_mm, before the kernel
+ * folds its perf counts into ours (perf_event_exit_task, later in do_exit), so a
+ * read right after pthread_join could miss its syscalls.  (Read from do_exit's
+ * order; 2,000 windows under load never showed it.)  So wait, up to a second,
+ * until no thread is still exiting (PF_EXITING, set first thing in do_exit).
+ * strace needs no wait: it logs each call at its entry, before the thread goes on. */
+static void wait_exiting_threads(void)
+{
+    for (int i = 0; i < 1000 && !every_thread("stat", not_exiting, 0); i++) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
 }
 
 /* Does strace's log hold `needle` yet?  Read without malloc, in overlapping pieces. */
@@ -489,7 +523,11 @@ int ab_window_end(ab_counter *c, ab_window *w, ab_counts *out)
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &tcpu);
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
     getrusage(RUSAGE_SELF, &ru);
-    int rc = c->method == AB_METHOD_PERF ? perf_read(c, vals) : 0;
+    int rc = 0;
+    if (c->method == AB_METHOD_PERF) {
+        wait_exiting_threads();
+        rc = perf_read(c, vals);
+    }
     mark(AB_MARK_END);
 
     out->wall_ns = ts_ns(&wall) - ts_ns(&w->wall_begin);
