@@ -130,8 +130,8 @@ def strace_log(tmp_path, *marks_and_calls):
 
 
 def test_strace_counts_only_between_the_window_markers(tmp_path):
-    """One call of each kind before the window, two brk and one mmap inside (one brk split by
-    strace into a first line and its resumption, counted once), one munmap after."""
+    """A brk before the window (and the attach marker), two brk and one mmap inside (one brk
+    split by strace into a first line and its resumption, counted once), a munmap after."""
     log = strace_log(tmp_path, "brk(NULL) = 0x1000", MARK_ATTACHED, MARK_BEGIN, "brk(NULL) = 0x1000",
                      "brk(0x22000 <unfinished ...>", "mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, 3, 0) = 0x7f0",
                      "<... brk resumed>) = 0x22000", MARK_END, "munmap(0x7f0, 4096) = 0")
