@@ -51,8 +51,11 @@ def test_at_a_fixed_threshold_every_malloc_maps_and_every_free_unmaps():
         assert c["syscalls"] == want, c
         assert c["faults"] == (1 if c["op"] == "malloc" else 0) and not c["trimmed"]
         assert c["size"] == SIZE if c["op"] == "malloc" else c["size"] >= SIZE
+    # each slow call is its syscall's, unless the kernel switched its thread out for half its time
+    # or more (preempted: the rule puts that outside the allocator first); on a busy machine it can
     causes = rec["latency_causes"]
-    assert causes["unexplained"]["calls"] == 0 and causes["mmap"]["calls"] + causes["munmap"]["calls"] == len(slow)
+    assert causes["unexplained"]["calls"] == causes["interference"]["calls"] == 0
+    assert causes["mmap"]["calls"] + causes["munmap"]["calls"] + causes["preempted"]["calls"] == len(slow)
 
 
 def test_at_the_dynamic_default_the_raised_threshold_keeps_them_on_the_heap():
