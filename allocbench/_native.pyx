@@ -27,6 +27,8 @@ from cworkloads cimport *
 # The C lists (csrc/lib/counters.h, workloads.h, trace.h): Python keeps no copy of its own.
 MALLINFO2_FIELDS = tuple(ab_mallinfo2_names[i].decode() for i in range(AB_NMALLINFO2))
 SYSCALLS = tuple(ab_syscall_names[i].decode() for i in range(AB_NSYSCALLS))
+# the paths a counted window probes at its edges (and the strace method once strace traces)
+MARKS = {"begin": AB_MARK_BEGIN.decode(), "end": AB_MARK_END.decode(), "attached": AB_MARK_ATTACHED.decode()}
 PATTERNS = tuple(ab_pattern_names[i].decode() for i in range(AB_NPATTERNS))
 PATTERN_DOCS = {PATTERNS[i]: ab_pattern_docs[i].decode() for i in range(AB_NPATTERNS)}
 REPLAY_MODES = tuple(ab_replay_mode_names[i].decode() for i in range(AB_NREPLAY_MODES))

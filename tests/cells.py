@@ -3,11 +3,12 @@ import json
 import os
 import subprocess
 
+from allocbench import _native
 from allocbench.counters import SYSCALLS
 from allocbench.runner import cell_binary
 
-MARK_BEGIN, MARK_END = "/.allocbench-window-begin", "/.allocbench-window-end"
-MARK_ATTACHED = "/.allocbench-strace-attached"  # the strace method's handshake, before the begin
+# counters.h's marker paths; the parsing below is independent of counters.c's
+MARK_BEGIN, MARK_END, MARK_ATTACHED = (_native.MARKS[k] for k in ("begin", "end", "attached"))
 STRACE_SET = "trace=" + ",".join(SYSCALLS) + ",faccessat"
 
 

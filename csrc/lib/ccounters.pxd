@@ -4,6 +4,9 @@ from libc.stdint cimport int64_t, uint64_t, uint32_t, uintptr_t
 cdef extern from "counters.h" nogil:
     enum: AB_LAUNCH_MAX_HZ
     enum: AB_NSYSCALLS
+    const char *AB_MARK_BEGIN
+    const char *AB_MARK_END
+    const char *AB_MARK_ATTACHED
     const char *ab_syscall_names[]
     enum: AB_NMETHODS
     const char *ab_method_names[]
