@@ -1,8 +1,11 @@
 """Exact counts: the counters against known workloads and against strace."""
 
+import os
+import subprocess
+
 import pytest
 from cells import MARK_ATTACHED, MARK_BEGIN, MARK_END, STRACE_SET, cell_json, run_cell_raw, strace_windows
-from conftest import fresh_json, needs_perf, needs_strace
+from conftest import ROOT, fresh_json, needs_perf, needs_strace
 
 from allocbench import _native, counters
 from allocbench.units import KIB
@@ -119,6 +122,84 @@ def test_python_measure_one_mmapped_block(tmp_path):
     assert out["syscalls"]["mmap"] >= 1 and out["syscalls"]["munmap"] >= 1
     assert out["minor_faults"] >= 256
     assert out["before"]["rss_bytes"] > 0 and out["wall_ns"] > 0
+
+
+ZOMBIE_LEADER = r"""
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include "counters.h"
+
+static pid_t leader;
+
+static char leader_state(void)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)leader);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    return p ? p[2] : '?';
+}
+
+static void *worker(void *unused)
+{
+    (void)unused;
+    while (leader_state() != 'Z')  /* the main thread has called pthread_exit */
+        usleep(1000);
+    ab_counter c;
+    if (ab_counter_open(&c, AB_METHOD_PERF, NULL, NULL)) {
+        fprintf(stderr, "%s\n", c.error);
+        exit(1);
+    }
+    ab_window w;
+    ab_counts out;
+    ab_window_begin(&c, &w);
+    void *p = mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    munmap(p, 1 << 16);
+    struct rusage before, after;
+    getrusage(RUSAGE_THREAD, &before);
+    ab_window_end(&c, &w, &out);
+    getrusage(RUSAGE_THREAD, &after);
+    printf("%lld %lld %ld\n", (long long)out.syscalls[AB_SYS_mmap], (long long)out.syscalls[AB_SYS_munmap],
+           after.ru_nvcsw - before.ru_nvcsw);
+    exit(0);
+}
+
+int main(void)
+{
+    leader = getpid();
+    pthread_t t;
+    pthread_create(&t, NULL, worker, NULL);
+    pthread_exit(NULL);
+}
+"""
+
+
+@needs_perf
+def test_a_zombie_leader_does_not_hold_a_perf_window_open(tmp_path):
+    """A main thread that called pthread_exit stays a zombie, PF_EXITING set, while the
+    other threads run. Its counts are folded already, so the window's end must not wait
+    for it: waiting is 1,000 sleeps of 1 ms, each one voluntary switch of this thread."""
+    src = tmp_path / "zombie_leader.c"
+    src.write_text(ZOMBIE_LEADER)
+    exe = tmp_path / "zombie_leader"
+    lib = os.path.join(ROOT, "csrc", "lib")
+    subprocess.run(["gcc", "-O1", "-Wall", "-Werror", "-fno-builtin-malloc", "-I", lib, "-o", str(exe), str(src),
+                    os.path.join(lib, "counters.c"), "-lpthread"], check=True)
+    proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    mmaps, munmaps, sleeps = map(int, proc.stdout.split())
+    assert (mmaps, munmaps) == (1, 1)
+    assert sleeps < 1000
 
 
 def strace_log(tmp_path, *marks_and_calls):

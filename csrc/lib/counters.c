@@ -219,13 +219,19 @@ static int all_threads_traced(pid_t tracer)
     return every_thread("status", traced_by, tracer);
 }
 
+/* Still exiting: PF_EXITING set and not yet a zombie.  A zombie keeps PF_EXITING but has
+ * folded its counts already (do_exit's exit_notify comes after perf_event_exit_task), and a
+ * leader that called pthread_exit stays a zombie while the other threads run. */
 static int not_exiting(const char *stat, long unused)
 {
     (void)unused;
     const char *p = strrchr(stat, ')');  /* after the command name, which may hold anything */
+    char state = 0;
     unsigned long flags = 0;
     /* ") state ppid pgrp session tty_nr tpgid flags": PF_EXITING is 0x4 */
-    return !p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1 || !(flags & 0x4);
+    if (!p || sscanf(p + 1, " %c %*d %*d %*d %*d %*d %lu", &state, &flags) != 2)
+        return 1;
+    return !(flags & 0x4) || state == 'Z' || state == 'X';
 }
 
 /* A thread joined inside the window woke its joiner from exit_mm, before the kernel
