@@ -19,8 +19,9 @@
  *   without the program's mmap lock; /proc/PID/smaps_rollup walks the page
  *   tables under that lock (the program's mmap, munmap and brk wait on it),
  *   so it is read at most once a second, for the huge-page column.  Samples
- *   are the launched process's own, not its children's; faults, CPU time and
- *   max RSS come from wait4's rusage (max RSS: the largest single process).
+ *   are the launched program's own (under strace, strace's newest child), not
+ *   its children's; faults, CPU time and max RSS come from wait4's rusage
+ *   (max RSS: the largest single process).
  * - plain=1: fork, exec, wait4 and the clock, nothing else (make exec-overhead
  *   times programs with it, paired against the measured runs). */
 #define _GNU_SOURCE
@@ -65,6 +66,19 @@ static ssize_t read_file(const char *path, char *buf, size_t cap)
     if (n >= 0)
         buf[n] = 0;
     return n;
+}
+
+/* The last pid in a /proc/PID/task/PID/children list (children in the order they were
+ * forked), or 0.  strace's last is the program: it forks probes of ptrace's features first. */
+static pid_t newest_child(const char *children)
+{
+    char buf[4096], *p = buf, *end;
+    pid_t last = 0;
+    if (read_file(children, buf, sizeof buf) <= 0)
+        return 0;
+    for (long v; (v = strtol(p, &end, 10)) > 0; p = end)
+        last = (pid_t)v;
+    return last;
 }
 
 typedef struct sample {
@@ -237,6 +251,10 @@ int main(int argc, char **argv)
         return fail(1, "the samples", strerror(errno));
     }
     char statm[64], smaps[64], buf[4096];
+    /* under strace the program is strace's child: no samples until it shows (strace's RSS is not the program's) */
+    pid_t sampled = pid;
+    char children[64];
+    snprintf(children, sizeof children, "/proc/%d/task/%d/children", pid, pid);
     snprintf(statm, sizeof statm, "/proc/%d/statm", pid);
     snprintf(smaps, sizeof smaps, "/proc/%d/smaps_rollup", pid);
     long page = sysconf(_SC_PAGESIZE);
@@ -247,8 +265,17 @@ int main(int argc, char **argv)
         int64_t now = now_ns();
         if (now >= next) {  /* a sample: statm always, smaps_rollup at most once a second */
             long long size, resident, shared;
+            if (strace_log[0]) {
+                pid_t program = newest_child(children);
+                if (program && program != sampled) {
+                    sampled = program;
+                    snprintf(statm, sizeof statm, "/proc/%d/statm", program);
+                    snprintf(smaps, sizeof smaps, "/proc/%d/smaps_rollup", program);
+                }
+            }
             /* resident 0: the process is exiting and its memory already released, not a sample of it */
-            if (read_file(statm, buf, sizeof buf) > 0 && sscanf(buf, "%lld %lld %lld", &size, &resident, &shared) == 3
+            if ((!strace_log[0] || sampled != pid) && read_file(statm, buf, sizeof buf) > 0
+                && sscanf(buf, "%lld %lld %lld", &size, &resident, &shared) == 3
                 && resident > 0) {
                 int64_t huge = -1;
                 if (now - last_smaps >= SMAPS_EVERY_NS && read_file(smaps, buf, sizeof buf) > 0) {
