@@ -41,12 +41,19 @@ def mmapped_chunk(request: int) -> int:
     return -(-(nb + 8) // PAGE) * PAGE
 
 
-@needs_perf
-def test_a_fixed_threshold_costs_exactly_one_mmap_and_munmap_per_block(tmp_path):
+METHODS = [pytest.param("perf", marks=needs_perf), pytest.param("strace", marks=needs_strace)]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_fixed_threshold_costs_exactly_one_mmap_and_munmap_per_block(tmp_path, monkeypatch, method):
+    """Under strace too: the settings reach the program, and the loader-alone run is
+    the program's loader, not strace listing its own libraries."""
+    monkeypatch.setenv("ALLOCBENCH_COUNTER_METHOD", method)
     exe = build(tmp_path, "mover", THRESHOLD_MOVER)
     dyn = programs.run_program([exe], "glibc", {}, 0, loader_cache={})
     fixed = programs.run_program([exe], "glibc", {"mmap_threshold": 128 * KIB}, 0, loader_cache={})
     assert dyn["status"] == fixed["status"] == "ok"
+    assert dyn["counter_method"] == fixed["counter_method"] == method
     assert fixed["syscalls"]["mmap"] - dyn["syscalls"]["mmap"] == 100
     assert fixed["syscalls"]["munmap"] - dyn["syscalls"]["munmap"] == 100
     assert dyn["loader"]["syscalls"]["mmap"] == fixed["loader"]["syscalls"]["mmap"]
@@ -90,8 +97,7 @@ int main(int c, char **v) { size_t n = strtoull(v[1], 0, 10); char *p = malloc(n
     assert checked >= 5
 
 
-@pytest.mark.parametrize("method", [pytest.param("perf", marks=needs_perf),
-                                    pytest.param("strace", marks=needs_strace)])
+@pytest.mark.parametrize("method", METHODS)
 def test_rss_over_time_shows_the_rise_and_the_fall(tmp_path, monkeypatch, method):
     """The samples are the program's own, under strace too (there it is strace's child).
     Each phase lasts until the launcher has sampled it, whatever the machine's load:

@@ -204,18 +204,24 @@ int main(int argc, char **argv)
     pid_t pid = fork();
     if (pid == 0) {
         setpgid(0, 0);  /* the program and whatever it starts: one group, killed whole */
-        for (int i = 0; i < nenv; i++)
-            putenv(envs[i]);
+        if (!strace_log[0])
+            for (int i = 0; i < nenv; i++)
+                putenv(envs[i]);
         char c;
         if (read(go[0], &c, 1) != 1)
             _exit(126);
         if (strace_log[0]) {
-            char **sargv = calloc((size_t)(argc - first + 10), sizeof *sargv);
+            char **sargv = calloc((size_t)(argc - first + 10 + 2 * nenv), sizeof *sargv);
             if (!sargv)
                 _exit(127);
             int k = 0;
             sargv[k++] = "strace", sargv[k++] = "-f", sargv[k++] = "-qq", sargv[k++] = "-e";
-            sargv[k++] = (char *)ab_strace_filter, sargv[k++] = "-o", sargv[k++] = strace_log, sargv[k++] = "--";
+            sargv[k++] = (char *)ab_strace_filter, sargv[k++] = "-o", sargv[k++] = strace_log;
+            /* env= is the program's alone: strace under LD_PRELOAD or LD_TRACE_LOADED_OBJECTS would
+             * run on the allocator under test, or list its own libraries and trace nothing */
+            for (int i = 0; i < nenv; i++)
+                sargv[k++] = "-E", sargv[k++] = envs[i];
+            sargv[k++] = "--";
             for (int i = first; i < argc; i++)
                 sargv[k++] = argv[i];
             execv(strace_bin, sargv);
