@@ -87,7 +87,9 @@ def parse_latency(text: str) -> list[dict]:
         elif name == "latency_bucket":
             p["kinds"][values[0]]["histogram"].append([int(values[1]) * p["ns_per_tick"], int(values[2])])
         elif name == "latency_slow":
-            p["slow_calls"].append({"op": values[0], "ns": int(values[1]) * p["ns_per_tick"], "size": int(values[2]),
+            # free has no size argument, and asking the allocator first would warm the line free then reads
+            size = None if values[0] == "free" else int(values[2])
+            p["slow_calls"].append({"op": values[0], "ns": int(values[1]) * p["ns_per_tick"], "size": size,
                                     "tid": int(values[3]), "backtrace": []})
         elif name in FRAMES and p["slow_calls"]:
             p["slow_calls"][-1]["backtrace"].append(_frame(LATENCY, line))

@@ -166,6 +166,9 @@ def test_exec_latency_names_the_trim_and_the_function_that_called_it(tmp_path):
     assert kinds["malloc_trim"]["count"] == 1 and kinds["malloc"]["count"] == 4097 and kinds["free"]["count"] == 4097
     for h in kinds.values():
         assert sum(c for _, c in h["histogram"]) == h["count"]
+    # each slow call's size is its argument, and a free has none
+    assert all(c["size"] in (64 * KIB, 100) for c in rec["slow_calls"] if c["op"] == "malloc")
+    assert all(c["size"] is None for c in rec["slow_calls"] if c["op"] == "free")
     trims = [c for c in rec["slow_calls"] if c["op"] == "malloc_trim"]
     assert len(trims) == 1 and trims[0]["backtrace"][0]["function"] == "release"
     assert trims[0]["backtrace"][0]["source"].endswith("trimmer.c:5")

@@ -82,7 +82,8 @@ def latency_lines(rec: dict, slowest: int = 5) -> list[str]:
     for kind, h in rec["latency"].items():
         lines.append(f"    {kind:<12} {h['count']:>10} calls  {percentiles_text(h)}")
     for c in rec["slow_calls"][:slowest]:
-        lines.append(f"    slow: {c['op']}({human_bytes(c['size'])}) {human_ns(c['ns'])}, called from "
+        call = c["op"] if c["size"] is None else f"{c['op']}({human_bytes(c['size'])})"
+        lines.append(f"    slow: {call} {human_ns(c['ns'])}, called from "
                      + " <- ".join(frame_text(f) for f in c["backtrace"][:3]))
     return lines
 
