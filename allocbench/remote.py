@@ -59,7 +59,24 @@ class Mapping:
         return self.end - self.start
 
 
+CAP_SYS_PTRACE = 19
+
+
+def has_cap_sys_ptrace() -> bool:
+    """Whether this process's effective capabilities hold CAP_SYS_PTRACE (/proc/self/status CapEff)."""
+    try:
+        with open("/proc/self/status") as f:
+            eff = next((int(line.split()[1], 16) for line in f if line.startswith("CapEff:")), 0)
+    except (OSError, ValueError):
+        return False
+    return bool(eff >> CAP_SYS_PTRACE & 1)
+
+
 def ptrace_hint() -> str:
+    if has_cap_sys_ptrace():
+        # CAP_SYS_PTRACE passes the kernel's own checks (Yama's too) in this user namespace
+        return ("this process has CAP_SYS_PTRACE, so something else refused: a security module (SELinux, "
+                "AppArmor, a BPF LSM), or the target lives in a user namespace this one has no say over")
     try:
         with open("/proc/sys/kernel/yama/ptrace_scope") as f:
             scope = f.read().strip()

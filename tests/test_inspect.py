@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from conftest import ENV, cli, one_line_error
+from conftest import ENV, cli, fresh_python, one_line_error
 
 from allocbench import glibc_heap, glibc_layout
 from allocbench.glibc_constants import request2size
@@ -367,6 +367,12 @@ def test_bad_targets_are_one_line_and_exit_2(tmp_path, exe):
                                     capture_output=True, text=True, env=ENV, timeout=120)
             assert one_line_error(denied, "permission denied") and "CAP_SYS_PTRACE" in denied.stderr
             assert "ptrace_scope" in denied.stderr
+            # with CAP_SYS_PTRACE the kernel's own checks pass: a refusal then is not for want of it
+            has = "from allocbench.remote import has_cap_sys_ptrace as h; print(h())"
+            assert fresh_python(has).stdout.split() == ["True"]
+            assert subprocess.run(["setpriv", "--bounding-set", "-sys_ptrace", "--inh-caps", "-sys_ptrace",
+                                   sys.executable, "-c", has], capture_output=True, text=True,
+                                  env=ENV).stdout.split() == ["False"]
         finally:
             nobody.kill()
             nobody.wait()
