@@ -105,6 +105,10 @@ def compare(a: list[dict], b: list[dict]) -> list[str] | None:
     ga, gb = _groups(a), _groups(b)
     ea, eb = (next((r["env"] for r in recs if r.get("env")), {}) for recs in (a, b))
     diffs = [f"{k}: {ea.get(k)} vs {eb.get(k)}" for k in ENV_KEYS if ea.get(k) != eb.get(k)]
+    ma, mb = ({r.get("counter_method") for r in recs if r.get("status") == "ok"} for recs in (a, b))
+    if ma != mb:  # strace stops the program at every counted call: its times are strace's too
+        diffs.append(f"counted by {'/'.join(sorted(map(str, ma)))} vs {'/'.join(sorted(map(str, mb)))} "
+                     "(a run under strace is slowed by it)")
     lines = ["environments differ: " + "; ".join(diffs) if diffs else
              "same environment (glibc, kernel, CPU, THP, page size)"]
     pairs = [(k, k) for k in ga if k in gb]

@@ -261,9 +261,9 @@ def test_settings_reach_the_program_as_tunables_and_preloads():
     assert env["TOYALLOC_POLICY"] == "dontneed" and env["LD_PRELOAD"].endswith("libtoyalloc.so")
 
 
-def _program_runs(path, walls, glibc="2.36", settings=None):
+def _program_runs(path, walls, glibc="2.36", settings=None, method="perf"):
     base = {"kind": "program", "command": ["x"], "allocator": "glibc", "settings": settings or {}, "status": "ok",
-            "syscalls": {"mmap": 10}, "peak_rss_bytes": 100, "env": {"glibc": glibc}}
+            "syscalls": {"mmap": 10}, "peak_rss_bytes": 100, "env": {"glibc": glibc}, "counter_method": method}
     path.write_text("".join(json.dumps({**base, "repeat": i, "wall_ns": w}) + "\n" for i, w in enumerate(walls)))
 
 
@@ -276,7 +276,7 @@ def test_compare_states_each_rows_test(tmp_path):
     _program_runs(b, (300, 312, 294, 306, 288), glibc="2.41")
     proc = cli("compare", a, b)
     assert proc.returncode == 0, proc.stderr
-    assert "glibc: 2.36 vs 2.41" in proc.stdout
+    assert "glibc: 2.36 vs 2.41" in proc.stdout and "counted by" not in proc.stdout
     row = next(line for line in proc.stdout.splitlines() if line.startswith("x | glibc"))
     ratios = sorted(y / x for x in (100, 104, 98, 102, 96) for y in (300, 312, 294, 306, 288))
     assert f"time 3.00x slower [{ratios[2]:.2f}, {ratios[-3]:.2f}]" in row
@@ -288,6 +288,9 @@ def test_compare_states_each_rows_test(tmp_path):
     tuned = cli("compare", a, c)
     assert "setting against setting" in tuned.stdout
     assert "x | glibc dynamic -> glibc @128 KiB: time 3.00x slower" in tuned.stdout
+    # runs under strace are slowed by it: the header says how each file was counted
+    _program_runs(c, (300, 312, 294, 306, 288), method="strace")
+    assert "environments differ: counted by perf vs strace" in cli("compare", a, c).stdout
 
 
 @pytest.mark.parametrize("case,message", [("missing", "no such results file"), ("cut", "cut short"),
