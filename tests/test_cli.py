@@ -25,6 +25,19 @@ def test_info_human_output():
     assert proc.returncode == 0 and "glibc" in proc.stdout and "counter_methods" in proc.stdout
 
 
+def test_a_reader_gone_ends_it_quietly_with_sigpipes_status():
+    """`allocbench info | head -1`, with the reader gone before the first byte is written
+    (its end of the pipe closed before the start): 141, as a shell reports a SIGPIPE death."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "allocbench", "info"], stdout=w, stderr=subprocess.PIPE,
+                              text=True, env=ENV, timeout=120)
+    finally:
+        os.close(w)
+    assert (proc.returncode, proc.stderr) == (141, "")
+
+
 def test_bad_input_is_one_line_and_exit_2():
     for args in (["bogus"], ["info", "--nope"], []):
         assert one_line_error(allocbench(*args))

@@ -10,9 +10,13 @@ Exit status, the same in every verb (README, "Exit status"):
   2  bad input, one line, refused before any work and before anything is
      written (every --out is tried first);
   70 a bug in allocbench: its traceback and a request to report it, never
-     dressed as the user's mistake (EX_SOFTWARE in sysexits.h)."""
+     dressed as the user's mistake (EX_SOFTWARE in sysexits.h);
+  130, 141 interrupted (Ctrl-C), or the reader of stdout went away: a shell's
+     status for a program SIGINT or SIGPIPE ends."""
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 from .. import __version__
@@ -34,15 +38,36 @@ def build_parser() -> Parser:
 
 
 EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 70
+EXIT_SIGPIPE = 128 + signal.SIGPIPE
+
+
+def stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe nobody reads any more (poll says POLLERR on its write end)."""
+    import select
+
+    try:
+        p = select.poll()
+        p.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in p.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)  # argparse's own errors: one line, exit 2 (Parser.error)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # here, not at exit: a reader gone is then seen below
+        return status
     except UsageError as e:
         print(f"allocbench: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        if not stdout_reader_gone():
+            raise
+        # the reader of our output went away (| head): stop quietly with the status cat would die with
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_SIGPIPE
     except OSError as e:  # a full disk, a results file removed under us: the measurement's, not the input's
         print(f"allocbench: error: {e}", file=sys.stderr)
         return EXIT_FAILED
