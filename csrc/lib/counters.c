@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <linux/perf_event.h>
 #include <malloc.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -271,6 +272,43 @@ static int log_has(const char *log, const char *needle)
     return found;
 }
 
+int ab_strace_attach(const char *strace_bin, pid_t target, const char *log, pid_t *strace_pid,
+                     char *err, size_t err_cap)
+{
+    char pid[32];
+    snprintf(pid, sizeof pid, "%d", (int)target);
+    char *argv[] = {"strace", "-f", "-qq", "-e", (char *)ab_strace_filter, "-o", (char *)log, "-p", pid, NULL};
+    /* No file actions: adding one mallocs, and a window's begin calls this.
+     * strace writes its trace to -o; with -qq it says nothing on stdio. */
+    int rc = posix_spawn(strace_pid, strace_bin, NULL, NULL, argv, environ);
+    if (rc) {
+        snprintf(err, err_cap, "spawning %s: %s", strace_bin, strerror(rc));
+        return -1;
+    }
+    int here = target == getpid();
+    for (int i = 0; i < 10000; i++) {  /* up to 10 s */
+        int status;
+        if (waitpid(*strace_pid, &status, WNOHANG) == *strace_pid) {
+            snprintf(err, err_cap, "strace exited before attaching (status %d): ptrace not permitted?", status);
+            return -1;
+        }
+        /* TracerPid shows from strace's PTRACE_SEIZE, before it stops the threads and starts
+         * tracing their syscalls: only a marker seen in its log says what follows is traced. */
+        if (!here || all_threads_traced(*strace_pid)) {
+            if (here)
+                mark(AB_MARK_ATTACHED);
+            if (log_has(log, AB_MARK_ATTACHED))
+                return 0;
+        }
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    kill(*strace_pid, SIGKILL);
+    waitpid(*strace_pid, NULL, 0);
+    snprintf(err, err_cap, "strace did not attach within 10 s");
+    return -1;
+}
+
 static int strace_begin(ab_counter *c)
 {
     snprintf(c->strace_log, sizeof c->strace_log, "/tmp/allocbench-strace-%d-XXXXXX", getpid());
@@ -281,37 +319,17 @@ static int strace_begin(ab_counter *c)
     }
     close(fd);
     prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);  /* Yama: let our child trace us */
-    char pid[32];
-    snprintf(pid, sizeof pid, "%d", getpid());
-    char *argv[] = {"strace", "-f", "-qq", "-e", (char *)ab_strace_filter,
-                    "-o", c->strace_log, "-p", pid, NULL};
-    /* No file actions: adding one mallocs, and this runs inside ab_window_begin.
-     * strace writes its trace to -o; with -qq it says nothing on stdio. */
-    int err = posix_spawn(&c->strace_pid, c->strace_path, NULL, NULL, argv, environ);
-    if (err) {
-        set_error(c, "spawning %s: %s", c->strace_path, strerror(err));
-        return -1;
-    }
-    for (int i = 0; i < 10000; i++) {  /* up to 10 s */
-        int status;
-        if (waitpid(c->strace_pid, &status, WNOHANG) == c->strace_pid) {
-            set_error(c, "strace exited before attaching (status %d): ptrace not permitted?", status);
-            return -1;
-        }
-        /* TracerPid shows from strace's PTRACE_SEIZE, before it stops the threads and starts
-         * tracing their syscalls: only a marker seen in its log says the window's begin will be. */
-        if (all_threads_traced(c->strace_pid)) {
-            mark(AB_MARK_ATTACHED);
-            if (log_has(c->strace_log, AB_MARK_ATTACHED))
-                return 0;
-        }
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-    }
-    kill(c->strace_pid, SIGKILL);
-    waitpid(c->strace_pid, NULL, 0);
-    set_error(c, "strace did not attach within 10 s");
-    return -1;
+    return ab_strace_attach(c->strace_path, getpid(), c->strace_log, &c->strace_pid, c->error, sizeof c->error);
+}
+
+/* The launcher's child, before its exec: a marker each millisecond until `go` is readable,
+ * so that ab_strace_attach, run by its parent, sees strace tracing it. */
+void ab_strace_await_attach(int go)
+{
+    prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);  /* Yama: strace is not our ancestor */
+    struct pollfd p = {go, POLLIN, 0};
+    while (poll(&p, 1, 1) == 0)
+        mark(AB_MARK_ATTACHED);
 }
 
 /* One line of strace's log: updates state (0 before the begin marker, 1 inside,

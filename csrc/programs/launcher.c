@@ -10,18 +10,19 @@
  * log file, or the terminal).  env= entries go to the program only.
  *
  * - perf: the child waits on a pipe while the parent opens the tracepoint
- *   group on its pid with inherit=1, then the child execs.  strace: the child
- *   execs `strace -f` with counters.c's filter, and counters.c's parser
- *   counts the log (faults then include strace's own).
+ *   group on its pid with inherit=1, then the child execs.  strace: the
+ *   parent attaches `strace -f -p` to the waiting child, with counters.c's
+ *   filter, and releases it once the log shows the child's marker; counters.c's
+ *   parser counts the log.  Either way the program stays this process's child,
+ *   so wait4's faults, CPU time and max RSS are its own.
  * - The end: a pidfd becomes readable the moment the program exits, so the
  *   wall time ends then, not at the next sample.
  * - RSS samples come from /proc/PID/statm, which reads the memory counters
  *   without the program's mmap lock; /proc/PID/smaps_rollup walks the page
  *   tables under that lock (the program's mmap, munmap and brk wait on it),
  *   so it is read at most once a second, for the huge-page column.  Samples
- *   are the launched program's own (under strace, strace's newest child), not
- *   its children's; faults, CPU time and max RSS come from wait4's rusage
- *   (max RSS: the largest single process).
+ *   are the launched program's own, not its children's; faults, CPU time and
+ *   max RSS come from wait4's rusage (max RSS: the largest single process).
  * - plain=1: fork, exec, wait4 and the clock, nothing else (make exec-overhead
  *   times programs with it, paired against the measured runs). */
 #define _GNU_SOURCE
@@ -68,17 +69,18 @@ static ssize_t read_file(const char *path, char *buf, size_t cap)
     return n;
 }
 
-/* The last pid in a /proc/PID/task/PID/children list (children in the order they were
- * forked), or 0.  strace's last is the program: it forks probes of ptrace's features first. */
-static pid_t newest_child(const char *children)
+/* strace ends once every tracee has: wait for it, so its log is whole.  A tracee that left the
+ * program's group (a daemon) may still run: after 5 s strace detaches and flushes on SIGINT. */
+static void strace_finish(pid_t strace_pid)
 {
-    char buf[4096], *p = buf, *end;
-    pid_t last = 0;
-    if (read_file(children, buf, sizeof buf) <= 0)
-        return 0;
-    for (long v; (v = strtol(p, &end, 10)) > 0; p = end)
-        last = (pid_t)v;
-    return last;
+    for (int i = 0; i < 5000; i++) {
+        if (waitpid(strace_pid, NULL, WNOHANG) == strace_pid)
+            return;
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    kill(strace_pid, SIGINT);
+    waitpid(strace_pid, NULL, 0);
 }
 
 typedef struct sample {
@@ -195,7 +197,11 @@ int main(int argc, char **argv)
     if (!strcmp(chosen, "strace")) {
         if (ab_strace_binary(NULL, strace_bin, sizeof strace_bin, note, sizeof note))
             return fail(3, "strace", note);
-        snprintf(strace_log, sizeof strace_log, "/tmp/allocbench-launch-%d.strace", getpid());
+        snprintf(strace_log, sizeof strace_log, "/tmp/allocbench-launch-XXXXXX");
+        int fd = mkstemp(strace_log);
+        if (fd < 0)
+            return fail(1, "strace's log", strerror(errno));
+        close(fd);
     }
 
     int go[2], err[2];
@@ -204,30 +210,14 @@ int main(int argc, char **argv)
     pid_t pid = fork();
     if (pid == 0) {
         setpgid(0, 0);  /* the program and whatever it starts: one group, killed whole */
-        if (!strace_log[0])
-            for (int i = 0; i < nenv; i++)
-                putenv(envs[i]);
+        for (int i = 0; i < nenv; i++)
+            putenv(envs[i]);
+        if (strace_log[0])
+            ab_strace_await_attach(go[0]);
         char c;
         if (read(go[0], &c, 1) != 1)
             _exit(126);
-        if (strace_log[0]) {
-            char **sargv = calloc((size_t)(argc - first + 10 + 2 * nenv), sizeof *sargv);
-            if (!sargv)
-                _exit(127);
-            int k = 0;
-            sargv[k++] = "strace", sargv[k++] = "-f", sargv[k++] = "-qq", sargv[k++] = "-e";
-            sargv[k++] = (char *)ab_strace_filter, sargv[k++] = "-o", sargv[k++] = strace_log;
-            /* env= is the program's alone: strace under LD_PRELOAD or LD_TRACE_LOADED_OBJECTS would
-             * run on the allocator under test, or list its own libraries and trace nothing */
-            for (int i = 0; i < nenv; i++)
-                sargv[k++] = "-E", sargv[k++] = envs[i];
-            sargv[k++] = "--";
-            for (int i = first; i < argc; i++)
-                sargv[k++] = argv[i];
-            execv(strace_bin, sargv);
-        } else {
-            execvp(argv[first], argv + first);
-        }
+        execvp(argv[first], argv + first);
         int e = errno;
         if (write(err[1], &e, sizeof e) != sizeof e)
             _exit(127);
@@ -244,6 +234,13 @@ int main(int argc, char **argv)
         snprintf(note, sizeof note, "perf on the child: %s", c.error);
         counting = 0, chosen = "none";
     }
+    pid_t strace_pid = 0;
+    char why[512];
+    if (strace_log[0] && ab_strace_attach(strace_bin, pid, strace_log, &strace_pid, why, sizeof why)) {
+        snprintf(note, sizeof note, "strace on the child: %s", why);
+        unlink(strace_log);
+        strace_log[0] = 0, strace_pid = 0, chosen = "none";
+    }
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     int64_t t0 = now_ns();
     if (write(go[1], "g", 1) != 1)
@@ -257,10 +254,6 @@ int main(int argc, char **argv)
         return fail(1, "the samples", strerror(errno));
     }
     char statm[64], smaps[64], buf[4096];
-    /* under strace the program is strace's child: no samples until it shows (strace's RSS is not the program's) */
-    pid_t sampled = pid;
-    char children[64];
-    snprintf(children, sizeof children, "/proc/%d/task/%d/children", pid, pid);
     snprintf(statm, sizeof statm, "/proc/%d/statm", pid);
     snprintf(smaps, sizeof smaps, "/proc/%d/smaps_rollup", pid);
     long page = sysconf(_SC_PAGESIZE);
@@ -271,17 +264,8 @@ int main(int argc, char **argv)
         int64_t now = now_ns();
         if (now >= next) {  /* a sample: statm always, smaps_rollup at most once a second */
             long long size, resident, shared;
-            if (strace_log[0]) {
-                pid_t program = newest_child(children);
-                if (program && program != sampled) {
-                    sampled = program;
-                    snprintf(statm, sizeof statm, "/proc/%d/statm", program);
-                    snprintf(smaps, sizeof smaps, "/proc/%d/smaps_rollup", program);
-                }
-            }
             /* resident 0: the process is exiting and its memory already released, not a sample of it */
-            if ((!strace_log[0] || sampled != pid) && read_file(statm, buf, sizeof buf) > 0
-                && sscanf(buf, "%lld %lld %lld", &size, &resident, &shared) == 3
+            if (read_file(statm, buf, sizeof buf) > 0 && sscanf(buf, "%lld %lld %lld", &size, &resident, &shared) == 3
                 && resident > 0) {
                 int64_t huge = -1;
                 if (now - last_smaps >= SMAPS_EVERY_NS && read_file(smaps, buf, sizeof buf) > 0) {
@@ -328,10 +312,11 @@ int main(int argc, char **argv)
     if (counting)
         have_counts = ab_counter_read_totals(&c, counts) == 0;
     else if (strace_log[0]) {
+        strace_finish(strace_pid);
         have_counts = ab_strace_count_log(strace_log, 0, counts, note, sizeof note) == 0;
         unlink(strace_log);
         if (have_counts)
-            snprintf(note, sizeof note, "strace -f: faults and CPU time include strace's own");
+            snprintf(note, sizeof note, "strace -f: times include strace's stop at each of the program's syscalls");
     }
 
     ab_json j;
