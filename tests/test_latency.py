@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 from cells import cell_json
-from conftest import cli
+from conftest import cli, needs_perf
 
 from allocbench import probes, programs, runner, stats
 from allocbench.counters import SYSCALLS
@@ -32,6 +32,7 @@ def check_histograms(rec, calls):
         assert h["max_ns"] <= edges[-1] + 1e-6  # the max is in the last bucket
 
 
+@needs_perf  # naming what ran inside each call counts it with perf
 def test_at_a_fixed_threshold_every_malloc_maps_and_every_free_unmaps():
     """132 KiB blocks at a fixed 128 KiB threshold: in the naming pass each
     malloc made exactly one mmap and each free one munmap, and a slow malloc
@@ -58,6 +59,7 @@ def test_at_a_fixed_threshold_every_malloc_maps_and_every_free_unmaps():
     assert causes["mmap"]["calls"] + causes["munmap"]["calls"] + causes["preempted"]["calls"] == len(slow)
 
 
+@needs_perf
 def test_at_the_dynamic_default_the_raised_threshold_keeps_them_on_the_heap():
     """The timed repeats' first free raised the threshold above 132 KiB: the
     latency passes, which come after them, make no mmap and no munmap."""
@@ -175,6 +177,7 @@ def test_exec_latency_names_the_trim_and_the_function_that_called_it(tmp_path):
     assert rec["latency_program"] == str(exe)
 
 
+@needs_perf  # the whole schema: without perf a slow call's syscalls are null
 def test_the_cell_latency_output_is_the_schema():
     raw = cell_json("pattern=batch", "size_lo=8192", "size_hi=8192", "ops=64", "repeats=1", "warmup=0",
                     "latency=1")

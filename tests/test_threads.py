@@ -7,7 +7,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import cli, one_line_error
+from conftest import cli, needs_perf, one_line_error
 
 from allocbench import fidelity, runner, traces
 
@@ -213,6 +213,7 @@ def test_threads_that_exit_and_are_replaced_reuse_their_arenas(tmp_path):
 
 
 @pytest.mark.slow
+@needs_perf  # fidelity compares the recorder's syscall counts, which perf takes
 def test_fidelity_says_one_thread_is_far_from_a_threaded_program(turns):
     rec = fidelity.measure(turns)
     p = rec["program_run"]
@@ -228,6 +229,7 @@ def test_fidelity_says_one_thread_is_far_from_a_threaded_program(turns):
     assert any("one thread (one): NOT faithful" in line for line in lines)
 
 
+@needs_perf
 def test_fidelity_of_a_single_threaded_program_is_exact_in_its_syscalls(tmp_path):
     """One thread, one heap, the same calls in the same order from a heap as
     fresh as the program's: malloc's syscalls match exactly."""

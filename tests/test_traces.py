@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 from cells import cell_json
-from conftest import cli, one_line_error
+from conftest import cli, needs_perf, one_line_error
 
 from allocbench import runner, traces
 
@@ -117,6 +117,7 @@ def test_corrupt_truncated_and_empty_traces_are_one_line_errors(tmp_path):
     ["pattern=churn", "size_lo=135168", "ops=500", "mallopt=-3:131072"],
     ["pattern=fragment", "size_lo=135168", "ops=128", "live=32", "mallopt=-3:131072"],
 ])
+@needs_perf  # the recorder counts the syscalls inside each call with perf
 def test_a_recorded_cell_replays_to_its_own_counts(tmp_path, args):
     """The recorder counts the syscalls inside the program's allocation calls;
     the replay, which starts from a heap as fresh as the program's, makes
