@@ -72,3 +72,6 @@ _PERF_WHY = _method_unavailable("perf")
 _STRACE_WHY = _method_unavailable("strace")
 needs_perf = pytest.mark.skipif(_PERF_WHY is not None, reason=f"perf tracepoints unavailable: {_PERF_WHY}")
 needs_strace = pytest.mark.skipif(_STRACE_WHY is not None, reason=f"strace unavailable: {_STRACE_WHY}")
+# a test of exact syscall counts, by whichever method counts here (auto: perf, else strace)
+needs_counts = pytest.mark.skipif(_PERF_WHY is not None and _STRACE_WHY is not None,
+                                  reason=f"no syscall counter: perf: {_PERF_WHY}; strace: {_STRACE_WHY}")

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 from cells import cell_json
-from conftest import cli, needs_perf
+from conftest import cli, needs_counts, needs_perf
 
 from allocbench import probes, programs, runner, stats
 from allocbench.counters import SYSCALLS
@@ -121,6 +121,7 @@ def test_the_fit_recovers_a_line():
     assert fit["relative_error"] == pytest.approx(0, abs=1e-12)
 
 
+@needs_counts
 def test_trim_pause_returns_what_the_layout_says():
     """Pinned: each freed 64 KiB block is a hole between small blocks, and
     malloc_trim(0) gives each back with one madvise; unpinned on the main arena,

@@ -2,7 +2,7 @@
 import json
 
 import pytest
-from conftest import cli, one_line_error
+from conftest import cli, needs_counts, one_line_error
 
 from allocbench import probes
 from allocbench.glibc_constants import request2size
@@ -35,6 +35,7 @@ def test_dynamic_threshold_rises_to_its_cap_and_settings_freeze_it(dynamic_probe
         assert frozen["boundary_after_freeing_1MiB"] == 128 * KIB - 23, name
 
 
+@needs_counts
 def test_trim_pinned_heap_and_trim_threshold():
     res = probes.run_probe("trim")
     p = res["pinned"]
@@ -46,6 +47,7 @@ def test_trim_pinned_heap_and_trim_threshold():
     assert res["trim_threshold_effect"]["64 MiB"]["trimmed"] == 0
 
 
+@needs_counts
 def test_threads_take_mappings_not_brk_unless_one_arena():
     res = probes.arenas(threads=(1, 2), arena_max=(None, 1), turn_arena_max=(None, 1, 2))
     rows = {(r["arena_max"], r["threads"]): r["syscalls"] for r in res["rows"]}

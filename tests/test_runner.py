@@ -4,7 +4,7 @@ import os
 import stat
 
 import pytest
-from conftest import ENV, cli, one_line_error
+from conftest import ENV, cli, needs_counts, one_line_error
 
 from allocbench import runner
 from allocbench.backends import BACKENDS
@@ -16,6 +16,7 @@ def run_json(*args):
     return json.loads(proc.stdout)
 
 
+@needs_counts
 def test_fixed_threshold_churn_above_it_mmaps_every_op():
     rec = run_json("--allocator", "glibc", "--mmap-threshold", "131072", "--pattern", "churn",
                    "--size", "135168", "--ops", "10000", "--repeats", "2")
@@ -25,6 +26,7 @@ def test_fixed_threshold_churn_above_it_mmaps_every_op():
     assert rec["mmapped_fraction"] == 1.0
 
 
+@needs_counts
 def test_dynamic_threshold_churn_mmaps_at_most_once():
     rec = run_json("--pattern", "churn", "--size", "135168", "--ops", "10000",
                    "--repeats", "1", "--warmup", "0")
@@ -60,6 +62,7 @@ def test_every_pattern_runs(pattern, extra):
     assert rec["status"] == "ok" and rec["threads"] == 2
 
 
+@needs_counts
 def test_fragment_pins_the_heap_below_the_threshold():
     """100 KiB blocks (below a fixed 128 KiB threshold, so on the heap) interleaved
     with pinned 64-byte ones: the freed large blocks are holes below the last small
@@ -72,6 +75,7 @@ def test_fragment_pins_the_heap_below_the_threshold():
 
 @pytest.mark.skipif(BACKENDS["jemalloc"].unavailable_reason() is not None,
                     reason=str(BACKENDS["jemalloc"].unavailable_reason()))
+@needs_counts
 def test_jemalloc_churn_makes_no_mmap_per_op():
     rec = run_json("--allocator", "jemalloc", "--pattern", "churn", "--size", "200K",
                    "--ops", "10000", "--repeats", "2")
@@ -109,6 +113,7 @@ def test_hanging_cell_times_out(tmp_path, monkeypatch):
     assert rec["status"] == "failed" and rec["error"].startswith("timeout")
 
 
+@needs_counts
 def test_processes_each_run_the_cell_and_pool_their_repeats(tmp_path, monkeypatch):
     """3 processes x 2 repeats: the cell runs 3 times, the record is built from
     6 repeats, and each process's exact counts are the same (one mmap and one

@@ -6,7 +6,7 @@ import struct
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
-from conftest import ENV, cli, one_line_error
+from conftest import ENV, cli, needs_counts, one_line_error
 
 from allocbench import sweep
 from allocbench.backends import BACKENDS
@@ -132,6 +132,7 @@ def test_bad_grid_file(tmp_path):
 
 
 @pytest.mark.slow
+@needs_counts
 def test_calibrate_and_cost_model_in_report(tmp_path, grid_file):
     out = str(tmp_path / "r.jsonl")
     assert cli("sweep", "--config", grid_file, "--out", out).returncode == 0
@@ -153,6 +154,20 @@ def test_calibrate_and_cost_model_in_report(tmp_path, grid_file):
     bad.write_text("{}")
     proc = cli("report", out, "--calibration", str(bad), "--out", str(report))
     assert proc.returncode == 2 and "units_ns" in proc.stderr
+
+
+def test_a_report_of_uncounted_cells_says_so(tmp_path, grid_file):
+    """Where neither perf nor strace can count (counter method none), the report still renders: the
+    findings say the syscalls were not counted, and the cost model that it has no cell to model."""
+    out, cal, report = tmp_path / "r.jsonl", tmp_path / "cal.json", tmp_path / "REPORT.md"
+    none = {**ENV, "ALLOCBENCH_COUNTER_METHOD": "none"}
+    assert cli("sweep", "--config", grid_file, "--out", out, env=none).returncode == 0
+    assert cli("calibrate", "--runs", "1", "--out", cal, env=none).returncode == 0
+    proc = cli("report", out, "--calibration", cal, "--out", report, env=none)
+    assert proc.returncode == 0, proc.stderr
+    text = report.read_text()
+    assert "syscall counter: none" in text and "with uncounted vs uncounted syscalls/op" in text
+    assert "No modelled cell: the cells' syscalls were not counted" in text
 
 
 def test_a_cut_short_last_line_is_set_aside_on_resume(tmp_path, grid_file):

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ENV, ROOT, cli, fresh_python
+from conftest import ENV, ROOT, cli, fresh_python, needs_counts
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
@@ -350,6 +350,7 @@ def _toy_run(*args):
     return json.loads(proc.stdout)
 
 
+@needs_counts
 def test_toy_backend_churn_makes_no_syscalls_per_op():
     # 12M: above the default cap (4 MiB); the freed block is kept as the program's demand
     for size, ops in (("4K", 5000), ("132K", 5000), ("1M", 5000), ("12M", 500)):

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 from cells import cell_json
-from conftest import cli, needs_perf, one_line_error
+from conftest import cli, needs_counts, needs_perf, one_line_error
 
 from allocbench import runner, traces
 
@@ -41,6 +41,7 @@ def replay(trace, **settings):
     return rec
 
 
+@needs_counts
 def test_record_and_replay_the_threshold_mover(tmp_path):
     exe = build(tmp_path, "mover", MOVER)
     out = str(tmp_path / "m.trace")

@@ -74,7 +74,10 @@ def render(inputs, canvas) -> list[str]:
              "touched x a touch at the cell's working set + ops x glibc's malloc+free at the cell's size) / ops, "
              "with each cell's exact counts.", ""]
     if not rows:
-        return lines + ["No churn or batch cells from 4 KiB to 64 MiB of the allocators the cell runs itself.", ""]
+        uncounted = any(r["status"] == "ok" and None in (r.get("syscalls") or {}).values() for r in inputs.cells)
+        return lines + [("No modelled cell: the cells' syscalls were not counted (syscall counter: none), and the "
+                         "model needs each cell's exact counts." if uncounted else
+                         "No churn or batch cells from 4 KiB to 64 MiB of the allocators the cell runs itself."), ""]
     lines += [share(rows) + ".", "", *canvas.figure("cost_model.png", "cost model", fig_cost_model(rows))]
     slopes = sorted((s["map_cycle"]["256"] - s["map_cycle"]["64"]) / 192 for s in calibration.get("samples", [])
                     if "256" in s.get("map_cycle", {}))

@@ -20,6 +20,12 @@ def _mib(n) -> str:
     return "-" if n is None else f"{n / MIB:.1f} MiB"
 
 
+def _per_op(r: dict, digits: int) -> str:
+    """A cell's syscalls per op, or why there is no figure (counter method none)."""
+    n = syscalls_per_op(r)
+    return "uncounted" if n is None else f"{n:.{digits}f}"
+
+
 def fixed_threshold_cost(recs) -> list[str]:
     out = []
     dyn, fixed = glibc_at(None), glibc_fixed()
@@ -28,8 +34,8 @@ def fixed_threshold_cost(recs) -> list[str]:
         if a and b:
             c = stats.cells(b, a)
             out.append(f"At {size_label(size)} churn, a fixed 128 KiB threshold against glibc's dynamic default: "
-                       f"{c.words()} ({_ns(a):,.0f} vs {_ns(b):,.0f} ns/op), with {syscalls_per_op(a):.2f} vs "
-                       f"{syscalls_per_op(b):.4f} syscalls/op and {a['faults_per_op']:.1f} vs "
+                       f"{c.words()} ({_ns(a):,.0f} vs {_ns(b):,.0f} ns/op), with {_per_op(a, 2)} vs "
+                       f"{_per_op(b, 4)} syscalls/op and {a['faults_per_op']:.1f} vs "
                        f"{b['faults_per_op']:.2f} page faults/op.")
     return out
 
@@ -48,10 +54,10 @@ def cliff(recs) -> list[str]:
         return []
     lo, hi, c = found
     pages = mmapped_chunk_bytes(132 * KIB) // 4096  # the block, its header and size field, in whole pages
-    seen = (f"{hi['mmapped_fraction']:.0%} of its blocks mmapped, {syscalls_per_op(hi):.2f} syscalls and "
-            f"{hi['faults_per_op']:.1f} faults per op")
-    fresh = (hi["mmapped_fraction"] is not None and hi["mmapped_fraction"] >= 0.99 and syscalls_per_op(hi) >= 1.9
-             and hi["faults_per_op"] >= pages - 1 and c.verdict == "slower")
+    mmapped = "-" if hi["mmapped_fraction"] is None else f"{hi['mmapped_fraction']:.0%}"
+    seen = f"{mmapped} of its blocks mmapped, {_per_op(hi, 2)} syscalls and {hi['faults_per_op']:.1f} faults per op"
+    fresh = (hi["mmapped_fraction"] is not None and hi["mmapped_fraction"] >= 0.99
+             and (syscalls_per_op(hi) or 0) >= 1.9 and hi["faults_per_op"] >= pages - 1 and c.verdict == "slower")
     why = (f"because every 132 KiB block is a fresh mmap whose {pages} pages all fault again ({seen})" if fresh
            else f"({seen})")
     return [f"The cliff at a fixed 128 KiB threshold: 132 KiB churn against 124 KiB churn, {c.words()} "
