@@ -383,7 +383,7 @@ def arenas(threads=(1, 2, 4, 8), arena_max=(None, 1, 2), turn_arena_max=(None, 1
                f"{'M_ARENA_MAX':>12} {'threads':>7} {'mmap':>5} {'munmap':>6} {'mprotect':>8} {'brk':>4} "
                f"{'RSS growth':>11} {'arena bytes':>12}"]
     for r in rows:
-        s = r["syscalls"]
+        s = {k: "-" if v is None else v for k, v in r["syscalls"].items()}  # "-": not counted (method none)
         summary.append(f"{'default' if r['arena_max'] is None else r['arena_max']:>12} {r['threads']:>7} "
                        f"{s['mmap']:>5} {s['munmap']:>6} {s['mprotect']:>8} {s['brk']:>4} "
                        f"{r['rss_growth_bytes'] / MIB:>8.1f} MiB {r['arena_bytes']:>12}")

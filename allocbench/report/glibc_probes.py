@@ -73,8 +73,9 @@ def fig_arenas(res):
             groups["default" if r["arena_max"] is None else f"M_ARENA_MAX={r['arena_max']}"].append(r)
         for name, rows in groups.items():
             t = [r["threads"] for r in rows]
-            axes[0].plot(t, [r["syscalls"]["mmap"] + r["syscalls"]["mprotect"] for r in rows], "o-", label=name)
-            axes[1].plot(t, [r["syscalls"]["brk"] for r in rows], "o-", label=name)
+            sc = [r["syscalls"] for r in rows]  # None where not counted: matplotlib leaves a gap
+            axes[0].plot(t, [None if s["mmap"] is None else s["mmap"] + s["mprotect"] for s in sc], "o-", label=name)
+            axes[1].plot(t, [s["brk"] for s in sc], "o-", label=name)
         for ax, label in zip(axes, ("mmap + mprotect calls", "brk calls")):
             ax.set_xlabel("worker threads")
             ax.set_ylabel(label)
