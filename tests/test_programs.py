@@ -7,7 +7,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import cli, needs_perf, needs_strace, one_line_error
+from conftest import ENV, cli, needs_perf, needs_strace, one_line_error
 
 from allocbench import programs
 from allocbench.glibc_constants import request2size
@@ -78,6 +78,13 @@ def test_under_strace_the_faults_and_peak_are_the_programs_own(tmp_path, monkeyp
     cpus = os.cpu_count() or 1
     assert strace["peak_rss_bytes"] <= perf["peak_rss_bytes"] + 2 * max(32, 2 * cpus) * cpus * 4096
     assert strace["syscalls"] == perf["syscalls"]
+
+
+def test_exec_without_a_counter_says_the_syscalls_were_not_counted(tmp_path):
+    proc = cli("exec", "--repeats", "1", "--out", tmp_path / "p.jsonl", "--", "true",
+               env={**ENV, "ALLOCBENCH_COUNTER_METHOD": "none"})
+    assert proc.returncode == 0, proc.stderr
+    assert "s, syscalls not counted (counter none) (loader alone: -)" in proc.stdout
 
 
 def test_explain_names_the_one_rise_its_caller_and_what_it_moved(tmp_path):

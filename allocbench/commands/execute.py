@@ -53,7 +53,9 @@ def summary(rec: dict) -> list[str]:
         return [f"{head}: {rec['status'].upper()}: {rec['error']}"]
     sc = rec["syscalls"] or {}
     loader = rec["loader"]["syscalls"] or {}
-    lines = [f"{head}: {rec['wall_ns'] / 1e9:.3f} s, " + ", ".join(f"{k} {v}" for k, v in sc.items() if v)
+    calls = (", ".join(f"{k} {v}" for k, v in sc.items() if v) if sc and None not in sc.values()
+             else f"syscalls not counted (counter {rec.get('counter_method') or 'none'})")
+    lines = [f"{head}: {rec['wall_ns'] / 1e9:.3f} s, {calls}"
              + " (loader alone: " + (", ".join(f"{k} {v}" for k, v in loader.items() if v) or "-")
              + f"), {rec['minor_faults']} minor faults, peak RSS {human_bytes(rec['peak_rss_bytes'])}, "
              f"final {human_bytes(rec['final_rss_bytes'])}"]
