@@ -106,7 +106,7 @@ def compare(a: list[dict], b: list[dict]) -> list[str] | None:
     ea, eb = (next((r["env"] for r in recs if r.get("env")), {}) for recs in (a, b))
     diffs = [f"{k}: {ea.get(k)} vs {eb.get(k)}" for k in ENV_KEYS if ea.get(k) != eb.get(k)]
     ma, mb = ({r.get("counter_method") for r in recs if r.get("status") == "ok"} for recs in (a, b))
-    if ma != mb:  # strace stops the program at every counted call: its times are strace's too
+    if ma != mb:  # strace stops the program at each of its syscalls: those times are partly strace's
         diffs.append(f"counted by {'/'.join(sorted(map(str, ma)))} vs {'/'.join(sorted(map(str, mb)))} "
                      "(a run under strace is slowed by it)")
     lines = ["environments differ: " + "; ".join(diffs) if diffs else

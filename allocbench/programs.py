@@ -29,8 +29,8 @@ information exists, resolved with addr2line after the run; with
 failed run's last lines).  With --latency (the preloaded shim): latency,
 latency_clock, latency_clock_overhead_ns and slow_calls as in a cell record
 (each slow call with its backtrace instead of counts, and a free's size null:
-free is given no size) of the process that made
-the most calls (latency_program), and every process's in latency_processes."""
+free is given none) of the process that made the most calls (latency_program),
+and every process's in latency_processes."""
 from __future__ import annotations
 
 import json
