@@ -387,8 +387,15 @@ def arenas(threads=(1, 2, 4, 8), arena_max=(None, 1, 2), turn_arena_max=(None, 1
         summary.append(f"{'default' if r['arena_max'] is None else r['arena_max']:>12} {r['threads']:>7} "
                        f"{s['mmap']:>5} {s['munmap']:>6} {s['mprotect']:>8} {s['brk']:>4} "
                        f"{r['rss_growth_bytes'] / MIB:>8.1f} MiB {r['arena_bytes']:>12}")
-    summary.append("threads allocate from mmapped arena heaps (mmap + mprotect), not brk; "
-                   "M_ARENA_MAX=1 sends them all to the main arena's brk heap")
+    # the mechanism is said only where the counts show it (the default's threads mapped and did not brk;
+    # at M_ARENA_MAX=1 they did brk), else what was seen
+    own = [r["syscalls"] for r in rows if r["arena_max"] is None]
+    one = [r["syscalls"] for r in rows if r["arena_max"] == 1]
+    if any(None in s.values() for s in own + one):
+        summary.append("(syscalls not counted: the counter method is none)")
+    elif own and one and all(s["brk"] == 0 and s["mmap"] > 0 for s in own) and all(s["brk"] > 0 for s in one):
+        summary.append("threads allocate from mmapped arena heaps (mmap + mprotect), not brk; "
+                       "M_ARENA_MAX=1 sends them all to the main arena's brk heap")
     turns = _turns(turn_arena_max)
     summary += ["", f"threads taking turns ({TURN_THREADS} threads, each in turn {size_label(TURN_BURST)} of "
                 f"{size_label(TURN_BLOCK)} blocks, all but every {TURN_KEEP}th freed; replayed on its threads):",

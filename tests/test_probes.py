@@ -75,6 +75,7 @@ def test_probe_arenas_without_a_counter_prints_dashes_not_a_bug(tmp_path):
     assert proc.returncode == 0, proc.stderr
     row = next(line.split() for line in proc.stdout.splitlines() if line.split()[:2] == ["default", "1"])
     assert row[2:6] == ["-", "-", "-", "-"]
+    assert "syscalls not counted" in proc.stdout and "not brk" not in proc.stdout  # no mechanism unseen
     cells = tmp_path / "r.jsonl"
     assert cli("run", "--pattern", "churn", "--size", "4K", "--ops", "10", "--out", cells, env=none).returncode == 0
     proc = cli("report", cells, "--probes", out, "--out", report, env=none)
