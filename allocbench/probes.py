@@ -405,7 +405,9 @@ def arenas(threads=(1, 2, 4, 8), arena_max=(None, 1, 2), turn_arena_max=(None, 1
         summary.append(f"{'default' if r['arena_max'] is None else r['arena_max']:>12} "
                        f"{r['live_peak_bytes'] / MIB:>6.1f} MiB {r['rss_growth_peak_bytes'] / MIB:>7.1f} MiB "
                        f"{r['overhead_peak']:>8.2f} {r['arena_heaps']:>5} {r['arena_heap_bytes'] / MIB:>7.1f} MiB")
-    summary.append("live memory is one burst at a time, but each arena keeps the peak its thread reached")
+    by = {r["arena_max"]: r for r in turns}
+    if None in by and 1 in by and by[None]["rss_growth_peak_bytes"] >= 2 * by[1]["rss_growth_peak_bytes"]:
+        summary.append("live memory is one burst at a time, but each arena keeps the peak its thread reached")
     return {"probe": "arenas", "allocator": "glibc", "rows": rows, "turns": turns, "summary": summary}
 
 
