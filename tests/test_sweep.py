@@ -156,6 +156,18 @@ def test_calibrate_and_cost_model_in_report(tmp_path, grid_file):
     assert proc.returncode == 2 and "units_ns" in proc.stderr
 
 
+@pytest.mark.parametrize("text,says", [("{}", "no probe results"), ('{"x": 1}', "unknown: x"),
+                                       ("[1, 2]", "not an object"), ('{"trim": 3}', "not objects")])
+def test_a_probes_file_of_something_else_is_refused(tmp_path, text, says):
+    """It would leave every probe section out of the report without a word."""
+    cells, probes = tmp_path / "r.jsonl", tmp_path / "probes.json"
+    assert cli("run", "--pattern", "churn", "--size", "4K", "--ops", "10", "--out", cells).returncode == 0
+    probes.write_text(text)
+    proc = cli("report", cells, "--probes", probes, "--out", tmp_path / "REPORT.md")
+    assert one_line_error(proc, "not the output of allocbench probe") and says in proc.stderr
+    assert not (tmp_path / "REPORT.md").exists()
+
+
 def test_a_report_of_uncounted_cells_says_so(tmp_path, grid_file):
     """Where neither perf nor strace can count (counter method none), the report still renders: the
     findings say the syscalls were not counted, and the cost model that it has no cell to model."""

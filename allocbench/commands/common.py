@@ -173,10 +173,27 @@ def load_json(path: str | None, what: str):
         raise UsageError(f"{what} file {path}: {e}") from None
 
 
+def not_probes(probes) -> str | None:
+    """Why a loaded probes file is not `allocbench probe`'s output ({name: result}), or None."""
+    from ..probes import PROBES
+
+    if not isinstance(probes, dict):
+        return "not an object"
+    if not probes:
+        return "no probe results"
+    unknown = sorted(k for k in probes if k not in PROBES)
+    if unknown:
+        return "unknown: " + ", ".join(unknown)
+    return None if all(isinstance(v, dict) for v in probes.values()) else "entries that are not objects"
+
+
 def load_probes_and_calibration(args):
     probes = load_json(args.probes, "probes")
     if isinstance(probes, dict) and "probe" in probes:  # one probe's output
         probes = {probes["probe"]: probes}
+    why = None if probes is None else not_probes(probes)
+    if why:  # a file of something else would leave every probe section out, silently
+        raise UsageError(f"probes file {args.probes}: not the output of allocbench probe ({why})")
     calibration = load_json(args.calibration, "calibration")
     if calibration is not None and not isinstance((calibration or {}).get("units_ns"), dict):
         raise UsageError(f"calibration file {args.calibration}: no units_ns (write it with allocbench calibrate)")
