@@ -4,10 +4,12 @@ cells' medians for the times), and the HTML page is checked with an HTML parser 
 is installable on this machine: Playwright's Chromium comes from a CDN, not from PyPI)."""
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 
 import pytest
+from conftest import cli, one_line_error
 
 from allocbench import runner
 from allocbench.report import Inputs, write_report
@@ -197,3 +199,29 @@ def test_a_replay_best_is_named_only_when_it_beats_every_other_setting():
     # equal medians: the first in table order is named; the fixed threshold, 1.6x heavier, is not "the same"
     assert peak_line == ("Best peak RSS: none by the test; glibc dynamic has the lowest median and toy cannot be "
                          "told from it.")
+
+
+def test_each_input_file_must_hold_its_own_kind_of_record(tmp_path):
+    """A file of another kind crashed a section (exit 70) or left it out without a word: exec runs
+    given as the cells, cells given as --programs, --replays or --peers, a JSON that is no advice."""
+    cells, runs, tagged = tmp_path / "cells.jsonl", tmp_path / "runs.jsonl", tmp_path / "peers.jsonl"
+    assert cli("run", "--pattern", "churn", "--size", "4K", "--ops", "10", "--out", cells).returncode == 0
+    assert cli("exec", "--repeats", "1", "--out", runs, "--", "true").returncode == 0
+    tagged.write_text("".join(json.dumps({**json.loads(line), "peer": "true"}) + "\n"
+                              for line in runs.read_text().splitlines()))
+    advice = tmp_path / "advice.json"
+    advice.write_text('{"x": 1}')
+    report = tmp_path / "REPORT.md"
+    refused = {("report", runs): "holds program records (give them with --programs",
+               ("report", cells, "--programs", cells): "not program runs",
+               ("report", cells, "--replays", cells): "holds cells of pattern churn",
+               ("report", cells, "--peers", runs): "holds program records",
+               ("report", cells, "--fidelity", runs): "not fidelity records",
+               ("report", cells, "--advice", advice): "not an advice.json",
+               ("plot", runs): "not cells"}
+    for args, says in refused.items():
+        proc = cli(*args, "--out", report)
+        assert one_line_error(proc, says), (args, proc.stderr)
+        assert not report.exists()
+    proc = cli("report", cells, "--programs", runs, "--peers", tagged, "--out", report)
+    assert proc.returncode == 0, proc.stderr

@@ -32,10 +32,42 @@ def add_inputs(p) -> None:
                                    "other allocators on benchmarks/peers' programs")
 
 
+def _kind(r: dict) -> str:
+    return "peer" if r.get("peer") else r.get("kind") or "cell"  # a peer run is a program run, tagged
+
+
+# what each input holds, by its records' kind: a file of another kind crashed a section or left it out
+KINDS = {"results": ("cell", "cells (allocbench run or sweep --out)"),
+         "programs": ("program", "program runs (allocbench exec --out)"),
+         "replays": ("cell", "trace cells (a sweep of pattern trace)"),
+         "fidelity": ("fidelity", "fidelity records (allocbench trace info --fidelity --out)"),
+         "peers": ("peer", "the toy's peer runs (scripts/toy-peers)"),
+         "inspect": ("inspect", "snapshots (allocbench inspect --out)")}
+
+
+def of_kind(what: str, path: str, recs: list[dict]) -> list[dict]:
+    """recs, once each is what the input `what` holds; else one line, exit 2."""
+    kind, holds = KINDS[what]
+    bad = next((r for r in recs if _kind(r) != kind or (what == "replays" and r.get("pattern") != "trace")), None)
+    if bad is not None:
+        flag = "the results file" if what == "results" else f"--{what}"
+        got = f"cells of pattern {bad.get('pattern')}" if what == "replays" and _kind(bad) == "cell" \
+            else f"{_kind(bad)} records"
+        raise UsageError(f"{path}: not {holds}, as {flag} must be: it holds {got}"
+                         + (" (give them with --programs, beside a file of cells)" if _kind(bad) == "program" else ""))
+    return recs
+
+
 def inputs(args):
     """Everything the report reads, each with the file it came from."""
     from ..report import Inputs
     from ..results import ResultsError, load_records
+
+    def records(what: str, path: str) -> list[dict]:
+        try:
+            return of_kind(what, path, load_records(path))
+        except ResultsError as e:
+            raise UsageError(str(e)) from None
 
     probes, calibration = load_probes_and_calibration(args)
     try:  # a file of inspect snapshots (--watch) is read as they are: they are not cells
@@ -44,30 +76,25 @@ def inputs(args):
         raise UsageError(str(e)) from None
     snapshots = all(r.get("kind") == "inspect" for r in first)
     peers = bool(first) and all(r.get("peer") for r in first)  # scripts/toy-peers' runs (make toy-speed)
+    if not (snapshots or peers):
+        of_kind("results", args.results, first)
     got = Inputs(cells=[] if snapshots or peers else load_results(args.results), results_path=args.results,
                  probes=probes, calibration=calibration, inspect=first if snapshots else None,
                  peers=first if peers else None)
     sources = [("probes", args.probes), ("calibration", args.calibration)]
-    if getattr(args, "programs", None):
-        got.programs = load_results(args.programs)
-        sources.append(("programs", args.programs))
-    if getattr(args, "replays", None):
-        got.replays = load_results(args.replays)
-        sources.append(("replays", args.replays))
-    if getattr(args, "fidelity", None):
-        got.fidelity = load_results(args.fidelity)
-        sources.append(("fidelity", args.fidelity))
-    if getattr(args, "peers", None):
-        got.peers = load_results(args.peers)
-        sources.append(("peers", args.peers))
+    for what in ("programs", "replays", "fidelity", "peers"):
+        path = getattr(args, what, None)
+        if path:
+            setattr(got, what, of_kind(what, path, load_results(path)))
+            sources.append((what, path))
     if getattr(args, "inspect", None):
-        try:
-            got.inspect = load_records(args.inspect)
-        except ResultsError as e:
-            raise UsageError(str(e)) from None
+        got.inspect = records("inspect", args.inspect)
         sources.append(("inspect", args.inspect))
     if getattr(args, "advice", None):
         got.advice = [load_json(f, "advice") for f in args.advice]
+        for f, a in zip(args.advice, got.advice):
+            if not (isinstance(a, dict) and {"recommendation", "candidates"} <= set(a)):
+                raise UsageError(f"advice file {f}: not an advice.json (allocbench advise --out DIR writes one)")
         sources += [("advice", f) for f in args.advice]
     got.sources = [(what, path) for what, path in sources if path]
     return got
