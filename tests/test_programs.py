@@ -314,7 +314,8 @@ def test_compare_states_each_rows_test(tmp_path):
 
 
 @pytest.mark.parametrize("case,message", [("missing", "no such results file"), ("cut", "cut short"),
-                                          ("disjoint", "no cell or program is in both")])
+                                          ("disjoint", "no cell or program is in both"),
+                                          ("fidelity", "compare takes cells or program runs, not fidelity")])
 def test_compare_refuses_bad_input_in_one_line(tmp_path, case, message):
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     _program_runs(a, (100, 101, 102))
@@ -323,6 +324,8 @@ def test_compare_refuses_bad_input_in_one_line(tmp_path, case, message):
     elif case == "disjoint":
         b.write_text(json.dumps({"kind": "program", "command": ["y"], "allocator": "glibc", "settings": {},
                                  "status": "ok", "repeat": 0, "wall_ns": 1, "env": {}}) + "\n")
+    elif case == "fidelity":  # records with no time to compare: they crashed it (exit 70)
+        b.write_text(json.dumps({"kind": "fidelity", "trace": "t", "status": "ok"}) + "\n")
     assert one_line_error(cli("compare", a, b), message)
 
 

@@ -163,6 +163,11 @@ def load_results(path: str, strict: bool = False) -> list[dict]:
         raise UsageError(str(e)) from None
 
 
+def record_kind(r: dict) -> str:
+    """cell, program, peer (a program run scripts/toy-peers tagged), fidelity or inspect."""
+    return "peer" if r.get("peer") else r.get("kind") or "cell"
+
+
 def load_json(path: str | None, what: str):
     if not path:
         return None

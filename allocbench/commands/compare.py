@@ -1,7 +1,7 @@
 """allocbench compare A B: two results files, row by row, in pyperf's manner."""
 from __future__ import annotations
 
-from .common import UsageError, load_results
+from .common import UsageError, load_results, record_kind
 
 NAME, HELP = "compare", "two results files row by row: each ratio with its 95% interval, or 'same'"
 
@@ -14,7 +14,12 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from ..compare import compare
 
-    lines = compare(load_results(args.a, strict=True), load_results(args.b, strict=True))
+    files = {path: load_results(path, strict=True) for path in (args.a, args.b)}
+    for path, recs in files.items():  # rows pair cells or program runs; other records have no time to compare
+        other = next((record_kind(r) for r in recs if record_kind(r) not in ("cell", "program", "peer")), None)
+        if other:
+            raise UsageError(f"{path}: compare takes cells or program runs, not {other} records")
+    lines = compare(files[args.a], files[args.b])
     if lines is None:
         raise UsageError(f"no cell or program is in both {args.a} and {args.b}, even setting against setting")
     print("\n".join(lines))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .common import UsageError, load_json, load_probes_and_calibration, load_results
+from .common import UsageError, load_json, load_probes_and_calibration, load_results, record_kind
 
 NAME, HELP = "report", "REPORT.md with findings and figures from a results file and the files beside it"
 
@@ -32,10 +32,6 @@ def add_inputs(p) -> None:
                                    "other allocators on benchmarks/peers' programs")
 
 
-def _kind(r: dict) -> str:
-    return "peer" if r.get("peer") else r.get("kind") or "cell"  # a peer run is a program run, tagged
-
-
 # what each input holds, by its records' kind: a file of another kind crashed a section or left it out
 KINDS = {"results": ("cell", "cells (allocbench run or sweep --out)"),
          "programs": ("program", "program runs (allocbench exec --out)"),
@@ -48,14 +44,14 @@ KINDS = {"results": ("cell", "cells (allocbench run or sweep --out)"),
 def of_kind(what: str, path: str, recs: list[dict]) -> list[dict]:
     """recs, once each is what the input `what` holds; else one line, exit 2."""
     kind, holds = KINDS[what]
-    bad = next((r for r in recs if _kind(r) != kind or (what == "replays" and r.get("pattern") != "trace")), None)
-    if bad is not None:
-        flag = "the results file" if what == "results" else f"--{what}"
-        got = f"cells of pattern {bad.get('pattern')}" if what == "replays" and _kind(bad) == "cell" \
-            else f"{_kind(bad)} records"
-        raise UsageError(f"{path}: not {holds}, as {flag} must be: it holds {got}"
-                         + (" (give them with --programs, beside a file of cells)" if _kind(bad) == "program" else ""))
-    return recs
+    bad = next((r for r in recs if record_kind(r) != kind or (what == "replays" and r.get("pattern") != "trace")), None)
+    if bad is None:
+        return recs
+    got = record_kind(bad)
+    said = f"cells of pattern {bad.get('pattern')}" if what == "replays" and got == "cell" else f"{got} records"
+    hint = " (give them with --programs, beside a file of cells)" if got == "program" else ""
+    flag = "the results file" if what == "results" else f"--{what}"
+    raise UsageError(f"{path}: not {holds}, as {flag} must be: it holds {said}{hint}")
 
 
 def inputs(args):
