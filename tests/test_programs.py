@@ -325,7 +325,7 @@ def test_compare_refuses_bad_input_in_one_line(tmp_path, case, message):
         b.write_text(json.dumps({"kind": "program", "command": ["y"], "allocator": "glibc", "settings": {},
                                  "status": "ok", "repeat": 0, "wall_ns": 1, "env": {}}) + "\n")
     elif case == "fidelity":  # records with no time to compare: they crashed it (exit 70)
-        b.write_text(json.dumps({"kind": "fidelity", "trace": "t", "status": "ok"}) + "\n")
+        b.write_text(json.dumps({"kind": "fidelity", "trace": "t", "allocator": "glibc", "status": "ok"}) + "\n")
     assert one_line_error(cli("compare", a, b), message)
 
 
