@@ -109,7 +109,8 @@ def _writable(text: str, where: str) -> None:
     try:
         os.rmdir(tempfile.mkdtemp(dir=folder, prefix=".allocbench-"))
     except OSError as e:
-        raise argparse.ArgumentTypeError(f"cannot write {text}: {folder}: {e.strerror}") from None
+        raise argparse.ArgumentTypeError(f"cannot write {text}: no folder can be made in {folder} "
+                                         f"({e.strerror})") from None
 
 
 def out_path(text: str) -> str:
