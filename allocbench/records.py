@@ -137,6 +137,7 @@ import statistics
 from ._native import LATENCY_KINDS, LATENCY_MARK_MIN_NS, MALLINFO2_FIELDS, TIMELINE_COLUMNS, TOY_STATS
 from .backends import BACKENDS
 from .counters import SYSCALLS
+from .units import human_bytes
 
 _FOOTPRINT = {"rss_bytes": None, "anon_bytes": None, "peak_rss_bytes": None, "heap_top": None,
               "mallinfo2": dict.fromkeys(MALLINFO2_FIELDS)}
@@ -396,8 +397,13 @@ def _latency(lat: dict | None, notes: list) -> dict:
 
 
 def build(spec: dict, raw: dict, env: dict) -> dict:
-    """Turn the child's raw repeats into one record."""
+    """Turn the child's raw repeats into one record; a synthetic cell whose malloc returned NULL is a
+    failed one (it timed the failure, not the allocator's paths; a trace replays the program's own)."""
     reps = raw["repeats"]
+    refused = max(r["calls"]["failed"] for r in reps)
+    if refused and not spec.get("trace"):
+        return failed(spec, env, f"{refused} allocation(s) returned NULL in a repeat (out of memory for "
+                                 f"blocks up to {human_bytes(spec['size_hi'])}?): nothing was measured")
     total_ops = spec["ops"] * spec["threads"]
     notes = []
     ns = [r["counts"]["wall_ns"] / total_ops for r in reps]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -439,3 +440,18 @@ def test_exit_status_of_the_contract_is_written_in_the_readme():
     for code in ("0", "1", "2", "70"):
         assert f"`{code}`" in section.split("\n## ")[0]
     json.dumps(section)  # readable text
+
+
+@pytest.mark.parametrize("allocator", ["glibc", "toy"])
+def test_a_cell_whose_malloc_returns_null_is_failed_not_measured(allocator):
+    """Under a 2 GiB address-space limit a 4 GiB malloc returns NULL: the cell timed the failure, not
+    the allocator's paths, so the run is failed (exit 1) with the reason, never a row of numbers."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    proc = subprocess.run([sys.executable, "-m", "allocbench", "run", "--allocator", allocator, "--size", "4G",
+                           "--ops", "1", "--json"], capture_output=True, text=True, preexec_fn=limit,
+                          env={**os.environ, "PYTHONPATH": ROOT}, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    rec = json.loads(proc.stdout)
+    assert rec["status"] == "failed" and "returned NULL" in rec["error"]
