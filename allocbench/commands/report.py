@@ -59,12 +59,6 @@ def inputs(args):
     from ..report import Inputs
     from ..results import ResultsError, load_records
 
-    def records(what: str, path: str) -> list[dict]:
-        try:
-            return of_kind(what, path, load_records(path))
-        except ResultsError as e:
-            raise UsageError(str(e)) from None
-
     probes, calibration = load_probes_and_calibration(args)
     try:  # a file of inspect snapshots (--watch) is read as they are: they are not cells
         first = load_records(args.results)
@@ -84,7 +78,10 @@ def inputs(args):
             setattr(got, what, of_kind(what, path, load_results(path)))
             sources.append((what, path))
     if getattr(args, "inspect", None):
-        got.inspect = records("inspect", args.inspect)
+        try:  # snapshots are read as they are: they are not cells
+            got.inspect = of_kind("inspect", args.inspect, load_records(args.inspect))
+        except ResultsError as e:
+            raise UsageError(str(e)) from None
         sources.append(("inspect", args.inspect))
     if getattr(args, "advice", None):
         got.advice = [load_json(f, "advice") for f in args.advice]
