@@ -272,25 +272,35 @@ static int log_has(const char *log, const char *needle)
     return found;
 }
 
-int ab_strace_attach(const char *strace_bin, pid_t target, const char *log, pid_t *strace_pid,
+int ab_strace_attach(const char *strace_bin, pid_t target, char *log, size_t log_cap, pid_t *strace_pid,
                      char *err, size_t err_cap)
 {
+    snprintf(log, log_cap, "/tmp/allocbench-strace-XXXXXX");
+    int fd = mkstemp(log);
+    if (fd < 0) {
+        snprintf(err, err_cap, "strace's log, mkstemp: %s", strerror(errno));
+        log[0] = 0;
+        return -1;
+    }
+    close(fd);
+    int here = target == getpid();
+    if (here)
+        prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);  /* Yama: let our child trace us */
     char pid[32];
     snprintf(pid, sizeof pid, "%d", (int)target);
-    char *argv[] = {"strace", "-f", "-qq", "-e", (char *)ab_strace_filter, "-o", (char *)log, "-p", pid, NULL};
+    char *argv[] = {"strace", "-f", "-qq", "-e", (char *)ab_strace_filter, "-o", log, "-p", pid, NULL};
     /* No file actions: adding one mallocs, and a window's begin calls this.
      * strace writes its trace to -o; with -qq it says nothing on stdio. */
     int rc = posix_spawn(strace_pid, strace_bin, NULL, NULL, argv, environ);
     if (rc) {
         snprintf(err, err_cap, "spawning %s: %s", strace_bin, strerror(rc));
-        return -1;
+        goto failed;
     }
-    int here = target == getpid();
     for (int i = 0; i < 10000; i++) {  /* up to 10 s */
         int status;
         if (waitpid(*strace_pid, &status, WNOHANG) == *strace_pid) {
             snprintf(err, err_cap, "strace exited before attaching (status %d): ptrace not permitted?", status);
-            return -1;
+            goto failed;
         }
         /* TracerPid shows from strace's PTRACE_SEIZE, before it stops the threads and starts
          * tracing their syscalls: only a marker seen in its log says what follows is traced. */
@@ -306,20 +316,16 @@ int ab_strace_attach(const char *strace_bin, pid_t target, const char *log, pid_
     kill(*strace_pid, SIGKILL);
     waitpid(*strace_pid, NULL, 0);
     snprintf(err, err_cap, "strace did not attach within 10 s");
+failed:  /* no log is left behind */
+    unlink(log);
+    log[0] = 0;
     return -1;
 }
 
 static int strace_begin(ab_counter *c)
 {
-    snprintf(c->strace_log, sizeof c->strace_log, "/tmp/allocbench-strace-%d-XXXXXX", getpid());
-    int fd = mkstemp(c->strace_log);
-    if (fd < 0) {
-        set_error(c, "mkstemp: %s", strerror(errno));
-        return -1;
-    }
-    close(fd);
-    prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);  /* Yama: let our child trace us */
-    return ab_strace_attach(c->strace_path, getpid(), c->strace_log, &c->strace_pid, c->error, sizeof c->error);
+    return ab_strace_attach(c->strace_path, getpid(), c->strace_log, sizeof c->strace_log, &c->strace_pid,
+                            c->error, sizeof c->error);
 }
 
 /* The launcher's child, before its exec: a marker each millisecond until `go` is readable,

@@ -125,11 +125,12 @@ int ab_counter_read_totals(ab_counter *c, int64_t out[AB_NSYSCALLS]);
 extern const char ab_strace_filter[];
 int ab_strace_binary(const char *given, char *out, size_t cap, char *err, size_t err_cap);
 int ab_strace_count_log(const char *log, int bounded, int64_t out[AB_NSYSCALLS], char *err, size_t err_cap);
-/* strace -f attached to `target`, logging to `log`: 0 once the log shows AB_MARK_ATTACHED (what the
- * target does next is traced), or -1 with err set (strace gone or 10 s passed).  The target makes
- * the marker: this process itself when it is the target, else ab_strace_await_attach in the target,
- * which issues markers until `go` becomes readable. */
-int ab_strace_attach(const char *strace_bin, pid_t target, const char *log, pid_t *strace_pid,
+/* strace -f attached to `target`, logging to a new file whose path goes to `log`: 0 once the log
+ * shows AB_MARK_ATTACHED (what the target does next is traced), or -1 with err set (strace gone or
+ * 10 s passed), the log removed and `log` empty.  The target makes the marker: this process itself
+ * when it is the target, else ab_strace_await_attach in the target, which issues markers until `go`
+ * becomes readable. */
+int ab_strace_attach(const char *strace_bin, pid_t target, char *log, size_t log_cap, pid_t *strace_pid,
                      char *err, size_t err_cap);
 void ab_strace_await_attach(int go);
 

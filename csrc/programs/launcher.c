@@ -194,15 +194,9 @@ int main(int argc, char **argv)
         return fail(3, "counter method", note);
     ab_counter_close(&probe);
     char strace_log[64] = "", strace_bin[256] = "";
-    if (!strcmp(chosen, "strace")) {
-        if (ab_strace_binary(NULL, strace_bin, sizeof strace_bin, note, sizeof note))
-            return fail(3, "strace", note);
-        snprintf(strace_log, sizeof strace_log, "/tmp/allocbench-launch-XXXXXX");
-        int fd = mkstemp(strace_log);
-        if (fd < 0)
-            return fail(1, "strace's log", strerror(errno));
-        close(fd);
-    }
+    int tracing = !strcmp(chosen, "strace");
+    if (tracing && ab_strace_binary(NULL, strace_bin, sizeof strace_bin, note, sizeof note))
+        return fail(3, "strace", note);
 
     int go[2], err[2];
     if (pipe2(go, O_CLOEXEC) || pipe2(err, O_CLOEXEC))
@@ -212,7 +206,7 @@ int main(int argc, char **argv)
         setpgid(0, 0);  /* the program and whatever it starts: one group, killed whole */
         for (int i = 0; i < nenv; i++)
             putenv(envs[i]);
-        if (strace_log[0])
+        if (tracing)
             ab_strace_await_attach(go[0]);
         char c;
         if (read(go[0], &c, 1) != 1)
@@ -236,10 +230,10 @@ int main(int argc, char **argv)
     }
     pid_t strace_pid = 0;
     char why[512];
-    if (strace_log[0] && ab_strace_attach(strace_bin, pid, strace_log, &strace_pid, why, sizeof why)) {
+    if (tracing
+        && ab_strace_attach(strace_bin, pid, strace_log, sizeof strace_log, &strace_pid, why, sizeof why)) {
         snprintf(note, sizeof note, "strace on the child: %s", why);
-        unlink(strace_log);
-        strace_log[0] = 0, strace_pid = 0, chosen = "none";
+        chosen = "none";
     }
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     int64_t t0 = now_ns();
