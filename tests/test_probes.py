@@ -2,7 +2,7 @@
 import json
 
 import pytest
-from conftest import ENV, cli, needs_counts, one_line_error
+from conftest import NO_COUNTER, cli, needs_counts, one_line_error
 
 from allocbench import probes
 from allocbench.glibc_constants import request2size
@@ -69,16 +69,16 @@ def test_threads_take_mappings_not_brk_unless_one_arena():
 def test_probe_arenas_without_a_counter_prints_dashes_not_a_bug(tmp_path):
     """Counter method none: the arenas probe's table shows "-" where it has no count, and the
     report draws its figure with gaps (both crashed, exit 70, on formatting None)."""
-    none = {**ENV, "ALLOCBENCH_COUNTER_METHOD": "none"}
     out, report = tmp_path / "arenas.json", tmp_path / "REPORT.md"
-    proc = cli("probe", "arenas", "--out", out, env=none)
+    proc = cli("probe", "arenas", "--out", out, env=NO_COUNTER)
     assert proc.returncode == 0, proc.stderr
     row = next(line.split() for line in proc.stdout.splitlines() if line.split()[:2] == ["default", "1"])
     assert row[2:6] == ["-", "-", "-", "-"]
     assert "syscalls not counted" in proc.stdout and "not brk" not in proc.stdout  # no mechanism unseen
     cells = tmp_path / "r.jsonl"
-    assert cli("run", "--pattern", "churn", "--size", "4K", "--ops", "10", "--out", cells, env=none).returncode == 0
-    proc = cli("report", cells, "--probes", out, "--out", report, env=none)
+    run = cli("run", "--pattern", "churn", "--size", "4K", "--ops", "10", "--out", cells, env=NO_COUNTER)
+    assert run.returncode == 0, run.stderr
+    proc = cli("report", cells, "--probes", out, "--out", report, env=NO_COUNTER)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "probe_arenas.png").exists()
 

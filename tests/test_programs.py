@@ -7,12 +7,18 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import ENV, cli, needs_perf, needs_strace, one_line_error
+from conftest import NO_COUNTER, cli, needs_perf, needs_strace, one_line_error
 
 from allocbench import programs
 from allocbench.glibc_constants import request2size
 
 KIB, MIB, PAGE = 1024, 1 << 20, os.sysconf("SC_PAGE_SIZE")
+# Linux (6.2 on) keeps a process's RSS in per-CPU counters and reads them without summing: each
+# of its file and anon counts can be off by the batch (max(32, 2 x CPUs) pages) on every CPU,
+# both in /proc and in the high-water mark wait4 reports. Two CI runs here read a 64 MiB rise 39
+# and 23 pages short.
+_CPUS = os.cpu_count() or 1
+RSS_SLACK = 2 * max(32, 2 * _CPUS) * _CPUS * 4096
 pytestmark = pytest.mark.skipif(not shutil.which("gcc"), reason="gcc builds the test programs")
 
 
@@ -74,15 +80,12 @@ def test_under_strace_the_faults_and_peak_are_the_programs_own(tmp_path, monkeyp
         assert runs[method]["status"] == "ok" and runs[method]["counter_method"] == method
     perf, strace = runs["perf"], runs["strace"]
     assert abs(strace["minor_faults"] - perf["minor_faults"]) <= 32
-    # the high-water mark is read from per-CPU counters, each off by up to a batch (see below)
-    cpus = os.cpu_count() or 1
-    assert strace["peak_rss_bytes"] <= perf["peak_rss_bytes"] + 2 * max(32, 2 * cpus) * cpus * 4096
+    assert strace["peak_rss_bytes"] <= perf["peak_rss_bytes"] + RSS_SLACK
     assert strace["syscalls"] == perf["syscalls"]
 
 
 def test_exec_without_a_counter_says_the_syscalls_were_not_counted(tmp_path):
-    proc = cli("exec", "--repeats", "1", "--out", tmp_path / "p.jsonl", "--", "true",
-               env={**ENV, "ALLOCBENCH_COUNTER_METHOD": "none"})
+    proc = cli("exec", "--repeats", "1", "--out", tmp_path / "p.jsonl", "--", "true", env=NO_COUNTER)
     assert proc.returncode == 0, proc.stderr
     assert "s, syscalls not counted (counter none) (loader alone: -)" in proc.stdout
 
@@ -161,15 +164,9 @@ int main(void) {
     # the program's own baseline is the least sample before the peak: the first sample can be the
     # launcher's, before its exec
     base = min(rss[:rss.index(top) + 1])
-    # Linux (6.2 on) keeps a process's RSS in per-CPU counters and reads them without summing:
-    # each of its file and anon counts can be off by the batch (max(32, 2 x CPUs) pages) on every
-    # CPU, both in /proc and in the high-water mark wait4 reports. Two CI runs here read the rise
-    # 39 and 23 pages short of 64 MiB.
-    cpus = os.cpu_count() or 1
-    slack = 2 * max(32, 2 * cpus) * cpus * 4096
     # the peak is the kernel's own high-water mark (wait4's rusage), whatever the sampling caught
-    assert rec["peak_rss_bytes"] - base >= 64 * MIB - slack
-    assert top - base >= 64 * MIB - slack and rec["final_rss_bytes"] <= top - 60 * MIB
+    assert rec["peak_rss_bytes"] - base >= 64 * MIB - RSS_SLACK
+    assert top - base >= 64 * MIB - RSS_SLACK and rec["final_rss_bytes"] <= top - 60 * MIB
     assert rss.index(top) < len(rss) - 5  # it fell while the program was still running
 
 

@@ -6,7 +6,7 @@ import struct
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
-from conftest import ENV, cli, needs_counts, one_line_error
+from conftest import ENV, NO_COUNTER, cli, needs_counts, one_line_error
 
 from allocbench import sweep
 from allocbench.backends import BACKENDS
@@ -172,10 +172,9 @@ def test_a_report_of_uncounted_cells_says_so(tmp_path, grid_file):
     """Where neither perf nor strace can count (counter method none), the report still renders: the
     findings say the syscalls were not counted, and the cost model that it has no cell to model."""
     out, cal, report = tmp_path / "r.jsonl", tmp_path / "cal.json", tmp_path / "REPORT.md"
-    none = {**ENV, "ALLOCBENCH_COUNTER_METHOD": "none"}
-    assert cli("sweep", "--config", grid_file, "--out", out, env=none).returncode == 0
-    assert cli("calibrate", "--runs", "1", "--out", cal, env=none).returncode == 0
-    proc = cli("report", out, "--calibration", cal, "--out", report, env=none)
+    assert cli("sweep", "--config", grid_file, "--out", out, env=NO_COUNTER).returncode == 0
+    assert cli("calibrate", "--runs", "1", "--out", cal, env=NO_COUNTER).returncode == 0
+    proc = cli("report", out, "--calibration", cal, "--out", report, env=NO_COUNTER)
     assert proc.returncode == 0, proc.stderr
     text = report.read_text()
     assert "syscall counter: none" in text and "with uncounted vs uncounted syscalls/op" in text
