@@ -249,27 +249,42 @@ static void wait_exiting_threads(void)
     }
 }
 
-/* Does strace's log hold `needle` yet?  Read without malloc, in overlapping pieces. */
-static int log_has(const char *log, const char *needle)
+/* Each whole line of strace's log, in order, to `each` until it returns nonzero.  Read
+ * without malloc, as a window's begin polls it.  -1 if the log cannot be opened, else
+ * whether `each` stopped the reading. */
+static int log_lines(const char *log, int (*each)(char *line, void *arg), void *arg)
 {
     int fd = open(log, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return 0;
-    size_t keep = strlen(needle) - 1, have = 0;
-    char buf[4096 + 1];
+        return -1;
+    char buf[65536];
+    size_t have = 0;
     ssize_t r;
-    int found = 0;
-    while (!found && (r = read(fd, buf + have, sizeof buf - 1 - have)) > 0) {
+    int stopped = 0;
+    while (!stopped && (r = read(fd, buf + have, sizeof buf - 1 - have)) > 0) {
         have += (size_t)r;
         buf[have] = '\0';
-        found = strstr(buf, needle) != NULL;
-        if (have > keep) {  /* the tail that could begin the needle, read on */
-            memmove(buf, buf + have - keep, keep);
-            have = keep;
+        char *line = buf, *nl;
+        while (!stopped && (nl = strchr(line, '\n'))) {
+            *nl = '\0';
+            stopped = each(line, arg);
+            line = nl + 1;
         }
+        have -= (size_t)(line - buf);
+        memmove(buf, line, have);
+        if (have == sizeof buf - 1)
+            have = 0;  /* an absurdly long line: its head is all that matters */
     }
     close(fd);
-    return found;
+    return stopped;
+}
+
+static int line_has(char *line, void *needle) { return strstr(line, needle) != NULL; }
+
+/* Does strace's log hold `needle` yet? */
+static int log_has(const char *log, const char *needle)
+{
+    return log_lines(log, line_has, (void *)needle) == 1;
 }
 
 int ab_strace_attach(const char *strace_bin, pid_t target, char *log, size_t log_cap, pid_t *strace_pid,
@@ -338,60 +353,52 @@ void ab_strace_await_attach(int go)
         mark(AB_MARK_ATTACHED);
 }
 
-/* One line of strace's log: updates state (0 before the begin marker, 1 inside,
- * 2 after the end marker, 3 at an end marker with no begin) and counts traced
- * syscall entries inside. */
-static void strace_line(char *line, int *state, int64_t out[AB_NSYSCALLS])
+/* Counting a window in strace's log: state 0 before the begin marker, 1 inside, 2 after
+ * the end marker, 3 at an end marker with no begin.  Unbounded (the launcher's whole run),
+ * the markers are skipped and every traced call counts. */
+typedef struct log_count {
+    int state, bounded;
+    int64_t *out;
+} log_count;
+
+/* One line: counts a traced syscall's entry inside the window; nonzero once past its end. */
+static int count_line(char *line, void *arg)
 {
-    if (strstr(line, AB_MARK_BEGIN)) { *state = 1; return; }
-    if (strstr(line, AB_MARK_END)) { *state = *state == 1 ? 2 : 3; return; }
-    if (*state != 1)
-        return;
+    log_count *w = arg;
+    int begin = strstr(line, AB_MARK_BEGIN) != NULL, end = !begin && strstr(line, AB_MARK_END);
+    if (begin || end) {
+        if (w->bounded)
+            w->state = begin ? 1 : w->state == 1 ? 2 : 3;
+        return w->state >= 2;
+    }
+    if (w->state != 1)
+        return 0;
     char *p = line;
     while (*p >= '0' && *p <= '9') p++;   /* "PID  name(" with -f -o */
     while (*p == ' ') p++;
     if (*p == '<' || *p == '-' || *p == '+')
-        return;  /* "<... resumed>", signals and exits are not new calls */
+        return 0;  /* "<... resumed>", signals and exits are not new calls */
     size_t len = strcspn(p, "(");
     for (int i = 0; i < AB_NSYSCALLS; i++)
         if (strlen(ab_syscall_names[i]) == len && !strncmp(p, ab_syscall_names[i], len))
-            out[i]++;
+            w->out[i]++;
+    return 0;
 }
 
 int ab_strace_count_log(const char *log, int bounded, int64_t out[AB_NSYSCALLS], char *err, size_t err_cap)
 {
-    int fd = open(log, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    for (int i = 0; i < AB_NSYSCALLS; i++)
+        out[i] = 0;
+    log_count w = {bounded ? 0 : 1, bounded, out};
+    if (log_lines(log, count_line, &w) < 0) {
         snprintf(err, err_cap, "strace log %s: %s", log, strerror(errno));
         return -1;
     }
-    for (int i = 0; i < AB_NSYSCALLS; i++)
-        out[i] = 0;
-    int state = bounded ? 0 : 1;
-    char buf[65536];
-    size_t have = 0;
-    ssize_t r;
-    while (state < 2 && (r = read(fd, buf + have, sizeof buf - 1 - have)) > 0) {
-        have += (size_t)r;
-        buf[have] = '\0';
-        char *line = buf, *nl;
-        while (state < 2 && (nl = strchr(line, '\n'))) {
-            *nl = '\0';
-            if (bounded || (!strstr(line, AB_MARK_BEGIN) && !strstr(line, AB_MARK_END)))
-                strace_line(line, &state, out);
-            line = nl + 1;
-        }
-        have -= (size_t)(line - buf);
-        memmove(buf, line, have);
-        if (have == sizeof buf - 1)
-            have = 0;  /* an absurdly long line: its head is all that matters */
-    }
-    close(fd);
-    if (bounded && state == 3) {
+    if (bounded && w.state == 3) {
         snprintf(err, err_cap, "strace log has the window's end but not its begin (strace began tracing late)");
         return -1;
     }
-    if (bounded && state != 2) {
+    if (bounded && w.state != 2) {
         snprintf(err, err_cap, "strace log lacks the window markers (strace detached early?)");
         return -1;
     }
