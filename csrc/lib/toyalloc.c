@@ -1421,16 +1421,16 @@ void *toy_malloc(size_t size)
 }
 
 /* free without the fast path's assumptions: NULL, a large block, no heap,
- * a full cache, or a bad pointer to diagnose.
+ * a full cache, or a bad pointer to diagnose; s is p's span in the granule
+ * map, NULL if it has none.
  * The granule map first even for a page-aligned pointer: a small slot is often
  * page-aligned too, and the large table would cost it a stripe's mutex
  * (glibc-thread's mix: 5% of its time), where the map costs a large block a
  * few loads. */
-static __attribute__((noinline)) void free_slow(void *p)
+static __attribute__((noinline)) void free_slow(void *p, span *s)
 {
     if (!p)
         return;
-    span *s = span_of(p);
     if (LIKELY(s != NULL)) {
         small_free(s, p);
         return;
@@ -1459,8 +1459,8 @@ static __attribute__((noinline)) void free_slow(void *p)
 void toy_free(void *p)
 {
     heap *h = &th;
-    span *s = LIKELY(h->state == HEAP_READY) ? span_of(p) : NULL;
-    if (LIKELY(s != NULL)) {
+    span *s = span_of(p);
+    if (LIKELY(s != NULL && h->state == HEAP_READY)) {
         int c = (int)s->cls;
         if (LIKELY(FAST_FREE_OK(s, p, slot_index(s, p)) && h->count[c] < classes[c].tcache_max)) {
             live_add(h, -(int64_t)s->slot);
@@ -1468,7 +1468,7 @@ void toy_free(void *p)
             return;
         }
     }
-    free_slow(p);
+    free_slow(p, s);
 }
 
 void *toy_calloc(size_t n, size_t size)
