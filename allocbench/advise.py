@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -570,6 +571,19 @@ class Advisor:
                                      else (lambda line: None))
         self.env_info = machine.describe()
         self.store = RunStore(command, self.budget, out_dir, self.env_info)
+        self.scratch: str | None = None  # without --out, a private folder for the trace, removed by close()
+
+    def close(self) -> None:
+        """Remove what advise kept only for itself (the trace, without --out)."""
+        if self.scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
+
+    def __enter__(self) -> Advisor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def say(self, stage: str, what: str) -> None:
         self.progress(f"[advise {self.budget.spent:5.1f} s of {self.budget.seconds:g}] {stage}: {what}")
@@ -593,7 +607,10 @@ class Advisor:
 
     def record_trace(self) -> tuple[str | None, dict | None]:
         """The allocation trace (in --out, kept for a rerun), and what it holds; (None, None) without one."""
-        path = self.store.path("program.trace") or os.path.join(tempfile.gettempdir(), f"advise-{os.getpid()}.trace")
+        path = self.store.path("program.trace")
+        if not path:
+            self.scratch = self.scratch or tempfile.mkdtemp(prefix="allocbench-advise-")
+            path = os.path.join(self.scratch, "program.trace")
         if not (os.path.exists(path) and self.out_dir):
             self.say("record", f"the allocation trace -> {path}")
             try:
@@ -609,6 +626,10 @@ class Advisor:
             return None, None
 
     def advise(self) -> dict:
+        with self:
+            return self._advise()
+
+    def _advise(self) -> dict:
         baseline = self.run_baseline()
         trace, trace_info = self.record_trace()
         top = max((r["new_threshold"] for r in (baseline.get("explain") or {}).get("rises", [])), default=None)

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import cli, one_line_error
+from conftest import ENV, cli, one_line_error
 
 from allocbench import advise, stats
 from allocbench.glibc_constants import request2size
@@ -90,14 +90,26 @@ def test_a_pinned_threshold_is_frozen_and_the_answer_has_its_shape(tmp_path):
 
 def test_threads_bring_arena_candidates_and_a_screen_on_their_threads(tmp_path):
     exe = build(tmp_path, "threads", THREADS)
-    a = advise.Advisor([exe], budget=60, progress=lambda line: None)
-    baseline = a.run_baseline()
-    trace, info = a.record_trace()
+    with advise.Advisor([exe], budget=60, progress=lambda line: None) as a:
+        baseline = a.run_baseline()
+        trace, info = a.record_trace()
+        assert os.path.dirname(trace) == a.scratch  # no --out: the trace in a private folder
+        method, why, replay_threads = advise.choose_screen(trace, info)
+    assert not os.path.exists(trace)  # and gone with it
     candidates = advise.propose(baseline, info, None, a.env_info, advise.objective("memory"))
     arenas = sorted(c.settings["arena_max"] for c in candidates if "arena_max" in c.settings)
     assert arenas == [1, 2, 4] and info["threads"] == 4  # main and 3 workers
-    method, why, replay_threads = advise.choose_screen(trace, info)
     assert method == "replay" and replay_threads == "recorded" and "4 threads" in why
+
+
+def test_without_out_nothing_is_left_behind(tmp_path):
+    """advise without --out keeps its trace in a private folder (not a name other users can guess in
+    /tmp) and removes it at the end."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc = cli("advise", "--budget", "20", "--", "true", env={**ENV, "TMPDIR": str(scratch)})
+    assert proc.returncode == 0, proc.stderr
+    assert list(scratch.iterdir()) == []
 
 
 def test_propose_takes_its_candidates_from_the_program():
