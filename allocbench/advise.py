@@ -262,13 +262,16 @@ class RunStore:
         return cls._run_key(r["advise_stage"], r["allocator"], r["settings"], r["repeat"])
 
     def run(self, stage: str, allocator: str, settings: dict, repeat: int, explain: bool = False,
-            timeout: float | None = None) -> dict:
+            timeout: float | None = None, keep: float = 0.0) -> dict | None:
         """One exec run, or its record from an earlier call into the same --out.
-        Its timeout: `timeout`, and never past the budget (then the record says so)."""
+        Its timeout: `timeout`, and never past the budget (then the record says so).
+        With `keep`, seconds the budget must keep for later stages: None when it cannot."""
         key = self._run_key(stage, allocator, settings, repeat)
         if key in self.runs:
             return self.runs[key]
-        left = max(1.0, self.budget.left())
+        if keep and self.budget.left() - keep < 1:
+            return None
+        left = max(1.0, self.budget.left() - keep)
         limit = min(timeout or left, left)
         log = self.out_dir and programs.log_path(self.path("runs.jsonl"), self.command, allocator, settings, repeat)
         rec = self.budget.run(programs.run_program, self.command, allocator, settings, repeat, hz=self.hz,
@@ -280,12 +283,13 @@ class RunStore:
             append_record(self.path("runs.jsonl"), rec)
         return rec
 
-    def replay(self, spec: dict, timeout: float) -> dict | None:
-        """One replay cell, or its record from before; None when the budget has run out."""
+    def replay(self, spec: dict, timeout: float, keep: float = 0.0) -> dict | None:
+        """One replay cell, or its record from before; None when the budget, less the `keep`
+        seconds later stages need, has run out."""
         key = cell_key(spec)
         if key in self.replays:
             return self.replays[key]
-        left = self.budget.left()
+        left = self.budget.left() - keep
         if left < 1:
             return None
         started = time.monotonic()
@@ -333,9 +337,10 @@ def choose_screen(trace: str | None, trace_info: dict | None) -> tuple[str, str,
 
 
 def screen_by_replay(store: RunStore, candidates: list[Candidate], baseline: dict, trace: str,
-                     replay_threads: str) -> str | None:
-    """Each candidate screened by a replay; or, when the default's replay took longer than the program
-    itself (a replay is meant to be the cheap screen), nothing screened and why, for screen_by_exec."""
+                     replay_threads: str, keep=lambda: 0.0) -> str | None:
+    """Each candidate screened by a replay, while the budget keeps keep() seconds for verifying; or,
+    when the default's replay took longer than the program itself (a replay is meant to be the cheap
+    screen), nothing screened and why, for screen_by_exec."""
     glibc = glibc_backend().name
     spec = lambda a, s: runner.make_spec(allocator=a, pattern="trace", trace=trace, size=0, repeats=1,
                                          settings=s, replay_threads=replay_threads)
@@ -355,7 +360,7 @@ def screen_by_replay(store: RunStore, candidates: list[Candidate], baseline: dic
     program = {"wall": baseline["wall_ns"], "mean_rss": baseline["mean_rss_bytes"],
                "peak_rss": baseline["peak_rss_bytes"]}
     for c in candidates:
-        rec = store.replay(spec(c.allocator, c.settings), limit)
+        rec = store.replay(spec(c.allocator, c.settings), limit, keep())
         if rec is None:
             c.stopped = f"{BUDGET_RAN_OUT} before it was screened"
             continue
@@ -369,12 +374,14 @@ def screen_by_replay(store: RunStore, candidates: list[Candidate], baseline: dic
                                             if got[k] is not None and base[k] is not None}}
 
 
-def screen_by_exec(store: RunStore, candidates: list[Candidate], baseline: dict) -> None:
+def screen_by_exec(store: RunStore, candidates: list[Candidate], baseline: dict, keep=lambda: 0.0) -> None:
+    """Each candidate screened by one run of the program, while the budget keeps keep() seconds for verifying."""
     for c in candidates:
-        if store.budget.left() <= 0:
+        rec = store.run("screen", c.allocator, c.settings, 0, timeout=STOP_FACTOR * baseline["wall_ns"] / 1e9,
+                        keep=keep())
+        if rec is None:
             c.stopped = f"{BUDGET_RAN_OUT} before it was screened"
             continue
-        rec = store.run("screen", c.allocator, c.settings, 0, timeout=STOP_FACTOR * baseline["wall_ns"] / 1e9)
         if rec["status"] != "ok":
             c.stage, c.stopped = "stopped", stopped_because(rec, "stopped", "its run failed")
             continue
@@ -389,23 +396,31 @@ def survivors(candidates: list[Candidate], obj: Objective, rounds_room: int) -> 
     than the default by the screen or close to it (SCREEN_CLOSE: a screen cannot tell 1% apart), best
     first, as many as `rounds_room` rounds of MIN_PAIRS can verify: a budget left over verifies the close
     ones rather than stopping early.  Each one left out says why."""
-    limit = obj.limit * SCREEN_SLACK
     fit = []
     for c in candidates:
         if c.stage != "screened":
             continue
-        con, got = c.screen.get(obj.constraint, math.inf), c.screen.get(obj.measure, math.inf)
-        if con > limit:
-            c.stopped = f"screen: outside the constraint ({con:.2f}x {obj.constraint.replace('_', ' ')})"
-        elif not got < SCREEN_CLOSE:
-            c.stopped = f"screen: not {obj.better} ({got:.2f}x {obj.measure.replace('_', ' ')})"
-        else:  # better by the screen, or within its noise of the default: verification tells
+        failed = screen_failed(c, obj)
+        if failed:
+            c.stopped = failed
+        else:
             fit.append(c)
     fit.sort(key=lambda c: (c.screen[obj.measure], c.invasive))
     keep = fit[:max(1, min(MAX_SURVIVORS, rounds_room))] if fit else []
     for rank, c in enumerate(fit[len(keep):], len(keep) + 1):
         c.stopped = f"ranked {ordinal(rank)} by the screen; the budget verified the best {len(keep)}"
     return keep
+
+
+def screen_failed(c: Candidate, obj: Objective) -> str | None:
+    """Why a screened candidate is not worth verifying, or None: better than the default by the
+    screen, or within its noise, and inside the constraint with slack (a screen is one noisy run)."""
+    con, got = c.screen.get(obj.constraint, math.inf), c.screen.get(obj.measure, math.inf)
+    if con > obj.limit * SCREEN_SLACK:
+        return f"screen: outside the constraint ({con:.2f}x {obj.constraint.replace('_', ' ')})"
+    if not got < SCREEN_CLOSE:
+        return f"screen: not {obj.better} ({got:.2f}x {obj.measure.replace('_', ' ')})"
+    return None
 
 
 def plan_rounds(left_s: float, wall_s: float, n: int) -> int:
@@ -441,6 +456,8 @@ def verify(store: RunStore, chosen: list[Candidate], baseline: dict) -> list[dic
             c.runs.append(rec)
             c.stage = "verified"
     for c in chosen:
+        if c.stage == "verified" and len(c.runs) < stats.MIN_PAIRS:  # too few pairs to test: no verdict
+            c.stage, c.stopped = "stopped", f"{BUDGET_RAN_OUT} after {len(c.runs)} of {stats.MIN_PAIRS} pairs"
         measure(c, default_runs, baseline.get("syscalls") or {})
     return default_runs
 
@@ -477,13 +494,21 @@ def recommend(candidates: list[Candidate], obj: Objective, default_runs: list[di
         seen = [c.measures[obj.measure].detectable for c in verified
                 if c.measures[obj.measure].detectable is not None]
         could = f"; these runs could have seen a difference of {min(seen):.0%}" if seen else ""
-        return None, f"keep the default: no candidate was {obj.better} at 95% {obj.constraint_words()}{could}"
+        return None, (f"keep the default: no candidate was {obj.better} at 95% {obj.constraint_words()}{could}"
+                      + unseen(cut, candidates))
     ok.sort(key=lambda c: c.measures[obj.measure].estimate)
     best = ok[0]
     for c in ok[1:]:  # the least invasive among those the runs cannot tell from the best
         if c.invasive < best.invasive and not stats.runs(best.runs, c.runs, VALUE[obj.measure], obj.kind).significant:
-            return c, reason(c, default_runs) + f" (as good as {best.label} by the test, and a smaller change)"
-    return best, reason(best, default_runs)
+            return c, (reason(c, default_runs) + f" (as good as {best.label} by the test, and a smaller change)"
+                       + unseen(cut, candidates))
+    return best, reason(best, default_runs) + unseen(cut, candidates)
+
+
+def unseen(cut: list[Candidate], candidates: list[Candidate]) -> str:
+    """What an answer did not look at: the candidates the budget left unscreened or unverified."""
+    return (f"; the budget ran out before {len(cut)} of {len(candidates)} candidates were screened or verified "
+            "(a larger --budget sees them)") if cut else ""
 
 
 def reason(c: Candidate, default_runs: list[dict]) -> str:
@@ -638,16 +663,20 @@ class Advisor:
             self.say("candidates", f"{c.label}: {c.why}")
         method, why, replay_threads = choose_screen(trace, trace_info)
         self.say("screen", f"by {method}: {why}")
+        wall = baseline["wall_ns"] / 1e9
+        round_cost = stats.MIN_PAIRS * wall * ROUND_MARGIN  # MIN_PAIRS runs of the default or of one candidate
+        # once a candidate has passed the screen, the screen leaves room to verify it against the default
+        keep = lambda: 2 * round_cost if any(c.stage == "screened" and not screen_failed(c, self.objective)
+                                             for c in candidates) else 0.0
         if method == "replay":
-            slow = screen_by_replay(self.store, candidates, baseline, trace, replay_threads)
+            slow = screen_by_replay(self.store, candidates, baseline, trace, replay_threads, keep)
             if slow:
                 method, why = "exec", slow
                 self.say("screen", f"by exec instead: {why}")
         if method == "exec":
-            screen_by_exec(self.store, candidates, baseline)
-        wall = baseline["wall_ns"] / 1e9
+            screen_by_exec(self.store, candidates, baseline, keep)
         # candidates verifiable in MIN_PAIRS rounds of the default and each of them
-        room = int(self.budget.left() / (stats.MIN_PAIRS * wall * ROUND_MARGIN)) - 1
+        room = int(self.budget.left() / round_cost) - 1
         chosen = survivors(candidates, self.objective, room)
         if chosen:
             self.say("verify", f"{', '.join(c.label for c in chosen)} against the default, in turns")

@@ -11,8 +11,9 @@ import subprocess
 import pytest
 from conftest import ENV, cli, one_line_error
 
-from allocbench import advise, stats
+from allocbench import advise, runner, stats
 from allocbench.glibc_constants import request2size
+from allocbench.records import cell_key
 
 pytestmark = pytest.mark.skipif(not shutil.which("gcc"), reason="gcc builds the test programs")
 KIB, MIB, PAGE = 1024, 1 << 20, 4096
@@ -171,6 +172,11 @@ def test_the_recommendation_is_better_at_95_percent_and_inside_the_constraint():
     assert best is None and why.startswith("no answer within the budget: it ran out before 1 of 2 candidates")
     cut[0].stopped = "screen: not leaner (1.02x mean rss)"  # every candidate seen and none better: keep
     assert advise.recommend(cut, obj, default_runs)[1].startswith("keep the default")
+    # an answer says what the budget left unseen
+    unseen = advise.Candidate("glibc", {"arena_max": 4}, "w", stopped="the budget ran out before it was screened")
+    best, why = advise.recommend([b, c, unseen], obj, default_runs)
+    assert best is b and why.endswith("; the budget ran out before 1 of 3 candidates were screened or verified "
+                                      "(a larger --budget sees them)")
     acc = advise.screening_accuracy([b, c], "replay")  # neither was screened: nothing to rank
     assert acc["verified"] == 0 and acc["mean_rss"]["rank_correlation"] is None
 
@@ -227,6 +233,36 @@ def test_screening_accuracy_ranks_the_verified_candidates_alone():
     assert advise.verdict_words(two).count("untested") == 3 and "0.50x" not in advise.verdict_words(two)
 
 
+def test_the_screen_keeps_room_to_verify_and_a_cut_verification_is_no_verdict():
+    """numpy's advice spent its whole budget screening and verified nothing.  A store asked to keep
+    seconds for verifying runs nothing past them (a recorded run is still returned: it costs nothing);
+    a verification the budget cut below MIN_PAIRS pairs is no verdict, so no answer, not "keep"."""
+    trace = os.path.join(os.path.dirname(__file__), "data", "zstd-T2.trace")
+    spec = runner.make_spec(allocator="glibc", pattern="trace", trace=trace, size=0, repeats=1, settings={},
+                            replay_threads="recorded")
+    store = advise.RunStore(["true"], advise.Budget(10), None, {})
+    store.budget.spent = 6.5
+    assert store.replay(spec, 10, keep=3) is None and store.run("screen", "glibc", {}, 0, keep=3) is None
+    assert store.budget.spent == 6.5  # nothing ran
+    store.replays[cell_key(spec)] = {"status": "ok"}
+    assert store.replay(spec, 10, keep=3) == {"status": "ok"}
+
+    class Store:  # each run takes a second of a 5 s budget
+        budget = advise.Budget(5)
+
+        def run(self, stage, allocator, settings, repeat, timeout=None):
+            self.budget.spent += 1
+            return {"status": "ok", "wall_ns": 1e8, "cpu_ns": 1e8, "peak_rss_bytes": 1, "mean_rss_bytes": 1,
+                    "final_rss_bytes": 1, "minor_faults": 1, "major_faults": 0, "syscalls": {}}
+
+    c = advise.Candidate("glibc", {"arena_max": 1}, "w", stage="screened", screen={"mean_rss": 0.5, "wall": 1.0})
+    default_runs = advise.verify(Store(), [c], {"wall_ns": 1e8})
+    assert len(default_runs) == 3 and len(c.runs) == 2  # the third round's default took the last second
+    assert c.stage == "stopped" and c.stopped == f"the budget ran out after 2 of {stats.MIN_PAIRS} pairs"
+    best, why = advise.recommend([c], advise.objective("memory"), default_runs)
+    assert best is None and why.startswith("no answer within the budget: it ran out before 1 of 1 candidates")
+
+
 def test_a_replay_slower_than_the_program_hands_the_screen_to_exec():
     """numpy's 2-thread replays took longer than the program (0.5 s): the screen ran out of budget
     before it verified anything. When the default's replay took longer than the program, nothing
@@ -235,7 +271,7 @@ def test_a_replay_slower_than_the_program_hands_the_screen_to_exec():
         def __init__(self, elapsed):
             self.elapsed, self.replayed = elapsed, 0
 
-        def replay(self, spec, timeout):
+        def replay(self, spec, timeout, keep=0.0):
             self.replayed += 1
             return {"status": "ok", "advise_elapsed_s": self.elapsed}
 

@@ -14,7 +14,7 @@ from conftest import cli, one_line_error
 from allocbench import runner
 from allocbench.report import Inputs, write_report
 from allocbench.report.html import write_html
-from allocbench.report.summary import anchor, cliff, peers_line
+from allocbench.report.summary import advice, anchor, cliff, peers_line
 
 KIB = 1024
 
@@ -199,6 +199,21 @@ def test_a_replay_best_is_named_only_when_it_beats_every_other_setting():
     # equal medians: the first in table order is named; the fixed threshold, 1.6x heavier, is not "the same"
     assert peak_line == ("Best peak RSS: none by the test; glibc dynamic has the lowest median and toy cannot be "
                          "told from it.")
+
+
+def test_the_advice_line_counts_what_the_budget_left_unseen():
+    def cand(stage, stopped=None):
+        return {"stage": stage, "stopped": stopped}
+    cut = "the budget ran out before it was screened"
+    keep = {"command": ["python", "numpy_arrays.py"], "recommendation": None, "spent_s": 12.4,
+            "keep_default_why": "keep the default: no candidate was leaner", "candidates":
+            [cand("verified"), cand("screened", "screen: outside the constraint (2.11x wall)"), cand("candidate", cut),
+             cand("stopped", "the budget ran out after 2 of 6 pairs")]}
+    whole = {"command": ["gcc"], "recommendation": {"line": "MALLOC_ARENA_MAX=1 gcc"}, "spent_s": 6,
+             "keep_default_why": None, "candidates": [cand("verified"), cand("verified")]}
+    (line,) = advice(Inputs(cells=[], results_path="", advice=[keep, whole]))
+    assert ("numpy_arrays.py: keep the default (1 verified, 2 of 4 not seen within the budget, 12 s); "
+            "gcc: `MALLOC_ARENA_MAX=1 gcc` (2 verified, 6 s).") in line
 
 
 def test_each_input_file_must_hold_its_own_kind_of_record(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from .. import stats
+from ..advise import BUDGET_RAN_OUT
 from ..glibc_constants import DEFAULT_MMAP_THRESHOLD, mmapped_chunk_bytes
 from ..records import series_key
 from ..series import glibc_at, program_name
@@ -55,11 +56,14 @@ def advice(inputs) -> list[str]:
     out = []
     for result in inputs.advice or []:
         rec = result.get("recommendation")
-        verified = sum(1 for c in result["candidates"] if c["stage"] == "verified")
+        cands = result["candidates"]
+        verified = sum(1 for c in cands if c["stage"] == "verified")
+        unseen = sum(1 for c in cands if c["stage"] != "verified" and BUDGET_RAN_OUT in (c["stopped"] or ""))
         why = result.get("keep_default_why") or ""
         answer = (f"`{rec['line']}`" if rec else "no answer within the budget" if why.startswith("no answer")
                   else "keep the default")
-        out.append(f"{program_name(result)}: {answer} ({verified} verified, {result['spent_s']:.0f} s)")
+        unseen_words = f", {unseen} of {len(cands)} not seen within the budget" if unseen else ""
+        out.append(f"{program_name(result)}: {answer} ({verified} verified{unseen_words}, {result['spent_s']:.0f} s)")
     if not out:
         return []
     return ["**What to set** (`allocbench advise`, objective as run): " + "; ".join(out)
