@@ -182,7 +182,7 @@ def test_the_recommendation_is_better_at_95_percent_and_inside_the_constraint():
 
 
 @pytest.mark.parametrize("args,message", [
-    ([], "no command"), (["--", "no-such-command-here"], "command not found"),
+    ([], "e.g. allocbench advise -- "), (["--", "no-such-command-here"], "command not found"),
     (["--max-slowdown", "0.5", "--", "true"], "--max-slowdown must be at least 1"),
     (["--max-growth", "0.9", "--", "true"], "--max-growth must be at least 1"),
     (["--budget", "0.2", "--", "sleep", "0.5"], "cannot verify anything"),

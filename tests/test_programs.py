@@ -180,7 +180,7 @@ def test_a_crash_is_a_failed_record_and_the_grid_goes_on(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["exec", "--"], "no command"),
+    (["exec", "--"], "no command: give it after --, e.g. allocbench exec -- "),
     (["exec", "--", "no-such-command-here"], "command not found"),
     (["exec", "--mmap-threshold", "64M", "--", "true"], "mmap_threshold must be"),
     (["exec", "--tcache-count", "70000", "--", "true"], "tcache_count must be"),

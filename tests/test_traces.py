@@ -185,6 +185,9 @@ def test_recording_refuses_what_it_cannot_write_before_running(tmp_path):
     assert one_line_error(proc, "cannot write /proc/no/such/x.trace") and not marker.exists()
     assert one_line_error(cli("record", "--out", tmp_path / "t.trace", "--input", "/no/file", "--", "true"),
                           "--input /no/file: no such file")
+    assert one_line_error(cli("record", "--out", tmp_path / "t.trace", "--"),
+                          "no command: give it after --, e.g. allocbench record --out ")
+    assert not (tmp_path / "t.trace").exists()
     timed_out = cli("record", "--out", tmp_path / "t.trace", "--timeout", "1", "--", "sleep", "30")
     assert timed_out.returncode == 1 and "timeout: killed after 1 s" in timed_out.stderr  # failed, not bad input
 

@@ -151,8 +151,16 @@ def add_program_io(parser, what: str) -> None:
                              "stderr); by default they go to a log file beside --out, or are discarded")
 
 
+EXAMPLES = {"exec": "allocbench exec -- python3 script.py", "record": "allocbench record --out app.trace -- ./app",
+            "advise": "allocbench advise -- ./app --its-args"}
+
+
 def command_after_dashes(args) -> list[str]:
-    return args.command[1:] if args.command[:1] == ["--"] else args.command
+    """The program to run, given after --; refused, with an example of this verb, when there is none."""
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise UsageError(f"no command: give it after --, e.g. {EXAMPLES[args.command_name]}")
+    return command
 
 
 def load_results(path: str, strict: bool = False) -> list[dict]:
