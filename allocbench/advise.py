@@ -262,16 +262,17 @@ class RunStore:
         return cls._run_key(r["advise_stage"], r["allocator"], r["settings"], r["repeat"])
 
     def run(self, stage: str, allocator: str, settings: dict, repeat: int, explain: bool = False,
-            timeout: float | None = None, keep: float = 0.0) -> dict | None:
+            timeout: float | None = None, keep: float | None = None) -> dict | None:
         """One exec run, or its record from an earlier call into the same --out.
         Its timeout: `timeout`, and never past the budget (then the record says so).
-        With `keep`, seconds the budget must keep for later stages: None when it cannot."""
+        Given `keep`, the seconds the budget must keep for later stages: None when less than
+        a second is left besides."""
         key = self._run_key(stage, allocator, settings, repeat)
         if key in self.runs:
             return self.runs[key]
-        if keep and self.budget.left() - keep < 1:
+        if keep is not None and self.budget.left() - keep < 1:
             return None
-        left = max(1.0, self.budget.left() - keep)
+        left = max(1.0, self.budget.left() - (keep or 0.0))
         limit = min(timeout or left, left)
         log = self.out_dir and programs.log_path(self.path("runs.jsonl"), self.command, allocator, settings, repeat)
         rec = self.budget.run(programs.run_program, self.command, allocator, settings, repeat, hz=self.hz,

@@ -244,6 +244,8 @@ def test_the_screen_keeps_room_to_verify_and_a_cut_verification_is_no_verdict():
     store.budget.spent = 6.5
     assert store.replay(spec, 10, keep=3) is None and store.run("screen", "glibc", {}, 0, keep=3) is None
     assert store.budget.spent == 6.5  # nothing ran
+    store.budget.spent = 9.5  # nor with nothing to keep, once the budget is spent
+    assert store.replay(spec, 10) is None and store.run("screen", "glibc", {}, 0, keep=0.0) is None
     store.replays[cell_key(spec)] = {"status": "ok"}
     assert store.replay(spec, 10, keep=3) == {"status": "ok"}
 
