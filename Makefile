@@ -124,7 +124,7 @@ bench: system build ## the default sweep and the probes, then plots/ and plots/R
 toy-churn: build ## the toy against glibc's dynamic threshold on 4 MiB churn, 20 pairs in turns, sign test
 	$(PY) scripts/toy-churn
 
-toy-speed: system build ## the toy against the other allocators, program by program (benchmarks/peers, about 6 minutes)
+toy-speed: system build ## the toy against the other allocators, program by program (benchmarks/peers, about 3 minutes)
 	$(PY) scripts/toy-peers results/toy_peers.jsonl || test $$? -eq 1
 	$(PY) -m allocbench report results/toy_peers.jsonl --out results/toy_speed/REPORT.md
 	@echo "report:  results/toy_speed/REPORT.md"
