@@ -343,6 +343,11 @@ def test_bad_targets_are_one_line_and_exit_2(tmp_path, exe):
     assert one_line_error(cli("inspect", "999999999"), "no such process")
     assert one_line_error(cli("inspect", "abc"), "is not a process id")
     assert one_line_error(cli("inspect", "2"), "kernel thread")  # kthreadd
+    me = os.getpid()  # options that contradict each other are refused before the process is read
+    assert one_line_error(cli("inspect", me, "--json", "--format", "openmetrics"), "ask for two formats")
+    assert one_line_error(cli("inspect", me, "--watch", "1", "--count", "0", "--out", tmp_path / "w.jsonl"),
+                          "--count must be at least 1")
+    assert not (tmp_path / "w.jsonl").exists()
     zombie = subprocess.Popen(["true"])
     while not os.path.exists(f"/proc/{zombie.pid}") or open(f"/proc/{zombie.pid}/stat").read().split()[2] != "Z":
         pass  # exited, not yet reaped: a process that is gone while it is read

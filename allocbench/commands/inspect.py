@@ -28,9 +28,9 @@ def add_arguments(p) -> None:
                    help="read while it runs: two reads, and only what both agree on (default: every thread stopped "
                         "for the snapshot, a few milliseconds)")
     p.add_argument("--json", action="store_true", help="one JSON object (same as --format json)")
-    p.add_argument("--format", choices=FORMATS, default="text",
-                   help="text (a table of arenas and the findings), json, or openmetrics (for node_exporter's "
-                        "textfile collector: pid and comm labels, bytes)")
+    p.add_argument("--format", choices=FORMATS,
+                   help="text (a table of arenas and the findings; the default), json, or openmetrics (for "
+                        "node_exporter's textfile collector: pid and comm labels, bytes)")
     p.add_argument("--watch", type=seconds_arg, metavar="SECONDS", help="a snapshot every SECONDS, one JSON line "
                                                                         "each to --out")
     p.add_argument("--count", type=count_arg, help="--watch: this many snapshots (default: until interrupted)")
@@ -173,7 +173,11 @@ def run(args) -> int:
     from ..remote import TargetError
     from ..results import append_record
 
-    fmt = "json" if args.json else args.format
+    if args.json and args.format not in (None, "json"):
+        raise UsageError(f"--json and --format {args.format} ask for two formats: give one")
+    fmt = "json" if args.json else args.format or "text"
+    if args.count == 0:
+        raise UsageError("--count must be at least 1 (without it, --watch runs until interrupted)")
     if args.all == (args.pid is not None):
         raise UsageError("give a PID, or --all")
     if args.count is not None and not args.watch:
