@@ -417,6 +417,9 @@ def screen_failed(c: Candidate, obj: Objective) -> str | None:
     """Why a screened candidate is not worth verifying, or None: better than the default by the
     screen, or within its noise, and inside the constraint with slack (a screen is one noisy run)."""
     con, got = c.screen.get(obj.constraint, math.inf), c.screen.get(obj.measure, math.inf)
+    unmeasured = [name for name, v in ((obj.constraint, con), (obj.measure, got)) if v is None]
+    if unmeasured:  # a mean RSS with no sample: a run too short for the sampler
+        return f"screen: no {unmeasured[0].replace('_', ' ')} measured"
     if con > obj.limit * SCREEN_SLACK:
         return f"screen: outside the constraint ({con:.2f}x {obj.constraint.replace('_', ' ')})"
     if not got < SCREEN_CLOSE:
@@ -543,15 +546,26 @@ def verdict_words(c: Candidate) -> str:
     return c.stopped or f"screened ({(c.screen or {}).get('method')}), not verified"
 
 
+def rss_text(n: float | None) -> str:
+    return f"{n / MIB:.1f} MiB" if n is not None else "unsampled (the program ended before the first sample)"
+
+
 def answer(command: list[str], obj: Objective, budget: Budget, screen: dict, baseline: dict,
            default_runs: list[dict], trace_info: dict | None, candidates: list[Candidate], env_info: dict) -> dict:
     best, why = recommend(candidates, obj, default_runs)
     ranked = sorted(candidates, key=lambda c: (
         0 if eligible(c, obj) else 1 if c.stage == "verified" else 2 if c.stage == "screened" else 3,
-        c.measures[obj.measure].estimate if c.measures else (c.screen or {}).get(obj.measure, math.inf)))
+        (c.measures[obj.measure].estimate if c.measures else (c.screen or {}).get(obj.measure)) or math.inf))
     cmp_dict = lambda x: None if x is None else x.to_dict()  # estimate, low, high, verdict, n, ...
     base_runs = default_runs or [baseline]
-    median = lambda name: statistics.median(r[name] for r in base_runs)
+
+    def median(name: str) -> float | None:  # None where no run has it (no RSS sample in a very short run)
+        values = [r[name] for r in base_runs if r.get(name) is not None]
+        return statistics.median(values) if values else None
+
+    if best is None and obj.measure == "mean_rss" and median("mean_rss_bytes") is None:
+        why = ("no answer: the program ended before its RSS was sampled, so there is no mean RSS to compare; "
+               "--objective time compares wall time")
     glibc = glibc_backend().name
     return {
         "objective": obj.name, "command": command,

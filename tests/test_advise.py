@@ -265,6 +265,34 @@ def test_the_screen_keeps_room_to_verify_and_a_cut_verification_is_no_verdict():
     assert best is None and why.startswith("no answer within the budget: it ran out before 1 of 1 candidates")
 
 
+def test_a_program_too_short_for_an_rss_sample_gets_an_answer_that_says_so(tmp_path):
+    """`advise -- true` under load: no run took an RSS sample, so no mean RSS (it exited 70 on the
+    median of Nones).  The answer says why it has none, and every rendering of it works."""
+    from allocbench.commands.advise import render
+    from allocbench.report import Inputs, write_report
+
+    def run(i):
+        return {"repeat": i, "wall_ns": 1e6, "cpu_ns": 1e6, "peak_rss_bytes": 1 << 20, "mean_rss_bytes": None,
+                "final_rss_bytes": None, "minor_faults": 70, "major_faults": 0, "syscalls": {}}
+    default_runs = [run(i) for i in range(6)]
+    c, d = (advise.Candidate("glibc", {"arena_max": n}, "w", stage="verified", runs=[run(i) for i in range(6)])
+            for n in (1, 2))
+    for x in (c, d):
+        advise.measure(x, default_runs, {})
+    e = advise.Candidate("glibc", {"arena_max": 4}, "w", stage="screened",
+                         screen={"method": "exec", "wall": 1.0, "mean_rss": None})
+    obj = advise.objective("memory")
+    assert advise.survivors([e], obj, 2) == [] and e.stopped == "screen: no mean rss measured"
+    result = advise.answer(["true"], obj, advise.Budget(20), {"method": "exec", "why": "w"},
+                           run(0), default_runs, None, [c, d, e], {})
+    assert result["baseline"]["mean_rss_bytes"] is None and result["recommendation"] is None
+    assert result["keep_default_why"].startswith("no answer: the program ended before its RSS was sampled")
+    assert "mean RSS unsampled (the program ended before the first sample)" in "\n".join(render(result))
+    write_report(Inputs(cells=[], results_path="", advice=[result]), str(tmp_path / "R.md"))
+    report = (tmp_path / "R.md").read_text()
+    assert "mean RSS of unsampled" in report and "true: no answer (2 verified" in report
+
+
 def test_a_replay_slower_than_the_program_hands_the_screen_to_exec():
     """numpy's 2-thread replays took longer than the program (0.5 s): the screen ran out of budget
     before it verified anything. When the default's replay took longer than the program, nothing

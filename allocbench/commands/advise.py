@@ -58,10 +58,12 @@ def accuracy_text(acc: dict) -> str:
 
 
 def render(result: dict) -> list[str]:
+    from ..advise import rss_text
+
     b = result["baseline"]
     lines = [f"advise ({result['objective']}): {' '.join(result['command'])}",
-             f"default: {b['wall_s']:.3f} s, mean RSS {b['mean_rss_bytes'] / 2**20:.1f} MiB, peak RSS "
-             f"{b['peak_rss_bytes'] / 2**20:.1f} MiB (median of {b['runs']} run(s)); "
+             f"default: {b['wall_s']:.3f} s, mean RSS {rss_text(b['mean_rss_bytes'])}, peak RSS "
+             f"{rss_text(b['peak_rss_bytes'])} (median of {b['runs']} run(s)); "
              f"screened by {result['screen']['method']}: {result['screen']['why']}", ""]
     lines += table(result) + ["", "* better at 95% and inside the constraint at 95%", ""]
     rec = result["recommendation"]

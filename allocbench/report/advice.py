@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 
+from ..advise import rss_text
 from ..series import program_name
-from ..units import MIB
 
 MEASURE_NAMES = {"wall": "wall time", "mean_rss": "mean RSS", "peak_rss": "peak RSS"}
 
@@ -39,8 +39,9 @@ def draw_front(result: dict, path: str, cap: str | None = None) -> bool:
 
 
 def _ratio(r: dict | None, runs: int = 0) -> str:
-    """A verified ratio with its 95% interval; without one (too few runs), the estimate says untested."""
-    if not r:
+    """A verified ratio with its 95% interval; without one (too few runs), the estimate says untested;
+    "-" where the runs had no value (no RSS sample in a very short run)."""
+    if not r or r["estimate"] is None:
         return "-"
     if r["low"] is None:
         return f"{r['estimate']:.2f}x, untested ({runs} runs: too few for a 95% interval)"
@@ -78,7 +79,7 @@ def render(inputs, canvas) -> list[str]:
         lines += [f"### {program_name(result)}", "",
                   ("**Answer**: `" + rec["line"] + "`." if rec else f"**Answer**: {result['keep_default_why']}."),
                   "", f"`{command}`: objective {result['objective']}; the default runs {b['wall_s']:.2f} s with a "
-                  f"mean RSS of {b['mean_rss_bytes'] / MIB:.1f} MiB; screened by {result['screen']['method']} "
+                  f"mean RSS of {rss_text(b['mean_rss_bytes'])}; screened by {result['screen']['method']} "
                   f"({result['screen']['why']}); {result['spent_s']:.0f} s of a {result['budget_s']:.0f} s budget.", "",
                   "| candidate | stage | runs | wall | mean RSS | peak RSS |", "|---|---|---:|---|---|---|"]
         for c in result["candidates"]:

@@ -60,8 +60,8 @@ def advice(inputs) -> list[str]:
         verified = sum(1 for c in cands if c["stage"] == "verified")
         unseen = sum(1 for c in cands if c["stage"] != "verified" and BUDGET_RAN_OUT in (c["stopped"] or ""))
         why = result.get("keep_default_why") or ""
-        answer = (f"`{rec['line']}`" if rec else "no answer within the budget" if why.startswith("no answer")
-                  else "keep the default")
+        answer = (f"`{rec['line']}`" if rec else "no answer within the budget" if why.startswith("no answer within")
+                  else "no answer" if why.startswith("no answer") else "keep the default")
         unseen_words = f", {unseen} of {len(cands)} not seen within the budget" if unseen else ""
         out.append(f"{program_name(result)}: {answer} ({verified} verified{unseen_words}, {result['spent_s']:.0f} s)")
     if not out:
