@@ -40,8 +40,13 @@ def load_records(path: str, strict: bool = False) -> list[dict]:
     if not os.path.exists(path):
         raise ResultsError(f"{path}: no such results file")
     out = []
-    with open(path) as f:
-        lines = f.readlines()
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError as e:  # a trace or another binary file given as results
+        raise ResultsError(f"{path}: not a results file (JSON Lines text): byte {e.start} is not UTF-8") from None
+    except OSError as e:
+        raise ResultsError(f"{path}: {e.strerror}") from None
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue

@@ -258,6 +258,19 @@ def test_an_unwritable_out_is_refused_before_any_work(tmp_path):
         assert not marker.exists()
 
 
+def test_records_are_appended_only_to_a_file_of_records(tmp_path):
+    """run, inspect and trace info appended a JSON line to whatever --out named: a trace given by
+    mistake lost its shape.  Each now refuses a file that holds something else, and leaves it as it was."""
+    trace = tmp_path / "t.trace"
+    shutil.copy(os.path.join(ROOT, "tests", "data", "zstd-T2.trace"), trace)
+    before = trace.read_bytes()
+    for argv in (["run", "--size", "4K", "--ops", "10"], ["inspect", os.getpid()],
+                 ["trace", "info", "--fidelity", trace]):
+        proc = cli(*argv, "--out", trace, timeout=60)
+        assert one_line_error(proc, "records are appended only to a file of records"), (argv, proc.stderr)
+        assert trace.read_bytes() == before
+
+
 TOY_AB = os.path.join(ROOT, "scripts", "toy-ab")
 
 

@@ -5,6 +5,7 @@ is installable on this machine: Playwright's Chromium comes from a CDN, not from
 from __future__ import annotations
 
 import json
+import os
 import re
 from html.parser import HTMLParser
 
@@ -201,6 +202,17 @@ def test_a_replay_best_is_named_only_when_it_beats_every_other_setting():
                          "told from it.")
 
 
+def test_exec_runs_alone_make_a_report_of_their_own(tmp_path):
+    """A user with exec's runs and no sweep gets the real-programs section, its file named for what it holds."""
+    runs, report = tmp_path / "runs.jsonl", tmp_path / "R.md"
+    assert cli("exec", "--grid", "quick", "--repeats", "2", "--out", runs, "--", "true").returncode == 0
+    proc = cli("report", runs, "--out", report)
+    assert proc.returncode == 0, proc.stderr
+    text = report.read_text()
+    assert "4 run(s) of 1 program(s) under allocbench exec" in text and f"- programs: `{runs}`" in text
+    assert "## Real programs" in text and "| glibc @128 KiB | 2 |" in text
+
+
 def test_the_advice_line_counts_what_the_budget_left_unseen():
     def cand(stage, stopped=None):
         return {"stage": stage, "stopped": stopped}
@@ -226,14 +238,18 @@ def test_each_input_file_must_hold_its_own_kind_of_record(tmp_path):
                               for line in runs.read_text().splitlines()))
     advice = tmp_path / "advice.json"
     advice.write_text('{"x": 1}')
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(cells.read_text() + runs.read_text())
+    trace = os.path.join(os.path.dirname(__file__), "data", "zstd-T2.trace")
     report = tmp_path / "REPORT.md"
-    refused = {("report", runs): "holds program records (give them with --programs",
+    refused = {("report", mixed): "holds program records (give them with --programs",
+               ("report", trace): "not a results file (JSON Lines text)",
                ("report", cells, "--programs", cells): "not program runs",
                ("report", cells, "--replays", cells): "holds cells of pattern churn",
                ("report", cells, "--peers", runs): "holds program records",
                ("report", cells, "--fidelity", runs): "not fidelity records",
                ("report", cells, "--advice", advice): "not an advice.json",
-               ("plot", runs): "not cells"}
+               ("plot", mixed): "not cells"}
     for args, says in refused.items():
         proc = cli(*args, "--out", report)
         assert one_line_error(proc, says), (args, proc.stderr)

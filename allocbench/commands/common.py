@@ -124,6 +124,19 @@ def out_path(text: str) -> str:
     return text
 
 
+def records_out(text: str) -> str:
+    """--out FILE that records are appended to: as out_path, and a file already there must hold
+    allocbench records, so that a trace or any other file given by mistake is not appended to."""
+    from ..results import ResultsError, check_resumable
+
+    path = out_path(text)
+    try:
+        check_resumable(path)
+    except ResultsError as e:
+        raise argparse.ArgumentTypeError(f"{e}: records are appended only to a file of records") from None
+    return path
+
+
 def out_dir(text: str) -> str:
     """--out FOLDER: tried before any work, as out_path tries a file (it is created when missing)."""
     import os

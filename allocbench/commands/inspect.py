@@ -5,7 +5,7 @@ import json
 import sys
 import time
 
-from .common import UsageError, count_arg, out_path, seconds_arg
+from .common import UsageError, count_arg, records_out, seconds_arg
 
 NAME, HELP = "inspect", "a running process's glibc heap, read from outside: arenas, free memory, thresholds, trim"
 FORMATS = ("text", "json", "openmetrics")
@@ -38,7 +38,7 @@ def add_arguments(p) -> None:
                    help="call malloc_trim(0) inside the process (every thread stopped, as a debugger's inferior "
                         "call; refused while a malloc lock is held or a thread is inside malloc) and report the RSS "
                         "it returned beside the prediction; the only option that changes the process")
-    p.add_argument("--out", type=out_path, help="also append the snapshot (JSON Lines) to this file")
+    p.add_argument("--out", type=records_out, help="also append the snapshot (JSON Lines) to this file")
 
 
 def arenas_table(s: dict) -> list[str]:

@@ -9,7 +9,8 @@ NAME, HELP = "report", "REPORT.md with findings and figures from a results file 
 
 
 def add_arguments(p) -> None:
-    p.add_argument("results", help="a JSON Lines results file (cells)")
+    p.add_argument("results", help="a JSON Lines results file: cells (run, sweep), or alone the runs of "
+                                   "allocbench exec, of make toy-speed, or inspect's snapshots")
     p.add_argument("--out", default="plots/REPORT.md", help="report path; figures go beside it")
     p.add_argument("--html", action="store_true",
                    help="also write the report as one self-contained HTML page beside it (REPORT.html: figures "
@@ -57,20 +58,23 @@ def of_kind(what: str, path: str, recs: list[dict]) -> list[dict]:
 def inputs(args):
     """Everything the report reads, each with the file it came from."""
     from ..report import Inputs
-    from ..results import ResultsError, load_records
+    from ..results import ResultsError, latest_per_cell, load_records
 
     probes, calibration = load_probes_and_calibration(args)
     try:  # a file of inspect snapshots (--watch) is read as they are: they are not cells
         first = load_records(args.results)
     except ResultsError as e:
         raise UsageError(str(e)) from None
-    snapshots = all(r.get("kind") == "inspect" for r in first)
-    peers = bool(first) and all(r.get("peer") for r in first)  # scripts/toy-peers' runs (make toy-speed)
-    if not (snapshots or peers):
+    # a report can stand on one kind of record alone: the sections that kind feeds
+    alone = next((kind for kind in ("inspect", "peer", "program") if first and all(record_kind(r) == kind
+                                                                                   for r in first)), None)
+    if alone is None:
         of_kind("results", args.results, first)
-    got = Inputs(cells=[] if snapshots or peers else load_results(args.results), results_path=args.results,
-                 probes=probes, calibration=calibration, inspect=first if snapshots else None,
-                 peers=first if peers else None)
+    got = Inputs(cells=[] if alone else load_results(args.results), results_path=args.results,
+                 probes=probes, calibration=calibration, inspect=first if alone == "inspect" else None,
+                 peers=first if alone == "peer" else None,
+                 programs=latest_per_cell(first) if alone == "program" else None,
+                 results_kind={"inspect": "inspect", "peer": "peers", "program": "programs"}.get(alone, "cells"))
     sources = [("probes", args.probes), ("calibration", args.calibration)]
     for what in ("programs", "replays", "fidelity", "peers"):
         path = getattr(args, what, None)

@@ -9,8 +9,8 @@ from .common import (
     add_allocator_flag,
     add_setting_flags,
     count_arg,
-    out_path,
     percentiles_text,
+    records_out,
     seconds_arg,
     settings_given,
     size_arg,
@@ -55,7 +55,7 @@ def add_arguments(p) -> None:
     p.add_argument("--counter-method", choices=("auto",) + _native.METHODS, default="auto")
     p.add_argument("--timeout", type=seconds_arg, default=300, help="seconds before the cell is failed (300)")
     p.add_argument("--json", action="store_true", help="print the record as one JSON line")
-    p.add_argument("--out", type=out_path, help="also append the record to this JSON Lines file")
+    p.add_argument("--out", type=records_out, help="also append the record to this JSON Lines file")
 
 
 def latency_rows(rec: dict) -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ from .common import (
     add_allocator_flag,
     add_setting_flags,
     count_arg,
-    out_path,
+    records_out,
     seconds_arg,
     settings_given,
 )
@@ -33,7 +33,7 @@ def add_arguments(p) -> None:
     info.add_argument("--replay-window", type=count_arg, help="--fidelity: the recorded threads' window, in events")
     info.add_argument("--input", metavar="FILE", help="--fidelity: the program's stdin (default: /dev/null)")
     info.add_argument("--timeout", type=seconds_arg, default=600, help="--fidelity: seconds per run (600)")
-    info.add_argument("--out", type=out_path, help="--fidelity: also append the record to this JSON Lines file")
+    info.add_argument("--out", type=records_out, help="--fidelity: also append the record to this JSON Lines file")
 
 
 def run(args) -> int:

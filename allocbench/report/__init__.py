@@ -45,10 +45,14 @@ class Inputs:
     advice: list[dict] | None = None  # allocbench advise's answers (advice.json)
     inspect: list[dict] | None = None  # allocbench inspect's snapshots (--out, or make bench's mid-run ones)
     sources: list[tuple[str, str]] = field(default_factory=list)  # (what, path), every file read
+    results_kind: str = "cells"  # what the results file held: cells, or peers, programs or inspect alone
 
     def caption(self) -> str:
         if not self.cells and self.peers:  # make toy-speed's runs alone
             return f"{len(self.peers)} runs of benchmarks/peers' programs under every allocator, in turns"
+        if not self.cells and self.programs:  # allocbench exec's runs alone
+            names = {" ".join(r["command"]) for r in self.programs}
+            return f"{len(self.programs)} run(s) of {len(names)} program(s) under allocbench exec, settings in turns"
         if not self.cells:  # a file of inspect snapshots alone
             return f"{len(self.inspect or [])} snapshot(s) of running processes (allocbench inspect)"
         return caption(self.cells)
@@ -73,7 +77,7 @@ class Canvas:
 
 
 def header(inputs: Inputs) -> list[str]:
-    read = [f"- {what}: `{path}`" for what, path in [("cells", inputs.results_path)] + inputs.sources]
+    read = [f"- {what}: `{path}`" for what, path in [(inputs.results_kind, inputs.results_path)] + inputs.sources]
     return ["# allocbench report", "", f"{inputs.caption()}.", "",
             "Every number below is computed by `allocbench report` from these files:", "", *read, "",
             "A comparison reads \"1.23x slower [1.15, 1.31]\": the ratio to what it is compared with and its 95% "
