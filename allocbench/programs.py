@@ -48,7 +48,7 @@ from .children import SHOW, ChildFailed, check_command, child_env, library, prog
 from .counters import hold_tracepoints
 from .glibc_constants import DEFAULT_MMAP_THRESHOLD
 from .records import cell_key
-from .results import append_record, check_resumable, measured_keys
+from .results import append_record, check_resumable, measured_keys, read_json
 from .shimlog import parse_explain, parse_latency
 from .units import MIB
 
@@ -287,9 +287,8 @@ def load_grid(name_or_file: str) -> list[dict]:
     if name_or_file in GRIDS:
         return GRIDS[name_or_file]()
     try:
-        with open(name_or_file) as f:
-            grid = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
+        grid = read_json(name_or_file)
+    except ValueError as e:
         raise ValueError(f"grid {name_or_file}: {e} (or one of: {', '.join(GRIDS)})") from None
     if not isinstance(grid, list) or not all(isinstance(g, dict) and "allocator" in g for g in grid):
         raise ValueError(f"grid {name_or_file}: want a list of {{\"allocator\": ..., \"settings\": {{...}}}}")

@@ -20,6 +20,19 @@ def append_record(path: str, rec: dict) -> None:
         os.close(fd)
 
 
+def read_json(path: str):
+    """A JSON file's value; ValueError saying what is wrong with it (missing, a folder, not text, not JSON)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except UnicodeDecodeError as e:  # a trace or another binary file
+        raise ValueError(f"not JSON text: the byte at offset {e.start} is not UTF-8") from None
+    except OSError as e:
+        raise ValueError(e.strerror) from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not JSON ({e})") from None
+
+
 def write_json_atomically(path: str, obj) -> None:
     """A half-written file never replaces a good one."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -44,7 +57,8 @@ def load_records(path: str, strict: bool = False) -> list[dict]:
         with open(path, encoding="utf-8") as f:
             lines = f.readlines()
     except UnicodeDecodeError as e:  # a trace or another binary file given as results
-        raise ResultsError(f"{path}: not a results file (JSON Lines text): byte {e.start} is not UTF-8") from None
+        raise ResultsError(f"{path}: not a results file (JSON Lines text): the byte at offset {e.start} "
+                           "is not UTF-8") from None
     except OSError as e:
         raise ResultsError(f"{path}: {e.strerror}") from None
     for n, line in enumerate(lines, 1):

@@ -2,7 +2,6 @@
 appended to a JSON Lines file as they finish; a rerun skips cells already there."""
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -11,7 +10,7 @@ from .backends import BACKENDS, glibc_backend, others
 from .children import DEFAULT_TIMEOUT_S
 from .glibc_constants import DEFAULT_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX
 from .records import cell_key
-from .results import append_record, measured_keys
+from .results import append_record, measured_keys, read_json
 from .series import FRAG_PATTERNS
 from .units import KIB, MIB
 
@@ -99,9 +98,8 @@ PRESETS["full"] = {**PRESETS["default"], "repeats": 9, "budget_bytes": 256 * MIB
 def load_grid(preset: str | None, config: str | None) -> dict:
     if config:
         try:
-            with open(config) as f:
-                grid = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
+            grid = read_json(config)
+        except ValueError as e:
             raise ValueError(f"grid file {config}: {e}") from None
         if not isinstance(grid, dict) or not isinstance(grid.get("blocks"), list):
             raise ValueError(f"grid file {config}: want an object with a list 'blocks' (see PRESETS)")

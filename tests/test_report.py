@@ -243,7 +243,7 @@ def test_each_input_file_must_hold_its_own_kind_of_record(tmp_path):
     trace = os.path.join(os.path.dirname(__file__), "data", "zstd-T2.trace")
     report = tmp_path / "REPORT.md"
     refused = {("report", mixed): "holds program records (give them with --programs",
-               ("report", trace): "not a results file (JSON Lines text)",
+               ("report", trace): "not a results file (JSON Lines text): the byte at offset 24",
                ("report", cells, "--programs", cells): "not program runs",
                ("report", cells, "--replays", cells): "holds cells of pattern churn",
                ("report", cells, "--peers", runs): "holds program records",

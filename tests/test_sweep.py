@@ -83,13 +83,22 @@ def test_failed_cell_is_recorded_and_sweep_completes(tmp_path, grid_file):
 
 @pytest.mark.parametrize("content,message", [
     ("", "no records"), ("not json\n", "not JSON"), ('{"a": 1}\n', "not an allocbench record"),
+    (b"ABTRACE1\xef\xbf\x00\n",  # a trace's first bytes
+     "not a results file (JSON Lines text): the byte at offset 8 is not UTF-8"),
 ])
 def test_plot_and_report_reject_bad_results(tmp_path, content, message):
     path = tmp_path / "bad.jsonl"
-    path.write_text(content)
-    for cmd in ("plot", "report"):
-        proc = cli(cmd, str(path), "--out", str(tmp_path / "o" / "R.md"))
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    for cmd in ("plot", "report", "compare"):
+        proc = cli(cmd, str(path), *([str(path)] if cmd == "compare" else ["--out", str(tmp_path / "o" / "R.md")]))
         assert one_line_error(proc, message), proc.stderr
+    if isinstance(content, bytes):  # and given where a JSON file goes: a grid, probes, calibration, advice
+        cells = tmp_path / "cells.jsonl"
+        assert cli("run", "--size", "4K", "--ops", "10", "--out", cells).returncode == 0
+        for args in (["sweep", "--config", path, "--out", tmp_path / "s.jsonl"], ["exec", "--grid", path, "--", "true"],
+                     *(["report", cells, f"--{what}", path, "--out", tmp_path / "o" / "R.md"]
+                       for what in ("probes", "calibration", "advice"))):
+            assert one_line_error(cli(*args), "not JSON text: the byte at offset 8 is not UTF-8"), args
     with pytest.raises(ResultsError):
         load_records(str(tmp_path / "missing.jsonl"))
 

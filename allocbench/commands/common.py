@@ -3,7 +3,6 @@ argument types, the settings flags from the backends' tables, loading files."""
 from __future__ import annotations
 
 import argparse
-import json
 
 from ..units import GIB, KIB, MIB
 
@@ -193,10 +192,11 @@ def record_kind(r: dict) -> str:
 def load_json(path: str | None, what: str):
     if not path:
         return None
+    from ..results import read_json
+
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
+        return read_json(path)
+    except ValueError as e:
         raise UsageError(f"{what} file {path}: {e}") from None
 
 
