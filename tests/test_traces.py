@@ -188,6 +188,10 @@ def test_recording_refuses_what_it_cannot_write_before_running(tmp_path):
     assert one_line_error(cli("record", "--out", tmp_path / "t.trace", "--"),
                           "no command: give it after --, e.g. allocbench record --out ")
     assert not (tmp_path / "t.trace").exists()
+    results = tmp_path / "r.jsonl"  # a file that is not a trace is not replaced by one
+    results.write_text('{"allocator": "glibc", "status": "ok"}\n')
+    assert one_line_error(cli("record", "--out", results, "--", "touch", marker), "exists and is not a trace")
+    assert results.read_text() == '{"allocator": "glibc", "status": "ok"}\n' and not marker.exists()
     timed_out = cli("record", "--out", tmp_path / "t.trace", "--timeout", "1", "--", "sleep", "30")
     assert timed_out.returncode == 1 and "timeout: killed after 1 s" in timed_out.stderr  # failed, not bad input
 

@@ -1,6 +1,7 @@
 """allocbench record: a program's allocation calls into a trace."""
 from __future__ import annotations
 
+import argparse
 import sys
 
 from .common import UsageError, add_program_io, command_after_dashes, out_path, seconds_arg
@@ -8,8 +9,24 @@ from .common import UsageError, add_program_io, command_after_dashes, out_path, 
 NAME, HELP = "record", "record a program's allocation calls into a trace (LD_PRELOAD)"
 
 
+def trace_out(text: str) -> str:
+    """--out FILE a new trace replaces: a file already there must be a trace (or empty), so that a
+    results file or a source named by mistake is not overwritten."""
+    import os
+
+    from ..traces import MAGIC
+
+    path = out_path(text)
+    if os.path.isfile(path) and os.path.getsize(path):
+        with open(path, "rb") as f:
+            if f.read(len(MAGIC)) != MAGIC:
+                raise argparse.ArgumentTypeError(f"{path} exists and is not a trace: a recording would replace it "
+                                                 "(remove it, or give another path)")
+    return path
+
+
 def add_arguments(p) -> None:
-    p.add_argument("--out", required=True, type=out_path,
+    p.add_argument("--out", required=True, type=trace_out,
                    help="the trace file (a forked child's goes to OUT.PID; the program's output to OUT.log)")
     p.add_argument("--timeout", type=seconds_arg, default=3600, help="seconds before the program is killed (3600)")
     add_program_io(p, "the program")
