@@ -105,7 +105,7 @@ def launch(command: list[str], env: dict, hz: int, timeout: float, stdin: str | 
     hold_tracepoints()
     fd, out = tempfile.mkstemp(prefix="allocbench-launch-", suffix=".json")
     os.close(fd)
-    argv = [program("allocbench-launch"), f"hz={hz}", f"out={out}", f"timeout={max(1, int(timeout))}"]
+    argv = [program("allocbench-launch"), f"hz={hz}", f"out={out}", f"timeout_ms={max(1, round(timeout * 1000))}"]
     argv += [f"env={k}={v}" for k, v in env.items()] + ["--", *command]
     try:
         start = time.monotonic_ns()

@@ -216,12 +216,14 @@ def test_the_programs_input_and_output_are_its_own_bytes(tmp_path):
 
 
 def test_a_timeout_is_exit_1_and_a_failed_record(tmp_path):
-    """A timeout is a measurement that failed (exit 1), never bad input (2)."""
+    """A timeout is a measurement that failed (exit 1), never bad input (2).  It is the one asked for:
+    the launcher took whole seconds, so 1.5 s killed at 1 s (and 0.05 s at 1 s, said as 0.05)."""
     out = tmp_path / "p.jsonl"
-    proc = cli("exec", "--timeout", "1", "--repeats", "1", "--out", out, "--", "sleep", "30")
-    assert proc.returncode == 1 and "timed out after 1 s" in proc.stderr, proc.stderr
+    proc = cli("exec", "--timeout", "1.5", "--repeats", "1", "--out", out, "--", "sleep", "30")
+    assert proc.returncode == 1 and "timed out after 1.5 s" in proc.stderr, proc.stderr
     rec = json.loads(out.read_text())
-    assert rec["status"] == "failed" and rec["error"].startswith("timeout")
+    assert rec["status"] == "failed" and rec["error"] == "timeout: killed after 1.5 s"
+    assert rec["wall_ns"] >= 1.5e9  # killed at its deadline, not before
 
 
 def sleepers(tag: str) -> list[int]:

@@ -2,7 +2,7 @@
  * syscalls exactly (the whole process tree: threads and children), and
  * sampling its RSS over time.  Prints one JSON object.
  *
- *   allocbench-launch [hz=N] [method=auto|perf|strace|none] [timeout=S]
+ *   allocbench-launch [hz=N] [method=auto|perf|strace|none] [timeout_ms=N]
  *                     [env=KEY=VALUE ...] [out=FILE] [plain=1] -- CMD ARGS...
  *
  * The JSON goes to out=FILE (default stdout).  The program inherits this
@@ -109,7 +109,7 @@ static int fail(int status, const char *what, const char *why)
 
 static void usage(void)
 {
-    fprintf(stderr, "allocbench-launch: usage: allocbench-launch [hz=N] [method=M] [timeout=S] [env=K=V] "
+    fprintf(stderr, "allocbench-launch: usage: allocbench-launch [hz=N] [method=M] [timeout_ms=N] [env=K=V] "
                     "[out=FILE] [plain=1] -- CMD ARGS\n");
     exit(2);
 }
@@ -149,7 +149,8 @@ static int run_plain(char **cmd, FILE *out)
 
 int main(int argc, char **argv)
 {
-    int hz = 100, timeout_s = 0, first = 0, plain = 0;
+    int hz = 100, first = 0, plain = 0;
+    int64_t timeout_ns = 0;  /* 0: none */
     const char *method = "auto", *out_path = NULL;
     char *envs[256];
     int nenv = 0;
@@ -162,8 +163,8 @@ int main(int argc, char **argv)
             hz = atoi(argv[i] + 3);
         else if (!strncmp(argv[i], "method=", 7))
             method = argv[i] + 7;
-        else if (!strncmp(argv[i], "timeout=", 8))
-            timeout_s = atoi(argv[i] + 8);
+        else if (!strncmp(argv[i], "timeout_ms=", 11))
+            timeout_ns = atoll(argv[i] + 11) * 1000000;
         else if (!strncmp(argv[i], "out=", 4))
             out_path = argv[i] + 4;
         else if (!strncmp(argv[i], "plain=", 6))
@@ -277,13 +278,14 @@ int main(int argc, char **argv)
             while (next <= now)
                 next += period;
         }
-        if (timeout_s && now - t0 > (int64_t)timeout_s * 1000000000) {
+        if (timeout_ns && now - t0 >= timeout_ns) {
             kill(-pid, SIGKILL);  /* the whole group: a shell's children with it */
             wait4(pid, &status, 0, &ru);
             timed_out = 1;
             break;
         }
-        int wait_ms = (int)((next - now + 999999) / 1000000);
+        int64_t until = timeout_ns && t0 + timeout_ns < next ? t0 + timeout_ns : next;  /* a tick, or the deadline */
+        int wait_ms = (int)((until - now + 999999) / 1000000);
         if (pidfd >= 0) {
             struct pollfd p = {pidfd, POLLIN, 0};
             if (poll(&p, 1, wait_ms) > 0 && wait4(pid, &status, WNOHANG, &ru) == pid)
@@ -291,7 +293,8 @@ int main(int argc, char **argv)
         } else {  /* no pidfd (an old kernel): the exit is seen at the next tick */
             if (wait4(pid, &status, WNOHANG, &ru) == pid)
                 break;
-            struct timespec tick = {0, (long)(next - now_ns() > 0 ? next - now_ns() : 0)};
+            int64_t left = until - now_ns() > 0 ? until - now_ns() : 0;
+            struct timespec tick = {(time_t)(left / 1000000000), (long)(left % 1000000000)};
             nanosleep(&tick, NULL);
         }
     }
