@@ -74,9 +74,11 @@ def findings(groups: dict) -> list[str]:
             c = stats.runs(base, groups[key], f, kind)
             (better if c.verdict == stats.BETTER[kind] else worse if c.verdict == stats.WORSE[kind] else same).append(
                 f"{series_label(key)} {c.words()}")
-        repeats = sorted(set.intersection(*({r["repeat"] for r in rs} for rs in groups.values())))
+        # the repeats every setting measured (a run too short for an RSS sample has no final RSS)
+        repeats = sorted(set.intersection(*({r["repeat"] for r in rs if f(r) is not None}
+                                            for rs in groups.values())))
         aligned = {k: [next(f(r) for r in rs if r["repeat"] == i) for i in repeats] for k, rs in groups.items()}
-        top, _ = stats.best_of(aligned, kind, pairs=True)
+        top = stats.best_of(aligned, kind, pairs=True)[0] if repeats else None
         head = (f"{stats.BETTER[kind].capitalize()} than every other setting: {series_label(top)}. " if top else
                 f"No setting is {'the fastest' if kind == 'time' else 'the leanest'} by the test. ")
         out.append(f"{what[0].upper() + what[1:]}: {head}Against the dynamic default, {stats.BETTER[kind]}: "
