@@ -291,6 +291,12 @@ def test_a_program_too_short_for_an_rss_sample_gets_an_answer_that_says_so(tmp_p
     write_report(Inputs(cells=[], results_path="", advice=[result]), str(tmp_path / "R.md"))
     report = (tmp_path / "R.md").read_text()
     assert "mean RSS of unsampled" in report and "true: no answer (2 verified" in report
+    # the time objective can still answer, and its reason says what it could not measure
+    fast = advise.Candidate("glibc", {"tcache_count": 0}, "w", stage="verified",
+                            runs=[{**run(i), "wall_ns": 5e5} for i in range(6)])
+    advise.measure(fast, default_runs, {})
+    best, why = advise.recommend([fast], advise.objective("time"), default_runs)
+    assert best is fast and why.startswith("w: it was not sampled for a mean RSS (too short a run), peak RSS")
 
 
 def test_a_replay_slower_than_the_program_hands_the_screen_to_exec():
