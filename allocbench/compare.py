@@ -77,7 +77,8 @@ def row(a: list[dict], b: list[dict]) -> tuple[str, stats.Comparison]:
         c = stats.min_max(na, nb)
     else:
         c = stats.unpaired(ta, tb)
-    time = f"not significant ({c.words()})" if not c.significant else c.words()
+    shown = lambda x: x.significant or x.verdict == "untested"  # too few runs: untested, not "not significant"
+    time = c.words() if shown(c) else f"not significant ({c.words()})"
     if c.method == "min-max overlap":
         time += " [min-max overlap: these records keep no per-run times]"
     parts = [f"time {time}"]
@@ -88,7 +89,7 @@ def row(a: list[dict], b: list[dict]) -> tuple[str, stats.Comparison]:
     ra, rb = _rss(a), _rss(b)
     if ra and rb:
         m = stats.unpaired(ra, rb, "memory")
-        parts.append(f"peak RSS {m.words()}" if m.significant else f"peak RSS not significant ({m.words()})")
+        parts.append(f"peak RSS {m.words()}" if shown(m) else f"peak RSS not significant ({m.words()})")
     return "; ".join(parts), c
 
 
@@ -132,7 +133,7 @@ def compare(a: list[dict], b: list[dict]) -> list[str] | None:
         words, c = row(ra, rb)
         setting = series_label(ka[1]) if ka[1] == kb[1] else f"{series_label(ka[1])} -> {series_label(kb[1])}"
         lines.append(f"{_label(ra[0])} | {setting}: {words}")
-        verdicts[c.verdict if c.significant else "not significant"] += 1
+        verdicts[c.verdict if c.significant or c.verdict == "untested" else "not significant"] += 1
         ratios.append(c.estimate)
     mean = stats.geometric_mean(ratios)
     lines.append(f"geometric mean of the time ratios: {'-' if mean is None else f'{mean:.3f}x'} over {len(pairs)} "

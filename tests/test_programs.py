@@ -302,6 +302,9 @@ def test_compare_states_each_rows_test(tmp_path):
     same = cli("compare", a, a)
     assert all("time not significant" in line for line in same.stdout.splitlines() if line.startswith("x |"))
     assert "geometric mean of the time ratios: 1.000x over 1 rows (1 not significant)" in same.stdout
+    _program_runs(c, (100, 104))  # too few runs for an interval: untested, never "not significant"
+    few = next(line for line in cli("compare", c, c).stdout.splitlines() if line.startswith("x | glibc"))
+    assert "time untested (unpaired Mann-Whitney, 2 runs" in few and "not significant" not in few
     # before and after tuning: the same program under another setting, compared setting against setting
     _program_runs(c, (300, 312, 294, 306, 288), settings={"mmap_threshold": 131072})
     tuned = cli("compare", a, c)
