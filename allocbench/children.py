@@ -74,6 +74,17 @@ def check_command(command: list[str], cwd: str | None = None) -> None:
         raise ValueError(f"command not found: {command[0]}" + (f" (from {cwd})" if cwd else ""))
 
 
+def exit_on_sigterm(name: str = "allocbench") -> None:
+    """SIGTERM (a `timeout`, a service manager, CI) unwinds as SystemExit(143), as Ctrl-C unwinds: _run
+    kills each child's session on the way out and every temporary file goes.  Python's default died at
+    once and left the launcher and the program running to their own timeout."""
+    def terminated(signum, frame):
+        print(f"{name}: terminated", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, terminated)
+
+
 def kill_session(sid: int) -> None:
     """SIGKILL every process of session `sid` (a child started with
     start_new_session: its process groups, the launcher's program's among them)."""

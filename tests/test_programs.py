@@ -5,9 +5,10 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
-from conftest import NO_COUNTER, cli, needs_perf, needs_strace, one_line_error
+from conftest import ENV, NO_COUNTER, cli, needs_perf, needs_strace, one_line_error
 
 from allocbench import programs
 from allocbench.glibc_constants import request2size
@@ -260,6 +261,26 @@ def test_a_timeout_kills_the_whole_process_tree(tmp_path):
     assert sleepers(tag) == []
     script.write_text(f"#!/bin/sh\nsleep {tag} &\nexit 0\n")  # ends at once, its child does not
     assert cli("exec", "--repeats", "1", "--", str(script)).returncode == 0
+    assert sleepers(tag) == []
+
+
+def test_sigterm_ends_allocbench_and_everything_it_started():
+    """`timeout 60 allocbench exec ...`, a service manager, CI: SIGTERM killed the Python process alone,
+    and the launcher and the program ran on to their own timeout (600 s).  Now it unwinds as Ctrl-C
+    does, exit 143.  The signal is sent once the program runs: no timing is assumed."""
+    import time
+
+    tag = f"1000.{os.getpid()}3"
+    proc = subprocess.Popen([sys.executable, "-m", "allocbench", "exec", "--repeats", "1", "--", "sleep", tag],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    program = b"sleep\0" + tag.encode() + b"\0"
+    deadline = time.monotonic() + 120
+    while not any(_cmdline(p) == program for p in os.listdir("/proc") if p.isdigit()):
+        assert proc.poll() is None and time.monotonic() < deadline, "the program never started"
+        time.sleep(0.05)
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and err.strip() == "allocbench: terminated", err
     assert sleepers(tag) == []
 
 

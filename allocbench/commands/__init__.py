@@ -11,8 +11,9 @@ Exit status, the same in every verb (README, "Exit status"):
      written (every --out is tried first);
   70 a bug in allocbench: its traceback and a request to report it, never
      dressed as the user's mistake (EX_SOFTWARE in sysexits.h);
-  130, 141 interrupted (Ctrl-C), or the reader of stdout went away: a shell's
-     status for a program SIGINT or SIGPIPE ends."""
+  130, 141, 143 interrupted (Ctrl-C), the reader of stdout went away, or
+     terminated (SIGTERM, every child killed first): a shell's status for a
+     program SIGINT, SIGPIPE or SIGTERM ends."""
 from __future__ import annotations
 
 import os
@@ -20,6 +21,7 @@ import signal
 import sys
 
 from .. import __version__
+from ..children import exit_on_sigterm
 from . import advise, calibrate, compare, execute, info, inspect, plot, probe, record, report, run, sweep, trace
 from .common import Parser, UsageError
 
@@ -55,6 +57,7 @@ def stdout_reader_gone() -> bool:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)  # argparse's own errors: one line, exit 2 (Parser.error)
+    exit_on_sigterm()  # exit 143, with every child gone
     try:
         status = args.func(args)
         sys.stdout.flush()  # here, not at exit: a reader gone is then seen below
