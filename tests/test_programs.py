@@ -264,7 +264,7 @@ def test_a_timeout_kills_the_whole_process_tree(tmp_path):
     assert sleepers(tag) == []
 
 
-def test_sigterm_ends_allocbench_and_everything_it_started():
+def test_sigterm_ends_allocbench_and_everything_it_started(tmp_path):
     """`timeout 60 allocbench exec ...`, a service manager, CI: SIGTERM killed the Python process alone,
     and the launcher and the program ran on to their own timeout (600 s).  Now it unwinds as Ctrl-C
     does, exit 143.  The signal is sent once the program runs: no timing is assumed."""
@@ -272,7 +272,8 @@ def test_sigterm_ends_allocbench_and_everything_it_started():
 
     tag = f"1000.{os.getpid()}3"
     proc = subprocess.Popen([sys.executable, "-m", "allocbench", "exec", "--repeats", "1", "--", "sleep", tag],
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env={**ENV, "TMPDIR": str(tmp_path)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     program = b"sleep\0" + tag.encode() + b"\0"
     deadline = time.monotonic() + 120
     while not any(_cmdline(p) == program for p in os.listdir("/proc") if p.isdigit()):
@@ -282,6 +283,7 @@ def test_sigterm_ends_allocbench_and_everything_it_started():
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and err.strip() == "allocbench: terminated", err
     assert sleepers(tag) == []
+    assert list(tmp_path.iterdir()) == []  # the launcher's temporary file is gone too
 
 
 def test_a_program_that_fails_is_exit_1_and_a_failed_record(tmp_path):
