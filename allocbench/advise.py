@@ -515,15 +515,9 @@ def unseen(cut: list[Candidate], candidates: list[Candidate]) -> str:
             "(a larger --budget sees them)") if cut else ""
 
 
-def median_of(runs: list[dict], name: str) -> float | None:
-    """The median of a field over runs that have it; None if none does (no RSS sample in a very short run)."""
-    values = [r[name] for r in runs if r.get(name) is not None]
-    return statistics.median(values) if values else None
-
-
 def reason(c: Candidate, default_runs: list[dict]) -> str:
     m = c.measures
-    mean_b, mean_c = median_of(default_runs, "mean_rss_bytes"), median_of(c.runs, "mean_rss_bytes")
+    mean_b, mean_c = (stats.median_present(r.get("mean_rss_bytes") for r in runs) for runs in (default_runs, c.runs))
     if mean_b is None or mean_c is None:
         change = "was not sampled for a mean RSS (too short a run)"
     else:
@@ -566,7 +560,7 @@ def answer(command: list[str], obj: Objective, budget: Budget, screen: dict, bas
         (c.measures[obj.measure].estimate if c.measures else (c.screen or {}).get(obj.measure)) or math.inf))
     cmp_dict = lambda x: None if x is None else x.to_dict()  # estimate, low, high, verdict, n, ...
     base_runs = default_runs or [baseline]
-    median = lambda name: median_of(base_runs, name)
+    median = lambda name: stats.median_present(r.get(name) for r in base_runs)
     if best is None and obj.measure == "mean_rss" and median("mean_rss_bytes") is None:
         why = ("no answer: the program ended before its RSS was sampled, so there is no mean RSS to compare; "
                "--objective time compares wall time")

@@ -203,6 +203,12 @@ def compare(a: list[float], b: list[float], kind: str = "time", pairs: bool = Fa
     return paired(a, b, kind) if pairs and len(a) == len(b) else unpaired(a, b, kind)
 
 
+def median_present(values) -> float | None:
+    """The median of the values that are there (a run too short for an RSS sample has None), or None."""
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
 def geometric_mean(values: list[float]) -> float | None:
     vals = [v for v in values if v is not None and v > 0 and math.isfinite(v)]
     return math.exp(sum(map(math.log, vals)) / len(vals)) if vals else None

@@ -4,7 +4,6 @@ whose rows carry their ratio to glibc's dynamic default with its interval
 findings that the tests support, and RSS over time."""
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 
 from .. import stats
@@ -30,8 +29,7 @@ def grouped(progs: list[dict]) -> dict:
 
 
 def _med(rs, f):
-    vals = [f(r) for r in rs if f(r) is not None]
-    return statistics.median(vals) if vals else None
+    return stats.median_present(f(r) for r in rs)
 
 
 def table(groups: dict) -> list[str]:

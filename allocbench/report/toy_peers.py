@@ -5,8 +5,6 @@ the same round, so each ratio is stats.paired over those rounds; "best" is, per 
 glibc and mimalloc by median wall time, as the suites' own tables pick it."""
 from __future__ import annotations
 
-import statistics
-
 from .. import stats
 from ..series import program_name
 from ..units import MIB
@@ -34,8 +32,7 @@ def paired(runs: dict, a: str, b: str, field: str, kind: str) -> stats.Compariso
 
 
 def median_of(runs: dict, alloc: str, field: str) -> float | None:
-    vals = [r[field] for r in runs.get(alloc, {}).values() if r.get(field) is not None]
-    return statistics.median(vals) if vals else None
+    return stats.median_present(r.get(field) for r in runs.get(alloc, {}).values())
 
 
 def vs_best(runs: dict) -> tuple[str | None, stats.Comparison | None]:
