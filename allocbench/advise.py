@@ -307,6 +307,11 @@ BUDGET_RAN_OUT = "the budget ran out"  # in every reason a candidate was left un
 BUDGET_TIMEOUT = f"timeout: {BUDGET_RAN_OUT}"  # a run cut by the budget: not a verdict on the candidate
 
 
+def left_unseen(stage: str, stopped: str | None) -> bool:
+    """A candidate the budget left without a verdict: not screened, or not verified in full."""
+    return stage != "verified" and BUDGET_RAN_OUT in (stopped or "")
+
+
 def budget_cut(rec: dict, limit: float, asked: float) -> None:
     """A run that timed out at a limit the budget set (below the one asked for) says so: its timeout is
     no verdict on the candidate."""
@@ -489,7 +494,7 @@ def recommend(candidates: list[Candidate], obj: Objective, default_runs: list[di
     """The best eligible candidate, or the least invasive of those the runs cannot tell from it;
     else why the default stays."""
     ok = [c for c in candidates if eligible(c, obj)]
-    cut = [c for c in candidates if c.stage != "verified" and c.stopped and BUDGET_RAN_OUT in c.stopped]
+    cut = [c for c in candidates if left_unseen(c.stage, c.stopped)]
     if not ok and cut and not any(c.stage == "verified" for c in candidates):
         return None, (f"no answer within the budget: it ran out before {len(cut)} of {len(candidates)} "
                       "candidates were screened or verified, and none was verified; give a larger --budget")

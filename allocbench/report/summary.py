@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from .. import stats
-from ..advise import BUDGET_RAN_OUT
+from ..advise import left_unseen
 from ..glibc_constants import DEFAULT_MMAP_THRESHOLD, mmapped_chunk_bytes
 from ..records import series_key
 from ..series import glibc_at, program_name
@@ -58,7 +58,7 @@ def advice(inputs) -> list[str]:
         rec = result.get("recommendation")
         cands = result["candidates"]
         verified = sum(1 for c in cands if c["stage"] == "verified")
-        unseen = sum(1 for c in cands if c["stage"] != "verified" and BUDGET_RAN_OUT in (c["stopped"] or ""))
+        unseen = sum(1 for c in cands if left_unseen(c["stage"], c["stopped"]))
         why = result.get("keep_default_why") or ""
         answer = (f"`{rec['line']}`" if rec else "no answer within the budget" if why.startswith("no answer within")
                   else "no answer" if why.startswith("no answer") else "keep the default")
