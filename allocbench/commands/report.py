@@ -74,7 +74,7 @@ def inputs(args):
                  probes=probes, calibration=calibration, inspect=first if alone == "inspect" else None,
                  peers=first if alone == "peer" else None,
                  programs=latest_per_cell(first) if alone == "program" else None,
-                 results_kind={"inspect": "inspect", "peer": "peers", "program": "programs"}.get(alone, "cells"))
+                 results_kind=next((what for what, (kind, _) in KINDS.items() if kind == alone), "cells"))
     sources = [("probes", args.probes), ("calibration", args.calibration)]
     for what in ("programs", "replays", "fidelity", "peers"):
         path = getattr(args, what, None)
