@@ -293,7 +293,9 @@ int main(int argc, char **argv)
         } else {  /* no pidfd (an old kernel): the exit is seen at the next tick */
             if (wait4(pid, &status, WNOHANG, &ru) == pid)
                 break;
-            int64_t left = until - now_ns() > 0 ? until - now_ns() : 0;
+            int64_t left = until - now_ns();
+            if (left < 0)
+                left = 0;
             struct timespec tick = {(time_t)(left / 1000000000), (long)(left % 1000000000)};
             nanosleep(&tick, NULL);
         }
