@@ -16,6 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # a child's environment: this package importable, no allocator inherited from whoever runs the tests
 ENV = {**{k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}, "PYTHONPATH": ROOT}
 NO_COUNTER = {**ENV, "ALLOCBENCH_COUNTER_METHOD": "none"}  # the same child, with no syscall counter
+ZSTD_TRACE = os.path.join(ROOT, "tests", "data", "zstd-T2.trace")  # a real program's trace, on 2 threads
 
 
 def cli(*args, env: dict | None = None, timeout: float = 600, text: bool = True, **kw) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import ENV, cli, one_line_error
+from conftest import ENV, ZSTD_TRACE, cli, one_line_error
 
 from allocbench import advise, runner, stats
 from allocbench.glibc_constants import request2size
@@ -237,8 +237,7 @@ def test_the_screen_keeps_room_to_verify_and_a_cut_verification_is_no_verdict():
     """numpy's advice spent its whole budget screening and verified nothing.  A store asked to keep
     seconds for verifying runs nothing past them (a recorded run is still returned: it costs nothing);
     a verification the budget cut below MIN_PAIRS pairs is no verdict, so no answer, not "keep"."""
-    trace = os.path.join(os.path.dirname(__file__), "data", "zstd-T2.trace")
-    spec = runner.make_spec(allocator="glibc", pattern="trace", trace=trace, size=0, repeats=1, settings={},
+    spec = runner.make_spec(allocator="glibc", pattern="trace", trace=ZSTD_TRACE, size=0, repeats=1, settings={},
                             replay_threads="recorded")
     store = advise.RunStore(["true"], advise.Budget(10), None, {})
     store.budget.spent = 6.5
@@ -313,7 +312,6 @@ def test_a_replay_slower_than_the_program_hands_the_screen_to_exec():
 
     cands = [advise.Candidate("glibc", {"arena_max": 1}, "w")]
     slow = Store(1.5)
-    trace = os.path.join(os.path.dirname(__file__), "data", "zstd-T2.trace")
-    why = advise.screen_by_replay(slow, cands, {"wall_ns": 0.5e9}, trace, "recorded")
+    why = advise.screen_by_replay(slow, cands, {"wall_ns": 0.5e9}, ZSTD_TRACE, "recorded")
     assert why == "a replay took 1.5 s, longer than the program's own 0.50 s: one short run of the program each"
     assert slow.replayed == 1 and cands[0].stage == "candidate"  # only the default's replay was made

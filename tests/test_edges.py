@@ -13,14 +13,13 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, cli, one_line_error
+from conftest import ROOT, ZSTD_TRACE, cli, one_line_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from allocbench import _native, runner, traces
 from allocbench.commands import COMMANDS, build_parser
 
-ZSTD_TRACE = os.path.join(ROOT, "tests", "data", "zstd-T2.trace")
 REPLAY_BOUND_S = 20
 
 
@@ -262,7 +261,7 @@ def test_records_are_appended_only_to_a_file_of_records(tmp_path):
     """run, inspect and trace info appended a JSON line to whatever --out named: a trace given by
     mistake lost its shape.  Each now refuses a file that holds something else, and leaves it as it was."""
     trace = tmp_path / "t.trace"
-    shutil.copy(os.path.join(ROOT, "tests", "data", "zstd-T2.trace"), trace)
+    shutil.copy(ZSTD_TRACE, trace)
     before = trace.read_bytes()
     for argv in (["run", "--size", "4K", "--ops", "10"], ["inspect", os.getpid()],
                  ["trace", "info", "--fidelity", trace]):

@@ -5,12 +5,11 @@ is installable on this machine: Playwright's Chromium comes from a CDN, not from
 from __future__ import annotations
 
 import json
-import os
 import re
 from html.parser import HTMLParser
 
 import pytest
-from conftest import cli, one_line_error
+from conftest import ZSTD_TRACE, cli, one_line_error
 
 from allocbench import runner
 from allocbench.report import Inputs, write_report
@@ -249,10 +248,9 @@ def test_each_input_file_must_hold_its_own_kind_of_record(tmp_path):
     advice.write_text('{"x": 1}')
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_text(cells.read_text() + runs.read_text())
-    trace = os.path.join(os.path.dirname(__file__), "data", "zstd-T2.trace")
     report = tmp_path / "REPORT.md"
     refused = {("report", mixed): "holds program records (give them with --programs",
-               ("report", trace): "not a results file (JSON Lines text): the byte at offset 24",
+               ("report", ZSTD_TRACE): "not a results file (JSON Lines text): the byte at offset 24",
                ("report", cells, "--programs", cells): "not program runs",
                ("report", cells, "--replays", cells): "holds cells of pattern churn",
                ("report", cells, "--peers", runs): "holds program records",
