@@ -70,7 +70,7 @@ def inputs(args):
                                                                                    for r in first)), None)
     if alone is None:
         of_kind("results", args.results, first)
-    got = Inputs(cells=[] if alone else load_results(args.results), results_path=args.results,
+    got = Inputs(cells=[] if alone else latest_per_cell(first), results_path=args.results,
                  probes=probes, calibration=calibration, inspect=first if alone == "inspect" else None,
                  peers=first if alone == "peer" else None,
                  programs=latest_per_cell(first) if alone == "program" else None,
