@@ -128,11 +128,11 @@ def test_glibc_keeps_the_promises_the_toy_is_held_to():
 @preload
 @pytest.mark.parametrize("policy", POLICIES)
 def test_preloaded_toy_keeps_glibcs_promises(policy):
-    """errno across free, realloc(p, 0), calloc zeroing after a dirty free (64 B to
-    3 MiB), ENOMEM from every entry point, alignments with glibc's return codes,
-    usable size, 4 threads churning 256 KiB with tags at both ends, a thread exiting
-    with blocks, fork while threads allocate, fork against stdio's locks, fork from
-    a signal handler."""
+    """errno across free, realloc(p, 0), realloc of a large block the program split
+    with madvise, calloc zeroing after a dirty free (64 B to 3 MiB), ENOMEM from every
+    entry point, alignments with glibc's return codes, usable size, 4 threads churning
+    256 KiB with tags at both ends, a thread exiting with blocks, fork while threads
+    allocate, fork against stdio's locks, fork from a signal handler."""
     _promises(dict(ENV, LD_PRELOAD=TOYLIB, TOYALLOC_POLICY=policy))
 
 

@@ -1520,7 +1520,8 @@ int toy_is_direct(void *p)
     return 1;
 }
 
-/* Grow or shrink a large block's mapping in place or by moving page tables. */
+/* Grow or shrink a large block's mapping in place or by moving page tables; NULL if mremap refused
+ * (the block as it was). */
 static void *large_resize(void *p, size_t old, size_t size)
 {
     size_t len = round_up(size, page);
@@ -1562,8 +1563,16 @@ void *toy_realloc(void *p, size_t size)
     int small = span_of(p) != NULL;
     if (small && size <= have && (size > have / 2 || have <= 128))
         return p;  /* the class still fits without wasting half of it */
-    if (!small && !over && size > threshold)
-        return large_resize(p, have, size);
+    if (!small && !over && size > threshold) {
+        int saved = errno;
+        void *q = large_resize(p, have, size);
+        if (q)
+            return q;
+        /* mremap refused: the program's advice or protection on part of the block made it two
+         * mappings (numpy advises MADV_HUGEPAGE on its arrays), which mremap cannot take as one; or no
+         * room.  A copy, as glibc makes then. */
+        errno = saved;
+    }
     void *q = toy_malloc(size);
     if (!q)
         return NULL;  /* the old block is untouched */

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -87,6 +88,28 @@ static void realloc_rules(void)
     CHECK(realloc(big, 0) == NULL, "realloc(large, 0) returns NULL");
     errno = 0;
     CHECK(reallocarray(NULL, SIZE_MAX / 2, 3) == NULL && errno == ENOMEM, "reallocarray overflow is ENOMEM");
+}
+
+/* A large block whose mapping the program split: advice on part of it (numpy's MADV_HUGEPAGE on an
+ * array of 4 MiB or more, a guard page's mprotect) makes it two mappings to the kernel, which mremap
+ * cannot take as one; realloc must still grow and shrink it, its bytes kept (glibc copies then). */
+static void realloc_split_mapping(void)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t n = 8 << 20, sizes[] = {16 << 20, 3 << 20, 1 << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        unsigned char *p = malloc(n);
+        memset(p, 3, n);
+        /* MADV_DONTFORK: a flag of the mapping on every kernel (nothing forks in this section) */
+        unsigned char *cut = (unsigned char *)(((uintptr_t)p + (n / 2)) & ~(uintptr_t)(pg - 1));
+        CHECK(madvise(cut, (size_t)pg, MADV_DONTFORK) == 0, "madvise of a page inside an 8 MiB block: %s",
+              strerror(errno));
+        unsigned char *q = realloc(p, sizes[i]);
+        size_t keep = sizes[i] < n ? sizes[i] : n;
+        CHECK(q && all_bytes(q, keep, 3), "realloc of an 8 MiB block split by madvise to %zu: %s",
+              sizes[i], q ? "lost contents" : strerror(errno));
+        free(q ? q : p);
+    }
 }
 
 static void calloc_zeroes(void)
@@ -384,6 +407,7 @@ static void fork_from_signal_handler(void)
 static const struct { const char *name; void (*fn)(void); int timeout_s; } sections[] = {
     {"free-keeps-errno", free_keeps_errno, 30},
     {"realloc", realloc_rules, 30},
+    {"realloc-split-mapping", realloc_split_mapping, 30},
     {"calloc-zeroes", calloc_zeroes, 60},
     {"huge-is-enomem", huge_is_enomem, 30},
     {"alignments", alignments, 60},
