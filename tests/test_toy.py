@@ -367,6 +367,27 @@ def test_toy_backend_batch_returns_all_but_its_cache():
     assert rec["retained_after_free_bytes"] <= (32 << 20) + (2 << 20)
 
 
+@pytest.mark.parametrize("policy", [p for p in POLICIES if p != "unmap"])
+def test_a_split_block_freed_joins_its_cached_tail(policy):
+    """A block split from a cached mapping comes back whole when freed: it joins the tail that stayed
+    cached, so the mapping's whole size is taken again with no mmap and no mremap (without the join, the
+    5 MiB tail is the largest cached range, grown by mremap).  Under every policy that caches; blocks
+    above a quarter of the cap, so no thread's stash keeps them apart.  In a fresh interpreter."""
+    fresh_python(f"""
+        from allocbench import toy
+        MIB = 1 << 20
+        toy.configure(cache_cap=8 * MIB, policy={policy!r})
+        toy.Block(8 * MIB).free()  # cached whole
+        split = toy.Block(3 * MIB)  # its head; the 5 MiB tail stays cached
+        split.free()
+        s = toy.stats()
+        again = toy.Block(8 * MIB)
+        t = toy.stats()
+        assert t["mmap_calls"] == s["mmap_calls"] and t["mremap_calls"] == s["mremap_calls"], (s, t)
+        again.free()
+    """)
+
+
 def test_freed_large_blocks_are_kept_up_to_the_peak_and_no_further():
     """With a decay (the default, 1 s), freed large mappings are kept beyond the cap up to what was live at
     the peak, so a block asked for again is not mapped (nor faulted) again; the mappings, live and cached,

@@ -150,6 +150,7 @@ typedef struct cached_map {
     size_t len;
     int zeroed;  /* every page known to read as zero (fresh, or dropped by MADV_DONTNEED) */
     uint64_t freed_ms;  /* when it was cached (CLOCK_MONOTONIC_COARSE): past the decay it goes back */
+    int joined;  /* neighbours joined into one range: perhaps two mappings to the kernel, so no mremap */
 } cached_map;
 
 typedef struct cached_slot {  /* a free slot: in a thread's cache, its span's list or a remote list */
@@ -427,7 +428,8 @@ static char *cache_take_large(size_t len, size_t *got, int *zeroed)
     for (int i = 0; i < ncached; i++) {
         if (cache[i].len >= len && (fit < 0 || cache[i].len < cache[fit].len))
             fit = i;
-        if (cache[i].len < len && cache[i].len >= len / 2 && (part < 0 || cache[i].len > cache[part].len))
+        if (cache[i].len < len && cache[i].len >= len / 2 && !cache[i].joined &&
+            (part < 0 || cache[i].len > cache[part].len))
             part = i;
     }
     int i = fit >= 0 ? fit : part;
@@ -458,11 +460,23 @@ static int cache_put(char *base, size_t len, int zeroed, size_t cap, cached_map 
     while (over_room(len, cap, now))
         evicted[nevicted++] = evict_oldest();
     if (st_cached + len > cap) {
-        evicted[nevicted++] = (cached_map){base, len, zeroed, 0};
+        evicted[nevicted++] = (cached_map){base, len, zeroed, 0, 0};
         return nevicted;
     }
-    cache[ncached_add(1) - 1] = (cached_map){base, len, zeroed, now};
-    ADD(st_cached, len);
+    cached_map m = {base, len, zeroed, now, 0};
+    for (int i = 0; i < ncached;) {  /* cached neighbours join it: a block split from them comes back whole */
+        cached_map *c = &cache[i];
+        if (c->base + c->len != m.base && m.base + m.len != c->base) {
+            i++;
+            continue;
+        }
+        m.base = c->base < m.base ? c->base : m.base;
+        m.len += c->len, m.zeroed &= c->zeroed, m.joined = 1;
+        SUB(st_cached, c->len);
+        memmove(cache + i, cache + i + 1, sizeof cache[0] * (size_t)(ncached_add(-1) - i));
+    }
+    cache[ncached_add(1) - 1] = m;
+    ADD(st_cached, m.len);
     return nevicted;
 }
 
@@ -1296,7 +1310,7 @@ static void stash_put(heap *h, char *base, size_t len)
         h->nstash--;
         stash_drop(old);
     }
-    h->stash[h->nstash++] = (cached_map){base, len, 0, 0};
+    h->stash[h->nstash++] = (cached_map){base, len, 0, 0, 0};
     ADD(st_cached, len);
 }
 
