@@ -388,6 +388,27 @@ def test_a_split_block_freed_joins_its_cached_tail(policy):
     """)
 
 
+@pytest.mark.parametrize("policy", [p for p in POLICIES if p != "unmap"])
+def test_a_new_span_takes_one_granule_from_a_larger_cached_range(policy):
+    """A span takes its own length from the head of a larger cached range that starts on a granule, the
+    rest staying cached: the cache holds exactly one granule (64 KiB, a span of a class up to 8 KiB)
+    less.  Before, a span took a cached range whole if it was at most twice its length (more slots, more
+    pages touched), and mapped anew otherwise.  The range is 4 MiB, above a quarter of the cap, so no
+    stash keeps it.  (The first span also maps a leaf of the granule map: the mmap count cannot tell.)
+    In a fresh interpreter: no span exists yet."""
+    fresh_python(f"""
+        from allocbench import toy
+        MIB, GRANULE = 1 << 20, 1 << 16
+        toy.configure(cache_cap=8 * MIB, policy={policy!r})
+        toy.Block.aligned(GRANULE, 4 * MIB).free()
+        s = toy.stats()
+        small = toy.Block(5000)  # the first block of its class: a new span
+        t = toy.stats()
+        assert s["cached_bytes"] - t["cached_bytes"] == GRANULE, (s, t)
+        small.free()
+    """)
+
+
 def test_freed_large_blocks_are_kept_up_to_the_peak_and_no_further():
     """With a decay (the default, 1 s), freed large mappings are kept beyond the cap up to what was live at
     the peak, so a block asked for again is not mapped (nor faulted) again; the mappings, live and cached,

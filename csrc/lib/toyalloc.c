@@ -308,24 +308,35 @@ static int ncached_add(int d)
     return n;
 }
 
-/* Take the best-fitting cached mapping (lock held): it wastes at most half, and
- * a span (align >= GRANULE) takes only whole granules, so no granule is shared. */
+/* The first len bytes of cache entry i (lock held), or all of it if len is 0 or more: the tail stays
+ * cached, as it was (no syscall: a page range of a mapping is a mapping). */
+static char *take_head(int i, size_t len, size_t *got, int *zeroed)
+{
+    char *b = cache[i].base;
+    *zeroed = cache[i].zeroed;
+    if (len && cache[i].len > len) {
+        cache[i].base += len, cache[i].len -= len;
+        SUB(st_cached, len);
+        *got = len;
+        return b;
+    }
+    *got = cache[i].len;
+    SUB(st_cached, *got);
+    memmove(cache + i, cache + i + 1, sizeof cache[0] * (size_t)(ncached_add(-1) - i));
+    return b;
+}
+
+/* len bytes at an `align`ed address from the cache (lock held): the head of the smallest entry that
+ * starts aligned and holds len.  A span's len is whole granules and its align at least one, so its
+ * head covers whole granules and the tail starts on the next: no granule is shared. */
 static char *cache_take(size_t len, size_t align, size_t *got, int *zeroed)
 {
-    size_t unit = align >= GRANULE ? GRANULE : 1;
     int best = -1;
     for (int i = 0; i < ncached; i++)
-        if (cache[i].len >= len && cache[i].len - len <= cache[i].len / 2 &&
-            ((uintptr_t)cache[i].base & (align - 1)) == 0 && (cache[i].len & (unit - 1)) == 0 &&
+        if (cache[i].len >= len && ((uintptr_t)cache[i].base & (align - 1)) == 0 &&
             (best < 0 || cache[i].len < cache[best].len))
             best = i;
-    if (best < 0)
-        return NULL;
-    char *b = cache[best].base;
-    *got = cache[best].len, *zeroed = cache[best].zeroed;
-    SUB(st_cached, *got);
-    memmove(cache + best, cache + best + 1, sizeof cache[0] * (size_t)(ncached_add(-1) - best));
-    return b;
+    return best < 0 ? NULL : take_head(best, len, got, zeroed);
 }
 
 static uint64_t now_ms(void)
@@ -424,29 +435,14 @@ static void cache_decay(void)
  * it must be grown.  NULL: nothing cached is worth it. */
 static char *cache_take_large(size_t len, size_t *got, int *zeroed)
 {
-    int fit = -1, part = -1;
-    for (int i = 0; i < ncached; i++) {
-        if (cache[i].len >= len && (fit < 0 || cache[i].len < cache[fit].len))
-            fit = i;
-        if (cache[i].len < len && cache[i].len >= len / 2 && !cache[i].joined &&
-            (part < 0 || cache[i].len > cache[part].len))
-            part = i;
-    }
-    int i = fit >= 0 ? fit : part;
-    if (i < 0)
-        return NULL;
-    char *b = cache[i].base;
-    *zeroed = cache[i].zeroed;
-    if (fit >= 0 && cache[i].len > len) {  /* the tail stays cached, as it was */
-        cache[i].base += len, cache[i].len -= len;
-        SUB(st_cached, len);
-        *got = len;
+    char *b = cache_take(len, page, got, zeroed);
+    if (b)
         return b;
-    }
-    *got = cache[i].len;
-    SUB(st_cached, *got);
-    memmove(cache + i, cache + i + 1, sizeof cache[0] * (size_t)(ncached_add(-1) - i));
-    return b;
+    int part = -1;  /* a joined range may be two mappings to the kernel, which mremap refuses */
+    for (int i = 0; i < ncached; i++)
+        if (cache[i].len >= len / 2 && !cache[i].joined && (part < 0 || cache[i].len > cache[part].len))
+            part = i;
+    return part < 0 ? NULL : take_head(part, 0, got, zeroed);
 }
 
 /* Publish a purged mapping, evicting the oldest to stay within the room (lock
