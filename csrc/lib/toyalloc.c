@@ -308,8 +308,8 @@ static int ncached_add(int d)
     return n;
 }
 
-/* The first len bytes of cache entry i (lock held), or all of it if len is 0 or more: the tail stays
- * cached, as it was (no syscall: a page range of a mapping is a mapping). */
+/* The first len bytes of cache entry i (lock held), or all of it when len is 0 or at least its length:
+ * the tail stays cached, as it was (no syscall: a page range of a mapping is a mapping). */
 static char *take_head(int i, size_t len, size_t *got, int *zeroed)
 {
     char *b = cache[i].base;
