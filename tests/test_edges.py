@@ -290,12 +290,31 @@ def test_the_toy_ab_script_refuses_bad_input_with_2_before_any_run(argv, says):
     assert proc.stdout == "" and "pair 1/" not in proc.stderr
 
 
+SIDE_MEDIANS = r"median wall \d+\.\d{3} s, ([\d,]+ faults|faults not counted), peak RSS (\d+\.\d MiB|not sampled)\n"
+
+
 def test_the_toy_ab_script_builds_a_ref_and_compares_it_pair_by_pair():
     proc = toy_ab("glibc", "HEAD:-DTOY_NO_FREE_CHECK", "--program", "rptest", "--pairs", "1")
     assert proc.returncode == 0, proc.stderr
-    # one pair is too few for an interval: the verdict says so, and the sign count is of that one pair
-    assert re.fullmatch(r"rptest: HEAD:-DTOY_NO_FREE_CHECK / glibc: untested \(paired sign test, 1 runs: too few "
+    # each side's medians, then the verdict: one pair is too few for an interval, and the verdict says
+    # so; the sign count is of that one pair
+    assert re.fullmatch(r"rptest: glibc: " + SIDE_MEDIANS + r"rptest: HEAD:-DTOY_NO_FREE_CHECK: " + SIDE_MEDIANS
+                        + r"rptest: HEAD:-DTOY_NO_FREE_CHECK / glibc: untested \(paired sign test, 1 runs: too few "
                         r"for a 95% interval\), faster in [01] of 1\n", proc.stdout), proc.stdout
+
+
+def test_the_toy_ab_script_runs_a_real_program_of_the_bench(tmp_path):
+    """By name, one of make bench's real programs (gcc compiling counters.c into the script's own
+    temporary folder, removed at the end), under each side in turns."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = subprocess.run([sys.executable, TOY_AB, "glibc", "toy", "--program", "gcc", "--pairs", "1"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": ROOT, "TMPDIR": str(tmp)})
+    assert proc.returncode == 0, proc.stderr
+    assert re.fullmatch(r"gcc: glibc: " + SIDE_MEDIANS + r"gcc: toy: " + SIDE_MEDIANS
+                        + r"gcc: toy / glibc: untested .*, faster in [01] of 1\n", proc.stdout), proc.stdout
+    assert list(tmp.iterdir()) == []
 
 
 def test_a_cut_or_flipped_trace_is_one_line_and_exit_2_everywhere(tmp_path):
