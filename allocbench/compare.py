@@ -10,10 +10,11 @@ overlap, and the row says so."""
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 
 from . import stats
-from .records import KEY_FIELDS, series_key
+from .records import cell_key, series_key
 from .series import series_label
 from .units import size_label
 
@@ -24,10 +25,16 @@ _setting = series_key  # a row: the allocator and its settings
 
 
 def _measured(r: dict) -> str:
-    """What was measured, whatever the setting: the cell's workload, or the program and its command."""
+    """What was measured, whatever the setting: the record's key (records.cell_key, which reads a cell's
+    latency histograms as "with latency passes") without its allocator, settings and a program's repeat.
+    A program's argv[0] counts by its name: two clones' interpreters, /a/.venv/bin/python and
+    /b/.venv/bin/python, run the same script."""
     if r.get("kind") == "program":
-        return json.dumps({"command": r["command"]})
-    return json.dumps({k: r.get(k) for k in KEY_FIELDS if k not in ("allocator", "settings")}, sort_keys=True)
+        r = {**r, "command": [os.path.basename(r["command"][0]), *r["command"][1:]]}
+    key = json.loads(cell_key(r))
+    for k in ("allocator", "settings", "repeat"):
+        key.pop(k, None)
+    return json.dumps(key, sort_keys=True)
 
 
 def _label(r: dict) -> str:

@@ -338,6 +338,29 @@ def test_compare_states_each_rows_test(tmp_path):
     assert "environments differ: counted by perf vs strace" in cli("compare", a, c).stdout
 
 
+def test_compare_pairs_the_rows_of_two_clones_and_of_latency_passes(tmp_path):
+    """The same bench run in two clones: a program's interpreter is each clone's own
+    (/a/.venv/bin/python and /b/.venv/bin/python), and a cell with latency passes records its own
+    histograms in its latency field.  Neither is a different measurement: each row pairs with its
+    twin, where compare said "only in A: 1, only in B: 1"."""
+    walls = (100, 104, 98, 102, 96)
+    runs = {"kind": "program", "allocator": "glibc", "settings": {}, "status": "ok", "syscalls": {"mmap": 10},
+            "peak_rss_bytes": 100, "env": {"glibc": "2.36"}, "counter_method": "perf"}
+    cell = {"pattern": "churn", "size_lo": 98304, "size_hi": 98304, "ops": 5000, "threads": 1, "touch": True,
+            "allocator": "glibc", "settings": {}, "status": "ok", "syscalls_per_op": {"mmap": 0},
+            "peak_rss_bytes": 100, "ns_per_op_repeats": list(walls), "env": {"glibc": "2.36"}}
+    for clone in ("a", "b"):
+        (tmp_path / f"{clone}-programs.jsonl").write_text("".join(
+            json.dumps({**runs, "command": [f"/{clone}/.venv/bin/python", "s.py"], "repeat": i, "wall_ns": w}) + "\n"
+            for i, w in enumerate(walls)))
+        histogram = {"malloc": {"count": 5000, "max_ns": 100 if clone == "a" else 120}}
+        (tmp_path / f"{clone}-cells.jsonl").write_text(json.dumps({**cell, "latency": histogram}) + "\n")
+    for kind in ("programs", "cells"):
+        proc = cli("compare", tmp_path / f"a-{kind}.jsonl", tmp_path / f"b-{kind}.jsonl")
+        assert proc.returncode == 0, proc.stderr
+        assert "only in" not in proc.stdout and "over 1 rows (1 not significant)" in proc.stdout, proc.stdout
+
+
 @pytest.mark.parametrize("case,message", [("missing", "no such results file"), ("cut", "cut short"),
                                           ("disjoint", "no cell or program is in both"),
                                           ("fidelity", "compare takes cells or program runs, not fidelity")])
