@@ -287,6 +287,35 @@ static int log_has(const char *log, const char *needle)
     return log_lines(log, line_has, (void *)needle) == 1;
 }
 
+/* Where strace's own messages go: the log's path with ".err" (see ab_strace_attach). */
+static void err_path_of(const char *log, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s.err", log);
+}
+
+void ab_strace_remove(const char *log)
+{
+    char errs[300];
+    err_path_of(log, errs, sizeof errs);
+    unlink(log);
+    unlink(errs);
+}
+
+/* The first line strace wrote to its messages' file, into out ("" if none). */
+static void first_message(const char *log, char *out, size_t cap)
+{
+    char errs[300];
+    err_path_of(log, errs, sizeof errs);
+    out[0] = 0;
+    int fd = open(errs, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, out, cap - 1);
+    close(fd);
+    out[n > 0 ? n : 0] = 0;
+    out[strcspn(out, "\n")] = 0;
+}
+
 int ab_strace_attach(const char *strace_bin, pid_t target, char *log, size_t log_cap, pid_t *strace_pid,
                      char *err, size_t err_cap)
 {
@@ -298,23 +327,40 @@ int ab_strace_attach(const char *strace_bin, pid_t target, char *log, size_t log
         return -1;
     }
     close(fd);
+    /* strace's own messages (an attach refused, or a warning it prints on some kernels, such as
+     * "entering, ptrace_syscall_info.op == 2") go to a file beside the log, made here (O_EXCL: not
+     * a link someone left), read into err if strace fails and removed with the log; they reached the
+     * caller's stderr.  /bin/sh redirects them, since a file action would malloc, and a window's
+     * begin calls this. */
+    char errs[300], message[200];
+    err_path_of(log, errs, sizeof errs);
+    fd = open(errs, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, err_cap, "strace's messages, %s: %s", errs, strerror(errno));
+        unlink(log);
+        log[0] = 0;
+        return -1;
+    }
+    close(fd);
     int here = target == getpid();
     if (here)
         prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);  /* Yama: let our child trace us */
     char pid[32];
     snprintf(pid, sizeof pid, "%d", (int)target);
-    char *argv[] = {"strace", "-f", "-qq", "-e", (char *)ab_strace_filter, "-o", log, "-p", pid, NULL};
-    /* No file actions: adding one mallocs, and a window's begin calls this.
-     * strace writes its trace to -o; with -qq it says nothing on stdio. */
-    int rc = posix_spawn(strace_pid, strace_bin, NULL, NULL, argv, environ);
+    /* the shell execs strace in its own process: *strace_pid is strace's */
+    char *argv[] = {"sh", "-c", "e=$1; shift; exec \"$@\" 2>>\"$e\"", "sh", errs, (char *)strace_bin,
+                    "-f", "-qq", "-e", (char *)ab_strace_filter, "-o", log, "-p", pid, NULL};
+    int rc = posix_spawn(strace_pid, "/bin/sh", NULL, NULL, argv, environ);
     if (rc) {
-        snprintf(err, err_cap, "spawning %s: %s", strace_bin, strerror(rc));
+        snprintf(err, err_cap, "spawning /bin/sh for %s: %s", strace_bin, strerror(rc));
         goto failed;
     }
     for (int i = 0; i < 10000; i++) {  /* up to 10 s */
         int status;
         if (waitpid(*strace_pid, &status, WNOHANG) == *strace_pid) {
-            snprintf(err, err_cap, "strace exited before attaching (status %d): ptrace not permitted?", status);
+            first_message(log, message, sizeof message);
+            snprintf(err, err_cap, "strace exited before attaching (status %d): %s", status,
+                     message[0] ? message : "ptrace not permitted?");
             goto failed;
         }
         /* TracerPid shows from strace's PTRACE_SEIZE, before it stops the threads and starts
@@ -332,7 +378,7 @@ int ab_strace_attach(const char *strace_bin, pid_t target, char *log, size_t log
     waitpid(*strace_pid, NULL, 0);
     snprintf(err, err_cap, "strace did not attach within 10 s");
 failed:  /* no log is left behind */
-    unlink(log);
+    ab_strace_remove(log);
     log[0] = 0;
     return -1;
 }
@@ -410,7 +456,7 @@ static int strace_end(ab_counter *c, int64_t out[AB_NSYSCALLS])
     kill(c->strace_pid, SIGINT);  /* strace detaches and flushes */
     waitpid(c->strace_pid, NULL, 0);
     int rc = ab_strace_count_log(c->strace_log, 1, out, c->error, sizeof c->error);
-    unlink(c->strace_log);
+    ab_strace_remove(c->strace_log);
     return rc;
 }
 

@@ -126,12 +126,15 @@ extern const char ab_strace_filter[];
 int ab_strace_binary(const char *given, char *out, size_t cap, char *err, size_t err_cap);
 int ab_strace_count_log(const char *log, int bounded, int64_t out[AB_NSYSCALLS], char *err, size_t err_cap);
 /* strace -f attached to `target`, logging to a new file whose path goes to `log`: 0 once the log
- * shows AB_MARK_ATTACHED (what the target does next is traced), or -1 with err set (strace gone or
- * 10 s passed), the log removed and `log` empty.  The target makes the marker: this process itself
- * when it is the target, else ab_strace_await_attach in the target, which issues markers until `go`
- * becomes readable. */
+ * shows AB_MARK_ATTACHED (what the target does next is traced), or -1 with err set (strace gone, with
+ * its own message if it wrote one, or 10 s passed), the log removed and `log` empty.  strace's
+ * messages go to a file beside the log, never to this process's stderr (ab_strace_remove removes
+ * both).  The target makes the marker: this process itself when it is the target, else
+ * ab_strace_await_attach in the target, which issues markers until `go` becomes readable. */
 int ab_strace_attach(const char *strace_bin, pid_t target, char *log, size_t log_cap, pid_t *strace_pid,
                      char *err, size_t err_cap);
+/* The log of an attach, and the file of strace's own messages beside it, removed. */
+void ab_strace_remove(const char *log);
 void ab_strace_await_attach(int go);
 
 /* Open and close one window.  No malloc between begin returning and end

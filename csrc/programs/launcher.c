@@ -313,7 +313,7 @@ int main(int argc, char **argv)
     else if (strace_log[0]) {
         strace_finish(strace_pid);
         have_counts = ab_strace_count_log(strace_log, 0, counts, note, sizeof note) == 0;
-        unlink(strace_log);
+        ab_strace_remove(strace_log);
         if (have_counts)
             snprintf(note, sizeof note, "strace -f: times include strace's stop at each of the program's syscalls");
     }
