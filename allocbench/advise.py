@@ -354,9 +354,12 @@ def screen_by_replay(store: RunStore, candidates: list[Candidate], baseline: dic
     # is stopped, so one replay cannot spend the budget the others and the verification need
     limit = max(10.0, 10 * baseline["wall_ns"] / 1e9)
     default = store.replay(spec(glibc, {}), limit)
-    if default is None or default["status"] != "ok":
-        raise FailedBaseline("the trace's replay fails under glibc's default: "
-                             + (default["error"] if default else BUDGET_RAN_OUT))
+    if default is None:  # a budget too small for the program, as the first run's check finds
+        raise AdviceError(f"{BUDGET_RAN_OUT} before the trace's replay under glibc's default: the program's run "
+                          f"and its recording took {store.budget.spent:.1f} s of {store.budget.seconds:g} s; "
+                          "raise --budget")
+    if default["status"] != "ok":
+        raise FailedBaseline(f"the trace's replay fails under glibc's default: {default['error']}")
     took, wall = default.get("advise_elapsed_s", 0.0), baseline["wall_ns"] / 1e9
     if took > wall:
         return (f"a replay took {took:.1f} s, longer than the program's own {wall:.2f} s: "

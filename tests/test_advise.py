@@ -233,6 +233,19 @@ def test_screening_accuracy_ranks_the_verified_candidates_alone():
     assert advise.verdict_words(two).count("untested") == 3 and "0.50x" not in advise.verdict_words(two)
 
 
+def test_a_budget_spent_before_the_defaults_replay_asks_for_more_not_a_failure():
+    """A program whose run and recording took the whole budget (pyenv's shim, before unfinished traces
+    were read a chunk at a time: 26 s) said "failed baseline: the trace's replay fails under glibc's
+    default: the budget ran out", exit 1, of a replay that never ran.  It is a budget too small for
+    the program, as the first run's check finds: say what took it, and ask for more (exit 2)."""
+    store = advise.RunStore(["true"], advise.Budget(20), None, {})
+    store.budget.spent = 19.5
+    with pytest.raises(advise.AdviceError, match=r"^the budget ran out before the trace's replay under glibc's "
+                       r"default: the program's run and its recording took 19\.5 s of 20 s; raise --budget$"):
+        advise.screen_by_replay(store, [], {"wall_ns": 1e8}, ZSTD_TRACE, "recorded")
+    assert store.budget.spent == 19.5  # nothing ran
+
+
 def test_the_screen_keeps_room_to_verify_and_a_cut_verification_is_no_verdict():
     """numpy's advice spent its whole budget screening and verified nothing.  A store asked to keep
     seconds for verifying runs nothing past them (a recorded run is still returned: it costs nothing);
