@@ -70,6 +70,18 @@ def summary(rec: dict) -> list[str]:
     return lines + latency_lines(rec)
 
 
+def _which_process(procs: list[dict]) -> str:
+    """Of a command's several processes, which one the latency is of (the one that made the most calls),
+    and the next: a wrapper that execs (pyenv's shim) runs shells that can outdo a short program."""
+    if len(procs) < 2:
+        return ""
+    calls = lambda p: sum(k["count"] for k in p["kinds"].values())
+    first, second = sorted(procs, key=calls, reverse=True)[:2]
+    return (f", pid {first['pid']}: of the command's {len(procs)} processes, the one that made the most allocation "
+            f"calls, {calls(first):,}; next {second['program']}, pid {second['pid']}, {calls(second):,}; each "
+            f"process in --json's latency_processes")
+
+
 def latency_lines(rec: dict, slowest: int = 5) -> list[str]:
     """--latency: each call kind's percentiles, and the slowest calls with where they were called from."""
     from ..programs import frame_text
@@ -79,8 +91,8 @@ def latency_lines(rec: dict, slowest: int = 5) -> list[str]:
         return [f"  latency: {rec['latency_error']}"]
     if not isinstance(rec.get("latency"), dict):
         return []
-    lines = [f"  latency of {rec['latency_program']} ({rec['latency_clock']}; a reading costs "
-             f"{rec['latency_clock_overhead_ns']:.0f} ns, included):"]
+    lines = [f"  latency of {rec['latency_program']}{_which_process(rec.get('latency_processes') or [])} "
+             f"({rec['latency_clock']}; a reading costs {rec['latency_clock_overhead_ns']:.0f} ns, included):"]
     for kind, h in rec["latency"].items():
         lines.append(f"    {kind:<12} {h['count']:>10} calls  {percentiles_text(h)}")
     for c in rec["slow_calls"][:slowest]:
