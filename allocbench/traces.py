@@ -119,7 +119,7 @@ def read(path: str) -> tuple[dict, np.ndarray]:
     count, held = h["events"], body // record_size
     if count > held:
         raise TraceError(f"{path}: offset {size}: the header counts {count} events, the file holds {held}")
-    # the program ended without destructors: the trace ends at the first empty record
+    # no count: the process ended without the recorder's destructor, and its trace ends at its first empty record
     events = np.fromfile(path, dtype=EVENT_DTYPE, offset=hb, count=count) if count else _until_empty(path, hb)
     bad = np.flatnonzero((events["op"] == 0) | (events["op"] > max(OPS)))
     if len(bad):
