@@ -179,6 +179,19 @@ def test_a_replay_ends_as_a_cell_ends(tmp_path):
         assert rec["calls"]["frees"] == 8  # the program's own frees; the leftovers' are not calls it made
 
 
+def test_record_says_whose_each_trace_is(tmp_path):
+    """A shell that runs a program leaves two traces, the command's own first: each line names its
+    program, since a wrapper such as pyenv's python3 shim leaves dozens of a shell's beside the one
+    that matters."""
+    out = str(tmp_path / "t.trace")
+    proc = cli("record", "--out", out, "--", "/bin/sh", "-c", "/bin/ls / > /dev/null; :")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"{out}: ") and lines[1].startswith(f"{out}.")
+    shell = os.path.basename(os.path.realpath("/bin/sh"))  # dash on Debian
+    assert lines[0].endswith(f" ({shell})") and lines[1].endswith(" (ls)"), lines
+
+
 def test_recording_refuses_what_it_cannot_write_before_running(tmp_path):
     marker = tmp_path / "ran"
     proc = cli("record", "--out", "/proc/no/such/x.trace", "--", "touch", marker)  # root may write anywhere else

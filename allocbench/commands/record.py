@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .common import UsageError, add_program_io, command_after_dashes, out_path, seconds_arg
@@ -50,10 +51,10 @@ def run(args) -> int:
         print(f"allocbench: record failed: {e}", file=sys.stderr)
         return 1
     ours = sys.stderr if args.show_output else sys.stdout
-    for f in files:
-        i = traces.info(f)
-        print(f"{f}: {i['events']:,} events, {i['threads']} thread(s), peak live {human_bytes(i['peak_live_bytes'])}",
-              file=ours)
+    for f in files:  # the program's own trace first, then its children's: each says whose it is (a wrapper
+        i = traces.info(f)  # such as pyenv's shim leaves dozens of a shell's)
+        print(f"{f}: {i['events']:,} events, {i['threads']} thread(s), peak live {human_bytes(i['peak_live_bytes'])}"
+              f" ({os.path.basename(i['program'] or '?')})", file=ours)
     if status != 0:  # its trace is kept, but what was measured did not end well
         print(f"allocbench: the program exited with status {status} (its trace is kept)", file=sys.stderr)
         return 1
