@@ -13,8 +13,6 @@ NAME, HELP = "record", "record a program's allocation calls into a trace (LD_PRE
 def trace_out(text: str) -> str:
     """--out FILE a new trace replaces: a file already there must be a trace (or empty), so that a
     results file or a source named by mistake is not overwritten."""
-    import os
-
     from ..traces import MAGIC
 
     path = out_path(text)
