@@ -124,6 +124,11 @@ def launch(command: list[str], env: dict, hz: int, timeout: float, stdin: str | 
         os.unlink(out)
 
 
+def process_calls(proc: dict) -> int:
+    """The allocation calls one process of a --latency run made, over every kind."""
+    return sum(k["count"] for k in proc["kinds"].values())
+
+
 def latency_fields(procs: list[dict]) -> dict:
     """An exec record's latency fields: its processes' (latency_processes), and
     those of the process that made the most calls as the record's own
@@ -133,7 +138,7 @@ def latency_fields(procs: list[dict]) -> dict:
         return {"latency": None, "latency_error": "the latency shim wrote nothing (a static or setuid binary "
                                                   "ignores LD_PRELOAD)"}
     symbolize([f for p in procs for c in p["slow_calls"] for f in c["backtrace"]])
-    main = max(procs, key=lambda p: sum(k["count"] for k in p["kinds"].values()))
+    main = max(procs, key=process_calls)
     return {"latency": main["kinds"], "latency_clock": main.get("clock"),
             "latency_clock_overhead_ns": main.get("clock_overhead_ns"), "slow_calls": main["slow_calls"],
             "latency_program": main["program"], "latency_processes": procs}

@@ -73,9 +73,10 @@ def summary(rec: dict) -> list[str]:
 def _which_process(procs: list[dict]) -> str:
     """Of a command's several processes, which one the latency is of (the one that made the most calls),
     and the next: a wrapper that execs (pyenv's shim) runs shells that can outdo a short program."""
+    from ..programs import process_calls as calls
+
     if len(procs) < 2:
         return ""
-    calls = lambda p: sum(k["count"] for k in p["kinds"].values())
     first, second = sorted(procs, key=calls, reverse=True)[:2]
     return (f", pid {first['pid']}: of the command's {len(procs)} processes, the one that made the most allocation "
             f"calls, {calls(first):,}; next {second['program']}, pid {second['pid']}, {calls(second):,}; each "
