@@ -75,6 +75,12 @@ def _rss(recs: list[dict]) -> list[float]:
     return [v for v in (recs[-1].get("peak_rss_bytes_by_process") or [recs[-1].get("peak_rss_bytes")]) if v]
 
 
+def _own_verdict(c: stats.Comparison) -> bool:
+    """Whether a comparison is told by its own verdict (faster, slower, untested), not "not significant":
+    too few runs for an interval are untested, never "not significant"."""
+    return c.significant or c.verdict == "untested"
+
+
 def row(a: list[dict], b: list[dict]) -> tuple[str, stats.Comparison]:
     """B's row against A's: the words, and the time comparison."""
     ta, ma, what_a = _times(a)
@@ -84,8 +90,7 @@ def row(a: list[dict], b: list[dict]) -> tuple[str, stats.Comparison]:
         c = stats.min_max(na, nb)
     else:
         c = stats.unpaired(ta, tb)
-    shown = lambda x: x.significant or x.verdict == "untested"  # too few runs: untested, not "not significant"
-    time = c.words() if shown(c) else f"not significant ({c.words()})"
+    time = c.words() if _own_verdict(c) else f"not significant ({c.words()})"
     if c.method == "min-max overlap":
         time += " [min-max overlap: these records keep no per-run times]"
     parts = [f"time {time}"]
@@ -96,7 +101,7 @@ def row(a: list[dict], b: list[dict]) -> tuple[str, stats.Comparison]:
     ra, rb = _rss(a), _rss(b)
     if ra and rb:
         m = stats.unpaired(ra, rb, "memory")
-        parts.append(f"peak RSS {m.words()}" if shown(m) else f"peak RSS not significant ({m.words()})")
+        parts.append(f"peak RSS {m.words()}" if _own_verdict(m) else f"peak RSS not significant ({m.words()})")
     return "; ".join(parts), c
 
 
@@ -140,7 +145,7 @@ def compare(a: list[dict], b: list[dict]) -> list[str] | None:
         words, c = row(ra, rb)
         setting = series_label(ka[1]) if ka[1] == kb[1] else f"{series_label(ka[1])} -> {series_label(kb[1])}"
         lines.append(f"{_label(ra[0])} | {setting}: {words}")
-        verdicts[c.verdict if c.significant or c.verdict == "untested" else "not significant"] += 1
+        verdicts[c.verdict if _own_verdict(c) else "not significant"] += 1
         ratios.append(c.estimate)
     mean = stats.geometric_mean(ratios)
     lines.append(f"geometric mean of the time ratios: {'-' if mean is None else f'{mean:.3f}x'} over {len(pairs)} "
