@@ -75,9 +75,9 @@ def check_command(command: list[str], cwd: str | None = None) -> None:
 
 
 def exit_on_sigterm(name: str = "allocbench") -> None:
-    """SIGTERM (a `timeout`, a service manager, CI) unwinds as SystemExit(143), as Ctrl-C unwinds: _run
-    kills each child's session on the way out and every temporary file goes.  Python's default died at
-    once and left the launcher and the program running to their own timeout."""
+    """SIGTERM (a `timeout`, a service manager, CI) unwinds as SystemExit(143), as Ctrl-C unwinds:
+    run_in_session kills each child's session on the way out and every temporary file goes.  Python's
+    default died at once and left the launcher and the program running to their own timeout."""
     def terminated(signum, frame):
         print(f"{name}: terminated", file=sys.stderr, flush=True)
         raise SystemExit(128 + signal.SIGTERM)
@@ -101,7 +101,7 @@ def kill_session(sid: int) -> None:
             continue  # gone meanwhile, or not ours to kill
 
 
-def _run(argv: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
+def run_in_session(argv: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
     """subprocess.run in a session of its own; on a timeout or Ctrl-C the whole
     session is killed before the exception goes on."""
     with subprocess.Popen(argv, start_new_session=True, **kwargs) as proc:
@@ -122,7 +122,7 @@ def run_json(argv: list[str], env: dict | None = None, timeout: float = DEFAULT_
     allocbench alone: the child has a session of its own) kills it and goes on as
     KeyboardInterrupt."""
     try:
-        proc = _run(argv, timeout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        proc = run_in_session(argv, timeout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                     env=child_env() if env is None else env)
     except subprocess.TimeoutExpired:
         raise ChildFailed(f"timeout: no result within {timeout:.1f} s") from None
@@ -169,7 +169,7 @@ def run_user(argv: list[str], env: dict, timeout: float, stdin: str | None = Non
         else:
             sink = subprocess.DEVNULL
         try:
-            proc = _run(argv, timeout, stdin=src, stdout=sink, stderr=subprocess.STDOUT if sink is not None
+            proc = run_in_session(argv, timeout, stdin=src, stdout=sink, stderr=subprocess.STDOUT if sink is not None
                         else None, env=env, cwd=cwd)
         finally:
             if sink not in (None, subprocess.DEVNULL):
