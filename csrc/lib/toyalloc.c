@@ -90,8 +90,12 @@
 #define TOP_BITS (47 - GRANULE_SHIFT - LEAF_BITS)
 #define NCLASSES 60
 #define CACHE_SLOTS 64
+#ifndef TCACHE_BYTES  /* a thread's cache of a class holds at most this many bytes and slots (-D to try others) */
 #define TCACHE_BYTES ((size_t)64 << 10)
+#endif
+#ifndef TCACHE_MAX
 #define TCACHE_MAX 64
+#endif
 #define LSTRIPE_BITS 4
 #define STASH 2                  /* freed large mappings a thread keeps under keep */
 #define BOOKS_CHUNK ((size_t)64 << 10)  /* span books are carved this many bytes at a time */
