@@ -22,9 +22,10 @@ ASK = $(PY) -m allocbench info --field
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
 
-# libc6-dbg: the debug file of this libc by build-id, from which allocbench inspect reads glibc's layouts
-system: build ## install missing Debian packages (strace, libc6-dbg, the allocators) and mount tracefs (root; otherwise warns)
-	@scripts/setup-system strace libc6-dbg $$($(ASK) debian_packages)
+# libc6-dbg: the debug file of this libc by build-id, from which allocbench inspect reads glibc's layouts;
+# valgrind: its cachegrind counts instructions and cache misses for scripts/toy-ab --instructions
+system: build ## install missing Debian packages (strace, libc6-dbg, valgrind, the allocators) and mount tracefs (root; otherwise warns)
+	@scripts/setup-system strace libc6-dbg valgrind $$($(ASK) debian_packages)
 
 $(DEPS): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -329,6 +329,39 @@ def test_the_toy_ab_script_builds_a_ref_and_compares_it_pair_by_pair():
                         r"for a 95% interval\), faster in [01] of 1\n", proc.stdout), proc.stdout
 
 
+def test_the_toy_ab_script_refuses_instructions_without_valgrind():
+    proc = subprocess.run([sys.executable, TOY_AB, "glibc", "HEAD", "--instructions"], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": ROOT, "PATH": "/nonexistent"})
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    assert proc.stderr.splitlines() == ["toy-ab: --instructions runs valgrind's cachegrind: apt-get install valgrind"]
+
+
+COUNTS = (r"[\d,]+ instructions, [\d,]+ data reads, [\d,]+ data writes, [\d,]+ L1 read misses, [\d,]+ L1 write "
+          r"misses, [\d,]+ L2 read misses, [\d,]+ L2 write misses")
+
+
+@pytest.mark.skipif(not shutil.which("valgrind"), reason="valgrind is missing (make system installs it)")
+def test_the_toy_ab_script_counts_what_the_check_costs_in_cachegrind():
+    """One run of each side in cachegrind.  The build without free's key check executes the same
+    program with that load (a data read) and its compare (an instruction) gone from every fast-path
+    free.  alloc-test frees 3,000,000 blocks; a free takes the slow path only when its class's thread
+    cache is full, which then flushes half of it (at least 32 slots of a class of 1 KiB or less, 64 KiB
+    a class), so at least 32 of every 33 frees are fast: 2,900,000 at least.  Two builds of one source
+    differ by a few hundred instructions (the loader's work on the library's name)."""
+    proc = toy_ab("HEAD", "HEAD:-DTOY_NO_FREE_CHECK", "--program", "alloc-test", "--instructions")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert re.fullmatch(r"cachegrind's caches: .*", lines[0]) and len(lines) == 3, proc.stdout
+    assert re.fullmatch(r"alloc-test: HEAD: " + COUNTS, lines[1]), lines[1]
+    m = re.fullmatch(r"alloc-test: HEAD:-DTOY_NO_FREE_CHECK: " + COUNTS + r" \((-[\d,]+) instructions against HEAD\)",
+                     lines[2])
+    assert m, lines[2]
+    count = lambda line, what: int(re.search(r"([\d,]+) " + what, line).group(1).replace(",", ""))  # noqa: E731
+    fewer = count(lines[1], "instructions") - count(lines[2], "instructions")
+    assert fewer >= 2_900_000 and int(m.group(1).replace(",", "")) == -fewer
+    assert count(lines[1], "data reads") - count(lines[2], "data reads") >= 2_900_000
+
+
 def test_the_toy_ab_script_runs_a_real_program_of_the_bench(tmp_path):
     """By name, one of make bench's real programs (gcc compiling counters.c into the script's own
     temporary folder, removed at the end), under each side in turns."""
