@@ -7,7 +7,7 @@ DEPS := $(VENV)/.deps-installed
 LIB := csrc/lib
 HEADERS := $(wildcard $(LIB)/*.h)
 TOYLIB := allocbench/libtoyalloc.so
-TOY_TESTS := csrc/build/toy_stress csrc/build/toy_contract csrc/build/toy_remote
+TOY_TESTS := csrc/build/toy_stress csrc/build/toy_contract csrc/build/toy_remote csrc/build/toy_books
 # plain malloc API: run against glibc and against any preloaded allocator
 MALLOC_TESTS := csrc/build/malloc_promises csrc/build/malloc_footprint csrc/build/malloc_loop
 OVERHEAD := csrc/build/counter_overhead
@@ -42,6 +42,11 @@ csrc/build/%: csrc/tests/%.c csrc/tests/tagged.h $(LIB)/toyalloc.c $(LIB)/toyall
 	@mkdir -p csrc/build
 	$(CC) $(CFLAGS) -I$(LIB) -o $@ $< $(LIB)/toyalloc.c -lpthread
 
+# toy_books includes toyalloc.c itself, to reach its static functions
+csrc/build/toy_books: csrc/tests/toy_books.c $(LIB)/toyalloc.c $(LIB)/toyalloc.h
+	@mkdir -p csrc/build
+	$(CC) $(CFLAGS) -I$(LIB) -o $@ $< -lpthread
+
 $(MALLOC_TESTS): csrc/build/%: csrc/tests/%.c
 	@mkdir -p csrc/build
 	$(CC) $(CFLAGS) -fno-builtin-malloc -o $@ $< -lpthread
@@ -65,7 +70,7 @@ exec-overhead: build ## what allocbench exec adds to a program's wall time, pair
 inspect-overhead: build ## what allocbench inspect costs on 1 GiB of heap, 64 arenas, 105,000 free chunks
 	$(PY) scripts/inspect-overhead
 
-asan: build ## build and run the toy's C stress and contract tests under ASan + UBSan, every policy
+asan: build ## build and run the toy's C tests (stress, contract, remote frees, books) under ASan + UBSan, every policy
 	@mkdir -p csrc/build
 	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -I$(LIB) \
 	    -o csrc/build/toy_stress_asan csrc/tests/toy_stress.c $(LIB)/toyalloc.c -lpthread
@@ -73,6 +78,9 @@ asan: build ## build and run the toy's C stress and contract tests under ASan + 
 	    -o csrc/build/toy_contract_asan csrc/tests/toy_contract.c $(LIB)/toyalloc.c -lpthread
 	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -I$(LIB) \
 	    -o csrc/build/toy_remote_asan csrc/tests/toy_remote.c $(LIB)/toyalloc.c -lpthread
+	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -I$(LIB) \
+	    -o csrc/build/toy_books_asan csrc/tests/toy_books.c -lpthread
+	csrc/build/toy_books_asan
 	for p in $$($(ASK) toy_policies); do csrc/build/toy_contract_asan $$p && csrc/build/toy_stress_asan 4 500000 $$p \
 	    && csrc/build/toy_remote_asan 8 100000 $$p || exit 1; done
 

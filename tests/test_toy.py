@@ -49,6 +49,14 @@ def test_misuse_aborts_with_a_message_under_every_policy(policy, misuse, want):
     assert want in proc.stderr, proc.stderr
 
 
+def test_books_slot_numbers_and_live_bytes_across_threads():
+    """From inside the toy (csrc/tests/toy_books.c): every size class numbers each offset from a span's
+    base as its definition says (a slot's start: offset / size; anything else, or below the base: past
+    any slot), and the live bytes are exact while one thread frees another's blocks, both alive."""
+    proc = run([os.path.join(BUILD, "toy_books")])
+    assert proc.returncode == 0 and proc.stdout.strip().endswith(" 0 failed"), proc.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("policy", POLICIES)
 def test_stress_4_threads_under_every_policy(policy):
@@ -72,13 +80,15 @@ def test_remote_frees_never_hand_out_memory_twice(threads, policy):
 @pytest.mark.skipif(not shutil.which("gcc"), reason="gcc not installed")
 def test_stress_and_contract_under_asan_and_ubsan(tmp_path):
     exes = {}
-    for name in ("toy_stress", "toy_contract", "toy_remote"):
+    for name in ("toy_stress", "toy_contract", "toy_remote", "toy_books"):
         exes[name] = str(tmp_path / name)
+        toy = [] if name == "toy_books" else [os.path.join(ROOT, "csrc", "lib", "toyalloc.c")]  # it includes it
         build = run(["gcc", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
                      "-I", os.path.join(ROOT, "csrc", "lib"), "-o", exes[name],
-                     os.path.join(ROOT, "csrc", "tests", f"{name}.c"),
-                     os.path.join(ROOT, "csrc", "lib", "toyalloc.c"), "-lpthread"])
+                     os.path.join(ROOT, "csrc", "tests", f"{name}.c"), *toy, "-lpthread"])
         assert build.returncode == 0, build.stderr
+    proc = run([exes["toy_books"]])
+    assert proc.returncode == 0 and "runtime error" not in proc.stderr, proc.stdout + proc.stderr[-2000:]
     for policy in POLICIES:
         for cmd in ([exes["toy_stress"], "4", "150000", policy], [exes["toy_contract"], policy],
                     [exes["toy_remote"], "8", "20000", policy]):

@@ -22,7 +22,10 @@
  *   was never handed out.  (A byte of state per slot in the books did the
  *   same at the cost of a second cache line on every malloc and free.)  What
  *   it gives up: a use after free that overwrote the key, then a double free,
- *   goes unseen, as in glibc's tcache.
+ *   goes unseen, as in glibc's tcache.  The fast paths count nothing but
+ *   the room left in the thread's cache: the bytes a thread has live are
+ *   the slots it took from spans less those it gave back and those cached
+ *   (heap_live), moved at refill and flush.
  * - No lock while a thread works on its own spans: only the owner touches an
  *   owned span's books.  Another thread's flush hands a slot to the owner by
  *   one compare-and-swap onto the span's remote list (mimalloc's idea of a
@@ -113,7 +116,7 @@ typedef struct span {
      * carves from the span, read by any free (a slot at or above it was never returned) */
     _Atomic uint32_t bump;
     uint32_t out;              /* slots in use or in a thread's cache */
-    uint64_t magic;            /* slot index = (((p - base) >> shift) * magic) >> 32 */
+    uint64_t inv;              /* slot number = rotate right ((p - base) * inv, shift): see slot_number */
     uint32_t shift, listed;
     void *free;                /* slots returned to the span, linked through their first word */
     struct span *prev, *next;  /* the class's spans that have a slot to give */
@@ -126,7 +129,7 @@ typedef struct span {
 typedef struct size_class {
     size_t size, span_len, span_align;
     uint32_t shift, tcache_max, batch;
-    uint64_t magic;
+    uint64_t inv;    /* the inverse mod 2^64 of size >> shift (odd) */
     span *partial;   /* spans with a slot to give */
     int nempty;      /* spans of this class with no slot out */
 } size_class;
@@ -165,8 +168,15 @@ typedef struct cached_slot {  /* a free slot: in a thread's cache, its span's li
 typedef struct heap {      /* one per thread */
     cached_slot *head[NCLASSES];
     struct span *own[NCLASSES];  /* the span this thread carves from, per class */
-    uint16_t count[NCLASSES];
-    _Atomic int64_t live;  /* usable bytes handed out minus freed by this thread */
+    /* slots its cache of a class may still take: tcache_max less those it holds.  Its own thread's:
+     * plain accesses, which the compiler folds into the thread pointer's addressing (as _Atomic, the
+     * fast paths took four more instructions); the statistics read it as it is (heap_live) */
+    uint16_t room[NCLASSES];
+    _Atomic int64_t live;  /* bytes of large blocks this thread mapped less those it freed */
+    /* bytes of slots it took from spans (refill) less those it gave back (flush): the slots in its cache
+     * and the blocks it handed out from them, so that malloc's and free's fast paths count nothing;
+     * its small blocks live are held less its cache (heap_live) */
+    _Atomic int64_t held;
     cached_map stash[STASH];  /* freed large mappings, oldest first (policy keep only) */
     int nstash;
     int state;
@@ -175,6 +185,7 @@ typedef struct heap {      /* one per thread */
 enum { HEAP_NEW, HEAP_SETUP, HEAP_READY, HEAP_GONE };
 
 typedef _Atomic(span *) gentry;
+
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 /* the class of a request of n <= CLASS_SMALL_MAX bytes at (n + 15) / 16 (see class_of); filled at init,
@@ -199,6 +210,9 @@ static heap *heaps;
 static pthread_key_t heap_key;
 static TOY_TLS heap th;
 static _Atomic size_t cfg_threshold = 128 << 10, cfg_cache_cap = 4 << 20;
+/* malloc's fast path finds a request below this in class_small: the threshold's rule in one compare
+ * (see set_threshold); larger requests up to the threshold compute their class */
+static _Atomic size_t fast_below = CLASS_SMALL_MAX + 1;
 static _Atomic size_t cfg_decay_ms = 1000;  /* TOYALLOC_DECAY_MS: see cache_room (0: the fixed cap alone) */
 /* bytes of live large blocks, and their peak: what the program has shown it asks for; and when its
  * last large block was freed (0: some are live): the peak is forgotten once that is past the decay */
@@ -665,6 +679,7 @@ static int ltab_add(uintptr_t p, size_t len, int over_aligned)
 /* ---- set-up, threads, fork ---- */
 
 static void flush(int c, heap *h, unsigned n);
+static int64_t heap_live(const heap *h);
 static struct span *disown(struct span *s);
 static void release_spans(struct span **spans, unsigned n);
 static void stash_drop(cached_map m);
@@ -675,8 +690,8 @@ static void heap_exit(void *arg)
     span *released[NCLASSES];
     unsigned nreleased = 0;
     for (int c = 0; c < NCLASSES; c++)
-        if (h->count[c])
-            flush(c, h, h->count[c]);
+        if (h->room[c] < classes[c].tcache_max)
+            flush(c, h, classes[c].tcache_max - h->room[c]);
     lock();
     for (int c = 0; c < NCLASSES; c++)
         if (h->own[c]) {
@@ -691,8 +706,10 @@ static void heap_exit(void *arg)
         heaps = h->next;
     if (h->next)
         h->next->prev = h->prev;
-    ADD(live_elsewhere, atomic_load_explicit(&h->live, RELAXED));
+    ADD(live_elsewhere, heap_live(h));  /* its cache is empty: its live and held */
     atomic_store_explicit(&h->live, 0, RELAXED);
+    atomic_store_explicit(&h->held, 0, RELAXED);
+    memset(h->room, 0, sizeof h->room);  /* no room: free's fast path, which reads no state, stays off */
     unlock();
     release_spans(released, nreleased);
     while (h->nstash)
@@ -729,6 +746,13 @@ static void after_fork_child(void)
     pthread_mutex_init(&g_lock, NULL);
     for (int i = 0; i < 1 << LSTRIPE_BITS; i++)
         pthread_mutex_init(&ltabs[i].lock, NULL);
+}
+
+/* alloc()'s rule is size and alignment (16) at most the threshold: below 16 nothing is small */
+static void set_threshold(size_t t)
+{
+    cfg_threshold = t;
+    fast_below = t < 16 ? 0 : (t < CLASS_SMALL_MAX ? t : CLASS_SMALL_MAX) + 1;
 }
 
 static size_t env_size(const char *name, size_t def)
@@ -768,8 +792,10 @@ static void init_classes(void)
             k->size = p * (size_t)(5 + (c - 8) % 4) / 4;
         }
         k->shift = (uint32_t)__builtin_ctzll(k->size);
-        size_t odd = k->size >> k->shift;
-        k->magic = ((uint64_t)1 << 32) / odd + 1;
+        uint64_t odd = k->size >> k->shift, inv = odd;  /* odd * odd = 1 mod 8: 3 bits right */
+        for (int bits = 3; bits < 64; bits *= 2)
+            inv *= 2 - odd * inv;  /* Newton's step doubles the bits of odd's inverse mod 2^64 */
+        k->inv = inv;
         k->span_len = k->size <= 8192 ? GRANULE : round_up(8 * k->size + k->size / 64, GRANULE);
         size_t low = k->size & -k->size;
         k->span_align = low < GRANULE ? GRANULE : low > TOY_MAX_THRESHOLD ? TOY_MAX_THRESHOLD : low;
@@ -793,7 +819,7 @@ static void init_slow(void)
         /* Environment overrides, ignored when out of range. */
         size_t t = env_size("TOYALLOC_THRESHOLD", cfg_threshold);
         if (t <= TOY_MAX_THRESHOLD)
-            cfg_threshold = t;
+            set_threshold(t);
         cfg_cache_cap = env_size("TOYALLOC_CACHE_CAP", cfg_cache_cap);
         cfg_decay_ms = env_size("TOYALLOC_DECAY_MS", cfg_decay_ms);
         int pol = toy_policy_by_name(getenv("TOYALLOC_POLICY"));
@@ -829,6 +855,8 @@ static inline heap *my_heap(void)
         h->state = HEAP_GONE;
         return NULL;
     }
+    for (int c = 0; c < NCLASSES; c++)
+        h->room[c] = (uint16_t)classes[c].tcache_max;
     lock();
     h->prev = NULL, h->next = heaps;
     if (heaps)
@@ -845,6 +873,25 @@ static inline void live_add(heap *h, int64_t n)
         atomic_store_explicit(&h->live, atomic_load_explicit(&h->live, RELAXED) + n, RELAXED);
     else
         ADD(live_elsewhere, n);
+}
+
+static inline void held_add(heap *h, int64_t n)  /* h's own thread only: a plain add, read by others */
+{
+    atomic_store_explicit(&h->held, atomic_load_explicit(&h->held, RELAXED) + n, RELAXED);
+}
+
+/* What h's thread adds to the bytes of blocks live: its large blocks, and the slots it holds less
+ * those in its cache.  A block one thread handed out and another freed counts in the first's held and
+ * against the second (its cache, or its held once flushed), so the sum over the heaps is exact while
+ * no thread is in a call; read during calls, it is a moment's view. */
+static int64_t heap_live(const heap *h)
+{
+    int64_t n = atomic_load_explicit(&h->live, RELAXED) + atomic_load_explicit(&h->held, RELAXED);
+    for (int c = 0; c < NCLASSES; c++) {
+        uint16_t room = __atomic_load_n(&h->room[c], __ATOMIC_RELAXED);  /* as it is: see heap.room */
+        n -= (int64_t)(classes[c].tcache_max - room) * (int64_t)classes[c].size;
+    }
+    return n;
 }
 
 /* ---- small blocks ---- */
@@ -865,9 +912,16 @@ static inline int class_of(size_t n)
     return n <= CLASS_SMALL_MAX ? class_small[(n + 15) >> 4] : class_computed(n);
 }
 
-static inline uint32_t slot_index(const span *s, const void *p)
+/* p's slot number in s if p starts a slot of s, else a number above any slot's: one multiply and a
+ * rotate.  A slot size is odd * 2^shift, and inv is odd's inverse mod 2^64.  An offset that is
+ * i slots multiplies to i * 2^shift and rotates to i.  One with a low bit below 2^shift keeps it (an
+ * odd factor keeps trailing zeros), rotated into the top bits; one that 2^shift divides but odd does
+ * not gives at least 2^(64 - shift) / odd, the divisibility test by a modular inverse.  An offset
+ * below base wraps, and fails the same way. */
+static inline uint64_t slot_number(const span *s, const void *p)
 {
-    return (uint32_t)(((((uintptr_t)p - (uintptr_t)s->base) >> s->shift) * s->magic) >> 32);
+    uint64_t x = ((uintptr_t)p - (uintptr_t)s->base) * s->inv;
+    return x >> s->shift | x << (-s->shift & 63);  /* a rotate (the compiler's ror) */
 }
 
 /* What a free slot holds in its second word, and a block handed out never does: malloc clears
@@ -878,25 +932,25 @@ static inline uintptr_t slot_key(const void *p) { return (uintptr_t)p ^ key_secr
 
 /* Whether p starts a slot of s that has been handed out once at least (below the bump; read relaxed,
  * and the block reached this thread after it was handed out): a slot at or above it never was. */
-static inline int handed_out(const span *s, const void *p, uint32_t i)
+static inline int handed_out(const span *s, const void *p)
 {
-    return i < atomic_load_explicit(&s->bump, RELAXED) && s->base + (size_t)i * s->slot == (const char *)p;
+    return slot_number(s, p) < atomic_load_explicit(&s->bump, RELAXED);
 }
 
 static inline int holds_key(const void *p) { return ((const cached_slot *)p)->key == slot_key(p); }
 
-/* Whether p is a block of s in use now: handed out, and without a free slot's key.  So a free of a
- * block already free, wherever it waits (a thread's cache, its span, a remote list), or of a pointer
- * the toy never returned, is caught. */
-static inline int slot_in_use(const span *s, const void *p, uint32_t i)
+/* Whether p is a block of s in use now: handed out, and without a free slot's key (key: slot_key(p)).
+ * So a free of a block already free, wherever it waits (a thread's cache, its span, a remote list),
+ * or of a pointer the toy never returned, is caught. */
+static inline int slot_in_use(const span *s, const void *p, uintptr_t key)
 {
-    return handed_out(s, p, i) && !holds_key(p);
+    return handed_out(s, p) && ((const cached_slot *)p)->key != key;
 }
 
 /* p must be a block of s in use; aborts with the reason otherwise. */
 static void check_in_use(const span *s, const void *p)
 {
-    if (UNLIKELY(!handed_out(s, p, slot_index(s, p))))
+    if (UNLIKELY(!handed_out(s, p)))
         die("toyalloc: free/realloc of a pointer it never returned\n");
     if (UNLIKELY(holds_key(p)))
         die("toyalloc: double free or use after free\n");
@@ -968,7 +1022,7 @@ static span *span_new(int c)  /* lock held */
     }
     memset(s, 0, sizeof *s);
     s->base = m, s->len = got, s->slot = k->size, s->cls = (uint32_t)c, s->nslots = (uint32_t)(got / k->size);
-    s->shift = k->shift, s->magic = k->magic;
+    s->shift = k->shift, s->inv = k->inv;
     if (gmap_set(m, got, s) != 0) {
         gmap_set(m, got, NULL);
         unmap_mapping(m, got);
@@ -1146,12 +1200,12 @@ static void release_spans(span **spans, unsigned n)  /* no lock */
 }
 
 /* A free slot onto the front of this thread's cache of class c. */
-static inline void cache_push(heap *h, int c, void *p)
+static inline void cache_push(heap *h, int c, void *p, uintptr_t key)  /* key: slot_key(p) */
 {
     cached_slot *slot = p;
-    slot->next = h->head[c], slot->key = slot_key(p);
+    slot->next = h->head[c], slot->key = key;
     h->head[c] = slot;
-    h->count[c]++;
+    h->room[c]--;
 }
 
 /* Slots for an empty thread cache: from the span this thread owns, without a lock; the lock
@@ -1179,8 +1233,12 @@ static void *refill(int c, heap *h)
     }
     if (s) {
         first = span_take(s);
-        for (unsigned i = 1; i < k->batch && has_slot(s); i++)
-            cache_push(h, c, span_take(s));
+        unsigned i = 1;
+        for (; i < k->batch && has_slot(s); i++) {
+            void *q = span_take(s);
+            cache_push(h, c, q, slot_key(q));
+        }
+        held_add(h, (int64_t)(i * k->size));
     }
     return first;
 }
@@ -1191,21 +1249,22 @@ static void flush(int c, heap *h, unsigned n)
 {
     void *rest[TCACHE_MAX];
     span *rest_span[TCACHE_MAX], *released[TCACHE_MAX];
-    unsigned nrest = 0, nreleased = 0;
-    for (unsigned i = 0; i < n && h->head[c]; i++) {
+    unsigned nrest = 0, nreleased = 0, i;
+    for (i = 0; i < n && h->head[c]; i++) {
         cached_slot *p = h->head[c];
         h->head[c] = p->next;
-        h->count[c]--;
+        h->room[c]++;
         span *s = span_of(p);
         if (owner_of(s) == h)
             span_give(s, p);
         else if (!remote_push(s, p))
             rest[nrest] = p, rest_span[nrest++] = s;
     }
+    held_add(h, -(int64_t)(i * classes[c].size));
     if (!nrest)
         return;
     lock();
-    for (unsigned i = 0; i < nrest; i++) {
+    for (i = 0; i < nrest; i++) {
         span *r = span_return(rest_span[i], rest[i]);
         if (r)
             released[nreleased++] = r;
@@ -1220,12 +1279,13 @@ static inline void *small_alloc(int c)
     cached_slot *p;
     if (LIKELY(h && (p = h->head[c]) != NULL)) {
         h->head[c] = p->next;
-        h->count[c]--;
+        h->room[c]++;
     } else if ((p = refill(c, h)) == NULL) {
         return NULL;
     }
     p->key = 0;  /* in use: no free slot's key (see slot_key) */
-    live_add(h, (int64_t)classes[c].size);
+    if (!h)
+        ADD(live_elsewhere, (int64_t)classes[c].size);  /* with a heap, its held counts it */
     return p;
 }
 
@@ -1234,16 +1294,16 @@ static void small_free(span *s, void *p)
     check_in_use(s, p);
     int c = (int)s->cls;
     heap *h = my_heap();
-    live_add(h, -(int64_t)s->slot);
     if (LIKELY(h != NULL)) {
-        if (UNLIKELY(h->count[c] >= classes[c].tcache_max)) {
+        if (UNLIKELY(h->room[c] == 0)) {
             int saved = errno;  /* flushing may release a span: free keeps errno */
             flush(c, h, (classes[c].tcache_max + 1) / 2);
             errno = saved;
         }
-        cache_push(h, c, p);
+        cache_push(h, c, p, slot_key(p));
         return;
     }
+    ADD(live_elsewhere, -(int64_t)s->slot);
     ((cached_slot *)p)->key = slot_key(p);  /* free from here on, wherever it goes */
     if (remote_push(s, p))
         return;
@@ -1416,17 +1476,18 @@ static void *alloc(size_t size, size_t align, int *zeroed)
 void *toy_malloc(size_t size)
 {
     heap *h = &th;
-    size_t threshold = atomic_load_explicit(&cfg_threshold, RELAXED);
-    /* alloc()'s rule: size and alignment (16) at most the threshold */
-    if (LIKELY(size <= threshold && threshold >= 16 && h->state == HEAP_READY)) {
-        int c = class_of(size);
-        cached_slot *p = h->head[c];
+    int c = -1;
+    if (LIKELY(size < atomic_load_explicit(&fast_below, RELAXED)))
+        c = class_small[(size + 15) >> 4];
+    else if (size > CLASS_SMALL_MAX && size <= atomic_load_explicit(&cfg_threshold, RELAXED))
+        c = class_computed(size);
+    if (LIKELY(c >= 0)) {
+        cached_slot *p = h->head[c];  /* none unless the heap is ready (heap_exit empties them) */
         if (LIKELY(p != NULL)) {
             h->head[c] = p->next;
             __builtin_prefetch(p->next, 1);  /* the next malloc of this class reads its link: start the miss now */
-            h->count[c]--;
+            h->room[c]++;
             p->key = 0;
-            live_add(h, (int64_t)classes[c].size);
             return p;
         }
     }
@@ -1457,9 +1518,9 @@ static __attribute__((noinline)) void free_slow(void *p, span *s)
 /* TOY_NO_FREE_CHECK: a build for measurement only (make toy-speed's toy-nocheck), never installed: the
  * fast path skips the key, so a double free there goes unseen.  What catching it costs, measured. */
 #ifdef TOY_NO_FREE_CHECK
-#define FAST_FREE_OK(s, p, i) handed_out(s, p, i)
+#define FAST_FREE_OK(s, p, key) handed_out(s, p)
 #else
-#define FAST_FREE_OK(s, p, i) slot_in_use(s, p, i)
+#define FAST_FREE_OK(s, p, key) slot_in_use(s, p, key)
 #endif
 
 /* free's fast path: a valid, used slot, found in the granule map (inline: a
@@ -1474,11 +1535,11 @@ void toy_free(void *p)
 {
     heap *h = &th;
     span *s = span_of(p);
-    if (LIKELY(s != NULL && h->state == HEAP_READY)) {
+    if (LIKELY(s != NULL)) {  /* and the heap ready: no room in its cache otherwise */
         int c = (int)s->cls;
-        if (LIKELY(FAST_FREE_OK(s, p, slot_index(s, p)) && h->count[c] < classes[c].tcache_max)) {
-            live_add(h, -(int64_t)s->slot);
-            cache_push(h, c, p);
+        uintptr_t key = slot_key(p);  /* once: the stores below may alias key_secret for the compiler */
+        if (LIKELY(FAST_FREE_OK(s, p, key) && h->room[c] != 0)) {
+            cache_push(h, c, p, key);
             return;
         }
     }
@@ -1659,7 +1720,7 @@ int toy_configure(const toy_config *c)
     if (c->threshold > TOY_MAX_THRESHOLD || c->policy < 0 || c->policy >= TOY_NPOLICIES)
         return -1;
     ensure_init();
-    cfg_threshold = c->threshold;
+    set_threshold(c->threshold);
     cfg_cache_cap = c->cache_cap;
     cfg_policy = c->policy;
     heap *h = my_heap();  /* this thread's stash follows the new policy now, others' at their next call */
@@ -1681,7 +1742,7 @@ void toy_get_stats(toy_stats *s)
     lock();
     int64_t live = atomic_load_explicit(&live_elsewhere, RELAXED);
     for (heap *h = heaps; h; h = h->next)
-        live += atomic_load_explicit(&h->live, RELAXED);
+        live += heap_live(h);
     unlock();
     *s = (toy_stats){st_mapped, (uint64_t)live, st_cached, st_mmap, st_munmap, st_mremap, st_madvise};
 }

@@ -1,0 +1,92 @@
+/* The toy's own arithmetic and books, checked against their definitions from inside (the source is
+ * included, so its static functions are in reach):
+ *   - slot_number, for every size class: an offset d from a span's base is a slot's start exactly
+ *     when the slot size divides it, and then its number is d / size; every other offset, and any
+ *     below the base, gives a number no span's bump reaches (above UINT32_MAX);
+ *   - live bytes while threads hold blocks of each other's: one thread takes blocks, another frees
+ *     half of them while both are alive, and toy_get_stats counts exactly the usable bytes still out.
+ *   toy_books     prints each failure, then "N checks, F failed"; exits 1 if any failed. */
+#include "toyalloc.c"
+
+#include <stdio.h>
+
+static int failures, checks;
+#define CHECK(cond, ...) do { checks++; if (!(cond)) { failures++; \
+    printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+
+static void slot_numbers(void)
+{
+    ensure_init();
+    for (int c = 0; c < NCLASSES; c++) {
+        const size_class *k = &classes[c];
+        span s = {.base = (char *)((uintptr_t)1 << 40), .shift = k->shift, .inv = k->inv};
+        size_t size = k->size, bad = 0;
+        for (size_t d = 0; d <= 3 * size; d++) {  /* every byte of the first slots and the next start */
+            uint64_t q = slot_number(&s, s.base + d);
+            if (d % size == 0 ? q != d / size : q <= UINT32_MAX)
+                bad++;
+        }
+        for (size_t i = 0; i * size < TOY_MAX_THRESHOLD * 8; i += 1 + i / 7)  /* starts far into a span */
+            if (slot_number(&s, s.base + i * size) != i)
+                bad++;
+        for (size_t d = 1; d <= 2 * size; d++)  /* below the base */
+            if (slot_number(&s, s.base - d) <= UINT32_MAX)
+                bad++;
+        CHECK(bad == 0, "class %d (%zu bytes): %zu offsets numbered wrongly", c, size, bad);
+    }
+}
+
+enum { BLOCKS = 2000 };
+static void *blocks[BLOCKS];
+static pthread_barrier_t step;
+
+static uint64_t live_now(void)
+{
+    toy_stats st;
+    toy_get_stats(&st);
+    return st.live_bytes;
+}
+
+static void *taker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < BLOCKS; i++)
+        blocks[i] = toy_malloc(16 + (size_t)(i * 37) % 2000);  /* classes below and above 1 KiB */
+    pthread_barrier_wait(&step);  /* the main thread frees half of them */
+    pthread_barrier_wait(&step);  /* and counts: this thread stays alive, its cache full, until then */
+    for (int i = 1; i < BLOCKS; i += 2)
+        toy_free(blocks[i]);
+    return NULL;
+}
+
+static void live_across_threads(void)
+{
+    uint64_t before = live_now();
+    pthread_t t;
+    pthread_barrier_init(&step, NULL, 2);
+    pthread_create(&t, NULL, taker, NULL);
+    pthread_barrier_wait(&step);
+    uint64_t out = 0, freed = 0;
+    for (int i = 0; i < BLOCKS; i++)
+        out += toy_usable_size(blocks[i]);
+    CHECK(live_now() == before + out, "live %llu with %d blocks out, want %llu", (unsigned long long)live_now(),
+          BLOCKS, (unsigned long long)(before + out));
+    for (int i = 0; i < BLOCKS; i += 2) {
+        freed += toy_usable_size(blocks[i]);
+        toy_free(blocks[i]);
+    }
+    CHECK(live_now() == before + out - freed, "live %llu after this thread freed half of another's blocks, "
+          "want %llu", (unsigned long long)live_now(), (unsigned long long)(before + out - freed));
+    pthread_barrier_wait(&step);
+    pthread_join(t, NULL);
+    CHECK(live_now() == before, "live %llu once all are freed and the taker has exited, want %llu",
+          (unsigned long long)live_now(), (unsigned long long)before);
+}
+
+int main(void)
+{
+    slot_numbers();
+    live_across_threads();
+    printf("%d checks, %d failed\n", checks, failures);
+    return failures != 0;
+}
