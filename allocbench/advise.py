@@ -264,15 +264,17 @@ class RunStore:
     def run(self, stage: str, allocator: str, settings: dict, repeat: int, explain: bool = False,
             timeout: float | None = None, keep: float | None = None) -> dict | None:
         """One exec run, or its record from an earlier call into the same --out.
-        Its timeout: `timeout`, and never past the budget (then the record says so).
-        Given `keep`, the seconds the budget must keep for later stages: None when less than
-        a second is left besides."""
+        Its timeout: `timeout`, and never past the budget (then the record says so: cut_by_budget),
+        except the baseline's, which has a second at least: it says how long one run takes, and a
+        budget too small for the rest is refused after it.  Given `keep`, the seconds the budget must
+        keep for later stages: None when less than a second is left besides."""
         key = self._run_key(stage, allocator, settings, repeat)
         if key in self.runs:
             return self.runs[key]
         if keep is not None and self.budget.left() - keep < 1:
             return None
-        left = max(1.0, self.budget.left() - (keep or 0.0))
+        left = self.budget.left() - (keep or 0.0)
+        left = max(1.0, left) if stage == "baseline" else max(0.01, left)
         limit = min(timeout or left, left)
         log = self.out_dir and programs.log_path(self.path("runs.jsonl"), self.command, allocator, settings, repeat)
         rec = self.budget.run(programs.run_program, self.command, allocator, settings, repeat, hz=self.hz,
@@ -317,6 +319,11 @@ def budget_cut(rec: dict, limit: float, asked: float) -> None:
     no verdict on the candidate."""
     if rec["status"] != "ok" and (rec.get("error") or "").startswith("timeout") and limit < asked:
         rec["error"] = f"{BUDGET_TIMEOUT} ({limit:.1f} s were left)"
+
+
+def cut_by_budget(rec: dict) -> bool:
+    """A run that timed out at the budget's limit (budget_cut): the budget's end, not the candidate's."""
+    return rec["status"] != "ok" and (rec.get("error") or "").startswith(BUDGET_TIMEOUT)
 
 
 def stopped_because(rec: dict, limit: str, failed: str) -> str:
@@ -451,17 +458,21 @@ def verify(store: RunStore, chosen: list[Candidate], baseline: dict) -> list[dic
     default_runs = []
     for rnd in range(rounds):
         live = [c for c in chosen if c.stage != "stopped"]
-        if not live or store.budget.left() <= 0:
+        if not live or store.budget.left() < wall * ROUND_MARGIN:  # not even the default's run fits
             break
         default = store.run("verify", glibc, {}, rnd)
+        if cut_by_budget(default):
+            break  # the round is cut short: its pairs are the ones with both runs
         if default["status"] != "ok":
             raise FailedBaseline(f"the default failed in verification: {default['error']}")
         default_runs.append(default)
         stop_at = STOP_FACTOR * statistics.median(r["wall_ns"] for r in default_runs) / 1e9
         for c in live:
-            if store.budget.left() <= 0:  # the round is cut short: its pairs are the ones with both runs
+            if store.budget.left() < wall * ROUND_MARGIN:  # the round is cut short, as above
                 break
             rec = store.run("verify", c.allocator, c.settings, rnd, timeout=stop_at)
+            if cut_by_budget(rec):
+                break
             if rec["status"] != "ok":
                 c.stage, c.stopped = "stopped", stopped_because(rec, f"stopped at {stop_at:.1f} s", "a run failed")
                 continue
@@ -660,7 +671,7 @@ class Advisor:
         if not (os.path.exists(path) and self.out_dir):
             self.say("record", f"the allocation trace -> {path}")
             try:
-                self.budget.run(traces.record, self.command, path, timeout=max(1.0, self.budget.left()),
+                self.budget.run(traces.record, self.command, path, timeout=max(0.01, self.budget.left()),
                                 output=self.store.path("record.log"))
             except (ChildFailed, ValueError) as e:
                 self.say("record", f"no trace ({e}); screening runs the program instead")

@@ -277,6 +277,38 @@ def test_the_screen_keeps_room_to_verify_and_a_cut_verification_is_no_verdict():
     assert best is None and why.startswith("no answer within the budget: it ran out before 1 of 1 candidates")
 
 
+def test_verification_runs_nothing_past_the_budget(monkeypatch):
+    """make bench's Ruby advice read "22 s of a 21 s budget": a verifying run took a second at least,
+    whatever was left, and a round began with any time left at all.  Now a run past the baseline is
+    given what is left and no more, a round that the default's run cannot fit in is not begun, and a
+    default cut by the budget ends the verification (its pairs stand) instead of failing it."""
+    asked = []
+    monkeypatch.setattr(advise.programs, "run_program", lambda *a, timeout, **kw: asked.append(timeout) or
+                        {"status": "failed", "error": f"timeout: no result within {timeout:.1f} s"})
+    store = advise.RunStore(["true"], advise.Budget(10), None, {})
+    store.budget.spent = 9.6
+    rec = store.run("verify", "glibc", {}, 0)
+    assert asked == [pytest.approx(0.4, abs=0.01)] and advise.cut_by_budget(rec)
+    store.budget.spent = 9.6  # the baseline's run still has a second: it says how long one run takes
+    store.run("baseline", "glibc", {}, 1)
+    assert asked[-1] == 1.0
+
+    class Store:  # a run takes 1 s (planned at 1.2 s) of a 5.5 s budget; the fifth is cut by the budget
+        budget = advise.Budget(5.5)
+
+        def run(self, stage, allocator, settings, repeat, timeout=None):
+            self.budget.spent += 1
+            if self.budget.spent > 4:
+                return {"status": "failed", "error": f"{advise.BUDGET_TIMEOUT} (0.5 s were left)"}
+            return {"status": "ok", "wall_ns": 1e9, "cpu_ns": 1e9, "peak_rss_bytes": 1, "mean_rss_bytes": 1,
+                    "final_rss_bytes": 1, "minor_faults": 1, "major_faults": 0, "syscalls": {}}
+
+    c = advise.Candidate("glibc", {"arena_max": 1}, "w", stage="screened", screen={"mean_rss": 0.5, "wall": 1.0})
+    default_runs = advise.verify(Store(), [c], {"wall_ns": 1e9})
+    assert len(default_runs) == 2 and len(c.runs) == 2  # two whole rounds; the third's default was cut
+    assert c.stage == "stopped" and c.stopped == f"the budget ran out after 2 of {stats.MIN_PAIRS} pairs"
+
+
 def test_a_program_too_short_for_an_rss_sample_gets_an_answer_that_says_so(tmp_path):
     """`advise -- true` under load: no run took an RSS sample, so no mean RSS (it exited 70 on the
     median of Nones).  The answer says why it has none, and every rendering of it works."""
