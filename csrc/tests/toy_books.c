@@ -53,7 +53,7 @@ static void *taker(void *arg)
     for (int i = 0; i < BLOCKS; i++)
         blocks[i] = toy_malloc(16 + (size_t)(i * 37) % 2000);  /* classes below and above 1 KiB */
     pthread_barrier_wait(&step);  /* the main thread frees half of them */
-    pthread_barrier_wait(&step);  /* and counts: this thread stays alive, its cache full, until then */
+    pthread_barrier_wait(&step);  /* and counts: this thread stays alive, its cache holding slots, till then */
     for (int i = 1; i < BLOCKS; i += 2)
         toy_free(blocks[i]);
     return NULL;
