@@ -680,6 +680,7 @@ static int ltab_add(uintptr_t p, size_t len, int over_aligned)
 
 static void flush(int c, heap *h, unsigned n);
 static int64_t heap_live(const heap *h);
+static unsigned cached_slots(const heap *h, int c);
 static struct span *disown(struct span *s);
 static void release_spans(struct span **spans, unsigned n);
 static void stash_drop(cached_map m);
@@ -689,9 +690,11 @@ static void heap_exit(void *arg)
     heap *h = arg;
     span *released[NCLASSES];
     unsigned nreleased = 0;
-    for (int c = 0; c < NCLASSES; c++)
-        if (h->room[c] < classes[c].tcache_max)
-            flush(c, h, classes[c].tcache_max - h->room[c]);
+    for (int c = 0; c < NCLASSES; c++) {
+        unsigned n = cached_slots(h, c);
+        if (n)
+            flush(c, h, n);
+    }
     lock();
     for (int c = 0; c < NCLASSES; c++)
         if (h->own[c]) {
@@ -884,13 +887,17 @@ static inline void held_add(heap *h, int64_t n)  /* h's own thread only: a plain
  * those in its cache.  A block one thread handed out and another freed counts in the first's held and
  * against the second (its cache, or its held once flushed), so the sum over the heaps is exact while
  * no thread is in a call; read during calls, it is a moment's view. */
+/* The slots h's cache of class c holds (its room read as it is, from any thread: see heap.room). */
+static unsigned cached_slots(const heap *h, int c)
+{
+    return classes[c].tcache_max - __atomic_load_n(&h->room[c], __ATOMIC_RELAXED);
+}
+
 static int64_t heap_live(const heap *h)
 {
     int64_t n = atomic_load_explicit(&h->live, RELAXED) + atomic_load_explicit(&h->held, RELAXED);
-    for (int c = 0; c < NCLASSES; c++) {
-        uint16_t room = __atomic_load_n(&h->room[c], __ATOMIC_RELAXED);  /* as it is: see heap.room */
-        n -= (int64_t)(classes[c].tcache_max - room) * (int64_t)classes[c].size;
-    }
+    for (int c = 0; c < NCLASSES; c++)
+        n -= (int64_t)cached_slots(h, c) * (int64_t)classes[c].size;
     return n;
 }
 
