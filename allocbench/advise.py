@@ -329,7 +329,7 @@ def cut_by_budget(rec: dict) -> bool:
 def stopped_because(rec: dict, limit: str, failed: str) -> str:
     """Why a run stopped its candidate: past STOP_FACTOR times the default's wall time, or a failure
     (a run the budget cut short is one: it says nothing of the candidate's speed)."""
-    if rec["error"].startswith("timeout") and not rec["error"].startswith(BUDGET_TIMEOUT):
+    if rec["error"].startswith("timeout") and not cut_by_budget(rec):
         return f"slower than {STOP_FACTOR:g}x the default ({limit})"
     return f"{failed}: {rec['error']}"
 
