@@ -70,16 +70,14 @@ exec-overhead: build ## what allocbench exec adds to a program's wall time, pair
 inspect-overhead: build ## what allocbench inspect costs on 1 GiB of heap, 64 arenas, 105,000 free chunks
 	$(PY) scripts/inspect-overhead
 
+# the toy's C tests built with AddressSanitizer and UndefinedBehaviorSanitizer
+ASAN_CC = $(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -I$(LIB)
 asan: build ## build and run the toy's C tests (stress, contract, remote frees, books) under ASan + UBSan, every policy
 	@mkdir -p csrc/build
-	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -I$(LIB) \
-	    -o csrc/build/toy_stress_asan csrc/tests/toy_stress.c $(LIB)/toyalloc.c -lpthread
-	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -I$(LIB) \
-	    -o csrc/build/toy_contract_asan csrc/tests/toy_contract.c $(LIB)/toyalloc.c -lpthread
-	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -I$(LIB) \
-	    -o csrc/build/toy_remote_asan csrc/tests/toy_remote.c $(LIB)/toyalloc.c -lpthread
-	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -I$(LIB) \
-	    -o csrc/build/toy_books_asan csrc/tests/toy_books.c -lpthread
+	$(ASAN_CC) -o csrc/build/toy_stress_asan csrc/tests/toy_stress.c $(LIB)/toyalloc.c -lpthread
+	$(ASAN_CC) -o csrc/build/toy_contract_asan csrc/tests/toy_contract.c $(LIB)/toyalloc.c -lpthread
+	$(ASAN_CC) -o csrc/build/toy_remote_asan csrc/tests/toy_remote.c $(LIB)/toyalloc.c -lpthread
+	$(ASAN_CC) -o csrc/build/toy_books_asan csrc/tests/toy_books.c -lpthread
 	csrc/build/toy_books_asan
 	for p in $$($(ASK) toy_policies); do csrc/build/toy_contract_asan $$p && csrc/build/toy_stress_asan 4 500000 $$p \
 	    && csrc/build/toy_remote_asan 8 100000 $$p || exit 1; done
