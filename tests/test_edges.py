@@ -299,9 +299,10 @@ def test_records_are_appended_only_to_a_file_of_records(tmp_path):
 TOY_AB = os.path.join(ROOT, "scripts", "toy-ab")
 
 
-def toy_ab(*argv) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, TOY_AB, *argv], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": ROOT})
+def toy_ab(*argv, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    """scripts/toy-ab run as from a clone; env: variables set on top of this environment."""
+    return subprocess.run([sys.executable, TOY_AB, *argv], capture_output=True, text=True, timeout=300, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": ROOT, **(env or {})})
 
 
 @pytest.mark.parametrize("argv, says", [
@@ -330,8 +331,7 @@ def test_the_toy_ab_script_builds_a_ref_and_compares_it_pair_by_pair():
 
 
 def test_the_toy_ab_script_refuses_instructions_without_valgrind():
-    proc = subprocess.run([sys.executable, TOY_AB, "glibc", "HEAD", "--instructions"], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": ROOT, "PATH": "/nonexistent"})
+    proc = toy_ab("glibc", "HEAD", "--instructions", env={"PATH": "/nonexistent"})
     assert proc.returncode == 2 and proc.stdout == "", proc.stderr
     assert proc.stderr.splitlines() == ["toy-ab: --instructions runs valgrind's cachegrind: apt-get install valgrind"]
 
@@ -367,9 +367,7 @@ def test_the_toy_ab_script_runs_a_real_program_of_the_bench(tmp_path):
     temporary folder, removed at the end), under each side in turns."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    proc = subprocess.run([sys.executable, TOY_AB, "glibc", "toy", "--program", "gcc", "--pairs", "1"],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": ROOT, "TMPDIR": str(tmp)})
+    proc = toy_ab("glibc", "toy", "--program", "gcc", "--pairs", "1", cwd=tmp_path, env={"TMPDIR": str(tmp)})
     assert proc.returncode == 0, proc.stderr
     assert re.fullmatch(r"gcc: glibc: " + SIDE_MEDIANS + r"gcc: toy: " + SIDE_MEDIANS
                         + r"gcc: toy / glibc: untested .*, faster in [01] of 1\n", proc.stdout), proc.stdout
