@@ -299,9 +299,9 @@ def test_records_are_appended_only_to_a_file_of_records(tmp_path):
 TOY_AB = os.path.join(ROOT, "scripts", "toy-ab")
 
 
-def toy_ab(*argv, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+def toy_ab(*argv, env: dict | None = None, cwd=None, timeout: float = 300) -> subprocess.CompletedProcess:
     """scripts/toy-ab run as from a clone; env: variables set on top of this environment."""
-    return subprocess.run([sys.executable, TOY_AB, *argv], capture_output=True, text=True, timeout=300, cwd=cwd,
+    return subprocess.run([sys.executable, TOY_AB, *argv], capture_output=True, text=True, timeout=timeout, cwd=cwd,
                           env={**os.environ, "PYTHONPATH": ROOT, **(env or {})})
 
 
@@ -331,7 +331,7 @@ def test_the_toy_ab_script_builds_a_ref_and_compares_it_pair_by_pair():
 
 
 def test_the_toy_ab_script_refuses_instructions_without_valgrind():
-    proc = toy_ab("glibc", "HEAD", "--instructions", env={"PATH": "/nonexistent"})
+    proc = toy_ab("glibc", "HEAD", "--instructions", env={"PATH": "/nonexistent"}, timeout=60)
     assert proc.returncode == 2 and proc.stdout == "", proc.stderr
     assert proc.stderr.splitlines() == ["toy-ab: --instructions runs valgrind's cachegrind: apt-get install valgrind"]
 
