@@ -5,6 +5,7 @@ programs, and the backend.  Every C-level test runs under every policy."""
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -55,6 +56,30 @@ def test_books_slot_numbers_and_live_bytes_across_threads():
     any slot), and the live bytes are exact while one thread frees another's blocks, both alive."""
     proc = run([os.path.join(BUILD, "toy_books")])
     assert proc.returncode == 0 and proc.stdout.strip().endswith(" 0 failed"), proc.stdout
+
+
+def _address_space_limit(limit):
+    """A preexec_fn: RLIMIT_AS of limit bytes in the child."""
+    return lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def test_granule_map_flat_and_in_two_levels():
+    """The map from an address to its span is one flat array of 2^31 entries (16 GiB of address,
+    MAP_NORESERVE) where the kernel grants it, and two levels where it refuses: under an
+    address-space limit of 4 GiB it must, and every block still resolves to its span (toy_books),
+    and threads freeing each other's blocks never get memory twice (toy_remote)."""
+    with open("/proc/sys/vm/overcommit_memory") as f:
+        strict = f.read().strip() == "2"  # NORESERVE is ignored: 16 GiB would be charged
+    proc = run([os.path.join(BUILD, "toy_books")])
+    assert proc.returncode == 0 and proc.stdout.strip().endswith(" 0 failed"), proc.stdout
+    assert ("granule map: two levels" if strict else "granule map: flat") in proc.stdout
+    limited = dict(capture_output=True, text=True, env=ENV, timeout=120, preexec_fn=_address_space_limit(4 << 30))
+    proc = subprocess.run([os.path.join(BUILD, "toy_books")], **limited)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith(" 0 failed"), proc.stdout
+    assert "granule map: two levels" in proc.stdout
+    proc = subprocess.run([os.path.join(BUILD, "toy_remote"), "8", "20000", "keep"], **limited)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 overlaps, 0 corruptions, live 0 bytes" in proc.stdout
 
 
 @pytest.mark.slow

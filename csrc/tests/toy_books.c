@@ -4,7 +4,10 @@
  *     when the slot size divides it, and then its number is d / size; every other offset, and any
  *     below the base, gives a number no span's bump reaches (above UINT32_MAX);
  *   - live bytes while threads hold blocks of each other's: one thread takes blocks, another frees
- *     half of them while both are alive, and toy_get_stats counts exactly the usable bytes still out.
+ *     half of them while both are alive, and toy_get_stats counts exactly the usable bytes still out;
+ *   - the granule map, flat or in two levels (under an address-space limit below its 16 GiB): each
+ *     block of every class resolves to the span that holds it, and a large block, a stack address
+ *     and an address past 47 bits to none.  It prints which map it checked.
  *   toy_books     prints each failure, then "N checks, F failed"; exits 1 if any failed. */
 #include "toyalloc.c"
 
@@ -83,10 +86,37 @@ static void live_across_threads(void)
           (unsigned long long)live_now(), (unsigned long long)before);
 }
 
+static void granule_map(void)
+{
+    printf("granule map: %s\n", atomic_load(&gflat) ? "flat" : "two levels");
+    void *p[NCLASSES];
+    int small = 0;  /* the classes below the threshold: the larger are large blocks */
+    while (small < NCLASSES && classes[small].size <= atomic_load(&cfg_threshold))
+        small++;
+    CHECK(small >= 40, "only %d classes below the threshold", small);
+    for (int c = 0; c < small; c++)
+        p[c] = toy_malloc(classes[c].size);
+    for (int c = 0; c < small; c++) {
+        span *s = span_of(p[c]);
+        CHECK(s && s->base <= (char *)p[c] && (char *)p[c] + classes[c].size <= s->base + s->len
+              && s->cls == (uint32_t)c, "class %d: block %p not found in its span", c, p[c]);
+        CHECK(!s || span_of(s->base + s->len - 1) == s, "class %d: the span's last byte not mapped to it", c);
+    }
+    void *big = toy_malloc(TOY_MAX_THRESHOLD * 2);
+    int here;
+    CHECK(span_of(big) == NULL, "a large block resolves to a span");
+    CHECK(span_of(&here) == NULL, "a stack address resolves to a span");
+    CHECK(span_of((void *)((uintptr_t)1 << 47)) == NULL, "an address past 47 bits resolves to a span");
+    toy_free(big);
+    for (int c = 0; c < small; c++)
+        toy_free(p[c]);
+}
+
 int main(void)
 {
     slot_numbers();
     live_across_threads();
+    granule_map();
     printf("%d checks, %d failed\n", checks, failures);
     return failures != 0;
 }
