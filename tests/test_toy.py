@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 
 import pytest
 from conftest import ENV, ROOT, cli, fresh_python, needs_counts
@@ -80,6 +81,29 @@ def test_granule_map_flat_and_in_two_levels():
     proc = subprocess.run([os.path.join(BUILD, "toy_remote"), "8", "20000", "keep"], **limited)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 overlaps, 0 corruptions, live 0 bytes" in proc.stdout
+
+
+@preload
+def test_the_flat_granule_map_reserves_no_memory_and_stays_out_of_core_dumps():
+    """The flat map's 16 GiB mapping, in a program the toy serves: MAP_NORESERVE (smaps' VmFlags nr),
+    MADV_DONTDUMP (dd), and only the pages of entries written resident, far below its size."""
+    with open("/proc/sys/vm/overcommit_memory") as f:
+        if f.read().strip() == "2":
+            pytest.skip("vm.overcommit_memory=2: the toy keeps the two-level map")
+    show = textwrap.dedent(r"""
+        import re
+        for m in re.split(r"\n(?=[0-9a-f]+-)", open("/proc/self/smaps").read()):
+            lo, hi = (int(x, 16) for x in m.split()[0].split("-"))
+            if hi - lo == 16 << 30:
+                print(re.search(r"Rss: +(\d+) kB", m)[1], re.search(r"VmFlags:(.*)", m)[1].split())
+        """)
+    proc = run([sys.executable, "-c", show], env={**ENV, "LD_PRELOAD": TOYLIB})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1, proc.stdout  # exactly one mapping of 16 GiB: the map
+    rss_kib, flags = lines[0].split(" ", 1)
+    assert "'nr'" in flags and "'dd'" in flags, flags
+    assert int(rss_kib) <= 64 * 4, rss_kib  # a page of entries for each 32 MiB of spans: a few pages here
 
 
 @pytest.mark.slow
