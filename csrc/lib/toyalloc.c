@@ -532,7 +532,8 @@ static void retire_mapping(char *base, size_t len)
  * the pointer, where two levels take two in a row (against them, paired median time, 20 pairs in
  * turns: alloc-test 0.94x, glibc-thread 0.958x, the other peer programs level; geomean 0.963).
  * Where the kernel refuses (vm.overcommit_memory=2, or an address-space limit), two levels: a static
- * top of 2^15 leaves, each leaf 2^16 entries (512 KiB) mapped when a span first lands in its 4 GiB. */
+ * top of 2^15 leaves, each leaf 2^16 entries (512 KiB) mapped when a span first lands in its 4 GiB.
+ * What the flat map costs: mlockall(MCL_CURRENT), where privileged, faults in all of it (README). */
 
 static void gmap_init(void)  /* at init, before any span */
 {
