@@ -25,8 +25,8 @@ TOYLIB = toy.library_path()
 preload = pytest.mark.skipif(TOYLIB is None, reason="libtoyalloc.so not built (make build)")
 
 
-def run(cmd, env=None, timeout=600):
-    return subprocess.run(cmd, capture_output=True, text=True, env=env or ENV, timeout=timeout)
+def run(cmd, env=None, timeout=600, preexec_fn=None):
+    return subprocess.run(cmd, capture_output=True, text=True, env=env or ENV, timeout=timeout, preexec_fn=preexec_fn)
 
 
 POLICIES = toy.POLICIES
@@ -64,21 +64,26 @@ def _address_space_limit(limit):
     return lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+def _strict_overcommit() -> bool:
+    """vm.overcommit_memory=2: MAP_NORESERVE is ignored, so the flat map's 16 GiB would be charged and
+    the toy keeps the two-level map."""
+    with open("/proc/sys/vm/overcommit_memory") as f:
+        return f.read().strip() == "2"
+
+
 def test_granule_map_flat_and_in_two_levels():
     """The map from an address to its span is one flat array of 2^31 entries (16 GiB of address,
     MAP_NORESERVE) where the kernel grants it, and two levels where it refuses: under an
     address-space limit of 4 GiB it must, and every block still resolves to its span (toy_books),
     and threads freeing each other's blocks never get memory twice (toy_remote)."""
-    with open("/proc/sys/vm/overcommit_memory") as f:
-        strict = f.read().strip() == "2"  # NORESERVE is ignored: 16 GiB would be charged
     proc = run([os.path.join(BUILD, "toy_books")])
     assert proc.returncode == 0 and proc.stdout.strip().endswith(" 0 failed"), proc.stdout
-    assert ("granule map: two levels" if strict else "granule map: flat") in proc.stdout
-    limited = dict(capture_output=True, text=True, env=ENV, timeout=120, preexec_fn=_address_space_limit(4 << 30))
-    proc = subprocess.run([os.path.join(BUILD, "toy_books")], **limited)
+    assert ("granule map: two levels" if _strict_overcommit() else "granule map: flat") in proc.stdout
+    limited = _address_space_limit(4 << 30)
+    proc = run([os.path.join(BUILD, "toy_books")], timeout=120, preexec_fn=limited)
     assert proc.returncode == 0 and proc.stdout.strip().endswith(" 0 failed"), proc.stdout
     assert "granule map: two levels" in proc.stdout
-    proc = subprocess.run([os.path.join(BUILD, "toy_remote"), "8", "20000", "keep"], **limited)
+    proc = run([os.path.join(BUILD, "toy_remote"), "8", "20000", "keep"], timeout=120, preexec_fn=limited)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 overlaps, 0 corruptions, live 0 bytes" in proc.stdout
 
@@ -87,9 +92,8 @@ def test_granule_map_flat_and_in_two_levels():
 def test_the_flat_granule_map_reserves_no_memory_and_stays_out_of_core_dumps():
     """The flat map's 16 GiB mapping, in a program the toy serves: MAP_NORESERVE (smaps' VmFlags nr),
     MADV_DONTDUMP (dd), and only the pages of entries written resident, far below its size."""
-    with open("/proc/sys/vm/overcommit_memory") as f:
-        if f.read().strip() == "2":
-            pytest.skip("vm.overcommit_memory=2: the toy keeps the two-level map")
+    if _strict_overcommit():
+        pytest.skip("vm.overcommit_memory=2: the toy keeps the two-level map")
     show = textwrap.dedent(r"""
         import re
         for m in re.split(r"\n(?=[0-9a-f]+-)", open("/proc/self/smaps").read()):
