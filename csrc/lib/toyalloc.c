@@ -186,7 +186,6 @@ enum { HEAP_NEW, HEAP_SETUP, HEAP_READY, HEAP_GONE };
 
 typedef _Atomic(span *) gentry;
 
-
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 /* the class of a request of n <= CLASS_SMALL_MAX bytes at (n + 15) / 16 (see class_of); filled at init,
  * read-only after, on lines of its own */
@@ -914,16 +913,16 @@ static inline void held_add(heap *h, int64_t n)  /* h's own thread only: a plain
     atomic_store_explicit(&h->held, atomic_load_explicit(&h->held, RELAXED) + n, RELAXED);
 }
 
-/* What h's thread adds to the bytes of blocks live: its large blocks, and the slots it holds less
- * those in its cache.  A block one thread handed out and another freed counts in the first's held and
- * against the second (its cache, or its held once flushed), so the sum over the heaps is exact while
- * no thread is in a call; read during calls, it is a moment's view. */
 /* The slots h's cache of class c holds (its room read as it is, from any thread: see heap.room). */
 static unsigned cached_slots(const heap *h, int c)
 {
     return classes[c].tcache_max - __atomic_load_n(&h->room[c], __ATOMIC_RELAXED);
 }
 
+/* What h's thread adds to the bytes of blocks live: its large blocks, and the slots it holds less
+ * those in its cache.  A block one thread handed out and another freed counts in the first's held and
+ * against the second (its cache, or its held once flushed), so the sum over the heaps is exact while
+ * no thread is in a call; read during calls, it is a moment's view. */
 static int64_t heap_live(const heap *h)
 {
     int64_t n = atomic_load_explicit(&h->live, RELAXED) + atomic_load_explicit(&h->held, RELAXED);
