@@ -974,14 +974,15 @@ static inline int handed_out(const span *s, const void *p)
     return slot_number(s, p) < atomic_load_explicit(&s->bump, RELAXED);
 }
 
-static inline int holds_key(const void *p) { return ((const cached_slot *)p)->key == slot_key(p); }
+/* Whether p holds a free slot's key (key: slot_key(p), which the caller may have at hand). */
+static inline int holds_key(const void *p, uintptr_t key) { return ((const cached_slot *)p)->key == key; }
 
 /* Whether p is a block of s in use now: handed out, and without a free slot's key (key: slot_key(p)).
  * So a free of a block already free, wherever it waits (a thread's cache, its span, a remote list),
  * or of a pointer the toy never returned, is caught. */
 static inline int slot_in_use(const span *s, const void *p, uintptr_t key)
 {
-    return handed_out(s, p) && ((const cached_slot *)p)->key != key;
+    return handed_out(s, p) && !holds_key(p, key);
 }
 
 /* p must be a block of s in use; aborts with the reason otherwise. */
@@ -989,7 +990,7 @@ static void check_in_use(const span *s, const void *p)
 {
     if (UNLIKELY(!handed_out(s, p)))
         die("toyalloc: free/realloc of a pointer it never returned\n");
-    if (UNLIKELY(holds_key(p)))
+    if (UNLIKELY(holds_key(p, slot_key(p))))
         die("toyalloc: double free or use after free\n");
 }
 
