@@ -54,7 +54,8 @@ def test_misuse_aborts_with_a_message_under_every_policy(policy, misuse, want):
 def test_books_slot_numbers_and_live_bytes_across_threads():
     """From inside the toy (csrc/tests/toy_books.c): every size class numbers each offset from a span's
     base as its definition says (a slot's start: offset / size; anything else, or below the base: past
-    any slot), and the live bytes are exact while one thread frees another's blocks, both alive."""
+    any slot), the live bytes are exact while one thread frees another's blocks, both alive, and a
+    thread adopting a span takes one it owned last among the first 8 listed, else the first."""
     proc = run([os.path.join(BUILD, "toy_books")])
     assert proc.returncode == 0 and proc.stdout.strip().endswith(" 0 failed"), proc.stdout
 

@@ -7,7 +7,10 @@
  *     half of them while both are alive, and toy_get_stats counts exactly the usable bytes still out;
  *   - the granule map, flat or in two levels (under an address-space limit below its 16 GiB): each
  *     block of every class resolves to the span that holds it, and a large block, a stack address
- *     and an address past 47 bits to none.  It prints which map it checked.
+ *     and an address past 47 bits to none.  It prints which map it checked;
+ *   - adopt, on spans listed in front of a class's list, for heaps of its own (no thread runs them):
+ *     of the first ADOPT_LOOK listed, it takes one the adopting thread owned last, else the first;
+ *     one further back is not looked for.  Last, as it leaves those spans owned by heaps nobody runs.
  *   toy_books     prints each failure, then "N checks, F failed"; exits 1 if any failed. */
 #include "toyalloc.c"
 
@@ -112,11 +115,44 @@ static void granule_map(void)
         toy_free(p[c]);
 }
 
+static heap mine, theirs, nobodys;  /* heaps no thread runs: adopt only compares their addresses */
+
+/* n new spans of class c in front of its list (the last made first), each owned last by `last`. */
+static span *listed_front(int c, int n, heap *last)
+{
+    span *s = NULL;
+    for (int i = 0; i < n; i++) {
+        s = span_new(c);
+        CHECK(s != NULL, "no span for class %d", c);
+        if (!s)
+            return NULL;
+        s->last = last;
+    }
+    return s;
+}
+
+static void adopt_prefers_own_spans(void)
+{
+    int c = class_of(200);
+    lock();
+    span *own = listed_front(c, 1, &mine);
+    span *head = listed_front(c, ADOPT_LOOK - 1, &theirs);  /* own is the list's last looked at */
+    CHECK(own && adopt(c, &mine) == own, "adopt passed over the thread's own span, %d deep", ADOPT_LOOK);
+    CHECK(own && owner_of(own) == &mine, "the adopted span not owned by the thread");
+    CHECK(head && adopt(c, &nobodys) == head, "a thread that owned none listed did not take the first");
+    CHECK(head && head->last == &nobodys, "adopt did not mark the span as owned last by its new owner");
+    own = listed_front(c, 1, &mine);
+    head = listed_front(c, ADOPT_LOOK, &theirs);  /* own one further back */
+    CHECK(own && adopt(c, &mine) == head, "adopt looked past its first %d listed spans", ADOPT_LOOK);
+    unlock();
+}
+
 int main(void)
 {
     slot_numbers();
     live_across_threads();
     granule_map();
+    adopt_prefers_own_spans();
     printf("%d checks, %d failed\n", checks, failures);
     return failures != 0;
 }
