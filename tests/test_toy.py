@@ -51,7 +51,7 @@ def test_misuse_aborts_with_a_message_under_every_policy(policy, misuse, want):
     assert want in proc.stderr, proc.stderr
 
 
-def test_books_slot_numbers_and_live_bytes_across_threads():
+def test_books_slot_numbers_live_bytes_and_adopting_own_spans():
     """From inside the toy (csrc/tests/toy_books.c): every size class numbers each offset from a span's
     base as its definition says (a slot's start: offset / size; anything else, or below the base: past
     any slot), the live bytes are exact while one thread frees another's blocks, both alive, and a

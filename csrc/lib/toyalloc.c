@@ -131,6 +131,7 @@ typedef struct span {
     _Atomic uintptr_t remote;
     struct heap *last;         /* the thread that owned it last (see adopt), NULL before any */
 } __attribute__((aligned(128))) span;  /* two lines of its own: no span's books share a line with another's */
+_Static_assert(sizeof(span) == 128, "a span's books are two cache lines: what free reads, what refills write");
 
 typedef struct size_class {
     size_t size, span_len, span_align;
