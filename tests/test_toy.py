@@ -51,13 +51,20 @@ def test_misuse_aborts_with_a_message_under_every_policy(policy, misuse, want):
     assert want in proc.stderr, proc.stderr
 
 
+def books(**kw) -> str:
+    """csrc/tests/toy_books run to a pass (every check held); its output, which says which granule map it
+    checked.  kw: run's, such as preexec_fn."""
+    proc = run([os.path.join(BUILD, "toy_books")], **kw)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith(" 0 failed"), proc.stdout
+    return proc.stdout
+
+
 def test_books_slot_numbers_live_bytes_and_adopting_own_spans():
     """From inside the toy (csrc/tests/toy_books.c): every size class numbers each offset from a span's
     base as its definition says (a slot's start: offset / size; anything else, or below the base: past
     any slot), the live bytes are exact while one thread frees another's blocks, both alive, and a
     thread adopting a span takes one it owned last among the first 8 listed, else the first."""
-    proc = run([os.path.join(BUILD, "toy_books")])
-    assert proc.returncode == 0 and proc.stdout.strip().endswith(" 0 failed"), proc.stdout
+    books()
 
 
 def _address_space_limit(limit):
@@ -77,13 +84,9 @@ def test_granule_map_flat_and_in_two_levels():
     MAP_NORESERVE) where the kernel grants it, and two levels where it refuses: under an
     address-space limit of 4 GiB it must, and every block still resolves to its span (toy_books),
     and threads freeing each other's blocks never get memory twice (toy_remote)."""
-    proc = run([os.path.join(BUILD, "toy_books")])
-    assert proc.returncode == 0 and proc.stdout.strip().endswith(" 0 failed"), proc.stdout
-    assert ("granule map: two levels" if _strict_overcommit() else "granule map: flat") in proc.stdout
+    assert ("granule map: two levels" if _strict_overcommit() else "granule map: flat") in books()
     limited = _address_space_limit(4 << 30)
-    proc = run([os.path.join(BUILD, "toy_books")], timeout=120, preexec_fn=limited)
-    assert proc.returncode == 0 and proc.stdout.strip().endswith(" 0 failed"), proc.stdout
-    assert "granule map: two levels" in proc.stdout
+    assert "granule map: two levels" in books(timeout=120, preexec_fn=limited)
     proc = run([os.path.join(BUILD, "toy_remote"), "8", "20000", "keep"], timeout=120, preexec_fn=limited)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 overlaps, 0 corruptions, live 0 bytes" in proc.stdout
