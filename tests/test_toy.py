@@ -223,10 +223,46 @@ def test_footprint_against_glibc(policy, workload, limit):
     assert toy_rss <= limit * glibc_rss, (toy_rss, glibc_rss)
 
 
+def test_large_blocks_start_a_few_lines_into_their_mapping():
+    """A large block starts at a cache line 2 to 61 into its first page (its colour), never at a
+    page's edge: the colour takes what the block's last page leaves free, and the mapping a page more
+    only when that is under two lines.  Blocks in different mappings start at different lines (chosen
+    by the mapping's address); realloc moves the pages and keeps the colour; an aligned request gets
+    its alignment and no colour.
+    In a fresh interpreter with nothing cached, so every block gets a mapping of the length asked."""
+    fresh_python("""
+        from allocbench import toy
+        def colour(b):
+            c = b.address % 4096
+            assert c % 64 == 0 and 2 * 64 <= c <= 61 * 64, c
+            return c
+        def mapping(n, colour=128):  # n and its colour rounded up to a page (a new block: two lines)
+            return -(-(n + colour) // 4096) * 4096
+        sizes = [4 << 20, (4 << 20) - 100, (4 << 20) - 200, (4 << 20) - 3000, 200_000, 1 << 20]
+        blocks = [toy.Block(n) for n in sizes] + [toy.Block(1 << 20) for _ in range(30)]
+        for b in blocks:
+            assert b.is_mmapped and b.usable_size >= b.size
+            assert b.usable_size + colour(b) == mapping(b.size), (b.size, colour(b), b.usable_size)
+        assert colour(blocks[2]) in (128, 192)  # 200 bytes free in the last page: lines 2 and 3
+        assert len({colour(b) for b in blocks[6:]}) > 1
+        b = blocks[4]
+        b.fill(3)
+        before = colour(b)
+        b.realloc(5_000_000)
+        assert b.memoryview()[199_999] == 3
+        assert colour(b) == before and b.usable_size + before == mapping(5_000_000, before)
+        for align in (4096, 65536):
+            with toy.Block.aligned(align, 1 << 20) as a:
+                assert a.address % align == 0 and a.usable_size == 1 << 20
+        for b in blocks:
+            b.free()
+    """)
+
+
 def test_toy_block_specifics():
     """What only the toy's handle has (the shared contract is in test_blocks.py)."""
     with toy.Block(300_000) as b:  # above the 128 KiB threshold: a mapping of its own
-        assert b.is_mmapped and b.address % 4096 == 0
+        assert b.is_mmapped and b.usable_size >= 300_000
         b.fill(3)
         b.realloc(5_000_000)
         assert b.memoryview()[299_999] == 3
@@ -492,14 +528,16 @@ def test_freed_large_blocks_are_kept_up_to_the_peak_and_no_further():
         def check():  # the large mappings, live and cached (the toy's own books apart), within the peak + cap
             s = toy.stats()
             assert s["live_bytes"] + s["cached_bytes"] - s0["live_bytes"] - s0["cached_bytes"] <= peak + CAP, (s, peak)
+        def mapped():  # a block's mapping: its usable bytes and its colour (the bytes before it)
+            return sum(b.usable_size + b.address % 4096 for b in live)
         for _ in range(10):
             live.append(toy.Block(rng.randrange(2, 12) * MIB))
-            peak = max(peak, sum(b.size for b in live))
+            peak = max(peak, mapped())
             check()
         for _ in range(100):
             live.pop(rng.randrange(len(live))).free()
             live.append(toy.Block(rng.randrange(2, 12) * MIB))
-            peak = max(peak, sum(b.size for b in live))
+            peak = max(peak, mapped())
             check()
         # a block freed and asked for again, smaller: split from the cached mapping, no new one
         big = max(live, key=lambda b: b.size)
