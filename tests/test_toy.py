@@ -259,6 +259,36 @@ def test_large_blocks_start_a_few_lines_into_their_mapping():
     """)
 
 
+def test_a_block_of_a_quarter_of_the_cap_stays_in_its_threads_stash():
+    """Under keep a thread keeps a freed mapping of up to a quarter of the cache's cap (and the page its
+    colour adds) for itself: another thread asking for the same size maps its own, and the first thread
+    gets its mapping back with no mmap.  A larger block goes to the shared cache, where the other thread
+    finds it.  In a fresh interpreter, the default cap (4 MiB)."""
+    fresh_python("""
+        import threading
+        from allocbench import toy
+        MIB = 1 << 20
+        toy.configure(policy="keep")
+        assert toy.config()["cache_cap"] == 4 * MIB
+        def elsewhere(size):  # a malloc of size on another thread: the mmap calls it made
+            made = []
+            def run():
+                s = toy.stats()
+                toy.Block(size).free()
+                made.append(toy.stats()["mmap_calls"] - s["mmap_calls"])
+            t = threading.Thread(target=run)
+            t.start()
+            t.join()
+            return made[0]
+        for size, stashed in ((MIB, True), (MIB + 8192, False)):
+            toy.Block(size).free()
+            assert elsewhere(size) == (1 if stashed else 0), size
+            s = toy.stats()
+            toy.Block(size).free()
+            assert toy.stats()["mmap_calls"] == s["mmap_calls"], size
+    """)
+
+
 def test_toy_block_specifics():
     """What only the toy's handle has (the shared contract is in test_blocks.py)."""
     with toy.Block(300_000) as b:  # above the 128 KiB threshold: a mapping of its own

@@ -40,7 +40,7 @@
  * - Large blocks: one mapping each, the block a few cache lines into it (its
  *   colour, see colour_of), recorded in a table (base -> length, colour) kept
  *   out of band, in 16 stripes with a lock each.  Under keep a thread first
- *   keeps up to two freed mappings of its own (each at most cap/4), counted
+ *   keeps up to two freed mappings of its own (each at most cap/4 and a page), counted
  *   in the cache's bytes, their entries kept and marked stashed: churn of
  *   large blocks then takes no shared lock and adds no entry.  A freed
  *   mapping, or a released span, is purged first by the
@@ -1434,13 +1434,15 @@ static char *stash_take(heap *h, size_t len, size_t *got)
 }
 
 /* The largest mapping free may keep in this thread's stash: under keep, at
- * most a quarter of the cap, and only while the cache's bytes leave room. */
+ * most a quarter of the cap and the page a block's colour may add (so a block
+ * of a quarter of the cap is kept), and only while the cache's bytes leave
+ * room. */
 static size_t stash_max(const heap *h)
 {
-    size_t cap = atomic_load_explicit(&cfg_cache_cap, RELAXED), cached = st_cached;
+    size_t cap = atomic_load_explicit(&cfg_cache_cap, RELAXED), cached = st_cached, most = cap / 4 + page;
     if (!h || atomic_load_explicit(&cfg_policy, RELAXED) != TOY_KEEP || cached >= cap)
         return 0;
-    return cap - cached < cap / 4 ? cap - cached : cap / 4;
+    return cap - cached < most ? cap - cached : most;
 }
 
 /* Keep a freed mapping (its entry already marked stashed); the oldest
