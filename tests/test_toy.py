@@ -259,12 +259,13 @@ def test_large_blocks_start_a_few_lines_into_their_mapping():
     """)
 
 
-def test_a_block_of_a_quarter_of_the_cap_stays_in_its_threads_stash():
-    """Under keep a thread keeps a freed mapping of up to a quarter of the cache's cap (and the page its
-    colour adds) for itself: another thread asking for the same size maps its own, and the first thread
-    gets its mapping back with no mmap.  A larger block goes to the shared cache, where the other thread
-    finds it.  In a fresh interpreter, the default cap (4 MiB)."""
-    fresh_python("""
+@pytest.mark.parametrize("size, stashed", [(4 << 20, True), ((4 << 20) + 8192, False)])
+def test_a_block_of_the_cap_stays_in_its_threads_stash(size, stashed):
+    """Under keep a thread keeps a freed mapping of up to the cache's cap (and the page its colour adds)
+    for itself: another thread asking for the same size maps its own, and the first thread gets its
+    mapping back with no mmap.  A larger block goes to the shared cache, where the other thread finds
+    it.  In a fresh interpreter (nothing cached), the default cap (4 MiB)."""
+    fresh_python(f"""
         import threading
         from allocbench import toy
         MIB = 1 << 20
@@ -280,12 +281,11 @@ def test_a_block_of_a_quarter_of_the_cap_stays_in_its_threads_stash():
             t.start()
             t.join()
             return made[0]
-        for size, stashed in ((MIB, True), (MIB + 8192, False)):
-            toy.Block(size).free()
-            assert elsewhere(size) == (1 if stashed else 0), size
-            s = toy.stats()
-            toy.Block(size).free()
-            assert toy.stats()["mmap_calls"] == s["mmap_calls"], size
+        toy.Block({size}).free()
+        assert elsewhere({size}) == {1 if stashed else 0}
+        s = toy.stats()
+        toy.Block({size}).free()
+        assert toy.stats()["mmap_calls"] == s["mmap_calls"]
     """)
 
 
@@ -504,15 +504,21 @@ def test_toy_backend_batch_returns_all_but_its_cache():
 def test_a_split_block_freed_joins_its_cached_tail(policy):
     """A block split from a cached mapping comes back whole when freed: it joins the tail that stayed
     cached, so the mapping's whole size is taken again with no mmap and no mremap (without the join, the
-    5 MiB tail is the largest cached range, grown by mremap).  Under every policy that caches; blocks
-    above a quarter of the cap, so no thread's stash keeps them apart.  In a fresh interpreter."""
+    5 MiB tail is the largest cached range, grown by mremap).  Under every policy that caches; the
+    blocks freed on a thread that then exits, so no thread's stash keeps them apart.  In a fresh
+    interpreter."""
     fresh_python(f"""
+        import threading
         from allocbench import toy
         MIB = 1 << 20
+        def on_a_thread(f):  # its stash goes to the shared cache when it exits
+            t = threading.Thread(target=f)
+            t.start()
+            t.join()
         toy.configure(cache_cap=8 * MIB, policy={policy!r})
-        toy.Block(8 * MIB).free()  # cached whole
+        on_a_thread(toy.Block(8 * MIB).free)  # cached whole
         split = toy.Block(3 * MIB)  # its head; the 5 MiB tail stays cached
-        split.free()
+        on_a_thread(split.free)
         s = toy.stats()
         again = toy.Block(8 * MIB)
         t = toy.stats()
@@ -526,14 +532,17 @@ def test_a_new_span_takes_one_granule_from_a_larger_cached_range(policy):
     """A span takes its own length from the head of a larger cached range that starts on a granule, the
     rest staying cached: the cache holds exactly one granule (64 KiB, a span of a class up to 8 KiB)
     less.  Before, a span took a cached range whole if it was at most twice its length (more slots, more
-    pages touched), and mapped anew otherwise.  The range is 4 MiB, above a quarter of the cap, so no
+    pages touched), and mapped anew otherwise.  The range is freed on a thread that then exits, so no
     stash keeps it.  (The first span also maps a leaf of the granule map: the mmap count cannot tell.)
     In a fresh interpreter: no span exists yet."""
     fresh_python(f"""
+        import threading
         from allocbench import toy
         MIB, GRANULE = 1 << 20, 1 << 16
         toy.configure(cache_cap=8 * MIB, policy={policy!r})
-        toy.Block.aligned(GRANULE, 4 * MIB).free()
+        t = threading.Thread(target=toy.Block.aligned(GRANULE, 4 * MIB).free)  # its stash goes at its exit
+        t.start()
+        t.join()
         s = toy.stats()
         small = toy.Block(5000)  # the first block of its class: a new span
         t = toy.stats()

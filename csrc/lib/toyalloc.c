@@ -40,7 +40,7 @@
  * - Large blocks: one mapping each, the block a few cache lines into it (its
  *   colour, see colour_of), recorded in a table (base -> length, colour) kept
  *   out of band, in 16 stripes with a lock each.  Under keep a thread first
- *   keeps up to two freed mappings of its own (each at most cap/4 and a page), counted
+ *   keeps up to two freed mappings of its own (within the cap, and a page), counted
  *   in the cache's bytes, their entries kept and marked stashed: churn of
  *   large blocks then takes no shared lock and adds no entry.  A freed
  *   mapping, or a released span, is purged first by the
@@ -1433,16 +1433,15 @@ static char *stash_take(heap *h, size_t len, size_t *got)
     return NULL;
 }
 
-/* The largest mapping free may keep in this thread's stash: under keep, at
- * most a quarter of the cap and the page a block's colour may add (so a block
- * of a quarter of the cap is kept), and only while the cache's bytes leave
- * room. */
+/* The largest mapping free may keep in this thread's stash: under keep, what
+ * the cache's cap leaves room for, and the page a block's colour may add (so
+ * a block of the cap is kept). */
 static size_t stash_max(const heap *h)
 {
-    size_t cap = atomic_load_explicit(&cfg_cache_cap, RELAXED), cached = st_cached, most = cap / 4 + page;
+    size_t cap = atomic_load_explicit(&cfg_cache_cap, RELAXED), cached = st_cached;
     if (!h || atomic_load_explicit(&cfg_policy, RELAXED) != TOY_KEEP || cached >= cap)
         return 0;
-    return cap - cached < most ? cap - cached : most;
+    return cap - cached + page;
 }
 
 /* Keep a freed mapping (its entry already marked stashed); the oldest
