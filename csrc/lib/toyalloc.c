@@ -1466,9 +1466,10 @@ static void stash_put(heap *h, char *base, size_t len)
  * byte touched per page in the first line of every page, and on the Intel
  * Xeon VM such a touch past the L2 is slow: 4 MiB churn, one store per page,
  * ran 8.1 us an op when the stores hit a page's lines 0, 1, 62 or 63, and
- * 5.5-5.8 us at any line between (so glibc's heap chunks, mid-page, ran 1.46x
- * faster than the toy's page-aligned blocks).  The cost: a page more only when
- * the size leaves less than COLOUR_FIRST lines free in its last page. */
+ * 5.5-5.8 us at any line between (glibc's heap chunks start mid-page: the
+ * page-aligned blocks took 1.46x its time).  The cost: a page more only when
+ * the size leaves less than COLOUR_FIRST lines free in its last page, and
+ * huge pages split where a program advises a block (README). */
 #define COLOUR_LINE 64
 #define COLOUR_FIRST 2
 #define COLOUR_LAST 61
