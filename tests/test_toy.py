@@ -505,22 +505,17 @@ def test_a_split_block_freed_joins_its_cached_tail(policy):
     """A block split from a cached mapping comes back whole when freed: it joins the tail that stayed
     cached, so the mapping's whole size is taken again with no mmap and no mremap (without the join, the
     5 MiB tail is the largest cached range, grown by mremap).  Under every policy that caches; the
-    blocks freed on a thread that then exits, so no thread's stash keeps them apart.  In a fresh
-    interpreter."""
+    block is larger than the cap and a page, so no thread's stash keeps it or its head apart.  In a
+    fresh interpreter."""
     fresh_python(f"""
-        import threading
         from allocbench import toy
         MIB = 1 << 20
-        def on_a_thread(f):  # its stash goes to the shared cache when it exits
-            t = threading.Thread(target=f)
-            t.start()
-            t.join()
         toy.configure(cache_cap=8 * MIB, policy={policy!r})
-        on_a_thread(toy.Block(8 * MIB).free)  # cached whole
+        toy.Block(8 * MIB + 8192).free()  # cached whole
         split = toy.Block(3 * MIB)  # its head; the 5 MiB tail stays cached
-        on_a_thread(split.free)
+        split.free()
         s = toy.stats()
-        again = toy.Block(8 * MIB)
+        again = toy.Block(8 * MIB + 8192)
         t = toy.stats()
         assert t["mmap_calls"] == s["mmap_calls"] and t["mremap_calls"] == s["mremap_calls"], (s, t)
         again.free()
@@ -532,17 +527,14 @@ def test_a_new_span_takes_one_granule_from_a_larger_cached_range(policy):
     """A span takes its own length from the head of a larger cached range that starts on a granule, the
     rest staying cached: the cache holds exactly one granule (64 KiB, a span of a class up to 8 KiB)
     less.  Before, a span took a cached range whole if it was at most twice its length (more slots, more
-    pages touched), and mapped anew otherwise.  The range is freed on a thread that then exits, so no
+    pages touched), and mapped anew otherwise.  The range is larger than the cap and a page, so no
     stash keeps it.  (The first span also maps a leaf of the granule map: the mmap count cannot tell.)
     In a fresh interpreter: no span exists yet."""
     fresh_python(f"""
-        import threading
         from allocbench import toy
         MIB, GRANULE = 1 << 20, 1 << 16
         toy.configure(cache_cap=8 * MIB, policy={policy!r})
-        t = threading.Thread(target=toy.Block.aligned(GRANULE, 4 * MIB).free)  # its stash goes at its exit
-        t.start()
-        t.join()
+        toy.Block.aligned(GRANULE, 12 * MIB).free()
         s = toy.stats()
         small = toy.Block(5000)  # the first block of its class: a new span
         t = toy.stats()
