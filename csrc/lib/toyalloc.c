@@ -605,9 +605,17 @@ static int gmap_set(char *base, size_t len, span *s)  /* lock held */
 /* ---- the large-block table: open addressing on the base address, in
  * stripes with a lock each, so threads freeing different blocks do not wait ---- */
 
-static ltable *ltab_of(uintptr_t key)
+/* The start of the mapping that would hold a large block at p: the page p is in (a colour is less
+ * than a page).  The table's key and stripe. */
+static uintptr_t mapping_of(uintptr_t p)
 {
-    return &ltabs[((key >> 12) * 0x9E3779B97F4A7C15ull) >> (64 - LSTRIPE_BITS)];
+    return p & ~(uintptr_t)(page - 1);
+}
+
+/* the stripe of the mapping that holds (or would hold) a large block at p, or of a mapping's base */
+static ltable *ltab_of(uintptr_t p)
+{
+    return &ltabs[((mapping_of(p) >> 12) * 0x9E3779B97F4A7C15ull) >> (64 - LSTRIPE_BITS)];
 }
 
 static size_t ltab_slot(uintptr_t key, size_t cap)
@@ -644,13 +652,6 @@ static int ltab_put(ltable *t, uintptr_t key, size_t len, size_t colour, int ove
     return 0;
 }
 
-/* The start of the mapping that would hold a large block at p: the page p is in (a colour is less
- * than a page).  The table's key and stripe. */
-static uintptr_t mapping_of(uintptr_t p)
-{
-    return p & ~(uintptr_t)(page - 1);
-}
-
 /* p's entry: the entry of p's mapping, if the block starts at p (a stashed mapping's at its base) */
 static large *ltab_find(ltable *t, uintptr_t p)  /* t locked */
 {
@@ -684,7 +685,7 @@ static void ltab_remove(ltable *t, large *e)  /* t locked; backward-shift deleti
  * (1): its length, or 0 when p has no such entry. */
 static size_t ltab_take(uintptr_t p, int stashed)
 {
-    ltable *t = ltab_of(mapping_of(p));
+    ltable *t = ltab_of(p);
     int held = stripe_lock(&t->lock);
     large *e = ltab_find(t, p);
     size_t len = e && e->stashed == stashed ? e->len : 0;
@@ -703,7 +704,7 @@ static size_t stash_max(const heap *h);
  * of a block found. */
 static size_t ltab_free(uintptr_t p, const heap *h, int *stashed)
 {
-    ltable *t = ltab_of(mapping_of(p));
+    ltable *t = ltab_of(p);
     int held = stripe_lock(&t->lock);
     large *e = ltab_find(t, p);
     size_t len = e && !e->stashed ? e->len : 0;
@@ -1694,7 +1695,7 @@ static size_t usable(void *p, int *over_aligned)
         check_in_use(s, p);
         return s->slot;
     }
-    ltable *t = ltab_of(mapping_of((uintptr_t)p));
+    ltable *t = ltab_of((uintptr_t)p);
     int held = stripe_lock(&t->lock);
     large *e = ltab_find(t, (uintptr_t)p);
     int live = e && !e->stashed;
