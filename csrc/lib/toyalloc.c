@@ -1498,16 +1498,15 @@ static size_t colour_of(const char *b, size_t got, size_t size, size_t align)
 
 static void *large_alloc(size_t size, size_t align, int *zeroed)
 {
-    size_t len = large_len(size, align), got = len, asked = align;
-    if (align < page)
-        align = page;
+    size_t len = large_len(size, align), got = len;
+    size_t map_align = align < page ? page : align;  /* the mapping's; align stays the block's */
     heap *h = my_heap();
-    char *b = h && align == page && h->nstash ? stash_take(h, len, &got) : NULL;
+    char *b = h && map_align == page && h->nstash ? stash_take(h, len, &got) : NULL;
     int from_stash = b != NULL;
     *zeroed = 0;
     if (!b) {
         lock();
-        b = align == page ? cache_take_large(len, &got, zeroed) : cache_take(len, align, &got, zeroed);
+        b = map_align == page ? cache_take_large(len, &got, zeroed) : cache_take(len, map_align, &got, zeroed);
         unlock();
     }
     int grew = 0;
@@ -1523,14 +1522,14 @@ static void *large_alloc(size_t size, size_t align, int *zeroed)
         }
     }
     if (!b) {
-        if (!(b = map_aligned(len, align)))
+        if (!(b = map_aligned(len, map_align)))
             return NULL;
         got = len, *zeroed = 1, grew = 1;
     }
-    size_t colour = colour_of(b, got, size, asked);
+    size_t colour = colour_of(b, got, size, align);
     if (from_stash)
         ltab_revive((uintptr_t)b, colour);
-    else if (ltab_add((uintptr_t)b, got, colour, align > page)) {
+    else if (ltab_add((uintptr_t)b, got, colour, map_align > page)) {
         unmap_mapping(b, got);
         return NULL;
     }
