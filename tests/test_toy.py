@@ -259,6 +259,49 @@ def test_large_blocks_start_a_few_lines_into_their_mapping():
     """)
 
 
+def test_a_block_of_whole_huge_pages_keeps_them_on_huge_page_boundaries():
+    """A block whose size is whole huge pages (2 MiB) takes a page more for its colour, so its mapping
+    would lose the 2 MiB boundary the kernel gives a mapping of whole huge pages (Linux 6.7 on; probed
+    here with a mapping of Python's).  The toy maps the whole huge pages and then the page before them,
+    one kernel mapping (/proc/self/maps): the block starts in that page and its next page is on a
+    2 MiB boundary, unless that page was taken and the mapping grew at its end instead (one mremap).
+    A size of odd megabytes is mapped as one length.  In a fresh interpreter, nothing cached."""
+    proc = fresh_python("""
+        import ctypes, mmap
+        from allocbench import toy
+        MIB, HUGE, PAGE = 1 << 20, 2 << 20, 4096
+        probe = mmap.mmap(-1, 4 * MIB, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if ctypes.addressof(ctypes.c_char.from_buffer(probe)) % HUGE:
+            print("SKIP: this kernel does not place whole huge pages on their boundary")
+            raise SystemExit(0)
+        def vma_of(addr):  # the kernel mapping holding addr: (start, end)
+            for line in open("/proc/self/maps"):
+                lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+                if lo <= addr < hi:
+                    return lo, hi
+        blocks, leads = [], 0  # kept to the end: each block a mapping of its own
+        for size, calls in ((4 * MIB, 2), (8 * MIB, 2), (3 * MIB, 1)):
+            s = toy.stats()
+            b = toy.Block(size)
+            t = toy.stats()
+            base = b.address - b.address % PAGE
+            assert b.usable_size + b.address % PAGE == size + PAGE, size  # the colour's page (no room left)
+            lo, hi = vma_of(base)
+            assert lo <= base and base + size + PAGE <= hi, (hex(base), hex(lo), hex(hi))
+            grew = t["mremap_calls"] - s["mremap_calls"]
+            assert t["mmap_calls"] - s["mmap_calls"] + grew == calls, (size, s, t)
+            if calls == 2 and not grew:
+                assert (base + PAGE) % HUGE == 0, (size, hex(base))
+                leads += 1
+            blocks.append(b)
+        assert leads, "the page before was taken both times"  # the kernel leaves it free but where a gap starts there
+        for b in blocks:
+            b.free()
+    """)
+    if proc.stdout.startswith("SKIP"):
+        pytest.skip(proc.stdout.strip())
+
+
 @pytest.mark.parametrize("size, stashed", [(4 << 20, True), ((4 << 20) + 8192, False)])
 def test_a_block_of_the_cap_stays_in_its_threads_stash(size, stashed):
     """Under keep a thread keeps a freed mapping of up to the cache's cap (and the page its colour adds)
@@ -282,7 +325,7 @@ def test_a_block_of_the_cap_stays_in_its_threads_stash(size, stashed):
             t.join()
             return made[0]
         toy.Block({size}).free()
-        assert elsewhere({size}) == {1 if stashed else 0}
+        assert (elsewhere({size}) > 0) == {stashed}  # mapped its own (one call, or two: see map_large)
         s = toy.stats()
         toy.Block({size}).free()
         assert toy.stats()["mmap_calls"] == s["mmap_calls"]

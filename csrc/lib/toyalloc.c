@@ -1469,8 +1469,9 @@ static void stash_put(heap *h, char *base, size_t len)
  * ran 8.1 us an op when the stores hit a page's lines 0, 1, 62 or 63, and
  * 5.5-5.8 us at any line between (glibc's heap chunks start mid-page: the
  * page-aligned blocks took 1.46x its time).  The cost: a page more only when
- * the size leaves less than COLOUR_FIRST lines free in its last page, and
- * huge pages split where a program advises a block (README). */
+ * the size leaves less than COLOUR_FIRST lines free in its last page (placed
+ * before whole huge pages: map_large), and huge pages split where a program
+ * advises a block (README). */
 #define COLOUR_LINE 64
 #define COLOUR_FIRST 2
 #define COLOUR_LAST 61
@@ -1494,6 +1495,42 @@ static size_t colour_of(const char *b, size_t got, size_t size, size_t align)
         room = COLOUR_LAST;
     uint64_t h = ((uintptr_t)b >> 12) * 0x9E3779B97F4A7C15ull >> 32;
     return COLOUR_LINE * (COLOUR_FIRST + h % (room - COLOUR_FIRST + 1));
+}
+
+/* A new mapping of len bytes for a large block.  Linux (6.7 on) places an anonymous mapping whose length
+ * is a whole number of huge pages (2 MiB) on a huge page's boundary; a page longer, as a colour makes
+ * such a block's mapping, and it lands anywhere.  So where len is whole huge pages and a page, those are
+ * mapped first and the page before them after, which the kernel merges into one mapping: the block starts
+ * in that page, and from its first whole page on every 2 MiB is a huge page's, where a program advises
+ * MADV_HUGEPAGE from there (numpy does on its arrays: README).  Where the page before is taken, or the
+ * kernel placed them anywhere, the mapping grows a page at its end instead (or moves). */
+#define HUGE_PAGE ((size_t)2 << 20)
+static char *map_large(size_t len, size_t map_align)
+{
+    size_t whole = len - page;
+    if (map_align != page || whole < HUGE_PAGE || whole % HUGE_PAGE)
+        return map_aligned(len, map_align);
+    char *a = map_aligned(whole, page);
+    if (!a)
+        return NULL;
+    if ((uintptr_t)a % HUGE_PAGE == 0) {
+        char *m = mmap(a - page, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+        ADD(st_mmap, 1);
+        if (m == a - page) {
+            ADD(st_mapped, page);
+            return m;
+        }
+        if (m != MAP_FAILED)  /* a kernel before 4.17 took the address as a hint */
+            munmap(m, page), ADD(st_munmap, 1);
+    }
+    char *m = mremap(a, whole, len, MREMAP_MAYMOVE);
+    ADD(st_mremap, 1);
+    if (m == MAP_FAILED) {
+        unmap_mapping(a, whole);
+        return NULL;
+    }
+    ADD(st_mapped, page);
+    return m;
 }
 
 static void *large_alloc(size_t size, size_t align, int *zeroed)
@@ -1522,7 +1559,7 @@ static void *large_alloc(size_t size, size_t align, int *zeroed)
         }
     }
     if (!b) {
-        if (!(b = map_aligned(len, map_align)))
+        if (!(b = map_large(len, map_align)))
             return NULL;
         got = len, *zeroed = 1, grew = 1;
     }
