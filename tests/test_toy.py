@@ -566,6 +566,45 @@ def test_a_split_block_freed_joins_its_cached_tail(policy):
     """)
 
 
+def test_a_cached_mapping_split_after_its_first_page_is_grown_with_its_other_pages():
+    """A program that changes its block from the first whole page on (numpy's MADV_HUGEPAGE on its
+    arrays; here MADV_DONTFORK, which every kernel has) leaves the block's mapping two mappings to the
+    kernel, its first page and the rest, and mremap refuses to grow a range across two (EFAULT).  Grown
+    for a larger block, such a cached mapping is grown without its first page, which is let go: two
+    mremaps (the refused one, then the rest's), one munmap, no mmap, and what the rest held is still
+    there, not faulted in afresh as zeros.  Under keep with a 1 MiB cap, so the 4 MiB block goes to the
+    shared cache, not a stash.  In a fresh interpreter, nothing cached."""
+    fresh_python("""
+        import ctypes
+        from allocbench import toy
+        MIB, PAGE, MADV_DONTFORK = 1 << 20, 4096, 10
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        toy.configure(cache_cap=MIB, policy="keep")
+        old = toy.Block(4 * MIB)
+        old.fill(0xAB)
+        base = old.address - old.address % PAGE
+        mapping = old.usable_size + old.address % PAGE  # 4 MiB and the colour's page
+        assert libc.madvise(base + PAGE, mapping - PAGE, MADV_DONTFORK) == 0, ctypes.get_errno()
+        old.free()
+        s = toy.stats()
+        new = toy.Block(6 * MIB)  # the cached 4 MiB and its page, grown by 2 MiB
+        t = toy.stats()
+        calls = {k: t[k] - s[k] for k in ("mmap_calls", "mremap_calls", "munmap_calls")}
+        assert calls == {"mmap_calls": 0, "mremap_calls": 2, "munmap_calls": 1}, calls
+        lo = new.address - new.address % PAGE
+        hi = lo + new.usable_size + new.address % PAGE
+        for line in open("/proc/self/maps"):  # nothing of the old mapping is left outside the new one
+            a, b = (int(x, 16) for x in line.split()[0].split("-"))
+            if a < base + mapping and b > base:
+                assert lo <= a and b <= hi, (line, hex(base), hex(lo), hex(hi))
+        mv = new.memoryview()
+        assert mv[2 * MIB] == 0xAB and mv[6 * MIB - 1] == 0  # the old pages, then the new tail
+        mv.release()
+        new.free()
+    """)
+
+
 @pytest.mark.parametrize("policy", [p for p in POLICIES if p != "unmap"])
 def test_a_new_span_takes_one_granule_from_a_larger_cached_range(policy):
     """A span takes its own length from the head of a larger cached range that starts on a granule, the

@@ -1550,6 +1550,16 @@ static void *large_alloc(size_t size, size_t align, int *zeroed)
     if (b && got < len) {  /* a cached mapping short of len: grown in place or moved, its pages kept */
         char *nb = mremap(b, got, len, MREMAP_MAYMOVE);
         ADD(st_mremap, 1);
+        if (nb == MAP_FAILED && errno == EFAULT && got > page) {
+            /* two mappings to the kernel, most often split after the first page (a program's advice
+             * from the block's first whole page on, as numpy's): the rest grown alone, that page let go */
+            nb = mremap(b + page, got - page, len, MREMAP_MAYMOVE);
+            ADD(st_mremap, 1);
+            if (nb != MAP_FAILED) {
+                unmap_mapping(b, page);
+                got -= page;
+            }
+        }
         if (nb == MAP_FAILED) {
             retire_mapping(b, got);
             b = NULL;
