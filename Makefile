@@ -85,7 +85,7 @@ asan: build ## build and run the toy's C tests (stress, contract, remote frees, 
 glibc-tests: build ## glibc 2.36's own malloc tests (Debian's glibc-source) on glibc and the preloaded toy
 	scripts/glibc-malloc-tests $(TOYLIB)
 
-mimalloc-stress: build ## mimalloc's stress test (Debian's mimalloc source) on glibc and the preloaded toy
+mimalloc-stress: build ## mimalloc's stress and API tests (Debian's mimalloc source) on glibc and the preloaded toy
 	scripts/mimalloc-stress $(TOYLIB)
 
 debug: $(DEPS) ## rebuild with bounds checks and -O0 -g
