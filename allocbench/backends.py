@@ -189,6 +189,17 @@ def debian_packages() -> list[str]:
     return [b.debian for b in BACKENDS.values() if b.debian]
 
 
+def toy_knob_edges() -> list[str]:
+    """The toy's knobs at their edges, one run's environment each ("NAME=VALUE", several joined by
+    commas): the threshold at its lowest (every block a mapping) and highest, no fixed cap, no decay,
+    and neither (nothing cached).  make glibc-tests and make mimalloc-stress run each beside every
+    policy."""
+    knob = {k.name: k for k in TOY_KNOBS}
+    threshold, cap, decay = knob["toy_threshold"], knob["toy_cache_cap"].env, knob["toy_decay_ms"].env
+    return [f"{threshold.env}={threshold.lo}", f"{threshold.env}={threshold.hi}", f"{cap}=0", f"{decay}=0",
+            f"{cap}=0,{decay}=0"]
+
+
 def glibc_backend() -> Backend:
     """The row whose chunk headers, mallinfo2 and tunables are glibc's (the baseline everywhere)."""
     return next(b for b in BACKENDS.values() if b.glibc)

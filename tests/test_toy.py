@@ -333,6 +333,30 @@ def test_a_block_of_the_cap_stays_in_its_threads_stash(size, stashed):
     """)
 
 
+def test_the_knob_edges_the_malloc_suites_run_are_each_knobs_own_and_the_toy_takes_them():
+    """make glibc-tests and make mimalloc-stress run the toy at its knobs' edges, as allocbench info
+    lists them: the threshold at its lowest and highest, the cap and the decay each at 0, and both.
+    Each assignment names a knob of backends.TOY_KNOBS with a value in its range, and the toy, started
+    with it, reads it (a value it ignored would leave the suites testing the default)."""
+    from allocbench.backends import TOY_KNOBS
+
+    knobs = {k.env: k for k in TOY_KNOBS}
+    runs = cli("info", "--field", "toy_knob_edges").stdout.split()
+    threshold, cap, decay = (knobs[f"TOYALLOC_{n}"] for n in ("THRESHOLD", "CACHE_CAP", "DECAY_MS"))
+    want = [{threshold.env: threshold.lo}, {threshold.env: threshold.hi}, {cap.env: 0}, {decay.env: 0},
+            {cap.env: 0, decay.env: 0}]
+    got = [{name: int(value) for name, value in (a.split("=") for a in run.split(","))} for run in runs]
+    assert got == want
+    for run in got:
+        for name, value in run.items():
+            knobs[name].check(value)
+        config = json.loads(fresh_python("from allocbench import toy; import json; print(json.dumps(toy.config()))",
+                                         env={k: str(v) for k, v in run.items()}).stdout)
+        for name, key in ((threshold.env, "threshold"), (cap.env, "cache_cap")):
+            if name in run:
+                assert config[key] == run[name], (run, config)
+
+
 def test_toy_block_specifics():
     """What only the toy's handle has (the shared contract is in test_blocks.py)."""
     with toy.Block(300_000) as b:  # above the 128 KiB threshold: a mapping of its own

@@ -9,10 +9,11 @@ NAME, HELP = "info", "machine, glibc, counter methods and allocbench's tables (a
 
 def fields() -> dict:
     """What --field can print without probing the machine: allocbench's own lists."""
-    from ..backends import BACKENDS, debian_packages
+    from ..backends import BACKENDS, debian_packages, toy_knob_edges
     from ..toy import POLICIES
 
-    return {"allocators": list(BACKENDS), "debian_packages": debian_packages(), "toy_policies": list(POLICIES)}
+    return {"allocators": list(BACKENDS), "debian_packages": debian_packages(), "toy_policies": list(POLICIES),
+            "toy_knob_edges": toy_knob_edges()}
 
 
 def helpers() -> dict[str, str]:
@@ -31,7 +32,7 @@ def helpers() -> dict[str, str]:
 
 def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--field", choices=("allocators", "debian_packages", "toy_policies"),
+    p.add_argument("--field", choices=("allocators", "debian_packages", "toy_policies", "toy_knob_edges"),
                    help="print one list, space-separated, for scripts and the Makefile")
 
 
