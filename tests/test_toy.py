@@ -18,7 +18,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
-from allocbench import toy
+from allocbench import _native, toy
 
 BUILD = os.path.join(ROOT, "csrc", "build")
 TOYLIB = toy.library_path()
@@ -355,6 +355,29 @@ def test_the_knob_edges_the_malloc_suites_run_are_each_knobs_own_and_the_toy_tak
         for name, key in ((threshold.env, "threshold"), (cap.env, "cache_cap")):
             if name in run:
                 assert config[key] == run[name], (run, config)
+
+
+MAX_THRESHOLD = _native.TOY_MAX_THRESHOLD_BYTES
+
+
+@pytest.mark.parametrize("name, value, why", [
+    ("TOYALLOC_THRESHOLD", str(MAX_THRESHOLD + 1), f"above the largest, {MAX_THRESHOLD}"),
+    ("TOYALLOC_THRESHOLD", "128K", "not a whole number"),
+    ("TOYALLOC_CACHE_CAP", "-1", "not a whole number"),
+    ("TOYALLOC_POLICY", "madvise", "not a policy; one of " + " ".join(POLICIES)),
+])
+def test_a_toyalloc_value_the_toy_cannot_take_is_named_on_stderr_and_the_default_kept(name, value, why):
+    """A bad TOYALLOC_* value is not taken silently (an experiment would measure the default): the toy,
+    in allocbench's process or preloaded into a program, names it in one line on stderr, as jemalloc does
+    for a bad MALLOC_CONF, keeps the default and runs on."""
+    line = f"toyalloc: {name}={value} ignored: {why}"
+    proc = fresh_python("from allocbench import toy; import json; print(json.dumps(toy.config()))", env={name: value})
+    assert line in proc.stderr.splitlines(), proc.stderr
+    assert json.loads(proc.stdout) == {"threshold": 128 << 10, "cache_cap": 4 << 20, "policy": "keep"}
+    preloaded = subprocess.run([sys.executable, "-c", "print(len(bytearray(1 << 20)))"], capture_output=True,
+                               text=True, env=dict(ENV, LD_PRELOAD=TOYLIB, **{name: value}), timeout=60)
+    assert preloaded.returncode == 0 and preloaded.stdout.strip() == str(1 << 20)
+    assert line in preloaded.stderr.splitlines(), preloaded.stderr
 
 
 def test_toy_block_specifics():

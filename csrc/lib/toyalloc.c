@@ -819,14 +819,40 @@ static void set_threshold(size_t t)
     fast_below = t < 16 ? 0 : (t < CLASS_SMALL_MAX ? t : CLASS_SMALL_MAX) + 1;
 }
 
-static size_t env_size(const char *name, size_t def)
+/* A TOYALLOC_* value the toy cannot take: one line on stderr and the default kept, as jemalloc does
+ * for a bad MALLOC_CONF (an experiment run with a knob silently at its default measures the wrong
+ * thing).  At init: write(2) only, nothing allocated. */
+static void env_refused(const char *name, const char *value, const char *why, const char *more)
+{
+    const char *parts[] = {"toyalloc: ", name, "=", value, " ignored: ", why, more, "\n"};
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+        ssize_t r = write(2, parts[i], strlen(parts[i]));
+        (void)r;  /* nothing to do if stderr is gone */
+    }
+}
+
+/* A number of bytes (or ms) from the environment, at most max; def if unset or refused */
+static size_t env_size(const char *name, size_t def, size_t max)
 {
     const char *s = getenv(name);
     if (!s || !*s)
         return def;
-    char *end;
+    char *end, digits[24], *d = digits + sizeof digits;
+    errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    return *end ? def : (size_t)v;
+    if (*end || *s < '0' || *s > '9' || errno) {  /* digits only: strtoull would take " -5" */
+        env_refused(name, s, "not a whole number", "");
+        return def;
+    }
+    if (v > max) {
+        *--d = 0;
+        do
+            *--d = (char)('0' + max % 10);
+        while (max /= 10);
+        env_refused(name, s, "above the largest, ", d);
+        return def;
+    }
+    return (size_t)v;
 }
 
 const char *const toy_policy_names[TOY_NPOLICIES] = {
@@ -834,6 +860,10 @@ const char *const toy_policy_names[TOY_NPOLICIES] = {
     TOY_POLICY_LIST(TOY_NAME)
 #undef TOY_NAME
 };
+
+#define TOY_NAME_TEXT(e, v, name, doc) " " name
+static const char toy_policy_text[] = TOY_POLICY_LIST(TOY_NAME_TEXT);  /* " keep dontneed ...", for a refusal */
+#undef TOY_NAME_TEXT
 
 int toy_policy_by_name(const char *name)
 {
@@ -881,15 +911,16 @@ static void init_slow(void)
         if (getrandom(&key_secret, sizeof key_secret, GRND_NONBLOCK) != (ssize_t)sizeof key_secret)
             key_secret = (uintptr_t)&key_secret * 0x9E3779B97F4A7C15u ^ now_ms();
         key_secret |= 1;
-        /* Environment overrides, ignored when out of range. */
-        size_t t = env_size("TOYALLOC_THRESHOLD", cfg_threshold);
-        if (t <= TOY_MAX_THRESHOLD)
-            set_threshold(t);
-        cfg_cache_cap = env_size("TOYALLOC_CACHE_CAP", cfg_cache_cap);
-        cfg_decay_ms = env_size("TOYALLOC_DECAY_MS", cfg_decay_ms);
-        int pol = toy_policy_by_name(getenv("TOYALLOC_POLICY"));
+        /* Environment overrides; a value out of range is refused (env_refused) */
+        set_threshold(env_size("TOYALLOC_THRESHOLD", cfg_threshold, TOY_MAX_THRESHOLD));
+        cfg_cache_cap = env_size("TOYALLOC_CACHE_CAP", cfg_cache_cap, SIZE_MAX);
+        cfg_decay_ms = env_size("TOYALLOC_DECAY_MS", cfg_decay_ms, SIZE_MAX);
+        const char *policy = getenv("TOYALLOC_POLICY");
+        int pol = toy_policy_by_name(policy);
         if (pol >= 0)
             cfg_policy = pol;
+        else if (policy && *policy)
+            env_refused("TOYALLOC_POLICY", policy, "not a policy; one of", toy_policy_text);
         for (int i = 0; i < 1 << LSTRIPE_BITS; i++)
             pthread_mutex_init(&ltabs[i].lock, NULL);
         pthread_key_create(&heap_key, heap_exit);
