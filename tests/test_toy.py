@@ -366,11 +366,20 @@ MAX_THRESHOLD = _native.TOY_MAX_THRESHOLD_BYTES
     ("TOYALLOC_CACHE_CAP", "-1", "not a whole number"),
     ("TOYALLOC_POLICY", "madvise", "not a policy; one of " + " ".join(POLICIES)),
 ])
-def test_a_toyalloc_value_the_toy_cannot_take_is_named_on_stderr_and_the_default_kept(name, value, why):
+def test_a_toyalloc_value_the_toy_cannot_take_is_named_on_stderr_and_the_default_kept(name, value, why, tmp_path):
     """A bad TOYALLOC_* value is not taken silently (an experiment would measure the default): the toy,
     in allocbench's process or preloaded into a program, names it in one line on stderr, as jemalloc does
-    for a bad MALLOC_CONF, keeps the default and runs on."""
+    for a bad MALLOC_CONF, keeps the default and runs on.  Reading it leaves the program's errno as it
+    was (a library call never sets errno to 0: C11 7.5)."""
     line = f"toyalloc: {name}={value} ignored: {why}"
+    src, exe = tmp_path / "first_malloc.c", tmp_path / "first_malloc"
+    src.write_text('#include <errno.h>\n#include <stdio.h>\n#include <stdlib.h>\n'
+                   'int main(void) { errno = 42; void *p = malloc(10); int e = errno; free(p);'
+                   ' printf("%d\\n", e); return 0; }\n')
+    assert subprocess.run(["gcc", "-O0", "-o", str(exe), str(src)]).returncode == 0
+    first = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60,
+                           env=dict(ENV, LD_PRELOAD=TOYLIB, **{name: value}))
+    assert (first.returncode, first.stdout.strip()) == (0, "42") and line in first.stderr.splitlines(), first
     proc = fresh_python("from allocbench import toy; import json; print(json.dumps(toy.config()))", env={name: value})
     assert line in proc.stderr.splitlines(), proc.stderr
     assert json.loads(proc.stdout) == {"threshold": 128 << 10, "cache_cap": 4 << 20, "policy": "keep"}

@@ -838,9 +838,12 @@ static size_t env_size(const char *name, size_t def, size_t max)
     if (!s || !*s)
         return def;
     char *end, digits[24], *d = digits + sizeof digits;
+    int saved = errno;  /* a library call never sets errno to 0 (C11 7.5): the program's comes back */
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (*end || *s < '0' || *s > '9' || errno) {  /* digits only: strtoull would take " -5" */
+    int overflow = errno;
+    errno = saved;
+    if (*end || *s < '0' || *s > '9' || overflow) {  /* digits only: strtoull would take " -5" */
         env_refused(name, s, "not a whole number", "");
         return def;
     }
