@@ -258,10 +258,15 @@ static uint64_t add_fetch(_Atomic uint64_t *v, uint64_t d)
 
 static size_t round_up(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
 
-static void die(const char *msg)
+static void say(const char *msg)  /* to stderr, allocating nothing */
 {
     ssize_t r = write(2, msg, strlen(msg));
-    (void)r;
+    (void)r;  /* nothing to do if stderr is gone */
+}
+
+static void die(const char *msg)
+{
+    say(msg);
     abort();
 }
 
@@ -821,14 +826,12 @@ static void set_threshold(size_t t)
 
 /* A TOYALLOC_* value the toy cannot take: one line on stderr and the default kept, as jemalloc does
  * for a bad MALLOC_CONF (an experiment run with a knob silently at its default measures the wrong
- * thing).  At init: write(2) only, nothing allocated. */
+ * thing).  At init: say() only, nothing allocated. */
 static void env_refused(const char *name, const char *value, const char *why, const char *more)
 {
     const char *parts[] = {"toyalloc: ", name, "=", value, " ignored: ", why, more, "\n"};
-    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
-        ssize_t r = write(2, parts[i], strlen(parts[i]));
-        (void)r;  /* nothing to do if stderr is gone */
-    }
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
+        say(parts[i]);
 }
 
 /* A number of bytes (or ms) from the environment, at most max; def if unset or refused */
