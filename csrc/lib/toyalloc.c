@@ -610,6 +610,13 @@ static int gmap_set(char *base, size_t len, span *s)  /* lock held */
 /* ---- the large-block table: open addressing on the base address, in
  * stripes with a lock each, so threads freeing different blocks do not wait ---- */
 
+/* A mapping's page number scrambled by Fibonacci hashing: its high bits pick the table's stripe, its
+ * middle bits the slot, and the block's colour (colour_of) */
+static uint64_t page_hash(uintptr_t p)
+{
+    return (p >> 12) * 0x9E3779B97F4A7C15ull;
+}
+
 /* The start of the mapping that would hold a large block at p: the page p is in (a colour is less
  * than a page).  The table's key and stripe. */
 static uintptr_t mapping_of(uintptr_t p)
@@ -620,12 +627,12 @@ static uintptr_t mapping_of(uintptr_t p)
 /* the stripe of the mapping that holds (or would hold) a large block at p, or of a mapping's base */
 static ltable *ltab_of(uintptr_t p)
 {
-    return &ltabs[((mapping_of(p) >> 12) * 0x9E3779B97F4A7C15ull) >> (64 - LSTRIPE_BITS)];
+    return &ltabs[page_hash(mapping_of(p)) >> (64 - LSTRIPE_BITS)];
 }
 
 static size_t ltab_slot(uintptr_t key, size_t cap)
 {
-    return (size_t)(((key >> 12) * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
+    return (size_t)(page_hash(key) >> 20) & (cap - 1);
 }
 
 static int ltab_put(ltable *t, uintptr_t key, size_t len, size_t colour, int over_aligned)  /* t locked */
@@ -1530,7 +1537,7 @@ static size_t colour_of(const char *b, size_t got, size_t size, size_t align)
         return 0;
     if (room > COLOUR_LAST)
         room = COLOUR_LAST;
-    uint64_t h = ((uintptr_t)b >> 12) * 0x9E3779B97F4A7C15ull >> 32;
+    uint64_t h = page_hash((uintptr_t)b) >> 32;
     return COLOUR_LINE * (COLOUR_FIRST + h % (room - COLOUR_FIRST + 1));
 }
 
