@@ -224,9 +224,10 @@ static _Atomic size_t cfg_threshold = 128 << 10, cfg_cache_cap = 4 << 20;
  * (see set_threshold); larger requests up to the threshold compute their class */
 static _Atomic size_t fast_below = CLASS_SMALL_MAX + 1;
 static _Atomic size_t cfg_decay_ms = 1000;  /* TOYALLOC_DECAY_MS: see cache_room (0: the fixed cap alone) */
-/* bytes of live large blocks, and their peak: what the program has shown it asks for; and when its
- * last large block was freed (0: some are live): the peak is forgotten once that is past the decay */
-static _Atomic uint64_t large_live, large_peak, large_idle_ms;
+/* bytes of live large blocks, and their peak since the program last had none (from the last block it
+ * freed then): what the program has shown it asks for.  No clock is read here: a churn of one block
+ * ends and starts a spell with none live at every call (README, make toy-churn) */
+static _Atomic uint64_t large_live, large_peak;
 static atomic_int cfg_policy = TOY_KEEP;
 static _Atomic int64_t live_elsewhere;  /* exited threads, and calls made without a heap */
 /* a free slot's second word is its address xored with this: see slot_key */
@@ -395,26 +396,18 @@ static uint64_t now_ms(void)
 static void large_live_add(int64_t d)
 {
     uint64_t now = add_fetch(&large_live, (uint64_t)d);
-    if (now == 0) {  /* every large block freed: of the demand, the last block's is kept for the decay (a
-                      * churn asks for it again); the rest goes back at once */
+    if (now == 0)  /* every large block freed: of the demand, the last block's is kept (a churn asks for
+                    * it again; beyond the fixed cap, for the decay, by its cache entry's time); the rest
+                    * goes back at once */
         atomic_store_explicit(&large_peak, (uint64_t)-d, RELAXED);
-        atomic_store_explicit(&large_idle_ms, now_ms(), RELAXED);
-        return;
-    }
-    uint64_t idle = atomic_load_explicit(&large_idle_ms, RELAXED);
-    if (d > 0 && idle) {  /* the first block after an idle spell: one past the decay starts afresh */
-        atomic_store_explicit(&large_idle_ms, 0, RELAXED);
-        if (now_ms() - idle >= atomic_load_explicit(&cfg_decay_ms, RELAXED))
-            atomic_store_explicit(&large_peak, 0, RELAXED);
-    }
-    if (now > atomic_load_explicit(&large_peak, RELAXED))
+    else if (now > atomic_load_explicit(&large_peak, RELAXED))
         atomic_store_explicit(&large_peak, now, RELAXED);  /* a race loses a peak to a near one: a heuristic */
 }
 
 /* The bytes of freed mappings the cache may hold now.  The fixed cap (TOYALLOC_CACHE_CAP), and with a
  * decay (TOYALLOC_DECAY_MS) as much again as the program had live in large blocks at its peak and has
  * not now: the blocks it freed and, by its own history, may ask for again (when it has freed them all,
- * the last one only, until the decay has passed).  So the large mappings, live and cached, never exceed
+ * the last one only; beyond the fixed cap, until its entry has waited past the decay).  So the large mappings, live and cached, never exceed
  * that peak plus the cap, and what is not asked for again within the decay goes back (over_room). */
 static size_t cache_room(void)
 {
@@ -422,9 +415,6 @@ static size_t cache_room(void)
     uint64_t decay = atomic_load_explicit(&cfg_decay_ms, RELAXED);
     if (!decay)
         return cap;
-    uint64_t idle = atomic_load_explicit(&large_idle_ms, RELAXED);
-    if (idle && now_ms() - idle >= decay)
-        return cap;  /* nothing live for the decay: no demand left */
     uint64_t peak = atomic_load_explicit(&large_peak, RELAXED), live = atomic_load_explicit(&large_live, RELAXED);
     return cap + (size_t)(peak > live ? peak - live : 0);
 }
