@@ -682,6 +682,35 @@ def test_a_new_span_takes_one_granule_from_a_larger_cached_range(policy):
     """)
 
 
+@pytest.mark.parametrize("decay_ms", [100, 600_000])
+def test_the_last_large_block_freed_goes_back_once_it_has_waited_the_decay(decay_ms):
+    """When a program frees all its large blocks, the last one (above the cap, so only the decay keeps it)
+    stays cached, and goes back at the first large call after it has waited the decay, not before:
+    RSS after the program frees everything comes back within the decay.  A 100 ms decay, after a 300 ms
+    sleep (a sleep is never shorter: this cannot depend on scheduling), and a decay of ten minutes.  The
+    large call is a 512 KiB block from the thread's stash, so it takes nothing of the 6 MiB mapping.
+    Under keep, the one policy with a stash (under the others a large call either takes the cached
+    mapping or, freed, is the last block freed itself).  In a fresh interpreter, the decay from
+    TOYALLOC_DECAY_MS."""
+    fresh_python(f"""
+        import time
+        from allocbench import toy
+        MIB, KIB, PAGE = 1 << 20, 1 << 10, 4096
+        toy.configure(cache_cap=MIB, policy="keep")
+        small, a, b = toy.Block(512 * KIB), toy.Block(6 * MIB), toy.Block(6 * MIB)
+        small.free()  # stashed
+        a.free()
+        b.free()  # the last large block freed: kept, and a is not
+        stashed = 512 * KIB + PAGE  # and the colour's page
+        assert toy.stats()["cached_bytes"] == stashed + 6 * MIB + PAGE, toy.stats()
+        time.sleep(0.3)
+        again = toy.Block(512 * KIB)  # a large call, from the stash (freed, it would be the last block freed)
+        want = 0 if {decay_ms} < 300 else 6 * MIB + PAGE  # past the decay: b gone
+        assert toy.stats()["cached_bytes"] == want, (toy.stats(), want)
+        again.free()
+    """, env={"TOYALLOC_DECAY_MS": str(decay_ms)})
+
+
 def test_freed_large_blocks_are_kept_up_to_the_peak_and_no_further():
     """With a decay (the default, 1 s), freed large mappings are kept beyond the cap up to what was live at
     the peak, so a block asked for again is not mapped (nor faulted) again; the mappings, live and cached,
