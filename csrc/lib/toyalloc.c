@@ -169,6 +169,11 @@ typedef struct cached_map {
     int joined;  /* neighbours joined into one range: perhaps two mappings to the kernel, so no mremap */
 } cached_map;
 
+typedef struct stashed_map {  /* a thread's stash entry: no more than it needs (each store counts: toy-churn) */
+    char *base;
+    size_t len;
+} stashed_map;
+
 typedef struct cached_slot {  /* a free slot: in a thread's cache, its span's list or a remote list */
     struct cached_slot *next;
     uintptr_t key;  /* slot_key(slot) while free; malloc clears it */
@@ -186,7 +191,7 @@ typedef struct heap {      /* one per thread */
      * and the blocks it handed out from them, so that malloc's and free's fast paths count nothing;
      * its small blocks live are held less its cache (heap_live) */
     _Atomic int64_t held;
-    cached_map stash[STASH];  /* freed large mappings, oldest first (policy keep only) */
+    stashed_map stash[STASH];  /* freed large mappings, oldest first (policy keep only) */
     int nstash;
     int state;
     struct heap *prev, *next;
@@ -746,7 +751,7 @@ static int64_t heap_live(const heap *h);
 static unsigned cached_slots(const heap *h, int c);
 static struct span *disown(struct span *s);
 static void release_spans(struct span **spans, unsigned n);
-static void stash_drop(cached_map m);
+static void stash_drop(stashed_map m);
 
 static void heap_exit(void *arg)
 {
@@ -1439,7 +1444,7 @@ static void small_free(span *s, void *p)
 /* ---- large blocks ---- */
 
 /* A stashed mapping leaves the stash for the policy's purge and the cache. */
-static void stash_drop(cached_map m)
+static void stash_drop(stashed_map m)
 {
     if (!ltab_take((uintptr_t)m.base, 1))
         die("toyalloc: a stashed mapping lost its entry\n");
@@ -1453,10 +1458,11 @@ static char *stash_take(heap *h, size_t len, size_t *got)
 {
     int keep = atomic_load_explicit(&cfg_policy, RELAXED) == TOY_KEEP;
     for (int i = h->nstash - 1; i >= 0; i--) {
-        cached_map m = h->stash[i];
+        stashed_map m = h->stash[i];
         if (keep && !(m.len >= len && m.len - len <= m.len / 2))
             continue;
-        memmove(h->stash + i, h->stash + i + 1, sizeof m * (size_t)(--h->nstash - i));
+        if (--h->nstash > i)  /* the newest, the usual one, leaves no gap */
+            memmove(h->stash + i, h->stash + i + 1, sizeof m * (size_t)(h->nstash - i));
         if (!keep) {
             stash_drop(m);
             continue;
@@ -1484,12 +1490,12 @@ static size_t stash_max(const heap *h)
 static void stash_put(heap *h, char *base, size_t len)
 {
     if (h->nstash == STASH) {
-        cached_map old = h->stash[0];
+        stashed_map old = h->stash[0];
         memmove(h->stash, h->stash + 1, sizeof old * (STASH - 1));
         h->nstash--;
         stash_drop(old);
     }
-    h->stash[h->nstash++] = (cached_map){base, len, 0, 0, 0};
+    h->stash[h->nstash++] = (stashed_map){base, len};
     ADD(st_cached, len);
 }
 
@@ -1718,7 +1724,8 @@ static __attribute__((noinline)) void free_slow(void *p, span *s)
     }
     int saved = errno;
     large_free(p, 1);
-    errno = saved;
+    if (UNLIKELY(errno != saved))  /* a store less on the usual free, which makes no syscall */
+        errno = saved;
 }
 
 /* TOY_NO_FREE_CHECK: a build for measurement only (make toy-speed's toy-nocheck), never installed: the
