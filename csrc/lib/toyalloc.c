@@ -412,8 +412,9 @@ static void large_live_add(int64_t d)
 /* The bytes of freed mappings the cache may hold now.  The fixed cap (TOYALLOC_CACHE_CAP), and with a
  * decay (TOYALLOC_DECAY_MS) as much again as the program had live in large blocks at its peak and has
  * not now: the blocks it freed and, by its own history, may ask for again (when it has freed them all,
- * the last one only; beyond the fixed cap, until its entry has waited past the decay).  So the large mappings, live and cached, never exceed
- * that peak plus the cap, and what is not asked for again within the decay goes back (over_room). */
+ * the last one only, which beyond the fixed cap goes once its entry has waited the decay).  So the large
+ * mappings, live and cached, never exceed that peak plus the cap, and what is not asked for again within
+ * the decay goes back (over_room). */
 static size_t cache_room(void)
 {
     size_t cap = atomic_load_explicit(&cfg_cache_cap, RELAXED);
