@@ -3,17 +3,28 @@ from __future__ import annotations
 
 import json
 import os
+from importlib import import_module
 
 NAME, HELP = "info", "machine, glibc, counter methods and allocbench's tables (allocators, toy policies)"
 
 
-def fields() -> dict:
-    """What --field can print without probing the machine: allocbench's own lists."""
-    from ..backends import BACKENDS, debian_packages, toy_knob_edges
-    from ..toy import POLICIES
+def _module(name: str):
+    return import_module(f"..{name}", __package__)
 
-    return {"allocators": list(BACKENDS), "debian_packages": debian_packages(), "toy_policies": list(POLICIES),
-            "toy_knob_edges": toy_knob_edges()}
+
+# What --field can print without probing the machine: allocbench's own lists, by name (--field's
+# choices too).  Each module is imported only when its list is asked for, not when the parser is built.
+FIELDS = {
+    "allocators": lambda: list(_module("backends").BACKENDS),
+    "debian_packages": lambda: _module("backends").debian_packages(),
+    "toy_policies": lambda: list(_module("toy").POLICIES),
+    "toy_knob_edges": lambda: _module("backends").toy_knob_edges(),
+}
+
+
+def fields() -> dict:
+    """Every list --field can print."""
+    return {name: get() for name, get in FIELDS.items()}
 
 
 def helpers() -> dict[str, str]:
@@ -32,7 +43,7 @@ def helpers() -> dict[str, str]:
 
 def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--field", choices=("allocators", "debian_packages", "toy_policies", "toy_knob_edges"),
+    p.add_argument("--field", choices=tuple(FIELDS),
                    help="print one list, space-separated, for scripts and the Makefile")
 
 
