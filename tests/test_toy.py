@@ -333,6 +333,10 @@ def test_a_block_of_the_cap_stays_in_its_threads_stash(size, stashed):
     """)
 
 
+# a fresh interpreter's toy.config(), as JSON on its stdout: what the toy took from TOYALLOC_*
+PRINT_TOY_CONFIG = "from allocbench import toy; import json; print(json.dumps(toy.config()))"
+
+
 def test_the_knob_edges_the_malloc_suites_run_are_each_knobs_own_and_the_toy_takes_them():
     """make glibc-tests and make mimalloc-stress run the toy at its knobs' edges, as allocbench info
     lists them: the threshold at its lowest and highest, the cap and the decay each at 0, and both.
@@ -350,8 +354,7 @@ def test_the_knob_edges_the_malloc_suites_run_are_each_knobs_own_and_the_toy_tak
     for run in got:
         for name, value in run.items():
             knobs[name].check(value)
-        config = json.loads(fresh_python("from allocbench import toy; import json; print(json.dumps(toy.config()))",
-                                         env={k: str(v) for k, v in run.items()}).stdout)
+        config = json.loads(fresh_python(PRINT_TOY_CONFIG, env={k: str(v) for k, v in run.items()}).stdout)
         for name, key in ((threshold.env, "threshold"), (cap.env, "cache_cap")):
             if name in run:
                 assert config[key] == run[name], (run, config)
@@ -380,7 +383,7 @@ def test_a_toyalloc_value_the_toy_cannot_take_is_named_on_stderr_and_the_default
     first = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60,
                            env=dict(ENV, LD_PRELOAD=TOYLIB, **{name: value}))
     assert (first.returncode, first.stdout.strip()) == (0, "42") and line in first.stderr.splitlines(), first
-    proc = fresh_python("from allocbench import toy; import json; print(json.dumps(toy.config()))", env={name: value})
+    proc = fresh_python(PRINT_TOY_CONFIG, env={name: value})
     assert line in proc.stderr.splitlines(), proc.stderr
     assert json.loads(proc.stdout) == {"threshold": 128 << 10, "cache_cap": 4 << 20, "policy": "keep"}
     preloaded = subprocess.run([sys.executable, "-c", "print(len(bytearray(1 << 20)))"], capture_output=True,
