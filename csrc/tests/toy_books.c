@@ -6,7 +6,7 @@
  *   - live bytes while threads hold blocks of each other's: one thread takes blocks, another frees
  *     half of them while both are alive, and toy_get_stats counts exactly the usable bytes still out;
  *   - the granule map, flat or in two levels (under an address-space limit below its 16 GiB): each
- *     block of every class resolves to the span that holds it, and a large block, a stack address
+ *     block of every class resolves to the span that holds it and its class, and a large block, a stack address
  *     and an address past 47 bits to none.  It prints which map it checked;
  *   - adopt, on spans listed in front of a class's list, for heaps of its own (no thread runs them):
  *     of the first ADOPT_LOOK listed, it takes one the adopting thread owned last, else the first;
@@ -103,6 +103,8 @@ static void granule_map(void)
         span *s = span_of(p[c]);
         CHECK(s && s->base <= (char *)p[c] && (char *)p[c] + classes[c].size <= s->base + s->len
               && s->cls == (uint32_t)c, "class %d: block %p not found in its span", c, p[c]);
+        CHECK((entry_of(p[c]) & ENTRY_CLASS) == (uintptr_t)c, "class %d: the map's entry gives class %d", c,
+              (int)(entry_of(p[c]) & ENTRY_CLASS));
         CHECK(!s || span_of(s->base + s->len - 1) == s, "class %d: the span's last byte not mapped to it", c);
     }
     void *big = toy_malloc(TOY_MAX_THRESHOLD * 2);
