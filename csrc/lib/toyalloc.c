@@ -9,8 +9,9 @@
  *   request takes the smallest class whose size is a multiple of its
  *   alignment, never a mapping of its own.
  * - A granule map (address >> 16 -> span and its class) finds a pointer's
- *   span without touching the block; a pointer in no span must be a live large block.
- *   free tries the map, then the large-block table (see free_slow).
+ *   span without touching the block; a pointer in no span must be a live
+ *   large block.  free tries the map, then the large-block table (see
+ *   free_slow).
  * - Each thread keeps a cache of free slots per class (at most 64 slots or
  *   64 KiB), refilled and flushed in batches, and carves its refills from a
  *   span it owns.  A free slot, wherever it waits (a thread's cache, its
@@ -551,7 +552,7 @@ static void retire_mapping(char *base, size_t len)
         unmap_mapping(evicted[i].base, evicted[i].len);
 }
 
-/* ---- the granule map: address -> span, an entry for each 64 KiB of the 47-bit address space ----
+/* ---- the granule map: address -> span and class, an entry for each 64 KiB of the 47-bit address space ----
  * Flat, one array of 2^31 entries, where the kernel grants its 16 GiB of address (MAP_NORESERVE:
  * only the pages written hold memory, a page of entries for each 32 MiB of address that has spans,
  * and a page read but never written maps the zero page).  free then finds a span in one load from
@@ -1757,10 +1758,9 @@ static __attribute__((noinline)) void free_slow(void *p, span *s)
  * every misuse to diagnose, goes to free_slow, whose small_free makes the
  * same checks.  The class comes with the span from the map: the thread
  * cache's loads need not wait for the books' line (paired median time against
- * the class read from the books, 12 pairs in turns: alloc-test 0.965x,
- * alloc-test x2 0.941x, over 50,000 blocks 0.980x, each faster in 11 or 12
- * of 12; glibc-thread 1.012x, faster in 2 of 12, for the mask's instruction;
- * the rest level). */
+ * the class read from the books, 20 pairs in turns: alloc-test 0.963x, faster
+ * in 20 of 20, alloc-test x2 0.947x, 19 of 20; the rest level, glibc-thread
+ * 1.012x for the mask's instruction). */
 void toy_free(void *p)
 {
     heap *h = &th;
