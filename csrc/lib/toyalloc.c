@@ -587,9 +587,13 @@ static inline __attribute__((always_inline)) uintptr_t entry_of(const void *p)
     return leaf ? atomic_load_explicit(&leaf[g & ((1u << LEAF_BITS) - 1)], memory_order_acquire) : 0;
 }
 
+/* an entry's span (NULL: none) and class */
+static inline span *entry_span(uintptr_t e) { return (span *)(e & ~ENTRY_CLASS); }
+static inline int entry_class(uintptr_t e) { return (int)(e & ENTRY_CLASS); }
+
 static inline __attribute__((always_inline)) span *span_of(const void *p)
 {
-    return (span *)(entry_of(p) & ~(uintptr_t)ENTRY_CLASS);
+    return entry_span(entry_of(p));
 }
 
 static int gmap_set(char *base, size_t len, span *sp)  /* lock held; sp's class set */
@@ -1765,9 +1769,9 @@ void toy_free(void *p)
 {
     heap *h = &th;
     uintptr_t e = entry_of(p);
-    span *s = (span *)(e & ~(uintptr_t)ENTRY_CLASS);
+    span *s = entry_span(e);
     if (LIKELY(s != NULL)) {  /* and the heap ready: no room in its cache otherwise */
-        int c = (int)(e & ENTRY_CLASS);
+        int c = entry_class(e);
         uintptr_t key = slot_key(p);  /* once: the stores below may alias key_secret for the compiler */
         if (LIKELY(FAST_FREE_OK(s, p, key) && h->room[c] != 0)) {
             cache_push(h, c, p, key);

@@ -103,8 +103,8 @@ static void granule_map(void)
         span *s = span_of(p[c]);
         CHECK(s && s->base <= (char *)p[c] && (char *)p[c] + classes[c].size <= s->base + s->len
               && s->cls == (uint32_t)c, "class %d: block %p not found in its span", c, p[c]);
-        CHECK((entry_of(p[c]) & ENTRY_CLASS) == (uintptr_t)c, "class %d: the map's entry gives class %d", c,
-              (int)(entry_of(p[c]) & ENTRY_CLASS));
+        int in_map = entry_class(entry_of(p[c]));
+        CHECK(in_map == c, "class %d: the map's entry gives class %d", c, in_map);
         CHECK(!s || span_of(s->base + s->len - 1) == s, "class %d: the span's last byte not mapped to it", c);
     }
     void *big = toy_malloc(TOY_MAX_THRESHOLD * 2);
