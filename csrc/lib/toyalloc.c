@@ -89,6 +89,9 @@
 #endif
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
+/* malloc's and free's fast paths start on a cache line: where an edit elsewhere left them 48 bytes
+ * into one, alloc-test took 1.016x the time [1.005, 1.028] with the same instructions */
+#define FAST_PATH __attribute__((aligned(64)))
 
 #define GRANULE_SHIFT 16
 #define GRANULE ((size_t)1 << GRANULE_SHIFT)
@@ -1706,7 +1709,7 @@ static void *alloc(size_t size, size_t align, int *zeroed)
 
 /* malloc's fast path: a small size with a slot in this thread's cache.
  * Everything else (first call, no heap, empty cache, large) takes alloc(). */
-void *toy_malloc(size_t size)
+FAST_PATH void *toy_malloc(size_t size)
 {
     heap *h = &th;
     int c = -1;
@@ -1770,7 +1773,7 @@ static __attribute__((noinline)) void free_large(void *p)
  * the class read from the books, 20 pairs in turns: alloc-test 0.963x, faster
  * in 20 of 20, alloc-test x2 0.947x, 19 of 20; the rest level, glibc-thread
  * 1.012x for the mask's instruction). */
-void toy_free(void *p)
+FAST_PATH void toy_free(void *p)
 {
     heap *h = &th;
     uintptr_t e = entry_of(p);
