@@ -333,8 +333,7 @@ static char *map_aligned(size_t len, size_t align)
 
 /* munmap, or keep the mapping accounted for on a retired list and try again later.  free never
  * changes errno, and every syscall it may make is here or in retire_mapping: a failed one puts the
- * program's errno back, so that free's usual path saves none (a call and a store less after the
- * program's writes to a large block: 4 MiB churn). */
+ * program's errno back, so that free's usual path saves none (see free_large). */
 static void unmap_mapping(char *base, size_t len)
 {
     int saved = errno;  /* a syscall that succeeds leaves errno alone */
@@ -1743,11 +1742,11 @@ static __attribute__((noinline)) void free_slow(void *p, span *s)
  * bad pointer to diagnose.  The granule map first, for every pointer: a small
  * slot can look like a large block's start, and the large table would cost it
  * a stripe's mutex (glibc-thread's mix: 5% of its time), where the map costs a
- * large block a few loads.  Apart from free_slow, and with no errno to save (see
- * unmap_mapping), a large free makes 15 stores where it made 23: after a
- * program's writes to the block each waits its turn in a full store buffer
- * (4 MiB churn's malloc and free, the cycle loop in the README: 239 cycles
- * against 333 before, glibc 231). */
+ * large block a few loads.  Apart from free_slow, calling nothing on its usual
+ * path, and with no errno to save (see unmap_mapping), a large free makes 15
+ * stores where it made 23: after a program's writes to the block each waits its
+ * turn in a full store buffer (4 MiB churn's malloc and free, the cycle loop in
+ * the README, 30 runs in turns: 250 cycles against 340 before, glibc 236). */
 static __attribute__((noinline)) void free_large(void *p)
 {
     if (p)
@@ -1769,11 +1768,11 @@ static __attribute__((noinline)) void free_large(void *p)
  * cost more than the map's two loads they spared (glibc-thread 0.91x the
  * time without it, alloc-test 0.95x, none slower).  Any other slot, including
  * every misuse to diagnose, goes to free_slow, whose small_free makes the
- * same checks; a pointer in no span to free_large.  The class comes with the span from the map: the thread
- * cache's loads need not wait for the books' line (paired median time against
- * the class read from the books, 20 pairs in turns: alloc-test 0.963x, faster
- * in 20 of 20, alloc-test x2 0.947x, 19 of 20; the rest level, glibc-thread
- * 1.012x for the mask's instruction). */
+ * same checks; a pointer in no span goes to free_large.  The class comes with
+ * the span from the map: the thread cache's loads need not wait for the
+ * books' line (paired median time against the class read from the books, 20
+ * pairs in turns: alloc-test 0.963x, faster in 20 of 20, alloc-test x2 0.947x,
+ * 19 of 20; the rest level, glibc-thread 1.012x for the mask's instruction). */
 FAST_PATH void toy_free(void *p)
 {
     heap *h = &th;
