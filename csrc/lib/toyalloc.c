@@ -2,8 +2,9 @@
  *
  * - Small blocks (size and alignment <= threshold): 60 size classes (16-byte
  *   steps to 128 B, then four per power of two up to 1 MiB).  A class carves
- *   slots from spans: granule-aligned mappings (64 KiB, or 8 slots for classes
- *   above 8 KiB), all slots; their books, a descriptor each and no byte per
+ *   slots from spans: granule-aligned ranges (64 KiB, or 8 slots for classes
+ *   above 8 KiB) carved in order from 1 GiB reservations (span_memory), all
+ *   slots; their books, a descriptor each and no byte per
  *   slot (see below), are packed apart (books_new).  A slot of size
  *   S = odd << k starts at base + i*S, so it is aligned to 2^k: an aligned
  *   request takes the smallest class whose size is a multiple of its
