@@ -1471,7 +1471,10 @@ static inline void *small_alloc(int c)
     return p;
 }
 
-static void small_free(span *s, void *p)
+/* free of a slot of s without the fast path's assumptions: no heap, a full
+ * cache, or a bad pointer to diagnose (out of line: toy_free's fast path
+ * saves no registers for it). */
+static __attribute__((noinline)) void small_free(void *p, span *s)  /* p first: where toy_free has it */
 {
     check_in_use(s, p);
     int c = (int)s->cls;
@@ -1681,18 +1684,24 @@ static void *large_alloc(size_t size, size_t align, int *zeroed)
     return b + colour;
 }
 
-/* Free p if it is a live large block (1), else 0; with `must`, anything
- * else is a bad or double free. */
-static int large_free(void *p, int must)
+/* free of a pointer the granule map does not know: NULL, a large block, or a
+ * bad pointer to diagnose.  The granule map first, for every pointer: a small
+ * slot can look like a large block's start, and the large table would cost it
+ * a stripe's mutex (glibc-thread's mix: 5% of its time), where the map costs a
+ * large block a few loads.  Apart from small_free, calling nothing on its usual
+ * path, and with no errno to save (see unmap_mapping), a large free makes 15
+ * stores where it made 23: after a program's writes to the block each waits its
+ * turn in a full store buffer (4 MiB churn's malloc and free, the cycle loop in
+ * the README, 30 runs in turns: 250 cycles against 340 before, glibc 236). */
+static __attribute__((noinline)) void free_large(void *p)
 {
+    if (!p)
+        return;
     heap *h = my_heap();
     int stashed;
     size_t len = ltab_free((uintptr_t)p, h, &stashed);
-    if (!len) {
-        if (must)
-            die("toyalloc: free/realloc of a pointer it never returned, or a double free\n");
-        return 0;
-    }
+    if (!len)
+        die("toyalloc: free/realloc of a pointer it never returned, or a double free\n");
     char *base = (char *)mapping_of((uintptr_t)p);
     live_add(h, -(int64_t)len);
     large_live_add(-(int64_t)len);
@@ -1702,7 +1711,6 @@ static int large_free(void *p, int must)
     } else {
         retire_mapping(base, len);
     }
-    return 1;
 }
 
 /* ---- the malloc API ---- */
@@ -1759,28 +1767,6 @@ FAST_PATH void *toy_malloc(size_t size)
     return alloc(size, 16, &zeroed);
 }
 
-/* free of a slot of s without the fast path's assumptions: no heap, a full
- * cache, or a bad pointer to diagnose. */
-static __attribute__((noinline)) void free_slow(void *p, span *s)
-{
-    small_free(s, p);
-}
-
-/* free of a pointer the granule map does not know: NULL, a large block, or a
- * bad pointer to diagnose.  The granule map first, for every pointer: a small
- * slot can look like a large block's start, and the large table would cost it
- * a stripe's mutex (glibc-thread's mix: 5% of its time), where the map costs a
- * large block a few loads.  Apart from free_slow, calling nothing on its usual
- * path, and with no errno to save (see unmap_mapping), a large free makes 15
- * stores where it made 23: after a program's writes to the block each waits its
- * turn in a full store buffer (4 MiB churn's malloc and free, the cycle loop in
- * the README, 30 runs in turns: 250 cycles against 340 before, glibc 236). */
-static __attribute__((noinline)) void free_large(void *p)
-{
-    if (p)
-        large_free(p, 1);
-}
-
 /* TOY_NO_FREE_CHECK: a build for measurement only (make toy-speed's toy-nocheck), never installed: the
  * fast path skips the key, so a double free there goes unseen.  What catching it costs, measured. */
 #ifdef TOY_NO_FREE_CHECK
@@ -1795,7 +1781,7 @@ static __attribute__((noinline)) void free_large(void *p)
  * spans in front of the map: with the books packed, its checks and updates
  * cost more than the map's two loads they spared (glibc-thread 0.91x the
  * time without it, alloc-test 0.95x, none slower).  Any other slot, including
- * every misuse to diagnose, goes to free_slow, whose small_free makes the
+ * every misuse to diagnose, goes to small_free, which makes the
  * same checks; a pointer in no span goes to free_large.  The class comes with
  * the span from the map: the thread cache's loads need not wait for the
  * books' line (paired median time against the class read from the books, 20
@@ -1813,7 +1799,7 @@ FAST_PATH void toy_free(void *p)
             cache_push(h, c, p, key);
             return;
         }
-        free_slow(p, s);
+        small_free(p, s);
         return;
     }
     free_large(p);
