@@ -74,7 +74,8 @@ def test_the_html_page_stands_alone_and_its_links_land(cliff_cells, tmp_path):
 
 def test_the_peer_table_pairs_each_toy_run_with_the_others_of_its_round():
     """Synthetic runs with known ratios: the toy takes 1.5x glibc's time and 0.5x mimalloc's in every
-    round, so best (the faster of glibc and mimalloc) is glibc and toy / best is 1.50 in every pair."""
+    round, so best (the faster of glibc and mimalloc) is glibc and toy / best is 1.50 in every pair; its
+    peak RSS is 1.2x everyone's, so the memory goal's highest is 1.20."""
     from allocbench.report.toy_peers import geomeans, runs_by_program, table
 
     recs = []
@@ -82,12 +83,14 @@ def test_the_peer_table_pairs_each_toy_run_with_the_others_of_its_round():
         wobble = 1 + rnd / 100  # the machine's mood in that round moves every allocator alike
         for alloc, wall in (("glibc", 1.0), ("toy", 1.5), ("mimalloc", 3.0), ("jemalloc", 1.5), ("tcmalloc", 0.75)):
             recs.append({"kind": "program", "peer": "p", "allocator": alloc, "settings": {}, "repeat": rnd,
-                         "status": "ok", "wall_ns": wall * wobble * 1e9, "peak_rss_bytes": 100 << 20})
+                         "status": "ok", "wall_ns": wall * wobble * 1e9,
+                         "peak_rss_bytes": (120 if alloc == "toy" else 100) << 20})
     rows, ratios = table(runs_by_program(recs, lambda r: r["peer"]))
     assert "1.50x slower" in rows[2] and "(glibc)" in rows[2]  # toy / best, best named
     assert "same 1.000x" in rows[2] and "2.00x slower" in rows[2]  # toy / jemalloc; toy / tcmalloc
-    assert ratios == {"best": [1.5], "glibc": [1.5], "rss": [1.0]}
+    assert ratios == {"best": [1.5], "glibc": [1.5], "rss": [1.2]}
     assert "toy / best 1.50" in geomeans(ratios) and "the worst here is 1.50" in geomeans(ratios)
+    assert "peak RSS toy / glibc 1.20" in geomeans(ratios) and "the highest here is 1.20" in geomeans(ratios)
     # the toy without free's check, at 1.2x glibc's time: 0.80x the toy's, 1.20x the best's (glibc)
     from allocbench.report.toy_peers import check_cost
 
