@@ -330,6 +330,26 @@ def test_the_toy_ab_script_builds_a_ref_and_compares_it_pair_by_pair():
                         r"for a 95% interval\), faster in [01] of 1\n", proc.stdout), proc.stdout
 
 
+def test_the_toy_ab_script_refuses_a_build_that_would_not_replace_malloc():
+    # without TOY_PRELOAD the library exports only the toy_ functions: preloaded, it would leave every
+    # run to glibc's malloc, a comparison of glibc with itself under the toy's name
+    proc = toy_ab("glibc", "HEAD:-UTOY_PRELOAD", "--program", "rptest", "--pairs", "1")
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    assert proc.stderr.splitlines()[-1] == ("toy-ab: HEAD:-UTOY_PRELOAD: its build exports no malloc and free, "
+                                            "so preloading it would measure glibc")
+
+
+def test_the_toy_ab_script_builds_an_older_ref_by_its_own_recipe():
+    # 3643d55's toy exported malloc from csrc/preload/toy_preload.c, a file this clone's recipe no
+    # longer lists: built by this clone's recipe, its library would export no malloc
+    old = "3643d55"
+    if subprocess.run(["git", "-C", ROOT, "cat-file", "-e", old + "^{commit}"]).returncode:
+        pytest.skip(f"{old} is not in this clone's history")
+    proc = toy_ab("glibc", old, "--program", "rptest", "--pairs", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^rptest: 3643d55 / glibc: ", proc.stdout, re.M), proc.stdout
+
+
 def test_the_toy_ab_script_refuses_instructions_without_valgrind():
     proc = toy_ab("glibc", "HEAD", "--instructions", env={"PATH": "/nonexistent"}, timeout=60)
     assert proc.returncode == 2 and proc.stdout == "", proc.stderr
