@@ -22,11 +22,10 @@ HELPERS = {
     "liblatency.so": (["csrc/preload/latency_shim.c", f"{LIB}/latency.c"], SHIM, ["dl", "pthread"]),
     "librecord.so": (["csrc/preload/recorder.c", f"{LIB}/counters.c"], [*SHIM, "-Wno-format-truncation"],
                      ["dl", "pthread"]),
-    # TOY_PRELOAD: initial-exec TLS for the thread caches (the library is preloaded, never dlopened);
-    # -fno-semantic-interposition: toyalloc.c's own calls to its toy_ functions go direct.  The
-    # exported malloc() still jumps to toy_malloc() through the PLT (another file): linking with
-    # -Bsymbolic-functions made that jump direct and alloc-test no faster (1.01x, 20 pairs)
-    "libtoyalloc.so": (["csrc/preload/toy_preload.c", f"{LIB}/toyalloc.c"],
+    # TOY_PRELOAD: initial-exec TLS for the thread caches (the library is preloaded, never dlopened),
+    # and malloc, free, ... exported as aliases of the toy_ functions (toyalloc.c's end);
+    # -fno-semantic-interposition: toyalloc.c's own calls to its toy_ functions go direct
+    "libtoyalloc.so": ([f"{LIB}/toyalloc.c"],
                        [*SHIM, "-DTOY_PRELOAD", "-fno-semantic-interposition"], ["pthread"]),
 }
 

@@ -3,7 +3,8 @@
  *   - the real functions' pointers and their dlsym(RTLD_NEXT) lookup,
  *   - the wrappers of the shims that watch glibc (recorder, explainer, latency),
  *     written once below: each calls the shim's hook_enter and hook_exit,
- *   - the toy's forwarders (toy_preload.c: malloc -> toy_malloc, ...).
+ *   - the toy's exported names (toyalloc.c built with TOY_PRELOAD: malloc is
+ *     an alias of toy_malloc, ...).
  * Each entry is X(trace op, value or none (returns something or not), return
  * type, name, (parameters), (arguments)),
  * in trace.h's op order; the static asserts below tie the two lists together.
