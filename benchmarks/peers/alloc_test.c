@@ -2,10 +2,10 @@
  * argv[2] says) and replaces a random one 3,000,000 times with a block of 16 to 1,024 bytes (mostly
  * small), writing its first bytes.  The shape of mimalloc-bench's alloc-test (from the OLTP-style
  * allocation test of Lever): the allocator's fast paths, size classes and locality, one thread or
- * several.  A block averages 352 bytes (16 + 1,008/3), so 50,000 slots hold about 17 MB live, 17 times
- * this machine's L2 (1 MiB a core, /sys/devices/system/cpu/cpu0/cache/index2/size) where 10,000 hold
- * 3.5 MB: a free then finds its block's line far away, which is what an allocator's free pays when it
- * reads the block. */
+ * several.  A block averages 352 bytes (16 + 1,008/3), so 50,000 slots hold about 17 MB live, 8 times
+ * this machine's L2 (2 MiB a core, /sys/devices/system/cpu/cpu0/cache/index2/size) where 10,000 hold
+ * 3.5 MB, under twice it: a free then finds its block's line far away, which is what an allocator's
+ * free pays when it reads the block. */
 #include <string.h>
 #include "peers.h"
 
