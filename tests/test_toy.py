@@ -13,7 +13,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import ENV, ROOT, cli, fresh_python, needs_counts
+from conftest import ENV, ROOT, cli, fresh_json, fresh_python, needs_counts
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
@@ -90,6 +90,33 @@ def test_granule_map_flat_and_in_two_levels():
     proc = run([os.path.join(BUILD, "toy_remote"), "8", "20000", "keep"], timeout=120, preexec_fn=limited)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 overlaps, 0 corruptions, live 0 bytes" in proc.stdout
+
+
+def test_a_refused_span_reservation_halves_the_next_one_instead_of_asking_again_at_every_span():
+    """Under an address-space limit 700 MiB above what the interpreter holds, the first span's 1 GiB
+    reservation is refused and 512 MiB granted, and the next 39 spans are carved from it: 40 spans of
+    64 KiB (2,560 blocks of 1 KiB, 64 a span) for 2 reservation calls, plus one call and 512 KiB for
+    each leaf of the two-level granule map (the flat map's 16 GiB refused too), one per 4 GiB the blocks
+    lie in.  Asking for 1 GiB again at every span made 81 mmap and 41 munmap calls."""
+    out = fresh_json("""
+        import json, resource
+        from allocbench import toy
+        with open("/proc/self/status") as f:
+            vm = next(int(line.split()[1]) for line in f if line.startswith("VmSize:")) * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (vm + (700 << 20), resource.RLIM_INFINITY))
+        s = toy.stats()
+        blocks = [toy.Block(1024) for _ in range(64 * 40)]
+        t = toy.stats()
+        with open("/proc/self/maps") as f:
+            sizes = [int(hi, 16) - int(lo, 16) for lo, hi in (line.split()[0].split("-") for line in f)]
+        print(json.dumps({"calls": {k: t[k] - s[k] for k in ("mmap_calls", "munmap_calls", "mapped_bytes")},
+                          "leaves": len({b.address >> 32 for b in blocks}),
+                          "reservations": [n >> 20 for n in sizes if n >= 256 << 20]}))
+    """)
+    leaves = out["leaves"]
+    assert out["calls"] == {"mmap_calls": 2 + leaves, "munmap_calls": 0,
+                            "mapped_bytes": 40 * (64 << 10) + leaves * (512 << 10)}, out
+    assert out["reservations"] == [512], out
 
 
 @preload

@@ -1154,19 +1154,29 @@ static void books_release(span *s)  /* lock held */
  * 17 mmap and 37 munmap calls a run, not 167 and 200; against a mapping each, 16 pairs in turns,
  * its time 0.950x, rptest 0.87x, glibc-thread 0.962x, the rest level, the same peak RSS).  A
  * released span's mapping is purged, cached or unmapped as before; its addresses are not carved
- * again.  A reservation used up, the next. ---- */
+ * again.  A reservation used up, the next.  One the kernel refuses (an address-space limit, `ulimit
+ * -v`, or strict overcommit) halves the size asked for from then on, down to SPAN_ARENA_MIN, below
+ * which each span gets a mapping of its own: at most 10 refused calls in a process, where asking for
+ * 1 GiB again at every span made each one two syscalls. ---- */
 #define SPAN_ARENA ((size_t)1 << 30)
+#define SPAN_ARENA_MIN ((size_t)2 << 20)
 static char *arena_next, *arena_end;
+static size_t arena_len = SPAN_ARENA;  /* the next reservation's size */
 
 static char *span_memory(size_t len, size_t align)  /* lock held */
 {
     char *p = (char *)round_up((uintptr_t)arena_next, align);
     if (!arena_next || p + len > arena_end) {
-        char *m = mmap(NULL, SPAN_ARENA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        ADD(st_mmap, 1);
+        char *m = MAP_FAILED;
+        while (m == MAP_FAILED && arena_len >= SPAN_ARENA_MIN && arena_len >= len + align) {
+            m = mmap(NULL, arena_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            ADD(st_mmap, 1);
+            if (m == MAP_FAILED)
+                arena_len /= 2;
+        }
         if (m == MAP_FAILED)
-            return map_aligned(len, align);  /* no address space for another: a mapping of its own */
-        arena_next = m, arena_end = m + SPAN_ARENA;
+            return map_aligned(len, align);  /* no reservation that holds it: a mapping of its own */
+        arena_next = m, arena_end = m + arena_len;
         p = (char *)round_up((uintptr_t)arena_next, align);
     }
     arena_next = p + len;
