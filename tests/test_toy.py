@@ -63,7 +63,7 @@ def test_books_slot_numbers_live_bytes_and_adopting_own_spans():
     """From inside the toy (csrc/tests/toy_books.c): every size class numbers each offset from a span's
     base as its definition says (a slot's start: offset / size; anything else, or below the base: past
     any slot), the live bytes are exact while one thread frees another's blocks, both alive, and a
-    thread adopting a span takes one it owned last among the first 8 listed, else the first."""
+    thread adopting a span takes one it owned last among the first ADOPT_LOOK (32) listed, else the first."""
     books()
 
 
