@@ -350,6 +350,39 @@ def test_the_toy_ab_script_builds_an_older_ref_by_its_own_recipe():
     assert re.search(r"^rptest: 3643d55 / glibc: ", proc.stdout, re.M), proc.stdout
 
 
+TOY_PEERS = os.path.join(ROOT, "scripts", "toy-peers")
+
+
+@pytest.mark.slow
+def test_toy_peers_resumes_only_runs_of_the_same_builds(tmp_path):
+    """make toy-speed's runs resume (a run already made is not made again), but only runs that measured
+    the same builds: a file holding one run of another build (the toy, a peer program or a library
+    changed since) is moved aside whole, byte for byte, and the table starts over, never mixing the two."""
+    out = tmp_path / "peers.jsonl"
+
+    def toy_peers():
+        return subprocess.run([sys.executable, TOY_PEERS, str(out), "--rounds", "1"], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
+
+    first = toy_peers()
+    assert first.returncode == 0, first.stderr
+    runs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert runs and all(re.fullmatch(r"[0-9a-f]{16}", r["build"]) for r in runs)
+    before = out.read_bytes()
+    again = toy_peers()  # every run made, of the same builds: nothing to do
+    assert again.returncode == 0 and "starting over" not in again.stderr, again.stderr
+    assert out.read_bytes() == before
+    runs[0]["build"] = "0" * 16  # as if made by an older toy
+    stale = "".join(json.dumps(r, sort_keys=True) + "\n" for r in runs)
+    out.write_text(stale)
+    third = toy_peers()
+    assert third.returncode == 0, third.stderr
+    assert f"held 1 of {len(runs)} runs of other builds" in third.stderr and f"moved to {out}.stale," in third.stderr
+    assert (tmp_path / "peers.jsonl.stale").read_text() == stale
+    fresh = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(fresh) == len(runs) and "0" * 16 not in {r["build"] for r in fresh}
+
+
 def test_the_toy_ab_script_refuses_instructions_without_valgrind():
     proc = toy_ab("glibc", "HEAD", "--instructions", env={"PATH": "/nonexistent"}, timeout=60)
     assert proc.returncode == 2 and proc.stdout == "", proc.stderr
