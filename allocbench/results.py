@@ -2,6 +2,7 @@
 JSON documents (probes, calibration) replaced atomically."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -120,6 +121,37 @@ def check_resumable(path: str) -> None:
             raise ResultsError(f"{path}:{n}: not JSON") from None
         if not isinstance(rec, dict) or "allocator" not in rec or "status" not in rec:
             raise ResultsError(f"{path}:{n}: not an allocbench record")
+
+
+def build_hash(paths, text: str = "") -> str:
+    """What a record was measured with, by content: the files (a program, a library; None is skipped)
+    and any text (arguments), hashed: the same build, the same hash, wherever it was built."""
+    h = hashlib.sha256(text.encode())
+    for path in paths:
+        if path:
+            with open(path, "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def set_aside_other_builds(path: str, build_of) -> str | None:
+    """Before resuming into a results file: when a record there was measured by another build than
+    build_of(record) says would measure it now (its "build" field differs, or it has none, made before
+    records had one), the whole file is moved to PATH.stale (or PATH.stale.N), so old and new numbers
+    never mix in one file and none is lost.  Returns the message to print, or None."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return None
+    recs = load_records(path)
+    stale = sum(r.get("build") is None or r.get("build") != build_of(r) for r in recs)
+    if not stale:
+        return None
+    aside, n = path + ".stale", 1
+    while os.path.exists(aside):
+        n += 1
+        aside = f"{path}.stale.{n}"
+    os.rename(path, aside)
+    return (f"{path} held {stale} of {len(recs)} records measured by another build (changed since, or from "
+            f"before records named theirs): moved to {aside}, starting over")
 
 
 def measured_keys(path: str) -> set:

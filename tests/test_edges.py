@@ -377,7 +377,8 @@ def test_toy_peers_resumes_only_runs_of_the_same_builds(tmp_path):
     out.write_text(stale)
     third = toy_peers()
     assert third.returncode == 0, third.stderr
-    assert f"held 1 of {len(runs)} runs of other builds" in third.stderr and f"moved to {out}.stale," in third.stderr
+    assert f"held 1 of {len(runs)} records measured by another build" in third.stderr, third.stderr
+    assert f"moved to {out}.stale, starting over" in third.stderr
     assert (tmp_path / "peers.jsonl.stale").read_text() == stale
     fresh = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(fresh) == len(runs) and "0" * 16 not in {r["build"] for r in fresh}

@@ -44,6 +44,21 @@ def test_sweep_plot_report_and_resume(tmp_path, grid_file):
     proc = cli("sweep", "--config", grid_file, "--out", out)
     assert "1 measured" in proc.stderr and len(load_records(out)) == 7
 
+    # a cell from before records named their build: the file is another build's, moved aside whole
+    # (never lost, never mixed with new cells), and every cell is measured again
+    recs = [json.loads(line) for line in lines]
+    assert len({r["build"] for r in recs}) == 1  # one allocator here, one cell program
+    del recs[0]["build"]
+    old = "".join(json.dumps(r, sort_keys=True) + "\n" for r in recs)
+    with open(out, "w") as f:
+        f.write(old)
+    proc = cli("sweep", "--config", grid_file, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{out} held 1 of 7 records measured by another build" in proc.stderr, proc.stderr
+    assert f"moved to {out}.stale, starting over" in proc.stderr and "7 measured, 0 failed" in proc.stderr
+    assert (tmp_path / "r.jsonl.stale").read_text() == old
+    assert len(load_records(out)) == 7
+
     report = tmp_path / "plots" / "REPORT.md"
     proc = cli("report", out, "--out", str(report))
     assert proc.returncode == 0, proc.stderr

@@ -17,7 +17,9 @@ def add_arguments(p) -> None:
     p.add_argument("--config", help="a JSON grid file instead of a preset (same shape as the presets)")
     p.add_argument("--allocators", nargs="+", choices=list(BACKENDS), help="only these allocators")
     p.add_argument("--patterns", nargs="+", choices=_native.PATTERNS, help="only these patterns")
-    p.add_argument("--out", required=True, type=out_path, help="results file (JSON Lines); appended to and resumed")
+    p.add_argument("--out", required=True, type=out_path,
+                   help="results file (JSON Lines); appended to and resumed (a file with cells of another build is "
+                        "moved aside to FILE.stale first)")
     p.add_argument("--timeout", type=seconds_arg, default=300, help="seconds per cell (300)")
 
 
