@@ -134,15 +134,15 @@ def build_hash(paths, text: str = "") -> str:
     return h.hexdigest()[:16]
 
 
-def set_aside_other_builds(path: str, build_of) -> str | None:
-    """Before resuming into a results file: when a record there was measured by another build than
-    build_of(record) says would measure it now (its "build" field differs, or it has none, made before
+def set_aside_other_builds(path: str, current) -> str | None:
+    """Before resuming into a results file: when a record there was measured by another build than would
+    measure it now (current(record) is false: its "build" field differs, or it has none, made before
     records had one), the whole file is moved to PATH.stale (or PATH.stale.N), so old and new numbers
     never mix in one file and none is lost.  Returns the message to print, or None."""
     if not os.path.exists(path) or os.path.getsize(path) == 0:
         return None
     recs = load_records(path)
-    stale = sum(r.get("build") is None or r.get("build") != build_of(r) for r in recs)
+    stale = sum(not current(r) for r in recs)
     if not stale:
         return None
     aside, n = path + ".stale", 1

@@ -13,6 +13,7 @@ from ._native import CELL_DEFAULTS  # the C defaults and list, csrc/lib/workload
 from .backends import BACKENDS
 from .children import DEFAULT_TIMEOUT_S, ChildFailed, child_env, program, run_json
 from .counters import METHODS, hold_tracepoints
+from .results import build_hash
 
 MAX_PROCESSES = 20
 
@@ -107,6 +108,14 @@ def cell_binary() -> str:
     return program("allocbench-cell", "ALLOCBENCH_CELL")
 
 
+def cell_build(allocator: str) -> str | None:
+    """What an allocator's cells are measured with, by content (results.build_hash): the cell program
+    (the workloads, the counters and the toy compiled in) and the library preloaded, if any; None for
+    an allocator allocbench does not know."""
+    backend = BACKENDS.get(allocator)
+    return build_hash([cell_binary(), backend.library_path()]) if backend else None
+
+
 def cell_command(spec: dict, extra: tuple = ()) -> tuple[list[str], dict]:
     """(argv, environment) of the process that measures a cell."""
     backend = BACKENDS[spec["allocator"]]
@@ -165,4 +174,7 @@ def run_cells(specs: list[dict], timeout: float = DEFAULT_TIMEOUT_S, env_info: d
             else:
                 raws[i]["repeats"] = raws[i]["repeats"] + one["repeats"]
                 raws[i]["baselines"].append(one["baseline"])
-    return [d or records.build(spec, raw, env_info) for d, spec, raw in zip(done, specs, raws)]
+    out = [d or records.build(spec, raw, env_info) for d, spec, raw in zip(done, specs, raws)]
+    for rec, spec in zip(out, specs):
+        rec["build"] = cell_build(spec["allocator"])  # a resumed sweep takes only cells of its own build
+    return out

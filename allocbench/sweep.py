@@ -11,7 +11,7 @@ from .backends import BACKENDS, glibc_backend, others
 from .children import DEFAULT_TIMEOUT_S
 from .glibc_constants import DEFAULT_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX
 from .records import cell_key
-from .results import append_record, build_hash, measured_keys, read_json, set_aside_other_builds
+from .results import append_record, measured_keys, read_json, set_aside_other_builds
 from .series import FRAG_PATTERNS
 from .units import KIB, MIB
 
@@ -214,13 +214,6 @@ def _groups(specs: list[dict]) -> list[list[dict]]:
     return groups
 
 
-def cell_builds() -> dict:
-    """allocator -> what its cells are measured with, by content (results.build_hash): the cell
-    program (the workloads, the counters and the toy compiled in) and the library preloaded, if any."""
-    cell = runner.cell_binary()
-    return {name: build_hash([cell, b.library_path()]) for name, b in BACKENDS.items() if not b.unavailable_reason()}
-
-
 def run_sweep(specs: list[dict], out: str, timeout: float = DEFAULT_TIMEOUT_S,
               progress: bool | None = None) -> dict:
     """Run every spec not already in `out`, the cells compared at one size
@@ -228,8 +221,15 @@ def run_sweep(specs: list[dict], out: str, timeout: float = DEFAULT_TIMEOUT_S,
     moved aside first (results.set_aside_other_builds).  Returns counts;
     KeyboardInterrupt propagates, with every finished group of cells already
     on disk."""
-    builds = cell_builds()
-    moved = set_aside_other_builds(out, lambda r: builds.get(r.get("allocator")))
+    builds = {}  # allocator -> runner.cell_build, once each
+
+    def current(rec: dict) -> bool:  # exec's program runs, if appended here too, are not cells
+        if rec.get("kind") == "program":
+            return True
+        a = rec.get("allocator")
+        return rec.get("build") == builds.setdefault(a, runner.cell_build(a))
+
+    moved = set_aside_other_builds(out, current)
     if moved:
         print(f"allocbench: {moved}", file=sys.stderr)
     done = measured_keys(out)
@@ -246,7 +246,6 @@ def run_sweep(specs: list[dict], out: str, timeout: float = DEFAULT_TIMEOUT_S,
             names = sorted({s["allocator"] for s in group})
             bar.set_postfix_str(f"{'/'.join(names)} {group[0]['pattern']} {group[0]['size_hi']}")
             for rec in runner.run_cells(group, timeout=timeout, env_info=env_info):
-                rec["build"] = builds.get(rec["allocator"])
                 append_record(out, rec)
                 stats[rec["status"]] += 1
                 if rec["status"] != "ok" and bar.disable:
