@@ -227,7 +227,9 @@ def run_sweep(specs: list[dict], out: str, timeout: float = DEFAULT_TIMEOUT_S,
         if rec.get("kind") == "program":
             return True
         a = rec.get("allocator")
-        return rec.get("build") == builds.setdefault(a, runner.cell_build(a))
+        if a not in builds:
+            builds[a] = runner.cell_build(a)
+        return rec.get("build") == builds[a]
 
     moved = set_aside_other_builds(out, current)
     if moved:
