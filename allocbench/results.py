@@ -123,14 +123,26 @@ def check_resumable(path: str) -> None:
             raise ResultsError(f"{path}:{n}: not an allocbench record")
 
 
+_digests: dict = {}  # (path, inode, size, mtime) -> its content's digest: each file read once while it stays
+
+
+def _file_digest(path: str) -> bytes:
+    st = os.stat(path)
+    key = (path, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _digests:
+        with open(path, "rb") as f:
+            _digests[key] = hashlib.sha256(f.read()).digest()
+    return _digests[key]
+
+
 def build_hash(paths, text: str = "") -> str:
     """What a record was measured with, by content: the files (a program, a library; None is skipped)
-    and any text (arguments), hashed: the same build, the same hash, wherever it was built."""
+    and any text (arguments), hashed: the same build, the same hash, wherever it was built.  Every
+    cell a sweep runs asks again; a file is read again only once it changed."""
     h = hashlib.sha256(text.encode())
     for path in paths:
         if path:
-            with open(path, "rb") as f:
-                h.update(f.read())
+            h.update(_file_digest(path))
     return h.hexdigest()[:16]
 
 

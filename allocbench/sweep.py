@@ -221,15 +221,8 @@ def run_sweep(specs: list[dict], out: str, timeout: float = DEFAULT_TIMEOUT_S,
     moved aside first (results.set_aside_other_builds).  Returns counts;
     KeyboardInterrupt propagates, with every finished group of cells already
     on disk."""
-    builds = {}  # allocator -> runner.cell_build, once each
-
     def current(rec: dict) -> bool:  # exec's program runs, if appended here too, are not cells
-        if rec.get("kind") == "program":
-            return True
-        a = rec.get("allocator")
-        if a not in builds:
-            builds[a] = runner.cell_build(a)
-        return rec.get("build") == builds[a]
+        return rec.get("kind") == "program" or rec.get("build") == runner.cell_build(rec.get("allocator"))
 
     moved = set_aside_other_builds(out, current)
     if moved:
