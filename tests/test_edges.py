@@ -299,10 +299,15 @@ def test_records_are_appended_only_to_a_file_of_records(tmp_path):
 TOY_AB = os.path.join(ROOT, "scripts", "toy-ab")
 
 
-def toy_ab(*argv, env: dict | None = None, cwd=None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """scripts/toy-ab run as from a clone; env: variables set on top of this environment."""
-    return subprocess.run([sys.executable, TOY_AB, *argv], capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": ROOT, **(env or {})})
+def run_script(path: str, *argv, env: dict | None = None, cwd=None,
+               timeout: float = 300) -> subprocess.CompletedProcess:
+    """One of scripts/ run as from a clone; env: variables set on top of this environment."""
+    return subprocess.run([sys.executable, path, *argv], capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd, env={**os.environ, "PYTHONPATH": ROOT, **(env or {})})
+
+
+def toy_ab(*argv, **kw) -> subprocess.CompletedProcess:
+    return run_script(TOY_AB, *argv, **kw)
 
 
 @pytest.mark.parametrize("argv, says", [
@@ -361,8 +366,7 @@ def test_toy_peers_resumes_only_runs_of_the_same_builds(tmp_path):
     out = tmp_path / "peers.jsonl"
 
     def toy_peers():
-        return subprocess.run([sys.executable, TOY_PEERS, str(out), "--rounds", "1"], capture_output=True, text=True,
-                              timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
+        return run_script(TOY_PEERS, str(out), "--rounds", "1")
 
     first = toy_peers()
     assert first.returncode == 0, first.stderr
