@@ -51,10 +51,9 @@ class Setting:
         return f"{self.doc} ({unit})"
 
     def cell_arg(self, value) -> str | None:
-        """How allocbench-cell applies it on its command line (None: by tunable_entry)."""
-        if self.mallopt is not None:
-            return f"mallopt={self.mallopt}:{value}"
-        return f"{self.name}={value}" if self.env else None
+        """How allocbench-cell applies it on its command line (None: by its environment variable or
+        tunable_entry)."""
+        return f"mallopt={self.mallopt}:{value}" if self.mallopt is not None else None
 
     def tunable_entry(self, value) -> str | None:
         return f"{self.tunable}={value}" if self.tunable else None
@@ -144,16 +143,22 @@ class Backend:
         return self.library_path() if self.cell == "libc" else None
 
     def cell_run(self, settings: dict) -> tuple[list[str], dict]:
-        """(allocbench-cell arguments, environment entries) for these settings."""
-        args, tunables = [], []
+        """(allocbench-cell arguments, environment entries) for these settings.  The toy's knobs go by
+        their TOYALLOC_* variables, as for a whole program: the toy in the cell reads them at its first
+        call (the cell once took them as arguments and read only some: toy_decay_ms was ignored)."""
+        args, env, tunables = [], {}, []
         for name, value in settings.items():
             s = self.setting(name)
             arg = s.cell_arg(value)
             if arg:
                 args.append(arg)
+            elif s.env:
+                env[s.env] = str(value)
             else:
                 tunables.append(s.tunable_entry(value))
-        return args, {"GLIBC_TUNABLES": ":".join(tunables)} if tunables else {}
+        if tunables:
+            env["GLIBC_TUNABLES"] = ":".join(tunables)
+        return args, env
 
     def program_env(self, settings: dict) -> tuple[dict, list[str]]:
         """(environment entries, libraries to preload) for a whole program under these settings."""

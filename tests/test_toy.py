@@ -367,6 +367,25 @@ def test_a_block_of_the_cap_stays_in_its_threads_stash(size, stashed):
 PRINT_TOY_CONFIG = "from allocbench import toy; import json; print(json.dumps(toy.config()))"
 
 
+@pytest.mark.parametrize("decay_ms", [0, 600_000])
+def test_a_cell_takes_the_decay_setting(decay_ms):
+    """A sweep's toy_decay_ms reaches the toy in the cell (it once went as an argument the cell never
+    read, so both values of toy.json's decay axis measured the default).  Blocks of 8 MiB, twice the
+    4 MiB fixed cap: with no decay none may stay cached and each freed one goes back with a munmap;
+    with a decay of ten minutes the last one freed is kept."""
+    from allocbench import runner
+
+    rec = runner.run_cell(runner.make_spec(allocator="toy", pattern="random-free", size=8 << 20, live=4, ops=40,
+                                           touch=False, repeats=1, warmup=0, settings={"toy_decay_ms": decay_ms}))
+    assert rec["status"] == "ok", rec
+    stats, frees = rec["toy_stats_after"], rec["calls"]["frees"]
+    assert frees >= 40
+    if decay_ms == 0:
+        assert stats["cached_bytes"] <= 4 << 20 and stats["munmap_calls"] >= frees, stats
+    else:
+        assert stats["cached_bytes"] >= 8 << 20, stats
+
+
 def test_the_knob_edges_the_malloc_suites_run_are_each_knobs_own_and_the_toy_takes_them():
     """make glibc-tests and make mimalloc-stress run the toy at its knobs' edges, as allocbench info
     lists them: the threshold at its lowest and highest, the cap and the decay each at 0, and both.

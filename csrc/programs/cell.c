@@ -5,7 +5,8 @@
  *
  *   allocbench-cell key=value ...
  *     allocator=glibc|libc|toy  (libc: whatever LD_PRELOAD put behind malloc)
- *     toy_threshold=N toy_cache_cap=N toy_policy=NAME (allocator=toy only)
+ *     toy_threshold=N toy_cache_cap=N toy_policy=NAME (allocator=toy only; allocbench passes the
+ *                   toy's knobs by their TOYALLOC_* variables instead, which cover every one)
  *     pattern=NAME size_lo=N size_hi=N ops=N threads=N live=N touch=0|1|2 seed=N
  *     trace=FILE (pattern=trace: ops become the trace's events; touch=2 is each block's first page)
  *     replay_threads=one|recorded replay_window=N (pattern=trace: on one thread, or on the recorded
