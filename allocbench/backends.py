@@ -92,6 +92,9 @@ TOY_KNOBS = (
     Setting("toy_decay_ms", "toy: beyond the cap, freed large blocks are kept up to what the program had live at "
                             "its peak, and go back after this many ms unused (0: the cap alone)", 0, 3_600_000,
             env="TOYALLOC_DECAY_MS", in_bytes=False),
+    Setting("toy_defer_bytes", "toy: a thread holding more bytes of small blocks than this checks each free for a "
+            "double free one free later, once the block's line has come in (default: the L2's size; 0: always)",
+            env="TOYALLOC_DEFER_BYTES"),
     Setting("toy_policy", "toy: what a freed mapping does with its pages", choices=_native.TOY_POLICIES,
             env="TOYALLOC_POLICY"),
 )
@@ -197,12 +200,13 @@ def debian_packages() -> list[str]:
 def toy_knob_edges() -> list[str]:
     """The toy's knobs at their edges, one run's environment each ("NAME=VALUE", several joined by
     commas): the threshold at its lowest (every block a mapping) and highest, no fixed cap, no decay,
-    and neither (nothing cached).  make glibc-tests and make mimalloc-stress run each beside every
-    policy."""
+    and neither (nothing cached), and every free's check deferred.  make glibc-tests and make
+    mimalloc-stress run each beside every policy."""
     knob = {k.name: k for k in TOY_KNOBS}
     threshold, cap, decay = knob["toy_threshold"], knob["toy_cache_cap"].env, knob["toy_decay_ms"].env
+    defer = knob["toy_defer_bytes"].env
     return [f"{threshold.env}={threshold.lo}", f"{threshold.env}={threshold.hi}", f"{cap}=0", f"{decay}=0",
-            f"{cap}=0,{decay}=0"]
+            f"{cap}=0,{decay}=0", f"{defer}=0"]
 
 
 def glibc_backend() -> Backend:

@@ -9,8 +9,8 @@ In this process through owning handles (the same contract as glibc.Block):
     toy.stats()
 
 As a whole-program malloc: LD_PRELOAD=$(allocbench info --json | jq -r .toy_library),
-configured by TOYALLOC_THRESHOLD, TOYALLOC_CACHE_CAP (bytes), TOYALLOC_DECAY_MS and
-TOYALLOC_POLICY (keep | dontneed | free | unmap).  A value the toy cannot take is named in
+configured by TOYALLOC_THRESHOLD, TOYALLOC_CACHE_CAP (bytes), TOYALLOC_DECAY_MS,
+TOYALLOC_DEFER_BYTES and TOYALLOC_POLICY (keep | dontneed | free | unmap).  A value the toy cannot take is named in
 one line on stderr ("toyalloc: NAME=VALUE ignored: why") and the default kept.
 """
 from __future__ import annotations

@@ -30,6 +30,7 @@ def run(cmd, env=None, timeout=600, preexec_fn=None):
 
 
 POLICIES = toy.POLICIES
+DEFER_ALL = {**ENV, "TOYALLOC_DEFER_BYTES": "0"}  # every thread defers free's check (see toy_free)
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -49,6 +50,18 @@ def test_misuse_aborts_with_a_message_under_every_policy(policy, misuse, want):
     proc = run([os.path.join(BUILD, "toy_contract"), policy, *misuse])
     assert proc.returncode == -signal.SIGABRT, (proc.returncode, proc.stdout)
     assert want in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("when", ["next", "malloc", "exit"])
+@pytest.mark.parametrize("defer", [False, True])
+def test_a_double_free_is_caught_at_once_or_one_free_later_when_deferred(when, defer):
+    """A block freed again while it waits in the thread's cache: caught at that free, or, by a thread
+    that defers the check (TOYALLOC_DEFER_BYTES=0: every thread), after that free returns: at the next
+    free, at the malloc that would hand the block out, or at the program's exit."""
+    proc = run([os.path.join(BUILD, "toy_contract"), "keep", f"double-free-{when}"], env=DEFER_ALL if defer else None)
+    assert proc.returncode == -signal.SIGABRT, (proc.returncode, proc.stdout)
+    assert "double free" in proc.stderr, proc.stderr
+    assert ("the second free of p returned" in proc.stdout) == defer, proc.stdout
 
 
 def books(**kw) -> str:
@@ -161,6 +174,22 @@ def test_remote_frees_never_hand_out_memory_twice(threads, policy):
     proc = run([os.path.join(BUILD, "toy_remote"), str(threads), str(400000 // threads), policy], timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 overlaps, 0 corruptions, live 0 bytes" in proc.stdout
+
+
+@pytest.mark.parametrize("threads", [2, 8, 32])
+def test_remote_frees_never_hand_out_memory_twice_with_every_free_check_deferred(threads):
+    proc = run([os.path.join(BUILD, "toy_remote"), str(threads), str(400000 // threads), "keep"], env=DEFER_ALL,
+               timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 overlaps, 0 corruptions, live 0 bytes" in proc.stdout
+
+
+def test_stress_and_contract_with_every_free_check_deferred():
+    proc = run([os.path.join(BUILD, "toy_stress"), "4", "200000", "keep"], env=DEFER_ALL)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 corruptions, fork child ok, live 0 bytes" in proc.stdout
+    proc = run([os.path.join(BUILD, "toy_contract"), "keep"], env=DEFER_ALL)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith(" 0 failed"), proc.stdout
 
 
 @pytest.mark.slow
@@ -388,16 +417,18 @@ def test_a_cell_takes_the_decay_setting(decay_ms):
 
 def test_the_knob_edges_the_malloc_suites_run_are_each_knobs_own_and_the_toy_takes_them():
     """make glibc-tests and make mimalloc-stress run the toy at its knobs' edges, as allocbench info
-    lists them: the threshold at its lowest and highest, the cap and the decay each at 0, and both.
+    lists them: the threshold at its lowest and highest, the cap and the decay each at 0, and both, and
+    every free's check deferred (the defer bound at 0).
     Each assignment names a knob of backends.TOY_KNOBS with a value in its range, and the toy, started
     with it, reads it (a value it ignored would leave the suites testing the default)."""
     from allocbench.backends import TOY_KNOBS
 
     knobs = {k.env: k for k in TOY_KNOBS}
     runs = cli("info", "--field", "toy_knob_edges").stdout.split()
-    threshold, cap, decay = (knobs[f"TOYALLOC_{n}"] for n in ("THRESHOLD", "CACHE_CAP", "DECAY_MS"))
+    threshold, cap, decay, defer = (knobs[f"TOYALLOC_{n}"] for n in ("THRESHOLD", "CACHE_CAP", "DECAY_MS",
+                                                                      "DEFER_BYTES"))
     want = [{threshold.env: threshold.lo}, {threshold.env: threshold.hi}, {cap.env: 0}, {decay.env: 0},
-            {cap.env: 0, decay.env: 0}]
+            {cap.env: 0, decay.env: 0}, {defer.env: 0}]
     got = [{name: int(value) for name, value in (a.split("=") for a in run.split(","))} for run in runs]
     assert got == want
     for run in got:

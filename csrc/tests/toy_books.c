@@ -8,6 +8,8 @@
  *   - the granule map, flat or in two levels (under an address-space limit below its 16 GiB): each
  *     block of every class resolves to the span that holds it and its class, and a large block, a stack address
  *     and an address past 47 bits to none.  It prints which map it checked;
+ *   - free's deferred check: a thread holding more small blocks than TOYALLOC_DEFER_BYTES defers
+ *     from its next slow free, with the block pending counted as freed, and stops once it holds less;
  *   - adopt, on spans listed in front of a class's list, for heaps of its own (no thread runs them):
  *     of the first ADOPT_LOOK listed, it takes one the adopting thread owned last, else the first;
  *     one further back is not looked for.  Last, as it leaves those spans owned by heaps nobody runs.
@@ -89,6 +91,61 @@ static void live_across_threads(void)
           (unsigned long long)live_now(), (unsigned long long)before);
 }
 
+/* free's deferred check, on a thread of its own (a heap that starts empty): holding more than
+ * cfg_defer_bytes of small blocks, the thread defers from its next slow free (a full cache) and leaves
+ * that block pending, counted as freed; the next free caches it and leaves its own block pending; once
+ * the thread holds less, its next slow free checks directly again and caches the pending block. */
+static void *deferring(void *arg)
+{
+    (void)arg;
+    heap *h = &th;
+    int c = class_of(1000), c2 = class_of(100);
+    size_t size = classes[c].size, max = classes[c].tcache_max;
+    size_t n = cfg_defer_bytes / size + max + 3;  /* their bytes pass the bound, and the frees below fit */
+    void **b = malloc(n * sizeof *b);  /* glibc's: this program calls the toy by name */
+    uint64_t before = live_now();
+    for (size_t i = 0; i < n; i++)
+        b[i] = toy_malloc(1000);
+    CHECK(!h->defer && atomic_load(&h->held) > (int64_t)cfg_defer_bytes, "a thread deferring before a slow free");
+    size_t k = max - cached_slots(h, c);  /* the last refill's rest is cached: this free finds it full */
+    for (size_t i = 0; i <= k; i++)
+        toy_free(b[i]);
+    CHECK(h->defer && h->pending == b[k] && h->pending_class == c && cached_slots(h, c) == max,
+          "defer %d, pending %p (want %p), %u cached (want %zu) after a slow free holding %zu bytes", h->defer,
+          (void *)h->pending, b[k], cached_slots(h, c), max, n * size);
+    CHECK(live_now() == before + (n - k - 1) * size, "live %llu with a block pending, want %llu",
+          (unsigned long long)live_now(), (unsigned long long)(before + (n - k - 1) * size));
+    toy_free(b[k + 1]);  /* the cache full: half of it flushed, then the pending block cached */
+    CHECK(h->pending == b[k + 1] && h->head[c] == b[k] && cached_slots(h, c) == max - (max + 1) / 2 + 1,
+          "the next free caches the pending block: pending %p (want %p), %u cached", (void *)h->pending, b[k + 1],
+          cached_slots(h, c));
+    for (size_t i = k + 2; i < n; i++)
+        toy_free(b[i]);
+    void *more[TCACHE_MAX + 1];
+    for (size_t i = 0; i <= classes[c2].tcache_max; i++)
+        more[i] = toy_malloc(100);
+    for (size_t i = 0; i <= classes[c2].tcache_max; i++)
+        toy_free(more[i]);  /* the last one's slow free finds the thread holding little */
+    CHECK(!h->defer && h->pending_class == NCLASSES && h->head[c2] == more[classes[c2].tcache_max],
+          "defer %d, pending class %d after a slow free holding %lld bytes", h->defer, h->pending_class,
+          (long long)atomic_load(&h->held));
+    CHECK(live_now() == before, "live %llu once all are freed, want %llu", (unsigned long long)live_now(),
+          (unsigned long long)before);
+    free(b);
+    return NULL;
+}
+
+static void deferred_check(void)
+{
+    if (cfg_defer_bytes == 0) {  /* TOYALLOC_DEFER_BYTES=0: every thread defers from its start */
+        printf("deferred check: not checked under TOYALLOC_DEFER_BYTES=0\n");
+        return;
+    }
+    pthread_t t;
+    pthread_create(&t, NULL, deferring, NULL);
+    pthread_join(t, NULL);
+}
+
 static void granule_map(void)
 {
     printf("granule map: %s\n", atomic_load(&gflat) ? "flat" : "two levels");
@@ -153,6 +210,7 @@ int main(void)
 {
     slot_numbers();
     live_across_threads();
+    deferred_check();
     granule_map();
     adopt_prefers_own_spans();
     printf("%d checks, %d failed\n", checks, failures);

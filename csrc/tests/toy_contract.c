@@ -4,6 +4,10 @@
  *   toy_contract POLICY bad-free                 frees a pointer into a block: must abort
  *   toy_contract POLICY double-free-remote|double-free-span|realloc-freed|unused-slot
  *                                                see misuse(): must abort
+ *   toy_contract POLICY double-free-next|double-free-malloc|double-free-exit
+ *                                                a double free between other frees: must abort, at
+ *                                                once, or under TOYALLOC_DEFER_BYTES=0 at the next
+ *                                                free, at malloc or at exit (see misuse())
  * Exits 1 if any check failed. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -76,6 +80,23 @@ static int misuse(const char *what, const char *size)
         toy_free(p + 40 * toy_usable_size(p));
     } else if (!strcmp(what, "bad-free")) {
         toy_free(p + 16);
+    } else if (!strncmp(what, "double-free-", 12)) {
+        /* p freed again while in this thread's cache, one free behind: a thread that defers the check
+         * returns from that free (said on stdout, unbuffered) and is caught by what follows */
+        char *x = toy_malloc(n);
+        toy_free(p);
+        toy_free(x);
+        toy_free(p);
+        printf("the second free of p returned\n");
+        fflush(stdout);
+        if (!strcmp(what + 12, "next")) {
+            toy_free(toy_malloc(2 * n));  /* a block of another class: its free checks p */
+        } else if (!strcmp(what + 12, "malloc")) {
+            toy_malloc(n);  /* x */
+            toy_malloc(n);  /* p, still pending */
+        } else if (!strcmp(what + 12, "exit")) {
+            return 0;
+        }
     }
     printf("misuse %s was not caught\n", what);
     return 1;
@@ -114,6 +135,7 @@ int main(int argc, char **argv)
         unsigned char *p = toy_malloc(sizes[i]);
         memset(p, 0xFF, sizes[i]);
         toy_free(p);
+        toy_free(toy_malloc(1));  /* a thread that defers free's check caches p at its next free */
         unsigned char *q = toy_calloc(1, sizes[i]);
         CHECK(q == p, "expected the recycled block for %zu (the test needs reuse)", sizes[i]);
         CHECK(q && all_bytes(q, sizes[i], 0), "calloc(%zu) of recycled memory not zeroed", sizes[i]);
