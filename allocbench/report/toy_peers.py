@@ -154,11 +154,13 @@ def render(inputs, canvas) -> list[str]:
         cost = check_cost(peers)
         if cost:
             lines += ["### What catching every double free costs", "",
-                      "The toy's `free` reads the freed block's second word (its key) to catch a double free at "
-                      "once, under every policy; mimalloc, jemalloc and tcmalloc only store to the block (a load that "
-                      "misses the caches holds the core up; a store that misses waits in the store buffer). "
-                      "`toy-nocheck` is the toy built without that read on free's fast path (for this "
-                      "measurement only: it misses a double free there), run in the same rounds.", "", *cost, ""]
+                      "The toy's `free` reads the freed block's second word (its key) to catch a double free, "
+                      "under every policy; mimalloc, jemalloc and tcmalloc only store to the block (a load that "
+                      "misses the caches holds the core up; a store that misses waits in the store buffer). A "
+                      "thread holding more small blocks than TOYALLOC_DEFER_BYTES (the L2's size by default) "
+                      "reads it one free later, once the line has come in. `toy-nocheck` is the toy built "
+                      "without that read on free's fast paths (for this measurement only: it misses a double "
+                      "free there), run in the same rounds.", "", *cost, ""]
     if real:
         rows, ratios = table(real)
         lines += ["### make bench's real programs", "", *rows, "", geomeans(ratios), ""]
