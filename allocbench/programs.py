@@ -3,9 +3,10 @@ the C launcher (allocbench-launch), with glibc's settings as GLIBC_TUNABLES and
 other allocators by LD_PRELOAD (backends.py says which), counted exactly (perf
 on the child's pid, its threads and children included) and sampled for RSS
 over time.  One record per run, appended to a JSON Lines file and resumed like
-a sweep.  The settings of a grid run in turns (each repeat of every setting,
-then the next repeat), so runs compared with each other share the machine's
-moods, and the i-th runs of two settings form a pair.
+a sweep, only with runs of the same build (program_build).  The settings of a
+grid run in turns (each repeat of every setting, then the next repeat), so runs
+compared with each other share the machine's moods, and the i-th runs of two
+settings form a pair.
 
 The program's input and output are the user's: stdin from --input (else
 /dev/null), stdout and stderr to a log file beside the results
@@ -48,7 +49,7 @@ from .children import SHOW, ChildFailed, check_command, child_env, library, prog
 from .counters import hold_tracepoints
 from .glibc_constants import DEFAULT_MMAP_THRESHOLD
 from .records import cell_key
-from .results import append_record, check_resumable, measured_keys, read_json
+from .results import append_record, build_hash, check_resumable, measured_keys, read_json, set_aside_other_builds
 from .shimlog import parse_explain, parse_latency
 from .units import MIB
 
@@ -227,6 +228,15 @@ def log_path(out: str | None, command: list[str], allocator: str, settings: dict
     return os.path.join(os.path.splitext(out)[0] + ".logs", f"{label}.r{repeat + 1}.log")
 
 
+def program_build(command: list[str], allocator: str) -> str:
+    """What a program run was measured with, by content (results.build_hash): the launcher, the
+    program's executable and the library the allocator preloads.  A script or data file the program
+    reads is not among them."""
+    exe = command[0] if os.sep in command[0] else shutil.which(command[0])
+    return build_hash([program("allocbench-launch"), exe if exe and os.path.isfile(exe) else None,
+                       BACKENDS[allocator].library_path()])
+
+
 def run_program(command: list[str], allocator: str, settings: dict, repeat: int, hz: int = 100,
                 timeout: float = 600, explain: bool = False, env_info: dict | None = None,
                 loader_cache: dict | None = None, stdin: str | None = None, output: str | None = None,
@@ -234,7 +244,7 @@ def run_program(command: list[str], allocator: str, settings: dict, repeat: int,
     env_info = env_info or machine.describe()
     rec = {"kind": "program", "command": command, "program": os.path.basename(command[0]),
            "allocator": allocator, "settings": settings, "repeat": repeat, "env": env_info,
-           "log": output if output != SHOW else None}
+           "log": output if output != SHOW else None, "build": program_build(command, allocator)}
     why = BACKENDS[allocator].unavailable_reason()
     if why:
         return {**rec, "status": "skipped", "error": why}
@@ -339,10 +349,17 @@ def run_grid(command: list[str], grid: list[dict], repeats: int, out: str | None
              timeout: float = 600, explain: bool = False, stdin: str | None = None,
              show_output: bool = False, progress: bool | None = None, latency: bool = False) -> list[dict]:
     """Every (allocator, settings) x repeat not already in `out`, in turns;
-    returns the new records.  A line per run on stderr when it is a terminal
-    (progress=None), or as `progress` says."""
+    returns the new records.  `out` is resumed only with runs of the same build
+    (program_build): a file holding another build's is moved aside whole first
+    (results.set_aside_other_builds).  A line per run on stderr when it is a
+    terminal (progress=None), or as `progress` says."""
     progress = sys.stderr.isatty() if progress is None else progress
     check_runs(command, grid, repeats, hz, stdin, out)
+    if out:  # runs of another build (the toy rebuilt, a library upgraded) are not resumed: moved aside
+        moved = set_aside_other_builds(out, lambda r: r.get("kind") != "program" or (
+            r.get("allocator") in BACKENDS and r.get("build") == program_build(r["command"], r["allocator"])))
+        if moved:
+            print(f"exec: {moved}", file=sys.stderr)
     done = measured_keys(out) if out else set()
     env_info, loader_cache, new = machine.describe(), {}, []
     todo = [(e, r) for r in range(repeats) for e in grid]

@@ -180,6 +180,24 @@ def test_a_crash_is_a_failed_record_and_the_grid_goes_on(tmp_path):
     assert len(out.read_text().splitlines()) == 2
 
 
+def test_exec_resumes_only_runs_of_the_same_build(tmp_path, capsys):
+    """A rerun into the same file measures nothing again; once the program's executable changed, the
+    file's runs are another build's: it is moved aside whole and every run measured again (before,
+    the old numbers were resumed as the new program's)."""
+    exe = build(tmp_path, "prog", "int main(void) { return 0; }")
+    out = tmp_path / "p.jsonl"
+    grid = programs.load_grid("quick")
+    first = programs.run_grid([exe], grid, 1, str(out))
+    assert len(first) == len(grid) and all(r["status"] == "ok" and r["build"] for r in first)
+    assert programs.run_grid([exe], grid, 1, str(out)) == []
+    build(tmp_path, "prog", "int main(void) { return 1 - 1; }  /* another build */", flags=("-O1",))
+    capsys.readouterr()
+    again = programs.run_grid([exe], grid, 1, str(out))
+    assert len(again) == len(grid)
+    assert f"{out} held {len(grid)} of {len(grid)} records measured by another build" in capsys.readouterr().err
+    assert len((tmp_path / "p.jsonl.stale").read_text().splitlines()) == len(grid)
+
+
 @pytest.mark.parametrize("args,message", [
     (["exec", "--"], "no command: give it after --, e.g. allocbench exec -- "),
     (["exec", "--", "no-such-command-here"], "command not found"),
