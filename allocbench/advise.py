@@ -58,6 +58,11 @@ class AdviceError(ValueError):
     """Bad input, or a budget too small: one line, exit status 2."""
 
 
+class OtherBuildRuns(AdviceError):
+    """--out holds runs another build made (the program or an allocator changed since): make bench's
+    scripts/bench-programs moves such a folder aside and starts over; the CLI refuses it."""
+
+
 class FailedBaseline(RuntimeError):
     """The program fails under glibc's default: nothing to advise."""
 
@@ -243,6 +248,16 @@ class RunStore:
         self.runs = self._load("runs.jsonl", lambda r: r.get("command") == command and "advise_stage" in r,
                                self._run_key_of)
         self.replays = self._load("replays.jsonl", lambda r: True, cell_key)
+        if not all(self._current(r, programs.program_build(command, r["allocator"])) for r in self.runs.values()) \
+                or not all(self._current(r, runner.cell_build(r["allocator"])) for r in self.replays.values()):
+            # a program, the toy or a preloaded library changed since: resuming would mix two builds' numbers
+            raise OtherBuildRuns(f"--out {out_dir} holds advice runs of another build (the program or an "
+                                 "allocator changed since, or they predate records naming their build): give a "
+                                 "new folder")
+
+    @staticmethod
+    def _current(rec: dict, build: str | None) -> bool:
+        return rec.get("allocator") in BACKENDS and rec.get("build") == build
 
     def path(self, name: str) -> str | None:
         return os.path.join(self.out_dir, name) if self.out_dir else None

@@ -146,6 +146,17 @@ def build_hash(paths, text: str = "") -> str:
     return h.hexdigest()[:16]
 
 
+def set_aside(path: str) -> str:
+    """Move a results file or folder out of the way, whole, to PATH.stale (PATH.stale.N when that is
+    taken); returns where it went."""
+    aside, n = path + ".stale", 1
+    while os.path.exists(aside):
+        n += 1
+        aside = f"{path}.stale.{n}"
+    os.rename(path, aside)
+    return aside
+
+
 def set_aside_other_builds(path: str, current) -> str | None:
     """Before resuming into a results file: when a record there was measured by another build than would
     measure it now (current(record) is false: its "build" field differs, or it has none, made before
@@ -157,11 +168,7 @@ def set_aside_other_builds(path: str, current) -> str | None:
     stale = sum(not current(r) for r in recs)
     if not stale:
         return None
-    aside, n = path + ".stale", 1
-    while os.path.exists(aside):
-        n += 1
-        aside = f"{path}.stale.{n}"
-    os.rename(path, aside)
+    aside = set_aside(path)
     return (f"{path} held {stale} of {len(recs)} records measured by another build (changed since, or from "
             f"before records named theirs): moved to {aside}, starting over")
 

@@ -210,6 +210,20 @@ def test_a_folder_of_another_commands_runs_is_refused_before_any_run(tmp_path):
     assert (out / "runs.jsonl").read_text() == kept  # nothing ran
 
 
+def test_a_folder_of_another_builds_runs_is_refused_before_any_run(tmp_path):
+    """A rerun into the same folder resumes only the same build's runs: once a record names another build
+    (here one from before records named theirs), the folder is refused, whole, before anything runs."""
+    out = tmp_path / "adv"
+    cli("advise", "--out", out, "--", "sh", "-c", "exit 3")
+    rec = json.loads((out / "runs.jsonl").read_text())
+    assert rec["build"]
+    del rec["build"]
+    (out / "runs.jsonl").write_text(json.dumps(rec) + "\n")
+    proc = cli("advise", "--out", out, "--", "sh", "-c", "exit 3")
+    assert one_line_error(proc, "holds advice runs of another build"), proc.stderr
+    assert (out / "runs.jsonl").read_text() == json.dumps(rec) + "\n"  # nothing ran
+
+
 def test_screening_accuracy_ranks_the_verified_candidates_alone():
     """The audit found the default added as a fixed point (1, 1), which inflates the correlation.
     Screened mean RSS 0.5, 0.7, 0.9 against verified 0.6, 0.5, 0.95: ranks (1, 2, 3) against
