@@ -28,7 +28,8 @@ def add_arguments(p) -> None:
     p.add_argument("--budget", type=seconds_arg, default=180,
                    help="seconds of running the program and its replays, in all (180)")
     p.add_argument("--out", type=out_dir,
-                   help="a folder for the runs, the trace, advice.json and advice.png; rerunning into it resumes")
+                   help="a folder for the runs, the trace, advice.json and advice.png; rerunning into it resumes "
+                        "(a folder with runs of another build is refused)")
     p.add_argument("--json", action="store_true", help="print the answer as one JSON object")
     p.add_argument("command", nargs="...", help="-- CMD ARGS...")
 

@@ -36,7 +36,9 @@ def add_arguments(p) -> None:
                    help="time every allocation call and malloc_trim (a preload shim: histograms by call kind, the "
                         "slowest calls with their call sites); its cost is in the wall time")
     p.add_argument("--out", type=out_path, help="append the records to this JSON Lines file (resumed: a run "
-                                                 "already in it is skipped); the programs' output goes to OUT.logs/")
+                                                 "already in it is skipped; a file with runs of another build is "
+                                                 "moved aside to OUT.stale first); the programs' output goes to "
+                                                 "OUT.logs/")
     p.add_argument("--json", action="store_true", help="print each record as one JSON line")
     add_program_io(p, "the program")
     p.add_argument("command", nargs="...", help="-- CMD ARGS...")
