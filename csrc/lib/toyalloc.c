@@ -1118,13 +1118,20 @@ static inline int slot_in_use(const span *s, const void *p, uintptr_t key)
     return handed_out(s, p) && !holds_key(p, key);
 }
 
-/* p must be a block of s in use; aborts with the reason otherwise. */
-static void check_in_use(const span *s, const void *p)
+/* p must be a block of s handed out, and not the one this thread left pending (see toy_free); aborts
+ * with the reason otherwise.  Its key is not read. */
+static void check_handed_out(const span *s, const void *p)
 {
     if (UNLIKELY(p == th.pending))
         die("toyalloc: double free or use after free\n");
     if (UNLIKELY(!handed_out(s, p)))
         die("toyalloc: free/realloc of a pointer it never returned\n");
+}
+
+/* p must be a block of s in use; aborts with the reason otherwise. */
+static void check_in_use(const span *s, const void *p)
+{
+    check_handed_out(s, p);
     if (UNLIKELY(holds_key(p, slot_key(p))))
         die("toyalloc: double free or use after free\n");
 }
@@ -1437,6 +1444,14 @@ static inline void cache_push(heap *h, int c, void *p, uintptr_t key)  /* key: s
     h->room[c]--;
 }
 
+/* The same, off the fast path: half of a full cache flushed first. */
+static void cache_push_flushing(heap *h, int c, void *p)
+{
+    if (UNLIKELY(h->room[c] == 0))
+        flush(c, h, (classes[c].tcache_max + 1) / 2);  /* may release a span: errno kept by retire_mapping */
+    cache_push(h, c, p, slot_key(p));
+}
+
 /* Slots for an empty thread cache: from the span this thread owns, without a lock; the lock
  * only to give up a full span and adopt another.  Without a heap: one slot from any listed span. */
 static void *refill(int c, heap *h)
@@ -1537,7 +1552,7 @@ static int defers(const heap *h)
 }
 
 /* The block h's thread freed last, if any: checked for a free slot's key (a double free), then into
- * its cache, flushing half of it first if full. */
+ * its cache. */
 static void settle(heap *h)
 {
     cached_slot *q = h->pending;
@@ -1547,9 +1562,7 @@ static void settle(heap *h)
     pending_none(h);
     if (UNLIKELY(holds_key(q, slot_key(q))))
         die("toyalloc: double free or use after free\n");
-    if (UNLIKELY(h->room[c] == 0))
-        flush(c, h, (classes[c].tcache_max + 1) / 2);  /* may release a span: errno kept by retire_mapping */
-    cache_push(h, c, q, slot_key(q));
+    cache_push_flushing(h, c, q);
 }
 
 /* free of a slot of s without the fast path's assumptions: no heap, a full
@@ -1562,19 +1575,14 @@ static __attribute__((noinline)) void small_free(void *p, span *s)  /* p first: 
         int c = (int)s->cls;
         h->defer = defers(h);
         if (h->defer) {
-            if (UNLIKELY(!handed_out(s, p)))
-                die("toyalloc: free/realloc of a pointer it never returned\n");
-            if (UNLIKELY(p == h->pending))
-                die("toyalloc: double free or use after free\n");
+            check_handed_out(s, p);  /* its key is read at the thread's next free */
             settle(h);
             h->pending = p, h->pending_class = c;
             return;
         }
-        check_in_use(s, p);  /* p is not pending */
+        check_in_use(s, p);
         settle(h);
-        if (UNLIKELY(h->room[c] == 0))
-            flush(c, h, (classes[c].tcache_max + 1) / 2);  /* may release a span: errno kept by retire_mapping */
-        cache_push(h, c, p, slot_key(p));
+        cache_push_flushing(h, c, p);
         return;
     }
     check_in_use(s, p);
