@@ -230,11 +230,11 @@ def log_path(out: str | None, command: list[str], allocator: str, settings: dict
 
 def program_build(command: list[str], allocator: str) -> str:
     """What a program run was measured with, by content (results.build_hash): the launcher, the
-    program's executable and the library the allocator preloads.  A script or data file the program
-    reads is not among them."""
+    program's executable and arguments, and the library the allocator preloads.  A script or data file
+    the program reads is not among them."""
     exe = command[0] if os.sep in command[0] else shutil.which(command[0])
     return build_hash([program("allocbench-launch"), exe if exe and os.path.isfile(exe) else None,
-                       BACKENDS[allocator].library_path()])
+                       BACKENDS[allocator].library_path()], json.dumps(command[1:]))
 
 
 def run_program(command: list[str], allocator: str, settings: dict, repeat: int, hz: int = 100,
