@@ -10,9 +10,12 @@
  *     and an address past 47 bits to none.  It prints which map it checked;
  *   - free's deferred check: a thread holding more small blocks than TOYALLOC_DEFER_BYTES defers
  *     from its next slow free, with the block pending counted as freed, and stops once it holds less;
+ *   - fresh slots only when no span has a freed one: after a churn of random sizes on one thread,
+ *     each class has carved (its spans' bumps) no more slots than it had out at once at its peak;
  *   - adopt, on spans listed in front of a class's list, for heaps of its own (no thread runs them):
- *     of the first ADOPT_LOOK listed, it takes one the adopting thread owned last, else the first;
- *     one further back is not looked for.  Last, as it leaves those spans owned by heaps nobody runs.
+ *     a span with freed slots before one with fresh slots only, even one the thread owned last; of
+ *     the first ADOPT_LOOK listed, it takes one the adopting thread owned last, else the first; one
+ *     further back is not looked for.  Last, as it leaves those spans owned by heaps nobody runs.
  *   toy_books     prints each failure, then "N checks, F failed"; exits 1 if any failed. */
 #include "toyalloc.c"
 
@@ -92,7 +95,7 @@ static void live_across_threads(void)
 }
 
 /* free's deferred check, on a thread of its own (a heap that starts empty): holding more than
- * cfg_defer_bytes of small blocks, the thread defers from its next slow free (a full cache) and leaves
+ * defer_bytes() of small blocks, the thread defers from its next slow free (a full cache) and leaves
  * that block pending, counted as freed; the next free caches it and leaves its own block pending; once
  * the thread holds less, its next slow free checks directly again and caches the pending block. */
 static void *deferring(void *arg)
@@ -101,12 +104,12 @@ static void *deferring(void *arg)
     heap *h = &th;
     int c = class_of(1000), c2 = class_of(100);
     size_t size = classes[c].size, max = classes[c].tcache_max;
-    size_t n = cfg_defer_bytes / size + max + 3;  /* their bytes pass the bound, and the frees below fit */
+    size_t n = defer_bytes() / size + max + 3;  /* their bytes pass the bound, and the frees below fit */
     void **b = malloc(n * sizeof *b);  /* glibc's: this program calls the toy by name */
     uint64_t before = live_now();
     for (size_t i = 0; i < n; i++)
         b[i] = toy_malloc(1000);
-    CHECK(!h->defer && atomic_load(&h->held) > (int64_t)cfg_defer_bytes, "a thread deferring before a slow free");
+    CHECK(!h->defer && atomic_load(&h->held) > (int64_t)defer_bytes(), "a thread deferring before a slow free");
     size_t k = max - cached_slots(h, c);  /* the last refill's rest is cached: this free finds it full */
     for (size_t i = 0; i <= k; i++)
         toy_free(b[i]);
@@ -174,10 +177,61 @@ static void granule_map(void)
         toy_free(p[c]);
 }
 
+/* The spans of class c in use (their books not released): their slots out (in use or in a thread's
+ * cache), or carved (handed out at least once: below the bump).  The books are in the first chunk. */
+static uint64_t class_slots(int c, int carved)
+{
+    uint64_t n = 0;
+    for (span *s = books_first; s < books_next && s < books_end; s++)
+        if (s->base && s->cls == (uint32_t)c && span_of(s->base) == s)
+            n += carved ? atomic_load(&s->bump) : s->out;
+    return n;
+}
+
+/* A thread's churn over random sizes: freed slots are handed out again before any fresh one is carved
+ * (see refill), so no class carves more slots than it had out at once.  Run first, on spans of its own. */
+static void *churn_carving(void *arg)
+{
+    (void)arg;
+    enum { SLOTS = 3000, REPLACE = 200000 };
+    static void *slot[SLOTS];
+    static uint64_t peak[NCLASSES];
+    uint64_t r = 88172645463325252u;
+    for (int i = 0; i < REPLACE; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        int k = (int)(r % SLOTS);
+        size_t a = (r >> 20) % 1009, b = (r >> 40) % 1009;
+        toy_free(slot[k]);
+        slot[k] = toy_malloc(16 + (a < b ? a : b));  /* 16 to 1,024 bytes, mostly small: alloc-test's */
+        int c = class_of(16 + (a < b ? a : b));
+        uint64_t out = class_slots(c, 0);
+        if (out > peak[c])
+            peak[c] = out;
+    }
+    CHECK(books_next <= books_end && books_next >= books_first, "the spans' books outgrew the first chunk");
+    for (int c = 0; c < NCLASSES; c++) {
+        uint64_t carved = class_slots(c, 1);
+        CHECK(carved <= peak[c], "class %zu: %llu slots carved, but at most %llu out at once", classes[c].size,
+              (unsigned long long)carved, (unsigned long long)peak[c]);
+    }
+    for (int k = 0; k < SLOTS; k++)
+        toy_free(slot[k]);
+    return NULL;
+}
+
+static void fresh_only_when_none_freed(void)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, churn_carving, NULL);
+    pthread_join(t, NULL);
+}
+
 static heap mine, theirs, nobodys;  /* heaps no thread runs: adopt only compares their addresses */
 
-/* n new spans of class c in front of its list (the last made first), each owned last by `last`. */
-static span *listed_front(int c, int n, heap *last)
+/* n new spans of class c in front of its list (the last made first), each owned last by `last`: with a
+ * freed slot (two handed out, one back), so on the list of those with freed slots; with fresh slots only
+ * if `fresh`. */
+static span *listed_front(int c, int n, heap *last, int fresh)
 {
     span *s = NULL;
     for (int i = 0; i < n; i++) {
@@ -186,7 +240,14 @@ static span *listed_front(int c, int n, heap *last)
         if (!s)
             return NULL;
         s->last = last;
+        if (!fresh) {
+            void *p = span_take(s);
+            span_take(s);
+            CHECK(span_give(s, p) == NULL && s->listed == LISTED_FREED && classes[c].partial == s,
+                  "a span with a freed slot not in front of those with freed slots");
+        }
     }
+    CHECK(!s || s->listed == (fresh ? LISTED_FRESH : LISTED_FREED), "a span on list %u", s ? s->listed : 0);
     return s;
 }
 
@@ -194,14 +255,19 @@ static void adopt_prefers_own_spans(void)
 {
     int c = class_of(200);
     lock();
-    span *own = listed_front(c, 1, &mine);
-    span *head = listed_front(c, ADOPT_LOOK - 1, &theirs);  /* own is the list's last looked at */
+    span *fresh = listed_front(c, 1, &mine, 1), *freed = listed_front(c, 1, &theirs, 0);
+    CHECK(freed && adopt(c, &mine) == freed, "adopt took a span with fresh slots only over one with freed slots");
+    while (classes[c].partial)
+        adopt(c, &nobodys);  /* the class's other spans with freed slots, if any */
+    CHECK(fresh && adopt(c, &mine) == fresh, "adopt did not take the span with fresh slots once none had freed ones");
+    span *own = listed_front(c, 1, &mine, 0);
+    span *head = listed_front(c, ADOPT_LOOK - 1, &theirs, 0);  /* own is the list's last looked at */
     CHECK(own && adopt(c, &mine) == own, "adopt passed over the thread's own span, %d deep", ADOPT_LOOK);
     CHECK(own && owner_of(own) == &mine, "the adopted span not owned by the thread");
     CHECK(head && adopt(c, &nobodys) == head, "a thread that owned none listed did not take the first");
     CHECK(head && head->last == &nobodys, "adopt did not mark the span as owned last by its new owner");
-    own = listed_front(c, 1, &mine);
-    head = listed_front(c, ADOPT_LOOK, &theirs);  /* own one further back */
+    own = listed_front(c, 1, &mine, 0);
+    head = listed_front(c, ADOPT_LOOK, &theirs, 0);  /* own one further back */
     CHECK(own && adopt(c, &mine) == head, "adopt looked past its first %d listed spans", ADOPT_LOOK);
     unlock();
 }
@@ -209,6 +275,7 @@ static void adopt_prefers_own_spans(void)
 int main(void)
 {
     slot_numbers();
+    fresh_only_when_none_freed();
     live_across_threads();
     deferred_check();
     granule_map();
