@@ -10,6 +10,8 @@
  *     and an address past 47 bits to none.  It prints which map it checked;
  *   - free's deferred check: a thread holding more small blocks than TOYALLOC_DEFER_BYTES defers
  *     from its next slow free, with the block pending counted as freed, and stops once it holds less;
+ *     its default, the L2's size, is not asked of sysconf before a thread holds DEFER_ASK bytes, and
+ *     then is sysconf's answer (2 MiB if it has none);
  *   - fresh slots only when no span has a freed one: after a churn of random sizes on one thread,
  *     each class has carved (its spans' bumps) no more slots than it had out at once at its peak;
  *   - adopt, on spans listed in front of a class's list, for heaps of its own (no thread runs them):
@@ -136,6 +138,17 @@ static void *deferring(void *arg)
           (unsigned long long)before);
     free(b);
     return NULL;
+}
+
+/* The default bound, before any thread held DEFER_ASK bytes (asked: 0) or after. */
+static void defer_bound(int asked)
+{
+    if (getenv("TOYALLOC_DEFER_BYTES"))
+        return;
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    size_t want = !asked ? DEFER_L2 : l2 > 0 ? (size_t)l2 : (size_t)2 << 20;
+    CHECK(atomic_load(&cfg_defer_bytes) == want, "the deferred check's bound %zu, want %zu (%s)",
+          atomic_load(&cfg_defer_bytes), want, asked ? "asked" : "not asked yet");
 }
 
 static void deferred_check(void)
@@ -275,9 +288,11 @@ static void adopt_prefers_own_spans(void)
 int main(void)
 {
     slot_numbers();
+    defer_bound(0);
     fresh_only_when_none_freed();
     live_across_threads();
     deferred_check();
+    defer_bound(1);
     granule_map();
     adopt_prefers_own_spans();
     printf("%d checks, %d failed\n", checks, failures);
