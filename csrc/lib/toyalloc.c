@@ -1396,16 +1396,20 @@ static span *own_listed(span *s, const heap *h)
 /* The span adopt would take among those with freed slots for being h's thread's own, or NULL. */
 static span *adopt_own(size_class *k, const heap *h) { return own_listed(k->partial, h); }
 
-/* A listed span, or a new one, for a thread to own and carve from (lock held): one with freed slots
- * if any, else one with fresh slots only.  Of the first ADOPT_LOOK on that list, one this thread owned
- * last, if any: the slots free there are its own blocks' neighbours, so it does not carve among
- * another thread's live blocks, whose lines and books that thread writes too. */
+/* A listed span, or a new one, for a thread to own and carve from (lock held).  First one this thread
+ * owned last (of the first ADOPT_LOOK on each list), with freed slots, else with fresh ones: the slots
+ * free there are its own blocks' neighbours, so it does not carve among another thread's live blocks,
+ * whose lines and books that thread writes too (taking another's freed slots before its own fresh ones
+ * made alloc-test on two threads 1.032x [1.023, 1.052] the time before this change, this order 1.003x,
+ * 16 pairs); then any, with freed slots before fresh ones. */
 static span *adopt(int c, heap *h)
 {
     size_class *k = &classes[c];
-    span *s = k->partial ? k->partial : k->fresh, *own = own_listed(s, h);
-    if (own)
-        s = own;
+    span *s = own_listed(k->partial, h);
+    if (!s)
+        s = own_listed(k->fresh, h);
+    if (!s)
+        s = k->partial ? k->partial : k->fresh;
     if (!s && !(s = span_new(c)))
         return NULL;
     s->last = h;

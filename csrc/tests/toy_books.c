@@ -14,10 +14,10 @@
  *     then is sysconf's answer (2 MiB if it has none);
  *   - fresh slots only when no span has a freed one: after a churn of random sizes on one thread,
  *     each class has carved (its spans' bumps) no more slots than it had out at once at its peak;
- *   - adopt, on spans listed in front of a class's list, for heaps of its own (no thread runs them):
- *     a span with freed slots before one with fresh slots only, even one the thread owned last; of
- *     the first ADOPT_LOOK listed, it takes one the adopting thread owned last, else the first; one
- *     further back is not looked for.  Last, as it leaves those spans owned by heaps nobody runs.
+ *   - adopt, on spans listed in front of a class's lists, for heaps of its own (no thread runs them):
+ *     of the first ADOPT_LOOK listed, one the adopting thread owned last, with freed slots, else with
+ *     fresh slots only (before another thread's freed ones), else the first with freed slots, else the
+ *     first with fresh ones; one further back is not looked for.  Last, as it leaves those spans owned by heaps nobody runs.
  *   toy_books     prints each failure, then "N checks, F failed"; exits 1 if any failed. */
 #include "toyalloc.c"
 
@@ -268,11 +268,16 @@ static void adopt_prefers_own_spans(void)
 {
     int c = class_of(200);
     lock();
-    span *fresh = listed_front(c, 1, &mine, 1), *freed = listed_front(c, 1, &theirs, 0);
-    CHECK(freed && adopt(c, &mine) == freed, "adopt took a span with fresh slots only over one with freed slots");
+    span *fresh = listed_front(c, 1, &mine, 1), *freed = listed_front(c, 1, &mine, 0);
+    span *theirs_freed = listed_front(c, 1, &theirs, 0);
+    CHECK(freed && adopt(c, &mine) == freed, "adopt took a span with fresh slots only over its own with freed slots");
+    CHECK(fresh && adopt(c, &mine) == fresh, "adopt took another thread's freed slots over its own fresh ones");
+    CHECK(theirs_freed && adopt(c, &nobodys) == theirs_freed, "a thread that owned none listed did not take the "
+          "first with freed slots");
     while (classes[c].partial)
         adopt(c, &nobodys);  /* the class's other spans with freed slots, if any */
-    CHECK(fresh && adopt(c, &mine) == fresh, "adopt did not take the span with fresh slots once none had freed ones");
+    fresh = listed_front(c, 1, &theirs, 1);
+    CHECK(fresh && adopt(c, &nobodys) == fresh, "adopt did not take a span with fresh slots once none had freed ones");
     span *own = listed_front(c, 1, &mine, 0);
     span *head = listed_front(c, ADOPT_LOOK - 1, &theirs, 0);  /* own is the list's last looked at */
     CHECK(own && adopt(c, &mine) == own, "adopt passed over the thread's own span, %d deep", ADOPT_LOOK);
