@@ -11,7 +11,7 @@
 /* The return policies, once: X(enum name, value, name in TOYALLOC_POLICY and
  * in Python, what it does with a freed mapping before it is cached). */
 #define TOY_POLICY_LIST(X)                                                                   \
-    X(TOY_KEEP, 0, "keep", "nothing: cached pages stay resident, reuse costs no syscall (an empty span's are dropped)") \
+    X(TOY_KEEP, 0, "keep", "nothing (an empty span's dropped): pages stay, reuse costs no syscall") \
     X(TOY_DONTNEED, 1, "dontneed", "madvise(MADV_DONTNEED): RSS drops now, reuse faults")   \
     X(TOY_FREE, 2, "free", "madvise(MADV_FREE): the kernel reclaims only under pressure")   \
     X(TOY_UNMAP, 3, "unmap", "no cache: munmap at once, like glibc's mmapped chunks")

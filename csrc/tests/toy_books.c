@@ -17,7 +17,8 @@
  *   - adopt, on spans listed in front of a class's lists, for heaps of its own (no thread runs them):
  *     of the first ADOPT_LOOK listed, one the adopting thread owned last, with freed slots, else with
  *     fresh slots only (before another thread's freed ones), else the first with freed slots, else the
- *     first with fresh ones; one further back is not looked for.  Last, as it leaves those spans owned by heaps nobody runs.
+ *     first with fresh ones; one further back is not looked for.  Last, as it leaves those spans
+ *     owned by heaps nobody runs.
  *   toy_books     prints each failure, then "N checks, F failed"; exits 1 if any failed. */
 #include "toyalloc.c"
 
