@@ -1402,8 +1402,20 @@ static span *own_listed(span *s, const heap *h)
     return NULL;
 }
 
-/* The span adopt would take among those with freed slots for being h's thread's own, or NULL. */
-static span *adopt_own(size_class *k, const heap *h) { return own_listed(k->partial, h); }
+/* Listed span s, or a new one if s is NULL, owned by h's thread from now on (lock held). */
+static span *own_span(int c, heap *h, span *s)
+{
+    size_class *k = &classes[c];
+    if (!s && !(s = span_new(c)))
+        return NULL;
+    s->last = h;
+    list_remove(k, s);
+    if (s->out == 0)
+        k->nempty--;
+    atomic_store_explicit(&s->owner, h, RELAXED);
+    atomic_store_explicit(&s->remote, REMOTE_OWNED, RELAXED);  /* published by the lock's release */
+    return s;
+}
 
 /* A listed span, or a new one, for a thread to own and carve from (lock held).  First one this thread
  * owned last (of the first ADOPT_LOOK on each list), with freed slots, else with fresh ones: the slots
@@ -1419,15 +1431,7 @@ static span *adopt(int c, heap *h)
         s = own_listed(k->fresh, h);
     if (!s)
         s = k->partial ? k->partial : k->fresh;
-    if (!s && !(s = span_new(c)))
-        return NULL;
-    s->last = h;
-    list_remove(k, s);
-    if (s->out == 0)
-        k->nempty--;
-    atomic_store_explicit(&s->owner, h, RELAXED);
-    atomic_store_explicit(&s->remote, REMOTE_OWNED, RELAXED);  /* published by the lock's release */
-    return s;
+    return own_span(c, h, s);
 }
 
 /* An unowned span with no slot out: kept as the class's one spare, or
@@ -1519,8 +1523,8 @@ static inline int own_freed_maybe(const size_class *k, const heap *h, int c)
  * writes little more of its spans than it had out at its peak (carving its own span's fresh slots
  * while its other spans held freed ones left alloc-test 0.3 MiB more written, 7%).  Another thread's
  * freed slots wait until the span runs out (adopt): taking them at once, among the other thread's
- * live blocks, cost alloc-test on two threads 1.05x its time (20 pairs).  Without a heap: one slot from any
- * listed span. */
+ * live blocks, cost alloc-test on two threads 1.05x its time (20 pairs).  Without a heap: one slot
+ * from any listed span. */
 static void *refill(int c, heap *h)
 {
     size_class *k = &classes[c];
@@ -1544,10 +1548,11 @@ static void *refill(int c, heap *h)
         unlock();
     } else if (!s->free && own_freed_maybe(k, h, c)) {
         lock();
-        if (adopt_own(k, h) == NULL)
+        span *t = own_listed(k->partial, h);  /* adopt's first choice */
+        if (!t)
             h->looked[c] = atomic_load_explicit(&k->freed_listed, RELAXED);
-        else if (give_up(s))
-            s = h->own[c] = adopt(c, h), fresh = 0;  /* adopt takes the span adopt_own found */
+        else if (give_up(s))  /* s, with no freed slot, goes on no list or the fresh one: t stays first */
+            s = h->own[c] = own_span(c, h, t), fresh = 0;
         unlock();
     }
     if (s) {
